@@ -1,0 +1,23 @@
+"""The one place command groups are wired together.
+
+Command modules import heavy dependencies (GitPython, llama_cpp, diskcache) inside their
+functions, so that ``symergion --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from symergion.cli import models, tasks
+
+app = typer.Typer(
+    name="symergion",
+    help="Small local language models as junior team members, driven through plain git.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+app.add_typer(tasks.ergon_app, name="ergon")
+tasks.register(app)
+app.add_typer(models.app, name="models")

@@ -1,0 +1,404 @@
+"""Configuration: the original SymErgion JSON format plus GGUF options, and all environment reading.
+
+The config file keeps the original's fields as they are (``idle_cores``, ``model_cache_size``,
+``response_cache_size``, ``ntokens``, ``default_branch``, ``task_branch_spec``, ``checkpoints``,
+``templates``). A checkpoint's ``name_or_path`` names a GGUF file: an absolute path, a path
+relative to the models directory, ``hf://ORG/REPO/FILE.gguf``, or ``embedded:gemma3-270m``.
+Each checkpoint may add ``name`` (used in branch names), ``context_size``, ``sampling`` and, for
+reasoners, ``reasoning_markers``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import regex
+
+from symergion.errors import ConfigError
+
+ENV_CONFIG = "SYMERGION_CONFIG"
+ENV_MODELS = "SYMERGION_MODELS"
+ENV_CACHE = "SYMERGION_CACHE_DIR"
+ENV_DEBUG = "SYMERGION_DEBUG"
+
+EMBEDDED_MODEL = "embedded:gemma3-270m"
+
+TASK_BRANCH_SPEC = r"task_branch:[\s]*([\p{L}\p{N}_\-\.\/]+)"
+_PARAM = r":[\s]*([\p{L}\p{N}_\-\.\/]+)(?:[,;]?[\s]*|[\n]?)"
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "idle_cores": 0,
+    "model_cache_size": 1,
+    "response_cache_size": 100,
+    "ntokens": 512,
+    "default_branch": "main",
+    "task_branch_spec": TASK_BRANCH_SPEC,
+    "checkpoints": [
+        {"name_or_path": EMBEDDED_MODEL, "name": "gemma3-270m", "trait": "coding"},
+    ],
+    "templates": {
+        "TestCase": {
+            "params": {"source": "source" + _PARAM, "destination": "destination" + _PARAM},
+            "call_to_action": "Create unittest TestCase",
+            "code_starter": "import unittest\n",
+        }
+    },
+}
+
+_SAMPLING_KEYS = {
+    "temperature": float,
+    "top_k": int,
+    "top_p": float,
+    "min_p": float,
+    "repeat_penalty": float,
+    "seed": int,
+}
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sampling settings; the defaults decode greedily, which makes responses reproducible."""
+
+    temperature: float = 0.0
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+    seed: int = 0
+
+    def as_dict(self) -> dict[str, float | int]:
+        """Return the settings as a plain dict (stable key order, for cache keys)."""
+        return {k: getattr(self, k) for k in _SAMPLING_KEYS}
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One model: where its GGUF is, what it does, and how it samples."""
+
+    name_or_path: str
+    trait: str
+    name: str | None = None
+    context_size: int | None = None
+    sampling: Sampling = field(default_factory=Sampling)
+    reasoning_start_tokens: tuple[int, ...] = ()
+    reasoning_stop_tokens: tuple[int, ...] = ()
+    reasoning_markers: tuple[str, str] | None = None
+
+    @property
+    def model_name(self) -> str:
+        """Return the name used in branch names: ``name``, else the GGUF file stem."""
+        if self.name:
+            return self.name
+        tail = self.name_or_path.rstrip("/").split("/")[-1].split(":")[-1]
+        return tail[: -len(".gguf")] if tail.lower().endswith(".gguf") else tail
+
+
+@dataclass(frozen=True)
+class Template:
+    """A task type: the parameters its notes carry and how its prompt starts and ends."""
+
+    name: str
+    params: dict[str, str]
+    call_to_action: str
+    code_starter: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated configuration."""
+
+    idle_cores: int
+    model_cache_size: int
+    response_cache_size: int
+    ntokens: int
+    default_branch: str
+    task_branch_spec: str
+    checkpoints: tuple[Checkpoint, ...]
+    templates: dict[str, Template]
+    models_dir: Path
+    source: Path | None = None
+
+    @property
+    def coders(self) -> tuple[Checkpoint, ...]:
+        """Return the checkpoints with the ``coding`` trait."""
+        return tuple(c for c in self.checkpoints if c.trait == "coding")
+
+    @property
+    def reasoners(self) -> tuple[Checkpoint, ...]:
+        """Return the checkpoints with the ``reasoning`` trait."""
+        return tuple(c for c in self.checkpoints if c.trait == "reasoning")
+
+    def threads(self) -> int:
+        """Return how many CPU threads inference may use: all cores but ``idle_cores``."""
+        return max(1, (os.cpu_count() or 1) - self.idle_cores)
+
+    def template_for(self, task_branch: str) -> Template | None:
+        """Return the template whose name prefixes the task branch, the longest name first."""
+        for name in sorted(self.templates, key=len, reverse=True):
+            if task_branch.startswith(name):
+                return self.templates[name]
+        return None
+
+
+def cache_dir() -> Path:
+    """Return the cache directory: ``SYMERGION_CACHE_DIR``, else ``$XDG_CACHE_HOME/symergion``."""
+    if env := os.environ.get(ENV_CACHE):
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "symergion"
+
+
+def debug_enabled() -> bool:
+    """Return whether ``SYMERGION_DEBUG`` asks for tracebacks."""
+    return os.environ.get(ENV_DEBUG, "") not in ("", "0", "false", "no")
+
+
+def color_enabled() -> bool:
+    """Return whether colour output is allowed (``NO_COLOR`` switches it off)."""
+    return "NO_COLOR" not in os.environ
+
+
+def load_config(path: str | Path | None = None, models_dir: str | Path | None = None) -> Config:
+    """Load and validate a config.
+
+    Args:
+        path: the JSON file; ``None`` takes ``SYMERGION_CONFIG``, else the built-in default.
+        models_dir: where relative model paths resolve; ``None`` takes ``SYMERGION_MODELS``,
+            else the config file's directory (the current directory for the built-in default).
+
+    Raises:
+        ConfigError: the file is missing or invalid; the message names the field and the fix.
+    """
+    if path is None:
+        path = os.environ.get(ENV_CONFIG) or None
+    if models_dir is None:
+        models_dir = os.environ.get(ENV_MODELS) or None
+    if path is None:
+        raw: Any = json.loads(json.dumps(DEFAULT_CONFIG))
+        source = None
+        base = Path.cwd()
+    else:
+        source = Path(path).expanduser()
+        raw = _read_json(source)
+        base = source.resolve().parent
+    override = Path(models_dir).expanduser() if models_dir is not None else None
+    return parse_config(raw, base_dir=base, models_dir=override, source=source)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file {path} does not exist",
+            hint=f"pass an existing file with --config or {ENV_CONFIG}, or omit both "
+            "to use the built-in default",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}",
+            hint="fix the JSON syntax at that line and column (a missing comma is common)",
+        ) from None
+
+
+def parse_config(
+    raw: Any, *, base_dir: Path, models_dir: Path | None = None, source: Path | None = None
+) -> Config:
+    """Validate a decoded JSON config; every error names the offending field.
+
+    Args:
+        raw: the decoded JSON.
+        base_dir: the directory relative ``models_dir`` and model paths resolve against.
+        models_dir: an explicit models directory (``--models``), which wins over the file's.
+        source: the file the config came from, named in errors.
+    """
+    where = f"{source}: " if source else ""
+
+    def fail(fieldname: str, problem: str, fix: str) -> ConfigError:
+        return ConfigError(f"{where}{fieldname}: {problem}", hint=fix)
+
+    if not isinstance(raw, dict):
+        raise fail("(top level)", "expected a JSON object", 'wrap the settings in { ... }')
+    known = set(DEFAULT_CONFIG) | {"models_dir"}
+    for key in raw:
+        if key not in known:
+            raise fail(key, "unknown field", f"remove it, or use one of: {', '.join(sorted(known))}")
+
+    def integer(key: str, minimum: int) -> int:
+        value = raw.get(key, DEFAULT_CONFIG[key])
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail(key, f"expected an integer, got {json.dumps(value)}", f"set {key} to a number")
+        if value < minimum:
+            raise fail(key, f"must be at least {minimum}, got {value}", f"set {key} >= {minimum}")
+        return value
+
+    def string(value: Any, fieldname: str) -> str:
+        if not isinstance(value, str) or not value:
+            raise fail(fieldname, f"expected a non-empty string, got {json.dumps(value)}",
+                       f"set {fieldname} to a string")
+        return value
+
+    def pattern(value: Any, fieldname: str, groups: int = 1) -> str:
+        text = string(value, fieldname)
+        try:
+            compiled = regex.compile(text)
+        except regex.error as exc:
+            raise fail(fieldname, f"invalid regular expression: {exc}",
+                       "fix the pattern (backslashes must be doubled in JSON)") from None
+        if compiled.groups < groups:
+            raise fail(fieldname, "the pattern needs a capturing group for the value",
+                       "wrap the value part in ( ... )")
+        return text
+
+    if models_dir is None:
+        declared = Path(string(raw.get("models_dir", "."), "models_dir")).expanduser()
+        models_dir = declared if declared.is_absolute() else base_dir / declared
+
+    checkpoints_raw = raw.get("checkpoints", DEFAULT_CONFIG["checkpoints"])
+    if not isinstance(checkpoints_raw, list) or not checkpoints_raw:
+        raise fail("checkpoints", "expected a non-empty list of checkpoints",
+                   'add at least one {"name_or_path": "model.gguf", "trait": "coding"}')
+    checkpoints = tuple(
+        _parse_checkpoint(item, f"checkpoints[{i}]", fail, string)
+        for i, item in enumerate(checkpoints_raw)
+    )
+    if not any(c.trait == "coding" for c in checkpoints):
+        raise fail("checkpoints", "no checkpoint has the trait \"coding\"",
+                   "add a base model with \"trait\": \"coding\"")
+    names = [c.model_name for c in checkpoints]
+    for name in names:
+        if names.count(name) > 1:
+            raise fail("checkpoints", f"two checkpoints share the branch name {name!r}",
+                       "give one of them a distinct \"name\"")
+        if not regex.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._\-]*", name) or name.endswith(".lock"):
+            raise fail("checkpoints", f"model name {name!r} cannot be used in a branch name",
+                       'set "name" to letters, digits, ".", "_" or "-"')
+
+    templates_raw = raw.get("templates", DEFAULT_CONFIG["templates"])
+    if not isinstance(templates_raw, dict) or not templates_raw:
+        raise fail("templates", "expected a non-empty object of templates",
+                   'add e.g. "TestCase": {"params": {...}, "call_to_action": "..."}')
+    templates: dict[str, Template] = {}
+    for tname, traw in templates_raw.items():
+        fname = f"templates.{tname}"
+        if not isinstance(traw, dict):
+            raise fail(fname, "expected an object", "give params, call_to_action, code_starter")
+        params_raw = traw.get("params")
+        if not isinstance(params_raw, dict) or "destination" not in params_raw:
+            raise fail(f"{fname}.params", "expected an object with at least a \"destination\" pattern",
+                       'add "destination": "destination:[\\\\s]*([\\\\p{L}\\\\p{N}_\\\\-\\\\.\\\\/]+)"')
+        params = {k: pattern(v, f"{fname}.params.{k}") for k, v in params_raw.items()}
+        code_starter = traw.get("code_starter", "")
+        if not isinstance(code_starter, str):
+            raise fail(f"{fname}.code_starter", "expected a string", "set it to a string or remove it")
+        templates[tname] = Template(
+            name=tname,
+            params=params,
+            call_to_action=string(traw.get("call_to_action"), f"{fname}.call_to_action"),
+            code_starter=code_starter,
+        )
+
+    return Config(
+        idle_cores=integer("idle_cores", 0),
+        model_cache_size=integer("model_cache_size", 1),
+        response_cache_size=integer("response_cache_size", 1),
+        ntokens=integer("ntokens", 1),
+        default_branch=string(raw.get("default_branch", "main"), "default_branch"),
+        task_branch_spec=pattern(raw.get("task_branch_spec", TASK_BRANCH_SPEC), "task_branch_spec"),
+        checkpoints=checkpoints,
+        templates=templates,
+        models_dir=models_dir,
+        source=source,
+    )
+
+
+def _parse_checkpoint(item: Any, fieldname: str, fail: Any, string: Any) -> Checkpoint:
+    if not isinstance(item, dict):
+        raise fail(fieldname, "expected an object", 'use {"name_or_path": "...", "trait": "coding"}')
+    allowed = {
+        "name_or_path", "trait", "name", "context_size", "sampling",
+        "reasoning_start_tokens", "reasoning_stop_tokens", "reasoning_markers",
+    }
+    for key in item:
+        if key not in allowed:
+            raise fail(f"{fieldname}.{key}", "unknown field",
+                       f"remove it, or use one of: {', '.join(sorted(allowed))}")
+    name_or_path = string(item.get("name_or_path"), f"{fieldname}.name_or_path")
+    trait = item.get("trait")
+    if trait not in ("coding", "reasoning"):
+        raise fail(f"{fieldname}.trait", f"expected \"coding\" or \"reasoning\", got {json.dumps(trait)}",
+                   "use \"coding\" for base models and \"reasoning\" for thinking chat models")
+    name = item.get("name")
+    if name is not None:
+        name = string(name, f"{fieldname}.name")
+    context_size = item.get("context_size")
+    if context_size is not None and (
+        isinstance(context_size, bool) or not isinstance(context_size, int) or context_size < 256
+    ):
+        raise fail(f"{fieldname}.context_size", f"expected an integer >= 256, got {context_size!r}",
+                   "set it to the context length to allocate, e.g. 8192")
+    sampling_raw = item.get("sampling", {})
+    if not isinstance(sampling_raw, dict):
+        raise fail(f"{fieldname}.sampling", "expected an object", 'e.g. {"temperature": 0.2}')
+    values: dict[str, Any] = {}
+    for key, value in sampling_raw.items():
+        kind = _SAMPLING_KEYS.get(key)
+        if kind is None:
+            raise fail(f"{fieldname}.sampling.{key}", "unknown sampling setting",
+                       f"use one of: {', '.join(_SAMPLING_KEYS)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+            kind is int and not isinstance(value, int)
+        ):
+            raise fail(f"{fieldname}.sampling.{key}", f"expected a number, got {json.dumps(value)}",
+                       f"set {key} to a {kind.__name__}")
+        values[key] = kind(value)
+
+    def token_list(key: str) -> tuple[int, ...]:
+        value = item.get(key, [])
+        if not isinstance(value, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
+        ):
+            raise fail(f"{fieldname}.{key}", "expected a list of token ids",
+                       "list integers, e.g. [151667, 198]; `symergion models info` suggests them")
+        return tuple(value)
+
+    markers_raw = item.get("reasoning_markers")
+    markers: tuple[str, str] | None = None
+    if markers_raw is not None:
+        if not (isinstance(markers_raw, list) and len(markers_raw) == 2
+                and all(isinstance(m, str) and m for m in markers_raw)):
+            raise fail(f"{fieldname}.reasoning_markers", "expected two strings",
+                       'e.g. ["<think>", "</think>"]')
+        markers = (markers_raw[0], markers_raw[1])
+    start, stop = token_list("reasoning_start_tokens"), token_list("reasoning_stop_tokens")
+    if trait == "reasoning" and not stop and markers is None:
+        raise fail(fieldname, "a reasoning checkpoint needs reasoning_stop_tokens or reasoning_markers",
+                   "run `symergion models info` on the GGUF to see its thinking markers")
+    return Checkpoint(
+        name_or_path=name_or_path,
+        trait=trait,
+        name=name,
+        context_size=context_size,
+        sampling=Sampling(**values),
+        reasoning_start_tokens=start,
+        reasoning_stop_tokens=stop,
+        reasoning_markers=markers,
+    )
+
+
+def is_safe_relative_path(path: str) -> bool:
+    """Return whether a repository path stays inside the work tree and outside ``.git``."""
+    if not path or "\\" in path or "\x00" in path:
+        return False
+    pure = PurePosixPath(path)
+    if pure.is_absolute() or any(part in ("..", "") for part in path.split("/")):
+        return False
+    return not any(part.lower() == ".git" for part in pure.parts)
