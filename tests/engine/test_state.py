@@ -1,0 +1,136 @@
+"""Unit tests of the on-disk KV prefix state store (no model needed)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from symergion.engine.state import StateStore, model_fingerprint
+
+
+def _store(tmp_path: Path, max_bytes: int = 10_000, namespace: str = "model") -> StateStore:
+    return StateStore(tmp_path / "kv", namespace, max_bytes=max_bytes)
+
+
+def _age(path: Path, seconds_ago: float) -> None:
+    stamp = path.stat().st_mtime - seconds_ago
+    os.utime(path, (stamp, stamp))
+
+
+def test_put_then_find_returns_longest_matching_prefix(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    prompt = list(range(100, 140))
+    assert store.put(prompt[:10], b"ten")
+    assert store.put(prompt[:25], b"twenty-five")
+    assert store.put([1, 2, 3, *prompt[3:30]], b"other prefix")
+
+    entry = store.find(prompt)
+
+    assert entry is not None
+    assert entry.n_tokens == 25
+    assert bytes(entry.data) == b"twenty-five"
+
+
+def test_find_ignores_entries_longer_than_the_prompt_and_below_min(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    prompt = list(range(50))
+    store.put(prompt[:5], b"short")
+    store.put([*prompt, 7, 7], b"longer than the prompt")
+
+    assert store.find(prompt, min_tokens=6) is None
+    entry = store.find(prompt)
+    assert entry is not None and entry.n_tokens == 5
+
+
+def test_missing_directory_is_a_miss(tmp_path: Path) -> None:
+    assert _store(tmp_path).find([1, 2, 3]) is None
+
+
+def test_corrupt_entry_is_ignored_and_deleted(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    prompt = list(range(30))
+    store.put(prompt[:10], b"good state")
+    store.put(prompt[:20], b"will be damaged")
+    damaged = store._path(prompt[:20])
+    raw = bytearray(damaged.read_bytes())
+    raw[-1] ^= 0xFF
+    damaged.write_bytes(bytes(raw))
+
+    entry = store.find(prompt)
+
+    assert entry is not None and entry.n_tokens == 10
+    assert not damaged.exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"SYMKV01\n", b"not a state file at all" * 10])
+def test_truncated_or_foreign_entry_is_deleted(tmp_path: Path, content: bytes) -> None:
+    store = _store(tmp_path)
+    prompt = list(range(12))
+    store.put(prompt, b"payload")
+    path = store._path(prompt)
+    path.write_bytes(content)
+
+    assert store.find(prompt) is None
+    assert not path.exists()
+
+
+def test_eviction_keeps_total_under_budget_dropping_least_recently_used(tmp_path: Path) -> None:
+    store = _store(tmp_path, max_bytes=3_000)
+    prompts = [[n] * 10 for n in range(4)]
+    for age, prompt in zip((400, 300, 200), prompts[:3], strict=True):
+        assert store.put(prompt, b"x" * 900)
+        _age(store._path(prompt), age)
+    # Using the oldest entry makes it the most recently used.
+    assert store.find(prompts[0]) is not None
+
+    assert store.put(prompts[3], b"y" * 900)
+
+    assert store.total_bytes() <= 3_000
+    assert store.contains(prompts[0])
+    assert not store.contains(prompts[1])
+    assert store.contains(prompts[2])
+    assert store.contains(prompts[3])
+
+
+def test_budget_is_shared_across_models(tmp_path: Path) -> None:
+    first = _store(tmp_path, max_bytes=2_000, namespace="a")
+    second = _store(tmp_path, max_bytes=2_000, namespace="b")
+    first.put([1] * 10, b"x" * 900)
+    _age(first._path([1] * 10), 100)
+    second.put([2] * 10, b"x" * 900)
+    second.put([3] * 10, b"x" * 900)
+
+    assert first.total_bytes() <= 2_000
+    assert not first.contains([1] * 10)
+
+
+def test_entry_larger_than_budget_is_not_stored(tmp_path: Path) -> None:
+    store = _store(tmp_path, max_bytes=100)
+    assert not store.put([1, 2, 3], b"z" * 200)
+    assert store.total_bytes() == 0
+
+
+def test_unwritable_root_is_a_silent_miss(tmp_path: Path) -> None:
+    blocker = tmp_path / "kv"
+    blocker.write_text("a file where the directory should be")
+    store = StateStore(blocker, "model", max_bytes=10_000)
+    assert not store.put([1, 2], b"data")
+    assert store.find([1, 2]) is None
+
+
+def test_no_temporary_files_are_left_behind(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.put([4, 5, 6], b"data")
+    assert [p.name for p in store.directory.iterdir()] == [store._path([4, 5, 6]).name]
+
+
+def test_fingerprint_changes_with_content_and_context(tmp_path: Path) -> None:
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF" + b"\0" * 5000)
+    base = model_fingerprint(model, "ctx=4096")
+    assert model_fingerprint(model, "ctx=4096") == base
+    assert model_fingerprint(model, "ctx=8192") != base
+    model.write_bytes(b"GGUF" + b"\1" * 5000)
+    assert model_fingerprint(model, "ctx=4096") != base
