@@ -191,10 +191,7 @@ class StateStore:
                     continue
                 if _ENTRY.match(path.name):
                     found.append((stat.st_mtime, stat.st_size, path))
-                elif (
-                    path.name.startswith(_TMP_PREFIX)
-                    and now - stat.st_mtime > _STALE_TMP_SECONDS
-                ):
+                elif path.name.startswith(_TMP_PREFIX) and now - stat.st_mtime > _STALE_TMP_SECONDS:
                     self.discard(path)
         return found
 

@@ -1,0 +1,593 @@
+"""The llama.cpp engine: a lean generation loop on llama-cpp-python's low-level API.
+
+Per generated token the loop does one ``llama_decode`` of one token, one sample with a
+llama.cpp sampler chain that reads the logits inside the context (the 262k-entry logits of a
+Gemma vocabulary never reach Python), and one piece lookup. The KV cache keeps the tokens of
+the last call, so a prompt that shares a prefix with the previous one evaluates only its new
+tokens; with a ``state_dir`` the KV state of the stable prefix is also kept on disk for the
+next process.
+
+``llama_cpp`` is imported when the first engine is created, never when this module is
+imported, so commands that need no model stay fast.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import ctypes
+import importlib
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from symergion.config import Sampling
+from symergion.engine.base import GenerationStats
+from symergion.engine.state import StateStore, model_fingerprint
+from symergion.errors import ModelError
+
+DEFAULT_MAX_CONTEXT = 8192
+# llama.cpp's default batch: big enough for full prompt speed, small enough that a cancel
+# request between two chunks is honoured within about a second on a 2-core CPU.
+BATCH_TOKENS = 512
+# Repetition penalty window, as in llama.cpp's defaults.
+PENALTY_LAST_N = 64
+# Shorter prefixes are cheaper to evaluate than to save and load.
+MIN_STATE_TOKENS = 32
+_SEQ = 0
+_GGML_LOG_LEVEL_ERROR = 3
+_GGML_LOG_LEVEL_CONT = 5
+
+_llama_cpp: Any = None
+_log_tail: deque[str] = deque(maxlen=4)
+_log_callback: Any = None
+_last_log_level = 0
+
+
+def _load_llama_cpp() -> Any:
+    """Import llama_cpp once and route its logging into a buffer instead of stderr.
+
+    Typed as ``Any``: llama_cpp's ctypes bindings are only partly annotated.
+    """
+    global _llama_cpp, _log_callback
+    if _llama_cpp is None:
+        module = importlib.import_module("llama_cpp")
+
+        def on_log(level: int, text: bytes | None, _user_data: int | None) -> None:
+            # llama.cpp logs load progress and warnings to stderr, which would garble the
+            # caller's progress output; keep only the last errors, to explain a failed load.
+            global _last_log_level
+            if level != _GGML_LOG_LEVEL_CONT:
+                _last_log_level = level
+            if _last_log_level == _GGML_LOG_LEVEL_ERROR and text:
+                line = text.decode("utf-8", errors="replace").strip()
+                if line:
+                    _log_tail.append(line)
+
+        # The ctypes callback must outlive every llama.cpp call, so it lives in the module.
+        _log_callback = module.llama_log_callback(on_log)
+        module.llama_log_set(_log_callback, ctypes.c_void_p(0))
+        module.llama_backend_init()
+        _llama_cpp = module
+    return _llama_cpp
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+def render_chat_template(
+    template: str, user_message: str, *, bos_token: str, eos_token: str
+) -> str:
+    """Render one user turn with a Hugging Face chat template, generation prompt and thinking on.
+
+    A leading BOS is dropped from the result because ``generate`` adds BOS when it tokenizes.
+    """
+    from jinja2.ext import loopcontrols
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise ModelError(
+            f"the model's chat template refused the prompt: {message}",
+            hint='use this model with the "coding" trait, or pick a model whose chat '
+            "template accepts a single user message",
+        )
+
+    environment = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols]
+    )
+    rendered = environment.from_string(template).render(
+        messages=[{"role": "user", "content": user_message}],
+        add_generation_prompt=True,
+        enable_thinking=True,
+        bos_token=bos_token,
+        eos_token=eos_token,
+        raise_exception=raise_exception,
+        strftime_now=lambda fmt: time.strftime(fmt),
+    )
+    if bos_token and rendered.startswith(bos_token):
+        rendered = rendered[len(bos_token) :]
+    return rendered
+
+
+class LlamaEngine:
+    """A GGUF model loaded with llama.cpp, generating on the CPU.
+
+    Not thread-safe: one generation at a time. Starting a new ``generate`` ends the previous
+    one, even if its iterator was not closed.
+    """
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        model_name: str,
+        n_ctx: int | None = None,
+        n_threads: int,
+        sampling: Sampling,
+        state_dir: Path | None = None,
+        state_max_bytes: int = 2 * 1024**3,
+    ) -> None:
+        self.model_name = model_name
+        self.model_path = Path(model_path)
+        self.sampling = sampling
+        self._stats = GenerationStats()
+        self._cached: list[int] = []
+        self._generation = 0
+        self._pieces: dict[int, bytes] = {}
+        self._state_dir = state_dir
+        self._state_max_bytes = state_max_bytes
+        self._store: StateStore | None = None
+        self._closed = False
+
+        _check_gguf_file(self.model_path)
+        llama = _load_llama_cpp()
+        self._llama = llama
+        self._model = _load_model(llama, self.model_path)
+        try:
+            trained = int(llama.llama_model_n_ctx_train(self._model))
+            wanted = n_ctx if n_ctx is not None else min(trained, DEFAULT_MAX_CONTEXT)
+            self._ctx = _new_context(llama, self._model, wanted, n_threads, self.model_path)
+        except BaseException:
+            llama.llama_model_free(self._model)
+            raise
+        self._n_ctx = int(llama.llama_n_ctx(self._ctx))
+        self._vocab = llama.llama_model_get_vocab(self._model)
+        self._memory = llama.llama_get_memory(self._ctx)
+        self._n_vocab = int(llama.llama_vocab_n_tokens(self._vocab))
+        self._bos = int(llama.llama_vocab_bos(self._vocab))
+        self._add_bos = bool(llama.llama_vocab_get_add_bos(self._vocab))
+        self._n_batch = int(llama.llama_n_batch(self._ctx))
+        self._batch = llama.llama_batch_init(self._n_batch, 0, 1)
+        for i in range(self._n_batch):
+            self._batch.n_seq_id[i] = 1
+            self._batch.seq_id[i][0] = _SEQ
+        self._piece_buffer = ctypes.create_string_buffer(256)
+        # Free the native objects even if the caller forgets close().
+        self._finalizer = weakref.finalize(
+            self, _free_native, llama, self._model, self._ctx, self._batch
+        )
+
+    # -- Engine protocol -------------------------------------------------------------------
+
+    @property
+    def n_ctx(self) -> int:
+        """Return the context length the model was loaded with."""
+        return self._n_ctx
+
+    @property
+    def stats(self) -> GenerationStats:
+        """Return the figures of the last ``generate`` call."""
+        return self._stats
+
+    def count_tokens(self, text: str) -> int:
+        """Return how many tokens ``text`` encodes to (with BOS, special tokens parsed)."""
+        return len(self.tokenize(text))
+
+    def token_text(self, token_ids: list[int]) -> str:
+        """Return the text of token ids, special tokens rendered."""
+        return b"".join(self._piece(t) for t in token_ids).decode("utf-8", errors="replace")
+
+    def chat_prompt(self, user_message: str) -> str:
+        """Render one user turn with the model's chat template, thinking enabled."""
+        self._check_open()
+        raw = self._llama.llama_model_chat_template(self._model, None)
+        if not raw:
+            raise ModelError(
+                f"{self.model_path.name} has no chat template (tokenizer.chat_template)",
+                hint='use it as a "coding" model, or use a chat GGUF for the "reasoning" trait',
+            )
+        eos = int(self._llama.llama_vocab_eos(self._vocab))
+        return render_chat_template(
+            raw.decode("utf-8"),
+            user_message,
+            bos_token=self._special_text(self._bos),
+            eos_token=self._special_text(eos),
+        )
+
+    def tokenize(self, text: str) -> list[int]:
+        """Return the token ids of ``text``: BOS added, special tokens parsed."""
+        self._check_open()
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        while True:
+            buffer = (ctypes.c_int32 * capacity)()
+            n = int(
+                self._llama.llama_tokenize(
+                    self._vocab, data, len(data), buffer, capacity, True, True
+                )
+            )
+            if n >= 0:
+                break
+            capacity = -n
+        ids = buffer[:n]
+        # A chat template already starts with the BOS text; parsing it adds a second BOS.
+        if self._add_bos and len(ids) >= 2 and ids[0] == ids[1] == self._bos:
+            del ids[0]
+        return ids
+
+    def generate(
+        self,
+        prompt: str,
+        *,
+        max_tokens: int,
+        cancel: threading.Event | None = None,
+        stable_prefix: int = 0,
+    ) -> Iterator[str]:
+        """Yield the text of each generated token until EOS, ``max_tokens`` or cancel.
+
+        Args:
+            prompt: the full prompt text.
+            max_tokens: the most tokens to generate (cut to what the context has left).
+            cancel: when set, generation stops before the next llama.cpp call.
+            stable_prefix: how many leading characters of ``prompt`` later prompts will
+                share; their KV state is saved in the state store for other processes.
+
+        Raises:
+            ModelError: the prompt does not fit the context, or llama.cpp failed.
+        """
+        self._check_open()
+        self._generation += 1
+        return self._generate(self._generation, prompt, max_tokens, cancel, stable_prefix)
+
+    def close(self) -> None:
+        """Free the model and its context."""
+        if not self._closed:
+            self._closed = True
+            self._generation += 1
+            self._cached = []
+            self._finalizer()
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ModelError(f"the engine of {self.model_name} is closed")
+
+    def _special_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return self._piece(token).decode("utf-8", errors="replace")
+
+    def _piece(self, token: int) -> bytes:
+        piece = self._pieces.get(token)
+        if piece is None:
+            llama = self._llama
+            buffer = self._piece_buffer
+            n = int(llama.llama_token_to_piece(self._vocab, token, buffer, len(buffer), 0, True))
+            if n < 0:
+                buffer = ctypes.create_string_buffer(-n)
+                n = int(llama.llama_token_to_piece(self._vocab, token, buffer, -n, 0, True))
+            piece = ctypes.string_at(buffer, n)
+            self._pieces[token] = piece
+        return piece
+
+    def _state_store(self) -> StateStore | None:
+        if self._state_dir is None:
+            return None
+        if self._store is None:
+            context = f"llama_cpp={self._llama.__version__};n_ctx={self._n_ctx};swa_full=1"
+            try:
+                namespace = model_fingerprint(self.model_path, context)
+            except OSError:
+                return None
+            self._store = StateStore(self._state_dir, namespace, max_bytes=self._state_max_bytes)
+        return self._store
+
+    def _reset_memory(self) -> None:
+        self._llama.llama_memory_clear(self._memory, True)
+        self._cached = []
+
+    def _truncate(self, keep: int) -> int:
+        """Drop KV cells from position ``keep`` on; return how many tokens stay cached."""
+        if keep < len(self._cached):
+            if keep == 0 or not self._llama.llama_memory_seq_rm(self._memory, _SEQ, keep, -1):
+                self._reset_memory()
+                return 0
+            del self._cached[keep:]
+        return keep
+
+    def _restore(self, store: StateStore, ids: list[int], reused: int) -> bool:
+        """Load the longest stored prefix state longer than ``reused``; return whether it did."""
+        # The last prompt token must be decoded to get logits, so a state may cover one less.
+        entry = store.find(ids[: len(ids) - 1], min_tokens=max(reused + 1, MIN_STATE_TOKENS))
+        if entry is None:
+            return False
+        self._reset_memory()
+        buffer = (ctypes.c_uint8 * len(entry.data)).from_buffer(entry.data)
+        loaded = int(self._llama.llama_state_seq_set_data(self._ctx, buffer, len(entry.data), _SEQ))
+        del buffer
+        if loaded == 0:
+            # llama.cpp rejected it (other build or context layout): drop it, evaluate cold.
+            store.discard(entry.path)
+            self._reset_memory()
+            return False
+        self._cached = ids[: entry.n_tokens]
+        return True
+
+    def _save(self, store: StateStore, prefix: list[int]) -> None:
+        llama = self._llama
+        size = int(llama.llama_state_seq_get_size(self._ctx, _SEQ))
+        if size <= 0:
+            return
+        buffer = (ctypes.c_uint8 * size)()
+        written = int(llama.llama_state_seq_get_data(self._ctx, buffer, size, _SEQ))
+        if written > 0:
+            store.put(prefix, memoryview(buffer).cast("B")[:written])
+
+    def _evaluate(
+        self, ids: list[int], end: int, *, logits: bool, cancel: threading.Event | None
+    ) -> bool:
+        """Decode ``ids[len(cached):end]`` in batches; return False if cancelled."""
+        batch = self._batch
+        start = len(self._cached)
+        while start < end:
+            if cancel is not None and cancel.is_set():
+                return False
+            stop = min(end, start + self._n_batch)
+            for i, position in enumerate(range(start, stop)):
+                batch.token[i] = ids[position]
+                batch.pos[i] = position
+                batch.logits[i] = 0
+            count = stop - start
+            batch.n_tokens = count
+            if logits and stop == end:
+                batch.logits[count - 1] = 1
+            self._decode(batch)
+            self._cached.extend(ids[start:stop])
+            start = stop
+        return True
+
+    def _decode(self, batch: Any) -> None:
+        result = int(self._llama.llama_decode(self._ctx, batch))
+        if result != 0:
+            # Part of the batch may have landed in the cache: forget it all.
+            self._reset_memory()
+            raise ModelError(
+                f"llama.cpp could not evaluate the prompt of {self.model_name} "
+                f"(llama_decode returned {result})",
+                hint="raise the checkpoint's context_size, or shorten the prompt",
+            )
+
+    def _stable_tokens(self, prompt: str, ids: list[int], stable_prefix: int) -> int:
+        if stable_prefix <= 0:
+            return 0
+        if stable_prefix >= len(prompt):
+            return len(ids)
+        # The prefix's last token may merge with what follows, so only the tokens both
+        # tokenizations agree on are stable.
+        return _common_prefix(self.tokenize(prompt[:stable_prefix]), ids)
+
+    def _sampler(self) -> Any:
+        llama = self._llama
+        params = llama.llama_sampler_chain_default_params()
+        params.no_perf = True
+        chain = llama.llama_sampler_chain_init(params)
+        s = self.sampling
+
+        def add(sampler: Any) -> None:
+            llama.llama_sampler_chain_add(chain, sampler)
+
+        if s.repeat_penalty != 1.0:
+            add(
+                llama.llama_sampler_init_penalties(
+                    self._n_vocab, PENALTY_LAST_N, s.repeat_penalty, 0.0, 0.0
+                )
+            )
+        if s.temperature <= 0.0:
+            add(llama.llama_sampler_init_greedy())
+        else:
+            add(llama.llama_sampler_init_top_k(s.top_k))
+            add(llama.llama_sampler_init_top_p(s.top_p, 1))
+            add(llama.llama_sampler_init_min_p(s.min_p, 1))
+            add(llama.llama_sampler_init_temp(s.temperature))
+            add(llama.llama_sampler_init_dist(s.seed & 0xFFFFFFFF))
+        return chain
+
+    def _generate(
+        self,
+        generation: int,
+        prompt: str,
+        max_tokens: int,
+        cancel: threading.Event | None,
+        stable_prefix: int,
+    ) -> Iterator[str]:
+        started = time.perf_counter()
+        stats = GenerationStats()
+        self._stats = stats
+        ids = self.tokenize(prompt)
+        stats.prompt_tokens = len(ids)
+        if len(ids) >= self._n_ctx:
+            raise ModelError(
+                f"the prompt has {len(ids)} tokens but {self.model_name} is loaded with a "
+                f"context of {self._n_ctx}",
+                hint="raise the checkpoint's context_size, or shorten the source file",
+            )
+        max_tokens = min(max_tokens, self._n_ctx - len(ids))
+        if max_tokens <= 0 or (cancel is not None and cancel.is_set()):
+            return
+
+        # Reuse the cached prefix; at least the last prompt token is decoded for its logits.
+        reused = self._truncate(min(_common_prefix(self._cached, ids), len(ids) - 1))
+        source = "memory" if reused else "none"
+        store = self._state_store()
+        stable = self._stable_tokens(prompt, ids, stable_prefix) if store else 0
+        if store is not None and self._restore(store, ids, reused):
+            reused = len(self._cached)
+            source = "disk"
+        save = store is not None and stable >= MIN_STATE_TOKENS and not store.contains(ids[:stable])
+        if save and reused > stable:
+            # Re-evaluate the few tokens past the prefix so that its state can be saved.
+            reused = self._truncate(stable)
+        stats.reused_prefix_tokens = reused
+        stats.prefix_source = source if reused else "none"
+
+        if save and store is not None:
+            if not self._evaluate(ids, stable, logits=stable == len(ids), cancel=cancel):
+                return
+            self._save(store, ids[:stable])
+        if not self._evaluate(ids, len(ids), logits=True, cancel=cancel):
+            return
+        stats.prompt_seconds = time.perf_counter() - started
+
+        yield from self._sample_loop(generation, stats, started, max_tokens, cancel)
+
+    def _sample_loop(
+        self,
+        generation: int,
+        stats: GenerationStats,
+        started: float,
+        max_tokens: int,
+        cancel: threading.Event | None,
+    ) -> Iterator[str]:
+        llama = self._llama
+        ctx = self._ctx
+        vocab = self._vocab
+        batch = self._batch
+        cached = self._cached
+        piece_of: Callable[[int], bytes] = self._piece
+        sample = llama.llama_sampler_sample
+        is_eog = llama.llama_vocab_is_eog
+        decode = llama.llama_decode
+        clock = time.perf_counter
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        chain = self._sampler()
+        batch.n_tokens = 1
+        batch.logits[0] = 1
+        generated = 0
+        loop_started = clock()
+        paused = 0.0
+        try:
+            while True:
+                token = sample(chain, ctx, -1)
+                if is_eog(vocab, token):
+                    break
+                generated += 1
+                stats.generated_tokens = generated
+                if generated == 1:
+                    stats.first_token_seconds = clock() - started
+                text = decoder.decode(piece_of(token))
+                if text:
+                    # Time spent by the caller between tokens is not generation time.
+                    before = clock()
+                    yield text
+                    paused += clock() - before
+                    if generation != self._generation:
+                        return
+                if generated >= max_tokens or (cancel is not None and cancel.is_set()):
+                    break
+                batch.token[0] = token
+                batch.pos[0] = len(cached)
+                if decode(ctx, batch) != 0:
+                    self._reset_memory()
+                    raise ModelError(
+                        f"llama.cpp failed while generating with {self.model_name}",
+                        hint="raise the checkpoint's context_size, or lower ntokens",
+                    )
+                cached.append(token)
+            tail = decoder.decode(b"", final=True)
+            if tail and generation == self._generation:
+                yield tail
+        finally:
+            stats.generation_seconds = clock() - loop_started - paused
+            llama.llama_sampler_free(chain)
+
+
+def _check_gguf_file(path: Path) -> None:
+    try:
+        with path.open("rb") as handle:
+            magic = handle.read(4)
+    except FileNotFoundError:
+        raise ModelError(
+            f"model file {path} does not exist",
+            hint="check the checkpoint's name_or_path, or download it with `symergion models pull`",
+        ) from None
+    except OSError as exc:
+        raise ModelError(
+            f"cannot read model file {path}: {exc.strerror or exc}",
+            hint="check the file's permissions",
+        ) from None
+    if magic != b"GGUF":
+        raise ModelError(
+            f"{path} is not a GGUF file",
+            hint="point name_or_path at a .gguf file (convert checkpoints with scripts/convert)",
+        )
+
+
+def _load_model(llama: Any, path: Path) -> Any:
+    params = llama.llama_model_default_params()
+    params.n_gpu_layers = 0
+    # mmap: the weights stay in the page cache, shared, and cost no copy at load time.
+    params.load_mode = llama.LLAMA_LOAD_MODE_MMAP
+    _log_tail.clear()
+    model = llama.llama_model_load_from_file(str(path).encode(), params)
+    if not model:
+        detail = f": {_log_tail[-1]}" if _log_tail else ""
+        raise ModelError(
+            f"llama.cpp cannot load {path}{detail}",
+            hint="the file may be truncated or damaged: download it again "
+            "(`symergion models pull`), or upgrade llama-cpp-python if the model is newer",
+        )
+    return model
+
+
+def _new_context(llama: Any, model: Any, n_ctx: int, n_threads: int, path: Path) -> Any:
+    params = llama.llama_context_default_params()
+    params.n_ctx = n_ctx
+    params.n_batch = min(n_ctx, BATCH_TOKENS)
+    params.n_ubatch = min(n_ctx, BATCH_TOKENS)
+    params.n_threads = n_threads
+    params.n_threads_batch = n_threads
+    params.no_perf = True
+    # The same attention kernels as llama-cpp-python's Llama, so speed comparisons are fair.
+    params.flash_attn_type = llama.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    # Prefix reuse cuts the cache back to an earlier position; a sliding-window cache that
+    # dropped old cells could not continue from there, so keep the full cache.
+    params.swa_full = True
+    _log_tail.clear()
+    ctx = llama.llama_init_from_model(model, params)
+    if not ctx:
+        detail = f": {_log_tail[-1]}" if _log_tail else ""
+        raise ModelError(
+            f"llama.cpp cannot create a context of {n_ctx} tokens for {path}{detail}",
+            hint="lower the checkpoint's context_size, or free some memory",
+        )
+    return ctx
+
+
+def _free_native(llama: Any, model: Any, ctx: Any, batch: Any) -> None:
+    # Called from close() or at garbage collection, where an error could only be printed.
+    with contextlib.suppress(Exception):
+        llama.llama_batch_free(batch)
+    with contextlib.suppress(Exception):
+        llama.llama_free(ctx)
+    with contextlib.suppress(Exception):
+        llama.llama_model_free(model)
