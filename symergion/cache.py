@@ -1,0 +1,112 @@
+"""The response store: finished files and reasoning, keyed by everything that made them.
+
+It is a cache, never state: deleting it costs time, never correctness. A key covers the model
+file's fingerprint, the exact prompt, sampling, context and budget settings and the finisher
+version, so a changed model, prompt or setting can never be served a stale response. A store
+that cannot be opened because it is corrupt is moved aside and rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from symergion.errors import CacheError
+
+
+def response_key(**parts: Any) -> str:
+    """Return a stable key for the given parts (order-independent, JSON-canonical)."""
+    blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class ResponseStore:
+    """A bounded persistent mapping from response keys to JSON-able records.
+
+    Args:
+        directory: where the store lives.
+        max_entries: the config's ``response_cache_size``; the oldest entries are evicted.
+    """
+
+    def __init__(self, directory: Path, max_entries: int) -> None:
+        self.directory = directory
+        self.max_entries = max_entries
+        self._cache: Any = None
+
+    def _open(self) -> Any:
+        if self._cache is not None:
+            return self._cache
+        import diskcache
+
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CacheError(
+                f"cannot create the cache directory {self.directory}: {exc.strerror}",
+                hint="make it writable, or point SYMERGION_CACHE_DIR at a writable directory",
+            ) from None
+        if not os.access(self.directory, os.W_OK | os.X_OK):
+            raise CacheError(
+                f"the cache directory {self.directory} is not writable",
+                hint="fix its permissions, or point SYMERGION_CACHE_DIR elsewhere",
+            )
+        try:
+            self._cache = diskcache.Cache(
+                str(self.directory), eviction_policy="least-recently-stored", size_limit=2**34
+            )
+            self._cache.get("__probe__")
+        except (sqlite3.DatabaseError, OSError):
+            self._cache = self._rebuild(diskcache)
+        return self._cache
+
+    def _rebuild(self, diskcache: Any) -> Any:
+        aside = self.directory.with_name(f"{self.directory.name}.corrupt-{int(time.time())}")
+        try:
+            self.directory.rename(aside)
+            self.directory.mkdir(parents=True)
+            return diskcache.Cache(
+                str(self.directory), eviction_policy="least-recently-stored", size_limit=2**34
+            )
+        except (OSError, sqlite3.DatabaseError) as exc:
+            raise CacheError(
+                f"the cache at {self.directory} is corrupt and could not be rebuilt: {exc}",
+                hint=f"delete {self.directory}; it is only a cache",
+            ) from None
+
+    @property
+    def moved_aside(self) -> list[Path]:
+        """Return earlier corrupt stores that were moved aside."""
+        return sorted(self.directory.parent.glob(f"{self.directory.name}.corrupt-*"))
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """Return the record for ``key``, or None."""
+        try:
+            value = self._open().get(key)
+        except sqlite3.DatabaseError:
+            self._cache = self._rebuild(__import__("diskcache"))
+            return None
+        return value if isinstance(value, dict) else None
+
+    def put(self, key: str, record: dict[str, Any]) -> None:
+        """Store ``record`` and evict the oldest records beyond ``max_entries``."""
+        cache = self._open()
+        cache.set(key, record)
+        while len(cache) > self.max_entries:
+            try:
+                cache.popitem(last=False)
+            except KeyError:
+                break
+
+    def __len__(self) -> int:
+        return len(self._open())
+
+    def close(self) -> None:
+        """Close the store."""
+        if self._cache is not None:
+            self._cache.close()
+            self._cache = None

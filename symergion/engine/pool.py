@@ -1,0 +1,54 @@
+"""Loaded models kept in an LRU of ``model_cache_size``."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+
+from symergion.config import Checkpoint
+from symergion.engine.base import Engine
+
+
+class EnginePool:
+    """Load engines on demand and keep the most recently used ``size`` of them.
+
+    Args:
+        size: how many models may stay loaded at once.
+        load: builds an engine for a checkpoint (called only when it is not loaded).
+        on_load: told the model name before each load, for progress output.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        load: Callable[[Checkpoint], Engine],
+        on_load: Callable[[str], None] | None = None,
+    ) -> None:
+        self.size = max(1, size)
+        self._load = load
+        self._on_load = on_load
+        self._engines: OrderedDict[str, Engine] = OrderedDict()
+        self.loads = 0
+
+    def __call__(self, checkpoint: Checkpoint) -> Engine:
+        """Return the engine for ``checkpoint``, loading it (and evicting the LRU) if needed."""
+        key = checkpoint.name_or_path
+        engine = self._engines.get(key)
+        if engine is not None:
+            self._engines.move_to_end(key)
+            return engine
+        while len(self._engines) >= self.size:
+            _, old = self._engines.popitem(last=False)
+            old.close()
+        if self._on_load is not None:
+            self._on_load(checkpoint.model_name)
+        engine = self._load(checkpoint)
+        self.loads += 1
+        self._engines[key] = engine
+        return engine
+
+    def close(self) -> None:
+        """Free every loaded engine."""
+        while self._engines:
+            _, engine = self._engines.popitem(last=False)
+            engine.close()

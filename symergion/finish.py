@@ -1,0 +1,199 @@
+"""Finishing a file: stop when it is complete or degenerate, keep the longest valid prefix.
+
+A base model does not know when a file is done. Small models decoded greedily fall into loops
+(``mock_mock_mock...``), repeat whole blocks, or start a second file. ``Finisher.check`` runs on
+every token but looks only at the tail of the text, so it costs microseconds.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+
+# Bumped whenever stop/trim behaviour changes, so cached responses made by older rules are
+# not served for the same prompt.
+FINISHER_VERSION = "1"
+
+_TAIL = 240
+_MIN_PERIODIC = 60
+_MIN_REPEATS = 4
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The text to commit and what was cut from the raw completion."""
+
+    text: str
+    stop: str
+    trimmed_chars: int
+    trimmed_lines: int
+    parses: bool | None
+
+
+class Finisher:
+    """Decide when to stop generating a file, then trim it to a valid prefix.
+
+    Args:
+        path: the destination path (its suffix picks the language check).
+        code_starter: the text the completion starts from (a repeat of its first line at the
+            top level means the model started another file).
+    """
+
+    def __init__(self, path: str, code_starter: str) -> None:
+        self.path = path
+        self.python = path.endswith((".py", ".pyi"))
+        first = code_starter.strip().splitlines()
+        self.restart_line = first[0] if first else None
+        self._cut: int | None = None
+        self._reason = ""
+        self._checked_lines = 0
+
+    def check(self, text: str) -> str | None:
+        """Return a stop reason if generation should stop now, else None."""
+        if self._periodic_tail(text):
+            self._reason = "repetition"
+            return self._reason
+        if not text.endswith("\n"):
+            return None
+        lines = text.split("\n")[:-1]
+        if len(lines) <= self._checked_lines:
+            return None
+        start = self._checked_lines
+        self._checked_lines = len(lines)
+        offset = sum(len(line) + 1 for line in lines[:start])
+        for index in range(start, len(lines)):
+            line = lines[index]
+            reason = self._line_stop(lines, index)
+            if reason:
+                self._cut = offset
+                self._reason = reason
+                return reason
+            offset += len(line) + 1
+        if self._repeated_block(lines):
+            self._reason = "repetition"
+            return self._reason
+        return None
+
+    def _line_stop(self, lines: list[str], index: int) -> str | None:
+        line = lines[index]
+        if line.startswith("```"):
+            return "fence"
+        if index > 0 and self.restart_line and line.strip() == self.restart_line and (
+            not line.startswith((" ", "\t"))
+        ):
+            return "restart"
+        if self.python and index > 0 and line and not line[0].isspace() and not line.startswith(
+            ("#", ")", "]", "}")
+        ):
+            # A top-level statement after the __main__ guard's body: the file has ended.
+            for prev in range(index - 1, -1, -1):
+                if lines[prev].startswith("if __name__"):
+                    return "complete" if prev < index - 1 else None
+                if lines[prev] and not lines[prev][0].isspace():
+                    break
+        return None
+
+    @staticmethod
+    def _periodic_tail(text: str) -> bool:
+        tail = text[-_TAIL:]
+        for period in range(1, 41):
+            if period * _MIN_REPEATS > len(tail):
+                break
+            unit = tail[-period:]
+            if not any(c.isalnum() for c in unit):
+                continue
+            count = 1
+            pos = len(tail) - period
+            while pos - period >= 0 and tail[pos - period : pos] == unit:
+                count += 1
+                pos -= period
+            if count >= _MIN_REPEATS and count * period >= _MIN_PERIODIC:
+                return True
+        return False
+
+    @staticmethod
+    def _repeated_block(lines: list[str]) -> bool:
+        body = [line for line in lines if line.strip()]
+        for size in range(1, 9):
+            repeats = 4 if size == 1 else 3
+            if len(body) < size * repeats:
+                break
+            block = body[-size:]
+            if all(body[-size * (k + 1) : len(body) - size * k] == block for k in range(repeats)):
+                return True
+        return False
+
+    def finish(self, raw: str, stop: str) -> Finished:
+        """Trim ``raw`` (code starter plus completion) to the file to commit.
+
+        Args:
+            raw: the full text: code starter and everything generated.
+            stop: why generation ended ("eos", "budget", or a reason ``check`` returned).
+        """
+        text = raw
+        if self._cut is not None:
+            text = text[: self._cut]
+        if stop == "repetition" or self._reason == "repetition":
+            text = _drop_repetition(text)
+        parses: bool | None = None
+        if self.python:
+            text, parses = _longest_parsing_prefix(text)
+        elif not text.endswith("\n") and "\n" in text and stop in ("budget", "repetition"):
+            text = text[: text.rfind("\n") + 1]
+        text = text.rstrip() + "\n" if text.strip() else ""
+        trimmed = raw[len(text):] if raw.startswith(text) else raw
+        return Finished(
+            text=text,
+            stop=self._reason or stop,
+            trimmed_chars=max(0, len(raw) - len(text)),
+            trimmed_lines=trimmed.count("\n"),
+            parses=parses,
+        )
+
+
+def _drop_repetition(text: str) -> str:
+    """Cut a degenerate tail: keep one copy of a periodic run or of a repeated block."""
+    # Character loops ("mock_mock_mock"): cut at the start of the line the loop begins in.
+    tail_start = max(0, len(text) - _TAIL)
+    for period in range(1, 41):
+        unit = text[-period:]
+        if not unit or not any(c.isalnum() for c in unit):
+            continue
+        pos = len(text) - period
+        count = 1
+        while pos - period >= tail_start and text[pos - period : pos] == unit:
+            count += 1
+            pos -= period
+        if count >= _MIN_REPEATS and count * period >= _MIN_PERIODIC:
+            return text[: text.rfind("\n", 0, pos) + 1]
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    for size in range(1, 9):
+        block = lines[-size:]
+        end = len(lines)
+        while end - size * 2 >= 0 and lines[end - size * 2 : end - size] == block:
+            end -= size
+        if end < len(lines) - size:
+            return "\n".join(lines[:end]) + "\n"
+    return text + ("\n" if not text.endswith("\n") else "")
+
+
+def _longest_parsing_prefix(text: str) -> tuple[str, bool]:
+    """Return the longest prefix of ``text`` cut at a line start that parses as Python."""
+    if _parses(text):
+        return text, True
+    lines = text.splitlines(keepends=True)
+    for end in range(len(lines) - 1, 0, -1):
+        candidate = "".join(lines[:end])
+        if _parses(candidate):
+            return candidate, True
+    return "", False
+
+
+def _parses(text: str) -> bool:
+    try:
+        ast.parse(text)
+    except (SyntaxError, ValueError):
+        return False
+    return True

@@ -1,0 +1,93 @@
+"""Prompt rendering: the stable part first (files, task, reasoning), feedback last, code starter.
+
+Keeping feedback at the end means a feedback round shares every token before it with the
+previous round, so an engine evaluates only the new lines (KV prefix reuse).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import regex
+
+CLASS_NAME = r"(?:^|[\n]+)class\s+([\p{L}\p{N}_]+)\s*[\(:]"
+FUNCTION_NAME = r"(?:^|[\n]+)(?:async\s+)?def\s+([\p{L}\p{N}_]+)\("
+LACONIC = "Being laconic and return code only is at high importance"
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A rendered prompt and the parts it was made of."""
+
+    text: str
+    initial: tuple[str, ...]
+    feedback: tuple[str, ...]
+    code_starter: str
+
+    @property
+    def stable_prefix(self) -> int:
+        """Return how many leading characters the next feedback round will share."""
+        return len(self.text) - len(self.code_starter)
+
+    @property
+    def digest(self) -> str:
+        """Return the sha256 of the prompt text."""
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+    @property
+    def initial_message(self) -> str:
+        """Return the initial prompt as a commit message."""
+        return "\n".join(self.initial)
+
+
+def call_to_action(action: str, source_code: str | None) -> str:
+    """Return the call to action, naming the source's top-level classes and functions."""
+    if source_code is None:
+        return action
+    names = [f"the class {n}" for n in regex.findall(CLASS_NAME, source_code)]
+    names += [f"the function {n}" for n in regex.findall(FUNCTION_NAME, source_code)]
+    return f"{action} for {', '.join(names)}" if names else f"{action} for the above code"
+
+
+def reasoning_rows(reasoning: str) -> list[str]:
+    """Format a reasoner's output as extra rows of the initial prompt (code blocks removed)."""
+    text = regex.sub(r"(?s)\s*```[\p{L}\p{N}_+-]*\n.*?```\n?", "\n", reasoning)
+    rows = [row.rstrip() for row in text.splitlines() if row.strip()]
+    if not rows:
+        return []
+    return [*rows, LACONIC]
+
+
+def render(
+    files: list[tuple[str, str]],
+    initial: list[str],
+    feedback: list[str],
+    code_starter: str,
+) -> Prompt:
+    """Render a prompt.
+
+    Args:
+        files: (path, content) pairs: the existing destination first, then the source.
+        initial: the initial prompt rows: call to action, extra note rows, reasoning.
+        feedback: the active feedback notes, in the order they were added.
+        code_starter: the text the completion continues from.
+    """
+    parts: list[str] = []
+    for path, content in files:
+        parts.append(f"# {path}\n{content.rstrip()}\n\n")
+    parts.extend(_comment(row) for row in initial)
+    if feedback:
+        parts.append("\n")
+        parts.extend(_comment(note) for note in feedback)
+    parts.append(code_starter)
+    return Prompt(
+        text="".join(parts),
+        initial=tuple(initial),
+        feedback=tuple(feedback),
+        code_starter=code_starter,
+    )
+
+
+def _comment(text: str) -> str:
+    return "".join(f"# {line}\n" if line else "#\n" for line in text.splitlines() or [""])

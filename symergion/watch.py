@@ -1,0 +1,76 @@
+"""`watch`: sync in a loop, under one lock, polling refs (file events alone miss packed refs)."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from pathlib import Path
+
+from symergion.config import load_config
+from symergion.errors import Cancelled, SymergionError
+from symergion.gitrepo import GitRepo
+from symergion.lock import repo_lock
+from symergion.reconcile import Event
+from symergion.service import Printer, run_pass, stop_on_signals
+
+
+def refs_state(repo: GitRepo) -> str:
+    """Return a digest of every ref and note: equal digests mean nothing changed."""
+    snap = repo.snapshot()
+    text = "\n".join(f"{k} {v}" for k, v in sorted(snap.refs.items()))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def watch_loop(
+    repo_path: Path,
+    config_path: Path | None,
+    models: Path | None,
+    *,
+    interval: float,
+    printer: Printer,
+    remote: str | None = None,
+    max_passes: int = 0,
+) -> int:
+    """Poll and reconcile until interrupted; return the exit code (130 on Ctrl-C/SIGTERM).
+
+    A pass runs when refs or notes changed since the last clean pass (or with a remote, on every
+    poll). Models stay loaded between passes, so a feedback round reuses the KV prefix.
+    """
+    from symergion.runtime import build_reconciler
+
+    config = load_config(config_path, models)
+    repo = GitRepo(repo_path)
+    cancel = threading.Event()
+    passes = 0
+    with repo_lock(repo.common_dir), stop_on_signals(cancel):
+        reconciler, pool, store = build_reconciler(
+            repo, config, on_event=printer, on_load=printer.loading, cancel=cancel
+        )
+        printer(Event("done", "watch", "", detail=f"watching {repo_path} every {interval}s "
+                                                  "(Ctrl-C stops)"))
+        last = ""
+        try:
+            while True:
+                state = refs_state(repo)
+                if state != last or remote is not None:
+                    try:
+                        report = run_pass(repo, reconciler, remote=remote)
+                    except Cancelled:
+                        raise
+                    except SymergionError as exc:
+                        printer(Event("problem", "watch", "", detail=str(exc)))
+                        report = None
+                    # Re-read: our own commits changed the refs; a clean pass means "seen".
+                    last = refs_state(repo) if report is not None and not report.failed else state
+                    passes += 1
+                if max_passes and passes >= max_passes:
+                    return 0
+                if cancel.wait(interval):
+                    return 130
+        except (KeyboardInterrupt, Cancelled):
+            printer(Event("done", "watch", "", detail="stopped"))
+            return 130
+        finally:
+            pool.close()
+            store.close()
