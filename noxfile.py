@@ -1,0 +1,39 @@
+"""Developer sessions: tests, lint, typecheck, bench. Extra arguments pass through."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+DEV = nox.project.dependency_groups(PYPROJECT, "dev")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite (unit, git and real-model tests); e.g. `nox -s tests -- -m "not model"`."""
+    session.install("-e", ".[demo]", *DEV)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Check style with ruff."""
+    session.install("ruff")
+    session.run("ruff", "check", "symergion", "tests", "scripts", "noxfile.py", *session.posargs)
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """Type-check the package with mypy (strict)."""
+    session.install("-e", ".[demo]", *DEV)
+    session.run("mypy", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Run the benchmark harness on the embedded model; writes bench-results/bench.json."""
+    session.install("-e", ".[demo]", *DEV)
+    session.run("python", "-m", "symergion.bench", *session.posargs)
