@@ -140,7 +140,9 @@ class LlamaEngine:
         self.model_path = Path(model_path)
         self.sampling = sampling
         self._stats = GenerationStats()
+        # The tokens in the KV cache, and the positions where each of their batches began.
         self._cached: list[int] = []
+        self._starts: list[int] = []
         self._generation = 0
         self._pieces: dict[int, bytes] = {}
         self._state_dir = state_dir
@@ -264,6 +266,7 @@ class LlamaEngine:
             self._closed = True
             self._generation += 1
             self._cached = []
+            self._starts = []
             self._finalizer()
 
     # -- internals -------------------------------------------------------------------------
@@ -305,6 +308,7 @@ class LlamaEngine:
     def _reset_memory(self) -> None:
         self._llama.llama_memory_clear(self._memory, True)
         self._cached = []
+        self._starts = []
 
     def _truncate(self, keep: int) -> int:
         """Drop KV cells from position ``keep`` on; return how many tokens stay cached."""
@@ -313,12 +317,33 @@ class LlamaEngine:
                 self._reset_memory()
                 return 0
             del self._cached[keep:]
+            self._starts = [s for s in self._starts if s < keep]
         return keep
 
-    def _restore(self, store: StateStore, ids: list[int], reused: int) -> bool:
-        """Load the longest stored prefix state longer than ``reused``; return whether it did."""
-        # The last prompt token must be decoded to get logits, so a state may cover one less.
-        entry = store.find(ids[: len(ids) - 1], min_tokens=max(reused + 1, MIN_STATE_TOKENS))
+    def _reuse_point(self, ids: list[int], starts: list[int]) -> int:
+        """Return the longest cached prefix whose KV equals that of a cold evaluation.
+
+        llama.cpp's results depend, in the last bits, on how tokens were split into batches,
+        and a tiny model's greedy output can flip on such a difference. So a prefix is reused
+        only up to a batch start of ``starts`` where the cache was computed with the very same
+        batches: then a feedback round gives the same text as a cold run.
+        """
+        common = min(_common_prefix(self._cached, ids), len(ids) - 1)
+        old = self._starts
+        point = 0
+        for i, start in enumerate(starts):
+            if start > common or i > len(old) or (i > 0 and old[i - 1] != starts[i - 1]):
+                break
+            if (i < len(old) and old[i] == start) or (i == len(old) and start == len(self._cached)):
+                point = start
+        return point
+
+    def _restore(self, store: StateStore, ids: list[int], starts: list[int], stable: int) -> bool:
+        """Load the longest stored state at a batch start within the stable prefix."""
+        usable = {s for s in starts if MIN_STATE_TOKENS <= s <= stable and s > len(self._cached)}
+        if not usable:
+            return False
+        entry = store.find(ids[: max(usable)], min_tokens=min(usable), lengths=usable)
         if entry is None:
             return False
         self._reset_memory()
@@ -331,6 +356,8 @@ class LlamaEngine:
             self._reset_memory()
             return False
         self._cached = ids[: entry.n_tokens]
+        # A saved prefix was evaluated cold, in batches from position 0.
+        self._starts = list(range(0, entry.n_tokens, self._n_batch))
         return True
 
     def _save(self, store: StateStore, prefix: list[int]) -> None:
@@ -344,26 +371,32 @@ class LlamaEngine:
             store.put(prefix, memoryview(buffer).cast("B")[:written])
 
     def _evaluate(
-        self, ids: list[int], end: int, *, logits: bool, cancel: threading.Event | None
+        self, ids: list[int], starts: list[int], upto: int, cancel: threading.Event | None
     ) -> bool:
-        """Decode ``ids[len(cached):end]`` in batches; return False if cancelled."""
+        """Decode the batches of ``ids`` that begin at ``starts`` below ``upto``.
+
+        Only the prompt's last token asks for logits. Return False if cancelled.
+        """
         batch = self._batch
-        start = len(self._cached)
-        while start < end:
+        ends = [*starts[1:], len(ids)]
+        for start, stop in zip(starts, ends, strict=True):
+            if start < len(self._cached):
+                continue
+            if start >= upto:
+                break
             if cancel is not None and cancel.is_set():
                 return False
-            stop = min(end, start + self._n_batch)
-            for i, position in enumerate(range(start, stop)):
-                batch.token[i] = ids[position]
-                batch.pos[i] = position
-                batch.logits[i] = 0
             count = stop - start
+            for i in range(count):
+                batch.token[i] = ids[start + i]
+                batch.pos[i] = start + i
+                batch.logits[i] = 0
             batch.n_tokens = count
-            if logits and stop == end:
+            if stop == len(ids):
                 batch.logits[count - 1] = 1
             self._decode(batch)
             self._cached.extend(ids[start:stop])
-            start = stop
+            self._starts.append(start)
         return True
 
     def _decode(self, batch: Any) -> None:
@@ -435,12 +468,14 @@ class LlamaEngine:
         if max_tokens <= 0 or (cancel is not None and cancel.is_set()):
             return
 
-        # Reuse the cached prefix; at least the last prompt token is decoded for its logits.
-        reused = self._truncate(min(_common_prefix(self._cached, ids), len(ids) - 1))
+        # Batches start at multiples of n_batch, and again at the end of the stable prefix, so
+        # that every prompt sharing that prefix evaluates it, and what follows, alike.
+        stable = min(self._stable_tokens(prompt, ids, stable_prefix), len(ids))
+        starts = [*range(0, stable, self._n_batch), *range(stable, len(ids), self._n_batch)]
+        reused = self._truncate(self._reuse_point(ids, starts))
         source = "memory" if reused else "none"
         store = self._state_store()
-        stable = self._stable_tokens(prompt, ids, stable_prefix) if store else 0
-        if store is not None and self._restore(store, ids, reused):
+        if store is not None and self._restore(store, ids, starts, stable):
             reused = len(self._cached)
             source = "disk"
         save = store is not None and stable >= MIN_STATE_TOKENS and not store.contains(ids[:stable])
@@ -451,10 +486,10 @@ class LlamaEngine:
         stats.prefix_source = source if reused else "none"
 
         if save and store is not None:
-            if not self._evaluate(ids, stable, logits=stable == len(ids), cancel=cancel):
+            if not self._evaluate(ids, starts, stable, cancel):
                 return
             self._save(store, ids[:stable])
-        if not self._evaluate(ids, len(ids), logits=True, cancel=cancel):
+        if not self._evaluate(ids, starts, len(ids), cancel):
             return
         stats.prompt_seconds = time.perf_counter() - started
 
@@ -473,6 +508,7 @@ class LlamaEngine:
         vocab = self._vocab
         batch = self._batch
         cached = self._cached
+        starts = self._starts
         piece_of: Callable[[int], bytes] = self._piece
         sample = llama.llama_sampler_sample
         is_eog = llama.llama_vocab_is_eog
@@ -513,6 +549,7 @@ class LlamaEngine:
                         hint="raise the checkpoint's context_size, or lower ntokens",
                     )
                 cached.append(token)
+                starts.append(batch.pos[0])
             tail = decoder.decode(b"", final=True)
             if tail and generation == self._generation:
                 yield tail

@@ -19,7 +19,7 @@ import tempfile
 import time
 import zlib
 from array import array
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,9 +84,21 @@ class StateStore:
         """Return whether a state for exactly these tokens is stored."""
         return self._path(tokens).is_file()
 
-    def find(self, tokens: Sequence[int], *, min_tokens: int = 1) -> StateEntry | None:
-        """Return the stored state of the longest prefix of ``tokens``, at least ``min_tokens``."""
-        lengths: dict[int, list[str]] = {}
+    def find(
+        self,
+        tokens: Sequence[int],
+        *,
+        min_tokens: int = 1,
+        lengths: Container[int] | None = None,
+    ) -> StateEntry | None:
+        """Return the stored state of the longest prefix of ``tokens``.
+
+        Args:
+            tokens: the prompt's tokens.
+            min_tokens: ignore shorter prefixes.
+            lengths: if given, only prefixes of these lengths qualify.
+        """
+        stored: dict[int, list[str]] = {}
         try:
             names = os.listdir(self.directory)
         except OSError:
@@ -96,11 +108,11 @@ class StateStore:
             if match is None:
                 continue
             n = int(match.group(1))
-            if min_tokens <= n <= len(tokens):
-                lengths.setdefault(n, []).append(match.group(2))
-        for n in sorted(lengths, reverse=True):
+            if min_tokens <= n <= len(tokens) and (lengths is None or n in lengths):
+                stored.setdefault(n, []).append(match.group(2))
+        for n in sorted(stored, reverse=True):
             prefix = tokens[:n]
-            if tokens_digest(prefix) not in lengths[n]:
+            if tokens_digest(prefix) not in stored[n]:
                 continue
             path = self._path(prefix)
             data = self._read(path, prefix)

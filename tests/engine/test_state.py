@@ -134,3 +134,15 @@ def test_fingerprint_changes_with_content_and_context(tmp_path: Path) -> None:
     assert model_fingerprint(model, "ctx=8192") != base
     model.write_bytes(b"GGUF" + b"\1" * 5000)
     assert model_fingerprint(model, "ctx=4096") != base
+
+
+def test_find_can_be_limited_to_given_lengths(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    prompt = list(range(40))
+    store.put(prompt[:8], b"eight")
+    store.put(prompt[:16], b"sixteen")
+    store.put(prompt[:24], b"twenty-four")
+
+    entry = store.find(prompt, lengths={8, 16})
+
+    assert entry is not None and entry.n_tokens == 16
