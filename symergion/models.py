@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from symergion.config import EMBEDDED_MODEL, Config
+from symergion.config import EMBEDDED_MODEL, Checkpoint, Config
 from symergion.errors import ModelError
 
 if TYPE_CHECKING:
@@ -366,10 +366,12 @@ class ModelInfo:
 
     def suggested_checkpoint(self, name_or_path: str | None = None) -> dict[str, Any]:
         """Return a config checkpoint entry for this model, reasoning tokens included."""
-        entry: dict[str, Any] = {"name_or_path": name_or_path or str(self.path)}
-        stem = self.path.name[: -len(".gguf")] if self.path.name.lower().endswith(".gguf") \
-            else self.path.name
-        entry["name"] = stem
+        reference = name_or_path or str(self.path)
+        # The branch name the config would give it anyway, spelled out so users see it.
+        entry: dict[str, Any] = {
+            "name_or_path": reference,
+            "name": Checkpoint(name_or_path=reference, trait="coding").model_name,
+        }
         if self.thinking and self.thinking.stop_tokens:
             entry["trait"] = "reasoning"
             entry["reasoning_start_tokens"] = list(self.thinking.start_tokens)
