@@ -296,7 +296,7 @@ class GitRepo:
         else:
             sub: str | None = None
             if current:
-                mode, kind, oid = current[0].partition("\t")[0].split()
+                _mode, kind, oid = current[0].partition("\t")[0].split()
                 if kind == "tree":
                     sub = oid
             entries.append(f"040000 tree {self._replace(sub, parts[1:], blob)}\t{parts[0]}")

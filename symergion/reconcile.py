@@ -28,7 +28,13 @@ from symergion.gitrepo import (
     GitRepo,
     Snapshot,
 )
-from symergion.notes import TaskSpec, feedback_text, looks_like_task_spec, parse_params, split_sections
+from symergion.notes import (
+    TaskSpec,
+    feedback_text,
+    looks_like_task_spec,
+    parse_params,
+    split_sections,
+)
 
 TRAILER_MODEL = "Symergion-Model"
 TRAILER_TASK = "Symergion-Task"

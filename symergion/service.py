@@ -200,7 +200,7 @@ def status_rows(
         for task in tasks:
             try:
                 digest = reconciler.planned_digest(task)
-            except Exception as exc:  # noqa: BLE001 - shown as the row's state
+            except Exception as exc:
                 digest, blocked = None, str(exc)
             else:
                 blocked = ""

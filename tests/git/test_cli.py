@@ -114,7 +114,7 @@ def test_bad_input_is_refused_without_side_effects(repo_dir, cfg, fake_runtime, 
                                                    code, fragment):
     refs = git(repo_dir, "for-each-ref")
     before = repo_state(repo_dir)
-    got, out, err = run(capsys, *args, "--repo", str(repo_dir), "--config", str(cfg))
+    got, _out, err = run(capsys, *args, "--repo", str(repo_dir), "--config", str(cfg))
     assert got == code, err
     assert fragment in err
     assert git(repo_dir, "for-each-ref") == refs

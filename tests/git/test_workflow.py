@@ -8,7 +8,7 @@ from pathlib import Path
 from symergion.gitrepo import ARCHIVE_REFS
 from symergion.reconcile import Event, parse_trailers
 
-from ..conftest import FakeFleet, git, make_config, repo_state, start_task_with_git
+from ..conftest import git, make_config, repo_state, start_task_with_git
 
 TASK = "TestCase_capture_output"
 ALPHA = f"alpha_{TASK}"
