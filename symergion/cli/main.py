@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
-    except Exception as exc:  # noqa: BLE001 - last-resort handler
+    except Exception as exc:
         error(f"unexpected {type(exc).__name__}: {exc}")
         if debug_enabled():
             traceback.print_exc()
