@@ -798,7 +798,8 @@ def _walk_models(root: Path, max_depth: int) -> Iterator[Path]:
         if len(here.parts) - base_depth >= max_depth:
             dirnames[:] = []
         for name in filenames:
-            if not name.lower().endswith(".gguf"):
+            # Hidden files are temporaries of a download or conversion in progress.
+            if name.startswith(".") or not name.lower().endswith(".gguf"):
                 continue
             shard = _SHARD.search(name)
             if shard and int(shard.group(1)) != 1:
