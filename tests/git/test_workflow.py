@@ -181,3 +181,49 @@ def test_progress_events(repo_dir, make_reconciler):
     done = [e for e in events if e.kind == "done"]
     assert {e.model for e in done} == {"alpha", "beta"}
     assert all(e.cache == "miss" and e.tokens > 0 for e in done)
+
+
+def test_removing_the_initial_note_ends_the_task(repo_dir, make_reconciler):
+    start_task_with_git(repo_dir)
+    make_reconciler(repo_dir).sync()
+    alpha = git(repo_dir, "rev-parse", ALPHA).strip()
+    git(repo_dir, "notes", "remove", TASK)
+    report = make_reconciler(repo_dir).sync()
+    assert sorted((r.branch, r.status) for r in report.results) == [(ALPHA, "retired"),
+                                                                   (BETA, "retired")]
+    assert git(repo_dir, "branch", "--list", f"*_{TASK}").strip() == ""
+    archived = git(repo_dir, "for-each-ref", "--format=%(objectname)", f"{ARCHIVE_REFS}/{TASK}/alpha")
+    assert archived.strip() == alpha, "the retired attempt stays reachable"
+    # Annotating again restarts the task from scratch.
+    git(repo_dir, "notes", "add", "-m",
+        f"task_branch: {TASK}, source: utils/capture_output.py, destination: t.py", TASK)
+    report = make_reconciler(repo_dir).sync()
+    assert {r.status for r in report.results} == {"created"}
+
+
+def test_checked_out_model_branch_is_kept_when_task_ends(repo_dir, make_reconciler):
+    start_task_with_git(repo_dir)
+    make_reconciler(repo_dir).sync()
+    git(repo_dir, "checkout", "-q", ALPHA)
+    git(repo_dir, "branch", "-D", TASK)
+    report = make_reconciler(repo_dir).sync()
+    assert {r.branch: r.status for r in report.results} == {ALPHA: "kept", BETA: "retired"}
+    assert git(repo_dir, "symbolic-ref", "HEAD").strip() == f"refs/heads/{ALPHA}"
+    git(repo_dir, "checkout", "-q", "main")
+    report = make_reconciler(repo_dir).sync()
+    assert [(r.branch, r.status) for r in report.results] == [(ALPHA, "retired")]
+
+
+def test_ergon_start_on_a_shared_commit_appends_a_section(repo_dir, make_reconciler):
+    from symergion.ergon import start_task
+
+    reconciler = make_reconciler(repo_dir, make_config(("alpha",)))
+    config = reconciler.config
+    start_task(reconciler.repo, config, "TestCase_a", source="utils/capture_output.py",
+               destination="test_a.py")
+    start_task(reconciler.repo, config, "TestCase_b", source="utils/capture_output.py",
+               destination="test_b.py")
+    note = git(repo_dir, "notes", "show", "main")
+    assert "task_branch: TestCase_a" in note and "task_branch: TestCase_b" in note
+    report = reconciler.sync()
+    assert sorted(r.branch for r in report.results) == ["alpha_TestCase_a", "alpha_TestCase_b"]
