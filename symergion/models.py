@@ -993,6 +993,11 @@ def _download(repo_id: str, filename: str, *, revision: str | None, models_dir: 
                                     local_dir=models_dir, local_files_only=hf_offline())).absolute()
     except Exception as exc:
         if hf_offline() and _is_not_cached(exc):
+            if models_dir is not None:
+                copied = _copy_from_cache(repo_id, filename, revision=revision,
+                                          models_dir=models_dir)
+                if copied is not None:
+                    return copied
             raise ModelNotFoundError(
                 f"{repo_id}/{filename} is not downloaded and HF_HUB_OFFLINE is set",
                 hint=f"unset HF_HUB_OFFLINE to download it, or download "
@@ -1000,3 +1005,32 @@ def _download(repo_id: str, filename: str, *, revision: str | None, models_dir: 
                 f"at {manual}",
             ) from None
         raise _hub_error(repo_id, exc, filename=filename, manual=manual) from None
+
+
+def _copy_from_cache(repo_id: str, filename: str, *, revision: str | None,
+                     models_dir: Path) -> Path | None:
+    """Copy a file cached by an earlier download into the models directory (offline pulls)."""
+    import shutil
+
+    from huggingface_hub import hf_hub_download
+
+    try:
+        cached = Path(hf_hub_download(repo_id, filename, revision=revision,
+                                      local_files_only=True))
+    except Exception as exc:
+        if _is_not_cached(exc):
+            return None
+        raise _hub_error(repo_id, exc, filename=filename) from None
+    target = (models_dir / filename).absolute()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        shutil.copyfile(cached, tmp)
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise ModelError(f"cannot copy {cached} to {target}: {exc.strerror or exc}",
+                         hint="free disk space or fix the models directory's permissions") \
+            from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
