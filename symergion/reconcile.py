@@ -41,6 +41,7 @@ TRAILER_TASK = "Symergion-Task"
 TRAILER_PROMPT = "Symergion-Prompt"
 TRAILER_NOTES = "Symergion-Notes"
 CAS_RETRIES = 3
+CHECKED_OUT = "the branch is checked out; switch away and sync again to get the new attempt"
 
 
 @dataclass(frozen=True)
@@ -561,8 +562,15 @@ class Reconciler:
         previous = self.last_own_commit(head, model, task.name) if head else None
         if previous is not None and previous[1].get(TRAILER_PROMPT) == prompt.digest:
             return Result(task.name, model, branch, "up-to-date", commit=head)
+        if branch in checked_out:
+            # Moving the branch a work tree has checked out would change what its HEAD is
+            # under the user's index and files (git refuses the same for fetch and push).
+            return Result(task.name, model, branch, "kept", commit=head, reason=CHECKED_OUT)
         response = self.respond(task, coder, prompt, destination)
         message = self._message(task, prompt, previous, response, model)
+        if branch in self.repo.checked_out_branches():
+            # Checked out while the model was generating: the response waits in the cache.
+            return Result(task.name, model, branch, "kept", commit=head, reason=CHECKED_OUT)
         blob = self.repo.write_blob(response["text"].encode("utf-8"))
         tree = self.repo.tree_with_file(task.tip, destination, blob)
         for _attempt in range(CAS_RETRIES):

@@ -15,9 +15,15 @@ from symergion.service import Printer, run_pass, stop_on_signals
 
 
 def refs_state(repo: GitRepo) -> str:
-    """Return a digest of every ref and note: equal digests mean nothing changed."""
+    """Return a digest of every ref and note: equal digests mean nothing changed.
+
+    The checked-out branches count too: switching away from a model branch lets its new
+    attempt be published.
+    """
     snap = repo.snapshot()
-    text = "\n".join(f"{k} {v}" for k, v in sorted(snap.refs.items()))
+    lines = [f"{k} {v}" for k, v in sorted(snap.refs.items())]
+    lines += [f"checked-out {b}" for b in sorted(repo.checked_out_branches())]
+    text = "\n".join(lines)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
