@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import glob
 import hashlib
 import os
 import re
@@ -729,6 +730,8 @@ def list_models(config: Config, *, scan_models_dir: bool = True) -> list[ModelEn
                 continue
             seen.add(found.resolve())
             if found.is_dir():
+                if any(found.parent.glob(f"{glob.escape(found.name)}-*.gguf")):
+                    continue  # already converted; its GGUF files are listed on their own
                 entries.append(ModelEntry(
                     source="models-dir", name_or_path=str(found), status=STATUS_NOT_CONVERTED,
                     path=found, problem="a Hugging Face checkpoint, not a GGUF file",

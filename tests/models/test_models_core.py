@@ -376,6 +376,19 @@ def test_list_models_flags_each_problem_with_a_fix(tmp_path: Path, tiny_gguf: Pa
     assert all(e.as_dict()["status"] == e.status for e in entries.values())
 
 
+def test_list_models_skips_checkpoint_dirs_already_converted(tmp_path: Path,
+                                                             tiny_gguf: Path) -> None:
+    for name in ("Done-Base", "Todo-Base"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text("{}")
+        (tmp_path / name / "model.safetensors").write_bytes(b"")
+    shutil.copyfile(tiny_gguf, tmp_path / "Done-Base-Q4_K_M.gguf")
+    config = parse_config({"checkpoints": [
+        {"name_or_path": "Done-Base-Q4_K_M.gguf", "trait": "coding"}]}, base_dir=tmp_path)
+    found = [(Path(e.name_or_path).name, e.status) for e in list_models(config)]
+    assert found == [("Done-Base-Q4_K_M.gguf", "ok"), ("Todo-Base", "not-converted")]
+
+
 def test_find_model_files_lists_only_the_first_part_of_a_split_gguf(tmp_path: Path) -> None:
     for name in ("m-00001-of-00002.gguf", "m-00002-of-00002.gguf", "single.gguf", "notes.txt",
                  ".single.gguf.123.tmp", ".partial.gguf"):
