@@ -212,9 +212,8 @@ def hf_offline() -> bool:
     """Return whether Hugging Face offline mode is on (``HF_HUB_OFFLINE``)."""
     from huggingface_hub import constants
 
-    # huggingface_hub reads the variable once, at import; a later change must count too.
-    env = os.environ.get("HF_HUB_OFFLINE", "")
-    return bool(constants.HF_HUB_OFFLINE) or env.upper() in {"1", "ON", "YES", "TRUE"}
+    # huggingface_hub owns this variable (read once, at its import); ask it, not the environment.
+    return bool(constants.HF_HUB_OFFLINE)
 
 
 def _is_not_cached(exc: BaseException) -> bool:
