@@ -145,7 +145,8 @@ def _cache_only_download() -> Callable[..., str]:
     from huggingface_hub import hf_hub_download
 
     def download(*args: object, **kwargs: object) -> str:
-        kwargs["local_files_only"] = True
+        # Once the listing failed, no second network round trip may be tried.
+        assert kwargs["local_files_only"] is True
         return hf_hub_download(*args, **kwargs)  # type: ignore[arg-type]
 
     return download
@@ -162,9 +163,12 @@ def test_pull_reports_an_unreachable_hub_with_the_manual_path(
     def unreachable(*args: object, **kwargs: object) -> str:
         raise ConnectError("Name or service not known")
 
+    def not_needed(*args: object, **kwargs: object) -> list[str]:
+        raise AssertionError("a named file needs no listing")
+
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.delenv("HF_HUB_OFFLINE")
-    monkeypatch.setattr(huggingface_hub, "list_repo_files", unreachable)
+    monkeypatch.setattr(huggingface_hub, "list_repo_files", not_needed)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", unreachable)
     with pytest.raises(ModelNotFoundError, match="cannot reach the Hugging Face Hub") as err:
         pull_model(REPO, pattern="tiny-Q4_K_M.gguf", models_dir=tmp_path)
@@ -184,3 +188,22 @@ def test_pull_refuses_a_cached_file_that_is_not_gguf(hf_cache: Path, tmp_path: P
     cache_file(hf_cache, REPO, "tiny-Q4_K_M.gguf", broken)
     with pytest.raises(ModelError, match="not a GGUF file"):
         pull_model(REPO)
+
+
+def test_pull_without_network_and_nothing_cached_names_the_manual_path(
+        hf_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    class ConnectError(Exception):
+        """Stands in for the HTTP library's connection error."""
+
+    def unreachable(*args: object, **kwargs: object) -> list[str]:
+        raise ConnectError("Name or service not known")
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(huggingface_hub, "list_repo_files", unreachable)
+    with pytest.raises(ModelNotFoundError, match="the Hub cannot be reached") as err:
+        pull_model(REPO, models_dir=tmp_path)
+    assert str(tmp_path) in (err.value.hint or "")
