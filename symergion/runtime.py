@@ -22,10 +22,10 @@ def model_path(config: Config, checkpoint: Checkpoint) -> Path:
 
 
 def fingerprint(config: Config, checkpoint: Checkpoint) -> str:
-    """Return the cache identity of a checkpoint's model file."""
-    from symergion.models import model_fingerprint
+    """Return the cache identity of a checkpoint's model file (reads 2 MiB, parses nothing)."""
+    from symergion.models import locate_model, model_fingerprint
 
-    return model_fingerprint(model_path(config, checkpoint))
+    return model_fingerprint(locate_model(checkpoint.name_or_path, config.models_dir))
 
 
 def load_engine(config: Config, checkpoint: Checkpoint) -> Engine:

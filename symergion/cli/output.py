@@ -23,5 +23,8 @@ def info(message: str) -> None:
 
 def error(message: str) -> None:
     """Print an error on stderr, in red where colour is allowed."""
-    prefix = typer.style("error:", fg="red", bold=True) if color_enabled() else "error:"
-    typer.echo(f"{prefix} {message}", err=True, color=color_enabled())
+    if not color_enabled():
+        typer.echo(f"error: {message}", err=True, color=False)
+        return
+    # color=None lets click strip the colour when stderr is not a terminal.
+    typer.echo(f"{typer.style('error:', fg='red', bold=True)} {message}", err=True, color=None)

@@ -52,7 +52,10 @@ class ProgressPrinter:
         if event.kind == "start":
             self._write(f"{stamp} {event.task} {event.model}: generating ({event.detail})")
         elif event.kind == "done":
-            if event.tokens or event.cache:
+            if event.cache == "hit":
+                self._write(f"{stamp} {event.task} {event.model}: {event.detail or 'done'} "
+                            "[cache=hit]")
+            elif event.tokens or event.cache:
                 rate = event.tokens / event.seconds if event.seconds else 0.0
                 self._write(
                     f"{stamp} {event.task} {event.model}: {event.detail or 'done'} "

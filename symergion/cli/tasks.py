@@ -63,8 +63,10 @@ def _print_report(data: dict[str, Any]) -> None:
         line = f"{r['status']:>10}  {r['branch']}"
         if r.get("commit"):
             line += f"  {r['commit'][:10]}"
-        if r.get("cache"):
-            line += f"  (cache {r['cache']}, {r['tokens']} tokens, {r['seconds']:.1f}s)"
+        if r.get("cache") == "hit":
+            line += "  (from the response cache)"
+        elif r.get("cache"):
+            line += f"  ({r['tokens']} tokens in {r['seconds']:.1f}s)"
         if r.get("reason"):
             line += f"  {r['reason']}"
         info(line)
