@@ -122,8 +122,15 @@ def symergion_commits(path: Path, base: str, branch: str) -> list[dict[str, str]
 
 def start_task(path: Path, branch: str = TASK, destination: str = "test_capture_output.py",
                source: str = "utils/capture_output.py", at: str = "main") -> None:
-    """Start a task with plain git, as the original README does."""
-    git(path, "branch", branch, at)
+    """Start a task with plain git, as the original README does.
+
+    When ``at`` already carries a note, the task branch starts at a fresh empty commit on top
+    of it, so every task has a note of its own.
+    """
+    tip = git(path, "rev-parse", at).strip()
+    if git(path, "notes", "list").split()[1::2].count(tip):
+        tip = git(path, "commit-tree", f"{tip}^{{tree}}", "-p", tip, "-m", f"base of {branch}")
+    git(path, "branch", branch, tip.strip())
     git(path, "notes", "add", "-m",
         f"task_branch: {branch}, source: {source}, destination: {destination}", branch)
 
@@ -242,6 +249,8 @@ CHILD = textwrap.dedent('''
     from tests.conftest import default_reply
 
     KILL_AT = os.environ.get("KILL_AT", "")
+    if KILL_AT == "in_update_refs":
+        os.environ["KILL_PID"] = str(os.getpid())  # read by the test's reference-transaction hook
     SLOW = float(os.environ.get("SLOW_TOKEN", "0"))
     MARK = os.environ.get("MARK_FILE", "")
     COUNT = {{"n": 0}}

@@ -1,0 +1,75 @@
+"""Point 7: watch logs one line per event, `sync --json` says what was done and what failed and
+why, and every exit code in the README is what the CLI really returns."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from symergion.lock import repo_lock
+
+from .conftest import ROOT, TASK, git, start_task
+
+README = ROOT / "README.md"
+
+
+def test_watch_logs_one_line_per_event(repo_dir, cfg, cli, fake_runtime):
+    start_task(repo_dir)
+    git(repo_dir, "branch", "TestCase_two", "main")
+    git(repo_dir, "notes", "add", "-f", "-m",
+        f"task_branch: {TASK}, source: utils/capture_output.py, destination: t.py\n"
+        "task_branch: TestCase_two, source: utils/capture_output.py, destination: t2.py", "main")
+    result = cli("watch", "--interval", "0.1", "--max-passes", "1", "--repo", repo_dir,
+                 "--config", cfg)
+    assert result.code == 0, result.err
+    done = [line for line in result.err.splitlines() if "cache=" in line]
+    pattern = re.compile(r"^\d\d:\d\d:\d\d (\S+) (alpha|beta): .* \[tokens=(\d+) "
+                         r"seconds=(\d+\.\d) tok/s=[\d.]+ cache=(hit|miss)\]$")
+    events = [pattern.match(line) for line in done]
+    assert all(events), done
+    assert sorted((m[1], m[2]) for m in events if m) == sorted(
+        (t, m) for t in ("TestCase_two", TASK) for m in ("alpha", "beta"))
+    assert all(int(m[3]) > 0 for m in events if m)
+
+
+def test_sync_json_reports_done_failed_and_why(repo_dir, cfg, cli, fake_runtime):
+    start_task(repo_dir)
+    start_task(repo_dir, "TestCase_broken", source="missing.py")
+    result = cli("sync", "--repo", repo_dir, "--config", cfg, "--json")
+    assert result.code == 4, result.err
+    data = result.json()
+    assert data["ok"] is False
+    done = {r["branch"]: r for r in data["results"]}
+    assert set(done) == {f"alpha_{TASK}", f"beta_{TASK}"}
+    for r in done.values():
+        assert r["status"] == "created" and r["commit"] and r["cache"] == "miss"
+        assert r["tokens"] > 0 and r["seconds"] >= 0 and r["message"].startswith("Create")
+    [problem] = data["problems"]
+    assert problem["where"] == "task TestCase_broken"
+    assert "'missing.py' does not exist on the task branch" in problem["message"]
+    assert "hint:" in problem["message"]
+    # Data on stdout only: the JSON document is the whole of stdout.
+    assert result.out.lstrip().startswith("{") and result.out.rstrip().endswith("}")
+
+
+def test_exit_codes_match_the_readme(repo_dir, cfg, cli, fake_runtime, tmp_path: Path):
+    text = README.read_text()
+    paragraph = text[text.index("Exit codes:"):].split("\n\n")[0]
+    documented = {int(c) for c in re.findall(r"`(\d+)`", paragraph)}
+    assert documented == {0, 1, 2, 3, 4, 130}
+    common = ("--repo", repo_dir, "--config", cfg)
+
+    observed: dict[int, str] = {}
+    start_task(repo_dir)
+    observed[cli("sync", *common).code] = "done"
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    observed[cli("sync", "--repo", repo_dir, "--config", bad).code] = "bad config"
+    observed[cli("sync", "--no-such-option", *common).code] = "usage"
+    with repo_lock(repo_dir / ".git"):
+        result = cli("sync", *common)
+        observed[result.code] = "locked"
+    start_task(repo_dir, "TestCase_broken", source="missing.py")
+    observed[cli("sync", *common).code] = "some task failed"
+    assert observed == {0: "done", 1: "bad config", 2: "usage", 3: "locked", 4: "some task failed"}
+    # 130 is observed with real signals in test_crash.py.
