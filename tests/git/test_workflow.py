@@ -69,7 +69,8 @@ def test_feedback_revoke_and_end(repo_dir, make_reconciler, fleet):
     calls_after_feedback = fleet.calls
     assert calls_after_feedback == 4
 
-    note_target = git(repo_dir, "notes", "list").split()[-1]
+    note_target = git(repo_dir, "rev-parse", ALPHA + "~1").strip()
+    assert git(repo_dir, "notes", "show", note_target).strip() == "Use setUp method"
     git(repo_dir, "notes", "remove", note_target)
     report = make_reconciler(repo_dir).sync()
     assert {r.cache for r in report.results} == {"hit"}
