@@ -98,9 +98,11 @@ class ResponseStore:
         cache.set(key, record)
         while len(cache) > self.max_entries:
             try:
-                cache.popitem(last=False)
+                # With "least-recently-stored" eviction the first item is the oldest stored.
+                oldest, _ = cache.peekitem(last=False)
             except KeyError:
                 break
+            cache.delete(oldest)
 
     def __len__(self) -> int:
         return len(self._open())
