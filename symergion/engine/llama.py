@@ -84,9 +84,7 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
-def render_chat_template(
-    template: str, user_message: str, *, bos_token: str, eos_token: str
-) -> str:
+def render_chat_template(template: str, user_message: str, *, bos_token: str, eos_token: str) -> str:
     """Render one user turn with a Hugging Face chat template, generation prompt and thinking on.
 
     A leading BOS is dropped from the result because ``generate`` adds BOS when it tokenizes.
@@ -148,6 +146,7 @@ class LlamaEngine:
         self._state_dir = state_dir
         self._state_max_bytes = state_max_bytes
         self._store: StateStore | None = None
+        self._attached: Any = None
         self._closed = False
 
         _check_gguf_file(self.model_path)
@@ -174,9 +173,7 @@ class LlamaEngine:
             self._batch.seq_id[i][0] = _SEQ
         self._piece_buffer = ctypes.create_string_buffer(256)
         # Free the native objects even if the caller forgets close().
-        self._finalizer = weakref.finalize(
-            self, _free_native, llama, self._model, self._ctx, self._batch
-        )
+        self._finalizer = weakref.finalize(self, _free_native, llama, self._model, self._ctx, self._batch)
 
     # -- Engine protocol -------------------------------------------------------------------
 
@@ -222,11 +219,7 @@ class LlamaEngine:
         capacity = len(data) + 8
         while True:
             buffer = (ctypes.c_int32 * capacity)()
-            n = int(
-                self._llama.llama_tokenize(
-                    self._vocab, data, len(data), buffer, capacity, True, True
-                )
-            )
+            n = int(self._llama.llama_tokenize(self._vocab, data, len(data), buffer, capacity, True, True))
             if n >= 0:
                 break
             capacity = -n
@@ -267,6 +260,7 @@ class LlamaEngine:
             self._generation += 1
             self._cached = []
             self._starts = []
+            self._attached = None
             self._finalizer()
 
     # -- internals -------------------------------------------------------------------------
@@ -370,9 +364,7 @@ class LlamaEngine:
         if written > 0:
             store.put(prefix, memoryview(buffer).cast("B")[:written])
 
-    def _evaluate(
-        self, ids: list[int], starts: list[int], upto: int, cancel: threading.Event | None
-    ) -> bool:
+    def _evaluate(self, ids: list[int], starts: list[int], upto: int, cancel: threading.Event | None) -> bool:
         """Decode the batches of ``ids`` that begin at ``starts`` below ``upto``.
 
         Only the prompt's last token asks for logits. Return False if cancelled.
@@ -430,11 +422,7 @@ class LlamaEngine:
             llama.llama_sampler_chain_add(chain, sampler)
 
         if s.repeat_penalty != 1.0:
-            add(
-                llama.llama_sampler_init_penalties(
-                    self._n_vocab, PENALTY_LAST_N, s.repeat_penalty, 0.0, 0.0
-                )
-            )
+            add(llama.llama_sampler_init_penalties(self._n_vocab, PENALTY_LAST_N, s.repeat_penalty, 0.0, 0.0))
         if s.temperature <= 0.0:
             add(llama.llama_sampler_init_greedy())
         else:
@@ -468,6 +456,30 @@ class LlamaEngine:
         if max_tokens <= 0 or (cancel is not None and cancel.is_set()):
             return
 
+        chain = self._sampler()
+        # Attached to the context, the chain samples inside llama.cpp's compute graph: the
+        # logits are reduced where they are computed instead of being scanned once more.
+        attached = bool(self._llama.llama_set_sampler(self._ctx, _SEQ, chain))
+        self._attached = chain if attached else None
+        try:
+            if self._evaluate_prompt(prompt, ids, stable_prefix, stats, started, cancel):
+                yield from self._sample_loop(generation, chain, stats, started, max_tokens, cancel)
+        finally:
+            if attached and self._attached is chain:
+                self._llama.llama_set_sampler(self._ctx, _SEQ, None)
+                self._attached = None
+            self._llama.llama_sampler_free(chain)
+
+    def _evaluate_prompt(
+        self,
+        prompt: str,
+        ids: list[int],
+        stable_prefix: int,
+        stats: GenerationStats,
+        started: float,
+        cancel: threading.Event | None,
+    ) -> bool:
+        """Bring the KV cache to ``ids``, reusing what it can; return False if cancelled."""
         # Batches start at multiples of n_batch, and again at the end of the stable prefix, so
         # that every prompt sharing that prefix evaluates it, and what follows, alike.
         stable = min(self._stable_tokens(prompt, ids, stable_prefix), len(ids))
@@ -487,17 +499,17 @@ class LlamaEngine:
 
         if save and store is not None:
             if not self._evaluate(ids, starts, stable, cancel):
-                return
+                return False
             self._save(store, ids[:stable])
         if not self._evaluate(ids, starts, len(ids), cancel):
-            return
+            return False
         stats.prompt_seconds = time.perf_counter() - started
-
-        yield from self._sample_loop(generation, stats, started, max_tokens, cancel)
+        return True
 
     def _sample_loop(
         self,
         generation: int,
+        chain: Any,
         stats: GenerationStats,
         started: float,
         max_tokens: int,
@@ -515,7 +527,6 @@ class LlamaEngine:
         decode = llama.llama_decode
         clock = time.perf_counter
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        chain = self._sampler()
         batch.n_tokens = 1
         batch.logits[0] = 1
         generated = 0
@@ -555,7 +566,6 @@ class LlamaEngine:
                 yield tail
         finally:
             stats.generation_seconds = clock() - loop_started - paused
-            llama.llama_sampler_free(chain)
 
 
 def _check_gguf_file(path: Path) -> None:
