@@ -1,0 +1,650 @@
+"""Benchmark harness: symergion's llama.cpp engine against a plain llama-cpp-python baseline.
+
+One run measures, on the same GGUF and thread count, interleaving the contenders so that the
+noise of a shared machine hits both alike:
+
+- prompt and generation tokens/s of ``LlamaEngine`` and of ``Llama.create_completion``, plus a
+  floor loop that only decodes and samples (the best any Python-driven loop can do);
+- time to first token of a long prompt: cold, in a feedback round and a revoke in the same
+  process (KV prefix kept in memory), and in a feedback round run by a new process (KV prefix
+  state restored from disk);
+- peak RSS of a process that loads one model and generates, against the GGUF's size;
+- optionally, prompt lookup decoding (``LlamaPromptLookupDecoding``) on a regeneration prompt
+  whose answer repeats the source.
+
+Run it with ``python -m symergion.bench`` (``nox -s bench``); ``--help`` lists the options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from symergion.config import EMBEDDED_MODEL, Sampling
+
+Progress = Callable[[str], None]
+
+TARGETS = {
+    "generation_vs_baseline": 1.08,
+    "prompt_vs_baseline": 0.95,
+    "feedback_ttft_speedup": 5.0,
+    "rss_over_gguf_mb": 400.0,
+}
+BENCH_CONTEXT = 4096
+TTFT_GEN_TOKENS = 16
+_MB = 1024 * 1024
+
+
+@dataclass
+class _Timing:
+    """Wall-clock figures of one streamed completion."""
+
+    first_token: float
+    total: float
+    chunks: int
+
+
+def _time_stream(stream: Iterable[Any]) -> _Timing:
+    start = time.perf_counter()
+    first = 0.0
+    chunks = 0
+    for _ in stream:
+        if chunks == 0:
+            first = time.perf_counter() - start
+        chunks += 1
+    return _Timing(first_token=first, total=time.perf_counter() - start, chunks=chunks)
+
+
+def _first_token_seconds(stream: Iterator[str]) -> float:
+    """Return the seconds until the first piece of text, then abandon the stream."""
+    start = time.perf_counter()
+    with contextlib.suppress(StopIteration):
+        next(stream)
+    seconds = time.perf_counter() - start
+    close = getattr(stream, "close", None)
+    if close is not None:
+        close()
+    return seconds
+
+
+def _median(values: Iterable[float]) -> float:
+    items = list(values)
+    return statistics.median(items) if items else 0.0
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else 0.0
+
+
+def source_text(n_functions: int, salt: str) -> str:
+    """Return a synthetic Python module; ``salt`` makes its first line (and tokens) unique."""
+    parts = [f"# module {salt}: arithmetic helpers\n\n"]
+    for i in range(n_functions):
+        parts.append(
+            f"def scale_{i}(value: float, offset: float = {i}.5) -> float:\n"
+            f'    """Return value times {i + 2} plus offset."""\n'
+            f"    if value < 0:\n"
+            f"        raise ValueError('value must not be negative')\n"
+            f"    return value * {i + 2} + offset\n\n\n"
+        )
+    return "".join(parts)
+
+
+def _sized_source(count: Callable[[str], int], tokens: int, salt: str) -> str:
+    """Return the shortest synthetic source of at least ``tokens`` tokens."""
+    n = 1
+    while count(source_text(n, salt)) < tokens:
+        n += 1
+    return source_text(n, salt)
+
+
+# -- throughput ---------------------------------------------------------------------------
+
+
+def _floor_loop(llm: Any, llama_cpp: Any, tokens: list[int], n: int) -> float:
+    """Return tokens/s of a loop that only decodes and greedily samples (the Python floor)."""
+    llm.reset()
+    llm.eval(tokens)
+    params = llama_cpp.llama_sampler_chain_default_params()
+    chain = llama_cpp.llama_sampler_chain_init(params)
+    llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
+    one = (llama_cpp.llama_token * 1)()
+    try:
+        start = time.perf_counter()
+        for i in range(n):
+            token = llama_cpp.llama_sampler_sample(chain, llm.ctx, -1)
+            if i == n - 1:
+                break
+            one[0] = token
+            llama_cpp.llama_decode(llm.ctx, llama_cpp.llama_batch_get_one(one, 1))
+        seconds = time.perf_counter() - start
+    finally:
+        llama_cpp.llama_sampler_free(chain)
+        llm.reset()
+        # The floor loop decoded behind Llama's back: drop that KV so the baseline starts clean.
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(llm.ctx), True)
+    return (n - 1) / seconds
+
+
+def bench_throughput(
+    engine: Any,
+    llm: Any,
+    llama_cpp: Any,
+    *,
+    prompt_tokens: int,
+    gen_tokens: int,
+    repeats: int,
+    progress: Progress,
+) -> dict[str, Any]:
+    """Measure prompt and generation tokens/s of the engine, the baseline and the floor."""
+    rows: list[dict[str, float]] = []
+    for r in range(repeats):
+        progress(f"throughput {r + 1}/{repeats}")
+        # A fresh first line per run and contender: neither may reuse a cached prefix.
+        prompts = {
+            who: _sized_source(engine.count_tokens, prompt_tokens, f"{who}-{r}") + "def main() -> None:\n"
+            for who in ("engine", "baseline", "floor")
+        }
+        row: dict[str, float] = {}
+        order = ["engine", "baseline"] if r % 2 == 0 else ["baseline", "engine"]
+        for who in [*order, "floor"]:
+            prompt = prompts[who]
+            n_prompt = engine.count_tokens(prompt)
+            if who == "engine":
+                timing = _time_stream(engine.generate(prompt, max_tokens=gen_tokens))
+                n_gen = engine.stats.generated_tokens
+            elif who == "baseline":
+                stream = llm.create_completion(prompt, max_tokens=gen_tokens, temperature=0.0, stream=True)
+                timing = _time_stream(stream)
+                n_gen = timing.chunks
+            else:
+                row["floor_gen_tps"] = _floor_loop(
+                    llm, llama_cpp, llm.tokenize(prompt.encode(), special=True), gen_tokens
+                )
+                continue
+            row[f"{who}_prompt_tps"] = n_prompt / timing.first_token
+            row[f"{who}_gen_tps"] = (n_gen - 1) / (timing.total - timing.first_token)
+            row[f"{who}_gen_tokens"] = n_gen
+            row["prompt_tokens"] = n_prompt
+        rows.append(row)
+    med = {key: _median(row[key] for row in rows) for key in rows[0]}
+    return {
+        "runs": rows,
+        "median": med,
+        "generation_vs_baseline": _ratio(med["engine_gen_tps"], med["baseline_gen_tps"]),
+        "prompt_vs_baseline": _ratio(med["engine_prompt_tps"], med["baseline_prompt_tps"]),
+        "engine_vs_floor": _ratio(med["engine_gen_tps"], med["floor_gen_tps"]),
+        "baseline_vs_floor": _ratio(med["baseline_gen_tps"], med["floor_gen_tps"]),
+    }
+
+
+# -- time to first token ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FeedbackPrompts:
+    """A long task prompt and its rounds: stable prefix first, feedback last."""
+
+    stable: str
+    initial: str
+    feedback: str
+
+
+def feedback_prompts(count: Callable[[str], int], tokens: int, salt: str) -> FeedbackPrompts:
+    """Return the prompts of a task of about ``tokens`` tokens and its first feedback round."""
+    source = _sized_source(count, tokens, salt)
+    stable = (
+        "# Source file: helpers.py\n"
+        f"{source}"
+        "# Task: create a unittest TestCase for helpers.py in test_helpers.py.\n"
+    )
+    return FeedbackPrompts(
+        stable=stable,
+        initial=stable + "import unittest\n",
+        feedback=stable + "# Feedback: use a setUp method.\nimport unittest\n",
+    )
+
+
+def _engine(model_path: Path, threads: int, state_dir: Path | None) -> Any:
+    from symergion.engine.llama import LlamaEngine
+
+    return LlamaEngine(
+        model_path,
+        model_name="bench",
+        n_ctx=BENCH_CONTEXT,
+        n_threads=threads,
+        sampling=Sampling(),
+        state_dir=state_dir,
+    )
+
+
+def _child(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one feedback round in this (new) process; return its figures."""
+    started = time.perf_counter()
+    engine = _engine(Path(spec["model"]), spec["threads"], Path(spec["state_dir"]))
+    loaded = time.perf_counter() - started
+    stream = engine.generate(
+        spec["prompt"], max_tokens=spec["gen_tokens"], stable_prefix=spec["stable_prefix"]
+    )
+    timing = _time_stream(stream)
+    stats = engine.stats
+    engine.close()
+    return {
+        "load_seconds": loaded,
+        "ttft_seconds": timing.first_token,
+        "process_seconds": time.perf_counter() - started,
+        "prefix_source": stats.prefix_source,
+        "reused_prefix_tokens": stats.reused_prefix_tokens,
+        "prompt_tokens": stats.prompt_tokens,
+        "generated_tokens": stats.generated_tokens,
+        "peak_rss_bytes": peak_rss_bytes(),
+    }
+
+
+def peak_rss_bytes() -> int:
+    """Return this process's peak resident set size in bytes."""
+    # VmHWM belongs to this process image; ru_maxrss would carry the parent's peak over exec.
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    # Linux and most BSDs report ru_maxrss in KiB.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _llama_cpp() -> Any:
+    """Import llama_cpp, typed as Any: its ctypes bindings are only partly annotated."""
+    return importlib.import_module("llama_cpp")
+
+
+def _run_child(spec: dict[str, Any]) -> dict[str, Any]:
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "symergion.bench", "--child", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark child failed:\n{proc.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["wall_seconds"] = time.perf_counter() - started
+    return result
+
+
+def bench_ttft(
+    model_path: Path,
+    *,
+    threads: int,
+    long_prompt_tokens: int,
+    gen_tokens: int,
+    repeats: int,
+    progress: Progress,
+) -> dict[str, Any]:
+    """Measure time to first token: cold, feedback and revoke in-process, feedback in a new process."""
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="symergion-bench-") as tmp:
+        state_dir = Path(tmp) / "kv"
+        engine = _engine(model_path, threads, state_dir)
+        try:
+            for r in range(repeats):
+                progress(f"time to first token {r + 1}/{repeats}")
+                prompts = feedback_prompts(engine.count_tokens, long_prompt_tokens, f"ttft-{r}")
+                stable = len(prompts.stable)
+
+                def first(prompt: str, stable: int = stable) -> tuple[float, str, int]:
+                    seconds = _first_token_seconds(
+                        engine.generate(prompt, max_tokens=TTFT_GEN_TOKENS, stable_prefix=stable)
+                    )
+                    return seconds, engine.stats.prefix_source, engine.stats.reused_prefix_tokens
+
+                cold, _, _ = first(prompts.initial)
+                prompt_tokens = engine.stats.prompt_tokens
+                feedback, feedback_source, feedback_reused = first(prompts.feedback)
+                revoke, revoke_source, _ = first(prompts.initial)
+                child = _run_child(
+                    {
+                        "model": str(model_path),
+                        "threads": threads,
+                        "state_dir": str(state_dir),
+                        "prompt": prompts.feedback,
+                        "stable_prefix": stable,
+                        "gen_tokens": gen_tokens,
+                    }
+                )
+                rows.append(
+                    {
+                        "prompt_tokens": prompt_tokens,
+                        "cold_seconds": cold,
+                        "feedback_seconds": feedback,
+                        "feedback_source": feedback_source,
+                        "feedback_reused_tokens": feedback_reused,
+                        "revoke_seconds": revoke,
+                        "revoke_source": revoke_source,
+                        "new_process": child,
+                    }
+                )
+        finally:
+            engine.close()
+    cold = _median(row["cold_seconds"] for row in rows)
+    feedback = _median(row["feedback_seconds"] for row in rows)
+    revoke = _median(row["revoke_seconds"] for row in rows)
+    new_process = _median(row["new_process"]["ttft_seconds"] for row in rows)
+    return {
+        "runs": rows,
+        "prompt_tokens": rows[0]["prompt_tokens"],
+        "cold_seconds": cold,
+        "feedback_seconds": feedback,
+        "revoke_seconds": revoke,
+        "new_process_feedback_seconds": new_process,
+        "new_process_load_seconds": _median(row["new_process"]["load_seconds"] for row in rows),
+        "feedback_speedup": _ratio(cold, feedback),
+        "revoke_speedup": _ratio(cold, revoke),
+        "new_process_speedup": _ratio(cold, new_process),
+        "peak_rss_bytes": max(row["new_process"]["peak_rss_bytes"] for row in rows),
+    }
+
+
+# -- prompt lookup decoding ---------------------------------------------------------------
+
+
+def bench_prompt_lookup(
+    model_path: Path,
+    *,
+    threads: int,
+    gen_tokens: int,
+    repeats: int,
+    progress: Progress,
+) -> dict[str, Any]:
+    """Compare create_completion with and without LlamaPromptLookupDecoding on a copy task."""
+    llama_cpp = _llama_cpp()
+    speculative: Any = importlib.import_module("llama_cpp.llama_speculative")
+
+    source = source_text(6, "lookup")
+    prompt = f"Here is helpers.py:\n```python\n{source}```\nHere is helpers.py again, unchanged:\n```python\n"
+    # logits_all (forced by a draft model) keeps n_ctx x 262k floats: keep n_ctx small.
+    n_ctx = 2048
+    plain = llama_cpp.Llama(
+        str(model_path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False
+    )
+    lookup = llama_cpp.Llama(
+        str(model_path),
+        n_ctx=n_ctx,
+        n_threads=threads,
+        n_threads_batch=threads,
+        verbose=False,
+        draft_model=speculative.LlamaPromptLookupDecoding(num_pred_tokens=10),
+    )
+    rows: list[dict[str, float]] = []
+    texts: dict[str, str] = {}
+    try:
+        for r in range(repeats):
+            progress(f"prompt lookup {r + 1}/{repeats}")
+            row: dict[str, float] = {}
+            for name, llm in (("plain", plain), ("lookup", lookup)):
+                llm.reset()
+                start = time.perf_counter()
+                result = llm.create_completion(prompt, max_tokens=gen_tokens, temperature=0.0)
+                seconds = time.perf_counter() - start
+                texts[name] = result["choices"][0]["text"]
+                row[f"{name}_seconds"] = seconds
+                row[f"{name}_tokens"] = result["usage"]["completion_tokens"]
+            rows.append(row)
+    finally:
+        plain.close()
+        lookup.close()
+    plain_s = _median(row["plain_seconds"] for row in rows)
+    lookup_s = _median(row["lookup_seconds"] for row in rows)
+    return {
+        "runs": rows,
+        "plain_seconds": plain_s,
+        "lookup_seconds": lookup_s,
+        "lookup_speedup": _ratio(plain_s, lookup_s),
+        "same_text": texts.get("plain") == texts.get("lookup"),
+    }
+
+
+# -- the whole run ------------------------------------------------------------------------
+
+
+def _machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    total_ram = 0
+    with contextlib.suppress(ValueError, OSError):
+        total_ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "ram_bytes": total_ram,
+        "python": platform.python_version(),
+        "system": platform.platform(),
+    }
+
+
+def run_bench(
+    model_path: Path,
+    *,
+    threads: int,
+    prompt_tokens: int = 150,
+    gen_tokens: int = 200,
+    repeats: int = 5,
+    out_json: Path | None = None,
+    long_prompt_tokens: int = 1200,
+    prompt_lookup: bool = True,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Run every benchmark on one GGUF and return (and optionally write) the figures.
+
+    Args:
+        model_path: the GGUF file.
+        threads: CPU threads for every contender.
+        prompt_tokens: prompt length of the throughput runs.
+        gen_tokens: tokens generated per throughput run.
+        repeats: runs per measurement; figures are medians.
+        out_json: where to write the result as JSON (parents are created).
+        long_prompt_tokens: prompt length of the time-to-first-token runs (1000 or more).
+        prompt_lookup: also measure prompt lookup decoding.
+        progress: told what runs next, for a progress display.
+    """
+    llama_cpp = _llama_cpp()
+    say: Progress = progress or (lambda _message: None)
+    model_path = Path(model_path)
+    started = time.time()
+    load_avg_before = os.getloadavg()
+    result: dict[str, Any] = {
+        "command": " ".join(sys.argv),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "machine": _machine(),
+        "llama_cpp_python": llama_cpp.__version__,
+        "model": {"path": str(model_path), "bytes": model_path.stat().st_size},
+        "threads": threads,
+        "repeats": repeats,
+        "targets": TARGETS,
+    }
+
+    say("loading the engine and the baseline")
+    t = time.perf_counter()
+    engine = _engine(model_path, threads, None)
+    engine_load = time.perf_counter() - t
+    t = time.perf_counter()
+    llm = llama_cpp.Llama(
+        str(model_path),
+        n_ctx=BENCH_CONTEXT,
+        n_threads=threads,
+        n_threads_batch=threads,
+        verbose=False,
+    )
+    baseline_load = time.perf_counter() - t
+    try:
+        result["load_seconds"] = {"engine": engine_load, "baseline": baseline_load}
+        result["throughput"] = bench_throughput(
+            engine,
+            llm,
+            llama_cpp,
+            prompt_tokens=prompt_tokens,
+            gen_tokens=gen_tokens,
+            repeats=repeats,
+            progress=say,
+        )
+    finally:
+        engine.close()
+        llm.close()
+
+    result["ttft"] = bench_ttft(
+        model_path,
+        threads=threads,
+        long_prompt_tokens=long_prompt_tokens,
+        gen_tokens=gen_tokens,
+        repeats=repeats,
+        progress=say,
+    )
+    rss = result["ttft"]["peak_rss_bytes"]
+    result["memory"] = {
+        "peak_rss_bytes": rss,
+        "gguf_bytes": model_path.stat().st_size,
+        "rss_over_gguf_mb": (rss - model_path.stat().st_size) / _MB,
+    }
+    if prompt_lookup:
+        result["prompt_lookup"] = bench_prompt_lookup(
+            model_path, threads=threads, gen_tokens=gen_tokens, repeats=repeats, progress=say
+        )
+    result["load_average"] = {"before": load_avg_before, "after": os.getloadavg()}
+    result["seconds"] = time.time() - started
+    result["verdict"] = verdict(result)
+    if out_json is not None:
+        out_json = Path(out_json)
+        out_json.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out_json.with_name(out_json.name + ".tmp")
+        tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        tmp.replace(out_json)
+    return result
+
+
+def verdict(result: dict[str, Any]) -> dict[str, bool]:
+    """Return, per target of issue 4, whether the run met it."""
+    throughput, ttft = result["throughput"], result["ttft"]
+    return {
+        "generation_vs_baseline": throughput["generation_vs_baseline"] >= TARGETS["generation_vs_baseline"],
+        "prompt_vs_baseline": throughput["prompt_vs_baseline"] >= TARGETS["prompt_vs_baseline"],
+        "feedback_ttft_speedup": ttft["feedback_speedup"] >= TARGETS["feedback_ttft_speedup"],
+        "new_process_ttft_speedup": ttft["new_process_speedup"] >= TARGETS["feedback_ttft_speedup"],
+        "rss_over_gguf_mb": result["memory"]["rss_over_gguf_mb"] < TARGETS["rss_over_gguf_mb"],
+    }
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """Render the figures of a run as a plain-text table."""
+    th, tt, mem = result["throughput"], result["ttft"], result["memory"]
+    med = th["median"]
+    ok = result["verdict"]
+
+    def mark(key: str) -> str:
+        return "met" if ok.get(key) else "MISSED"
+
+    lines = [
+        f"model {Path(result['model']['path']).name} ({result['model']['bytes'] / _MB:.0f} MB), "
+        f"{result['threads']} threads, {result['repeats']} repeats (medians), "
+        f"llama-cpp-python {result['llama_cpp_python']}",
+        "",
+        f"{'measure':<44}{'symergion':>12}{'baseline':>12}{'ratio':>8}  target",
+        f"{'prompt tokens/s (' + str(int(med['prompt_tokens'])) + ' tokens)':<44}"
+        f"{med['engine_prompt_tps']:>12.1f}{med['baseline_prompt_tps']:>12.1f}"
+        f"{th['prompt_vs_baseline']:>8.2f}  >= 0.95 {mark('prompt_vs_baseline')}",
+        f"{'generation tokens/s':<44}{med['engine_gen_tps']:>12.1f}"
+        f"{med['baseline_gen_tps']:>12.1f}{th['generation_vs_baseline']:>8.2f}"
+        f"  >= 1.08 {mark('generation_vs_baseline')}",
+        f"{'  floor: decode + sample only, tokens/s':<44}{med['floor_gen_tps']:>12.1f}"
+        f"{'':>12}{th['engine_vs_floor']:>8.2f}  (symergion / floor)",
+        "",
+        f"time to first token, {tt['prompt_tokens']} token prompt        seconds   speedup",
+        f"{'  cold':<44}{tt['cold_seconds']:>12.3f}",
+        f"{'  feedback round, same process (memory)':<44}{tt['feedback_seconds']:>12.3f}"
+        f"{tt['feedback_speedup']:>10.1f}x  >= 5x {mark('feedback_ttft_speedup')}",
+        f"{'  revoke, same process (memory)':<44}{tt['revoke_seconds']:>12.3f}{tt['revoke_speedup']:>10.1f}x",
+        f"{'  feedback round, new process (disk state)':<44}"
+        f"{tt['new_process_feedback_seconds']:>12.3f}{tt['new_process_speedup']:>10.1f}x"
+        f"  >= 5x {mark('new_process_ttft_speedup')}",
+        f"{'  new process: model load':<44}{tt['new_process_load_seconds']:>12.3f}",
+        "",
+        f"peak RSS, one model loaded: {mem['peak_rss_bytes'] / _MB:.0f} MB = GGUF "
+        f"{mem['gguf_bytes'] / _MB:.0f} MB + {mem['rss_over_gguf_mb']:.0f} MB"
+        f"  (< +400 MB {mark('rss_over_gguf_mb')})",
+    ]
+    lookup = result.get("prompt_lookup")
+    if lookup:
+        lines += [
+            "",
+            f"prompt lookup decoding (create_completion, copy task): plain "
+            f"{lookup['plain_seconds']:.2f} s, lookup {lookup['lookup_seconds']:.2f} s, "
+            f"speedup {lookup['lookup_speedup']:.2f}x, same text: {lookup['same_text']}",
+        ]
+    before, after = result["load_average"]["before"], result["load_average"]["after"]
+    lines += ["", f"load average before {before[0]:.2f}, after {after[0]:.2f}"]
+    return "\n".join(lines)
+
+
+def _default_model() -> Path:
+    from symergion.models import resolve_model
+
+    return resolve_model(EMBEDDED_MODEL, Path.cwd())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print its table; the JSON goes to --out."""
+    parser = argparse.ArgumentParser(
+        prog="python -m symergion.bench",
+        description="Benchmark symergion's llama.cpp engine against llama-cpp-python.",
+    )
+    parser.add_argument("--model", type=Path, help="GGUF file (default: the embedded model)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--prompt-tokens", type=int, default=150)
+    parser.add_argument("--gen-tokens", type=int, default=200)
+    parser.add_argument("--long-prompt-tokens", type=int, default=1200)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=Path("bench-results/bench.json"))
+    parser.add_argument("--no-prompt-lookup", action="store_true")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(_child(json.loads(args.child))))
+        return 0
+    model = args.model or _default_model()
+    result = run_bench(
+        model,
+        threads=args.threads,
+        prompt_tokens=args.prompt_tokens,
+        gen_tokens=args.gen_tokens,
+        repeats=args.repeats,
+        out_json=args.out,
+        long_prompt_tokens=args.long_prompt_tokens,
+        prompt_lookup=not args.no_prompt_lookup,
+        progress=lambda message: print(f"... {message}", file=sys.stderr, flush=True),
+    )
+    print(format_table(result))
+    print(f"\nJSON written to {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
