@@ -21,6 +21,40 @@ ARCHIVE_REFS = f"{SYMERGION_REFS}/archive"
 SHADOW_REFS = f"{SYMERGION_REFS}/tasks"
 MAX_FILE_BYTES = 1024 * 1024
 
+# How many git commands this process is running. A stop request (SIGTERM, Ctrl-C) waits for
+# them: killing git inside a ref transaction leaves ``.lock`` files that block those refs.
+_running = 0
+
+
+def git_running() -> bool:
+    """Return whether a git command started by this process is still running."""
+    return _running > 0
+
+
+def _spawn(
+    args: Sequence[str],
+    *,
+    cwd: Path,
+    input: bytes | None = None,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run git once; every git call goes through here."""
+    global _running
+    full_env = dict(os.environ)
+    # A git hook or the user's environment may point git elsewhere; this repo is the target.
+    for var in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
+        full_env.pop(var, None)
+    if env:
+        full_env.update(env)
+    _running += 1
+    try:
+        return subprocess.run(["git", *args], input=input, capture_output=True, cwd=cwd,
+                              env=full_env, check=False)
+    except FileNotFoundError:
+        raise GitError("git is not installed", hint="install git and put it on PATH") from None
+    finally:
+        _running -= 1
+
 
 @dataclass(frozen=True)
 class Note:
@@ -105,23 +139,7 @@ class GitRepo:
         cwd: Path | None = None,
         check: bool = True,
     ) -> bytes:
-        full_env = dict(os.environ)
-        # A git hook or the user's environment may point git elsewhere; this repo is the target.
-        for var in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
-            full_env.pop(var, None)
-        if env:
-            full_env.update(env)
-        try:
-            proc = subprocess.run(
-                ["git", *args],
-                input=input,
-                capture_output=True,
-                cwd=cwd or self._cwd,
-                env=full_env,
-                check=False,
-            )
-        except FileNotFoundError:
-            raise GitError("git is not installed", hint="install git and put it on PATH") from None
+        proc = _spawn(args, cwd=cwd or self._cwd, input=input, env=env)
         if check and proc.returncode != 0:
             message = proc.stderr.decode("utf-8", "replace").strip()
             raise GitError(f"git {args[0]} failed: {message}")
@@ -219,7 +237,7 @@ class GitRepo:
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         """Return whether ``ancestor`` is reachable from ``descendant``."""
         args = ["merge-base", "--is-ancestor", ancestor, descendant]
-        proc = subprocess.run(["git", *args], cwd=self._cwd, capture_output=True, check=False)
+        proc = _spawn(args, cwd=self._cwd)
         if proc.returncode not in (0, 1):
             raise GitError(f"git merge-base failed: {proc.stderr.decode(errors='replace').strip()}")
         return proc.returncode == 0
@@ -255,8 +273,7 @@ class GitRepo:
 
     def check_branch_name(self, name: str) -> bool:
         """Return whether git accepts ``name`` as a branch name."""
-        proc = subprocess.run(["git", "check-ref-format", "--branch", name],
-                              cwd=self._cwd, capture_output=True, check=False)
+        proc = _spawn(["check-ref-format", "--branch", name], cwd=self._cwd)
         return proc.returncode == 0
 
     def rev_parse(self, rev: str) -> str:
@@ -333,13 +350,8 @@ class GitRepo:
             else:
                 lines.append(f"update {ref} {new} {old}")
         lines += ["prepare", "commit"]
-        proc = subprocess.run(
-            ["git", "update-ref", "--stdin", "-m", message],
-            input=("\n".join(lines) + "\n").encode(),
-            cwd=self._cwd,
-            capture_output=True,
-            check=False,
-        )
+        proc = _spawn(["update-ref", "--stdin", "-m", message],
+                      input=("\n".join(lines) + "\n").encode(), cwd=self._cwd)
         if proc.returncode == 0:
             return True
         err = proc.stderr.decode("utf-8", "replace")
@@ -376,10 +388,7 @@ class GitRepo:
         """Push without force; return refs git rejected, mapped to its reason."""
         if not refspecs:
             return {}
-        proc = subprocess.run(
-            ["git", "push", "--porcelain", remote, *refspecs],
-            cwd=self._cwd, capture_output=True, check=False,
-        )
+        proc = _spawn(["push", "--porcelain", remote, *refspecs], cwd=self._cwd)
         rejected: dict[str, str] = {}
         for line in proc.stdout.decode("utf-8", "replace").splitlines():
             if line.startswith("!"):

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from symergion.config import load_config
 from symergion.errors import Cancelled
-from symergion.gitrepo import GitRepo
+from symergion.gitrepo import GitRepo, git_running
 from symergion.lock import repo_lock
 from symergion.reconcile import Event, Problem, Reconciler, Report, shadow_ref
 
@@ -29,11 +29,13 @@ class Printer(Protocol):
 
 @contextlib.contextmanager
 def stop_on_signals(cancel: threading.Event) -> Iterator[None]:
-    """Turn SIGTERM into a clean stop: set ``cancel`` and unwind with Cancelled.
+    """Turn SIGTERM and Ctrl-C (SIGINT) into a clean stop: set ``cancel``, unwind with Cancelled.
 
     A llama.cpp call cannot be interrupted from Python, but the engine returns to Python after
     every token and every prompt batch, so the handler runs within a fraction of a second.
-    Ctrl-C (SIGINT) already raises KeyboardInterrupt at the same points.
+    While a git command runs, the handler only sets ``cancel`` and the pass stops at its next
+    check: unwinding there would kill git inside a ref transaction and leave ``.lock`` files
+    behind that block those refs until someone deletes them.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -41,14 +43,17 @@ def stop_on_signals(cancel: threading.Event) -> Iterator[None]:
 
     def handler(signum: int, _frame: Any) -> None:
         cancel.set()
-        raise Cancelled(f"stopped by signal {signum}; nothing half-made was published",
-                        hint="run sync again to finish the work")
+        if not git_running():
+            raise Cancelled(f"stopped by signal {signum}; nothing half-made was published",
+                            hint="run sync again to finish the work")
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {signum: signal.signal(signum, handler)
+                for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 @dataclass
@@ -154,8 +159,8 @@ def _offline_reconciler(repo: GitRepo, config_path: Path | None, models: Path | 
     from symergion.runtime import build_reconciler
 
     config = load_config(config_path, models)
-    reconciler, pool, store = build_reconciler(repo, config)
-    return config, reconciler, pool, store
+    reconciler, _pool, store = build_reconciler(repo, config)
+    return config, reconciler, store
 
 
 def task_views(repo_path: Path, config_path: Path | None, models: Path | None) -> Any:
@@ -163,7 +168,7 @@ def task_views(repo_path: Path, config_path: Path | None, models: Path | None) -
     from symergion.ergon import list_tasks
 
     repo = GitRepo(repo_path)
-    config, reconciler, pool, store = _offline_reconciler(repo, config_path, models)
+    config, reconciler, store = _offline_reconciler(repo, config_path, models)
     try:
         return list_tasks(repo, reconciler, config)
     finally:
@@ -177,7 +182,7 @@ def revoke_latest(
     from symergion.ergon import revoke_feedback
 
     repo = GitRepo(repo_path)
-    config, reconciler, pool, store = _offline_reconciler(repo, config_path, models)
+    config, reconciler, store = _offline_reconciler(repo, config_path, models)
     try:
         return revoke_feedback(repo, reconciler, config, branch)
     finally:
@@ -191,7 +196,7 @@ def status_rows(
     from symergion.reconcile import TRAILER_PROMPT, model_branch
 
     repo = GitRepo(repo_path)
-    config, reconciler, pool, store = _offline_reconciler(repo, config_path, models)
+    config, reconciler, store = _offline_reconciler(repo, config_path, models)
     rows: list[dict[str, Any]] = []
     try:
         snap = repo.snapshot()
