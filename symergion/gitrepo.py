@@ -8,6 +8,7 @@ transaction that verifies every old value, so a user commit that races in is nev
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -355,6 +356,18 @@ class GitRepo:
         if proc.returncode == 0:
             return True
         err = proc.stderr.decode("utf-8", "replace")
+        locked = re.search(r"Unable to create '([^']+)'", err)
+        if locked:
+            # Not a moved ref but a lock file: another git command is updating the same ref, or
+            # one that crashed left its lock behind. Retrying at once cannot help.
+            raise GitError(
+                f"git update-ref failed: {locked.group(1)} exists",
+                hint="another git command is updating this ref; if none is running, a crashed "
+                f"one left the lock behind: delete {locked.group(1)}",
+            )
+        if "cannot create" in err:
+            raise GitError(f"git update-ref failed: {err.strip().splitlines()[0]}",
+                           hint="rename or delete the ref that is in the way")
         if "expected" in err or "exists" in err or "cannot lock ref" in err or "is at" in err:
             return False
         raise GitError(f"git update-ref failed: {err.strip()}")

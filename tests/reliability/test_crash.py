@@ -179,3 +179,18 @@ def test_signal_while_git_holds_ref_locks_leaves_no_half_made_refs(repo_dir, cfg
     first = symergion_commits(repo_dir, TASK, f"alpha_{TASK}")[0]["subject"]
     assert_clean_and_converged(repo_dir, cfg, [first])
 
+
+def test_a_stale_ref_lock_is_named_and_the_other_work_goes_on(repo_dir, cfg):
+    """A ``.lock`` file a crashed git left behind is reported with its path, not as a race."""
+    start_task(repo_dir)
+    stale = repo_dir / ".git" / "refs" / "heads" / f"alpha_{TASK}.lock"
+    stale.write_text("")
+    result = run_child("sync", "--repo", repo_dir, "--config", cfg)
+    assert result.returncode == 4, result.stderr
+    assert f"{stale} exists" in result.stderr and f"delete {stale}" in result.stderr
+    refs = all_refs(repo_dir)
+    assert f"refs/heads/alpha_{TASK}" not in refs and f"refs/heads/beta_{TASK}" in refs
+    stale.unlink()
+    assert run_child("sync", "--repo", repo_dir, "--config", cfg).returncode == 0
+    first = symergion_commits(repo_dir, TASK, f"alpha_{TASK}")[0]["subject"]
+    assert_clean_and_converged(repo_dir, cfg, [first])
