@@ -228,3 +228,25 @@ def test_ergon_start_on_a_shared_commit_appends_a_section(repo_dir, make_reconci
     assert "task_branch: TestCase_a" in note and "task_branch: TestCase_b" in note
     report = reconciler.sync()
     assert sorted(r.branch for r in report.results) == ["alpha_TestCase_a", "alpha_TestCase_b"]
+
+
+def test_task_branch_moving_on_regenerates_on_top_of_it(repo_dir, make_reconciler):
+    start_task_with_git(repo_dir)
+    make_reconciler(repo_dir).sync()
+    # The human improves the source on the task branch.
+    git(repo_dir, "checkout", "-q", TASK)
+    source = repo_dir / "utils" / "capture_output.py"
+    source.write_text(source.read_text() + "\n\ndef capture_errors(func):\n    return ''\n")
+    git(repo_dir, "commit", "-qam", "Add capture_errors")
+    git(repo_dir, "checkout", "-q", "main")
+    tip = git(repo_dir, "rev-parse", TASK).strip()
+
+    report = make_reconciler(repo_dir).sync()
+    assert {r.status for r in report.results} == {"updated"}
+    message = subjects(repo_dir, ALPHA)[0]
+    assert message == "Regenerate: the task's inputs changed"
+    parents = git(repo_dir, "log", "-1", "--format=%P", ALPHA).split()
+    assert tip in parents, "the model branch merges the task branch's new tip"
+    assert git(repo_dir, "diff", "--name-only", f"{TASK}..{ALPHA}").split() == [
+        "test_capture_output.py"]
+    assert make_reconciler(repo_dir).sync().changed() == []
