@@ -251,8 +251,24 @@ class Reconciler:
                 continue
             task.feedback.append(Feedback(blob, target, text, snap.note_order.get(target, 0)))
         for task in tasks.values():
-            task.feedback.sort(key=lambda f: (f.order, f.target))
+            ranks = [f.order for f in task.feedback]
+            # Notes added in one notes commit (a squashed, imported or pruned notes history)
+            # tie: the order symergion's last commit recorded breaks the tie, so a rewritten
+            # notes ref does not reorder the feedback and regenerate everything.
+            recorded = self._recorded_order(snap, task) if len(set(ranks)) < len(ranks) else {}
+            task.feedback.sort(
+                key=lambda f: (f.order, recorded.get(f.blob, len(recorded)), f.target))
         return sorted(tasks.values(), key=lambda t: t.name), problems
+
+    def _recorded_order(self, snap: Snapshot, task: Task) -> dict[str, int]:
+        """Return feedback note blobs in the order a model branch's last commit applied them."""
+        for coder in self.config.coders:
+            head = snap.branch(model_branch(coder.model_name, task.name))
+            own = self.last_own_commit(head, coder.model_name, task.name) if head else None
+            if own is not None:
+                blobs = [b for b in own[1].get(TRAILER_NOTES, "").split() if b != "-"]
+                return {blob: i for i, blob in enumerate(blobs)}
+        return {}
 
     def _commit_tasks(self, targets: list[str]) -> dict[str, str]:
         """Map symergion commits among ``targets`` to the task named in their trailers."""
