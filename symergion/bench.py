@@ -376,17 +376,23 @@ def bench_prompt_lookup(
 
     source = source_text(6, "lookup")
     prompt = f"Here is helpers.py:\n```python\n{source}```\nHere is helpers.py again, unchanged:\n```python\n"
-    # logits_all (forced by a draft model) keeps n_ctx x 262k floats: keep n_ctx small.
-    n_ctx = 2048
     plain = llama_cpp.Llama(
-        str(model_path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False
+        str(model_path),
+        n_ctx=BENCH_CONTEXT,
+        n_threads=threads,
+        n_threads_batch=threads,
+        verbose=False,
     )
+    # A draft model needs logits of every position, and llama-cpp-python then keeps
+    # n_ctx x n_vocab floats in Python (1 MiB per position here): size n_ctx to the task.
+    n_ctx = len(plain.tokenize(prompt.encode(), special=True)) + gen_tokens + 64
     lookup = llama_cpp.Llama(
         str(model_path),
         n_ctx=n_ctx,
         n_threads=threads,
         n_threads_batch=threads,
         verbose=False,
+        logits_all=True,  # without it, llama-cpp-python overflows its logits array
         draft_model=speculative.LlamaPromptLookupDecoding(num_pred_tokens=10),
     )
     rows: list[dict[str, float]] = []
@@ -526,9 +532,13 @@ def run_bench(
         "rss_over_gguf_mb": (rss - model_path.stat().st_size) / _MB,
     }
     if prompt_lookup:
-        result["prompt_lookup"] = bench_prompt_lookup(
-            model_path, threads=threads, gen_tokens=gen_tokens, repeats=repeats, progress=say
-        )
+        try:
+            result["prompt_lookup"] = bench_prompt_lookup(
+                model_path, threads=threads, gen_tokens=gen_tokens, repeats=repeats, progress=say
+            )
+        except (ValueError, RuntimeError) as exc:
+            # An optional measure of a third-party path: report its failure, keep the rest.
+            result["prompt_lookup"] = {"error": f"{type(exc).__name__}: {exc}"}
     result["load_average"] = {"before": load_avg_before, "after": os.getloadavg()}
     result["seconds"] = time.time() - started
     result["verdict"] = verdict(result)
@@ -592,7 +602,9 @@ def format_table(result: dict[str, Any]) -> str:
         f"  (< +400 MB {mark('rss_over_gguf_mb')})",
     ]
     lookup = result.get("prompt_lookup")
-    if lookup:
+    if lookup and "error" in lookup:
+        lines += ["", f"prompt lookup decoding failed: {lookup['error']}"]
+    elif lookup:
         lines += [
             "",
             f"prompt lookup decoding (create_completion, copy task): plain "
