@@ -588,11 +588,14 @@ class Reconciler:
             # Checked out while the model was generating: the response waits in the cache.
             return Result(task.name, model, branch, "kept", commit=head, reason=CHECKED_OUT)
         blob = self.repo.write_blob(response["text"].encode("utf-8"))
-        tree = self.repo.tree_with_file(task.tip, destination, blob)
         for _attempt in range(CAS_RETRIES):
             parents = [head] if head else []
             if head is None or not self.repo.is_ancestor(task.tip, head):
                 parents.append(task.tip)
+            # On a branch that already holds the task tip, start from the branch's own files:
+            # what the user committed there (a helper file, a hand fix elsewhere) stays.
+            base = head if head is not None and parents == [head] else task.tip
+            tree = self.repo.tree_with_file(base, destination, blob)
             commit = self.repo.commit_tree(tree, parents, message, author=model,
                                            email=f"{model}@symergion.invalid")
             updates = [
