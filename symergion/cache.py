@@ -38,6 +38,14 @@ class ResponseStore:
         self.max_entries = max_entries
         self._cache: Any = None
 
+    def open(self) -> None:
+        """Open the store now, so that an unusable cache directory stops a pass before any work.
+
+        Raises:
+            CacheError: the directory cannot be created or written.
+        """
+        self._open()
+
     def _open(self) -> Any:
         if self._cache is not None:
             return self._cache

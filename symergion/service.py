@@ -149,6 +149,7 @@ def sync_once(
             repo, config, on_event=printer, on_load=printer.loading, cancel=cancel
         )
         try:
+            store.open()
             return run_pass(repo, reconciler, remote=remote)
         finally:
             pool.close()

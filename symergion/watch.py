@@ -52,10 +52,11 @@ def watch_loop(
         reconciler, pool, store = build_reconciler(
             repo, config, on_event=printer, on_load=printer.loading, cancel=cancel
         )
-        printer(Event("done", "watch", "", detail=f"watching {repo_path} every {interval}s "
-                                                  "(Ctrl-C stops)"))
         last = ""
         try:
+            store.open()
+            printer(Event("done", "watch", "", detail=f"watching {repo_path} every {interval}s "
+                                                      "(Ctrl-C stops)"))
             while True:
                 state = refs_state(repo)
                 if state != last or remote is not None:
