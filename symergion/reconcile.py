@@ -224,6 +224,12 @@ class Reconciler:
         for name, candidates in specs.items():
             tip = snap.branch(name)
             if tip is None:
+                if not self.repo.check_branch_name(name):
+                    problems.append(Problem(
+                        f"note on {candidates[0].target[:12]}",
+                        f"git rejects the branch name {name!r}, so the task can never start"
+                        "\n  hint: name the task branch with letters, digits, '_', '-', '.' "
+                        "and '/' (no '..', no '.lock' at the end)"))
                 continue
             template = self.config.template_for(name)
             assert template is not None
@@ -236,6 +242,7 @@ class Reconciler:
 
         unnamed = [item for item in loose_feedback if item[0] is None]
         owners = self._commit_tasks([target for _, target, _, _ in unnamed])
+        unstarted: set[str] = set()
         for name, target, blob, text in loose_feedback:
             if name is None:
                 name = owners.get(target)
@@ -247,6 +254,15 @@ class Reconciler:
                             ))
                     continue
             task = tasks.get(name)
+            if task is None and name not in specs and name not in unstarted \
+                    and snap.branch(name) is not None and self.config.template_for(name):
+                # The task branch exists and its note names it, but the note is no task spec.
+                unstarted.add(name)
+                problems.append(Problem(
+                    f"note on {target[:12]}",
+                    f"the note on task branch {name!r} names no destination, so the task "
+                    "cannot start\n  hint: write 'destination: path/to/file' in the note on "
+                    f"{target[:12]}"))
             if task is None or target == task.spec.target or not text:
                 continue
             task.feedback.append(Feedback(blob, target, text, snap.note_order.get(target, 0)))

@@ -135,6 +135,33 @@ def start_task(path: Path, branch: str = TASK, destination: str = "test_capture_
         f"task_branch: {branch}, source: {source}, destination: {destination}", branch)
 
 
+def commit_files(path: Path, files: dict[str, tuple[str, bytes | str]], *, at: str = "main",
+                 message: str = "test files") -> str:
+    """Commit ``{path: (mode, content or object id)}`` on top of ``at`` with plumbing only.
+
+    Modes: ``100644`` (content), ``120000`` (symlink target), ``160000`` (a submodule commit id).
+    The user's index is never used: a private index file is.
+    """
+    env = {**os.environ, "GIT_INDEX_FILE": str(path.parent / "private-index")}
+
+    def run(*args: str, data: bytes | None = None) -> str:
+        proc = subprocess.run(["git", *args], cwd=path, env=env, input=data, capture_output=True,
+                              check=True)
+        return proc.stdout.decode().strip()
+
+    run("read-tree", at)
+    for name, (mode, content) in files.items():
+        if mode == "160000":
+            oid = str(content)
+        else:
+            data = content if isinstance(content, bytes) else content.encode()
+            oid = run("hash-object", "-w", "--stdin", data=data)
+        run("update-index", "--add", "--cacheinfo", f"{mode},{oid},{name}")
+    tree = run("write-tree")
+    os.unlink(env["GIT_INDEX_FILE"])
+    return run("commit-tree", tree, "-p", at, "-m", message)
+
+
 def make_messy(path: Path, head: str) -> None:
     """Give a repo staged, unstaged, untracked and ignored files and the HEAD shape ``head``.
 
@@ -176,7 +203,7 @@ class Fleet:
 
     def __init__(self) -> None:
         self.reply: Callable[[str, str], str] = default_reply
-        self.n_ctx = 4096
+        self.n_ctx: dict[str, int] = {}  # per model; 4096 when not given
         self.engines: dict[str, FakeEngine] = {}
         self.only: set[str] | None = None  # serve only these models; the rest stay real
 
@@ -184,7 +211,7 @@ class Fleet:
         name = checkpoint.model_name
         if name not in self.engines:
             self.engines[name] = FakeEngine(name, lambda p, n=name: self.reply(n, p),
-                                            n_ctx=self.n_ctx)
+                                            n_ctx=self.n_ctx.get(name, 4096))
         return self.engines[name]
 
     @property
