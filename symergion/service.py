@@ -79,9 +79,17 @@ def run_pass(
     if remote is not None and remote_report is not None:
         _push(repo, reconciler, remote, report, remote_report)
         for ref, why in remote_report.rejected.items():
+            if ref.startswith("refs/heads/"):
+                # A later pass cannot fix this on its own: the next attempt builds on the local
+                # branch, which still lacks the remote's commits.
+                name = ref[len("refs/heads/"):]
+                todo = (f"someone else pushed to it: merge {remote}/{name} into {name} (or "
+                        f"reset {name} to it), then sync again")
+            else:
+                todo = "sync again (it fetches and merges first)"
             report.problems.append(Problem(
-                f"push to {remote}", f"{ref} was rejected ({why}); the local result is kept, "
-                "fetch and sync again"))
+                f"push to {remote}", f"{ref} was rejected ({why}); the local result is kept\n"
+                f"  hint: {todo}"))
     return report
 
 
