@@ -388,8 +388,18 @@ class GitRepo:
     def fetch(self, remote: str, notes_ref: str) -> str:
         """Fetch branches and notes from ``remote``; return the fetched notes commit or ''."""
         tracking = f"refs/symergion/remote-notes/{remote}"
-        self._run(["fetch", "--quiet", remote, f"+refs/heads/*:refs/remotes/{remote}/*",
-                   f"+{notes_ref}:{tracking}"], check=False)
+        # Branches and notes are fetched apart: one fetch fails as a whole when the remote has
+        # no notes ref yet, which silently left the branches unfetched. A remote that cannot be
+        # reached stops the pass before any model runs.
+        proc = _spawn(["fetch", "--quiet", remote, f"+refs/heads/*:refs/remotes/{remote}/*"],
+                      cwd=self._cwd)
+        if proc.returncode != 0:
+            message = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+            raise GitError(f"cannot fetch from {remote}: {message[0] if message else 'failed'}",
+                           hint=f"check `git remote -v` and that `git fetch {remote}` works")
+        listed = self._run(["ls-remote", remote, notes_ref], check=False)
+        if notes_ref in listed.split():
+            self._run(["fetch", "--quiet", remote, f"+{notes_ref}:{tracking}"])
         out = self._run(["rev-parse", "--verify", "--quiet", tracking], check=False).strip()
         return out
 

@@ -1,0 +1,160 @@
+"""Point 6: `sync --remote` against a second local bare repository: fetch branches and notes
+(merged with cat_sort_uniq), reconcile, push model branches and notes; a rejected push keeps
+the local result, names each ref, and never forces."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .conftest import TASK, all_refs, git, start_task, symergion_commits
+
+ALPHA, BETA = f"alpha_{TASK}", f"beta_{TASK}"
+
+
+@pytest.fixture
+def team(repo_dir: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
+    """(remote bare repo, this clone, a teammate's clone), all at main."""
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(remote))
+    git(repo_dir, "remote", "add", "origin", str(remote))
+    git(repo_dir, "push", "-q", "origin", "main")
+    mate = tmp_path / "mate"
+    git(tmp_path, "clone", "-q", str(remote), str(mate))
+    return remote, repo_dir, mate
+
+
+def teammate_commit(mate: Path, branch: str, text: str) -> str:
+    git(mate, "fetch", "-q", "origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
+    git(mate, "checkout", "-q", "-B", branch, f"origin/{branch}")
+    (mate / "test_capture_output.py").write_text(text)
+    git(mate, "commit", "-qam", "teammate's fix")
+    git(mate, "push", "-q", "origin", branch)
+    return git(mate, "rev-parse", "HEAD").strip()
+
+
+def test_fetch_reconcile_push(team, cfg, cli, fake_runtime):
+    remote, local, mate = team
+    # The teammate starts the task and pushes it with its note.
+    start_task(mate)
+    git(mate, "push", "-q", "origin", TASK, "refs/notes/commits")
+    # Locally, an unrelated note (on a file's blob) that the remote does not have.
+    git(local, "notes", "add", "-m", "local remark", "main:README.md")
+    result = cli("sync", "--remote", "origin", "--repo", local, "--config", cfg, "--json")
+    assert result.code == 0, result.err
+    assert {r["branch"]: r["status"] for r in result.json()["results"]} == {
+        ALPHA: "created", BETA: "created"}
+    refs = all_refs(remote)
+    for branch in (ALPHA, BETA):
+        assert refs[f"refs/heads/{branch}"] == git(local, "rev-parse", branch).strip()
+    # Notes were merged (both sides kept) and pushed back.
+    assert refs["refs/notes/commits"] == git(local, "rev-parse", "refs/notes/commits").strip()
+    assert git(remote, "notes", "show", "main:README.md").strip() == "local remark"
+    assert git(remote, "notes", "show", TASK).startswith(f"task_branch: {TASK}")
+    assert git(local, "rev-parse", TASK) == git(mate, "rev-parse", TASK), "branches fetched"
+
+
+def test_conflicting_notes_are_concatenated(team, cfg, cli, fake_runtime):
+    remote, local, mate = team
+    start_task(mate)
+    git(mate, "push", "-q", "origin", TASK, "refs/notes/commits")
+    assert cli("sync", "--remote", "origin", "--repo", local, "--config", cfg).code == 0
+    # Both sides annotate the same model commit with different feedback.
+    git(mate, "fetch", "-q", "origin", "refs/notes/commits:refs/notes/commits",
+        f"refs/heads/{ALPHA}:refs/heads/{ALPHA}")
+    git(mate, "notes", "add", "-m", "Test errors too", ALPHA)
+    git(mate, "push", "-q", "origin", "refs/notes/commits")
+    git(local, "notes", "add", "-m", "Use setUp method", ALPHA)
+    result = cli("sync", "--remote", "origin", "--repo", local, "--config", cfg, "--json")
+    assert result.code == 0, result.err
+    merged = git(local, "notes", "show", f"{ALPHA}~1").splitlines()
+    assert sorted(merged) == ["Test errors too", "Use setUp method"]
+    assert git(remote, "rev-parse", "refs/notes/commits") == git(local, "rev-parse",
+                                                                   "refs/notes/commits")
+
+
+def test_rejected_push_keeps_local_results_and_never_forces(team, cfg, cli, fake_runtime):
+    remote, local, mate = team
+    start_task(local)
+    assert cli("sync", "--remote", "origin", "--repo", local, "--config", cfg).code == 0
+    # Locally the models answer feedback (no remote); meanwhile the teammate pushes onto alpha.
+    git(local, "notes", "add", "-m", "Use setUp method", BETA)
+    assert cli("sync", "--repo", local, "--config", cfg).code == 0
+    theirs = teammate_commit(mate, ALPHA, "import unittest\n# by the teammate\n")
+    ours = git(local, "rev-parse", ALPHA).strip()
+
+    result = cli("sync", "--remote", "origin", "--repo", local, "--config", cfg, "--json")
+    assert result.code == 4, result.err
+    problems = result.json()["problems"]
+    [rejected] = [p for p in problems if p["where"] == "push to origin"]
+    assert f"refs/heads/{ALPHA} was rejected" in rejected["message"]
+    assert "the local result is kept" in rejected["message"]
+    assert f"merge origin/{ALPHA} into {ALPHA}" in rejected["message"]
+    assert git(local, "rev-parse", ALPHA).strip() == ours
+    assert git(remote, "rev-parse", ALPHA).strip() == theirs, "never force-pushed"
+    # The branch nobody else moved was pushed.
+    assert git(remote, "rev-parse", BETA) == git(local, "rev-parse", BETA)
+    assert symergion_commits(local, TASK, ALPHA)[0]["subject"] == "Use setUp method"
+
+
+def test_push_rejected_while_generating(team, cfg, cli, fake_runtime):
+    """The remote branch moves after the fetch, while the model generates."""
+    from ..conftest import default_reply
+
+    remote, local, mate = team
+    start_task(local)
+    assert cli("sync", "--remote", "origin", "--repo", local, "--config", cfg).code == 0
+    git(local, "notes", "add", "-m", "Use setUp method", BETA)
+    pushed = []
+
+    def reply(model: str, prompt: str) -> str:
+        if model == "alpha" and not pushed:
+            pushed.append(teammate_commit(mate, ALPHA, "import unittest\n# teammate\n"))
+        return default_reply(model, prompt)
+
+    fake_runtime.reply = reply
+    result = cli("sync", "--remote", "origin", "--repo", local, "--config", cfg, "--json")
+    assert result.code == 4, result.err
+    assert any(f"refs/heads/{ALPHA} was rejected" in p["message"]
+               for p in result.json()["problems"])
+    assert git(remote, "rev-parse", ALPHA).strip() == pushed[0]
+    # The user merges the teammate's work as the hint says; the next round builds on the merge
+    # and the push goes through, still without force.
+    fake_runtime.reply = default_reply
+    git(local, "fetch", "-q", "origin")
+    merge = git(local, "commit-tree", f"{pushed[0]}^{{tree}}", "-p", ALPHA, "-p", pushed[0],
+                "-m", "Merge the teammate's fix").strip()
+    git(local, "update-ref", f"refs/heads/{ALPHA}", merge)
+    git(local, "notes", "add", "-m", "Test errors too", BETA)
+    result = cli("sync", "--remote", "origin", "--repo", local, "--config", cfg, "--json")
+    assert result.code == 0, result.err
+    assert git(remote, "merge-base", "--is-ancestor", pushed[0], ALPHA) == ""
+    assert git(remote, "log", "-1", "--format=%P", ALPHA).split() == [merge]
+
+
+def test_remote_without_notes_still_fetches_branches(team, cfg, cli, fake_runtime):
+    remote, local, mate = team
+    # The remote has branches but no notes yet; the task note is local only.
+    (mate / "extra.py").write_text("x = 1\n")
+    git(mate, "add", "extra.py")
+    git(mate, "commit", "-qm", "teammate's work")
+    git(mate, "push", "-q", "origin", "main:teammate")
+    start_task(local)
+    result = cli("sync", "--remote", "origin", "--repo", local, "--config", cfg, "--json")
+    assert result.code == 0, result.err
+    assert git(local, "rev-parse", "teammate") == git(mate, "rev-parse", "HEAD")
+    task_tip = git(local, "rev-parse", TASK).strip()
+    assert git(remote, "notes", "show", task_tip).startswith(f"task_branch: {TASK}")
+
+
+def test_unreachable_remote_stops_before_any_work(team, cfg, cli, fake_runtime, tmp_path):
+    _remote, local, _mate = team
+    start_task(local)
+    git(local, "remote", "set-url", "origin", str(tmp_path / "gone.git"))
+    refs = all_refs(local)
+    result = cli("sync", "--remote", "origin", "--repo", local, "--config", cfg)
+    assert result.code == 1, result.err
+    assert "cannot fetch from origin" in result.err and "gone.git" in result.err
+    assert fake_runtime.calls == 0, "nothing was generated for a pass that cannot be shared"
+    assert all_refs(local) == refs
