@@ -1,0 +1,167 @@
+"""End-to-end benchmark of the workflow: `sync` wall time for initial, feedback and revoke rounds.
+
+Each round runs `symergion sync --json` as a new process, the way cron, CI or a person runs it,
+on a scratch repository with a fresh cache, so the figures include interpreter start-up, model
+loading, the KV prefix restored from disk, and the response cache.
+
+    python -m symergion.bench_sync --model PATH.gguf --repeats 3 --out bench-results/sync.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+SOURCE = '''\
+import contextlib
+import io
+
+
+def capture_output(func, *args, **kwargs):
+    """Run func with args and return everything it printed to stdout."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        func(*args, **kwargs)
+    return buffer.getvalue()
+'''
+TASK = "TestCase_capture_output"
+PROBE = (
+    "import sys, time\n"
+    "from symergion.cli.main import main\n"
+    "code = main(sys.argv[1:])\n"
+    "sys.stderr.write('LLAMA_IMPORTED=%s\\n' % ('llama_cpp' in sys.modules))\n"
+    "sys.exit(code)\n"
+)
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True,
+                          text=True).stdout
+
+
+def _cli(repo: Path, config: Path, env: dict[str, str], *args: str) -> tuple[float, dict[str, Any],
+                                                                           bool]:
+    began = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, *args, "--repo", str(repo), "--config", str(config),
+         "--json", "--quiet"],
+        capture_output=True, text=True, env=env, check=False,
+    )
+    seconds = time.perf_counter() - began
+    if proc.returncode != 0:
+        raise RuntimeError(f"symergion {' '.join(args)} failed: {proc.stderr}")
+    return seconds, json.loads(proc.stdout), "LLAMA_IMPORTED=True" in proc.stderr
+
+
+def _round(repo: Path, config: Path, env: dict[str, str], name: str, *args: str
+           ) -> dict[str, Any]:
+    seconds, report, imported = _cli(repo, config, env, *args)
+    results = report["results"]
+    row: dict[str, Any] = {"round": name, "seconds": round(seconds, 3),
+                           "llama_cpp_imported": imported}
+    if results:
+        r = results[0]
+        row.update({"status": r["status"], "cache": r["cache"], "tokens": r["tokens"],
+                    "stop": r["stop"]})
+        trailers = _git(repo, "log", "-1", "--format=%B", r["branch"])
+        for line in trailers.splitlines():
+            if line.startswith("Symergion-Trimmed: "):
+                row["trimmed"] = line.split(": ", 1)[1]
+    return row
+
+
+def run_once(model: Path, threads: int, workdir: Path) -> list[dict[str, Any]]:
+    """Play initial, no-op, feedback, revoke and re-feedback rounds on a new repository."""
+    repo = workdir / "repo"
+    repo.mkdir(parents=True)
+    env = dict(os.environ)
+    env.update({"SYMERGION_CACHE_DIR": str(workdir / "cache"), "GIT_AUTHOR_NAME": "bench",
+                "GIT_AUTHOR_EMAIL": "bench@example.invalid", "GIT_COMMITTER_NAME": "bench",
+                "GIT_COMMITTER_EMAIL": "bench@example.invalid"})
+    config = workdir / "config.json"
+    idle = max(0, (os.cpu_count() or 1) - threads)
+    config.write_text(json.dumps({
+        "idle_cores": idle,
+        "checkpoints": [{"name_or_path": str(model), "name": "gemma3-270m", "trait": "coding"}],
+    }))
+    _git(repo, "init", "-q", "-b", "main")
+    (repo / "utils").mkdir()
+    (repo / "utils" / "capture_output.py").write_text(SOURCE)
+    _git(repo, "add", ".")
+    _git(repo, "-c", "user.name=b", "-c", "user.email=b@x", "commit", "-q", "-m", "init")
+    branch = f"gemma3-270m_{TASK}"
+    rows = [_round(repo, config, env, "initial (cold)", "ergon", "start", TASK, "--source",
+                   "utils/capture_output.py", "--destination", "test_capture_output.py")]
+    rows.append(_round(repo, config, env, "no-op sync", "sync"))
+    rows.append(_round(repo, config, env, "feedback", "feedback", "Use setUp method",
+                       "--branch", branch))
+    rows.append(_round(repo, config, env, "revoke (cached)", "revoke", "--branch", branch))
+    rows.append(_round(repo, config, env, "feedback again (cached)", "feedback",
+                       "Use setUp method", "--branch", branch))
+    return rows
+
+
+def help_seconds(repeats: int) -> float:
+    """Return the median wall time of `symergion --help` in a new process."""
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "symergion", "--help"], capture_output=True,
+                       check=True)
+        times.append(time.perf_counter() - began)
+    return statistics.median(times)
+
+
+def run_bench(model: Path, *, threads: int, repeats: int) -> dict[str, Any]:
+    """Run the rounds ``repeats`` times and return medians per round."""
+    runs = []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory(prefix="symergion-bench-") as tmp:
+            runs.append(run_once(model, threads, Path(tmp)))
+    table = []
+    for index, first in enumerate(runs[0]):
+        seconds = [run[index]["seconds"] for run in runs]
+        table.append({**first, "seconds_median": round(statistics.median(seconds), 3),
+                      "seconds_all": seconds})
+    return {"model": str(model), "threads": threads, "repeats": repeats,
+            "help_seconds_median": round(help_seconds(max(5, repeats)), 3), "rounds": table}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the end-to-end benchmark and print a table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, help="GGUF file (default: the embedded model)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=Path("bench-results/sync.json"))
+    args = parser.parse_args(argv)
+    model = args.model
+    if model is None:
+        from symergion.config import EMBEDDED_MODEL
+        from symergion.models import resolve_model
+
+        model = resolve_model(EMBEDDED_MODEL, Path.cwd())
+    result = run_bench(model, threads=args.threads, repeats=args.repeats)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(f"model {result['model']}, {result['threads']} threads, {result['repeats']} runs")
+    print(f"{'round':<26}{'median s':>9}  {'cache':<6}{'tokens':>7}  {'stop':<11}llama_cpp")
+    for row in result["rounds"]:
+        print(f"{row['round']:<26}{row['seconds_median']:>9.2f}  {row.get('cache') or '-':<6}"
+              f"{row.get('tokens') or 0:>7}  {row.get('stop') or '-':<11}"
+              f"{'imported' if row['llama_cpp_imported'] else 'not imported'}")
+    print(f"symergion --help: {result['help_seconds_median']:.2f} s (median)")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

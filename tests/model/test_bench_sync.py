@@ -1,0 +1,23 @@
+"""Smoke test of the end-to-end benchmark (figures are not asserted: benchmarks measure)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from symergion.bench_sync import main
+
+pytestmark = pytest.mark.model
+
+
+def test_bench_sync_runs_every_round(tmp_path, gguf_path, capsys):
+    out = tmp_path / "sync.json"
+    assert main(["--model", str(gguf_path), "--repeats", "1", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    rounds = {r["round"]: r for r in data["rounds"]}
+    assert rounds["initial (cold)"]["cache"] == "miss"
+    assert rounds["revoke (cached)"]["cache"] == "hit"
+    assert rounds["revoke (cached)"]["llama_cpp_imported"] is False
+    assert rounds["no-op sync"]["llama_cpp_imported"] is False
+    assert "symergion --help" in capsys.readouterr().out
