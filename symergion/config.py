@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import regex
-
 from symergion.errors import ConfigError
 
 ENV_CONFIG = "SYMERGION_CONFIG"
@@ -220,6 +218,8 @@ def parse_config(
         models_dir: an explicit models directory (``--models``), which wins over the file's.
         source: the file the config came from, named in errors.
     """
+    import regex  # only validation needs it; keeps `symergion --help` imports small
+
     where = f"{source}: " if source else ""
 
     def fail(fieldname: str, problem: str, fix: str) -> ConfigError:

@@ -14,7 +14,8 @@ from symergion.cli.output import emit_json, info
 if TYPE_CHECKING:
     from symergion.models import ModelEntry, ModelInfo
 
-app = typer.Typer(help="List, inspect and pull GGUF models.", no_args_is_help=True)
+app = typer.Typer(help="List, inspect and pull GGUF models.", no_args_is_help=True,
+                  rich_markup_mode=None)
 
 FileOpt = Annotated[
     str | None,

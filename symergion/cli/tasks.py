@@ -11,7 +11,8 @@ import typer
 from symergion.cli.options import ConfigOpt, JsonOpt, ModelsOpt, QuietOpt, RepoOpt
 from symergion.cli.output import emit_json, info
 
-ergon_app = typer.Typer(help="Start and list tasks (ergons).", no_args_is_help=True)
+ergon_app = typer.Typer(help="Start and list tasks (ergons).", no_args_is_help=True,
+                        rich_markup_mode=None)
 
 EXIT_PROBLEMS = 4
 
