@@ -56,17 +56,64 @@ class _Timing:
     first_token: float
     total: float
     chunks: int
+    # Time inside llama_decode after the first token, and how many calls that was.
+    decode_seconds: float = 0.0
+    decode_calls: int = 0
 
 
-def _time_stream(stream: Iterable[Any]) -> _Timing:
+class _DecodeTimer:
+    """Time every llama_decode call, whoever makes it.
+
+    Both contenders look ``llama_decode`` up on a module when they run, so swapping the
+    module attribute measures how much of a token's time is llama.cpp's own
+    work and how much is the Python around it.
+    """
+
+    def __init__(self, llama_cpp: Any) -> None:
+        # The package re-exports the bindings of its llama_cpp.llama_cpp module, which is
+        # where llama-cpp-python's own classes look them up: swap both.
+        self.modules = [llama_cpp, importlib.import_module("llama_cpp.llama_cpp")]
+        self.real = llama_cpp.llama_decode
+        self.seconds = 0.0
+        self.calls = 0
+
+    def __enter__(self) -> _DecodeTimer:
+        real = self.real
+
+        def timed(ctx: Any, batch: Any) -> int:
+            start = time.perf_counter()
+            result: int = real(ctx, batch)
+            self.seconds += time.perf_counter() - start
+            self.calls += 1
+            return result
+
+        for module in self.modules:
+            module.llama_decode = timed
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for module in self.modules:
+            module.llama_decode = self.real
+
+    def reset(self) -> None:
+        self.seconds = 0.0
+        self.calls = 0
+
+
+def _time_stream(stream: Iterable[Any], timer: _DecodeTimer | None = None) -> _Timing:
     start = time.perf_counter()
     first = 0.0
     chunks = 0
     for _ in stream:
         if chunks == 0:
             first = time.perf_counter() - start
+            if timer is not None:
+                timer.reset()
         chunks += 1
-    return _Timing(first_token=first, total=time.perf_counter() - start, chunks=chunks)
+    total = time.perf_counter() - start
+    if timer is None:
+        return _Timing(first_token=first, total=total, chunks=chunks)
+    return _Timing(first, total, chunks, timer.seconds, timer.calls)
 
 
 def _first_token_seconds(stream: Iterator[str]) -> float:
@@ -171,11 +218,13 @@ def bench_throughput(
             prompt = prompts[who]
             n_prompt = engine.count_tokens(prompt)
             if who == "engine":
-                timing = _time_stream(engine.generate(prompt, max_tokens=gen_tokens))
+                with _DecodeTimer(llama_cpp) as timer:
+                    timing = _time_stream(engine.generate(prompt, max_tokens=gen_tokens), timer)
                 n_gen = engine.stats.generated_tokens
             elif who == "baseline":
                 stream = llm.create_completion(prompt, max_tokens=gen_tokens, temperature=0.0, stream=True)
-                timing = _time_stream(stream)
+                with _DecodeTimer(llama_cpp) as timer:
+                    timing = _time_stream(stream, timer)
                 n_gen = timing.chunks
             else:
                 row["floor_gen_tps"] = _floor_loop(
@@ -185,6 +234,10 @@ def bench_throughput(
             row[f"{who}_prompt_tps"] = n_prompt / timing.first_token
             row[f"{who}_gen_tps"] = (n_gen - 1) / (timing.total - timing.first_token)
             row[f"{who}_gen_tokens"] = n_gen
+            gen_seconds = timing.total - timing.first_token
+            row[f"{who}_decode_ms"] = 1000 * timing.decode_seconds / max(1, timing.decode_calls)
+            # Everything a token costs besides llama_decode: sampling, detokenizing, Python.
+            row[f"{who}_other_ms"] = 1000 * (gen_seconds - timing.decode_seconds) / max(1, n_gen - 1)
             row["prompt_tokens"] = n_prompt
         rows.append(row)
     med = {key: _median(row[key] for row in rows) for key in rows[0]}
@@ -201,6 +254,8 @@ def bench_throughput(
         "prompt_vs_baseline": paired("engine_prompt_tps", "baseline_prompt_tps"),
         "engine_vs_floor": paired("engine_gen_tps", "floor_gen_tps"),
         "baseline_vs_floor": paired("baseline_gen_tps", "floor_gen_tps"),
+        "other_ms_engine": med["engine_other_ms"],
+        "other_ms_baseline": med["baseline_other_ms"],
         "best_generation_vs_baseline": _ratio(best["engine_gen_tps"], best["baseline_gen_tps"]),
         "best_prompt_vs_baseline": _ratio(best["engine_prompt_tps"], best["baseline_prompt_tps"]),
     }
@@ -614,7 +669,12 @@ def format_table(result: dict[str, Any]) -> str:
         f"{best['baseline_prompt_tps']:>12.1f}{th['best_prompt_vs_baseline']:>8.2f}",
         f"{'best run: generation tokens/s':<44}{best['engine_gen_tps']:>12.1f}"
         f"{best['baseline_gen_tps']:>12.1f}{th['best_generation_vs_baseline']:>8.2f}",
-        "(ratios: median of the ratios within each repeat; best run: ratio of the fastest runs)",
+        f"{'ms per token inside llama_decode':<44}{med['engine_decode_ms']:>12.2f}"
+        f"{med['baseline_decode_ms']:>12.2f}",
+        f"{'ms per token outside llama_decode':<44}{med['engine_other_ms']:>12.3f}"
+        f"{med['baseline_other_ms']:>12.3f}",
+        "(ratios: median of the ratios within each repeat; best run: ratio of the fastest runs;",
+        " symergion samples inside llama_decode, the baseline after it)",
         "",
         f"time to first token, {tt['prompt_tokens']} token prompt        seconds   speedup",
         f"{'  cold':<44}{tt['cold_seconds']:>12.3f}",
