@@ -674,7 +674,7 @@ def format_table(result: dict[str, Any]) -> str:
         f"{'ms per token outside llama_decode':<44}{med['engine_other_ms']:>12.3f}"
         f"{med['baseline_other_ms']:>12.3f}",
         "(ratios: median of the ratios within each repeat; best run: ratio of the fastest runs;",
-        " symergion samples inside llama_decode, the baseline after it)",
+        " outside llama_decode: sampling, detokenizing and all Python work of a token)",
         "",
         f"time to first token, {tt['prompt_tokens']} token prompt        seconds   speedup",
         f"{'  cold':<44}{tt['cold_seconds']:>12.3f}",
