@@ -404,8 +404,15 @@ class GitRepo:
         return out
 
     def merge_notes(self, other: str) -> None:
-        """Merge fetched notes into the local notes ref, concatenating conflicting notes."""
-        self._run(["notes", "merge", "--quiet", "-s", "cat_sort_uniq", other])
+        """Merge fetched notes into the local notes ref, concatenating conflicting notes.
+
+        The merge commit is symergion's, like its generated commits: it carries symergion's
+        identity, so a CI runner without user.name/user.email can merge.
+        """
+        env = {"GIT_AUTHOR_NAME": "symergion", "GIT_AUTHOR_EMAIL": "symergion@symergion.invalid",
+               "GIT_COMMITTER_NAME": "symergion",
+               "GIT_COMMITTER_EMAIL": "symergion@symergion.invalid"}
+        self._run(["notes", "merge", "--quiet", "-s", "cat_sort_uniq", other], env=env)
 
     def push(self, remote: str, refspecs: Sequence[str]) -> dict[str, str]:
         """Push without force; return refs git rejected, mapped to its reason."""

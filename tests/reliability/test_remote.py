@@ -158,3 +158,21 @@ def test_unreachable_remote_stops_before_any_work(team, cfg, cli, fake_runtime, 
     assert "cannot fetch from origin" in result.err and "gone.git" in result.err
     assert fake_runtime.calls == 0, "nothing was generated for a pass that cannot be shared"
     assert all_refs(local) == refs
+
+
+def test_ci_without_a_git_identity(team, cfg, cli, fake_runtime, tmp_path, monkeypatch):
+    """A CI runner often has no user.name/email: merging the remote's notes must still work."""
+    remote, local, mate = team
+    start_task(mate)
+    git(mate, "push", "-q", "origin", TASK, "refs/notes/commits")
+    git(local, "notes", "add", "-m", "local remark", "main:README.md")  # notes diverge
+    empty = tmp_path / "empty-gitconfig"
+    empty.write_text("")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(empty))
+    for var in ("EMAIL", "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME",
+                "GIT_COMMITTER_EMAIL"):
+        monkeypatch.delenv(var, raising=False)
+    result = cli("sync", "--remote", "origin", "--repo", local, "--config", cfg, "--json")
+    assert result.code == 0, result.err
+    assert git(remote, "notes", "show", "main:README.md").strip() == "local remark"
+    assert git(remote, "notes", "show", TASK).startswith(f"task_branch: {TASK}")
