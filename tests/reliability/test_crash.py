@@ -194,3 +194,23 @@ def test_a_stale_ref_lock_is_named_and_the_other_work_goes_on(repo_dir, cfg):
     assert run_child("sync", "--repo", repo_dir, "--config", cfg).returncode == 0
     first = symergion_commits(repo_dir, TASK, f"alpha_{TASK}")[0]["subject"]
     assert_clean_and_converged(repo_dir, cfg, [first])
+
+
+def test_sigterm_stops_an_idle_watch(repo_dir, cfg):
+    start_task(repo_dir)
+    mark = repo_dir.parent / "mark"
+    proc = run_child("watch", "--interval", "0.2", "--repo", repo_dir, "--config", cfg,
+                     background=True, env={"MARK_FILE": str(mark)})
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and (
+            not mark.exists() or mark.read_text().count("after_update_refs") < 2):
+        time.sleep(0.02)
+    time.sleep(0.5)  # idle between polls
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert time.monotonic() - sent < 3
+    assert "stopped" in err
+    first = symergion_commits(repo_dir, TASK, f"alpha_{TASK}")[0]["subject"]
+    assert_clean_and_converged(repo_dir, cfg, [first])

@@ -186,3 +186,47 @@ def test_notes_pruned_after_gc(repo_dir, cfg, cli, fake_runtime):
     git(repo_dir, "notes", "add", "-m", "Use setUp method", ALPHA)
     git(repo_dir, "pack-refs", "--all")
     assert statuses(cli("sync", *common, "--json")) == {ALPHA: "updated", BETA: "updated"}
+
+
+class Collect:
+    """A watch printer that keeps the events."""
+
+    def __init__(self) -> None:
+        self.events: list = []
+
+    def loading(self, model: str) -> None:
+        self.events.append(("loading", model))
+
+    def __call__(self, event) -> None:
+        self.events.append(event)
+
+
+def test_watch_polls_and_sees_a_change_that_leaves_no_loose_ref(repo_dir, cfg, fake_runtime):
+    """watch finds work by polling refs: a note added and then packed changes no file under
+    refs/, yet the next poll runs a pass."""
+    import threading
+
+    from symergion.watch import watch_loop
+
+    start_task(repo_dir)
+    printer = Collect()
+    outcome: list[int] = []
+    thread = threading.Thread(target=lambda: outcome.append(watch_loop(
+        repo_dir, cfg, None, interval=0.05, printer=printer, max_passes=2)))
+    thread.start()
+    try:
+        deadline = 0
+        while f"refs/heads/{BETA}" not in all_refs(repo_dir) and deadline < 400:
+            deadline += 1
+            threading.Event().wait(0.05)
+        git(repo_dir, "notes", "add", "-m", "Use setUp method", ALPHA)
+        git(repo_dir, "pack-refs", "--all")
+        assert not (repo_dir / ".git" / "refs" / "notes" / "commits").exists()
+        thread.join(timeout=30)
+    finally:
+        assert not thread.is_alive(), "watch did not see the packed change"
+    assert outcome == [0]
+    assert symergion_commits(repo_dir, TASK, ALPHA)[0]["subject"] == "Use setUp method"
+    done = [e for e in printer.events if not isinstance(e, tuple) and e.kind == "done"
+            and e.cache]
+    assert len(done) == 4  # two models, two passes: one line each
