@@ -169,6 +169,8 @@ ROWS = [
     Row("source-submodule", bad_task(spec(source="sub"), {
         "sub": ("160000", "1" * 40)}), 4, "source 'sub' is a submodule"),
     Row("source-directory", bad_task(spec(source="utils")), 4, "source 'utils' is a directory"),
+    Row("destination-directory", bad_task(spec(destination="utils")), 4,
+        "destination 'utils' is a directory"),
     Row("source-missing", bad_task(spec(source="nope.py")), 4,
         "source 'nope.py' does not exist on the task branch"),
     Row("source-binary", bad_task(spec(source="blob.py"), {

@@ -136,3 +136,20 @@ def test_second_sync_or_watch_is_refused_while_the_lock_is_held(repo_dir, cfg, c
     assert result.code == 0, result.err
     first = symergion_commits(repo_dir, TASK, ALPHA)[0]["subject"]
     assert_clean_and_converged(repo_dir, cfg, [first])
+
+
+def test_ergon_start_while_locked_records_the_task_for_the_holder(repo_dir, cfg, cli,
+                                                                   fake_runtime):
+    """start writes the branch and note (plain git would too), then its sync is refused."""
+    from symergion.lock import repo_lock
+
+    with repo_lock(repo_dir / ".git"):
+        result = cli("ergon", "start", TASK, "-s", "utils/capture_output.py", "-d", "t.py",
+                     "--repo", repo_dir, "--config", cfg)
+    assert result.code == 3, result.err
+    assert f"pid {__import__('os').getpid()}" in result.err
+    assert git(repo_dir, "notes", "show", TASK).startswith(f"task_branch: {TASK}")
+    assert f"refs/heads/{ALPHA}" not in all_refs(repo_dir)
+    # The holder (e.g. a running watch) or the next sync picks the task up.
+    assert cli("sync", "--repo", repo_dir, "--config", cfg).code == 0
+    assert f"refs/heads/{ALPHA}" in all_refs(repo_dir)
