@@ -714,6 +714,11 @@ class Reconciler:
                                "and sync again to archive it"))
                     continue
             archive = f"{ARCHIVE_REFS}/{task}/{model}/{stamp}"
+            # The stamp is to the second: a task that ended twice within one would collide.
+            suffix = 1
+            while archive in snap.refs:
+                suffix += 1
+                archive = f"{ARCHIVE_REFS}/{task}/{model}/{stamp}-{suffix}"
             updates = [(archive, head or shadow, ZERO_OID), (ref, ZERO_OID, shadow)]
             if head is not None:
                 updates.append((f"refs/heads/{branch}", ZERO_OID, head))

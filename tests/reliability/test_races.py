@@ -153,3 +153,31 @@ def test_ergon_start_while_locked_records_the_task_for_the_holder(repo_dir, cfg,
     # The holder (e.g. a running watch) or the next sync picks the task up.
     assert cli("sync", "--repo", repo_dir, "--config", cfg).code == 0
     assert f"refs/heads/{ALPHA}" in all_refs(repo_dir)
+
+
+def test_task_ended_twice_within_one_second_is_archived_twice(repo_dir, cfg, cli, fake_runtime,
+                                                               monkeypatch):
+    import time
+    import types
+
+    import symergion.reconcile as reconcile
+
+    frozen = types.SimpleNamespace(**{n: getattr(time, n) for n in dir(time)
+                                      if not n.startswith("_")})
+    frozen.strftime = lambda fmt, t=None: "20250101T000000Z"
+    monkeypatch.setattr(reconcile, "time", frozen)
+    start_task(repo_dir)
+    tip = git(repo_dir, "rev-parse", TASK).strip()
+    common = ("--repo", repo_dir, "--config", cfg)
+    for _round in range(2):
+        assert cli("sync", *common).code == 0
+        git(repo_dir, "branch", "-D", TASK)
+        result = cli("sync", *common, "--json")
+        assert [r["status"] for r in result.json()["results"]] == ["retired", "retired"]
+        assert not any(r.startswith(f"refs/heads/{m}_") for r in all_refs(repo_dir)
+                       for m in ("alpha", "beta"))
+        git(repo_dir, "branch", TASK, tip)  # the task starts again
+    archived = git(repo_dir, "for-each-ref", "--format=%(refname)", "refs/symergion/archive")
+    assert archived.split() == [
+        f"refs/symergion/archive/{TASK}/{m}/20250101T000000Z{s}"
+        for m in ("alpha", "beta") for s in ("", "-2")]
