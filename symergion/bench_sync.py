@@ -20,18 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-SOURCE = '''\
-import contextlib
-import io
+from symergion.demo import SOURCE
 
-
-def capture_output(func, *args, **kwargs):
-    """Run func with args and return everything it printed to stdout."""
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
-        func(*args, **kwargs)
-    return buffer.getvalue()
-'''
 TASK = "TestCase_capture_output"
 PROBE = (
     "import sys, time\n"

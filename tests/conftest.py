@@ -13,22 +13,10 @@ import pytest
 
 from symergion.cache import ResponseStore
 from symergion.config import Checkpoint, Config, parse_config
+from symergion.demo import SOURCE
 from symergion.engine.fake import FakeEngine
 from symergion.gitrepo import GitRepo
 from symergion.reconcile import Event, Reconciler
-
-SOURCE = '''\
-import contextlib
-import io
-
-
-def capture_output(func, *args, **kwargs):
-    """Run func and return what it printed."""
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
-        func(*args, **kwargs)
-    return buffer.getvalue()
-'''
 
 
 @pytest.fixture(autouse=True)
