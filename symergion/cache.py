@@ -37,6 +37,7 @@ class ResponseStore:
         self.directory = directory
         self.max_entries = max_entries
         self._cache: Any = None
+        self.rebuilt: Path | None = None  # where a corrupt store was moved aside, if it was
 
     def open(self) -> None:
         """Open the store now, so that an unusable cache directory stops a pass before any work.
@@ -77,6 +78,7 @@ class ResponseStore:
         try:
             self.directory.rename(aside)
             self.directory.mkdir(parents=True)
+            self.rebuilt = aside
             return diskcache.Cache(
                 str(self.directory), eviction_policy="least-recently-stored", size_limit=2**34
             )

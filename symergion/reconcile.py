@@ -96,6 +96,7 @@ class Report:
 
     results: list[Result] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
@@ -112,6 +113,7 @@ class Report:
             "ok": not self.failed,
             "results": [asdict(r) for r in self.results],
             "problems": [asdict(p) for p in self.problems],
+            "notices": list(self.notices),
         }
 
 
@@ -564,6 +566,10 @@ class Reconciler:
                                     reason=str(exc))
                     self.on_event(Event("problem", task.name, coder.model_name, detail=str(exc)))
                 report.results.append(result)
+        rebuilt = getattr(self.store, "rebuilt", None)
+        if rebuilt is not None:
+            report.notices.append(f"the response cache was corrupt: moved it aside to {rebuilt} "
+                                  "and started a new one (delete the old one when done)")
         return report
 
     def cancel_check(self) -> None:

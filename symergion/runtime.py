@@ -23,9 +23,13 @@ def model_path(config: Config, checkpoint: Checkpoint) -> Path:
 
 def fingerprint(config: Config, checkpoint: Checkpoint) -> str:
     """Return the cache identity of a checkpoint's model file (reads 2 MiB, parses nothing)."""
-    from symergion.models import locate_model, model_fingerprint
+    from symergion.models import locate_model, model_fingerprint, resolve_model
 
-    return model_fingerprint(locate_model(checkpoint.name_or_path, config.models_dir))
+    path = locate_model(checkpoint.name_or_path, config.models_dir)
+    if not path.is_file():
+        # The full check names the problem and its fix (missing file, directory, ...).
+        path = resolve_model(checkpoint.name_or_path, config.models_dir)
+    return model_fingerprint(path)
 
 
 def load_engine(config: Config, checkpoint: Checkpoint) -> Engine:

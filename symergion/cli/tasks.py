@@ -73,6 +73,8 @@ def _print_report(data: dict[str, Any]) -> None:
         info(line)
     for p in data["problems"]:
         info(f"   problem  {p['where']}: {p['message']}")
+    for notice in data.get("notices", []):
+        info(f"    notice  {notice}")
     if not changed and not data["problems"]:
         info("everything is up to date")
 

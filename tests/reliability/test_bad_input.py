@@ -201,7 +201,7 @@ ROWS = [
         also_created={f"beta_{BAD}"}),
     # model files (the real runtime checks them; only alpha is fake)
     Row("model-missing", broken_model(lambda p: None), 4,
-        "broken.gguf: No such file or directory", answering=("alpha",)),
+        "broken.gguf does not exist", answering=("alpha",)),
     Row("model-not-gguf", broken_model(lambda p: p.write_text("{}\n")), 4,
         "broken.gguf is not a GGUF file", answering=("alpha",)),
     Row("model-lfs-pointer", broken_model(lambda p: p.write_text(LFS_POINTER)), 4,
@@ -221,7 +221,8 @@ ROWS = [
     Row("config-unknown-field", config({**CONFIG, "ntoken": 5}), 1, "ntoken: unknown field"),
     # cache
     Row("cache-dir-unusable", unusable_cache, 1, "cannot create the cache directory"),
-    Row("cache-corrupt", corrupt_cache, 0, "", check=corrupt_cache_moved_aside),
+    Row("cache-corrupt", corrupt_cache, 0, "the response cache was corrupt: moved it aside",
+        check=corrupt_cache_moved_aside),
 ]
 
 
