@@ -39,6 +39,14 @@ BATCH_TOKENS = 512
 PENALTY_LAST_N = 64
 # Shorter prefixes are cheaper to evaluate than to save and load.
 MIN_STATE_TOKENS = 32
+# Prompt lookup decoding: the n-gram that must recur, and the bounds of a draft. A draft of k
+# tokens costs about as much as k/3 single-token decodes here (the 262k-row output matrix is
+# multiplied once per drafted position), so drafts stay short until they keep being accepted.
+LOOKUP_NGRAM = 3
+LOOKUP_MIN_DRAFT = 2
+LOOKUP_MAX_DRAFT = 16
+# After a draft is rejected outright, decode this many tokens plainly before drafting again.
+LOOKUP_COOLDOWN = 8
 _SEQ = 0
 _GGML_LOG_LEVEL_ERROR = 3
 _GGML_LOG_LEVEL_CONT = 5
@@ -134,6 +142,7 @@ class LlamaEngine:
         sampling: Sampling,
         state_dir: Path | None = None,
         state_max_bytes: int = 2 * 1024**3,
+        prompt_lookup: bool = False,
     ) -> None:
         self.model_name = model_name
         self.model_path = Path(model_path)
@@ -146,6 +155,7 @@ class LlamaEngine:
         self._pieces: dict[int, bytes] = {}
         self._state_dir = state_dir
         self._state_max_bytes = state_max_bytes
+        self.prompt_lookup = prompt_lookup
         self._store: StateStore | None = None
         self._closed = False
 
@@ -463,7 +473,11 @@ class LlamaEngine:
         chain = self._sampler()
         try:
             if self._evaluate_prompt(prompt, ids, stable_prefix, stats, started, cancel):
-                yield from self._sample_loop(generation, chain, stats, started, max_tokens, cancel)
+                if chain is None and self.prompt_lookup:
+                    loop = self._lookup_loop(generation, stats, started, max_tokens, cancel)
+                else:
+                    loop = self._sample_loop(generation, chain, stats, started, max_tokens, cancel)
+                yield from loop
         finally:
             if chain is not None:
                 self._llama.llama_sampler_free(chain)
@@ -571,6 +585,136 @@ class LlamaEngine:
                     )
                 cached.append(token)
                 starts.append(batch.pos[0])
+            tail = decoder.decode(b"", final=True)
+            if tail and generation == self._generation:
+                yield tail
+        finally:
+            stats.generation_seconds = clock() - loop_started - paused
+
+    def _lookup_loop(
+        self,
+        generation: int,
+        stats: GenerationStats,
+        started: float,
+        max_tokens: int,
+        cancel: threading.Event | None,
+    ) -> Iterator[str]:
+        """Decode greedily with prompt lookup: draft from earlier text, verify in one batch.
+
+        When the last ``LOOKUP_NGRAM`` tokens occurred before (in the prompt or the answer so
+        far), the tokens that followed them are guessed to come next. One ``llama_decode``
+        evaluates the pending token and the guesses; each guess is kept while it equals the
+        argmax after its predecessor. The text is greedy decoding's, except where two tokens
+        are nearly tied: llama.cpp's batched kernels round differently from its one-token
+        path (by up to 1-2 logits on Gemma 3 270M), so drafted positions can tip the other way.
+        """
+        llama = self._llama
+        ctx = self._ctx
+        vocab = self._vocab
+        batch = self._batch
+        cached = self._cached
+        starts = self._starts
+        piece_of = self._piece
+        is_eog = llama.llama_vocab_is_eog
+        as_array = self._numpy.ctypeslib.as_array
+        logits_ith = llama.llama_get_logits_ith
+        shape = (self._n_vocab,)
+        clock = time.perf_counter
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+        def argmax(index: int) -> int:
+            return int(as_array(logits_ith(ctx, index), shape=shape).argmax())
+
+        history = list(cached)
+        # Where each n-gram of the history last ended.
+        seen: dict[tuple[int, ...], int] = {}
+        for end in range(LOOKUP_NGRAM, len(history) + 1):
+            seen[tuple(history[end - LOOKUP_NGRAM : end])] = end
+        pending = argmax(-1)
+        draft_len = LOOKUP_MIN_DRAFT
+        cooldown = 0
+        generated = 0
+        loop_started = clock()
+        paused = 0.0
+        try:
+            while True:
+                # Emit the pending token, the argmax after everything in the cache.
+                if is_eog(vocab, pending):
+                    break
+                generated += 1
+                stats.generated_tokens = generated
+                if generated == 1:
+                    stats.first_token_seconds = clock() - started
+                history.append(pending)
+                text = decoder.decode(piece_of(pending))
+                if text:
+                    before = clock()
+                    yield text
+                    paused += clock() - before
+                    if generation != self._generation:
+                        return
+                if generated >= max_tokens or (cancel is not None and cancel.is_set()):
+                    break
+
+                key = tuple(history[-LOOKUP_NGRAM:])
+                match_end = seen.get(key)
+                seen[key] = len(history)
+                draft: list[int] = []
+                if cooldown:
+                    cooldown -= 1
+                elif match_end is not None:
+                    limit = min(draft_len, max_tokens - generated)
+                    draft = history[match_end : match_end + limit]
+
+                position = len(cached)
+                for i, token in enumerate([pending, *draft]):
+                    batch.token[i] = token
+                    batch.pos[i] = position + i
+                    batch.logits[i] = 1
+                batch.n_tokens = 1 + len(draft)
+                self._decode(batch)
+                accepted = 0
+                following = argmax(0)
+                while accepted < len(draft) and following == draft[accepted]:
+                    accepted += 1
+                    following = argmax(accepted)
+                if accepted < len(draft):
+                    llama.llama_memory_seq_rm(self._memory, _SEQ, position + 1 + accepted, -1)
+                cached.append(pending)
+                cached.extend(draft[:accepted])
+                starts.append(position)
+                if draft:
+                    if accepted == len(draft):
+                        draft_len = min(LOOKUP_MAX_DRAFT, 2 * draft_len)
+                    elif accepted == 0:
+                        draft_len = LOOKUP_MIN_DRAFT
+                        cooldown = LOOKUP_COOLDOWN
+                    else:
+                        draft_len = max(LOOKUP_MIN_DRAFT, accepted + 1)
+
+                # Emit the accepted guesses: each is the greedy token after its predecessor.
+                stop = False
+                for token in draft[:accepted]:
+                    if is_eog(vocab, token):
+                        stop = True
+                        break
+                    generated += 1
+                    stats.generated_tokens = generated
+                    history.append(token)
+                    seen[tuple(history[-LOOKUP_NGRAM:])] = len(history)
+                    text = decoder.decode(piece_of(token))
+                    if text:
+                        before = clock()
+                        yield text
+                        paused += clock() - before
+                        if generation != self._generation:
+                            return
+                    if generated >= max_tokens:
+                        stop = True
+                        break
+                if stop:
+                    break
+                pending = following
             tail = decoder.decode(b"", final=True)
             if tail and generation == self._generation:
                 yield tail

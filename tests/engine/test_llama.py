@@ -13,7 +13,7 @@ import pytest
 
 from symergion.config import Sampling
 from symergion.engine.base import Engine
-from symergion.engine.llama import LlamaEngine, render_chat_template
+from symergion.engine.llama import LOOKUP_MAX_DRAFT, LlamaEngine, render_chat_template
 from symergion.errors import ModelError
 
 from .conftest import THREADS
@@ -303,3 +303,36 @@ def test_closed_engine_refuses_work(make_engine: MakeEngine) -> None:
     engine.close()
     with pytest.raises(ModelError, match="closed"):
         engine.count_tokens("x")
+
+
+COPY_PROMPT = f"Here is scaling.py:\n```python\n{SOURCE[:900]}```\nThe same file again:\n```python\n"
+
+
+@pytest.mark.model
+def test_prompt_lookup_is_deterministic_and_keeps_the_cache_consistent(
+    make_engine: MakeEngine,
+) -> None:
+    first = make_engine(prompt_lookup=True)
+    text = run(first, COPY_PROMPT, max_tokens=120)
+    assert first.stats.generated_tokens == 120
+    assert text.startswith("def scale_0")  # the model copies, which lookup drafts
+    # Every token in the KV cache is one the engine knows about: rejected drafts were removed.
+    llama = first._llama
+    assert llama.llama_memory_seq_pos_max(first._memory, 0) == len(first._cached) - 1
+
+    second = make_engine(prompt_lookup=True)
+    assert run(second, COPY_PROMPT, max_tokens=120) == text
+    # The engine stays usable for plain prompts afterwards.
+    assert run(first, CODE_PROMPT, max_tokens=10) == run(make_engine(), CODE_PROMPT, max_tokens=10)
+
+
+@pytest.mark.model
+def test_prompt_lookup_respects_max_tokens_and_cancel(make_engine: MakeEngine) -> None:
+    engine = make_engine(prompt_lookup=True)
+    for budget in (1, 2, 17):
+        run(engine, COPY_PROMPT, max_tokens=budget)
+        assert engine.stats.generated_tokens == budget
+    cancel = threading.Event()
+    for _ in engine.generate(COPY_PROMPT, max_tokens=200, cancel=cancel):
+        cancel.set()
+    assert engine.stats.generated_tokens <= LOOKUP_MAX_DRAFT + 1
