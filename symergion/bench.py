@@ -446,6 +446,12 @@ def bench_ttft(
 # -- prompt lookup decoding ---------------------------------------------------------------
 
 
+def _copy_prompt() -> str:
+    """Return a regeneration prompt whose answer repeats its source."""
+    source = source_text(6, "lookup")
+    return f"Here is helpers.py:\n```python\n{source}```\nHere is helpers.py again, unchanged:\n```python\n"
+
+
 def bench_prompt_lookup(
     model_path: Path,
     *,
@@ -454,12 +460,18 @@ def bench_prompt_lookup(
     repeats: int,
     progress: Progress,
 ) -> dict[str, Any]:
-    """Compare create_completion with and without LlamaPromptLookupDecoding on a copy task."""
+    """Measure prompt lookup decoding: llama-cpp-python's, and symergion's own.
+
+    llama-cpp-python's ``LlamaPromptLookupDecoding`` runs through ``create_completion`` on a
+    copy task. symergion's (``LlamaEngine(prompt_lookup=True)``) runs on the copy task and on
+    a fresh-code prompt, where little repeats, to show what drafting costs when it misses.
+    Every figure is the wall time of ``gen_tokens`` greedy tokens, prompt included.
+    """
+    from symergion.engine.llama import LlamaEngine
+
     llama_cpp = _llama_cpp()
     speculative: Any = importlib.import_module("llama_cpp.llama_speculative")
-
-    source = source_text(6, "lookup")
-    prompt = f"Here is helpers.py:\n```python\n{source}```\nHere is helpers.py again, unchanged:\n```python\n"
+    copy = _copy_prompt()
     plain = llama_cpp.Llama(
         str(model_path),
         n_ctx=BENCH_CONTEXT,
@@ -469,7 +481,7 @@ def bench_prompt_lookup(
     )
     # A draft model needs logits of every position, and llama-cpp-python then keeps
     # n_ctx x n_vocab floats in Python (1 MiB per position here): size n_ctx to the task.
-    n_ctx = len(plain.tokenize(prompt.encode(), special=True)) + gen_tokens + 64
+    n_ctx = len(plain.tokenize(copy.encode(), special=True)) + gen_tokens + 64
     lookup = llama_cpp.Llama(
         str(model_path),
         n_ctx=n_ctx,
@@ -479,6 +491,17 @@ def bench_prompt_lookup(
         logits_all=True,  # without it, llama-cpp-python overflows its logits array
         draft_model=speculative.LlamaPromptLookupDecoding(num_pred_tokens=10),
     )
+    engines = {
+        name: LlamaEngine(
+            model_path,
+            model_name="bench",
+            n_ctx=BENCH_CONTEXT,
+            n_threads=threads,
+            sampling=Sampling(),
+            prompt_lookup=name == "lookup",
+        )
+        for name in ("plain", "lookup")
+    }
     rows: list[dict[str, float]] = []
     texts: dict[str, str] = {}
     try:
@@ -488,23 +511,40 @@ def bench_prompt_lookup(
             for name, llm in (("plain", plain), ("lookup", lookup)):
                 llm.reset()
                 start = time.perf_counter()
-                result = llm.create_completion(prompt, max_tokens=gen_tokens, temperature=0.0)
-                seconds = time.perf_counter() - start
-                texts[name] = result["choices"][0]["text"]
-                row[f"{name}_seconds"] = seconds
-                row[f"{name}_tokens"] = result["usage"]["completion_tokens"]
+                result = llm.create_completion(copy, max_tokens=gen_tokens, temperature=0.0)
+                row[f"llama_cpp_{name}_seconds"] = time.perf_counter() - start
+                texts[f"llama_cpp_{name}"] = result["choices"][0]["text"]
+            fresh = _sized_source(engines["plain"].count_tokens, 150, f"fresh-{r}") + "def main() -> None:\n"
+            for task, prompt in (("copy", f"# run {r}\n{copy}"), ("fresh", fresh)):
+                for name, engine in engines.items():
+                    start = time.perf_counter()
+                    text = "".join(engine.generate(prompt, max_tokens=gen_tokens))
+                    row[f"engine_{task}_{name}_seconds"] = time.perf_counter() - start
+                    texts[f"engine_{task}_{name}"] = text
             rows.append(row)
     finally:
         plain.close()
         lookup.close()
-    plain_s = _median(row["plain_seconds"] for row in rows)
-    lookup_s = _median(row["lookup_seconds"] for row in rows)
+        for engine in engines.values():
+            engine.close()
+
+    def speedup(prefix: str) -> float:
+        return _median(
+            _ratio(row[f"{prefix}_plain_seconds"], row[f"{prefix}_lookup_seconds"]) for row in rows
+        )
+
+    plain_s = _median(row["llama_cpp_plain_seconds"] for row in rows)
+    lookup_s = _median(row["llama_cpp_lookup_seconds"] for row in rows)
     return {
         "runs": rows,
         "plain_seconds": plain_s,
         "lookup_seconds": lookup_s,
-        "lookup_speedup": _ratio(plain_s, lookup_s),
-        "same_text": texts.get("plain") == texts.get("lookup"),
+        "lookup_speedup": speedup("llama_cpp"),
+        "same_text": texts["llama_cpp_plain"] == texts["llama_cpp_lookup"],
+        "engine_copy_speedup": speedup("engine_copy"),
+        "engine_copy_same_text": texts["engine_copy_plain"] == texts["engine_copy_lookup"],
+        "engine_fresh_speedup": speedup("engine_fresh"),
+        "engine_fresh_same_text": texts["engine_fresh_plain"] == texts["engine_fresh_lookup"],
     }
 
 
@@ -709,9 +749,14 @@ def format_table(result: dict[str, Any]) -> str:
     elif lookup:
         lines += [
             "",
-            f"prompt lookup decoding (create_completion, copy task): plain "
-            f"{lookup['plain_seconds']:.2f} s, lookup {lookup['lookup_seconds']:.2f} s, "
-            f"speedup {lookup['lookup_speedup']:.2f}x, same text: {lookup['same_text']}",
+            f"prompt lookup decoding, {result['repeats'] // 3 or 1} repeats, "
+            "speedup = plain time / lookup time (paired median)",
+            f"  llama-cpp-python LlamaPromptLookupDecoding, copy task: "
+            f"{lookup['lookup_speedup']:.2f}x, same text: {lookup['same_text']}",
+            f"  symergion prompt_lookup=True, copy task: {lookup['engine_copy_speedup']:.2f}x, "
+            f"same text: {lookup['engine_copy_same_text']}",
+            f"  symergion prompt_lookup=True, fresh code: {lookup['engine_fresh_speedup']:.2f}x, "
+            f"same text: {lookup['engine_fresh_same_text']}",
         ]
     before, after = result["load_average"]["before"], result["load_average"]["after"]
     lines += ["", f"load average before {before[0]:.2f}, after {after[0]:.2f}"]
