@@ -6,7 +6,8 @@ decoding takes the argmax of llama.cpp's logits buffer in place, any other sampl
 llama.cpp sampler chain on the context. The KV cache keeps the tokens of
 the last call, so a prompt that shares a prefix with the previous one evaluates only its new
 tokens; with a ``state_dir`` the KV state of the stable prefix is also kept on disk for the
-next process.
+next process. Optional prompt lookup decoding drafts tokens from earlier text and verifies
+them in one batch (see ``docs/benchmarks.md`` for when it pays).
 
 ``llama_cpp`` is imported when the first engine is created, never when this module is
 imported, so commands that need no model stay fast.
@@ -40,7 +41,7 @@ PENALTY_LAST_N = 64
 # Shorter prefixes are cheaper to evaluate than to save and load.
 MIN_STATE_TOKENS = 32
 # Prompt lookup decoding: the n-gram that must recur, and the bounds of a draft. A draft of k
-# tokens costs about as much as k/3 single-token decodes here (the 262k-row output matrix is
+# tokens costs about as much as k/4 to k/3 single-token decodes here (the 262k-row output matrix is
 # multiplied once per drafted position), so drafts stay short until they keep being accepted.
 LOOKUP_NGRAM = 3
 LOOKUP_MIN_DRAFT = 2
