@@ -34,6 +34,11 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Run the benchmark harness on the embedded model; writes bench-results/bench.json."""
+    """Run both benchmarks on the embedded model: the engine, then the end-to-end sync rounds.
+
+    Results go to bench-results/bench.json and bench-results/sync.json; arguments after `--`
+    go to the engine benchmark (e.g. `nox -s bench -- --repeats 3`).
+    """
     session.install("-e", ".[demo]", *DEV)
     session.run("python", "-m", "symergion.bench", *session.posargs)
+    session.run("python", "-m", "symergion.bench_sync")
