@@ -362,8 +362,7 @@ def model_fingerprint(path: Path) -> str:
                 handle.seek(max(FINGERPRINT_CHUNK, stat.st_size - FINGERPRINT_CHUNK))
                 digest.update(handle.read(FINGERPRINT_CHUNK))
     except OSError as exc:
-        raise ModelError(f"cannot read model file {path}: {exc.strerror or exc}",
-                         hint="check that the file exists and is readable") from None
+        raise _unreadable(path, exc) from None
     return digest.hexdigest()
 
 
@@ -459,6 +458,12 @@ class ModelInfo:
         }
 
 
+def _unreadable(path: Path, exc: OSError) -> ModelError:
+    """Return the error for a model file the OS refuses to read."""
+    return ModelError(f"cannot read model file {path}: {exc.strerror or exc}",
+                      hint="check that the file exists and that its permissions allow reading")
+
+
 def _inspect(path: Path) -> ModelInfo:
     path = path.absolute()
     try:
@@ -469,8 +474,7 @@ def _inspect(path: Path) -> ModelInfo:
             hint="fix the path, or get the file: `symergion models pull ORG/REPO` downloads one",
         ) from None
     except OSError as exc:
-        raise ModelError(f"cannot read model file {path}: {exc.strerror or exc}",
-                         hint="check the file's permissions") from None
+        raise _unreadable(path, exc) from None
     if path.is_dir():
         hf_checkpoint = (path / "config.json").is_file()
         raise ModelError(
@@ -491,8 +495,7 @@ def _inspect_file(path_text: str, size: int, mtime_ns: int) -> ModelInfo:
         with path.open("rb") as handle:
             head = handle.read(len(LFS_POINTER_PREFIX))
     except OSError as exc:
-        raise ModelError(f"cannot read model file {path}: {exc.strerror or exc}",
-                         hint="check the file's permissions") from None
+        raise _unreadable(path, exc) from None
     if head.startswith(LFS_POINTER_PREFIX):
         raise ModelError(
             f"{path} is a Git LFS pointer, not the model itself",
@@ -534,8 +537,7 @@ def _open_reader(path: Path) -> gguf.GGUFReader:
             hint="fetch or copy the file again; if it is new, re-run the conversion",
         ) from None
     except OSError as exc:
-        raise ModelError(f"cannot read model file {path}: {exc.strerror or exc}",
-                         hint="check the file's permissions") from None
+        raise _unreadable(path, exc) from None
 
 
 @functools.cache
