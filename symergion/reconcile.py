@@ -128,6 +128,7 @@ class Event:
     seconds: float = 0.0
     cache: str | None = None
     detail: str = ""
+    budget: int = 0  # the token budget of a generation (start, progress), 0 when unknown
 
 
 EventSink = Callable[[Event], None]
@@ -429,7 +430,7 @@ class Reconciler:
         joined = ""
         for count, piece in enumerate(self._tokens(engine, chat, budget, 0), start=1):
             out.append(piece)
-            self._progress(task.name, reasoner.model_name, count, began)
+            self._progress(task.name, reasoner.model_name, count, began, budget)
             if stop_marker and piece and stop_marker[-1] in piece:
                 joined = "".join(out)
                 if stop_marker in joined:
@@ -471,10 +472,10 @@ class Reconciler:
             raise Cancelled("stopped before the response was finished; nothing was published",
                             hint="run sync again to finish the work")
 
-    def _progress(self, task: str, model: str, count: int, began: float) -> None:
+    def _progress(self, task: str, model: str, count: int, began: float, budget: int = 0) -> None:
         if count % 16 == 0:
             self.on_event(Event("progress", task, model, tokens=count,
-                                seconds=time.monotonic() - began))
+                                seconds=time.monotonic() - began, budget=budget))
 
     # -- generation ------------------------------------------------------------------------
 
@@ -497,7 +498,8 @@ class Reconciler:
             )
         finisher = Finisher(destination, prompt.code_starter)
         self.on_event(Event("start", task.name, coder.model_name,
-                            detail=f"{prompt_tokens} prompt tokens, budget {budget}"))
+                            detail=f"{prompt_tokens} prompt tokens, budget {budget}",
+                            budget=budget))
         began = time.monotonic()
         generated = prompt.code_starter
         stop = "budget"
@@ -506,7 +508,7 @@ class Reconciler:
             self._tokens(engine, prompt.text, budget, prompt.stable_prefix), start=1
         ):
             generated += piece
-            self._progress(task.name, coder.model_name, count, began)
+            self._progress(task.name, coder.model_name, count, began, budget)
             reason = finisher.check(generated)
             if reason:
                 stop = reason

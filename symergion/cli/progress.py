@@ -1,12 +1,23 @@
-"""Progress on stderr: a live line on a terminal, one line per event in logs (cron, CI)."""
+"""Progress on stderr: a rich progress bar on a terminal, one plain line per event in logs.
+
+On a terminal a generation shows a live bar: tokens against the token budget, tokens per second
+and an estimate of the time left (the budget is an upper bound: a file usually finishes before
+it). When stderr is not a terminal (cron, CI, a pipe) only the event lines are written, without
+escape codes. rich honours ``NO_COLOR``.
+"""
 
 from __future__ import annotations
 
+import atexit
 import sys
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
+from symergion.config import color_enabled
 from symergion.reconcile import Event
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 
 class ProgressPrinter:
@@ -20,35 +31,83 @@ class ProgressPrinter:
     def __init__(self, *, quiet: bool = False, stream: TextIO | None = None) -> None:
         self.quiet = quiet
         self.stream = stream or sys.stderr
-        self.live = self.stream.isatty()
-        self._line_open = False
+        self.live = not quiet and self.stream.isatty()
+        self._console: Any = None
+        self._bar: Progress | None = None
+        self._bar_task: TaskID | None = None
+        self._bar_key: tuple[str, str] | None = None
+        if self.live:
+            # rich is imported only for a terminal: logs and --json never pay for it.
+            from rich.console import Console
 
-    def _write(self, text: str, *, transient: bool = False) -> None:
+            self._console = Console(file=self.stream, no_color=not color_enabled(),
+                                    highlight=False, soft_wrap=True)
+            # A bar left running would leave the terminal's cursor hidden.
+            atexit.register(self.close)
+
+    def _write(self, text: str, *, style: str | None = None) -> None:
         if self.quiet:
             return
-        if self._line_open:
-            self.stream.write("\r\033[K")
-            self._line_open = False
-        if transient:
-            self.stream.write(text)
-            self._line_open = True
-        else:
-            self.stream.write(text + "\n")
+        if self._console is not None:
+            self._console.print(text, markup=False, style=style)
+            return
+        self.stream.write(text + "\n")
         self.stream.flush()
 
     def loading(self, model: str) -> None:
         """Announce a model load."""
         self._write(f"loading {model} ...")
 
+    def close(self) -> None:
+        """Stop the live bar, if one is shown."""
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+            self._bar_task = None
+            self._bar_key = None
+
+    def _show_bar(self, event: Event) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        key = (event.task, event.model)
+        if self._bar is None or self._bar_key != key:
+            self.close()
+            self._bar = Progress(
+                TextColumn("  {task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("tokens  {task.fields[rate]:.1f} tok/s  ETA"),
+                TimeRemainingColumn(),
+                console=self._console,
+                transient=True,
+                auto_refresh=False,
+            )
+            self._bar.start()
+            self._bar_task = self._bar.add_task(f"{event.model} on {event.task}",
+                                                total=event.budget or None, rate=0.0)
+            self._bar_key = key
+        assert self._bar_task is not None
+        rate = event.tokens / event.seconds if event.seconds else 0.0
+        self._bar.update(self._bar_task, completed=event.tokens, rate=rate,
+                         total=event.budget or None)
+        self._bar.refresh()
+
     def __call__(self, event: Event) -> None:
         """Render one event."""
-        stamp = time.strftime("%H:%M:%S")
+        if self.quiet:
+            return
         if event.kind == "progress":
             if self.live:
-                rate = event.tokens / event.seconds if event.seconds else 0.0
-                self._write(f"  {event.model} on {event.task}: {event.tokens} tokens, "
-                            f"{rate:.1f} tok/s", transient=True)
+                self._show_bar(event)
             return
+        self.close()
+        stamp = time.strftime("%H:%M:%S")
         if event.kind == "start":
             self._write(f"{stamp} {event.task} {event.model}: generating ({event.detail})")
         elif event.kind == "done":
@@ -66,4 +125,4 @@ class ProgressPrinter:
                 self._write(f"{stamp} {event.task} {event.model}: {event.detail}")
         elif event.kind == "problem":
             where = f"{event.task} {event.model}".strip()
-            self._write(f"{stamp} problem: {where}: {event.detail}")
+            self._write(f"{stamp} problem: {where}: {event.detail}", style="yellow")

@@ -40,7 +40,10 @@ def _sync(
     from symergion.service import sync_once
 
     printer = _printer(quiet or as_json)
-    report = sync_once(repo_path, config_path, models, printer=printer, remote=remote)
+    try:
+        report = sync_once(repo_path, config_path, models, printer=printer, remote=remote)
+    finally:
+        printer.close()
     data = report.as_dict()
     if as_json:
         emit_json(data)

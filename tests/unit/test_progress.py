@@ -1,0 +1,77 @@
+"""The progress printer: a rich bar on a terminal, plain lines without escape codes elsewhere."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from symergion.cli.progress import ProgressPrinter
+from symergion.reconcile import Event
+
+
+class Terminal(io.StringIO):
+    """A stream that says it is a terminal, as stderr does in an interactive shell."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def play(printer: ProgressPrinter) -> None:
+    printer(Event("start", "TestCase_x", "gemma", detail="120 prompt tokens, budget 200",
+                  budget=200))
+    for tokens in (16, 32, 48):
+        printer(Event("progress", "TestCase_x", "gemma", tokens=tokens, seconds=tokens / 40,
+                      budget=200))
+    printer(Event("done", "TestCase_x", "gemma", tokens=50, seconds=1.25, cache="miss",
+                  detail="committed"))
+
+
+def test_log_stream_gets_plain_event_lines_only() -> None:
+    stream = io.StringIO()
+    play(ProgressPrinter(stream=stream))
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].endswith("TestCase_x gemma: generating (120 prompt tokens, budget 200)")
+    assert "tokens=50 seconds=1.2 tok/s=40.0 cache=miss" in lines[1]
+    assert "\x1b" not in stream.getvalue() and "\r" not in stream.getvalue()
+
+
+def test_terminal_shows_tokens_rate_and_eta_against_the_budget() -> None:
+    stream = Terminal()
+    printer = ProgressPrinter(stream=stream)
+    printer(Event("start", "TestCase_x", "gemma", detail="budget 200", budget=200))
+    printer(Event("progress", "TestCase_x", "gemma", tokens=48, seconds=1.2, budget=200))
+    shown = stream.getvalue()
+    assert "gemma on TestCase_x" in shown
+    assert "48/200" in shown
+    assert "40.0 tok/s" in shown
+    assert "ETA" in shown
+    printer(Event("done", "TestCase_x", "gemma", tokens=50, seconds=1.25, cache="miss",
+                  detail="committed"))
+    # The bar is transient: it is gone, and the event line stays.
+    assert printer._bar is None
+    assert "committed [tokens=50" in stream.getvalue()
+
+
+def test_quiet_prints_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = Terminal()
+    play(ProgressPrinter(stream=stream, quiet=True))
+    assert stream.getvalue() == ""
+
+
+@pytest.mark.parametrize("no_color", [False, True])
+def test_problems_are_coloured_unless_no_color(monkeypatch: pytest.MonkeyPatch,
+                                               no_color: bool) -> None:
+    monkeypatch.setenv("TERM", "xterm-256color")
+    if no_color:
+        monkeypatch.setenv("NO_COLOR", "1")
+    else:
+        monkeypatch.delenv("NO_COLOR", raising=False)
+    stream = Terminal()
+    ProgressPrinter(stream=stream)(Event("problem", "TestCase_x", "gemma",
+                                         detail="model file missing"))
+    shown = stream.getvalue()
+    assert "problem: TestCase_x gemma: model file missing" in shown
+    # SGR colour sequences (ESC [ ... m) appear exactly when colour is allowed.
+    assert ("\x1b[33m" in shown) is not no_color
