@@ -67,35 +67,31 @@ class ProgressPrinter:
             self._bar_key = None
 
     def _show_bar(self, event: Event) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         key = (event.task, event.model)
         if self._bar is None or self._bar_key != key:
             self.close()
             self._bar = Progress(
                 TextColumn("  {task.description}"),
-                BarColumn(),
+                BarColumn(bar_width=20),
                 MofNCompleteColumn(),
-                TextColumn("tokens  {task.fields[rate]:.1f} tok/s  ETA"),
-                TimeRemainingColumn(),
+                TextColumn("tokens  {task.fields[rate]:.1f} tok/s  ETA {task.fields[eta]}"),
                 console=self._console,
                 transient=True,
                 auto_refresh=False,
             )
             self._bar.start()
             self._bar_task = self._bar.add_task(f"{event.model} on {event.task}",
-                                                total=event.budget or None, rate=0.0)
+                                                total=event.budget or None, rate=0.0,
+                                                eta="?")
             self._bar_key = key
         assert self._bar_task is not None
         rate = event.tokens / event.seconds if event.seconds else 0.0
+        # The budget is an upper bound: most files finish before it, so this ETA is a ceiling.
+        left = (event.budget - event.tokens) / rate if rate and event.budget else None
         self._bar.update(self._bar_task, completed=event.tokens, rate=rate,
-                         total=event.budget or None)
+                         total=event.budget or None, eta=_duration(left))
         self._bar.refresh()
 
     def __call__(self, event: Event) -> None:
@@ -126,3 +122,11 @@ class ProgressPrinter:
         elif event.kind == "problem":
             where = f"{event.task} {event.model}".strip()
             self._write(f"{stamp} problem: {where}: {event.detail}", style="yellow")
+
+
+def _duration(seconds: float | None) -> str:
+    """Return ``seconds`` as m:ss, or ? when unknown."""
+    if seconds is None:
+        return "?"
+    whole = max(0, round(seconds))
+    return f"{whole // 60}:{whole % 60:02d}"

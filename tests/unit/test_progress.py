@@ -46,7 +46,7 @@ def test_terminal_shows_tokens_rate_and_eta_against_the_budget() -> None:
     assert "gemma on TestCase_x" in shown
     assert "48/200" in shown
     assert "40.0 tok/s" in shown
-    assert "ETA" in shown
+    assert "ETA 0:04" in shown  # (200 - 48) tokens at 40 tok/s
     printer(Event("done", "TestCase_x", "gemma", tokens=50, seconds=1.25, cache="miss",
                   detail="committed"))
     # The bar is transient: it is gone, and the event line stays.
