@@ -226,7 +226,11 @@ class GitRepo:
     """
 
     def __init__(self, path: str | Path = ".") -> None:
-        import git
+        try:
+            import git
+        except ImportError as exc:  # GitPython refuses to import when it finds no git to run
+            raise GitError(f"git cannot be used: {str(exc).strip().splitlines()[0]}",
+                           hint="install git and put it on PATH") from None
 
         start = Path(path)
         if not start.exists():

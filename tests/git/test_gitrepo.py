@@ -7,6 +7,7 @@ import json
 import os
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -388,3 +389,39 @@ def test_progress_lines_are_parsed_as_git_writes_them():
     for line in ("Total 3 (delta 0), reused 0 (delta 0)", "To /tmp/remote.git",
                  "fatal: unable to access", "Delta compression using up to 2 threads"):
         assert parse_progress("o", line) is None
+
+
+# -- GitPython stays off the fast paths ----------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False, env={**os.environ, "PYTHONPATH": str(ROOT), **env})
+
+
+def test_help_and_imports_do_not_load_gitpython():
+    proc = run_python(
+        "import sys\n"
+        "import symergion.gitrepo, symergion.service, symergion.watch, symergion.reconcile\n"
+        "from symergion.cli.main import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('GITPYTHON', 'git' in sys.modules)\n"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "GITPYTHON False" in proc.stdout
+
+
+def test_without_git_on_path_the_error_says_to_install_it(repo_dir):
+    proc = run_python(
+        "from symergion.errors import GitError\n"
+        "from symergion.gitrepo import GitRepo\n"
+        "try:\n"
+        f"    GitRepo({str(repo_dir)!r})\n"
+        "except GitError as exc:\n"
+        "    print('HINT', exc.hint)\n",
+        PATH=str(repo_dir / "no-bin"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "HINT install git and put it on PATH" in proc.stdout

@@ -68,3 +68,15 @@ def test_git_repo_holds_no_process_between_commands(repo_dir: Path) -> None:
             repo.commit_message("main")
             assert me.children(recursive=True) == []
     assert me.children(recursive=True) == []
+
+
+def test_the_count_sees_gitpythons_persistent_processes_and_close_ends_them(repo_dir: Path
+                                                                            ) -> None:
+    """The instrument works: GitPython's object database, which symergion never uses, leaves
+    ``cat-file`` processes running until the repository is closed."""
+    me = psutil.Process()
+    repo = GitRepo(repo_dir)
+    repo._repo.commit("HEAD").message  # noqa: B018 - the object database starts cat-file
+    assert len(me.children(recursive=True)) >= 1
+    repo.close()
+    assert me.children(recursive=True) == []
