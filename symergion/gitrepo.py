@@ -35,9 +35,8 @@ REGULAR_MODES = ("100644", "100755")
 
 # git's messages are matched in English below (update-ref, fetch); a translated git would turn
 # a lost compare-and-swap into an error. GitPython sets the same; symergion does not rely on it.
+# (LANGUAGE cannot be unset through GitPython; gettext ignores it under the C locale anyway.)
 GIT_LOCALE = {"LC_ALL": "C", "LANGUAGE": "C"}
-# A git hook exports these for its own repository; every command here targets this one instead.
-_FOREIGN_VARS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE")
 
 # How many git commands this process is running. A stop request (SIGTERM, Ctrl-C) waits for
 # them: killing git inside a ref transaction leaves ``.lock`` files that block those refs.
@@ -267,7 +266,8 @@ class GitRepo:
 
     def _environment(self, extra: Mapping[str, str] | None) -> dict[str, str]:
         env = dict(GIT_LOCALE)
-        # GitPython starts from os.environ and cannot unset a variable: pin it to this repo.
+        # A git hook exports these for its own repository. GitPython starts from os.environ and
+        # cannot unset a variable, so each one is pinned to this repository instead.
         if "GIT_DIR" in os.environ:
             env["GIT_DIR"] = str(self.git_dir)
         if "GIT_WORK_TREE" in os.environ and self.work_tree is not None:
@@ -287,7 +287,7 @@ class GitRepo:
         on_stderr_line: Callable[[str], None] | None = None,
     ) -> tuple[int, bytes, str]:
         """Run git once and return (status, stdout bytes, stderr); every git call goes here."""
-        from git.exc import CommandError, GitCommandNotFound
+        from git.exc import GitCommandNotFound
 
         command = ["git", *args]
         _count_running(1)
@@ -306,8 +306,9 @@ class GitRepo:
             return proc.returncode, out, err.decode("utf-8", "replace")
         except GitCommandNotFound:
             raise GitError("git is not installed", hint="install git and put it on PATH") from None
-        except CommandError as exc:
-            raise GitError(f"git {args[0]} could not run: {exc}", hint=_hint(args, str(exc))) from None
+        except OSError as exc:  # e.g. git is there but not executable
+            raise GitError(f"git {args[0]} could not run: {exc}",
+                           hint="check that git on PATH is a working executable") from None
         finally:
             _count_running(-1)
 
