@@ -95,6 +95,9 @@ def _hint(args: Sequence[str], stderr: str) -> str:
     text = stderr.lower()
     if "permission denied" in text or "insufficient permission" in text:
         return "check that you may write to the repository's .git directory"
+    if "dubious ownership" in text:
+        return ("the repository belongs to another user: if you trust it, run "
+                "`git config --global --add safe.directory <its path>`")
     if "no space left" in text or "disk quota" in text:
         return "free some disk space, then run symergion again"
     if ".lock" in text and "exists" in text:

@@ -79,6 +79,15 @@ def test_outside_a_repository_is_an_error_with_a_hint(tmp_path):
         GitRepo(tmp_path / "missing")
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the repository away")
+def test_a_repository_of_another_user_says_how_to_trust_it(repo_dir):
+    subprocess.run(["chown", "-R", "nobody", str(repo_dir)], check=True)
+    repo = GitRepo(repo_dir)
+    with pytest.raises(GitError, match="dubious ownership") as caught:
+        repo.snapshot()
+    assert caught.value.hint and "safe.directory" in caught.value.hint
+
+
 def test_a_hooks_git_variables_never_redirect_commands(repo_dir, tmp_path, monkeypatch):
     """A git hook exports GIT_DIR, GIT_WORK_TREE and GIT_INDEX_FILE of its own repository."""
     other = tmp_path / "other"
