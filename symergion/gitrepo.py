@@ -3,6 +3,10 @@
 Nothing here touches the user's work tree, index or HEAD: objects are written with
 ``hash-object``/``mktree``/``commit-tree`` and refs move in one ``update-ref --stdin``
 transaction that verifies every old value, so a user commit that races in is never lost.
+
+GitPython finds the repository and runs each command (``Repo.git.execute``); it is imported on
+first use, so ``--help`` never pays for it. Only one-shot commands are used: GitPython's object
+database keeps ``cat-file`` processes alive per repository, which leak in a long ``watch``.
 """
 
 from __future__ import annotations
@@ -10,21 +14,34 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
+from typing import IO, TYPE_CHECKING
 
 from symergion.errors import GitError
+
+if TYPE_CHECKING:
+    from git.cmd import Git
 
 ZERO_OID = "0" * 40
 SYMERGION_REFS = "refs/symergion"
 ARCHIVE_REFS = f"{SYMERGION_REFS}/archive"
 SHADOW_REFS = f"{SYMERGION_REFS}/tasks"
 MAX_FILE_BYTES = 1024 * 1024
+REGULAR_MODES = ("100644", "100755")
+
+# git's messages are matched in English below (update-ref, fetch); a translated git would turn
+# a lost compare-and-swap into an error. GitPython sets the same; symergion does not rely on it.
+# (LANGUAGE cannot be unset through GitPython; gettext ignores it under the C locale anyway.)
+GIT_LOCALE = {"LC_ALL": "C", "LANGUAGE": "C"}
 
 # How many git commands this process is running. A stop request (SIGTERM, Ctrl-C) waits for
 # them: killing git inside a ref transaction leaves ``.lock`` files that block those refs.
 _running = 0
+_running_lock = threading.Lock()
 
 
 def git_running() -> bool:
@@ -32,29 +49,138 @@ def git_running() -> bool:
     return _running > 0
 
 
-def _spawn(
-    args: Sequence[str],
-    *,
-    cwd: Path,
-    input: bytes | None = None,
-    env: Mapping[str, str] | None = None,
-) -> subprocess.CompletedProcess[bytes]:
-    """Run git once; every git call goes through here."""
+def _count_running(step: int) -> None:
     global _running
-    full_env = dict(os.environ)
-    # A git hook or the user's environment may point git elsewhere; this repo is the target.
-    for var in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
-        full_env.pop(var, None)
-    if env:
-        full_env.update(env)
-    _running += 1
+    with _running_lock:
+        _running += step
+
+
+@dataclass(frozen=True)
+class TransferProgress:
+    """One progress line of a fetch or push, as git reports it with ``--progress``."""
+
+    remote: str
+    operation: str  # as git names it: "Receiving objects", "Writing objects", ...
+    done: int
+    total: int | None
+    finished: bool
+
+
+ProgressCallback = Callable[[TransferProgress], None]
+
+# "Receiving objects:  45% (9/20), 1.2 MiB | 3 MiB/s" or "remote: Enumerating objects: 5, done."
+# GitPython's RemoteProgress drops operations it does not know (a small fetch reports only
+# "Unpacking objects"), so the lines are parsed here.
+_PROGRESS_LINE = re.compile(
+    r"^(?:remote: )?(?P<op>[A-Z][A-Za-z ]*?):\s+"
+    r"(?:\d+% \((?P<done>\d+)/(?P<total>\d+)\)|(?P<count>\d+))(?P<rest>.*)$"
+)
+
+
+def parse_progress(remote: str, line: str) -> TransferProgress | None:
+    """Return the progress a line of git's stderr reports, or None for any other line."""
+    match = _PROGRESS_LINE.match(line.strip())
+    if match is None:
+        return None
+    if match["count"] is not None:
+        done, total = int(match["count"]), None
+    else:
+        done, total = int(match["done"]), int(match["total"])
+    return TransferProgress(remote=remote, operation=match["op"], done=done, total=total,
+                            finished=match["rest"].rstrip().endswith("done."))
+
+
+def _hint(args: Sequence[str], stderr: str) -> str:
+    """Return what to do about a failed git command, from what git said."""
+    text = stderr.lower()
+    if "permission denied" in text or "insufficient permission" in text:
+        return "check that you may write to the repository's .git directory"
+    if "dubious ownership" in text:
+        return ("the repository belongs to another user: if you trust it, run "
+                "`git config --global --add safe.directory <its path>`")
+    if "no space left" in text or "disk quota" in text:
+        return "free some disk space, then run symergion again"
+    if ".lock" in text and "exists" in text:
+        return ("another git command is working on this repository; if none is running, a "
+                "crashed one left its .lock file behind: delete it")
+    if "bad object" in text or "missing" in text or "corrupt" in text:
+        return "the repository is missing objects or damaged: run `git fsck` to see what"
+    return f"run `git {args[0]}` in the repository to see the full error; `git fsck` checks it"
+
+
+def _normal_parts(path: str) -> list[str]:
+    """Split a repository path into tree entry names, refusing names git must never store.
+
+    Raises:
+        GitError: an empty, ``.``, ``..`` or ``.git`` component, or a NUL byte.
+    """
+    parts = path.split("/")
+    for part in parts:
+        if part in ("", ".", "..") or part.lower() == ".git" or "\0" in part:
+            raise GitError(
+                f"cannot write {path!r} into a tree: {part!r} is not a file or directory name",
+                hint="write the destination as a plain relative path such as tests/test_x.py",
+            )
+    return parts
+
+
+def _entry_kind(mode: str) -> str:
+    return {"120000": "a symlink", "160000": "a submodule", "040000": "a directory"}.get(
+        mode, f"an entry of mode {mode}")
+
+
+def _first_message(stderr: str) -> str:
+    """Return the first line of git's stderr that is not progress."""
+    for line in re.split(r"[\r\n]", stderr):
+        if line.strip() and parse_progress("", line) is None:
+            return line.strip()
+    return ""
+
+
+def _work_tree_above(start: Path) -> Path | None:
+    """Return the nearest directory at or above ``start`` that holds a ``.git``."""
+    for directory in (start, *start.parents):
+        if (directory / ".git").exists():
+            return directory
+    return None
+
+
+def _communicate_by_line(proc: subprocess.Popen[bytes], on_line: Callable[[str], None]
+                         ) -> tuple[bytes, bytes]:
+    """Wait for ``proc``, handing each stderr line to ``on_line`` as it comes (git ends a
+    progress update with a carriage return); stdout is drained apart so neither pipe fills."""
+    assert proc.stdout is not None and proc.stderr is not None
+    chunks: list[bytes] = []
+    stdout: IO[bytes] = proc.stdout
+    drain = threading.Thread(target=lambda: chunks.append(stdout.read()), daemon=True)
+    drain.start()
+    err = bytearray()
+    pending = b""
+    failure: Exception | None = None
+
+    def deliver(line: bytes) -> None:
+        nonlocal failure
+        # A failing callback must not stop the reading: git would block on a full pipe.
+        if line and failure is None:
+            try:
+                on_line(line.decode("utf-8", "replace"))
+            except Exception as exc:
+                failure = exc
+
     try:
-        return subprocess.run(["git", *args], input=input, capture_output=True, cwd=cwd,
-                              env=full_env, check=False)
-    except FileNotFoundError:
-        raise GitError("git is not installed", hint="install git and put it on PATH") from None
+        while chunk := proc.stderr.read1(4096):  # type: ignore[attr-defined]
+            err += chunk
+            *lines, pending = re.split(rb"[\r\n]", pending + chunk)
+            for line in lines:
+                deliver(line)
+        deliver(pending)
     finally:
-        _running -= 1
+        drain.join()
+        proc.stderr.close()
+        proc.wait()
+    if failure is not None:
+        raise failure
+    return b"".join(chunks), bytes(err)
 
 
 @dataclass(frozen=True)
@@ -96,27 +222,98 @@ class Snapshot:
 
 
 class GitRepo:
-    """A repository, driven through the git command line."""
+    """A repository, driven through git's command line with GitPython's command layer.
+
+    Close it (or use it as a context manager) when done; it holds no process between commands.
+    """
 
     def __init__(self, path: str | Path = ".") -> None:
+        try:
+            import git
+        except ImportError as exc:  # GitPython refuses to import when it finds no git to run
+            raise GitError(f"git cannot be used: {str(exc).strip().splitlines()[0]}",
+                           hint="install git and put it on PATH") from None
+
         start = Path(path)
         if not start.exists():
             raise GitError(f"{start} does not exist", hint="pass an existing repository with --repo")
-        self._cwd = start if start.is_dir() else start.parent
+        self._cwd = (start if start.is_dir() else start.parent).absolute()
         try:
-            top = self._run(["rev-parse", "--absolute-git-dir", "--git-common-dir",
-                             "--is-bare-repository"], cwd=self._cwd).splitlines()
-        except GitError:
+            repo = git.Repo(self._cwd, search_parent_directories=True)
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
             raise GitError(
                 f"{start} is not inside a git repository",
                 hint="run symergion inside a repository, or pass one with --repo",
             ) from None
-        self.git_dir = Path(top[0])
-        common = Path(top[1])
-        self.common_dir = common if common.is_absolute() else (self._cwd / common).resolve()
-        self.bare = top[2] == "true"
+        self._repo = repo
+        self.git_dir = Path(os.path.normpath(repo.git_dir))
+        self.common_dir = Path(os.path.normpath(repo.common_dir))
+        self.bare = repo.bare
+        # GitPython takes an exported GIT_WORK_TREE as this repository's; a hook's belongs to
+        # another one, so the work tree is found from the path instead.
+        self.work_tree = None if self.bare else _work_tree_above(self._cwd)
+        self._git: Git = repo.git
+
+    def close(self) -> None:
+        """Release what GitPython caches for this repository (no git process outlives a call)."""
+        self._repo.close()
+
+    def __enter__(self) -> GitRepo:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
 
     # -- running git -------------------------------------------------------------------
+
+    def _environment(self, extra: Mapping[str, str] | None) -> dict[str, str]:
+        env = dict(GIT_LOCALE)
+        # A git hook exports these for its own repository. GitPython starts from os.environ and
+        # cannot unset a variable, so each one is pinned to this repository instead.
+        if "GIT_DIR" in os.environ:
+            env["GIT_DIR"] = str(self.git_dir)
+        if "GIT_WORK_TREE" in os.environ and self.work_tree is not None:
+            env["GIT_WORK_TREE"] = str(self.work_tree)
+        if "GIT_INDEX_FILE" in os.environ:
+            env["GIT_INDEX_FILE"] = str(self.git_dir / "index")
+        if extra:
+            env.update(extra)
+        return env
+
+    def _execute(
+        self,
+        args: Sequence[str],
+        *,
+        input: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        on_stderr_line: Callable[[str], None] | None = None,
+    ) -> tuple[int, bytes, str]:
+        """Run git once and return (status, stdout bytes, stderr); every git call goes here."""
+        from git.exc import GitCommandNotFound
+
+        command = ["git", *args]
+        _count_running(1)
+        try:
+            # One process per command, waited for here: nothing is left running or unreaped.
+            handle = self._git.execute(
+                command, istream=subprocess.PIPE if input is not None else None,
+                as_process=True, env=self._environment(env),
+            )
+            proc = handle.proc
+            assert proc is not None  # only None once terminated
+            if on_stderr_line is None:
+                out, err = proc.communicate(input)
+            else:
+                out, err = _communicate_by_line(proc, on_stderr_line)
+            return proc.returncode, out, err.decode("utf-8", "replace")
+        except GitCommandNotFound:
+            raise GitError("git is not installed", hint="install git and put it on PATH") from None
+        except OSError as exc:  # e.g. git is there but not executable
+            raise GitError(f"git {args[0]} could not run: {exc}",
+                           hint="check that git on PATH is a working executable") from None
+        finally:
+            _count_running(-1)
 
     def _run(
         self,
@@ -124,10 +321,9 @@ class GitRepo:
         *,
         input: bytes | None = None,
         env: Mapping[str, str] | None = None,
-        cwd: Path | None = None,
         check: bool = True,
     ) -> str:
-        return self._run_bytes(args, input=input, env=env, cwd=cwd, check=check).decode(
+        return self._run_bytes(args, input=input, env=env, check=check).decode(
             "utf-8", "surrogateescape"
         )
 
@@ -137,14 +333,12 @@ class GitRepo:
         *,
         input: bytes | None = None,
         env: Mapping[str, str] | None = None,
-        cwd: Path | None = None,
         check: bool = True,
     ) -> bytes:
-        proc = _spawn(args, cwd=cwd or self._cwd, input=input, env=env)
-        if check and proc.returncode != 0:
-            message = proc.stderr.decode("utf-8", "replace").strip()
-            raise GitError(f"git {args[0]} failed: {message}")
-        return proc.stdout
+        status, out, err = self._execute(args, input=input, env=env)
+        if check and status != 0:
+            raise GitError(f"git {args[0]} failed: {err.strip()}", hint=_hint(args, err))
+        return out
 
     # -- reading -------------------------------------------------------------------------
 
@@ -238,10 +432,10 @@ class GitRepo:
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         """Return whether ``ancestor`` is reachable from ``descendant``."""
         args = ["merge-base", "--is-ancestor", ancestor, descendant]
-        proc = _spawn(args, cwd=self._cwd)
-        if proc.returncode not in (0, 1):
-            raise GitError(f"git merge-base failed: {proc.stderr.decode(errors='replace').strip()}")
-        return proc.returncode == 0
+        status, _out, err = self._execute(args)
+        if status not in (0, 1):
+            raise GitError(f"git merge-base failed: {err.strip()}", hint=_hint(args, err))
+        return status == 0
 
     def tree_entry(self, commit: str, path: str) -> Entry | None:
         """Return the entry at ``path`` in a commit's tree, or None if there is none."""
@@ -274,8 +468,7 @@ class GitRepo:
 
     def check_branch_name(self, name: str) -> bool:
         """Return whether git accepts ``name`` as a branch name."""
-        proc = _spawn(["check-ref-format", "--branch", name], cwd=self._cwd)
-        return proc.returncode == 0
+        return self._execute(["check-ref-format", "--branch", name])[0] == 0
 
     def rev_parse(self, rev: str) -> str:
         """Resolve a revision to a commit id."""
@@ -296,29 +489,53 @@ class GitRepo:
         """Store ``data`` as a blob and return its id."""
         return self._run(["hash-object", "-w", "--stdin"], input=data).strip()
 
-    def tree_with_file(self, base_commit: str, path: str, blob: str) -> str:
-        """Return a tree equal to ``base_commit``'s with ``path`` set to ``blob`` (mode 100644)."""
-        parts = path.split("/")
-        return self._replace(f"{base_commit}^{{tree}}", parts, blob)
+    def tree_with_file(self, base_commit: str, path: str, blob: str, *,
+                       mode: str | None = None) -> str:
+        """Return a tree equal to ``base_commit``'s with ``path`` set to ``blob``.
 
-    def _replace(self, tree: str | None, parts: list[str], blob: str) -> str:
+        Args:
+            base_commit: the commit whose tree is copied.
+            path: where the file goes, ``/``-separated from the top of the tree.
+            blob: the file's content, already stored.
+            mode: ``100644`` or ``100755``; by default the mode of the file it replaces (an
+                executable stays executable), else 100644.
+
+        Raises:
+            GitError: ``path`` has an empty, ``.``, ``..`` or ``.git`` component, or it (or a
+                leading directory of it) is a symlink, submodule or other non-directory there.
+        """
+        if mode is not None and mode not in REGULAR_MODES:
+            raise ValueError(f"mode must be one of {REGULAR_MODES}, not {mode!r}")
+        parts = _normal_parts(path)
+        return self._replace(f"{base_commit}^{{tree}}", parts, blob, mode, path)
+
+    def _replace(self, tree: str | None, parts: list[str], blob: str, mode: str | None,
+                 path: str) -> str:
         entries: list[str] = []
+        current: list[str] | None = None  # [mode, kind, oid] of the entry named parts[0]
         if tree is not None:
-            out = self._run(["ls-tree", "-z", tree])
-            entries = [e for e in out.split("\0") if e and e.partition("\t")[2] != parts[0]]
-            current = [e for e in out.split("\0") if e and e.partition("\t")[2] == parts[0]]
-        else:
-            current = []
+            for item in self._run(["ls-tree", "-z", tree]).split("\0"):
+                meta, _, name = item.partition("\t")
+                if name == parts[0]:
+                    current = meta.split()
+                elif item:
+                    entries.append(item)
         if len(parts) == 1:
-            entries.append(f"100644 blob {blob}\t{parts[0]}")
+            if current is not None and current[0] not in REGULAR_MODES:
+                raise GitError(f"cannot write {path!r}: it is {_entry_kind(current[0])} there",
+                               hint="point the destination at a regular file")
+            file_mode = mode or (current[0] if current is not None else "100644")
+            entries.append(f"{file_mode} blob {blob}\t{parts[0]}")
         else:
-            sub: str | None = None
-            if current:
-                _mode, kind, oid = current[0].partition("\t")[0].split()
-                if kind == "tree":
-                    sub = oid
-            entries.append(f"040000 tree {self._replace(sub, parts[1:], blob)}\t{parts[0]}")
-        return self._run(["mktree", "-z"], input=("\0".join(entries) + "\0").encode()).strip()
+            if current is not None and current[1] != "tree":
+                raise GitError(f"cannot write {path!r}: {parts[0]!r} is "
+                               f"{_entry_kind(current[0])}, not a directory",
+                               hint="point the destination at a path through real directories")
+            sub = current[2] if current is not None else None
+            entries.append(f"040000 tree {self._replace(sub, parts[1:], blob, mode, path)}"
+                           f"\t{parts[0]}")
+        listing = ("\0".join(entries) + "\0").encode("utf-8", "surrogateescape")
+        return self._run(["mktree", "-z"], input=listing).strip()
 
     def commit_tree(
         self, tree: str, parents: Sequence[str], message: str, *, author: str, email: str
@@ -351,11 +568,11 @@ class GitRepo:
             else:
                 lines.append(f"update {ref} {new} {old}")
         lines += ["prepare", "commit"]
-        proc = _spawn(["update-ref", "--stdin", "-m", message],
-                      input=("\n".join(lines) + "\n").encode(), cwd=self._cwd)
-        if proc.returncode == 0:
+        # git runs with LC_ALL=C: the messages matched below are git's English ones.
+        status, _out, err = self._execute(["update-ref", "--stdin", "-m", message],
+                                          input=("\n".join(lines) + "\n").encode())
+        if status == 0:
             return True
-        err = proc.stderr.decode("utf-8", "replace")
         locked = re.search(r"Unable to create '([^']+)'", err)
         if locked:
             # Not a moved ref but a lock file: another git command is updating the same ref, or
@@ -370,7 +587,7 @@ class GitRepo:
                            hint="rename or delete the ref that is in the way")
         if "expected" in err or "exists" in err or "cannot lock ref" in err or "is at" in err:
             return False
-        raise GitError(f"git update-ref failed: {err.strip()}")
+        raise GitError(f"git update-ref failed: {err.strip()}", hint=_hint(["update-ref"], err))
 
     # -- notes -----------------------------------------------------------------------------
 
@@ -385,50 +602,82 @@ class GitRepo:
 
     # -- remotes -----------------------------------------------------------------------------
 
-    def fetch(self, remote: str, notes_ref: str) -> str:
-        """Fetch branches and notes from ``remote``; return the fetched notes commit or ''."""
+    def fetch(self, remote: str, notes_ref: str, *, progress: ProgressCallback | None = None
+              ) -> str:
+        """Fetch branches and notes from ``remote``; return the fetched notes commit or ''.
+
+        ``progress`` receives git's transfer progress as it comes.
+        """
         tracking = f"refs/symergion/remote-notes/{remote}"
         # Branches and notes are fetched apart: one fetch fails as a whole when the remote has
         # no notes ref yet, which silently left the branches unfetched. A remote that cannot be
         # reached stops the pass before any model runs.
-        proc = _spawn(["fetch", "--quiet", remote, f"+refs/heads/*:refs/remotes/{remote}/*"],
-                      cwd=self._cwd)
-        if proc.returncode != 0:
-            message = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-            raise GitError(f"cannot fetch from {remote}: {message[0] if message else 'failed'}",
+        status, err = self._transfer(
+            "fetch", remote, [f"+refs/heads/*:refs/remotes/{remote}/*"], progress)
+        if status != 0:
+            message = _first_message(err)
+            raise GitError(f"cannot fetch from {remote}: {message or 'failed'}",
                            hint=f"check `git remote -v` and that `git fetch {remote}` works")
         listed = self._run(["ls-remote", remote, notes_ref], check=False)
         if notes_ref in listed.split():
-            self._run(["fetch", "--quiet", remote, f"+{notes_ref}:{tracking}"])
+            status, err = self._transfer("fetch", remote, [f"+{notes_ref}:{tracking}"], progress)
+            if status != 0:
+                raise GitError(f"cannot fetch {notes_ref} from {remote}: {_first_message(err)}",
+                               hint=_hint(["fetch"], err))
         out = self._run(["rev-parse", "--verify", "--quiet", tracking], check=False).strip()
         return out
 
     def merge_notes(self, other: str) -> None:
         """Merge fetched notes into the local notes ref, concatenating conflicting notes.
 
-        The merge commit is symergion's, like its generated commits: it carries symergion's
-        identity, so a CI runner without user.name/user.email can merge.
+        ``union`` puts the local note, then the remote one, each with its lines in their order:
+        a note with several ``task_branch:`` sections stays readable (``cat_sort_uniq`` sorted
+        its lines). The merge commit is symergion's, like its generated commits: it carries
+        symergion's identity, so a CI runner without user.name/user.email can merge.
         """
         env = {"GIT_AUTHOR_NAME": "symergion", "GIT_AUTHOR_EMAIL": "symergion@symergion.invalid",
                "GIT_COMMITTER_NAME": "symergion",
                "GIT_COMMITTER_EMAIL": "symergion@symergion.invalid"}
-        self._run(["notes", "merge", "--quiet", "-s", "cat_sort_uniq", other], env=env)
+        self._run(["notes", "merge", "--quiet", "-s", "union", other], env=env)
 
-    def push(self, remote: str, refspecs: Sequence[str]) -> dict[str, str]:
-        """Push without force; return refs git rejected, mapped to its reason."""
+    def push(self, remote: str, refspecs: Sequence[str], *,
+             progress: ProgressCallback | None = None) -> dict[str, str]:
+        """Push without force; return refs git rejected, mapped to its reason.
+
+        ``progress`` receives git's transfer progress as it comes.
+        """
         if not refspecs:
             return {}
-        proc = _spawn(["push", "--porcelain", remote, *refspecs], cwd=self._cwd)
         rejected: dict[str, str] = {}
-        for line in proc.stdout.decode("utf-8", "replace").splitlines():
+        status, out, err = self._transfer_output("push", remote, ["--porcelain", *refspecs],
+                                                 progress)
+        for line in out.decode("utf-8", "replace").splitlines():
             if line.startswith("!"):
                 parts = line.split("\t")
                 ref = parts[1].split(":")[-1] if len(parts) > 1 else line
                 rejected[ref] = parts[2] if len(parts) > 2 else "rejected"
-        if proc.returncode != 0 and not rejected:
-            raise GitError(f"git push to {remote} failed: "
-                           f"{proc.stderr.decode('utf-8', 'replace').strip()}")
+        if status != 0 and not rejected:
+            raise GitError(f"git push to {remote} failed: {_first_message(err) or 'failed'}",
+                           hint=f"check `git remote -v` and that `git push {remote}` works")
         return rejected
+
+    def _transfer(self, command: str, remote: str, args: Sequence[str],
+                  progress: ProgressCallback | None) -> tuple[int, str]:
+        status, _out, err = self._transfer_output(command, remote, args, progress)
+        return status, err
+
+    def _transfer_output(self, command: str, remote: str, args: Sequence[str],
+                         progress: ProgressCallback | None) -> tuple[int, bytes, str]:
+        """Run ``git fetch``/``git push``, reporting progress when asked (git's is on stderr)."""
+        if progress is None:
+            return self._execute([command, "--quiet", remote, *args])
+
+        def on_line(line: str) -> None:
+            update = parse_progress(remote, line)
+            if update is not None:
+                progress(update)
+
+        return self._execute([command, "--progress", remote, *args], on_stderr_line=on_line)
 
     def remote_branches(self, remote: str) -> dict[str, str]:
         """Return the remote-tracking branches of ``remote`` (name -> commit)."""

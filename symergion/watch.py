@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from symergion.config import load_config
@@ -36,18 +37,22 @@ def watch_loop(
     printer: Printer,
     remote: str | None = None,
     max_passes: int = 0,
+    max_polls: int = 0,
+    on_poll: Callable[[int], None] | None = None,
 ) -> int:
     """Poll and reconcile until interrupted; return the exit code (130 on Ctrl-C/SIGTERM).
 
     A pass runs when refs or notes changed since the last clean pass (or with a remote, on every
     poll). Models stay loaded between passes, so a feedback round reuses the KV prefix.
+    ``max_passes``/``max_polls`` stop the loop after that many (0: never); ``on_poll`` is
+    called with the poll count after each poll.
     """
     from symergion.runtime import build_reconciler
 
     config = load_config(config_path, models)
     repo = GitRepo(repo_path)
     cancel = threading.Event()
-    passes = 0
+    passes = polls = 0
     with repo_lock(repo.common_dir), stop_on_signals(cancel):
         reconciler, pool, store = build_reconciler(
             repo, config, on_event=printer, on_load=printer.loading, cancel=cancel
@@ -70,7 +75,10 @@ def watch_loop(
                     # Re-read: our own commits changed the refs; a clean pass means "seen".
                     last = refs_state(repo) if report is not None and not report.failed else state
                     passes += 1
-                if max_passes and passes >= max_passes:
+                polls += 1
+                if on_poll is not None:
+                    on_poll(polls)
+                if (max_passes and passes >= max_passes) or (max_polls and polls >= max_polls):
                     return 0
                 if cancel.wait(interval):
                     return 130
@@ -80,3 +88,4 @@ def watch_loop(
         finally:
             pool.close()
             store.close()
+            repo.close()

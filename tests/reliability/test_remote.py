@@ -69,7 +69,8 @@ def test_conflicting_notes_are_concatenated(team, cfg, cli, fake_runtime):
     result = cli("sync", "--remote", "origin", "--repo", local, "--config", cfg, "--json")
     assert result.code == 0, result.err
     merged = git(local, "notes", "show", f"{ALPHA}~1").splitlines()
-    assert sorted(merged) == ["Test errors too", "Use setUp method"]
+    # union: the local note, a blank line, then the remote one, as `git notes append` writes.
+    assert merged == ["Use setUp method", "", "Test errors too"]
     assert git(remote, "rev-parse", "refs/notes/commits") == git(local, "rev-parse",
                                                                    "refs/notes/commits")
 
