@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,40 @@ def gguf_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return Path(package.assemble(target))
 
 
+@pytest.fixture(scope="session")
+def extra_buffers(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory) -> bool:
+    """Return whether this machine's llama.cpp may use extra buffer types (probed once)."""
+    from symergion.engine.extra_buffers import VerdictCache, resolve
+    from symergion.engine.llama import _load_llama_cpp
+
+    cache = VerdictCache(tmp_path_factory.mktemp("verdicts") / "extra-buffers.json")
+    return resolve("auto", "tests", gguf_path, llama=_load_llama_cpp(), cache=cache).use_extra_buffers
+
+
+@contextlib.contextmanager
+def llama_params(extra_buffers: bool) -> Iterator[None]:
+    """Make llama-cpp-python's ``Llama`` load models with or without extra buffer types.
+
+    ``Llama`` has no such argument, and with them it crashes where the probe said so.
+    """
+    import llama_cpp.llama_cpp as bindings
+
+    real = bindings.llama_model_default_params
+
+    def params() -> Any:
+        value = real()
+        value.use_extra_bufts = extra_buffers
+        return value
+
+    bindings.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        bindings.llama_model_default_params = real
+
+
 @pytest.fixture
-def make_engine(gguf_path: Path) -> Iterator[Callable[..., Any]]:
+def make_engine(gguf_path: Path, extra_buffers: bool) -> Iterator[Callable[..., Any]]:
     """Return a factory of LlamaEngines on the real model; all are closed after the test."""
     from symergion.engine.llama import LlamaEngine
 
@@ -34,6 +67,7 @@ def make_engine(gguf_path: Path) -> Iterator[Callable[..., Any]]:
         kwargs.setdefault("n_ctx", 4096)
         kwargs.setdefault("n_threads", THREADS)
         kwargs.setdefault("sampling", Sampling())
+        kwargs.setdefault("extra_buffers", extra_buffers)
         engine = LlamaEngine(gguf_path, **kwargs)
         engines.append(engine)
         return engine
