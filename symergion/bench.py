@@ -302,7 +302,7 @@ def feedback_prompts(count: Callable[[str], int], tokens: int, salt: str) -> Fee
     )
 
 
-def _engine(model_path: Path, threads: int, state_dir: Path | None) -> Any:
+def _engine(model_path: Path, threads: int, state_dir: Path | None, extra_buffers: bool) -> Any:
     from symergion.engine.llama import LlamaEngine
 
     return LlamaEngine(
@@ -312,13 +312,15 @@ def _engine(model_path: Path, threads: int, state_dir: Path | None) -> Any:
         n_threads=threads,
         sampling=Sampling(),
         state_dir=state_dir,
+        extra_buffers=extra_buffers,
     )
 
 
 def _child(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one feedback round in this (new) process; return its figures."""
     started = time.perf_counter()
-    engine = _engine(Path(spec["model"]), spec["threads"], Path(spec["state_dir"]))
+    engine = _engine(Path(spec["model"]), spec["threads"], Path(spec["state_dir"]),
+                     spec["extra_buffers"])
     loaded = time.perf_counter() - started
     stream = engine.generate(
         spec["prompt"], max_tokens=spec["gen_tokens"], stable_prefix=spec["stable_prefix"]
@@ -377,12 +379,13 @@ def bench_ttft(
     gen_tokens: int,
     repeats: int,
     progress: Progress,
+    extra_buffers: bool = True,
 ) -> dict[str, Any]:
     """Measure time to first token: cold, feedback and revoke in-process, feedback in a new process."""
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="symergion-bench-") as tmp:
         state_dir = Path(tmp) / "kv"
-        engine = _engine(model_path, threads, state_dir)
+        engine = _engine(model_path, threads, state_dir, extra_buffers)
         try:
             for r in range(repeats):
                 progress(f"time to first token {r + 1}/{repeats}")
@@ -403,6 +406,7 @@ def bench_ttft(
                     {
                         "model": str(model_path),
                         "threads": threads,
+                        "extra_buffers": extra_buffers,
                         "state_dir": str(state_dir),
                         "prompt": prompts.feedback,
                         "stable_prefix": stable,
@@ -463,6 +467,7 @@ def bench_prompt_lookup(
     gen_tokens: int,
     repeats: int,
     progress: Progress,
+    extra_buffers: bool = True,
 ) -> dict[str, Any]:
     """Measure prompt lookup decoding: llama-cpp-python's, and symergion's own.
 
@@ -503,6 +508,7 @@ def bench_prompt_lookup(
             n_threads=threads,
             sampling=Sampling(),
             prompt_lookup=name == "lookup",
+            extra_buffers=extra_buffers,
         )
         for name in ("plain", "lookup")
     }
@@ -722,6 +728,60 @@ def run_bench(
     llama_cpp = _llama_cpp()
     say: Progress = progress or (lambda _message: None)
     model_path = Path(model_path)
+    say("deciding on extra buffer types")
+    extra_buffers = machine_extra_buffers(model_path)
+    with llama_params(extra_buffers):
+        return _run_bench(model_path, llama_cpp, say, extra_buffers, threads=threads,
+                          prompt_tokens=prompt_tokens, gen_tokens=gen_tokens, repeats=repeats,
+                          out_json=out_json, long_prompt_tokens=long_prompt_tokens,
+                          prompt_lookup=prompt_lookup)
+
+
+def machine_extra_buffers(model_path: Path) -> bool:
+    """Return whether this machine's llama.cpp may use extra buffer types (probed once, cached)."""
+    from symergion.config import cache_dir
+    from symergion.engine.extra_buffers import CACHE_FILE, VerdictCache, resolve
+    from symergion.engine.llama import _load_llama_cpp
+
+    return resolve("auto", "bench", model_path, llama=_load_llama_cpp(),
+                   cache=VerdictCache(cache_dir() / CACHE_FILE)).use_extra_buffers
+
+
+@contextlib.contextmanager
+def llama_params(extra_buffers: bool) -> Iterator[None]:
+    """Make llama-cpp-python's ``Llama`` load models with or without extra buffer types.
+
+    ``Llama`` has no such argument, and with extra buffers it crashes where the probe did.
+    """
+    bindings: Any = importlib.import_module("llama_cpp.llama_cpp")
+    real = bindings.llama_model_default_params
+
+    def params() -> Any:
+        value = real()
+        value.use_extra_bufts = extra_buffers
+        return value
+
+    bindings.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        bindings.llama_model_default_params = real
+
+
+def _run_bench(
+    model_path: Path,
+    llama_cpp: Any,
+    say: Progress,
+    extra_buffers: bool,
+    *,
+    threads: int,
+    prompt_tokens: int,
+    gen_tokens: int,
+    repeats: int,
+    out_json: Path | None,
+    long_prompt_tokens: int,
+    prompt_lookup: bool,
+) -> dict[str, Any]:
     started = time.time()
     load_avg_before = os.getloadavg()
     result: dict[str, Any] = {
@@ -732,12 +792,13 @@ def run_bench(
         "model": {"path": str(model_path), "bytes": model_path.stat().st_size},
         "threads": threads,
         "repeats": repeats,
+        "extra_buffers": extra_buffers,
         "targets": TARGETS,
     }
 
     say("loading the engine and the baseline")
     t = time.perf_counter()
-    engine = _engine(model_path, threads, None)
+    engine = _engine(model_path, threads, None, extra_buffers)
     engine_load = time.perf_counter() - t
     t = time.perf_counter()
     llm = llama_cpp.Llama(
@@ -770,6 +831,7 @@ def run_bench(
         gen_tokens=gen_tokens,
         repeats=repeats,
         progress=say,
+        extra_buffers=extra_buffers,
     )
     rss = result["ttft"]["peak_rss_bytes"]
     result["memory"] = {
@@ -786,6 +848,7 @@ def run_bench(
                 gen_tokens=gen_tokens,
                 repeats=max(1, repeats // 3),
                 progress=say,
+                extra_buffers=extra_buffers,
             )
         except (ValueError, RuntimeError) as exc:
             # An optional measure of a third-party path: report its failure, keep the rest.

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from symergion.bench import llama_params
 from symergion.config import Sampling
 
 THREADS = 2
+__all__ = ["THREADS", "llama_params"]
 
 
 @pytest.fixture(scope="session")
@@ -31,28 +32,6 @@ def extra_buffers(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
     cache = VerdictCache(tmp_path_factory.mktemp("verdicts") / "extra-buffers.json")
     return resolve("auto", "tests", gguf_path, llama=_load_llama_cpp(), cache=cache).use_extra_buffers
-
-
-@contextlib.contextmanager
-def llama_params(extra_buffers: bool) -> Iterator[None]:
-    """Make llama-cpp-python's ``Llama`` load models with or without extra buffer types.
-
-    ``Llama`` has no such argument, and with them it crashes where the probe said so.
-    """
-    import llama_cpp.llama_cpp as bindings
-
-    real = bindings.llama_model_default_params
-
-    def params() -> Any:
-        value = real()
-        value.use_extra_bufts = extra_buffers
-        return value
-
-    bindings.llama_model_default_params = params
-    try:
-        yield
-    finally:
-        bindings.llama_model_default_params = real
 
 
 @pytest.fixture
