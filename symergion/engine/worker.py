@@ -123,7 +123,10 @@ class _Requests:
                 # that never returns is cut short after a grace period.
                 self.cancel.set()
                 self.queue.put(None)
-                threading.Timer(_ORPHAN_GRACE_SECONDS, os._exit, (0,)).start()
+                # A daemon: a worker that ends normally must not wait for it.
+                deadline = threading.Timer(_ORPHAN_GRACE_SECONDS, os._exit, (0,))
+                deadline.daemon = True
+                deadline.start()
                 return
             if message[0] == "cancel":
                 self.cancel.set()
