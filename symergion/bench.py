@@ -12,6 +12,10 @@ noise of a shared machine hits both alike:
 - optionally, prompt lookup decoding (``LlamaPromptLookupDecoding``) on a regeneration prompt
   whose answer repeats the source.
 
+``--isolation`` measures instead what running safely costs: prompt and generation tokens/s
+with and without llama.cpp's extra buffer types, in this process and through a worker process,
+and the startup time of a worker against an in-process load.
+
 Run it with ``python -m symergion.bench`` (``nox -s bench``); ``--help`` lists the options.
 """
 
@@ -298,7 +302,7 @@ def feedback_prompts(count: Callable[[str], int], tokens: int, salt: str) -> Fee
     )
 
 
-def _engine(model_path: Path, threads: int, state_dir: Path | None) -> Any:
+def _engine(model_path: Path, threads: int, state_dir: Path | None, extra_buffers: bool) -> Any:
     from symergion.engine.llama import LlamaEngine
 
     return LlamaEngine(
@@ -308,13 +312,15 @@ def _engine(model_path: Path, threads: int, state_dir: Path | None) -> Any:
         n_threads=threads,
         sampling=Sampling(),
         state_dir=state_dir,
+        extra_buffers=extra_buffers,
     )
 
 
 def _child(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one feedback round in this (new) process; return its figures."""
     started = time.perf_counter()
-    engine = _engine(Path(spec["model"]), spec["threads"], Path(spec["state_dir"]))
+    engine = _engine(Path(spec["model"]), spec["threads"], Path(spec["state_dir"]),
+                     spec["extra_buffers"])
     loaded = time.perf_counter() - started
     stream = engine.generate(
         spec["prompt"], max_tokens=spec["gen_tokens"], stable_prefix=spec["stable_prefix"]
@@ -373,12 +379,13 @@ def bench_ttft(
     gen_tokens: int,
     repeats: int,
     progress: Progress,
+    extra_buffers: bool = True,
 ) -> dict[str, Any]:
     """Measure time to first token: cold, feedback and revoke in-process, feedback in a new process."""
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="symergion-bench-") as tmp:
         state_dir = Path(tmp) / "kv"
-        engine = _engine(model_path, threads, state_dir)
+        engine = _engine(model_path, threads, state_dir, extra_buffers)
         try:
             for r in range(repeats):
                 progress(f"time to first token {r + 1}/{repeats}")
@@ -399,6 +406,7 @@ def bench_ttft(
                     {
                         "model": str(model_path),
                         "threads": threads,
+                        "extra_buffers": extra_buffers,
                         "state_dir": str(state_dir),
                         "prompt": prompts.feedback,
                         "stable_prefix": stable,
@@ -459,6 +467,7 @@ def bench_prompt_lookup(
     gen_tokens: int,
     repeats: int,
     progress: Progress,
+    extra_buffers: bool = True,
 ) -> dict[str, Any]:
     """Measure prompt lookup decoding: llama-cpp-python's, and symergion's own.
 
@@ -499,6 +508,7 @@ def bench_prompt_lookup(
             n_threads=threads,
             sampling=Sampling(),
             prompt_lookup=name == "lookup",
+            extra_buffers=extra_buffers,
         )
         for name in ("plain", "lookup")
     }
@@ -551,6 +561,124 @@ def bench_prompt_lookup(
 # -- the whole run ------------------------------------------------------------------------
 
 
+# -- extra buffer types and worker processes ---------------------------------------------------
+
+
+def bench_isolation(
+    model_path: Path,
+    *,
+    threads: int,
+    prompt_tokens: int,
+    gen_tokens: int,
+    repeats: int,
+    progress: Progress,
+) -> dict[str, Any]:
+    """Measure extra buffers on against off, and in process against a worker, paired per repeat.
+
+    Extra buffers "on" is measured only where this machine's probe allows it (it would crash
+    elsewhere). Every contender gets a fresh prompt per repeat, so none reuses a cached prefix;
+    times are wall-clock in this process, the worker's messages included.
+    """
+    from symergion.config import cache_dir
+    from symergion.engine.extra_buffers import CACHE_FILE, VerdictCache, resolve
+    from symergion.engine.llama import LlamaEngine, _load_llama_cpp
+    from symergion.engine.proxy import WorkerEngine
+    from symergion.engine.worker import EngineSpec
+
+    decision = resolve("auto", "bench", model_path, llama=_load_llama_cpp(),
+                       cache=VerdictCache(cache_dir() / CACHE_FILE))
+    best = "on" if decision.use_extra_buffers else "off"
+    spec = EngineSpec(model_path, "bench", threads, Sampling(), BENCH_CONTEXT,
+                      extra_buffers=best, extra_buffers_source="bench")
+    startup: dict[str, list[float]] = {"in_process": [], "worker": []}
+
+    def timed(load: Callable[[], Any], key: str) -> Any:
+        started = time.perf_counter()
+        engine = load()
+        startup[key].append(time.perf_counter() - started)
+        return engine
+
+    def local(extra: bool) -> Any:
+        return LlamaEngine(model_path, model_name="bench", n_ctx=BENCH_CONTEXT, n_threads=threads,
+                           sampling=Sampling(), extra_buffers=extra)
+
+    progress("loading the contenders")
+    engines: dict[str, Any] = {"off": local(False)}
+    if decision.use_extra_buffers:
+        engines["on"] = timed(lambda: local(True), "in_process")
+    engines["worker"] = timed(lambda: WorkerEngine(spec), "worker")
+    try:
+        for r in range(max(1, repeats // 3)):
+            progress(f"startup {r + 1}")
+            timed(lambda: local(decision.use_extra_buffers), "in_process").close()
+            timed(lambda: WorkerEngine(spec), "worker").close()
+        rows: list[dict[str, float]] = []
+        names = list(engines)
+        count = engines["off"].count_tokens
+        for r in range(repeats):
+            progress(f"isolation {r + 1}/{repeats}")
+            row: dict[str, float] = {}
+            for who in names[r % len(names):] + names[: r % len(names)]:
+                prompt = _sized_source(count, prompt_tokens, f"{who}-{r}") + "def main() -> None:\n"
+                timing = _time_stream(engines[who].generate(prompt, max_tokens=gen_tokens))
+                n_gen = engines[who].stats.generated_tokens
+                row[f"{who}_prompt_tps"] = count(prompt) / timing.first_token
+                row[f"{who}_gen_tps"] = (n_gen - 1) / (timing.total - timing.first_token)
+            rows.append(row)
+    finally:
+        for engine in engines.values():
+            engine.close()
+
+    def paired(a: str, b: str) -> float:
+        return _median(_ratio(row[a], row[b]) for row in rows)
+
+    result: dict[str, Any] = {
+        "decision": decision.as_dict(),
+        "prompt_tokens": prompt_tokens,
+        "gen_tokens": gen_tokens,
+        "runs": rows,
+        "median": {key: _median(row[key] for row in rows) for key in rows[0]},
+        "startup_seconds": {key: _median(values) for key, values in startup.items()},
+        "worker_vs_in_process": {
+            "prompt": paired("worker_prompt_tps", f"{best}_prompt_tps"),
+            "generation": paired("worker_gen_tps", f"{best}_gen_tps"),
+        },
+    }
+    if decision.use_extra_buffers:
+        result["off_vs_on"] = {"prompt": paired("off_prompt_tps", "on_prompt_tps"),
+                               "generation": paired("off_gen_tps", "on_gen_tps")}
+    return result
+
+
+def format_isolation(result: dict[str, Any], threads: int, repeats: int) -> str:
+    """Render the figures of ``bench_isolation`` as a plain-text table."""
+    med = result["median"]
+    lines = [
+        f"{threads} threads, {repeats} repeats (medians), prompt {result['prompt_tokens']} tokens, "
+        f"{result['gen_tokens']} generated; extra buffers here: "
+        f"{'on' if result['decision']['use_extra_buffers'] else 'off'} ({result['decision']['reason']})",
+        "",
+        f"{'contender':<36}{'prompt tok/s':>14}{'gen tok/s':>12}",
+    ]
+    labels = {"on": "in process, extra buffers on", "off": "in process, extra buffers off",
+              "worker": "worker process (machine's decision)"}
+    for who, label in labels.items():
+        if f"{who}_gen_tps" in med:
+            lines.append(f"{label:<36}{med[who + '_prompt_tps']:>14.1f}{med[who + '_gen_tps']:>12.1f}")
+    lines.append("")
+    if "off_vs_on" in result:
+        ratio = result["off_vs_on"]
+        lines.append(f"off / on (paired median ratio): prompt {ratio['prompt']:.2f}, "
+                     f"generation {ratio['generation']:.2f}")
+    ratio = result["worker_vs_in_process"]
+    lines.append(f"worker / in process (paired median ratio): prompt {ratio['prompt']:.2f}, "
+                 f"generation {ratio['generation']:.2f}")
+    start = result["startup_seconds"]
+    lines.append(f"startup: in-process load {start['in_process']:.3f} s, worker ready "
+                 f"{start['worker']:.3f} s (process start + imports + load)")
+    return "\n".join(lines)
+
+
 def _machine() -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
     try:
@@ -600,6 +728,60 @@ def run_bench(
     llama_cpp = _llama_cpp()
     say: Progress = progress or (lambda _message: None)
     model_path = Path(model_path)
+    say("deciding on extra buffer types")
+    extra_buffers = machine_extra_buffers(model_path)
+    with llama_params(extra_buffers):
+        return _run_bench(model_path, llama_cpp, say, extra_buffers, threads=threads,
+                          prompt_tokens=prompt_tokens, gen_tokens=gen_tokens, repeats=repeats,
+                          out_json=out_json, long_prompt_tokens=long_prompt_tokens,
+                          prompt_lookup=prompt_lookup)
+
+
+def machine_extra_buffers(model_path: Path) -> bool:
+    """Return whether this machine's llama.cpp may use extra buffer types (probed once, cached)."""
+    from symergion.config import cache_dir
+    from symergion.engine.extra_buffers import CACHE_FILE, VerdictCache, resolve
+    from symergion.engine.llama import _load_llama_cpp
+
+    return resolve("auto", "bench", model_path, llama=_load_llama_cpp(),
+                   cache=VerdictCache(cache_dir() / CACHE_FILE)).use_extra_buffers
+
+
+@contextlib.contextmanager
+def llama_params(extra_buffers: bool) -> Iterator[None]:
+    """Make llama-cpp-python's ``Llama`` load models with or without extra buffer types.
+
+    ``Llama`` has no such argument, and with extra buffers it crashes where the probe did.
+    """
+    bindings: Any = importlib.import_module("llama_cpp.llama_cpp")
+    real = bindings.llama_model_default_params
+
+    def params() -> Any:
+        value = real()
+        value.use_extra_bufts = extra_buffers
+        return value
+
+    bindings.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        bindings.llama_model_default_params = real
+
+
+def _run_bench(
+    model_path: Path,
+    llama_cpp: Any,
+    say: Progress,
+    extra_buffers: bool,
+    *,
+    threads: int,
+    prompt_tokens: int,
+    gen_tokens: int,
+    repeats: int,
+    out_json: Path | None,
+    long_prompt_tokens: int,
+    prompt_lookup: bool,
+) -> dict[str, Any]:
     started = time.time()
     load_avg_before = os.getloadavg()
     result: dict[str, Any] = {
@@ -610,12 +792,13 @@ def run_bench(
         "model": {"path": str(model_path), "bytes": model_path.stat().st_size},
         "threads": threads,
         "repeats": repeats,
+        "extra_buffers": extra_buffers,
         "targets": TARGETS,
     }
 
     say("loading the engine and the baseline")
     t = time.perf_counter()
-    engine = _engine(model_path, threads, None)
+    engine = _engine(model_path, threads, None, extra_buffers)
     engine_load = time.perf_counter() - t
     t = time.perf_counter()
     llm = llama_cpp.Llama(
@@ -648,6 +831,7 @@ def run_bench(
         gen_tokens=gen_tokens,
         repeats=repeats,
         progress=say,
+        extra_buffers=extra_buffers,
     )
     rss = result["ttft"]["peak_rss_bytes"]
     result["memory"] = {
@@ -664,6 +848,7 @@ def run_bench(
                 gen_tokens=gen_tokens,
                 repeats=max(1, repeats // 3),
                 progress=say,
+                extra_buffers=extra_buffers,
             )
         except (ValueError, RuntimeError) as exc:
             # An optional measure of a third-party path: report its failure, keep the rest.
@@ -783,12 +968,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--out", type=Path, default=Path("bench-results/bench.json"))
     parser.add_argument("--no-prompt-lookup", action="store_true")
+    parser.add_argument("--isolation", action="store_true",
+                        help="measure only extra buffers on/off and in-process/worker")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(_child(json.loads(args.child))))
         return 0
     model = args.model or _default_model()
+    if args.isolation:
+        figures = bench_isolation(
+            model, threads=args.threads, prompt_tokens=args.prompt_tokens, gen_tokens=args.gen_tokens,
+            repeats=args.repeats,
+            progress=lambda message: print(f"... {message}", file=sys.stderr, flush=True),
+        )
+        figures["command"] = " ".join(sys.argv)
+        figures["machine"] = _machine()
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+        print(format_isolation(figures, args.threads, args.repeats))
+        return 0
     result = run_bench(
         model,
         threads=args.threads,

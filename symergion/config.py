@@ -5,7 +5,9 @@ The config file keeps the original's fields as they are (``idle_cores``, ``model
 ``templates``). A checkpoint's ``name_or_path`` names a GGUF file: an absolute path, a path
 relative to the models directory, ``hf://ORG/REPO/FILE.gguf``, or ``embedded:gemma3-270m``.
 Each checkpoint may add ``name`` (used in branch names), ``context_size``, ``sampling`` and, for
-reasoners, ``reasoning_markers``.
+reasoners, ``reasoning_markers``. The top-level ``extra_buffers`` (``auto``, ``on`` or ``off``)
+says whether llama.cpp may use its extra buffer types (AMX, CPU repacking); see
+``symergion.engine.extra_buffers``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ ENV_CONFIG = "SYMERGION_CONFIG"
 ENV_MODELS = "SYMERGION_MODELS"
 ENV_CACHE = "SYMERGION_CACHE_DIR"
 ENV_DEBUG = "SYMERGION_DEBUG"
+ENV_EXTRA_BUFFERS = "SYMERGION_EXTRA_BUFFERS"
+
+EXTRA_BUFFERS_CHOICES = ("auto", "on", "off")
 
 EMBEDDED_MODEL = "embedded:gemma3-270m"
 
@@ -35,6 +40,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "ntokens": 512,
     "default_branch": "main",
     "task_branch_spec": TASK_BRANCH_SPEC,
+    "extra_buffers": "auto",
     "checkpoints": [
         {"name_or_path": EMBEDDED_MODEL, "name": "gemma3-270m", "trait": "coding"},
     ],
@@ -119,6 +125,7 @@ class Config:
     templates: dict[str, Template]
     models_dir: Path
     source: Path | None = None
+    extra_buffers: str = "auto"
 
     @property
     def coders(self) -> tuple[Checkpoint, ...]:
@@ -148,6 +155,26 @@ def cache_dir() -> Path:
         return Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "symergion"
+
+
+def extra_buffers_setting(config: Config | None = None) -> tuple[str, str]:
+    """Return the extra-buffer setting and where it came from: the env var, the config, or neither.
+
+    Raises:
+        ConfigError: ``SYMERGION_EXTRA_BUFFERS`` is not one of auto, on, off.
+    """
+    env = os.environ.get(ENV_EXTRA_BUFFERS, "").strip().lower()
+    if env:
+        if env not in EXTRA_BUFFERS_CHOICES:
+            raise ConfigError(
+                f"{ENV_EXTRA_BUFFERS}={os.environ[ENV_EXTRA_BUFFERS]!r} is not one of "
+                f"{', '.join(EXTRA_BUFFERS_CHOICES)}",
+                hint=f"set {ENV_EXTRA_BUFFERS} to auto, on or off, or unset it",
+            )
+        return env, ENV_EXTRA_BUFFERS
+    if config is not None and (config.source is not None or config.extra_buffers != "auto"):
+        return config.extra_buffers, f"{config.source or 'config'}: extra_buffers"
+    return "auto", "default"
 
 
 def debug_enabled() -> bool:
@@ -306,6 +333,11 @@ def parse_config(
             code_starter=code_starter,
         )
 
+    extra_buffers = raw.get("extra_buffers", "auto")
+    if extra_buffers not in EXTRA_BUFFERS_CHOICES:
+        raise fail("extra_buffers", f"expected \"auto\", \"on\" or \"off\", got {json.dumps(extra_buffers)}",
+                   "use \"auto\" (probe once per machine), \"on\" or \"off\"")
+
     return Config(
         idle_cores=integer("idle_cores", 0),
         model_cache_size=integer("model_cache_size", 1),
@@ -317,6 +349,7 @@ def parse_config(
         templates=templates,
         models_dir=models_dir,
         source=source,
+        extra_buffers=extra_buffers,
     )
 
 

@@ -5,13 +5,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from symergion.cache import ResponseStore
-from symergion.config import Checkpoint, Config, cache_dir
+from symergion.config import Checkpoint, Config, cache_dir, extra_buffers_setting
 from symergion.engine.base import Engine
 from symergion.engine.pool import EnginePool
 from symergion.gitrepo import GitRepo
 from symergion.reconcile import EventSink, Reconciler
+
+if TYPE_CHECKING:
+    from symergion.engine.worker import EngineSpec
 
 
 def model_path(config: Config, checkpoint: Checkpoint) -> Path:
@@ -32,18 +36,31 @@ def fingerprint(config: Config, checkpoint: Checkpoint) -> str:
     return model_fingerprint(path)
 
 
-def load_engine(config: Config, checkpoint: Checkpoint) -> Engine:
-    """Load a checkpoint's GGUF with llama.cpp (imports llama_cpp only now)."""
-    from symergion.engine.llama import LlamaEngine
+def engine_spec(config: Config, checkpoint: Checkpoint) -> EngineSpec:
+    """Return what loading a checkpoint takes: its GGUF, threads, sampling, extra buffers."""
+    from symergion.engine.worker import EngineSpec
 
-    return LlamaEngine(
-        model_path(config, checkpoint),
+    setting, source = extra_buffers_setting(config)
+    return EngineSpec(
+        model_path=model_path(config, checkpoint),
         model_name=checkpoint.model_name,
         n_ctx=checkpoint.context_size,
         n_threads=config.threads(),
         sampling=checkpoint.sampling,
         state_dir=cache_dir() / "kv-states",
+        extra_buffers=setting,
+        extra_buffers_source=source,
     )
+
+
+def load_engine(config: Config, checkpoint: Checkpoint) -> Engine:
+    """Load a checkpoint's GGUF with llama.cpp in a worker process of its own.
+
+    A native crash then ends only the worker, and becomes a ``ModelError`` for this model.
+    """
+    from symergion.engine.proxy import WorkerEngine
+
+    return WorkerEngine(engine_spec(config, checkpoint))
 
 
 def build_reconciler(

@@ -22,6 +22,41 @@ class GenerationStats:
     prefix_source: str = "none"  # "none" | "memory" | "disk"
 
 
+class ChatPrompt(str):
+    """A prompt rendered by a chat template, knowing where the user's message sits in it.
+
+    Engines parse special tokens only in the template's own text: an ``<end_of_turn>`` or
+    ``<eos>`` written in a source file or a note stays plain text. Any other string, including
+    the result of a string operation on a ``ChatPrompt``, is tokenized as plain text throughout.
+    """
+
+    content: tuple[int, int]
+
+    def __new__(cls, text: str, content: tuple[int, int]) -> ChatPrompt:
+        prompt = super().__new__(cls, text)
+        prompt.content = content
+        return prompt
+
+    def __reduce__(self) -> tuple[type[ChatPrompt], tuple[str, tuple[int, int]]]:
+        # Keeps the span when the prompt crosses a process boundary.
+        return (ChatPrompt, (str(self), self.content))
+
+    def head(self, length: int) -> ChatPrompt:
+        """Return the first ``length`` characters, the message span cut to match."""
+        start, end = self.content
+        return ChatPrompt(self[:length], (min(start, length), min(end, length)))
+
+
+def prompt_segments(prompt: str) -> list[tuple[str, bool]]:
+    """Split a prompt into ``(text, parse_special)`` parts, in order, none empty."""
+    if isinstance(prompt, ChatPrompt):
+        start, end = prompt.content
+        parts = [(prompt[:start], True), (prompt[start:end], False), (prompt[end:], True)]
+    else:
+        parts = [(prompt, False)]
+    return [(str(text), special) for text, special in parts if text]
+
+
 class Engine(Protocol):
     """A loaded model that completes text.
 
@@ -38,7 +73,7 @@ class Engine(Protocol):
         ...
 
     def count_tokens(self, text: str) -> int:
-        """Return how many tokens ``text`` encodes to (with BOS, special tokens parsed)."""
+        """Return how many tokens ``text`` encodes to (with BOS; see ``prompt_segments``)."""
         ...
 
     def token_text(self, token_ids: list[int]) -> str:
@@ -46,7 +81,11 @@ class Engine(Protocol):
         ...
 
     def chat_prompt(self, user_message: str) -> str:
-        """Render one user turn with the model's chat template, thinking enabled."""
+        """Render one user turn with the model's chat template, thinking enabled.
+
+        A real engine returns a ``ChatPrompt``, so that ``generate`` parses special tokens in
+        the template's text only.
+        """
         ...
 
     def generate(

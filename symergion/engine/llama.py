@@ -9,6 +9,10 @@ tokens; with a ``state_dir`` the KV state of the stable prefix is also kept on d
 next process. Optional prompt lookup decoding drafts tokens from earlier text and verifies
 them in one batch (see ``docs/benchmarks.md`` for when it pays).
 
+Special tokens are parsed only in a chat template's own text (``ChatPrompt``): a source file or
+a note that contains ``<end_of_turn>`` is tokenized as the text it is. Whether llama.cpp may
+use its extra buffer types is decided by the caller (``engine.extra_buffers``).
+
 ``llama_cpp`` is imported when the first engine is created, never when this module is
 imported, so commands that need no model stay fast.
 """
@@ -19,6 +23,7 @@ import codecs
 import contextlib
 import ctypes
 import importlib
+import re
 import threading
 import time
 import weakref
@@ -28,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from symergion.config import Sampling
-from symergion.engine.base import GenerationStats
+from symergion.engine.base import ChatPrompt, GenerationStats, prompt_segments
 from symergion.engine.state import StateStore, model_fingerprint
 from symergion.errors import ModelError
 
@@ -54,6 +59,11 @@ _GGML_LOG_LEVEL_CONT = 5
 
 _llama_cpp: Any = None
 _log_tail: deque[str] = deque(maxlen=4)
+# The buffer types llama.cpp put the weights of the last loaded model in ("CPU_REPACK", ...).
+_model_buffers: list[str] = []
+_MODEL_BUFFER = re.compile(r"(\S+) model buffer size")
+# Stands for the user's message while the chat template is rendered, to find where it goes.
+_MESSAGE_MARK = "\x00symergion-user-message\x00"
 _log_callback: Any = None
 _last_log_level = 0
 
@@ -73,6 +83,10 @@ def _load_llama_cpp() -> Any:
             global _last_log_level
             if level != _GGML_LOG_LEVEL_CONT:
                 _last_log_level = level
+            if text and b"model buffer size" in text:
+                found = _MODEL_BUFFER.search(text.decode("utf-8", errors="replace"))
+                if found:
+                    _model_buffers.append(found.group(1))
             if _last_log_level == _GGML_LOG_LEVEL_ERROR and text:
                 line = text.decode("utf-8", errors="replace").strip()
                 if line:
@@ -126,6 +140,25 @@ def render_chat_template(template: str, user_message: str, *, bos_token: str, eo
     return rendered
 
 
+def chat_prompt(template: str, user_message: str, *, bos_token: str, eos_token: str) -> str:
+    """Render one user turn as a ``ChatPrompt`` that knows where the message sits.
+
+    Falls back to a plain string (no special tokens parsed at all) for a template that repeats
+    or drops the message, where no single span is the message.
+    """
+    text = render_chat_template(template, user_message, bos_token=bos_token, eos_token=eos_token)
+    # The template may trim or wrap the message: what lies between its text before and after
+    # the message is the message, whatever the template did to it.
+    parts = render_chat_template(
+        template, _MESSAGE_MARK, bos_token=bos_token, eos_token=eos_token
+    ).split(_MESSAGE_MARK)
+    if len(parts) == 2 and text.startswith(parts[0]) and text.endswith(parts[1]) and (
+        len(parts[0]) + len(parts[1]) <= len(text)
+    ):
+        return ChatPrompt(text, (len(parts[0]), len(text) - len(parts[1])))
+    return text
+
+
 class LlamaEngine:
     """A GGUF model loaded with llama.cpp, generating on the CPU.
 
@@ -144,6 +177,7 @@ class LlamaEngine:
         state_dir: Path | None = None,
         state_max_bytes: int = 2 * 1024**3,
         prompt_lookup: bool = False,
+        extra_buffers: bool = True,
     ) -> None:
         self.model_name = model_name
         self.model_path = Path(model_path)
@@ -165,7 +199,10 @@ class LlamaEngine:
         self._llama = llama
         # numpy comes with llama-cpp-python; imported here to keep module import cheap.
         self._numpy: Any = importlib.import_module("numpy")
-        self._model = _load_model(llama, self.model_path)
+        self.extra_buffers = extra_buffers
+        self._model = _load_model(llama, self.model_path, extra_buffers)
+        # What llama.cpp reported while loading: shows whether extra buffer types are in use.
+        self.buffer_types = tuple(_model_buffers)
         try:
             trained = int(llama.llama_model_n_ctx_train(self._model))
             wanted = n_ctx if n_ctx is not None else min(trained, DEFAULT_MAX_CONTEXT)
@@ -201,7 +238,7 @@ class LlamaEngine:
         return self._stats
 
     def count_tokens(self, text: str) -> int:
-        """Return how many tokens ``text`` encodes to (with BOS, special tokens parsed)."""
+        """Return how many tokens ``text`` encodes to (with BOS; see ``tokenize``)."""
         return len(self.tokenize(text))
 
     def token_text(self, token_ids: list[int]) -> str:
@@ -218,7 +255,7 @@ class LlamaEngine:
                 hint='use it as a "coding" model, or use a chat GGUF for the "reasoning" trait',
             )
         eos = int(self._llama.llama_vocab_eos(self._vocab))
-        return render_chat_template(
+        return chat_prompt(
             raw.decode("utf-8"),
             user_message,
             bos_token=self._special_text(self._bos),
@@ -226,19 +263,32 @@ class LlamaEngine:
         )
 
     def tokenize(self, text: str) -> list[int]:
-        """Return the token ids of ``text``: BOS added, special tokens parsed."""
+        """Return the token ids of ``text``, BOS added.
+
+        Special tokens are parsed in a ``ChatPrompt``'s template text only; everything else
+        (a coder's prompt, the user's message) is tokenized as plain text.
+        """
         self._check_open()
+        ids: list[int] = []
+        for part, special in prompt_segments(text):
+            ids += self._tokenize_part(part, add_bos=not ids, special=special)
+        if not ids and self._add_bos:
+            ids = [self._bos]
+        return ids
+
+    def _tokenize_part(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
         data = text.encode("utf-8")
         capacity = len(data) + 8
         while True:
             buffer = (ctypes.c_int32 * capacity)()
-            n = int(self._llama.llama_tokenize(self._vocab, data, len(data), buffer, capacity, True, True))
+            n = int(self._llama.llama_tokenize(self._vocab, data, len(data), buffer, capacity, add_bos,
+                                               special))
             if n >= 0:
                 break
             capacity = -n
         ids = buffer[:n]
         # A chat template already starts with the BOS text; parsing it adds a second BOS.
-        if self._add_bos and len(ids) >= 2 and ids[0] == ids[1] == self._bos:
+        if add_bos and self._add_bos and len(ids) >= 2 and ids[0] == ids[1] == self._bos:
             del ids[0]
         return ids
 
@@ -303,7 +353,9 @@ class LlamaEngine:
         if self._state_dir is None:
             return None
         if self._store is None:
-            context = f"llama_cpp={self._llama.__version__};n_ctx={self._n_ctx};swa_full=1"
+            # Repacked weights round differently: a state saved with extra buffers differs.
+            context = (f"llama_cpp={self._llama.__version__};n_ctx={self._n_ctx};swa_full=1;"
+                       f"extra_bufts={int(self.extra_buffers)}")
             try:
                 namespace = model_fingerprint(self.model_path, context)
             except OSError:
@@ -421,7 +473,8 @@ class LlamaEngine:
             return len(ids)
         # The prefix's last token may merge with what follows, so only the tokens both
         # tokenizations agree on are stable.
-        return _common_prefix(self.tokenize(prompt[:stable_prefix]), ids)
+        head = prompt.head(stable_prefix) if isinstance(prompt, ChatPrompt) else prompt[:stable_prefix]
+        return _common_prefix(self.tokenize(head), ids)
 
     def _sampler(self) -> Any:
         """Return a llama.cpp sampler chain, or None for plain greedy decoding."""
@@ -744,12 +797,16 @@ def _check_gguf_file(path: Path) -> None:
         )
 
 
-def _load_model(llama: Any, path: Path) -> Any:
+def _load_model(llama: Any, path: Path, extra_buffers: bool) -> Any:
     params = llama.llama_model_default_params()
     params.n_gpu_layers = 0
     # mmap: the weights stay in the page cache, shared, and cost no copy at load time.
     params.load_mode = llama.LLAMA_LOAD_MODE_MMAP
+    # Extra buffer types (AMX, repacked weights) are faster, but llama.cpp's AMX kernel kills
+    # the process on some Intel machines; see engine.extra_buffers.
+    params.use_extra_bufts = extra_buffers
     _log_tail.clear()
+    _model_buffers.clear()
     model = llama.llama_model_load_from_file(str(path).encode(), params)
     if not model:
         detail = f": {_log_tail[-1]}" if _log_tail else ""

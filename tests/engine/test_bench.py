@@ -51,3 +51,18 @@ def test_bench_help_exits_cleanly(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--help"])
     assert exited.value.code == 0
     assert "--repeats" in capsys.readouterr().out
+
+
+@pytest.mark.model
+def test_isolation_bench_pairs_the_contenders(gguf_path: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "isolation.json"
+    code = main(["--isolation", "--model", str(gguf_path), "--threads", "2", "--prompt-tokens", "40",
+                 "--gen-tokens", "6", "--repeats", "1", "--out", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    row = result["runs"][0]
+    assert row["worker_gen_tps"] > 0 and row["off_gen_tps"] > 0
+    assert ("on_gen_tps" in row) is result["decision"]["use_extra_buffers"]
+    assert result["startup_seconds"]["worker"] > 0
+    assert "worker / in process" in capsys.readouterr().out

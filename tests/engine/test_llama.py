@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from symergion.config import Sampling
-from symergion.engine.base import Engine
+from symergion.engine.base import ChatPrompt, Engine
 from symergion.engine.llama import LOOKUP_MAX_DRAFT, LlamaEngine, render_chat_template
 from symergion.errors import ModelError
 
-from .conftest import THREADS
+from .conftest import THREADS, llama_params
 
 MakeEngine = Callable[..., LlamaEngine]
 
@@ -90,16 +90,18 @@ def test_engine_satisfies_the_protocol(make_engine: MakeEngine) -> None:
 
 
 @pytest.mark.model
-def test_greedy_output_equals_create_completion(make_engine: MakeEngine, gguf_path: Path) -> None:
+def test_greedy_output_equals_create_completion(make_engine: MakeEngine, gguf_path: Path,
+                                                extra_buffers: bool) -> None:
     import llama_cpp
 
     engine = make_engine(n_ctx=2048)
     text = run(engine, CODE_PROMPT, max_tokens=64)
     generated = engine.stats.generated_tokens
 
-    baseline = llama_cpp.Llama(
-        str(gguf_path), n_ctx=2048, n_threads=THREADS, n_threads_batch=THREADS, verbose=False
-    )
+    with llama_params(extra_buffers):
+        baseline = llama_cpp.Llama(
+            str(gguf_path), n_ctx=2048, n_threads=THREADS, n_threads_batch=THREADS, verbose=False
+        )
     try:
         expected = baseline.create_completion(CODE_PROMPT, max_tokens=generated, temperature=0)
     finally:
@@ -274,12 +276,13 @@ def test_sampling_with_a_seed_is_reproducible(make_engine: MakeEngine) -> None:
 @pytest.mark.model
 def test_special_tokens_are_rendered(make_engine: MakeEngine) -> None:
     engine = make_engine()
-    ids = engine.tokenize("<start_of_turn>user")
+    turn = "<start_of_turn>user"
+    ids = engine.tokenize(ChatPrompt(turn, (len(turn), len(turn))))
     assert ids[0] == engine.tokenize("")[0]  # BOS
     assert engine.token_text(ids[1:]) == "<start_of_turn>user"
-    assert engine.count_tokens("<start_of_turn>") == 2  # BOS + one special token
-    # A prompt that already starts with the BOS text gets no second BOS.
-    assert engine.count_tokens("<bos>hello") == engine.count_tokens("hello")
+    assert engine.count_tokens(ChatPrompt("<start_of_turn>", (15, 15))) == 2  # BOS + one special
+    # A template that already starts with the BOS text gets no second BOS.
+    assert engine.count_tokens(ChatPrompt("<bos>hello", (5, 10))) == engine.count_tokens("hello")
 
 
 @pytest.mark.model
