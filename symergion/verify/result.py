@@ -29,6 +29,8 @@ _DETAIL_CHARS = 200
 class TestOutcome:
     """One test's outcome and, for a problem, the lines that say what went wrong."""
 
+    __test__ = False  # a name test runners would otherwise try to collect
+
     outcome: str
     detail: str = ""
     flaky: bool = False
