@@ -104,11 +104,12 @@ def test_prune_then_rerun_confirms(calc_repo: Path) -> None:
 @needs_bwrap
 def test_runs_mark_flaky_tests(calc_repo: Path) -> None:
     commit = commit_files(calc_repo, {"test_flaky.py": FLAKY})
-    result = verify_candidate(GitRepo(calc_repo), commit, VerifySpec(runs=2), "utils/calc.py", "test_flaky.py")
+    repo = GitRepo(calc_repo)
+    result = verify_candidate(repo, commit, VerifySpec(runs=2), "utils/calc.py", "test_flaky.py")
     assert result.flaky == ("test_flaky.TestFlaky.test_first_run_only",)
     assert result.passed == 1 and not result.ok
     assert "1 flaky" in result.trailer()
-    single = verify_candidate(GitRepo(calc_repo), commit, VerifySpec(runs=1), "utils/calc.py", "test_flaky.py")
+    single = verify_candidate(repo, commit, VerifySpec(runs=1), "utils/calc.py", "test_flaky.py")
     assert single.flaky == () and single.passed == 2
 
 
@@ -143,7 +144,8 @@ def test_a_custom_command_counts_by_exit_code_and_summary(calc_repo: Path) -> No
 @needs_bwrap
 def test_content_overrides_the_commits_test_file(calc_repo: Path) -> None:
     commit = commit_files(calc_repo, {"test_calc.py": SUITE})
-    text = "import unittest\nimport utils.calc\n\n\nclass T(unittest.TestCase):\n    def test_a(self):\n        pass\n"
+    text = ("import unittest\nimport utils.calc\n\n\nclass T(unittest.TestCase):\n"
+            "    def test_a(self):\n        pass\n")
     result = verify_candidate(GitRepo(calc_repo), commit, VerifySpec(), "utils/calc.py", "test_calc.py",
                               content=text)
     assert list(result.tests) == ["test_calc.T.test_a"] and result.ok

@@ -44,7 +44,8 @@ if __name__ == "__main__":
 
 
 def result(**tests: TestOutcome) -> VerifyResult:
-    return VerifyResult(source="utils/x.py", tests={f"test_x.{k.replace('__', '.')}": v for k, v in tests.items()})
+    ids = {f"test_x.{k.replace('__', '.')}": v for k, v in tests.items()}
+    return VerifyResult(source="utils/x.py", tests=ids)
 
 
 def test_removes_failing_erring_and_flaky_tests_and_empty_classes() -> None:
@@ -108,8 +109,10 @@ def test_file_without_import_of_the_module_is_droppable() -> None:
 
 
 def test_all_tests_failing_or_unimportable_file_is_droppable() -> None:
-    text = "from utils.x import f\nimport unittest\n\n\nclass T(unittest.TestCase):\n    def test_a(self):\n        f()\n"
-    pruned = prune(text, VerifyResult(source="utils/x.py", tests={"t.T.test_a": TestOutcome("error", "E")}), "t.py")
+    text = ("from utils.x import f\nimport unittest\n\n\nclass T(unittest.TestCase):\n"
+            "    def test_a(self):\n        f()\n")
+    failing = {"t.T.test_a": TestOutcome("error", "E")}
+    pruned = prune(text, VerifyResult(source="utils/x.py", tests=failing), "t.py")
     assert pruned.drop_reason == "no passing tests left" and "class T" not in pruned.text
     broken = prune(text, VerifyResult(source="utils/x.py", load_error="ImportError: no f"), "t.py")
     assert broken.drop_reason == "it cannot be imported: ImportError: no f"
@@ -120,4 +123,5 @@ def test_inherited_test_is_removed_where_it_is_defined() -> None:
             "        pass\n\n    def test_b(self):\n        pass\n\n\nclass Child(Base):\n    pass\n")
     pruned = prune(text, VerifyResult(source="utils/x.py", tests={
         "t.Child.test_a": TestOutcome("failed", "boom")}), "t.py")
-    assert "def test_a" not in pruned.text and "def test_b" in pruned.text and "class Child(Base)" in pruned.text
+    assert "def test_a" not in pruned.text and "def test_b" in pruned.text
+    assert "class Child(Base)" in pruned.text

@@ -155,7 +155,8 @@ for pid in children:
     assert int(line.split()[2]) < 16
 
 
-def test_missing_bwrap_says_how_to_install_or_opt_out(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_missing_bwrap_says_how_to_install_or_opt_out(monkeypatch: pytest.MonkeyPatch,
+                                                      tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(SandboxUnavailable) as caught:
         Sandbox(mode="bwrap")
