@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from symergion.config import VerifySpec
+from symergion.config import VerifySpec, is_safe_relative_path
 from symergion.errors import SymergionError
 from symergion.gitrepo import GitRepo
 from symergion.verify.checkout import export_commit
@@ -66,6 +66,11 @@ def verify_candidate(
     """
     sandbox = sandbox or Sandbox()
     limits = replace(limits or Limits(), timeout=spec.timeout)
+    replacement = content
+    for path in (source, destination):
+        if not is_safe_relative_path(path):
+            raise VerifyError(f"{path!r} is not a path inside the repository",
+                              hint="name files relative to the repository root, without '..' or .git")
     if content is None:
         entry = repo.tree_entry(commit, destination)
         if entry is None or entry.kind != "blob":
@@ -75,11 +80,12 @@ def verify_candidate(
     with tempfile.TemporaryDirectory(prefix="symergion-verify-") as work:
         checkout = Path(work) / "checkout"
         export_commit(repo, commit, checkout)
-        target = checkout / destination
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.is_symlink():
-            target.unlink()
-        target.write_text(content, encoding="utf-8")
+        if replacement is not None:
+            target = checkout / destination
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.is_symlink():
+                target.unlink()
+            target.write_text(replacement, encoding="utf-8")
         outcomes = [
             _run_once(sandbox, checkout, spec, source, destination, limits, coverage=spec.coverage and i == 0)
             for i in range(spec.runs)

@@ -9,7 +9,7 @@ import pytest
 
 from symergion.config import VerifySpec
 from symergion.gitrepo import GitRepo
-from symergion.verify import VerifyResult, prune_candidate, verify_candidate
+from symergion.verify import VerifyError, VerifyResult, prune_candidate, verify_candidate
 from symergion.verify.checkout import export_commit
 from symergion.verify.sandbox import Sandbox
 from tests.conftest import git, repo_state
@@ -180,3 +180,13 @@ def test_checkout_is_the_commits_tree(calc_repo: Path, tmp_path: Path) -> None:
 def test_sandbox_none_needs_no_bwrap(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
     assert not Sandbox(mode="none").sandboxed
+
+
+def test_paths_outside_the_repository_are_refused(calc_repo: Path) -> None:
+    commit = commit_files(calc_repo, {"test_calc.py": SUITE})
+    with pytest.raises(VerifyError, match="not a path inside the repository"):
+        verify_candidate(GitRepo(calc_repo), commit, VerifySpec(), "utils/calc.py", "../escape.py",
+                         content="x = 1\n", sandbox=Sandbox(mode="none"))
+    with pytest.raises(VerifyError, match=r"has no file missing\.py"):
+        verify_candidate(GitRepo(calc_repo), commit, VerifySpec(), "utils/calc.py", "missing.py",
+                         sandbox=Sandbox(mode="none"))
