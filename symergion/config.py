@@ -27,6 +27,7 @@ ENV_DEBUG = "SYMERGION_DEBUG"
 ENV_EXTRA_BUFFERS = "SYMERGION_EXTRA_BUFFERS"
 
 EXTRA_BUFFERS_CHOICES = ("auto", "on", "off")
+ENV_SANDBOX = "SYMERGION_SANDBOX"
 
 EMBEDDED_MODEL = "embedded:gemma3-270m"
 
@@ -49,9 +50,21 @@ DEFAULT_CONFIG: dict[str, Any] = {
             "params": {"source": "source" + _PARAM, "destination": "destination" + _PARAM},
             "call_to_action": "Create unittest TestCase",
             "code_starter": "import unittest\n",
+            "verify": {
+                "command": "python -m unittest {module}",
+                "timeout": 60,
+                "coverage": True,
+                "runs": 2,
+                "prune": True,
+                "repair_rounds": 1,
+            },
         }
     },
 }
+
+# The command that the structured unittest runner stands in for (per-test outcomes, coverage).
+DEFAULT_VERIFY_COMMAND = "python -m unittest {module}"
+_VERIFY_KEYS = ("command", "timeout", "coverage", "runs", "prune", "repair_rounds")
 
 _SAMPLING_KEYS = {
     "temperature": float,
@@ -102,6 +115,23 @@ class Checkpoint:
 
 
 @dataclass(frozen=True)
+class VerifySpec:
+    """How a template's candidates are checked: the command, its limits, and what follows."""
+
+    command: str = DEFAULT_VERIFY_COMMAND
+    timeout: float = 60.0
+    coverage: bool = False
+    runs: int = 1
+    prune: bool = False
+    repair_rounds: int = 0
+
+    @property
+    def structured(self) -> bool:
+        """Return whether the built-in runner (per-test outcomes) can stand in for the command."""
+        return " ".join(self.command.split()) in (DEFAULT_VERIFY_COMMAND, "{python} -m unittest {module}")
+
+
+@dataclass(frozen=True)
 class Template:
     """A task type: the parameters its notes carry and how its prompt starts and ends."""
 
@@ -109,6 +139,7 @@ class Template:
     params: dict[str, str]
     call_to_action: str
     code_starter: str = ""
+    verify: VerifySpec | None = None
 
 
 @dataclass(frozen=True)
@@ -180,6 +211,18 @@ def extra_buffers_setting(config: Config | None = None) -> tuple[str, str]:
 def debug_enabled() -> bool:
     """Return whether ``SYMERGION_DEBUG`` asks for tracebacks."""
     return os.environ.get(ENV_DEBUG, "") not in ("", "0", "false", "no")
+
+
+def sandbox_mode() -> str:
+    """Return how candidates run: ``bwrap`` (default) or ``none`` (``SYMERGION_SANDBOX=none``)."""
+    value = os.environ.get(ENV_SANDBOX, "").strip().lower() or "bwrap"
+    if value not in ("bwrap", "none"):
+        raise ConfigError(
+            f"{ENV_SANDBOX}={value!r} is not a sandbox mode",
+            hint=f"unset {ENV_SANDBOX} to use bubblewrap, or set it to \"none\" to run "
+            "generated tests without isolation",
+        )
+    return value
 
 
 def color_enabled() -> bool:
@@ -331,6 +374,7 @@ def parse_config(
             params=params,
             call_to_action=string(traw.get("call_to_action"), f"{fname}.call_to_action"),
             code_starter=code_starter,
+            verify=_parse_verify(traw.get("verify"), f"{fname}.verify", fail),
         )
 
     extra_buffers = raw.get("extra_buffers", "auto")
@@ -350,6 +394,51 @@ def parse_config(
         models_dir=models_dir,
         source=source,
         extra_buffers=extra_buffers,
+    )
+
+
+def _parse_verify(value: Any, fieldname: str, fail: Any) -> VerifySpec | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise fail(fieldname, "expected an object",
+                   'e.g. {"command": "python -m unittest {module}", "timeout": 60}')
+    for key in value:
+        if key not in _VERIFY_KEYS:
+            raise fail(f"{fieldname}.{key}", "unknown field",
+                       f"remove it, or use one of: {', '.join(_VERIFY_KEYS)}")
+    spec = VerifySpec()
+    command = value.get("command", spec.command)
+    if not isinstance(command, str) or not command.strip():
+        raise fail(f"{fieldname}.command", f"expected a non-empty string, got {json.dumps(command)}",
+                   'e.g. "python -m unittest {module}"; placeholders: {python} {module} '
+                   "{destination} {destination_module} {source} {source_module}")
+    timeout = value.get("timeout", spec.timeout)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise fail(f"{fieldname}.timeout", f"expected a number of seconds > 0, got {json.dumps(timeout)}",
+                   "set timeout to e.g. 60")
+
+    def flag(key: str, default: bool) -> bool:
+        item = value.get(key, default)
+        if not isinstance(item, bool):
+            raise fail(f"{fieldname}.{key}", f"expected true or false, got {json.dumps(item)}",
+                       f"set {key} to true or false")
+        return item
+
+    def count(key: str, default: int, minimum: int) -> int:
+        item = value.get(key, default)
+        if isinstance(item, bool) or not isinstance(item, int) or item < minimum:
+            raise fail(f"{fieldname}.{key}", f"expected an integer >= {minimum}, got {json.dumps(item)}",
+                       f"set {key} to a whole number >= {minimum}")
+        return item
+
+    return VerifySpec(
+        command=command,
+        timeout=float(timeout),
+        coverage=flag("coverage", spec.coverage),
+        runs=count("runs", spec.runs, 1),
+        prune=flag("prune", spec.prune),
+        repair_rounds=count("repair_rounds", spec.repair_rounds, 0),
     )
 
 

@@ -1,0 +1,37 @@
+"""Verification of candidates: run their tests in a sandbox, record the result, keep what passes.
+
+The API the reconcile pass uses:
+
+- ``verify_candidate(repo, commit, spec, source, destination) -> VerifyResult`` runs a candidate's
+  tests in a throwaway checkout under bubblewrap;
+- ``VerifyResult.trailer()`` / ``message_lines()`` write the result into a commit message and
+  ``VerifyResult.from_message()`` reads it back; ``rank()`` orders a task's candidates;
+- ``prune(text, result, destination)`` removes failing, erring and flaky tests, and
+  ``prune_candidate(...)`` also re-runs the pruned file to confirm it;
+- ``render_code_starter(code_starter, source, destination)`` fills a code starter's placeholders.
+"""
+
+from symergion.verify.candidate import VerifyError, verify_candidate
+from symergion.verify.names import imports_module, module_of, render_code_starter
+from symergion.verify.prune import PruneResult, Removed, prune, prune_candidate
+from symergion.verify.result import TRAILER, TestOutcome, VerifyResult, rank
+from symergion.verify.sandbox import Limits, Sandbox, SandboxUnavailable
+
+__all__ = [
+    "TRAILER",
+    "Limits",
+    "PruneResult",
+    "Removed",
+    "Sandbox",
+    "SandboxUnavailable",
+    "TestOutcome",
+    "VerifyError",
+    "VerifyResult",
+    "imports_module",
+    "module_of",
+    "prune",
+    "prune_candidate",
+    "rank",
+    "render_code_starter",
+    "verify_candidate",
+]

@@ -1,0 +1,204 @@
+"""Verify one candidate: check its commit out into a throwaway directory and run its tests there."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from symergion.config import VerifySpec, is_safe_relative_path
+from symergion.errors import SymergionError
+from symergion.gitrepo import GitRepo
+from symergion.verify.checkout import export_commit
+from symergion.verify.names import command_values, fill, imports_module, module_of
+from symergion.verify.result import TestOutcome, VerifyResult, summary_counts
+from symergion.verify.sandbox import Limits, Run, Sandbox
+
+RESULTS = ".symergion-verify.jsonl"
+_RESULTS_BYTES = 8 * 1024 * 1024
+
+
+class VerifyError(SymergionError):
+    """A candidate cannot be verified (its test file is missing from the commit)."""
+
+
+@dataclass
+class _RunOutcome:
+    """One run of a suite, as read from the runner's events."""
+
+    run: Run
+    tests: dict[str, TestOutcome] = field(default_factory=dict)
+    load_error: str = ""
+    coverage: dict[str, Any] | None = None
+
+
+def verify_candidate(
+    repo: GitRepo,
+    commit: str,
+    spec: VerifySpec,
+    source: str,
+    destination: str,
+    *,
+    content: str | None = None,
+    sandbox: Sandbox | None = None,
+    limits: Limits | None = None,
+) -> VerifyResult:
+    """Run a candidate's tests in a sandboxed checkout of its commit, ``spec.runs`` times.
+
+    Args:
+        repo: the repository holding the commit.
+        commit: the candidate commit.
+        spec: the template's verify section.
+        source: the module under test, a repository path.
+        destination: the test file, a repository path.
+        content: test file text to use instead of the commit's (to confirm a pruned file).
+        sandbox: where commands run; default: bubblewrap, unless ``SYMERGION_SANDBOX=none``.
+        limits: memory, process and file-size limits; the time limit is ``spec.timeout``.
+
+    Raises:
+        SandboxUnavailable: bubblewrap is missing or cannot run here; the message says what to do.
+        VerifyError: the commit has no test file at ``destination``.
+    """
+    sandbox = sandbox or Sandbox()
+    limits = replace(limits or Limits(), timeout=spec.timeout)
+    replacement = content
+    for path in (source, destination):
+        if not is_safe_relative_path(path):
+            raise VerifyError(f"{path!r} is not a path inside the repository",
+                              hint="name files relative to the repository root, without '..' or .git")
+    if content is None:
+        entry = repo.tree_entry(commit, destination)
+        if entry is None or entry.kind != "blob":
+            raise VerifyError(f"{commit[:12]} has no file {destination} to verify",
+                              hint="verify the candidate commit the task's model branch points at")
+        content = repo.read_blob_bytes(entry.oid).decode("utf-8", "replace")
+    with tempfile.TemporaryDirectory(prefix="symergion-verify-") as work:
+        checkout = Path(work) / "checkout"
+        export_commit(repo, commit, checkout)
+        if replacement is not None:
+            target = checkout / destination
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.is_symlink():
+                target.unlink()
+            target.write_text(replacement, encoding="utf-8")
+        outcomes = [
+            _run_once(sandbox, checkout, spec, source, destination, limits, coverage=spec.coverage and i == 0)
+            for i in range(spec.runs)
+        ]
+    result = _merge(outcomes, spec, source)
+    warnings = () if sandbox.sandboxed else (
+        "generated tests ran WITHOUT a sandbox (SYMERGION_SANDBOX=none): they could read and write "
+        "anything your user can",)
+    return replace(result, imports_source=imports_module(content, module_of(source), destination),
+                   sandboxed=sandbox.sandboxed, warnings=warnings)
+
+
+def _run_once(sandbox: Sandbox, checkout: Path, spec: VerifySpec, source: str, destination: str,
+              limits: Limits, *, coverage: bool) -> _RunOutcome:
+    results = checkout / RESULTS
+    if results.exists() or results.is_symlink():
+        results.unlink()
+    if spec.structured:
+        argv = [sys.executable, sandbox.tool("runner.py"), "--module", module_of(destination),
+                "--out", RESULTS]
+        if coverage:
+            argv += ["--coverage", source]
+    else:
+        argv = shlex.split(fill(spec.command, command_values(source, destination)))
+    run = sandbox.run(argv, checkout, limits)
+    prefix = sandbox.checkout_path(checkout).rstrip("/") + "/"
+    outcome = _RunOutcome(run=replace(run, output=run.output.replace(prefix, "")))
+    if spec.structured:
+        _read_events(_read_results(results).replace(prefix, ""), outcome)
+    return outcome
+
+
+def _read_results(path: Path) -> str:
+    """Read the runner's events; the file is the tests' to write, so never follow a link there."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return ""
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read(_RESULTS_BYTES).decode("utf-8", "replace")
+
+
+def _read_events(text: str, outcome: _RunOutcome) -> None:
+    started: list[str] = []
+    for line in text.splitlines():
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a kill
+        if not isinstance(event, dict):
+            continue
+        kind, test = event.get("event"), str(event.get("id", ""))
+        if kind == "start":
+            started.append(test)
+        elif kind == "result" and event.get("outcome") in ("passed", "failed", "error", "skipped"):
+            outcome.tests[test] = TestOutcome(str(event["outcome"]), str(event.get("detail", "")))
+        elif kind == "fixture":
+            outcome.tests[test] = TestOutcome("error", str(event.get("detail", "")))
+        elif kind == "load":
+            outcome.load_error = str(event.get("detail", "")) or "the test module cannot be imported"
+        elif kind == "coverage":
+            outcome.coverage = event
+    for test in started:
+        if test not in outcome.tests:
+            why = (f"timed out after {outcome.run.seconds:.0f}s" if outcome.run.timed_out
+                   else f"the test process ended during this test (exit {outcome.run.exit_code})")
+            outcome.tests[test] = TestOutcome("error", why)
+
+
+def _merge(outcomes: list[_RunOutcome], spec: VerifySpec, source: str) -> VerifyResult:
+    """Combine runs: a test whose outcome differs between runs is flaky."""
+    first = outcomes[0]
+    tests: dict[str, TestOutcome] = {}
+    for outcome in outcomes:
+        for test, result in outcome.tests.items():
+            seen = tests.get(test)
+            if seen is None:
+                tests[test] = result
+            elif seen.outcome != result.outcome:
+                problem = seen if seen.outcome != "passed" else result
+                detail = f"{result.outcome} in one run, {seen.outcome} in another: {problem.detail}"
+                tests[test] = TestOutcome(problem.outcome, detail, flaky=True)
+    seconds = sum(o.run.seconds for o in outcomes)
+    timed_out = any(o.run.timed_out for o in outcomes)
+    load_error = next((o.load_error for o in outcomes if o.load_error), "")
+    steady = [o for o in tests.values() if not o.flaky]
+    counts = {name: sum(1 for o in steady if o.outcome == outcome)
+              for name, outcome in (("passed", "passed"), ("failed", "failed"), ("errors", "error"),
+                                    ("skipped", "skipped"))}
+    exit_code = first.run.exit_code
+    if not spec.structured:
+        counts = summary_counts(first.run.output) or {}
+        exit_code = next((o.run.exit_code for o in outcomes if o.run.exit_code), exit_code)
+    coverage: float | None = None
+    exercising: int | None = None
+    measured = next((o.coverage for o in outcomes if o.coverage is not None), None)
+    if measured is not None and "statements" in measured:
+        statements, covered = int(measured["statements"]), int(measured["covered"])
+        coverage = 100.0 * covered / statements if statements else 100.0
+        exercised = set(measured.get("exercised_by", []))
+        exercising = sum(1 for t, o in tests.items()
+                         if t in exercised and o.outcome == "passed" and not o.flaky)
+    return VerifyResult(
+        source=source,
+        passed=counts.get("passed", 0),
+        failed=counts.get("failed", 0),
+        errors=counts.get("errors", 0),
+        skipped=counts.get("skipped", 0),
+        tests=tests,
+        coverage=coverage,
+        exercising=exercising,
+        seconds=seconds,
+        timed_out=timed_out,
+        exit_code=exit_code,
+        load_error=load_error,
+    )

@@ -1,0 +1,209 @@
+"""Keep what passes: cut failing, erring and flaky test methods out of a test file.
+
+Methods (and classes left without tests) are cut by their line ranges, with the comments and
+blank lines just above them, so every other byte of the file stays as the model wrote it.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field, replace
+
+from symergion.config import VerifySpec
+from symergion.gitrepo import GitRepo
+from symergion.verify.candidate import verify_candidate
+from symergion.verify.names import imports_module, module_of
+from symergion.verify.result import VerifyResult, problem_line
+from symergion.verify.sandbox import Limits, Sandbox
+
+_FIXTURE = re.compile(r"(setUpClass|tearDownClass|setUpModule|tearDownModule) \(([\w.]+)\)")
+
+
+@dataclass(frozen=True)
+class Removed:
+    """A test taken out of the file, and why."""
+
+    test: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """The pruned file, what was removed, and whether a re-run confirmed it."""
+
+    text: str
+    destination: str
+    removed: tuple[Removed, ...] = ()
+    drop_reason: str = ""
+    rerun: VerifyResult | None = field(default=None, compare=False)
+
+    @property
+    def changed(self) -> bool:
+        """Return whether there is anything to commit: tests removed or the file to drop."""
+        return bool(self.removed or self.drop_reason)
+
+    @property
+    def confirmed(self) -> bool:
+        """Return whether the pruned file was re-run and passed."""
+        return self.rerun is not None and self.rerun.ok
+
+    def commit_message(self) -> str:
+        """Return the message of the commit that carries the pruned file."""
+        count = len(self.removed)
+        noun = "test" if count == 1 else "tests"
+        if self.drop_reason:
+            subject = f"Prune: removed {self.destination} ({self.drop_reason})"
+        else:
+            subject = f"Prune: removed {count} failing {noun}"
+        lines = [f"- {r.test}: {r.reason}" for r in self.removed]
+        body = "\n".join(lines)
+        parts = [subject, body] if body else [subject]
+        if self.rerun is not None:
+            parts.append(self.rerun.message_lines())
+        return "\n\n".join(parts) + "\n"
+
+
+def prune(test_source: str, result: VerifyResult, destination: str) -> PruneResult:
+    """Remove the tests that failed, erred or were flaky in ``result`` from the test file's text.
+
+    Args:
+        test_source: the test file as verified.
+        result: its verification result (per-test outcomes come from the built-in runner).
+        destination: the test file's repository path; its module prefixes the test ids.
+    """
+    source_module = module_of(result.source)
+    try:
+        tree = ast.parse(test_source)
+    except SyntaxError as exc:
+        return PruneResult(test_source, destination, drop_reason=f"it does not parse: {exc.msg}")
+    if result.load_error:
+        return PruneResult(test_source, destination,
+                           drop_reason=f"it cannot be imported: {problem_line(result.load_error)}")
+    prefix = module_of(destination) + "."
+    classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
+    doomed_methods: dict[str, dict[str, str]] = {}  # class -> method -> test id
+    doomed_classes: dict[str, str] = {}  # class -> test id of its failing fixture
+    removed: list[Removed] = []
+    for test, outcome in result.tests.items():
+        if outcome.outcome not in ("failed", "error") and not outcome.flaky:
+            continue
+        reason = ("flaky: " if outcome.flaky else f"{outcome.outcome}: ") + problem_line(outcome.detail)
+        if fixture := _FIXTURE.fullmatch(test):
+            name = fixture.group(2)
+            if fixture.group(1).endswith("Module"):
+                return PruneResult(test_source, destination, drop_reason=f"{test} failed")
+            if name.startswith(prefix) and name[len(prefix):] in classes:
+                doomed_classes[name[len(prefix):]] = test
+                removed.append(Removed(test, reason))
+            continue
+        if not test.startswith(prefix) or test[len(prefix):].count(".") != 1:
+            continue
+        cls, method = test[len(prefix):].split(".")
+        owner = _defining_class(classes, cls, method)
+        if owner is not None:
+            doomed_methods.setdefault(owner, {})[method] = test
+            removed.append(Removed(test, reason))
+
+    bases = {b.id for node in classes.values() for b in node.bases if isinstance(b, ast.Name)}
+    cuts: list[ast.stmt] = []
+    for name, node in classes.items():
+        methods = doomed_methods.get(name, {})
+        tests = [s for s in node.body if _is_test(s)]
+        left = [s for s in tests if s.name not in methods]  # type: ignore[attr-defined]
+        if name in doomed_classes or (methods and not left and name not in bases):
+            cuts.append(node)
+        else:
+            cuts.extend(s for s in node.body if _is_test(s) and s.name in methods)  # type: ignore[attr-defined]
+    text = _cut(test_source, cuts)
+    try:
+        pruned = ast.parse(text)
+    except SyntaxError:  # e.g. a class kept for its subclasses lost its whole body
+        text, pruned = _rebuild(tree, cuts)
+    reasons = []
+    if not any(_is_test(s) for node in pruned.body if isinstance(node, ast.ClassDef) for s in node.body):
+        reasons.append("no passing tests left")
+    if not imports_module(text, source_module, destination):
+        reasons.append(f"it does not import {source_module}")
+    return PruneResult(text, destination, tuple(removed), drop_reason="; ".join(reasons))
+
+
+def prune_candidate(
+    repo: GitRepo,
+    commit: str,
+    spec: VerifySpec,
+    source: str,
+    destination: str,
+    result: VerifyResult,
+    *,
+    sandbox: Sandbox | None = None,
+    limits: Limits | None = None,
+) -> PruneResult:
+    """Prune a verified candidate's test file and re-run the pruned file to confirm it passes.
+
+    The re-run uses the candidate's commit with the pruned file in place of its test file; a file
+    to drop is not re-run. The caller commits ``text`` (or the deletion) with ``commit_message()``.
+    """
+    entry = repo.tree_entry(commit, destination)
+    original = repo.read_blob_bytes(entry.oid).decode("utf-8", "replace") if entry else ""
+    pruned = prune(original, result, destination)
+    if not pruned.removed or pruned.drop_reason:
+        return pruned
+    rerun = verify_candidate(repo, commit, spec, source, destination, content=pruned.text,
+                             sandbox=sandbox, limits=limits)
+    return replace(pruned, rerun=rerun)
+
+
+def _is_test(node: ast.stmt) -> bool:
+    return isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test")
+
+
+def _defining_class(classes: dict[str, ast.ClassDef], cls: str, method: str) -> str | None:
+    """Return the class in this file that defines ``method`` for ``cls`` (itself or a base)."""
+    seen: set[str] = set()
+    pending = [cls]
+    while pending:
+        name = pending.pop(0)
+        node = classes.get(name)
+        if node is None or name in seen:
+            continue
+        seen.add(name)
+        if any(_is_test(s) and s.name == method for s in node.body):  # type: ignore[attr-defined]
+            return name
+        pending.extend(b.id for b in node.bases if isinstance(b, ast.Name))
+    return None
+
+
+def _cut(text: str, nodes: list[ast.stmt]) -> str:
+    """Remove the nodes' lines, with the comments and blank lines directly above each."""
+    lines = text.splitlines(keepends=True)
+    drop: set[int] = set()
+    for node in nodes:
+        decorators = getattr(node, "decorator_list", [])
+        start = min([node.lineno, *(d.lineno for d in decorators)]) - 1
+        end = node.end_lineno or node.lineno
+        indent = len(lines[start]) - len(lines[start].lstrip())
+        while start > 0 and lines[start - 1].strip().startswith("#") and (
+            len(lines[start - 1]) - len(lines[start - 1].lstrip()) == indent
+        ):
+            start -= 1
+        while start > 0 and not lines[start - 1].strip():
+            start -= 1
+        drop.update(range(start, end))
+    return "".join(line for i, line in enumerate(lines) if i not in drop)
+
+
+def _rebuild(tree: ast.Module, nodes: list[ast.stmt]) -> tuple[str, ast.Module]:
+    """Remove the nodes from the syntax tree and print it again (comments are lost)."""
+    doomed = {id(n) for n in nodes}
+
+    class Remover(ast.NodeTransformer):
+        def visit_ClassDef(self, node: ast.ClassDef) -> ast.ClassDef | None:
+            if id(node) in doomed:
+                return None
+            node.body = [s for s in node.body if id(s) not in doomed] or [ast.Pass()]
+            return node
+
+    new = ast.fix_missing_locations(Remover().visit(tree))
+    text = ast.unparse(new) + "\n"
+    return text, ast.parse(text)

@@ -1,0 +1,140 @@
+"""Inside the sandbox: run one unittest module and record every test's outcome as JSON lines.
+
+Run as a script (``python runner.py --module test_x --out results.jsonl [--coverage utils/x.py]``)
+with the checkout as working directory; it imports only the standard library and, for
+``--coverage``, coverage.py. Each event is written and flushed as it happens, so a suite that
+hangs or kills its own process still leaves the outcomes of the tests before it.
+
+Events: ``start`` and ``result`` per test (``passed``, ``failed``, ``error``, ``skipped``),
+``fixture`` for a failing setUpClass/setUpModule, ``load`` when the module cannot be imported,
+``coverage`` (statements, covered lines and the tests that ran any line of the source), ``done``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import traceback
+import unittest
+from types import TracebackType
+from typing import IO, Any
+
+_ExcInfo = tuple[type[BaseException], BaseException, TracebackType]
+
+
+class Recorder(unittest.TestResult):
+    """Write one event per test outcome, switching coverage contexts as tests start."""
+
+    def __init__(self, out: IO[str], coverage: Any) -> None:
+        super().__init__()
+        self.out = out
+        self.coverage = coverage
+        self.outcome: dict[str, tuple[str, str]] = {}
+
+    def emit(self, **event: Any) -> None:
+        self.out.write(json.dumps(event) + "\n")
+        self.out.flush()
+
+    def startTest(self, test: unittest.TestCase) -> None:
+        super().startTest(test)
+        if self.coverage is not None:
+            self.coverage.switch_context(test.id())
+        self.emit(event="start", id=test.id())
+
+    def stopTest(self, test: unittest.TestCase) -> None:
+        super().stopTest(test)
+        if self.coverage is not None:
+            self.coverage.switch_context("")
+        outcome, detail = self.outcome.pop(test.id(), ("passed", ""))
+        self.emit(event="result", id=test.id(), outcome=outcome, detail=detail)
+
+    def _record(self, test: Any, outcome: str, err: _ExcInfo | None, reason: str = "") -> None:
+        detail = reason if err is None else "".join(traceback.format_exception(*err, limit=-6))
+        if type(test).__name__ == "_ErrorHolder":  # setUpClass, setUpModule: no startTest
+            self.emit(event="fixture", id=test.id(), outcome=outcome, detail=detail)
+            return
+        # The first problem of a test wins (a subtest failure, then an error in tearDown).
+        self.outcome.setdefault(test.id(), (outcome, detail))
+
+    def addError(self, test: Any, err: Any) -> None:
+        super().addError(test, err)
+        self._record(test, "error", err)
+
+    def addFailure(self, test: Any, err: Any) -> None:
+        super().addFailure(test, err)
+        self._record(test, "failed", err)
+
+    def addSkip(self, test: Any, reason: str) -> None:
+        super().addSkip(test, reason)
+        self._record(test, "skipped", None, reason)
+
+    def addUnexpectedSuccess(self, test: Any) -> None:
+        super().addUnexpectedSuccess(test)
+        self._record(test, "failed", None, "unexpected success of a test marked expectedFailure")
+
+    def addSubTest(self, test: Any, subtest: Any, err: Any) -> None:
+        super().addSubTest(test, subtest, err)
+        if err is not None:
+            failed = issubclass(err[0], test.failureException)
+            self._record(test, "failed" if failed else "error", err)
+
+
+def main(argv: list[str]) -> int:
+    """Run the module's tests; exit 0 when every test that ran passed."""
+    parser = argparse.ArgumentParser(prog="runner")
+    parser.add_argument("--module", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--coverage", default=None, help="the source file to measure")
+    args = parser.parse_args(argv)
+    # The checkout, not this script's folder, is what the tests import from.
+    sys.path[0] = os.getcwd()
+    with open(args.out, "a", encoding="utf-8") as out:
+        cov = _start_coverage(args.coverage, out)
+        recorder = Recorder(out, cov)
+        try:
+            module = importlib.import_module(args.module)
+            suite = unittest.defaultTestLoader.loadTestsFromModule(module)
+        except BaseException:  # a broken test file: SyntaxError, NameError, even SystemExit
+            recorder.emit(event="load", detail=traceback.format_exc(limit=-4))
+            suite = None
+        if suite is not None:
+            suite.run(recorder)
+        if cov is not None:
+            cov.stop()
+            _report_coverage(cov, os.path.abspath(args.coverage), recorder)
+        recorder.emit(event="done", ran=recorder.testsRun)
+    problems = len(recorder.failures) + len(recorder.errors) + len(recorder.unexpectedSuccesses)
+    print(f"Ran {recorder.testsRun} tests; {'OK' if suite and not problems else 'FAILED'}", file=sys.stderr)
+    return 0 if suite is not None and not problems else 1
+
+
+def _start_coverage(source: str | None, out: IO[str]) -> Any:
+    if source is None:
+        return None
+    try:
+        import coverage
+    except ImportError as exc:
+        out.write(json.dumps({"event": "coverage", "error": f"coverage.py is not installed: {exc}"}) + "\n")
+        return None
+    cov = coverage.Coverage(data_file=None, include=[os.path.abspath(source)])
+    cov.start()
+    return cov
+
+
+def _report_coverage(cov: Any, path: str, recorder: Recorder) -> None:
+    try:
+        _, statements, _, missing, _ = cov.analysis2(path)
+        by_line = cov.get_data().contexts_by_lineno(path)
+    except Exception as exc:  # the source is not Python coverage.py can parse
+        recorder.emit(event="coverage", error=str(exc))
+        return
+    exercised = sorted({c for contexts in by_line.values() for c in contexts if c})
+    recorder.emit(event="coverage", statements=len(statements), covered=len(statements) - len(missing),
+                  exercised_by=exercised)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
