@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from symergion.cli import models, tasks
+from symergion.cli import learn, models, tasks
 
 app = typer.Typer(
     name="symergion",
@@ -23,3 +23,4 @@ app = typer.Typer(
 app.add_typer(tasks.ergon_app, name="ergon")
 tasks.register(app)
 app.add_typer(models.app, name="models")
+learn.register(app)
