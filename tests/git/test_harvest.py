@@ -312,3 +312,27 @@ def test_datasets_loads_every_file(repo_dir, worked, tmp_path, monkeypatch):
     kto = datasets.load_dataset("json", data_files=str(out / "kto.jsonl"),
                                 cache_dir=str(tmp_path / "hf"))["train"]
     assert kto.features["label"].dtype == "bool"
+
+
+def record_verification(path: Path, branch: str, outcome: str) -> str:
+    """Rewrite a branch's tip with a Symergion-Verify trailer, as a verifier records it."""
+    head = tip(path, branch)
+    message = git(path, "log", "-1", "--format=%B", head).rstrip("\n")
+    commit = git(path, "commit-tree", f"{head}^{{tree}}", "-p", f"{head}^",
+                 input=f"{message}\nSymergion-Verify: {outcome}\n").strip()
+    git(path, "update-ref", f"refs/heads/{branch}", commit, head)
+    return commit
+
+
+def test_verification_trailers_label_kto_rows_and_the_pass_rate(repo_dir, make_reconciler,
+                                                               tmp_path):
+    start_task_with_git(repo_dir)
+    sync(make_reconciler, repo_dir)
+    passed = record_verification(repo_dir, ALPHA, "pass (3 tests)")
+    failed = record_verification(repo_dir, BETA, "fail: 1 of 3 tests")
+    out = tmp_path / "data"
+    harvest(GitRepo(repo_dir), make_config(), out)
+    assert [(r["commit"], r["label"], r["signals"]) for r in read_rows(out, "kto.jsonl")] == [
+        (passed, True, ["verify-pass"]), (failed, False, ["verify-fail"])]
+    rows = {r.model: r for r in leaderboard(GitRepo(repo_dir), make_config())}
+    assert (rows["alpha"].pass_rate, rows["beta"].pass_rate) == (1.0, 0.0)
