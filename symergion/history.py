@@ -459,9 +459,10 @@ def _read_choices(
             answer = chain.answer_at(record.target)
             if section.task_branch is None and (answer is None or answer.commit != record.target):
                 continue  # the pass reads an unnamed note only on its own commits
-            if answer is None or (record.blob, record.target) in seen:
+            # An edited or re-added note on the same commit is still one choice.
+            if answer is None or (chain.task, record.target) in seen:
                 continue
-            seen.add((record.blob, record.target))
+            seen.add((chain.task, record.target))
             history.choices.append(Choice(answer, record.target, record.blob, text))
 
 

@@ -278,6 +278,13 @@ def test_cli_harvest_and_stats(repo_dir, worked, tmp_path, capsys):
     assert data["rows"] == {"preference.jsonl": 2, "sft.jsonl": 1, "kto.jsonl": 2}
     assert data["left_out"] == {}
 
+    code = main(["harvest", "--out", str(out), "-C", str(repo_dir), "-c", str(cfg)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert f"2  {out / 'preference.jsonl'}  (3 duplicates dropped)" in captured.out
+    assert "2/2  beta_TestCase_capture_output" in captured.err, "progress goes to stderr"
+    assert f"card: {out / 'README.md'}" in captured.err
+
     code = main(["stats", "-C", str(repo_dir), "-c", str(cfg)])
     captured = capsys.readouterr()
     assert code == 0, captured.err
@@ -336,3 +343,24 @@ def test_verification_trailers_label_kto_rows_and_the_pass_rate(repo_dir, make_r
         (passed, True, ["verify-pass"]), (failed, False, ["verify-fail"])]
     rows = {r.model: r for r in leaderboard(GitRepo(repo_dir), make_config())}
     assert (rows["alpha"].pass_rate, rows["beta"].pass_rate) == (1.0, 0.0)
+
+
+def test_prompts_rebuild_after_the_task_branch_moved(repo_dir, make_reconciler, fleet):
+    start_task_with_git(repo_dir)
+    sync(make_reconciler, repo_dir)
+    git(repo_dir, "checkout", "-q", TASK)
+    source = repo_dir / "utils" / "capture_output.py"
+    source.write_text(source.read_text() + "\n\ndef capture_error(func):\n    return ''\n")
+    git(repo_dir, "commit", "-q", "-am", "Add capture_error")
+    git(repo_dir, "checkout", "-q", "main")
+    sync(make_reconciler, repo_dir)  # every model regenerates from the new task tip
+    git(repo_dir, "notes", "add", "-m", "Use setUp method", ALPHA)
+    sync(make_reconciler, repo_dir)
+    history = read_history(GitRepo(repo_dir), make_config())
+    answers = history.tasks[TASK].candidates
+    assert [c.round for c in answers] == [1, 1, 2, 2, 3, 3]
+    for answer in answers:
+        rebuilt = history.rebuild(answer)
+        assert not isinstance(rebuilt, str), rebuilt
+        assert rebuilt.prompt.text in fleet.engines[answer.model].calls
+    assert "the function capture_error" in history.rebuild(answers[-1]).prompt.text  # type: ignore[union-attr]
