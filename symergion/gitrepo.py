@@ -694,3 +694,94 @@ class GitRepo:
     def remotes(self) -> list[str]:
         """Return the configured remote names."""
         return self._run(["remote"]).split()
+
+    # -- history reads for harvest and stats -------------------------------------------------
+    # Read-only queries over the whole history (archived branches, the notes ref's own log).
+
+    def note_changes(self, notes_ref: str) -> list[tuple[int, str, str, str, str]]:
+        """Return every change the notes ref's history made, oldest first.
+
+        Each change is ``(step, status, target, old_blob, new_blob)``: ``step`` counts notes
+        commits from 1, ``status`` is git's A/M/D, and a missing blob is ZERO_OID. Notes that
+        a merge brought in count as changes of that merge (against its first parent).
+        """
+        out = self._run(["log", "--reverse", "--first-parent", "-m", "--raw", "--no-renames",
+                         "--no-abbrev", "--format=@%H", notes_ref, "--"], check=False)
+        changes: list[tuple[int, str, str, str, str]] = []
+        step = 0
+        for line in out.splitlines():
+            if line.startswith("@"):
+                step += 1
+            elif line.startswith(":"):
+                meta, _, path = line.partition("\t")
+                fields = meta.split()
+                changes.append((step, fields[4][0], path.replace("/", ""), fields[2], fields[3]))
+        return changes
+
+    def log_records(
+        self, tip: str, exclude: Sequence[str] = (), *, limit: int = 0
+    ) -> list[tuple[str, list[str], int, str]]:
+        """Return ``(commit, parents, committer time, message)`` along the first-parent chain.
+
+        Newest first; commits reachable from any of ``exclude`` are left out.
+        """
+        args = ["log", "--first-parent", "--format=%H%x00%P%x00%ct%x00%B%x1e"]
+        if limit:
+            args.append(f"-n{limit}")
+        out = self._run([*args, tip, *(f"^{e}" for e in exclude), "--"])
+        records = []
+        for record in out.split("\x1e"):
+            record = record.lstrip("\n")
+            if record:
+                oid, parents, stamp, message = record.split("\x00", 3)
+                records.append((oid, parents.split(), int(stamp), message))
+        return records
+
+    def merge_base(self, first: str, second: str) -> str | None:
+        """Return the best common ancestor of two commits, or None when they share none."""
+        out = self._run(["merge-base", first, second], check=False).strip()
+        return out or None
+
+    def reachable(self, tips: Iterable[str], exclude: str) -> set[str]:
+        """Return the commits reachable from ``tips`` but not from ``exclude``."""
+        wanted = list(dict.fromkeys(tips))
+        if not wanted:
+            return set()
+        return set(self._run(["rev-list", "--stdin", f"^{exclude}"],
+                             input="\n".join(wanted).encode() + b"\n").split())
+
+    def commit_time(self, oid: str) -> int:
+        """Return a commit's committer time (seconds since the epoch)."""
+        return int(self._run(["log", "-1", "--format=%ct", oid, "--"]).strip())
+
+    def changed_lines(self, old: str, new: str) -> int:
+        """Return the lines added plus deleted between two commits' trees (binary files: 0)."""
+        out = self._run(["diff", "--numstat", "--no-renames", old, new, "--"])
+        total = 0
+        for line in out.splitlines():
+            added, deleted, _path = line.split("\t", 2)
+            if added != "-":
+                total += int(added) + int(deleted)
+        return total
+
+    def read_paths(self, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str], bytes]:
+        """Read the blobs at ``(commit, path)`` with one ``cat-file --batch``; others are left out."""
+        pairs = [p for p in dict.fromkeys(wanted) if "\n" not in p[1]]
+        if not pairs:
+            return {}
+        names = "".join(f"{commit}:{path}\n" for commit, path in pairs).encode()
+        raw = self._run_bytes(["cat-file", "--batch"], input=names)
+        result: dict[tuple[str, str], bytes] = {}
+        pos = 0
+        for pair in pairs:
+            end = raw.index(b"\n", pos)
+            line = raw[pos:end]
+            pos = end + 1
+            if line.endswith((b" missing", b" ambiguous")):
+                continue
+            _oid, kind, size_text = line.split()
+            size = int(size_text)
+            if kind == b"blob":
+                result[pair] = raw[pos : pos + size]
+            pos += size + 1
+        return result

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from symergion.cli import doctor, models, tasks
+from symergion.cli import doctor, learn, models, tasks
 
 app = typer.Typer(
     name="symergion",
@@ -24,3 +24,4 @@ app.add_typer(tasks.ergon_app, name="ergon")
 tasks.register(app)
 app.add_typer(models.app, name="models")
 doctor.register(app)
+learn.register(app)
