@@ -402,7 +402,7 @@ LABELS = """## How each label was derived
 - `kto.jsonl`: **false** for the answers to a feedback note that was revoked (every answer
   whose last applied note left the prompt in a later commit: `git notes remove`, `symergion
   revoke`, or an edited note); **true** / **false** for answers whose `Symergion-Verify`
-  trailer starts with `pass` / `fail`.
+  trailer reports a passing / failing run (no failures, errors, flaky tests or time-out).
 - Every row names its source: `task`, `round`, `prompt_sha256`, the models and commits, and
   `signals`. Rows equal in their training fields are written once (their signals merged).
 - `redacted` counts the secrets detect-secrets found in the row's texts and replaced with

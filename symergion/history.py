@@ -62,12 +62,12 @@ class Candidate:
     @property
     def verified(self) -> bool | None:
         """Return the verification outcome recorded in the trailers, or None without one."""
-        value = self.trailers.get(TRAILER_VERIFY, "").strip().lower()
-        if value.startswith(("pass", "ok")):
-            return True
-        if value.startswith(("fail", "error", "timeout")):
-            return False
-        return None
+        value = self.trailers.get(TRAILER_VERIFY, "").strip()
+        if not value:
+            return None
+        from symergion.verify.result import parse_trailer
+
+        return parse_trailer(value).ok
 
 
 @dataclass
