@@ -183,10 +183,12 @@ def test_runtime_loads_a_checkpoints_adapter(gemma: Path, adapters: dict[str, Pa
     ]}))
     config = parse_config(json.loads(config_file.read_text()), base_dir=models)
     plain_cp, tuned_cp = config.checkpoints
+    assert runtime.adapter_path(config, tuned_cp) == models / "tuned.gguf"
+    assert runtime.adapter_path(config, plain_cp) is None
     tuned = runtime.load_engine(config, tuned_cp)
     try:
-        assert isinstance(tuned, LlamaEngine) and tuned.lora == models / "tuned.gguf"
-        assert complete(tuned) != base_text
+        text = "".join(tuned.generate(PROMPT, max_tokens=TOKENS))
+        assert text and text != base_text
     finally:
         tuned.close()
     assert runtime.fingerprint(config, plain_cp) != runtime.fingerprint(config, tuned_cp)
