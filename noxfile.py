@@ -9,6 +9,7 @@ nox.options.reuse_existing_virtualenvs = True
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 DEV = nox.project.dependency_groups(PYPROJECT, "dev")
+FINETUNE = nox.project.dependency_groups(PYPROJECT, "finetune")
 
 
 @nox.session
@@ -42,3 +43,36 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".[demo]", *DEV)
     session.run("python", "-m", "symergion.bench", *session.posargs)
     session.run("python", "-m", "symergion.bench_sync")
+
+
+@nox.session
+def finetune(session: nox.Session) -> None:
+    """Run the fine-tune recipe end to end on a tiny Llama, on the CPU (a few minutes).
+
+    llama.cpp's converters come from the llama-cpp-python sdist of the installed version (its
+    vendor/llama.cpp); set SYMERGION_LLAMA_CPP to use another checkout.
+    """
+    session.install("-e", ".[demo]", *DEV, *FINETUNE)
+    env = {"HF_HUB_OFFLINE": "1"}
+    checkout = session.env.get("SYMERGION_LLAMA_CPP") or _llama_cpp_from_sdist(session)
+    env["SYMERGION_LLAMA_CPP"] = checkout
+    session.run("pytest", "-m", "finetune", "tests/finetune", *session.posargs, env=env)
+
+
+def _llama_cpp_from_sdist(session: nox.Session) -> str:
+    """Download and unpack the installed llama-cpp-python's sdist; return its vendor/llama.cpp."""
+    import pathlib
+    import tarfile
+
+    version = session.run("python", "-c", "import llama_cpp; print(llama_cpp.__version__)",
+                          silent=True)
+    version = str(version).strip()
+    cache = pathlib.Path(session.cache_dir) / f"llama-cpp-python-{version}"
+    checkout = cache / f"llama_cpp_python-{version}" / "vendor" / "llama.cpp"
+    if not (checkout / "convert_lora_to_gguf.py").is_file():
+        session.run("python", "-m", "pip", "download", f"llama-cpp-python=={version}", "--no-deps",
+                    "--no-binary", ":all:", "-d", str(cache), silent=True)
+        (archive,) = cache.glob("llama_cpp_python-*.tar.gz")
+        with tarfile.open(archive) as tar:
+            tar.extractall(cache, filter="data")
+    return str(checkout)

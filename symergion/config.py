@@ -4,7 +4,8 @@ The config file keeps the original's fields as they are (``idle_cores``, ``model
 ``response_cache_size``, ``ntokens``, ``default_branch``, ``task_branch_spec``, ``checkpoints``,
 ``templates``). A checkpoint's ``name_or_path`` names a GGUF file: an absolute path, a path
 relative to the models directory, ``hf://ORG/REPO/FILE.gguf``, or ``embedded:gemma3-270m``.
-Each checkpoint may add ``name`` (used in branch names), ``context_size``, ``sampling`` and, for
+Each checkpoint may add ``name`` (used in branch names), ``context_size``, ``sampling``, a LoRA
+adapter (``lora``, a GGUF adapter file resolved like ``name_or_path``, and ``lora_scale``) and, for
 reasoners, ``reasoning_markers``. The top-level ``extra_buffers`` (``auto``, ``on`` or ``off``)
 says whether llama.cpp may use its extra buffer types (AMX, CPU repacking); see
 ``symergion.engine.extra_buffers``.
@@ -13,6 +14,7 @@ says whether llama.cpp may use its extra buffer types (AMX, CPU repacking); see
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -104,6 +106,13 @@ class Checkpoint:
     reasoning_start_tokens: tuple[int, ...] = ()
     reasoning_stop_tokens: tuple[int, ...] = ()
     reasoning_markers: tuple[str, str] | None = None
+    lora: str | None = None
+    lora_scale: float = 1.0
+
+    @property
+    def weights(self) -> tuple[str, str | None, float]:
+        """Return what identifies the loaded weights: the model file, its adapter and scale."""
+        return (self.name_or_path, self.lora, self.lora_scale)
 
     @property
     def model_name(self) -> str:
@@ -448,6 +457,7 @@ def _parse_checkpoint(item: Any, fieldname: str, fail: Any, string: Any) -> Chec
     allowed = {
         "name_or_path", "trait", "name", "context_size", "sampling",
         "reasoning_start_tokens", "reasoning_stop_tokens", "reasoning_markers",
+        "lora", "lora_scale",
     }
     for key in item:
         if key not in allowed:
@@ -501,6 +511,7 @@ def _parse_checkpoint(item: Any, fieldname: str, fail: Any, string: Any) -> Chec
                        'e.g. ["<think>", "</think>"]')
         markers = (markers_raw[0], markers_raw[1])
     start, stop = token_list("reasoning_start_tokens"), token_list("reasoning_stop_tokens")
+    lora, lora_scale = _parse_lora(item, fieldname, fail)
     if trait == "reasoning" and not stop and markers is None:
         raise fail(fieldname, "a reasoning checkpoint needs reasoning_stop_tokens or reasoning_markers",
                    "run `symergion models info` on the GGUF to see its thinking markers")
@@ -513,7 +524,28 @@ def _parse_checkpoint(item: Any, fieldname: str, fail: Any, string: Any) -> Chec
         reasoning_start_tokens=start,
         reasoning_stop_tokens=stop,
         reasoning_markers=markers,
+        lora=lora,
+        lora_scale=lora_scale,
     )
+
+
+def _parse_lora(item: dict[str, Any], fieldname: str, fail: Any) -> tuple[str | None, float]:
+    lora = item.get("lora")
+    scale = item.get("lora_scale", 1.0)
+    if lora is not None and (not isinstance(lora, str) or not lora.strip()):
+        raise fail(f"{fieldname}.lora", f"expected the path of a GGUF adapter, got {json.dumps(lora)}",
+                   'e.g. "lora": "adapters/my-coder-lora.gguf" (absolute, relative to the models '
+                   "directory, or hf://ORG/REPO/FILE.gguf)")
+    if isinstance(lora, str) and lora.startswith("embedded:"):
+        raise fail(f"{fieldname}.lora", "an embedded model cannot be an adapter",
+                   "point lora at a GGUF adapter file made by scripts/finetune/finetune.py")
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+        raise fail(f"{fieldname}.lora_scale", f"expected a number, got {json.dumps(scale)}",
+                   "set it to how strongly the adapter applies, e.g. 1.0 (0 switches it off)")
+    if lora is None and "lora_scale" in item:
+        raise fail(f"{fieldname}.lora_scale", "lora_scale without lora",
+                   'add "lora": "ADAPTER.gguf" to this checkpoint, or remove lora_scale')
+    return lora, float(scale)
 
 
 def is_safe_relative_path(path: str) -> bool:

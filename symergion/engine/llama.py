@@ -54,7 +54,7 @@ LOOKUP_MAX_DRAFT = 16
 # After a draft is rejected outright, decode this many tokens plainly before drafting again.
 LOOKUP_COOLDOWN = 8
 _SEQ = 0
-_GGML_LOG_LEVEL_ERROR = 3
+_GGML_LOG_LEVEL_ERROR = 4  # ggml_log_level: 3 is WARN, 4 is ERROR
 _GGML_LOG_LEVEL_CONT = 5
 
 _llama_cpp: Any = None
@@ -178,6 +178,8 @@ class LlamaEngine:
         state_max_bytes: int = 2 * 1024**3,
         prompt_lookup: bool = False,
         extra_buffers: bool = True,
+        lora: Path | None = None,
+        lora_scale: float = 1.0,
     ) -> None:
         self.model_name = model_name
         self.model_path = Path(model_path)
@@ -193,6 +195,8 @@ class LlamaEngine:
         self.prompt_lookup = prompt_lookup
         self._store: StateStore | None = None
         self._closed = False
+        self.lora = Path(lora) if lora is not None else None
+        self.lora_scale = lora_scale
 
         _check_gguf_file(self.model_path)
         llama = _load_llama_cpp()
@@ -210,6 +214,14 @@ class LlamaEngine:
         except BaseException:
             llama.llama_model_free(self._model)
             raise
+        self._adapter: Any = None
+        if self.lora is not None:
+            try:
+                self._adapter = _apply_lora(llama, self._model, self._ctx, self.lora, lora_scale)
+            except BaseException:
+                llama.llama_free(self._ctx)
+                llama.llama_model_free(self._model)
+                raise
         self._n_ctx = int(llama.llama_n_ctx(self._ctx))
         self._vocab = llama.llama_model_get_vocab(self._model)
         self._memory = llama.llama_get_memory(self._ctx)
@@ -223,7 +235,9 @@ class LlamaEngine:
             self._batch.seq_id[i][0] = _SEQ
         self._piece_buffer = ctypes.create_string_buffer(256)
         # Free the native objects even if the caller forgets close().
-        self._finalizer = weakref.finalize(self, _free_native, llama, self._model, self._ctx, self._batch)
+        self._finalizer = weakref.finalize(
+            self, _free_native, llama, self._model, self._ctx, self._batch, self._adapter
+        )
 
     # -- Engine protocol -------------------------------------------------------------------
 
@@ -356,8 +370,10 @@ class LlamaEngine:
             # Repacked weights round differently: a state saved with extra buffers differs.
             context = (f"llama_cpp={self._llama.__version__};n_ctx={self._n_ctx};swa_full=1;"
                        f"extra_bufts={int(self.extra_buffers)}")
+            if self.lora is not None:
+                context += f";lora_scale={self.lora_scale!r}"
             try:
-                namespace = model_fingerprint(self.model_path, context)
+                namespace = model_fingerprint(self.model_path, context, adapter=self.lora)
             except OSError:
                 return None
             self._store = StateStore(self._state_dir, namespace, max_bytes=self._state_max_bytes)
@@ -842,11 +858,58 @@ def _new_context(llama: Any, model: Any, n_ctx: int, n_threads: int, path: Path)
     return ctx
 
 
-def _free_native(llama: Any, model: Any, ctx: Any, batch: Any) -> None:
+def _apply_lora(llama: Any, model: Any, ctx: Any, path: Path, scale: float) -> Any:
+    """Load a GGUF LoRA adapter for ``model`` and apply it to ``ctx`` at ``scale``.
+
+    llama.cpp adds the adapter's low-rank product to the weights it targets while it computes,
+    so the base weights stay memory-mapped and shared. Returns the adapter, which must be freed
+    after the context and before the model.
+    """
+    init = getattr(llama, "llama_adapter_lora_init", None)
+    set_many = getattr(llama, "llama_set_adapters_lora", None)  # newer: a list of adapters
+    set_one = getattr(llama, "llama_set_adapter_lora", None)  # the older, one-adapter call
+    if init is None or (set_many is None and set_one is None):
+        raise ModelError(
+            f"llama-cpp-python {getattr(llama, '__version__', '?')} has no LoRA adapter API "
+            "(llama_adapter_lora_init, llama_set_adapters_lora)",
+            hint="upgrade it: pip install -U llama-cpp-python, or remove lora from the checkpoint",
+        )
+    if not path.is_file():
+        raise ModelError(
+            f"LoRA adapter {path} does not exist",
+            hint="fix the checkpoint's lora; scripts/finetune/finetune.py makes adapters",
+        )
+    _log_tail.clear()
+    adapter = init(model, str(path).encode())
+    if not adapter:
+        detail = f": {_log_tail[-1]}" if _log_tail else ""
+        raise ModelError(
+            f"llama.cpp cannot load the LoRA adapter {path}{detail}",
+            hint="an adapter only fits the base model it was trained on: `symergion models list` "
+            "shows which model it fits; point lora at an adapter for this model",
+        )
+    if set_many is not None:
+        adapters = (llama.llama_adapter_lora_p_ctypes * 1)(adapter)
+        scales = (ctypes.c_float * 1)(scale)
+        status = int(set_many(ctx, adapters, 1, scales))
+    elif set_one is not None:
+        status = int(set_one(ctx, adapter, scale))
+    if status != 0:
+        llama.llama_adapter_lora_free(adapter)
+        raise ModelError(f"llama.cpp cannot apply the LoRA adapter {path} (status {status})",
+                         hint="check that the adapter fits the model with `symergion models list`")
+    return adapter
+
+
+def _free_native(llama: Any, model: Any, ctx: Any, batch: Any, adapter: Any = None) -> None:
     # Called from close() or at garbage collection, where an error could only be printed.
     with contextlib.suppress(Exception):
         llama.llama_batch_free(batch)
     with contextlib.suppress(Exception):
         llama.llama_free(ctx)
+    if adapter:
+        # After the context that uses it, before the model that lists it.
+        with contextlib.suppress(Exception):
+            llama.llama_adapter_lora_free(adapter)
     with contextlib.suppress(Exception):
         llama.llama_model_free(model)

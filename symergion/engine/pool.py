@@ -27,12 +27,13 @@ class EnginePool:
         self.size = max(1, size)
         self._load = load
         self._on_load = on_load
-        self._engines: OrderedDict[str, Engine] = OrderedDict()
+        self._engines: OrderedDict[tuple[str, str | None, float], Engine] = OrderedDict()
         self.loads = 0
 
     def __call__(self, checkpoint: Checkpoint) -> Engine:
         """Return the engine for ``checkpoint``, loading it (and evicting the LRU) if needed."""
-        key = checkpoint.name_or_path
+        # The same model file with and without an adapter are two different engines.
+        key = checkpoint.weights
         engine = self._engines.get(key)
         if engine is not None:
             self._engines.move_to_end(key)

@@ -42,22 +42,29 @@ class StateEntry:
     path: Path
 
 
-def model_fingerprint(model_path: Path, context: str = "") -> str:
+def model_fingerprint(model_path: Path, context: str = "", adapter: Path | None = None) -> str:
     """Return a short id for a GGUF file and the context settings its states depend on.
 
     The GGUF header (metadata and tensor layout) and the tail of the weights identify the file
     without reading all of it; ``context`` adds whatever else makes a state incompatible
-    (llama.cpp version, context length, KV cache type).
+    (llama.cpp version, context length, KV cache type, adapter scale). A LoRA ``adapter``
+    changes every state, so its file is part of the id too.
     """
     digest = hashlib.sha256()
-    size = model_path.stat().st_size
-    digest.update(f"{size}\0{context}\0".encode())
-    with model_path.open("rb") as handle:
+    _sample_file(digest, model_path, context)
+    if adapter is not None:
+        _sample_file(digest, adapter, "adapter")
+    return digest.hexdigest()[:32]
+
+
+def _sample_file(digest: hashlib._Hash, path: Path, label: str) -> None:
+    size = path.stat().st_size
+    digest.update(f"{size}\0{label}\0".encode())
+    with path.open("rb") as handle:
         digest.update(handle.read(_FINGERPRINT_SAMPLE))
         if size > _FINGERPRINT_SAMPLE:
             handle.seek(max(_FINGERPRINT_SAMPLE, size - _FINGERPRINT_SAMPLE))
             digest.update(handle.read(_FINGERPRINT_SAMPLE))
-    return digest.hexdigest()[:32]
 
 
 def tokens_digest(tokens: Sequence[int]) -> str:

@@ -53,6 +53,8 @@ class EngineSpec:
     state_dir: Path | None = None
     extra_buffers: str = "auto"  # auto | on | off
     extra_buffers_source: str = "default"
+    lora: Path | None = None
+    lora_scale: float = 1.0
 
 
 def load_in_process(spec: EngineSpec) -> tuple[LlamaEngine, Decision]:
@@ -64,7 +66,8 @@ def load_in_process(spec: EngineSpec) -> tuple[LlamaEngine, Decision]:
                        llama=_load_llama_cpp(), cache=VerdictCache(cache_dir() / CACHE_FILE))
     engine = LlamaEngine(spec.model_path, model_name=spec.model_name, n_ctx=spec.n_ctx,
                          n_threads=spec.n_threads, sampling=spec.sampling,
-                         state_dir=spec.state_dir, extra_buffers=decision.use_extra_buffers)
+                         state_dir=spec.state_dir, extra_buffers=decision.use_extra_buffers,
+                         lora=spec.lora, lora_scale=spec.lora_scale)
     return engine, decision
 
 

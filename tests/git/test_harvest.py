@@ -335,8 +335,9 @@ def test_verification_trailers_label_kto_rows_and_the_pass_rate(repo_dir, make_r
                                                                tmp_path):
     start_task_with_git(repo_dir)
     sync(make_reconciler, repo_dir)
-    passed = record_verification(repo_dir, ALPHA, "3 passed, 0 failed, 0 errors; imports utils.capture_output; 0.4s")
-    failed = record_verification(repo_dir, BETA, "2 passed, 1 failed, 0 errors; imports utils.capture_output; 0.5s")
+    imports = "imports utils.capture_output"
+    passed = record_verification(repo_dir, ALPHA, f"3 passed, 0 failed, 0 errors; {imports}; 0.4s")
+    failed = record_verification(repo_dir, BETA, f"2 passed, 1 failed, 0 errors; {imports}; 0.5s")
     out = tmp_path / "data"
     harvest(GitRepo(repo_dir), make_config(), out)
     assert [(r["commit"], r["label"], r["signals"]) for r in read_rows(out, "kto.jsonl")] == [

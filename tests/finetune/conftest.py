@@ -1,0 +1,121 @@
+"""Fixtures for the fine-tune recipe: harvest-style JSONL, a tiny Llama built here, llama.cpp.
+
+The end-to-end tests (marked ``finetune``) need torch, transformers, peft, trl and datasets
+(``--group finetune``) and a llama.cpp checkout in ``SYMERGION_LLAMA_CPP`` for its converters;
+``nox -s finetune`` provides both. They run only when ``-m`` names the marker.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FINETUNE_SCRIPT = ROOT / "scripts" / "finetune" / "finetune.py"
+ENV_LLAMA_CPP = "SYMERGION_LLAMA_CPP"
+
+SOURCE = "def scale(value, factor):\n    return value * factor\n"
+PROMPT = f"# File: utils/scale.py\n{SOURCE}# Task: Create unittest TestCase\nimport unittest\n"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave the slow recipe tests out unless ``-m`` asks for them (as `nox -s finetune` does)."""
+    if "finetune" in (config.getoption("markexpr") or ""):
+        return
+    kept = [item for item in items if item.get_closest_marker("finetune") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+        items[:] = kept
+
+
+def completion(i: int, good: bool = True) -> str:
+    """Return a test file a model might have written: a good one or a poor one."""
+    check = f"self.assertEqual(scale({i}, 2), {2 * i})" if good else "self.assertTrue(True)"
+    return (f"\n\nclass TestScale(unittest.TestCase):\n    def test_scale_{i}(self):\n"
+            f"        {check}\n")
+
+
+def source(i: int, kind: str) -> dict[str, Any]:
+    """Return the provenance object a harvested row carries (ignored by the recipe)."""
+    return {"task": "TestCase_scale", "model": "gemma3-270m", "round": i, "kind": kind,
+            "commits": [f"{i:040x}"]}
+
+
+def write_harvest(directory: Path, n: int = 8) -> Path:
+    """Write sft.jsonl, preference.jsonl and kto.jsonl as `symergion harvest --out` lays them out."""
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def dump(name: str, rows: list[dict[str, Any]]) -> None:
+        with (directory / name).open("w", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row) + "\n")
+
+    dump("sft.jsonl", [{"prompt": PROMPT, "completion": completion(i), "source": source(i, "merged")}
+                       for i in range(n)])
+    dump("preference.jsonl", [{"prompt": PROMPT, "chosen": completion(i),
+                               "rejected": completion(i, good=False),
+                               "source": source(i, "annotated")} for i in range(n)])
+    dump("kto.jsonl", [{"prompt": PROMPT, "completion": completion(i, good=i % 2 == 0),
+                        "label": i % 2 == 0, "source": source(i, "verified")} for i in range(n)])
+    return directory
+
+
+def build_tiny_llama(directory: Path) -> Path:
+    """Save a tiny random Llama with a SentencePiece tokenizer trained here (no Hub access)."""
+    import sentencepiece as spm
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, LlamaTokenizer
+
+    directory.mkdir(parents=True)
+    lines = [line for i in range(64)
+             for line in (PROMPT + completion(i) + completion(i, good=False)).splitlines() if line]
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines), model_writer=model, vocab_size=384, model_type="bpe",
+        byte_fallback=True, character_coverage=1.0, hard_vocab_limit=False, unk_id=0, bos_id=1,
+        eos_id=2, pad_id=-1, num_threads=1, minloglevel=2)
+    (directory / "tokenizer.model").write_bytes(model.getvalue())
+    tokenizer = LlamaTokenizer.from_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=512, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False)
+    LlamaForCausalLM(config).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def finetune_module() -> ModuleType:
+    """Import scripts/finetune/finetune.py as a module."""
+    spec = importlib.util.spec_from_file_location("symergion_finetune", FINETUNE_SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Llama checkpoint directory, built once per session."""
+    return build_tiny_llama(tmp_path_factory.mktemp("base") / "Tiny-Llama")
+
+
+@pytest.fixture(scope="session")
+def llama_cpp_checkout() -> Path:
+    """The llama.cpp checkout whose converters the recipe runs (``SYMERGION_LLAMA_CPP``)."""
+    value = os.environ.get(ENV_LLAMA_CPP)
+    if not value or not (Path(value) / "convert_lora_to_gguf.py").is_file():
+        pytest.fail(f"set {ENV_LLAMA_CPP} to a llama.cpp checkout (nox -s finetune unpacks the "
+                    "llama-cpp-python sdist's vendor/llama.cpp and sets it)")
+    return Path(value)

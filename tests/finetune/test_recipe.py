@@ -1,0 +1,170 @@
+"""scripts/finetune/finetune.py: reading the harvest, and the recipe end to end on a tiny Llama.
+
+The end-to-end tests train for a few steps on the CPU, convert the base model and the adapter
+with llama.cpp's converters, and load the adapter in symergion's engine (``-m finetune``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from symergion import runtime
+from symergion.config import parse_config
+from symergion.errors import ModelError, TaskInputError
+from symergion.models import adapter_mismatch, read_adapter, read_metadata
+from tests.finetune.conftest import PROMPT, write_harvest
+
+# --- the harvest's rows -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("method", "columns"), [
+    ("sft", ["prompt", "completion"]),
+    ("dpo", ["prompt", "chosen", "rejected"]),
+    ("kto", ["prompt", "completion", "label"]),
+])
+def test_rows_keep_the_columns_each_trainer_reads(finetune_module: ModuleType, tmp_path: Path,
+                                                  method: str, columns: list[str]) -> None:
+    rows = finetune_module.load_rows(write_harvest(tmp_path / "data", n=4), method)
+    assert len(rows) == 4
+    assert all(list(row) == columns for row in rows), "source and other fields are dropped"
+    assert rows[0]["prompt"] == PROMPT
+
+
+def test_kto_labels_stay_booleans(finetune_module: ModuleType, tmp_path: Path) -> None:
+    rows = finetune_module.load_rows(write_harvest(tmp_path / "data", n=4), "kto")
+    assert [row["label"] for row in rows] == [True, False, True, False]
+
+
+def test_a_missing_harvest_says_to_harvest(finetune_module: ModuleType, tmp_path: Path) -> None:
+    with pytest.raises(TaskInputError, match=r"sft\.jsonl does not exist") as caught:
+        finetune_module.load_rows(tmp_path, "sft")
+    assert f"symergion harvest --out {tmp_path}" in (caught.value.hint or "")
+
+
+def test_a_bad_row_is_named_by_file_and_line(finetune_module: ModuleType, tmp_path: Path) -> None:
+    data = write_harvest(tmp_path / "data", n=2)
+    with (data / "preference.jsonl").open("a") as handle:
+        handle.write(json.dumps({"prompt": "p", "chosen": "c"}) + "\n")
+    with pytest.raises(TaskInputError, match=r"preference\.jsonl:3: 'rejected' must be a string"):
+        finetune_module.load_rows(data, "dpo")
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("", "has no rows"),
+    ("{not json\n", "invalid JSON"),
+    ('["prompt"]\n', "expected a JSON object"),
+])
+def test_empty_or_broken_files_are_refused(finetune_module: ModuleType, tmp_path: Path,
+                                           content: str, message: str) -> None:
+    (tmp_path / "sft.jsonl").write_text(content)
+    with pytest.raises(TaskInputError, match=message):
+        finetune_module.load_rows(tmp_path, "sft")
+
+
+def test_kto_needs_both_labels(finetune_module: ModuleType, tmp_path: Path) -> None:
+    (tmp_path / "kto.jsonl").write_text(
+        json.dumps({"prompt": "p", "completion": "c", "label": True}) + "\n")
+    with pytest.raises(TaskInputError, match="only good answers"):
+        finetune_module.load_rows(tmp_path, "kto")
+
+
+def test_an_unknown_method_lists_the_methods(finetune_module: ModuleType, tmp_path: Path) -> None:
+    with pytest.raises(TaskInputError, match="unknown method") as caught:
+        finetune_module.load_rows(tmp_path, "ppo")
+    assert caught.value.hint == "use one of: sft, dpo, kto"
+
+
+def test_the_checkpoint_entry_is_relative_to_the_models_dir(finetune_module: ModuleType,
+                                                            tmp_path: Path) -> None:
+    entry = finetune_module.checkpoint_entry(tmp_path / "m" / "base.gguf",
+                                             tmp_path / "m" / "a" / "lora.gguf", name="tuned",
+                                             models_dir=tmp_path / "m")
+    assert entry == {"name_or_path": "base.gguf", "lora": "a/lora.gguf", "lora_scale": 1.0,
+                     "name": "tuned", "trait": "coding"}
+    outside = finetune_module.checkpoint_entry(tmp_path / "base.gguf", tmp_path / "lora.gguf",
+                                               name="tuned")
+    assert outside["name_or_path"] == str(tmp_path / "base.gguf")
+
+
+def test_the_recipe_needs_the_lora_converter(finetune_module: ModuleType, tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"has no convert_lora_to_gguf\.py") as caught:
+        finetune_module.convert.converter_script(tmp_path, finetune_module.LORA_CONVERTER)
+    assert "requirements-convert_lora_to_gguf.txt" in (caught.value.hint or "")
+
+
+# --- end to end ---------------------------------------------------------------------------------
+
+
+def lora_b_norm(adapter: Path) -> float:
+    """Return the largest absolute value of the adapter's lora_b tensors (0 for an untrained one)."""
+    import gguf
+
+    reader = gguf.GGUFReader(adapter)
+    return max(float(np.abs(np.asarray(t.data, dtype=np.float32)).max())
+               for t in reader.tensors if t.name.endswith(".lora_b"))
+
+
+@pytest.mark.finetune
+def test_sft_recipe_from_harvest_to_an_adapter_symergion_runs(
+        finetune_module: ModuleType, tiny_llama: Path, llama_cpp_checkout: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    data = write_harvest(tmp_path / "data")
+    out = tmp_path / "models"
+    status = finetune_module.main([
+        str(data), "--base", str(tiny_llama), "--llama-cpp", str(llama_cpp_checkout),
+        "--out", str(out), "--models", str(out), "--base-quant", "F16", "--max-steps", "4",
+        "--batch-size", "2", "--rank", "4", "--alpha", "8", "--targets", "q_proj,v_proj,up_proj",
+        "--learning-rate", "1e-2", "--max-length", "128", "--threads", "2",
+    ])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    entry = json.loads(captured.out)
+    assert entry == {"name_or_path": "Tiny-Llama-F16.gguf", "lora": "Tiny-Llama-sft-lora.gguf",
+                     "lora_scale": 1.0, "name": "Tiny-Llama-sft", "trait": "coding"}
+    assert "step 4: loss" in captured.err and "loads in symergion and generates" in captured.err
+
+    base_gguf, adapter_gguf = out / entry["name_or_path"], out / entry["lora"]
+    assert read_metadata(base_gguf).architecture == "llama"
+    adapter = read_adapter(adapter_gguf)
+    assert (adapter.architecture, adapter.adapter_type, adapter.alpha, adapter.rank) == (
+        "llama", "lora", 8.0, 4)
+    assert {t.tensor.split(".")[2] for t in adapter.targets} == {"attn_q", "attn_v", "ffn_up"}
+    assert adapter_mismatch(adapter, base_gguf) is None
+    # PEFT starts lora_B at zero: a non-zero lora_B is what the training steps learned.
+    assert lora_b_norm(adapter_gguf) > 0
+
+    # The printed entry, pasted into a config, runs in symergion.
+    config = parse_config({"checkpoints": [entry]}, base_dir=out)
+    assert runtime.adapter_path(config, config.checkpoints[0]) == adapter_gguf
+    engine = runtime.load_engine(config, config.checkpoints[0])
+    try:
+        text = "".join(engine.generate(PROMPT, max_tokens=12))
+        assert engine.stats.generated_tokens > 0 and text
+    finally:
+        engine.close()
+
+
+@pytest.mark.finetune
+@pytest.mark.parametrize("method", ["dpo", "kto"])
+def test_dpo_and_kto_train_an_adapter_that_converts(finetune_module: ModuleType,
+                                                    tiny_llama: Path, llama_cpp_checkout: Path,
+                                                    tmp_path: Path, method: str) -> None:
+    rows = finetune_module.load_rows(write_harvest(tmp_path / "data"), method)
+    settings = finetune_module.TrainSettings(method=method, rank=4, alpha=8.0, max_steps=2,
+                                             batch_size=4, max_length=128, learning_rate=1e-2,
+                                             targets=("q_proj", "v_proj"))
+    losses: list[float] = []
+    peft_dir = finetune_module.train_lora(tiny_llama, rows, tmp_path / "run", settings,
+                                          device="cpu",
+                                          on_log=lambda logs: losses.extend(
+                                              [logs["loss"]] if "loss" in logs else []))
+    assert len(losses) == 2 and all(np.isfinite(losses))
+    adapter = finetune_module.convert_adapter(peft_dir, tiny_llama, tmp_path / f"{method}.gguf",
+                                              llama_cpp_dir=llama_cpp_checkout)
+    assert read_adapter(adapter).rank == 4
+    assert lora_b_norm(adapter) > 0

@@ -1,0 +1,194 @@
+"""The engine applies GGUF LoRA adapters through llama.cpp's adapter API.
+
+A zero adapter (every lora_b zero) must leave the base model's greedy text exactly as it is, a
+non-zero one must change it; most tests run the real embedded model (``-m model``).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from symergion import runtime
+from symergion.config import Sampling, parse_config
+from symergion.engine import llama as llama_engine
+from symergion.engine.llama import LlamaEngine
+from symergion.errors import ModelError
+from tests.lora.conftest import write_adapter
+
+PROMPT = 'def fibonacci(n: int) -> int:\n    """Return the n-th Fibonacci number."""\n'
+# Long enough (> MIN_STATE_TOKENS) for its KV state to be saved on disk.
+STABLE = "".join(f"# line {i}: scale values by {i}\n" for i in range(12))
+TOKENS = 24
+
+MakeEngine = Callable[..., LlamaEngine]
+
+
+@pytest.fixture
+def make_engine() -> Iterator[MakeEngine]:
+    """Return a factory of LlamaEngines; all are closed after the test."""
+    engines: list[LlamaEngine] = []
+
+    def make(model: Path, **kwargs: Any) -> LlamaEngine:
+        kwargs.setdefault("model_name", model.stem)
+        kwargs.setdefault("n_ctx", 512)
+        kwargs.setdefault("n_threads", 2)
+        kwargs.setdefault("sampling", Sampling())
+        engine = LlamaEngine(model, **kwargs)
+        engines.append(engine)
+        return engine
+
+    yield make
+    for engine in engines:
+        engine.close()
+
+
+def complete(engine: LlamaEngine, prompt: str = PROMPT, **kwargs: Any) -> str:
+    return "".join(engine.generate(prompt, max_tokens=TOKENS, **kwargs))
+
+
+@pytest.fixture(scope="module")
+def adapters(gemma: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A zero and a non-zero adapter for Gemma 3 270M's attention queries and up projections."""
+    directory = tmp_path_factory.mktemp("adapters")
+    return {
+        "zero": write_adapter(directory / "zero.gguf", gemma, zero=True),
+        "nonzero": write_adapter(directory / "nonzero.gguf", gemma, strength=0.05),
+    }
+
+
+@pytest.fixture(scope="module")
+def base_text(gemma: Path) -> str:
+    engine = LlamaEngine(gemma, model_name="base", n_ctx=512, n_threads=2, sampling=Sampling())
+    try:
+        return complete(engine)
+    finally:
+        engine.close()
+
+
+@pytest.mark.model
+def test_a_zero_adapter_gives_the_base_models_text_exactly(
+        gemma: Path, adapters: dict[str, Path], base_text: str, make_engine: MakeEngine) -> None:
+    engine = make_engine(gemma, lora=adapters["zero"])
+    assert engine.stats.generated_tokens == 0
+    text = complete(engine)
+    assert engine.stats.generated_tokens > 0
+    assert text == base_text
+
+
+@pytest.mark.model
+def test_a_nonzero_adapter_changes_the_text(gemma: Path, adapters: dict[str, Path],
+                                            base_text: str, make_engine: MakeEngine) -> None:
+    text = complete(make_engine(gemma, lora=adapters["nonzero"]))
+    assert text and text != base_text
+
+
+@pytest.mark.model
+def test_scale_zero_switches_the_adapter_off(gemma: Path, adapters: dict[str, Path],
+                                             base_text: str, make_engine: MakeEngine) -> None:
+    assert complete(make_engine(gemma, lora=adapters["nonzero"], lora_scale=0.0)) == base_text
+
+
+@pytest.mark.model
+def test_an_adapter_for_another_architecture_is_refused(gemma: Path, tiny_model: Path,
+                                                        tmp_path: Path,
+                                                        make_engine: MakeEngine) -> None:
+    adapter = write_adapter(tmp_path / "llama-lora.gguf", tiny_model)
+    with pytest.raises(ModelError, match=r"cannot load the LoRA adapter .*arch mismatch") as caught:
+        make_engine(gemma, lora=adapter)
+    assert "symergion models list" in (caught.value.hint or "")
+
+
+def test_an_adapter_for_another_size_is_refused(tiny_model: Path, wide_model: Path,
+                                                tmp_path: Path, make_engine: MakeEngine) -> None:
+    adapter = write_adapter(tmp_path / "wide-lora.gguf", wide_model)
+    with pytest.raises(ModelError, match="incorrect shape"):
+        make_engine(tiny_model, lora=adapter)
+
+
+def test_an_adapter_applies_to_a_tiny_model(tiny_model: Path, tmp_path: Path,
+                                            make_engine: MakeEngine) -> None:
+    zero = write_adapter(tmp_path / "zero.gguf", tiny_model, zero=True)
+    strong = write_adapter(tmp_path / "strong.gguf", tiny_model, strength=2.0)
+    base = complete(make_engine(tiny_model), "def test")
+    assert complete(make_engine(tiny_model, lora=zero), "def test") == base
+    assert complete(make_engine(tiny_model, lora=strong), "def test") != base
+
+
+def test_a_missing_adapter_file_is_a_model_error(tiny_model: Path, tmp_path: Path,
+                                                 make_engine: MakeEngine) -> None:
+    with pytest.raises(ModelError, match=r"LoRA adapter .*gone\.gguf does not exist"):
+        make_engine(tiny_model, lora=tmp_path / "gone.gguf")
+
+
+def test_an_engine_with_an_adapter_is_freed_by_the_garbage_collector(
+        tiny_model: Path, tmp_path: Path) -> None:
+    adapter = write_adapter(tmp_path / "a.gguf", tiny_model)
+    for _ in range(3):
+        engine = LlamaEngine(tiny_model, model_name="t", n_threads=1, sampling=Sampling(),
+                             lora=adapter)
+        assert complete(engine, "def")
+        finalizer = engine._finalizer
+        del engine
+        gc.collect()
+        assert not finalizer.alive
+
+
+def test_a_llama_cpp_python_without_the_adapter_api_fails_clearly(tmp_path: Path) -> None:
+    old = SimpleNamespace(__version__="0.2.0")
+    with pytest.raises(ModelError, match=r"llama-cpp-python 0\.2\.0 has no LoRA adapter API") \
+            as caught:
+        llama_engine._apply_lora(old, None, None, tmp_path / "a.gguf", 1.0)
+    assert "pip install -U llama-cpp-python" in (caught.value.hint or "")
+
+
+@pytest.mark.model
+def test_kv_states_are_not_shared_between_with_and_without_adapter(
+        gemma: Path, adapters: dict[str, Path], tmp_path: Path, make_engine: MakeEngine) -> None:
+    states = tmp_path / "kv"
+    prompt = STABLE + PROMPT
+    base = make_engine(gemma, state_dir=states)
+    complete(base, prompt, stable_prefix=len(STABLE))
+    assert len(list(states.iterdir())) == 1, "the base model saved its prefix state"
+
+    tuned = make_engine(gemma, state_dir=states, lora=adapters["nonzero"])
+    cold = complete(tuned, prompt, stable_prefix=len(STABLE))
+    assert tuned.stats.prefix_source == "none", "the base model's state was not used"
+    assert len(list(states.iterdir())) == 2, "the adapter's states live in their own directory"
+
+    again = make_engine(gemma, state_dir=states, lora=adapters["nonzero"])
+    text = complete(again, prompt, stable_prefix=len(STABLE))
+    assert again.stats.prefix_source == "disk"
+    assert text == cold, "the adapter's own state gives the text of a cold run"
+
+
+@pytest.mark.model
+def test_runtime_loads_a_checkpoints_adapter(gemma: Path, adapters: dict[str, Path],
+                                             base_text: str, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "gemma.gguf").symlink_to(gemma)
+    (models / "tuned.gguf").symlink_to(adapters["nonzero"])
+    config_file = models / "symergion.json"
+    config_file.write_text(json.dumps({"checkpoints": [
+        {"name_or_path": "gemma.gguf", "name": "gemma", "trait": "coding"},
+        {"name_or_path": "gemma.gguf", "name": "gemma-tuned", "trait": "coding",
+         "lora": "tuned.gguf", "lora_scale": 1.0},
+    ]}))
+    config = parse_config(json.loads(config_file.read_text()), base_dir=models)
+    plain_cp, tuned_cp = config.checkpoints
+    assert runtime.adapter_path(config, tuned_cp) == models / "tuned.gguf"
+    assert runtime.adapter_path(config, plain_cp) is None
+    tuned = runtime.load_engine(config, tuned_cp)
+    try:
+        text = "".join(tuned.generate(PROMPT, max_tokens=TOKENS))
+        assert text and text != base_text
+    finally:
+        tuned.close()
+    assert runtime.fingerprint(config, plain_cp) != runtime.fingerprint(config, tuned_cp)
