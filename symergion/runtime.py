@@ -8,10 +8,10 @@ from pathlib import Path
 
 from symergion.cache import ResponseStore
 from symergion.config import Checkpoint, Config, cache_dir
+from symergion.core.execute import EventSink, Reconciler
 from symergion.engine.base import Engine
 from symergion.engine.pool import EnginePool
 from symergion.gitrepo import GitRepo
-from symergion.reconcile import EventSink, Reconciler
 
 
 def model_path(config: Config, checkpoint: Checkpoint) -> Path:

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from symergion.config import load_config
+from symergion.core.execute import Event, Problem, Reconciler, Report, shadow_ref
 from symergion.errors import Cancelled
 from symergion.gitrepo import GitRepo, git_running
 from symergion.lock import repo_lock
-from symergion.reconcile import Event, Problem, Reconciler, Report, shadow_ref
 
 
 class Printer(Protocol):
@@ -174,7 +174,7 @@ def _offline_reconciler(repo: GitRepo, config_path: Path | None, models: Path | 
 
 def task_views(repo_path: Path, config_path: Path | None, models: Path | None) -> Any:
     """Return the active tasks for ``ergon list``."""
-    from symergion.ergon import list_tasks
+    from symergion.core.ops import list_tasks
 
     repo = GitRepo(repo_path)
     config, reconciler, store = _offline_reconciler(repo, config_path, models)
@@ -188,7 +188,7 @@ def revoke_latest(
     repo_path: Path, config_path: Path | None, models: Path | None, branch: str | None
 ) -> tuple[str, str]:
     """Remove the latest feedback note of a model branch's task."""
-    from symergion.ergon import revoke_feedback
+    from symergion.core.ops import revoke_feedback
 
     repo = GitRepo(repo_path)
     config, reconciler, store = _offline_reconciler(repo, config_path, models)
@@ -202,7 +202,7 @@ def status_rows(
     repo_path: Path, config_path: Path | None, models: Path | None
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Return one row per model branch: up-to-date, pending, deleted or blocked."""
-    from symergion.reconcile import TRAILER_PROMPT, model_branch
+    from symergion.core.execute import TRAILER_PROMPT, model_branch
 
     repo = GitRepo(repo_path)
     config, reconciler, store = _offline_reconciler(repo, config_path, models)

@@ -7,10 +7,10 @@ import threading
 from pathlib import Path
 
 from symergion.config import load_config
+from symergion.core.execute import Event
 from symergion.errors import Cancelled, SymergionError
 from symergion.gitrepo import GitRepo
 from symergion.lock import repo_lock
-from symergion.reconcile import Event
 from symergion.service import Printer, run_pass, stop_on_signals
 
 

@@ -6,7 +6,7 @@ import sys
 import time
 from typing import TextIO
 
-from symergion.reconcile import Event
+from symergion.core.execute import Event
 
 
 class ProgressPrinter:

@@ -95,7 +95,7 @@ def ergon_start(
 ) -> None:
     """Start a task: create BRANCH and its note, then sync."""
     from symergion.config import load_config
-    from symergion.ergon import start_task
+    from symergion.core.ops import start_task
     from symergion.errors import TaskInputError
     from symergion.gitrepo import GitRepo
 
@@ -162,7 +162,7 @@ def feedback(
 ) -> None:
     """Give feedback on the best model branch; every model regenerates."""
     from symergion.config import load_config
-    from symergion.ergon import add_feedback
+    from symergion.core.ops import add_feedback
     from symergion.gitrepo import GitRepo
 
     cfg = load_config(config, models)

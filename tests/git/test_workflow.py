@@ -5,8 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from symergion.core.execute import Event, parse_trailers
 from symergion.gitrepo import ARCHIVE_REFS
-from symergion.reconcile import Event, parse_trailers
 
 from ..conftest import git, make_config, repo_state, start_task_with_git
 
@@ -216,7 +216,7 @@ def test_checked_out_model_branch_is_kept_when_task_ends(repo_dir, make_reconcil
 
 
 def test_ergon_start_on_a_shared_commit_appends_a_section(repo_dir, make_reconciler):
-    from symergion.ergon import start_task
+    from symergion.core.ops import start_task
 
     reconciler = make_reconciler(repo_dir, make_config(("alpha",)))
     config = reconciler.config

@@ -9,10 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from symergion.config import Config, is_safe_relative_path
-from symergion.errors import GitError, NoteError, TaskInputError
-from symergion.gitrepo import ZERO_OID, GitRepo, Snapshot
-from symergion.notes import split_sections
-from symergion.reconcile import (
+from symergion.core.execute import (
     TRAILER_TASK,
     Reconciler,
     Task,
@@ -20,6 +17,9 @@ from symergion.reconcile import (
     parse_trailers,
     shadow_ref,
 )
+from symergion.core.spec import split_sections
+from symergion.errors import GitError, NoteError, TaskInputError
+from symergion.gitrepo import ZERO_OID, GitRepo, Snapshot
 
 
 @dataclass

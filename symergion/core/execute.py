@@ -14,12 +14,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from symergion import prompt as prompts
 from symergion.cache import ResponseStore, response_key
 from symergion.config import Checkpoint, Config, Template, is_safe_relative_path
+from symergion.core import prompt as prompts
+from symergion.core.finish import FINISHER_VERSION, Finisher
+from symergion.core.spec import (
+    TaskSpec,
+    feedback_text,
+    looks_like_task_spec,
+    parse_params,
+    split_sections,
+)
 from symergion.engine.base import Engine, max_new_tokens
 from symergion.errors import Cancelled, SymergionError, TaskInputError
-from symergion.finish import FINISHER_VERSION, Finisher
 from symergion.gitrepo import (
     ARCHIVE_REFS,
     MAX_FILE_BYTES,
@@ -27,13 +34,6 @@ from symergion.gitrepo import (
     ZERO_OID,
     GitRepo,
     Snapshot,
-)
-from symergion.notes import (
-    TaskSpec,
-    feedback_text,
-    looks_like_task_spec,
-    parse_params,
-    split_sections,
 )
 
 TRAILER_MODEL = "Symergion-Model"
