@@ -119,6 +119,7 @@ class Config:
     templates: dict[str, Template]
     models_dir: Path
     source: Path | None = None
+    allow_destinations: tuple[str, ...] = ()  # glob patterns of CI/hook paths tasks may write
 
     @property
     def coders(self) -> tuple[Checkpoint, ...]:
@@ -227,7 +228,7 @@ def parse_config(
 
     if not isinstance(raw, dict):
         raise fail("(top level)", "expected a JSON object", 'wrap the settings in { ... }')
-    known = set(DEFAULT_CONFIG) | {"models_dir"}
+    known = set(DEFAULT_CONFIG) | {"models_dir", "allow_destinations"}
     for key in raw:
         if key not in known:
             raise fail(key, "unknown field", f"remove it, or use one of: {', '.join(sorted(known))}")
@@ -317,7 +318,16 @@ def parse_config(
         templates=templates,
         models_dir=models_dir,
         source=source,
+        allow_destinations=_patterns(raw.get("allow_destinations", []), fail),
     )
+
+
+def _patterns(value: Any, fail: Any) -> tuple[str, ...]:
+    """Return ``allow_destinations``: glob patterns of protected paths a task may write."""
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise fail("allow_destinations", "expected a list of path patterns",
+                   'e.g. [".github/workflows/generated-*.yml"]')
+    return tuple(value)
 
 
 def _parse_checkpoint(item: Any, fieldname: str, fail: Any, string: Any) -> Checkpoint:

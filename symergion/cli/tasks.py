@@ -124,7 +124,8 @@ def ergon_list(
     """List active tasks and their model branches."""
     from symergion.service import task_views
 
-    views, problems = task_views(repo, config, models)
+    result = task_views(repo, config, models)
+    views, problems = result.tasks, result.problems
     if as_json:
         emit_json({"tasks": [asdict(v) for v in views], "problems": problems})
         return
@@ -234,9 +235,10 @@ def status(
     as_json: JsonOpt = False,
 ) -> None:
     """Show each task's model branches and whether they are up to date (loads no model)."""
-    from symergion.service import status_rows
+    from symergion.service import task_views
 
-    rows, problems = status_rows(repo, config, models)
+    result = task_views(repo, config, models)
+    rows, problems = result.rows, result.problems
     if as_json:
         emit_json({"branches": rows, "problems": problems})
         return

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from collections.abc import Callable
 
 from symergion.config import Checkpoint
 from symergion.engine.base import Engine
+
+
+def engine_key(checkpoint: Checkpoint) -> str:
+    """Return what makes an engine: the file, the name it runs as, context and sampling.
+
+    Two checkpoints on one GGUF with different sampling or context are two engines; keying by
+    the file alone served the second one's prompts from the first one's engine.
+    """
+    return json.dumps([checkpoint.name_or_path, checkpoint.model_name, checkpoint.context_size,
+                       checkpoint.sampling.as_dict()], sort_keys=True)
 
 
 class EnginePool:
@@ -32,7 +43,7 @@ class EnginePool:
 
     def __call__(self, checkpoint: Checkpoint) -> Engine:
         """Return the engine for ``checkpoint``, loading it (and evicting the LRU) if needed."""
-        key = checkpoint.name_or_path
+        key = engine_key(checkpoint)
         engine = self._engines.get(key)
         if engine is not None:
             self._engines.move_to_end(key)

@@ -158,9 +158,8 @@ def test_feedback_order_follows_notes_history(repo_dir, make_reconciler):
     # Two notes added before a sync, on different branches: order = order added.
     git(repo_dir, "notes", "add", "-m", "second", BETA)
     git(repo_dir, "notes", "add", "-m", "first?", ALPHA)
-    reconciler = make_reconciler(repo_dir)
-    tasks, _ = reconciler.discover(reconciler.repo.snapshot())
-    assert [f.text for f in tasks[0].feedback] == ["second", "first?"]
+    plan = make_reconciler(repo_dir).plan()
+    assert [f.text for f in plan.tasks[0].task.feedback] == ["second", "first?"]
 
 
 def test_one_note_starts_two_tasks(repo_dir, make_reconciler):

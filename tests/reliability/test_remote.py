@@ -143,7 +143,9 @@ def test_remote_without_notes_still_fetches_branches(team, cfg, cli, fake_runtim
     start_task(local)
     result = cli("sync", "--remote", "origin", "--repo", local, "--config", cfg, "--json")
     assert result.code == 0, result.err
-    assert git(local, "rev-parse", "teammate") == git(mate, "rev-parse", "HEAD")
+    assert git(local, "rev-parse", "origin/teammate") == git(mate, "rev-parse", "HEAD")
+    # Fetched, but not made a local branch: sync --remote only creates branches a task needs.
+    assert "refs/heads/teammate" not in all_refs(local)
     task_tip = git(local, "rev-parse", TASK).strip()
     assert git(remote, "notes", "show", task_tip).startswith(f"task_branch: {TASK}")
 

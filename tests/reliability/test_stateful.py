@@ -37,7 +37,7 @@ from .conftest import all_refs, commit_files, git, is_symergion_ref, user_state
 MODELS = ("alpha", "beta")
 TASKS = ("TestCase_one", "TestCase_two")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
-OID_LIST = re.compile(r"^(-|[0-9a-f]{40}( [0-9a-f]{40})*)$")
+OID_LIST = re.compile(r"^(-|[0-9a-f]{40}:[0-9a-f]{40}( [0-9a-f]{40}:[0-9a-f]{40})*)$")
 
 
 # Feedback and checkouts are listed twice: together they make the interesting states (a model
