@@ -259,4 +259,4 @@ def demo(
     """Play the whole workflow on a scratch repository, showing the git commands."""
     from symergion.demo import run_demo
 
-    run_demo(directory, config, models)
+    run_demo(directory, config, models, _printer(False))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from symergion.cache import ResponseStore, response_key
@@ -28,6 +27,7 @@ from symergion.core.plan import (
     task_prompt,
 )
 from symergion.core.publish import archive, commit_message, publish
+from symergion.core.report import Event, Report, Result
 from symergion.core.state import (
     TRAILER_MODEL,
     RepoState,
@@ -46,63 +46,6 @@ __all__ = ["TRAILER_PROMPT", "Event", "Problem", "Reconciler", "Report", "Result
 
 CAS_RETRIES = 3
 STOPPED = "stopped before the response was finished; nothing was published"
-
-
-@dataclass
-class Result:
-    """What one pass did for one model branch (or retired task)."""
-
-    task: str
-    model: str
-    branch: str
-    status: str  # created | updated | up-to-date | skipped | failed | retired | kept
-    commit: str | None = None
-    message: str | None = None
-    tokens: int | None = None
-    seconds: float | None = None
-    cache: str | None = None
-    stop: str | None = None
-    reason: str | None = None
-
-
-@dataclass
-class Report:
-    """The outcome of one pass."""
-
-    results: list[Result] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
-    notices: list[str] = field(default_factory=list)
-
-    @property
-    def failed(self) -> bool:
-        """Return whether anything failed or could not be understood."""
-        return bool(self.problems) or any(r.status == "failed" for r in self.results)
-
-    def changed(self) -> list[Result]:
-        """Return results that moved a ref."""
-        return [r for r in self.results if r.status in ("created", "updated", "retired")]
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the report as JSON-able data."""
-        return {
-            "ok": not self.failed,
-            "results": [asdict(r) for r in self.results],
-            "problems": [asdict(p) for p in self.problems],
-            "notices": list(self.notices),
-        }
-
-
-@dataclass
-class Event:
-    """A progress event for the caller to render."""
-
-    kind: str  # start | progress | done | problem
-    task: str
-    model: str
-    tokens: int = 0
-    seconds: float = 0.0
-    cache: str | None = None
-    detail: str = ""
 
 
 EventSink = Callable[[Event], None]

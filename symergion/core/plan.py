@@ -15,8 +15,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from symergion.config import Checkpoint, Config, Template, is_safe_relative_path
+from symergion.config import Checkpoint, Config, Template
 from symergion.core import prompt as prompts
+from symergion.core.inputs import task_inputs
 from symergion.core.spec import TaskSpec, feedback_text, looks_like_task_spec, split_sections
 from symergion.core.state import (
     TRAILER_MODEL,
@@ -28,17 +29,11 @@ from symergion.core.state import (
     shadow_ref,
 )
 from symergion.errors import TaskInputError
-from symergion.gitrepo import MAX_FILE_BYTES, SHADOW_REFS
+from symergion.gitrepo import SHADOW_REFS
 
 TRAILER_PROMPT = "Symergion-Prompt"
 TRAILER_REASONING = "Symergion-Reasoning"
 CHECKED_OUT = "the branch is checked out; switch away and sync again to get the new attempt"
-PROTECTED_DESTINATIONS = (
-    ".github/", ".gitlab/", ".gitlab-ci.yml", ".circleci/", ".travis.yml", ".buildkite/",
-    "azure-pipelines.yml", "Jenkinsfile", ".drone.yml", ".woodpecker/", ".woodpecker.yml",
-    ".pre-commit-config.yaml", ".pre-commit-hooks.yaml", ".husky/", ".githooks/",
-    ".gitmodules", ".gitattributes", ".gitignore", ".envrc",
-)
 
 
 @dataclass(frozen=True)
@@ -377,94 +372,3 @@ def _sort_feedback(state: RepoState, config: Config, task: Task) -> None:
                 recorded = {target: i for i, target in enumerate(ids)}
                 break
     task.feedback.sort(key=lambda f: (f.order, recorded.get(f.target, len(recorded)), f.target))
-
-
-def destination_allowed(path: str, config: Config) -> bool:
-    """Return whether symergion may write ``path``: CI, hook and git metadata paths need the
-    config's ``allow_destinations``, since a fetched note could otherwise make a pass write a
-    workflow that a push would run."""
-    import fnmatch
-
-    if any(fnmatch.fnmatchcase(path, pattern) for pattern in config.allow_destinations):
-        return True
-    return not any(path == p.rstrip("/") or (p.endswith("/") and path.startswith(p))
-                   for p in PROTECTED_DESTINATIONS)
-
-
-def task_inputs(state: RepoState, config: Config, task: Task) -> tuple[
-    list[tuple[str, str]], str | None, str
-]:
-    """Return (files for the prompt, source code, destination path) from the task tip.
-
-    Raises:
-        TaskInputError: a path is unusable; the message says what to fix.
-    """
-    params = task.spec.params
-    destination = params["destination"]
-    where = f"task {task.name}"
-    if is_safe_relative_path(destination) and not destination_allowed(destination, config):
-        raise TaskInputError(
-            f"{where}: destination {destination!r} is a CI, hook or git metadata path",
-            hint="symergion does not write those unless the config lists them in "
-                 "\"allow_destinations\" (a fetched note could otherwise run code in CI)")
-    files: list[tuple[str, str]] = []
-    dest = _read_text(state, task, destination, where, "destination", must_exist=False)
-    if dest is not None:
-        files.append((destination, dest))
-    source_code: str | None = None
-    if "source" in task.template.params:
-        if "source" not in params:
-            raise TaskInputError(
-                f"{where}: the note names no source",
-                hint=f"add 'source: path/to/file' to the note on {task.spec.target[:12]}",
-            )
-        source_code = _read_text(state, task, params["source"], where, "source", must_exist=True)
-        assert source_code is not None
-        files.append((params["source"], source_code))
-    return files, source_code, destination
-
-
-def _read_text(
-    state: RepoState, task: Task, path: str, where: str, role: str, *, must_exist: bool
-) -> str | None:
-    if not is_safe_relative_path(path):
-        raise TaskInputError(
-            f"{where}: {role} {path!r} is not a path inside the repository",
-            hint="use a relative path without '..', a leading '/', or '.git'",
-        )
-    read = state.files[(task.tip, path)]
-    if read.bad_parent is not None:
-        raise TaskInputError(
-            f"{where}: {role} {path!r} goes through {read.bad_parent!r}, which is not a "
-            "directory", hint="symlinked or file parents are not followed; use the real path",
-        )
-    entry = read.entry
-    if entry is None:
-        if must_exist:
-            raise TaskInputError(
-                f"{where}: {role} {path!r} does not exist on the task branch",
-                hint="commit the file to the task branch, or fix the path in the note",
-            )
-        return None
-    if entry.mode == "120000":
-        raise TaskInputError(f"{where}: {role} {path!r} is a symlink",
-                             hint="point the note at the real file")
-    if entry.kind == "commit":
-        raise TaskInputError(f"{where}: {role} {path!r} is a submodule",
-                             hint="name a file inside this repository")
-    if entry.kind != "blob":
-        raise TaskInputError(f"{where}: {role} {path!r} is a directory", hint="name a file")
-    if entry.size > MAX_FILE_BYTES:
-        raise TaskInputError(
-            f"{where}: {role} {path!r} is {entry.size} bytes, over the "
-            f"{MAX_FILE_BYTES}-byte limit", hint="split the file or name a smaller one",
-        )
-    data = read.data or b""
-    if b"\0" in data:
-        raise TaskInputError(f"{where}: {role} {path!r} is a binary file",
-                             hint="name a text file")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise TaskInputError(f"{where}: {role} {path!r} is not UTF-8 text",
-                             hint="re-encode the file as UTF-8") from None
