@@ -223,13 +223,11 @@ def views(state: RepoState, the_plan: Plan, config: Config) -> Views:
                 row_state, reason = "blocked", the_plan.blocked_reason.get(task.name)
             elif deleted:
                 row_state, reason = "deleted", None
-            elif head is None:
-                row_state, reason = "pending", None
             else:
                 row_state = {"up-to-date": "up-to-date", "keep": "kept", "problem": "failed"
                              }.get(action.kind, "pending")
                 reason = action.reason or None if row_state != "up-to-date" else None
-                if tp is not None and tp.prompt is None:
+                if row_state == "pending" and tp is not None and tp.prompt is None:
                     reason = "its reasoning is not in the repository yet"
             result.rows.append({"task": task.name, "model": coder.model_name, "branch": branch,
                                 "state": row_state, "commit": head,

@@ -258,3 +258,40 @@ def test_status_and_list_are_views_of_the_plan(repo_dir, make_reconciler, fleet)
     assert views.tasks[0].feedback == ["Use setUp method"]
     assert fleet.calls == calls, "a view loads no model"
 
+
+
+def test_a_lost_race_re_reads_and_re_plans_only_that_branch(repo_dir, make_reconciler, fleet,
+                                                            monkeypatch):
+    import symergion.core.execute as execute
+
+    start_task_with_git(repo_dir)
+    make_reconciler(repo_dir).sync()
+    git(repo_dir, "notes", "add", "-m", "Use setUp method", ALPHA)
+    raced: list[str] = []
+
+    def reply(model: str, prompt: str) -> str:
+        if model == "alpha" and not raced:  # the user commits while alpha generates
+            raced.append(git(repo_dir, "commit-tree", f"{ALPHA}^{{tree}}", "-p", ALPHA, "-m",
+                             "user commit").strip())
+            git(repo_dir, "update-ref", f"refs/heads/{ALPHA}", raced[0])
+        return default_reply(model, prompt)
+
+    fleet.reply = reply
+    reads: list[int] = []
+    refreshed: list[str] = []
+    real_read, real_refresh = execute.read_state, execute.refresh_branch
+
+    def counted_read(*args):
+        reads.append(1)
+        return real_read(*args)
+
+    def counted_refresh(repo, state, task, base, model, tip):
+        refreshed.append(model)
+        return real_refresh(repo, state, task, base, model, tip)
+
+    monkeypatch.setattr(execute, "read_state", counted_read)
+    monkeypatch.setattr(execute, "refresh_branch", counted_refresh)
+    report = make_reconciler(repo_dir).sync()
+    assert {r.branch: r.status for r in report.results} == {ALPHA: "updated", BETA: "updated"}
+    assert (len(reads), refreshed) == (1, ["alpha"])
+    assert git(repo_dir, "log", "-1", "--format=%P", ALPHA).split() == raced

@@ -23,6 +23,7 @@ from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
     invariant,
+    precondition,
     rule,
     run_state_machine_as_test,
 )
@@ -177,9 +178,12 @@ class Workflow(RuleBasedStateMachine):
         if known.synced_since_end:
             known.feedback = []  # a new task: the old one's feedback stays with its archive
 
-    @rule(task=st.sampled_from(TASKS))
-    def end_and_start_again(self, task: str) -> None:
-        """End a task, let a pass archive it, start a task of the same name, and sync."""
+    @precondition(lambda self: any(m.alive and m.feedback for m in self.model.values()))
+    @rule(data=st.data())
+    def end_and_start_again(self, data: st.DataObject) -> None:
+        """End a task that has feedback, let a pass archive it, start it again, and sync."""
+        task = data.draw(st.sampled_from(
+            [t for t, m in self.model.items() if m.alive and m.feedback]))
         self.end_task(task)
         self.sync()
         self.restart_task(task)
