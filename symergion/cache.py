@@ -3,7 +3,8 @@
 It is a cache, never state: deleting it costs time, never correctness. A key covers the model
 file's fingerprint, the exact prompt, sampling, context and budget settings and the finisher
 version, so a changed model, prompt or setting can never be served a stale response. A store
-that cannot be opened because it is corrupt is moved aside and rebuilt.
+that cannot be opened because it is corrupt is moved aside and rebuilt; one that another
+process holds locked is waited for, never moved aside.
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ class ResponseStore:
         max_entries: the config's ``response_cache_size``; the oldest entries are evicted.
     """
 
-    def __init__(self, directory: Path, max_entries: int) -> None:
+    def __init__(self, directory: Path, max_entries: int, *, timeout: float = 60.0) -> None:
         self.directory = directory
         self.max_entries = max_entries
+        self.timeout = timeout
         self._cache: Any = None
         self.rebuilt: Path | None = None  # where a corrupt store was moved aside, if it was
 
@@ -64,14 +66,29 @@ class ResponseStore:
                 f"the cache directory {self.directory} is not writable",
                 hint="fix its permissions, or point SYMERGION_CACHE_DIR elsewhere",
             )
+        cache_class: Any = diskcache.Cache  # its stubs say int; sqlite takes a float timeout
         try:
-            self._cache = diskcache.Cache(
-                str(self.directory), eviction_policy="least-recently-stored", size_limit=2**34
+            self._cache = cache_class(
+                str(self.directory), eviction_policy="least-recently-stored", size_limit=2**34,
+                timeout=self.timeout,
             )
             self._cache.get("__probe__")
+        except sqlite3.OperationalError as exc:
+            self._cache = None
+            if not _busy(exc):
+                self._cache = self._rebuild(diskcache)
+            else:
+                raise self._locked() from None
         except (sqlite3.DatabaseError, OSError):
             self._cache = self._rebuild(diskcache)
         return self._cache
+
+    def _locked(self) -> CacheError:
+        # Another process (a second symergion, a backup tool) holds the database: the store is
+        # fine, so it is waited for (sqlite's busy timeout) and never moved aside.
+        return CacheError(
+            f"the response cache at {self.directory} stayed locked by another process for "
+            f"{self.timeout:.0f}s", hint="wait for the other process to finish, then sync again")
 
     def _rebuild(self, diskcache: Any) -> Any:
         aside = self.directory.with_name(f"{self.directory.name}.corrupt-{int(time.time())}")
@@ -97,6 +114,11 @@ class ResponseStore:
         """Return the record for ``key``, or None."""
         try:
             value = self._open().get(key)
+        except sqlite3.OperationalError as exc:
+            if _busy(exc):
+                raise self._locked() from None
+            self._cache = self._rebuild(__import__("diskcache"))
+            return None
         except sqlite3.DatabaseError:
             self._cache = self._rebuild(__import__("diskcache"))
             return None
@@ -105,7 +127,12 @@ class ResponseStore:
     def put(self, key: str, record: dict[str, Any]) -> None:
         """Store ``record`` and evict the oldest records beyond ``max_entries``."""
         cache = self._open()
-        cache.set(key, record)
+        try:
+            cache.set(key, record)
+        except sqlite3.OperationalError as exc:
+            if _busy(exc):
+                raise self._locked() from None
+            raise
         while len(cache) > self.max_entries:
             try:
                 # With "least-recently-stored" eviction the first item is the oldest stored.
@@ -122,3 +149,9 @@ class ResponseStore:
         if self._cache is not None:
             self._cache.close()
             self._cache = None
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """Return whether sqlite failed because another connection holds a lock."""
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text

@@ -166,6 +166,7 @@ class Config:
     models_dir: Path
     source: Path | None = None
     extra_buffers: str = "auto"
+    allow_destinations: tuple[str, ...] = ()  # glob patterns of CI/hook paths tasks may write
 
     @property
     def coders(self) -> tuple[Checkpoint, ...]:
@@ -306,7 +307,7 @@ def parse_config(
 
     if not isinstance(raw, dict):
         raise fail("(top level)", "expected a JSON object", 'wrap the settings in { ... }')
-    known = set(DEFAULT_CONFIG) | {"models_dir"}
+    known = set(DEFAULT_CONFIG) | {"models_dir", "allow_destinations"}
     for key in raw:
         if key not in known:
             raise fail(key, "unknown field", f"remove it, or use one of: {', '.join(sorted(known))}")
@@ -403,6 +404,7 @@ def parse_config(
         models_dir=models_dir,
         source=source,
         extra_buffers=extra_buffers,
+        allow_destinations=_patterns(raw.get("allow_destinations", []), fail),
     )
 
 
@@ -449,6 +451,14 @@ def _parse_verify(value: Any, fieldname: str, fail: Any) -> VerifySpec | None:
         prune=flag("prune", spec.prune),
         repair_rounds=count("repair_rounds", spec.repair_rounds, 0),
     )
+
+
+def _patterns(value: Any, fail: Any) -> tuple[str, ...]:
+    """Return ``allow_destinations``: glob patterns of protected paths a task may write."""
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise fail("allow_destinations", "expected a list of path patterns",
+                   'e.g. [".github/workflows/generated-*.yml"]')
+    return tuple(value)
 
 
 def _parse_checkpoint(item: Any, fieldname: str, fail: Any, string: Any) -> Checkpoint:

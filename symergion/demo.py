@@ -10,6 +10,7 @@ from pathlib import Path
 
 from symergion.config import load_config
 from symergion.errors import SymergionError
+from symergion.service import Printer
 
 TASK = "TestCase_capture_output"
 SOURCE = '''\
@@ -41,12 +42,11 @@ def _git(repo: Path, *args: str, show: bool = True) -> str:
     return proc.stdout
 
 
-def _sync(repo: Path, config_path: Path | None, models: Path | None) -> None:
-    from symergion.cli.progress import ProgressPrinter
+def _sync(repo: Path, config_path: Path | None, models: Path | None, printer: Printer) -> None:
     from symergion.service import sync_once
 
     _say("\n$ symergion sync")
-    report = sync_once(repo, config_path, models, printer=ProgressPrinter())
+    report = sync_once(repo, config_path, models, printer=printer)
     for result in report.results:
         if result.status != "up-to-date":
             extra = f" (cache {result.cache}, {result.tokens} tokens)" if result.cache else ""
@@ -57,8 +57,12 @@ def _sync(repo: Path, config_path: Path | None, models: Path | None) -> None:
         raise SymergionError("the demo sync reported problems (see above)")
 
 
-def run_demo(directory: Path | None, config_path: Path | None, models: Path | None) -> Path:
+def run_demo(
+    directory: Path | None, config_path: Path | None, models: Path | None, printer: Printer
+) -> Path:
     """Build a scratch repository and play start, feedback, revoke, merge and end on it.
+
+    ``printer`` renders the passes' progress (the CLI passes its own; the demo imports no CLI).
 
     Returns:
         The scratch repository's path (kept for the user to explore).
@@ -84,7 +88,7 @@ def run_demo(directory: Path | None, config_path: Path | None, models: Path | No
     _git(repo, "notes", "add", "-m",
          f"task_branch: {TASK}, source: utils/capture_output.py, "
          "destination: test_capture_output.py", TASK)
-    _sync(repo, config_path, models)
+    _sync(repo, config_path, models, printer)
     _git(repo, "branch", "--list")
     _git(repo, "log", "--format=%an: %B", f"{TASK}..{branch}")
     _git(repo, "diff", "--stat", f"{TASK}..{branch}")
@@ -92,7 +96,7 @@ def run_demo(directory: Path | None, config_path: Path | None, models: Path | No
 
     _say("\n# 2. Feedback: a note on the best branch; every model regenerates.")
     _git(repo, "notes", "add", "-m", "Use setUp method", branch)
-    _sync(repo, config_path, models)
+    _sync(repo, config_path, models, printer)
     _git(repo, "log", "-1", "--format=%an: %s", branch)
     _git(repo, "show", f"{branch}:test_capture_output.py")
 
@@ -101,13 +105,13 @@ def run_demo(directory: Path | None, config_path: Path | None, models: Path | No
     noted = [t for t in target[1::2] if _git(repo, "notes", "show", t, show=False).strip()
              == "Use setUp method"]
     _git(repo, "notes", "remove", noted[0])
-    _sync(repo, config_path, models)
+    _sync(repo, config_path, models, printer)
     _git(repo, "log", "-1", "--format=%an: %s", branch)
 
     _say("\n# 4. Merge the winner and delete the task branch: the task ends.")
     _git(repo, "merge", "-q", "--no-edit", branch)
     _git(repo, "branch", "-D", TASK)
-    _sync(repo, config_path, models)
+    _sync(repo, config_path, models, printer)
     _git(repo, "branch", "--list")
     _git(repo, "for-each-ref", "--format=%(refname)", "refs/symergion/archive")
     _say(f"\nDone. Explore the result: cd {repo} && git log --all --graph --oneline")

@@ -785,3 +785,61 @@ class GitRepo:
                 result[pair] = raw[pos : pos + size]
             pos += size + 1
         return result
+    # -- batched reads for the core's RepoState (added for symergion.core) ------------------
+
+    def list_refs(self, *patterns: str) -> dict[str, str]:
+        """Return refs matching ``patterns`` (for-each-ref prefixes) mapped to their objects."""
+        out = self._run(["for-each-ref", "--format=%(objectname) %(refname)", *patterns])
+        return {name: oid for oid, _, name in (line.partition(" ") for line in out.splitlines())}
+
+    def notes_history(self, notes_ref: str) -> list[list[tuple[str, str, str, str]]]:
+        """Return the notes ref's commits, oldest first, each as (status, target, old, new) rows.
+
+        ``old``/``new`` are the note blobs before and after; a fanout rewrite shows as a delete
+        and an add of the same target within one commit.
+        """
+        out = self._run(["log", "--reverse", "--raw", "--no-renames", "--no-abbrev",
+                         "--format=@%H", notes_ref], check=False)
+        history: list[list[tuple[str, str, str, str]]] = []
+        for line in out.splitlines():
+            if line.startswith("@"):
+                history.append([])
+            elif line.startswith(":") and history:
+                meta, _, path = line.partition("\t")
+                fields = meta.split()
+                history[-1].append((fields[-1], path.replace("/", ""), fields[2], fields[3]))
+        return history
+
+    def rev_list(self, include: Iterable[str], exclude: Iterable[str] = ()) -> list[str]:
+        """Return commits reachable from ``include`` but not from ``exclude``."""
+        tips = list(include)
+        if not tips:
+            return []
+        return self._run(["rev-list", *tips, "--not", *exclude, "--"]).split()
+
+    def refs_containing(self, commit: str, refs: Iterable[str]) -> set[str]:
+        """Return which of ``refs`` contain ``commit`` in their history (one git call)."""
+        wanted = list(refs)
+        if not wanted:
+            return set()
+        out = self._run(["for-each-ref", "--format=%(refname)", f"--contains={commit}", *wanted])
+        return set(out.split()) & set(wanted)
+
+    def tree_entries(self, commit: str, paths: Iterable[str]) -> dict[str, Entry]:
+        """Return the entries of ``paths`` in a commit's tree (missing paths left out)."""
+        wanted = list(dict.fromkeys(paths))
+        if not wanted:
+            return {}
+        # -t lists the trees on the way to a path too: a directory named as a path shows up.
+        out = self._run(["ls-tree", "-t", "-l", "-z", "--full-tree", commit, "--", *wanted])
+        found: dict[str, Entry] = {}
+        for item in out.split("\0"):
+            meta, _, name = item.partition("\t")
+            if item and name in wanted:
+                mode, kind, oid, size = meta.split()
+                found[name] = Entry(mode, kind, oid, int(size) if size != "-" else 0)
+        return found
+
+    def replace_note(self, target: str, text: str) -> None:
+        """Overwrite the note on ``target`` in place (the notes history shows a modification)."""
+        self._run(["notes", "add", "-f", "-F", "-", target], input=text.encode())

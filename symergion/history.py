@@ -15,19 +15,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from symergion import prompt as prompts
 from symergion.config import Config, Template
-from symergion.errors import SymergionError
-from symergion.gitrepo import ARCHIVE_REFS, SHADOW_REFS, ZERO_OID, GitRepo
-from symergion.notes import TaskSpec, feedback_text, parse_params, split_sections
-from symergion.reconcile import (
+from symergion.core import prompt as prompts
+from symergion.core.plan import TRAILER_PROMPT
+from symergion.core.spec import TaskSpec, feedback_text, parse_params, split_sections
+from symergion.core.state import (
     TRAILER_MODEL,
     TRAILER_NOTES,
-    TRAILER_PROMPT,
     TRAILER_TASK,
     model_branch,
     parse_trailers,
 )
+from symergion.errors import SymergionError
+from symergion.gitrepo import ARCHIVE_REFS, SHADOW_REFS, ZERO_OID, GitRepo
 
 TRAILER_TOKENS = "Symergion-Tokens"
 TRAILER_SECONDS = "Symergion-Seconds"

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 
 from symergion.cache import ResponseStore
 from symergion.config import Checkpoint, Config, cache_dir, extra_buffers_setting
+from symergion.core.execute import EventSink, Reconciler
 from symergion.engine.base import Engine
 from symergion.engine.pool import EnginePool
 from symergion.gitrepo import GitRepo
-from symergion.reconcile import EventSink, Reconciler
 
 if TYPE_CHECKING:
     from symergion.engine.worker import EngineSpec

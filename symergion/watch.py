@@ -2,30 +2,27 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from symergion.config import load_config
+from symergion.core.execute import Event
+from symergion.core.state import poll_digest
 from symergion.errors import Cancelled, SymergionError
 from symergion.gitrepo import GitRepo
 from symergion.lock import repo_lock
-from symergion.reconcile import Event
 from symergion.service import Printer, run_pass, stop_on_signals
 
 
 def refs_state(repo: GitRepo) -> str:
-    """Return a digest of every ref and note: equal digests mean nothing changed.
+    """Return a cheap digest of every ref and note ref: equal digests mean nothing changed.
 
-    The checked-out branches count too: switching away from a model branch lets its new
-    attempt be published.
+    Only ``for-each-ref`` and the worktree list run; the full state is read by the pass itself,
+    and only when this changed. The checked-out branches count too: switching away from a
+    model branch lets its new attempt be published.
     """
-    snap = repo.snapshot()
-    lines = [f"{k} {v}" for k, v in sorted(snap.refs.items())]
-    lines += [f"checked-out {b}" for b in sorted(repo.checked_out_branches())]
-    text = "\n".join(lines)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return poll_digest(repo)
 
 
 def watch_loop(

@@ -13,10 +13,10 @@ import pytest
 
 from symergion.cache import ResponseStore
 from symergion.config import Checkpoint, Config, parse_config
+from symergion.core.execute import Event, Reconciler
 from symergion.demo import SOURCE
 from symergion.engine.fake import FakeEngine
 from symergion.gitrepo import GitRepo
-from symergion.reconcile import Event, Reconciler
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any, TextIO
 
 from symergion.config import color_enabled
-from symergion.reconcile import Event
+from symergion.core.execute import Event
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID

@@ -98,7 +98,7 @@ def ergon_start(
 ) -> None:
     """Start a task: create BRANCH and its note, then sync."""
     from symergion.config import load_config
-    from symergion.ergon import start_task
+    from symergion.core.ops import start_task
     from symergion.errors import TaskInputError
     from symergion.gitrepo import GitRepo
 
@@ -127,7 +127,8 @@ def ergon_list(
     """List active tasks and their model branches."""
     from symergion.service import task_views
 
-    views, problems = task_views(repo, config, models)
+    result = task_views(repo, config, models)
+    views, problems = result.tasks, result.problems
     if as_json:
         emit_json({"tasks": [asdict(v) for v in views], "problems": problems})
         return
@@ -165,7 +166,7 @@ def feedback(
 ) -> None:
     """Give feedback on the best model branch; every model regenerates."""
     from symergion.config import load_config
-    from symergion.ergon import add_feedback
+    from symergion.core.ops import add_feedback
     from symergion.gitrepo import GitRepo
 
     cfg = load_config(config, models)
@@ -237,9 +238,10 @@ def status(
     as_json: JsonOpt = False,
 ) -> None:
     """Show each task's model branches and whether they are up to date (loads no model)."""
-    from symergion.service import status_rows
+    from symergion.service import task_views
 
-    rows, problems = status_rows(repo, config, models)
+    result = task_views(repo, config, models)
+    rows, problems = result.rows, result.problems
     if as_json:
         emit_json({"branches": rows, "problems": problems})
         return
@@ -260,4 +262,4 @@ def demo(
     """Play the whole workflow on a scratch repository, showing the git commands."""
     from symergion.demo import run_demo
 
-    run_demo(directory, config, models)
+    run_demo(directory, config, models, _printer(False))

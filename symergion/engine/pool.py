@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from collections.abc import Callable
 
 from symergion.config import Checkpoint
 from symergion.engine.base import Engine
+
+
+def engine_key(checkpoint: Checkpoint) -> str:
+    """Return what makes an engine: the weights (file, adapter, scale), name, context, sampling.
+
+    Two checkpoints on one GGUF with different sampling or context are two engines; keying by
+    the file alone served the second one's prompts from the first one's engine.
+    """
+    return json.dumps([*checkpoint.weights, checkpoint.model_name, checkpoint.context_size,
+                       checkpoint.sampling.as_dict()], sort_keys=True)
 
 
 class EnginePool:
@@ -27,13 +38,12 @@ class EnginePool:
         self.size = max(1, size)
         self._load = load
         self._on_load = on_load
-        self._engines: OrderedDict[tuple[str, str | None, float], Engine] = OrderedDict()
+        self._engines: OrderedDict[str, Engine] = OrderedDict()
         self.loads = 0
 
     def __call__(self, checkpoint: Checkpoint) -> Engine:
         """Return the engine for ``checkpoint``, loading it (and evicting the LRU) if needed."""
-        # The same model file with and without an adapter are two different engines.
-        key = checkpoint.weights
+        key = engine_key(checkpoint)
         engine = self._engines.get(key)
         if engine is not None:
             self._engines.move_to_end(key)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from symergion.config import parse_config
-from symergion.prompt import LACONIC
+from symergion.core.prompt import LACONIC
 
 from ..conftest import FakeFleet, git, start_task_with_git
 

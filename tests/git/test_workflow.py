@@ -5,8 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from symergion.core.execute import Event, parse_trailers
 from symergion.gitrepo import ARCHIVE_REFS
-from symergion.reconcile import Event, parse_trailers
 
 from ..conftest import git, make_config, repo_state, start_task_with_git
 
@@ -158,9 +158,8 @@ def test_feedback_order_follows_notes_history(repo_dir, make_reconciler):
     # Two notes added before a sync, on different branches: order = order added.
     git(repo_dir, "notes", "add", "-m", "second", BETA)
     git(repo_dir, "notes", "add", "-m", "first?", ALPHA)
-    reconciler = make_reconciler(repo_dir)
-    tasks, _ = reconciler.discover(reconciler.repo.snapshot())
-    assert [f.text for f in tasks[0].feedback] == ["second", "first?"]
+    plan = make_reconciler(repo_dir).plan()
+    assert [f.text for f in plan.tasks[0].task.feedback] == ["second", "first?"]
 
 
 def test_one_note_starts_two_tasks(repo_dir, make_reconciler):
@@ -216,7 +215,7 @@ def test_checked_out_model_branch_is_kept_when_task_ends(repo_dir, make_reconcil
 
 
 def test_ergon_start_on_a_shared_commit_appends_a_section(repo_dir, make_reconciler):
-    from symergion.ergon import start_task
+    from symergion.core.ops import start_task
 
     reconciler = make_reconciler(repo_dir, make_config(("alpha",)))
     config = reconciler.config

@@ -160,7 +160,7 @@ def test_task_ended_twice_within_one_second_is_archived_twice(repo_dir, cfg, cli
     import time
     import types
 
-    import symergion.reconcile as reconcile
+    import symergion.core.publish as reconcile
 
     frozen = types.SimpleNamespace(**{n: getattr(time, n) for n in dir(time)
                                       if not n.startswith("_")})

@@ -144,7 +144,9 @@ def test_remote_without_notes_still_fetches_branches(team, cfg, cli, fake_runtim
     start_task(local)
     result = cli("sync", "--remote", "origin", "--repo", local, "--config", cfg, "--json")
     assert result.code == 0, result.err
-    assert git(local, "rev-parse", "teammate") == git(mate, "rev-parse", "HEAD")
+    assert git(local, "rev-parse", "origin/teammate") == git(mate, "rev-parse", "HEAD")
+    # Fetched, but not made a local branch: sync --remote only creates branches a task needs.
+    assert "refs/heads/teammate" not in all_refs(local)
     task_tip = git(local, "rev-parse", TASK).strip()
     assert git(remote, "notes", "show", task_tip).startswith(f"task_branch: {TASK}")
 
@@ -177,3 +179,34 @@ def test_ci_without_a_git_identity(team, cfg, cli, fake_runtime, tmp_path, monke
     assert result.code == 0, result.err
     assert git(remote, "notes", "show", "main:README.md").strip() == "local remark"
     assert git(remote, "notes", "show", TASK).startswith(f"task_branch: {TASK}")
+
+
+def test_fetched_notes_cannot_write_ci_paths_or_move_other_branches(team, cfg, cli, fake_runtime,
+                                                                     tmp_path):
+    """A pushed note is someone else's input: no workflow file, no branch a task does not need."""
+    import json
+
+    remote, local, mate = team
+    start_task(mate, destination=".github/workflows/x.yml")
+    git(local, "branch", "shared")
+    git(mate, "commit", "-q", "--allow-empty", "-m", "teammate's work")
+    git(mate, "push", "-q", "origin", TASK, "refs/notes/commits", "HEAD:feature", "HEAD:shared")
+    shared = git(local, "rev-parse", "shared")
+
+    result = cli("sync", "--remote", "origin", "--repo", local, "--config", cfg, "--json")
+    assert result.code == 4, result.err
+    [problem] = result.json()["problems"]
+    assert "'.github/workflows/x.yml' is a CI, hook or git metadata path" in problem["message"]
+    assert "allow_destinations" in problem["message"]
+    assert git(local, "rev-parse", TASK) == git(mate, "rev-parse", TASK), "a task branch comes in"
+    refs = all_refs(local)
+    assert "refs/heads/feature" not in refs and git(local, "rev-parse", "shared") == shared
+    assert not any(r.startswith(("refs/heads/alpha_", "refs/heads/beta_")) for r in all_refs(remote))
+
+    allowing = tmp_path / "allowing.json"
+    allowing.write_text(json.dumps({**json.loads(cfg.read_text()),
+                                    "allow_destinations": [".github/workflows/*.yml"]}))
+    result = cli("sync", "--remote", "origin", "--repo", local, "--config", allowing, "--json")
+    assert result.code == 0, result.err
+    assert git(remote, "ls-tree", "--name-only", "-r", ALPHA, ".github").split() == [
+        ".github/workflows/x.yml"]

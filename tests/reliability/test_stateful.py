@@ -27,9 +27,9 @@ from hypothesis.stateful import (
 )
 
 from symergion.cache import ResponseStore
+from symergion.core.execute import Reconciler, parse_trailers
 from symergion.engine.fake import FakeEngine
 from symergion.gitrepo import GitRepo
-from symergion.reconcile import Reconciler, parse_trailers
 
 from ..conftest import SOURCE, default_reply, make_config
 from .conftest import all_refs, commit_files, git, is_symergion_ref, user_state
@@ -37,7 +37,7 @@ from .conftest import all_refs, commit_files, git, is_symergion_ref, user_state
 MODELS = ("alpha", "beta")
 TASKS = ("TestCase_one", "TestCase_two")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
-OID_LIST = re.compile(r"^(-|[0-9a-f]{40}( [0-9a-f]{40})*)$")
+OID_LIST = re.compile(r"^(-|[0-9a-f]{40}:[0-9a-f]{40}( [0-9a-f]{40}:[0-9a-f]{40})*)$")
 
 
 # Feedback and checkouts are listed twice: together they make the interesting states (a model

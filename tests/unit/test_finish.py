@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 
-from symergion.finish import Finisher
+from symergion.core.finish import Finisher
 
 STARTER = "import unittest\n"
 
@@ -93,3 +93,16 @@ def test_legitimate_repeats_do_not_stop():
         f"    def test_{i}(self):\n        self.assertEqual(f({i}), {i})\n" for i in range(20)
     ) + "# " + "=" * 70 + "\n"
     assert feed(finisher, text)[1] == "eos"
+
+
+def test_text_the_parser_gives_up_on_is_not_a_crash():
+    """Deep nesting and long operator runs make ast.parse raise RecursionError/MemoryError."""
+    for junk in ("(" * 200_000, "-" * 100_000, "x = " + "[" * 50_000):
+        finisher = Finisher("test_x.py", "import unittest\n")
+        done = finisher.finish("import unittest\n" + junk + "\n", "budget")
+        assert done.text == "import unittest\n" and done.parses is True
+
+
+def test_nothing_that_parses_gives_an_empty_text():
+    done = Finisher("test_x.py", "").finish("def broken(:\n", "eos")
+    assert done.text == "" and done.parses is False

@@ -7,9 +7,9 @@ import math
 import pytest
 
 from symergion.config import DEFAULT_CONFIG, TASK_BRANCH_SPEC, parse_config
+from symergion.core.prompt import LACONIC, call_to_action, reasoning_rows, render
+from symergion.core.spec import parse_params, split_sections
 from symergion.engine.base import max_new_tokens
-from symergion.notes import parse_params, split_sections
-from symergion.prompt import LACONIC, call_to_action, reasoning_rows, render
 
 from ..conftest import SOURCE
 

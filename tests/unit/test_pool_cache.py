@@ -62,3 +62,43 @@ def test_corrupt_store_is_moved_aside_and_rebuilt(tmp_path):
     assert store.get("k") == {"text": "ok"}
     assert len(store.moved_aside) == 1
     store.close()
+
+
+def test_pool_keys_engines_by_everything_that_makes_one():
+    """Two checkpoints on one GGUF that sample differently are two engines."""
+    made: list[Checkpoint] = []
+
+    def load(c: Checkpoint) -> FakeEngine:
+        made.append(c)
+        return FakeEngine(c.model_name, "x")
+
+    pool = EnginePool(4, load)
+    greedy = Checkpoint(name_or_path="/m/one.gguf", trait="coding", name="greedy")
+    warm = replace(greedy, name="warm", sampling=replace(Sampling(), temperature=0.7))
+    wide = replace(greedy, context_size=8192)
+    engines = [pool(greedy), pool(warm), pool(wide)]
+    assert len({id(e) for e in engines}) == 3 and made == [greedy, warm, wide]
+    assert pool(replace(greedy)) is engines[0], "an equal checkpoint reuses its engine"
+    pool.close()
+
+
+def test_a_locked_store_is_waited_for_never_moved_aside(tmp_path):
+    import sqlite3
+
+    import pytest
+
+    from symergion.errors import CacheError
+
+    store = ResponseStore(tmp_path / "r", 3)
+    store.put("k", {"text": "kept"})
+    store.close()
+    holder = sqlite3.connect(tmp_path / "r" / "cache.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    busy = ResponseStore(tmp_path / "r", 3, timeout=0.2)
+    with pytest.raises(CacheError, match="locked by another process"):
+        busy.get("k")
+    assert busy.moved_aside == [] and busy.rebuilt is None
+    holder.execute("COMMIT")
+    holder.close()
+    assert busy.get("k") == {"text": "kept"}, "the same store, once the lock is gone"
+    busy.close()

@@ -7,7 +7,7 @@ import io
 import pytest
 
 from symergion.cli.progress import ProgressPrinter
-from symergion.reconcile import Event
+from symergion.core.report import Event
 
 
 class Terminal(io.StringIO):

@@ -7,19 +7,21 @@ on a model branch, ``git notes remove``), with the checks a person might skip.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from symergion.config import Config, is_safe_relative_path
-from symergion.errors import GitError, NoteError, TaskInputError
-from symergion.gitrepo import ZERO_OID, GitRepo, Snapshot
-from symergion.notes import split_sections
-from symergion.reconcile import (
+from symergion.core.plan import Plan, Task, discover, plan
+from symergion.core.spec import Section, normalise_path, split_sections, write_sections, write_spec
+from symergion.core.state import (
     TRAILER_TASK,
-    Reconciler,
-    Task,
+    RepoState,
     model_branch,
     parse_trailers,
+    read_state,
     shadow_ref,
 )
+from symergion.errors import GitError, NoteError, TaskInputError
+from symergion.gitrepo import ZERO_OID, GitRepo
 
 
 @dataclass
@@ -60,6 +62,8 @@ def start_task(
     if not repo.check_branch_name(branch) or branch.startswith("-"):
         raise TaskInputError(f"git rejects the branch name {branch!r}",
                              hint="use letters, digits, '_', '-', '.' and '/'")
+    source = normalise_path(source) if source is not None else None
+    destination = normalise_path(destination)
     for role, path in (("source", source), ("destination", destination)):
         if path is not None and not is_safe_relative_path(path):
             raise TaskInputError(f"{role} {path!r} is not a path inside the repository",
@@ -71,17 +75,15 @@ def start_task(
     if source is not None and repo.tree_entry(commit, source) is None:
         raise TaskInputError(f"source {source!r} does not exist at {from_ref}",
                              hint="commit it first, or pass --from a ref that has it")
-    parts = [f"task_branch: {branch}"]
-    if source is not None:
-        parts.append(f"source: {source}")
-    parts.append(f"destination: {destination}")
-    text = ", ".join(parts) + (f"\n{extra.strip()}" if extra.strip() else "")
+    params = {"source": source} if source is not None else {}
+    params["destination"] = destination
+    # Written in the config's own grammar and parsed back: what is asked is what the note says.
+    text = write_spec(config.task_branch_spec, template, branch, params, extra)
     if not repo.update_refs([(f"refs/heads/{branch}", commit, ZERO_OID)],
                             f"symergion: start {branch}"):
         raise GitError(f"branch {branch!r} already exists",
                        hint="pick another task name, or delete the old branch first")
-    snap = repo.snapshot()
-    existing = snap.notes.get(commit)
+    existing = repo.snapshot().notes.get(commit)
     try:
         if existing is not None:
             names = {s.task_branch for s in split_sections(existing.text, config.task_branch_spec)}
@@ -97,8 +99,8 @@ def start_task(
     return commit
 
 
-def _task_of_branch(snap: Snapshot, repo: GitRepo, config: Config, branch: str) -> str:
-    tip = snap.branch(branch)
+def _task_of_branch(state: RepoState, repo: GitRepo, config: Config, branch: str) -> str:
+    tip = state.branch(branch)
     if tip is None:
         raise GitError(f"branch {branch!r} does not exist",
                        hint="name a model branch, e.g. from `symergion status`")
@@ -129,17 +131,29 @@ def resolve_model_branch(repo: GitRepo, config: Config, branch: str | None) -> s
 
 
 def add_feedback(repo: GitRepo, config: Config, text: str, branch: str | None) -> tuple[str, str]:
-    """Annotate a model branch's tip with feedback; return (branch, commit)."""
+    """Annotate a model branch's tip with feedback; return (branch, commit).
+
+    The tip may be a hand commit: a note on any commit of the task's model branch made after
+    the task started is feedback for that task.
+    """
     if not text.strip():
         raise NoteError("the feedback is empty", hint="say what the models should change")
-    if "task_branch:" in text:
-        raise NoteError("feedback text must not contain 'task_branch:'",
+    if any(s.task_branch for s in split_sections(text, config.task_branch_spec)):
+        raise NoteError("feedback text must not name a task branch ('task_branch:')",
                         hint="write the change you want; the branch names the task")
     branch = resolve_model_branch(repo, config, branch)
     snap = repo.snapshot()
-    _task_of_branch(snap, repo, config, branch)
     tip = snap.branch(branch)
-    assert tip is not None
+    if tip is None:
+        raise GitError(f"branch {branch!r} does not exist",
+                       hint="name a model branch, e.g. from `symergion status`")
+    for _oid, message in repo.first_parent_log(tip, limit=50):
+        if parse_trailers(message).get(TRAILER_TASK):
+            break
+    else:
+        if not any(branch.startswith(f"{c.model_name}_") for c in config.coders):
+            raise NoteError(f"{branch!r} is not a model branch of any task",
+                            hint="give feedback on a branch named <model>_<task branch>")
     if tip in snap.notes:
         raise NoteError(
             f"the tip of {branch} already has a note",
@@ -149,56 +163,84 @@ def add_feedback(repo: GitRepo, config: Config, text: str, branch: str | None) -
     return branch, tip
 
 
-def revoke_feedback(
-    repo: GitRepo, reconciler: Reconciler, config: Config, branch: str | None
-) -> tuple[str, str]:
-    """Remove the latest feedback of a model branch's task; return (commit, feedback text)."""
+def revoke_feedback(repo: GitRepo, config: Config, branch: str | None) -> tuple[str, str]:
+    """Remove the latest feedback of a model branch's task; return (commit, feedback text).
+
+    In a note that also speaks to other tasks only this task's section goes, and the note is
+    edited in place: the other tasks' feedback keeps its place in the order.
+    """
     branch = resolve_model_branch(repo, config, branch)
-    snap = repo.snapshot()
-    task_name = _task_of_branch(snap, repo, config, branch)
-    tasks, _ = reconciler.discover(snap)
+    state = read_state(repo, config)
+    task_name = _task_of_branch(state, repo, config, branch)
+    tasks, _problems, _held = discover(state, config)
     task = next((t for t in tasks if t.name == task_name), None)
     if task is None or not task.feedback:
         raise NoteError(f"task {task_name!r} has no feedback to revoke",
                         hint="add feedback with `symergion feedback TEXT`")
     latest = task.feedback[-1]
-    note = snap.notes[latest.target]
+    note = state.notes[latest.target]
     sections = split_sections(note.text, config.task_branch_spec)
     others = [s for s in sections if s.task_branch not in (None, task_name)]
-    if others:
-        # The note also speaks to other tasks: keep their sections.
-        kept = "\n".join(f"task_branch: {s.task_branch}, {s.text}" for s in others)
-        repo.remove_note(latest.target)
-        repo.add_note(latest.target, kept)
+    unnamed = [s for s in sections if s.task_branch is None]
+    if unnamed and not any(s.task_branch == task_name for s in sections):
+        # The unnamed text was this task's feedback (a note on its model branch).
+        unnamed = []
+    if others or unnamed:
+        kept = [Section(s.task_branch, s.text) for s in [*unnamed, *others]]
+        repo.replace_note(latest.target, write_sections(config.task_branch_spec, kept))
     else:
         repo.remove_note(latest.target)
     return latest.target, latest.text
 
 
-def list_tasks(repo: GitRepo, reconciler: Reconciler, config: Config) -> tuple[
-    list[TaskView], list[str]
-]:
-    """Return the active tasks with their model branches, and problems found in notes."""
-    snap = repo.snapshot()
-    tasks, problems = reconciler.discover(snap)
-    return [_view(snap, task, config) for task in tasks], [
-        f"{p.where}: {p.message}" for p in problems
-    ]
+@dataclass
+class Views:
+    """The plan as ``ergon list`` and ``status`` show it."""
+
+    tasks: list[TaskView]
+    rows: list[dict[str, Any]]
+    problems: list[str]
 
 
-def _view(snap: Snapshot, task: Task, config: Config) -> TaskView:
-    view = TaskView(
-        task=task.name,
-        tip=task.tip,
-        source=task.spec.params.get("source"),
-        destination=task.spec.params["destination"],
-        feedback=[f.text for f in task.feedback],
-    )
-    for coder in config.coders:
-        branch = model_branch(coder.model_name, task.name)
-        head = snap.branch(branch)
-        if head is None and shadow_ref(task.name, coder.model_name) in snap.refs:
-            view.branches[branch] = "deleted"
-        else:
-            view.branches[branch] = head
-    return view
+def views(state: RepoState, the_plan: Plan, config: Config) -> Views:
+    """Return the task list and one status row per model branch; loads no model."""
+    result = Views([], [], [f"{p.where}: {p.message}" for p in the_plan.problems])
+    planned = {tp.task.name: tp for tp in the_plan.tasks}
+    for task in sorted([*(tp.task for tp in the_plan.tasks), *the_plan.blocked],
+                       key=lambda t: t.name):
+        view = TaskView(task=task.name, tip=task.tip, source=task.spec.params.get("source"),
+                        destination=task.spec.params["destination"],
+                        feedback=[f.text for f in task.feedback])
+        tp = planned.get(task.name)
+        for coder in config.coders:
+            branch = model_branch(coder.model_name, task.name)
+            head = state.branch(branch)
+            deleted = head is None and shadow_ref(task.name, coder.model_name) in state.refs
+            view.branches[branch] = "deleted" if deleted else head
+            action = next((a for a in tp.actions if a.model == coder.model_name), None) \
+                if tp is not None else None
+            if action is None:
+                row_state, reason = "blocked", the_plan.blocked_reason.get(task.name)
+            elif deleted:
+                row_state, reason = "deleted", None
+            else:
+                row_state = {"up-to-date": "up-to-date", "keep": "kept", "problem": "failed"
+                             }.get(action.kind, "pending")
+                reason = action.reason or None if row_state != "up-to-date" else None
+                if row_state == "pending" and tp is not None and tp.prompt is None:
+                    reason = "its reasoning is not in the repository yet"
+            result.rows.append({"task": task.name, "model": coder.model_name, "branch": branch,
+                                "state": row_state, "commit": head,
+                                "feedback": len(task.feedback), "reason": reason})
+        result.tasks.append(view)
+    return result
+
+
+def current_views(repo: GitRepo, config: Config) -> Views:
+    """Read the repository and return its views."""
+    state = read_state(repo, config)
+    return views(state, plan(state, config), config)
+
+
+__all__ = ["Task", "TaskView", "Views", "add_feedback", "current_views", "revoke_feedback",
+           "start_task", "views"]

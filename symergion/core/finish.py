@@ -194,6 +194,8 @@ def _longest_parsing_prefix(text: str) -> tuple[str, bool]:
 def _parses(text: str) -> bool:
     try:
         ast.parse(text)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        # CPython's parser gives up on deep nesting or long operator runs ("((((", "----")
+        # with RecursionError or MemoryError: such text is not a file worth committing.
         return False
     return True

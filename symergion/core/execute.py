@@ -1,0 +1,372 @@
+"""Execute a plan: responses from the store, else the engine; then publish each branch.
+
+``Reconciler.sync`` is one pass: ``read_state`` -> ``plan`` -> ``execute``. Restarting after a
+crash is just another pass. A lost compare-and-swap re-reads and re-plans only that branch.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from symergion.cache import ResponseStore, response_key
+from symergion.config import Checkpoint, Config
+from symergion.core import prompt as prompts
+from symergion.core.finish import FINISHER_VERSION, Finisher
+from symergion.core.plan import (
+    TRAILER_PROMPT,
+    Action,
+    Plan,
+    Problem,
+    Task,
+    TaskPlan,
+    branch_action,
+    plan,
+    task_prompt,
+)
+from symergion.core.publish import archive, commit_message, publish
+from symergion.core.report import Event, Report, Result
+from symergion.core.state import (
+    TRAILER_MODEL,
+    RepoState,
+    model_branch,
+    parse_trailers,
+    read_state,
+    refresh_branch,
+    shadow_ref,
+)
+from symergion.engine.base import Engine, max_new_tokens
+from symergion.errors import Cancelled, SymergionError, TaskInputError
+from symergion.gitrepo import GitRepo
+
+__all__ = ["TRAILER_PROMPT", "Event", "Problem", "Reconciler", "Report", "Result", "Task",
+           "model_branch", "parse_trailers", "shadow_ref"]
+
+CAS_RETRIES = 3
+STOPPED = "stopped before the response was finished; nothing was published"
+
+
+EventSink = Callable[[Event], None]
+EngineFactory = Callable[[Checkpoint], Engine]
+FingerprintFn = Callable[[Checkpoint], str]
+STATUS = {"up-to-date": "up-to-date", "keep": "kept", "skip": "skipped", "problem": "failed"}
+
+
+class Reconciler:
+    """Compute and apply the desired state of every model branch.
+
+    Args:
+        repo: the repository.
+        config: the validated config.
+        engines: returns a loaded engine for a checkpoint (called only on a cache miss).
+        fingerprint: returns a cheap identity of a checkpoint's model file, for cache keys.
+        store: the response store.
+        on_event: receives progress events.
+        cancel: set to stop between tokens; nothing half-made is published.
+    """
+
+    def __init__(
+        self,
+        repo: GitRepo,
+        config: Config,
+        *,
+        engines: EngineFactory,
+        fingerprint: FingerprintFn,
+        store: ResponseStore,
+        on_event: EventSink | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        self.repo = repo
+        self.config = config
+        self.engines = engines
+        self.fingerprint = fingerprint
+        self.store = store
+        self.on_event = on_event or (lambda _e: None)
+        self.cancel = cancel or threading.Event()
+        self._fingerprints: dict[tuple[str, str | None, float], str] = {}
+
+    def read(self) -> RepoState:
+        """Read the repository state one pass decides from."""
+        return read_state(self.repo, self.config)
+
+    def plan(self, state: RepoState | None = None) -> Plan:
+        """Return the plan for ``state`` (read now if not given); loads no model."""
+        return plan(state or self.read(), self.config)
+
+    def sync(self) -> Report:
+        """Run one reconcile pass and return what it did."""
+        state = self.read()
+        return self.execute(state, plan(state, self.config))
+
+    def cancel_check(self) -> None:
+        """Raise Cancelled if a stop was requested."""
+        if self.cancel.is_set():
+            raise Cancelled("stopped; nothing half-made was published",
+                            hint="run sync again to finish the work")
+
+    # -- the pass ----------------------------------------------------------------------------
+
+    def execute(self, state: RepoState, the_plan: Plan) -> Report:
+        """Carry out a plan: retire, reason, generate or reuse, publish; return the report."""
+        report = Report(problems=list(the_plan.problems))
+        for problem in the_plan.problems:
+            self.on_event(Event("problem", problem.where, "", detail=problem.message))
+        for action in the_plan.retire:
+            self._retire(state, action, report)
+        ready: list[TaskPlan] = []
+        for tp in the_plan.tasks:
+            if tp.prompt is None:
+                try:
+                    tp.reasoning = self._reasoning(tp)
+                except Cancelled:
+                    raise
+                except SymergionError as exc:
+                    report.problems.append(Problem(f"task {tp.task.name}", str(exc)))
+                    self.on_event(Event("problem", tp.task.name, "", detail=str(exc)))
+                    continue
+                tp.prompt = task_prompt(tp, tp.reasoning)
+                tp.actions = [branch_action(state, tp, c) for c in self.config.coders]
+            ready.append(tp)
+        # Coder-major order: each model is loaded once per pass even with model_cache_size 1.
+        for index, coder in enumerate(self.config.coders):
+            for tp in ready:
+                self.cancel_check()
+                action = tp.actions[index]
+                try:
+                    result = self._carry_out(state, tp, coder, action)
+                except Cancelled:
+                    raise
+                except SymergionError as exc:
+                    result = Result(action.task, action.model, action.branch, "failed",
+                                    reason=str(exc))
+                    self.on_event(Event("problem", action.task, action.model, detail=str(exc)))
+                report.results.append(result)
+        rebuilt = getattr(self.store, "rebuilt", None)
+        if rebuilt is not None:
+            report.notices.append(f"the response cache was corrupt: moved it aside to {rebuilt} "
+                                  "and started a new one (delete the old one when done)")
+        return report
+
+    def _retire(self, state: RepoState, action: Action, report: Report) -> None:
+        if action.kind == "keep":
+            report.results.append(Result(action.task, action.model, action.branch, "kept",
+                                         reason=action.reason))
+            return
+        archived = archive(self.repo, state, action)
+        if archived is not None:
+            report.results.append(Result(action.task, action.model, action.branch, "retired",
+                                         commit=action.head or action.shadow,
+                                         reason=f"archived as {archived}"))
+            self.on_event(Event("done", action.task, action.model,
+                                detail=f"task ended; archived {archived}"))
+
+    def _carry_out(self, state: RepoState, tp: TaskPlan, coder: Checkpoint,
+                   action: Action) -> Result:
+        if action.kind in STATUS:
+            commit = action.head if action.kind in ("up-to-date", "keep") else None
+            return Result(action.task, action.model, action.branch, STATUS[action.kind],
+                          commit=commit, reason=action.reason or None)
+        assert tp.prompt is not None
+        response = self._reused(tp, action) or self.respond(tp.task, coder, tp.prompt,
+                                                            tp.destination)
+        if not response["text"]:
+            raise TaskInputError(
+                f"task {action.task}: nothing {action.model} wrote is a valid "
+                f"{tp.destination.rsplit('.', 1)[-1]} file (stop: {response['stop']}); "
+                "nothing was published",
+                hint="give feedback, raise ntokens, or start the file with a code_starter")
+        if action.branch in self.repo.checked_out_branches():
+            # Checked out while the model was generating: the response waits in the cache.
+            return Result(action.task, action.model, action.branch, "kept",
+                          commit=action.head, reason=action.reason)
+        blob = response.get("blob") or self.repo.write_blob(response["text"].encode("utf-8"))
+        for _attempt in range(CAS_RETRIES):
+            message = commit_message(state, self.config, tp, action, response)
+            commit = publish(self.repo, tp, action, blob, message)
+            if commit is not None:
+                self.on_event(Event("done", action.task, action.model,
+                                    tokens=int(response["tokens"]),
+                                    seconds=float(response["seconds"]), cache=response["cache"],
+                                    detail=message.splitlines()[0][:72]))
+                return Result(
+                    action.task, action.model, action.branch,
+                    "updated" if action.head else "created", commit=commit,
+                    message=message.split("\n\n" + TRAILER_MODEL)[0],
+                    tokens=int(response["tokens"]), seconds=float(response["seconds"]),
+                    cache=str(response["cache"]), stop=str(response["stop"]),
+                )
+            # Someone moved the branch while we worked: re-plan this branch alone, on the new
+            # tip; a user commit is built upon, never overwritten.
+            state = refresh_branch(self.repo, state, action.task, tp.task.spec.target,
+                                   action.model, tp.task.tip)
+            fresh = branch_action(state, tp, coder)
+            if fresh.kind not in ("generate", "publish"):
+                reason = fresh.reason
+                if fresh.kind == "skip":
+                    reason = "the branch was deleted while generating; not recreated"
+                return Result(action.task, action.model, action.branch, STATUS[fresh.kind],
+                              commit=fresh.head, reason=reason or None)
+            action = fresh
+        return Result(action.task, action.model, action.branch, "failed",
+                      reason="the branch kept moving while publishing; run sync again")
+
+    def _reused(self, tp: TaskPlan, action: Action) -> dict[str, Any] | None:
+        """Return the response of an earlier commit on the branch made from the same prompt."""
+        if action.kind != "publish" or action.reuse is None:
+            return None
+        entry = self.repo.tree_entry(action.reuse, tp.destination)
+        if entry is None or entry.kind != "blob":
+            return None
+        trailers = parse_trailers(self.repo.commit_message(action.reuse))
+        chars, _, lines = trailers.get("Symergion-Trimmed", "0 chars, 0 lines").partition(", ")
+        return {"text": "reused", "blob": entry.oid,
+                "tokens": int(trailers.get("Symergion-Tokens", "0")),
+                "seconds": float(trailers.get("Symergion-Seconds", "0")), "cache": "hit",
+                "stop": trailers.get("Symergion-Stop", "eos"),
+                "trimmed_chars": int(chars.split()[0] or 0),
+                "trimmed_lines": int(lines.split()[0] if lines else 0)}
+
+    # -- responses ---------------------------------------------------------------------------
+
+    def _model_fingerprint(self, checkpoint: Checkpoint) -> str:
+        # Keyed by the weights: one model file may serve checkpoints with different adapters.
+        key = checkpoint.weights
+        if key not in self._fingerprints:
+            self._fingerprints[key] = self.fingerprint(checkpoint)
+        return self._fingerprints[key]
+
+    def _key(self, kind: str, checkpoint: Checkpoint, text: str, **extra: Any) -> str:
+        return response_key(
+            kind=kind,
+            model=self._model_fingerprint(checkpoint),
+            prompt=text,
+            sampling=checkpoint.sampling.as_dict(),
+            context_size=checkpoint.context_size,
+            ntokens=self.config.ntokens,
+            **extra,
+        )
+
+    def _reasoning(self, tp: TaskPlan) -> list[str]:
+        """Run every reasoner on the base prompt (store first); return the reasoning rows."""
+        initial = [prompts.call_to_action(tp.task.template.call_to_action, tp.source_code),
+                   *tp.task.spec.rows]
+        base = prompts.render(tp.files, initial, [], tp.task.template.code_starter)
+        rows: list[str] = []
+        for reasoner in self.config.reasoners:
+            rows += prompts.reasoning_rows(self._reason(tp.task, reasoner, base.text))
+        return rows
+
+    def _reason(self, task: Task, reasoner: Checkpoint, text: str) -> str:
+        key = self._key("reasoning", reasoner, text,
+                        start=list(reasoner.reasoning_start_tokens),
+                        stop=list(reasoner.reasoning_stop_tokens),
+                        markers=reasoner.reasoning_markers)
+        cached = self.store.get(key)
+        if cached is not None:
+            self.on_event(Event("done", task.name, reasoner.model_name, cache="hit",
+                                detail="reasoning"))
+            return str(cached["text"])
+        engine = self.engines(reasoner)
+        chat = engine.chat_prompt(text)
+        start_marker, stop_marker = self._markers(engine, reasoner)
+        budget = max_new_tokens(engine.n_ctx, engine.count_tokens(chat), self.config.ntokens)
+        self.on_event(Event("start", task.name, reasoner.model_name, detail="reasoning"))
+        out: list[str] = []
+        began = time.monotonic()
+        for count, piece in enumerate(self._tokens(engine, chat, budget, 0), start=1):
+            out.append(piece)
+            self._progress(task.name, reasoner.model_name, count, began, budget)
+            if stop_marker and piece and stop_marker[-1] in piece and stop_marker in "".join(out):
+                break
+        reasoning = "".join(out)
+        if start_marker and start_marker in reasoning:
+            reasoning = reasoning.split(start_marker, 1)[1]
+        if stop_marker and stop_marker in reasoning:
+            reasoning = reasoning.split(stop_marker, 1)[0]
+        reasoning = reasoning.strip()
+        seconds = time.monotonic() - began
+        self.store.put(key, {"text": reasoning, "tokens": len(out), "seconds": seconds})
+        self.on_event(Event("done", task.name, reasoner.model_name, tokens=len(out),
+                            seconds=seconds, cache="miss", detail="reasoning"))
+        return reasoning
+
+    @staticmethod
+    def _markers(engine: Engine, reasoner: Checkpoint) -> tuple[str, str]:
+        if reasoner.reasoning_markers:
+            return reasoner.reasoning_markers
+        start = engine.token_text(list(reasoner.reasoning_start_tokens)).strip()
+        stop = engine.token_text(list(reasoner.reasoning_stop_tokens)).strip()
+        return start, stop
+
+    def _tokens(self, engine: Engine, text: str, budget: int, stable: int) -> Iterator[str]:
+        gen = engine.generate(text, max_tokens=budget, cancel=self.cancel, stable_prefix=stable)
+        try:
+            for piece in gen:
+                if self.cancel.is_set():
+                    raise Cancelled(STOPPED, hint="run sync again to finish the work")
+                yield piece
+        finally:
+            close = getattr(gen, "close", None)
+            if close is not None:
+                close()
+        if self.cancel.is_set():
+            raise Cancelled(STOPPED, hint="run sync again to finish the work")
+
+    def _progress(self, task: str, model: str, count: int, began: float, budget: int = 0) -> None:
+        if count % 16 == 0:
+            self.on_event(Event("progress", task, model, tokens=count,
+                                seconds=time.monotonic() - began, budget=budget))
+
+    def respond(
+        self, task: Task, coder: Checkpoint, prompt: prompts.Prompt, destination: str
+    ) -> dict[str, Any]:
+        """Return the finished file for a prompt: from the store, else from the model."""
+        key = self._key("coder", coder, prompt.text, path=destination, finisher=FINISHER_VERSION)
+        cached = self.store.get(key)
+        if cached is not None:
+            return {**cached, "cache": "hit"}
+        engine = self.engines(coder)
+        prompt_tokens = engine.count_tokens(prompt.text)
+        budget = max_new_tokens(engine.n_ctx, prompt_tokens, self.config.ntokens)
+        if budget <= 0:
+            raise TaskInputError(
+                f"task {task.name}: the prompt is {prompt_tokens} tokens, which fills the "
+                f"{engine.n_ctx}-token context of {coder.model_name}",
+                hint="shorten the source file, or raise context_size for this checkpoint",
+            )
+        finisher = Finisher(destination, prompt.code_starter)
+        self.on_event(Event("start", task.name, coder.model_name,
+                            detail=f"{prompt_tokens} prompt tokens, budget {budget}",
+                            budget=budget))
+        began = time.monotonic()
+        generated = prompt.code_starter
+        stop = "budget"
+        count = 0
+        for count, piece in enumerate(
+            self._tokens(engine, prompt.text, budget, prompt.stable_prefix), start=1
+        ):
+            generated += piece
+            self._progress(task.name, coder.model_name, count, began, budget)
+            reason = finisher.check(generated)
+            if reason:
+                stop = reason
+                break
+        else:
+            if count < budget:
+                stop = "eos"
+        seconds = time.monotonic() - began
+        done = finisher.finish(generated, stop)
+        record = {
+            "text": done.text,
+            "tokens": count,
+            "budget": budget,
+            "seconds": round(seconds, 3),
+            "stop": done.stop,
+            "trimmed_chars": done.trimmed_chars,
+            "trimmed_lines": done.trimmed_lines,
+            "parses": done.parses,
+        }
+        self.store.put(key, record)
+        return {**record, "cache": "miss"}

@@ -1,0 +1,113 @@
+"""A task's inputs at its tip: the source and destination files, checked before any prompt.
+
+Reads only the ``RepoState`` (the files were read with it), so it is part of the pure plan.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import TYPE_CHECKING
+
+from symergion.config import Config, is_safe_relative_path
+from symergion.core.state import RepoState
+from symergion.errors import TaskInputError
+from symergion.gitrepo import MAX_FILE_BYTES
+
+if TYPE_CHECKING:
+    from symergion.core.plan import Task
+
+PROTECTED_DESTINATIONS = (
+    ".github/", ".gitlab/", ".gitlab-ci.yml", ".circleci/", ".travis.yml", ".buildkite/",
+    "azure-pipelines.yml", "Jenkinsfile", ".drone.yml", ".woodpecker/", ".woodpecker.yml",
+    ".pre-commit-config.yaml", ".pre-commit-hooks.yaml", ".husky/", ".githooks/",
+    ".gitmodules", ".gitattributes", ".gitignore", ".envrc",
+)
+
+
+def destination_allowed(path: str, config: Config) -> bool:
+    """Return whether symergion may write ``path``: CI, hook and git metadata paths need the
+    config's ``allow_destinations``, since a fetched note could otherwise make a pass write a
+    workflow that a push would run."""
+    if any(fnmatch.fnmatchcase(path, pattern) for pattern in config.allow_destinations):
+        return True
+    return not any(path == p.rstrip("/") or (p.endswith("/") and path.startswith(p))
+                   for p in PROTECTED_DESTINATIONS)
+
+
+def task_inputs(state: RepoState, config: Config, task: Task) -> tuple[
+    list[tuple[str, str]], str | None, str
+]:
+    """Return (files for the prompt, source code, destination path) from the task tip.
+
+    Raises:
+        TaskInputError: a path is unusable; the message says what to fix.
+    """
+    params = task.spec.params
+    destination = params["destination"]
+    where = f"task {task.name}"
+    if is_safe_relative_path(destination) and not destination_allowed(destination, config):
+        raise TaskInputError(
+            f"{where}: destination {destination!r} is a CI, hook or git metadata path",
+            hint="symergion does not write those unless the config lists them in "
+                 "\"allow_destinations\" (a fetched note could otherwise run code in CI)")
+    files: list[tuple[str, str]] = []
+    dest = _read_text(state, task, destination, where, "destination", must_exist=False)
+    if dest is not None:
+        files.append((destination, dest))
+    source_code: str | None = None
+    if "source" in task.template.params:
+        if "source" not in params:
+            raise TaskInputError(
+                f"{where}: the note names no source",
+                hint=f"add 'source: path/to/file' to the note on {task.spec.target[:12]}",
+            )
+        source_code = _read_text(state, task, params["source"], where, "source", must_exist=True)
+        assert source_code is not None
+        files.append((params["source"], source_code))
+    return files, source_code, destination
+
+
+def _read_text(
+    state: RepoState, task: Task, path: str, where: str, role: str, *, must_exist: bool
+) -> str | None:
+    if not is_safe_relative_path(path):
+        raise TaskInputError(
+            f"{where}: {role} {path!r} is not a path inside the repository",
+            hint="use a relative path without '..', a leading '/', or '.git'",
+        )
+    read = state.files[(task.tip, path)]
+    if read.bad_parent is not None:
+        raise TaskInputError(
+            f"{where}: {role} {path!r} goes through {read.bad_parent!r}, which is not a "
+            "directory", hint="symlinked or file parents are not followed; use the real path",
+        )
+    entry = read.entry
+    if entry is None:
+        if must_exist:
+            raise TaskInputError(
+                f"{where}: {role} {path!r} does not exist on the task branch",
+                hint="commit the file to the task branch, or fix the path in the note",
+            )
+        return None
+    if entry.mode == "120000":
+        raise TaskInputError(f"{where}: {role} {path!r} is a symlink",
+                             hint="point the note at the real file")
+    if entry.kind == "commit":
+        raise TaskInputError(f"{where}: {role} {path!r} is a submodule",
+                             hint="name a file inside this repository")
+    if entry.kind != "blob":
+        raise TaskInputError(f"{where}: {role} {path!r} is a directory", hint="name a file")
+    if entry.size > MAX_FILE_BYTES:
+        raise TaskInputError(
+            f"{where}: {role} {path!r} is {entry.size} bytes, over the "
+            f"{MAX_FILE_BYTES}-byte limit", hint="split the file or name a smaller one",
+        )
+    data = read.data or b""
+    if b"\0" in data:
+        raise TaskInputError(f"{where}: {role} {path!r} is a binary file",
+                             hint="name a text file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise TaskInputError(f"{where}: {role} {path!r} is not UTF-8 text",
+                             hint="re-encode the file as UTF-8") from None

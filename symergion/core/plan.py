@@ -1,0 +1,374 @@
+"""`plan(state, config) -> Plan`: what every model branch needs, and why; a pure function.
+
+Tasks come from notes: a ``task_branch:`` section with a destination starts a task on a branch
+whose history holds the annotated commit. Feedback is a note on a commit of the task's current
+model branches (made after the task started: symergion's commits and hand commits alike), or a
+``task_branch: NAME, ...`` section on a commit of the task branch. Commits of an ended task
+(only reachable from ``refs/symergion/archive``) give nothing to a task restarted under the same
+name. Each model branch then gets one action: generate, publish (an earlier attempt on the
+branch had this very prompt), up-to-date, keep (checked out), skip (deleted by hand), retire
+(the task ended) or problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from symergion.config import Checkpoint, Config, Template
+from symergion.core import prompt as prompts
+from symergion.core.inputs import task_inputs
+from symergion.core.spec import TaskSpec, feedback_text, looks_like_task_spec, split_sections
+from symergion.core.state import (
+    TRAILER_MODEL,
+    TRAILER_NOTES,
+    TRAILER_TASK,
+    Commit,
+    RepoState,
+    model_branch,
+    shadow_ref,
+)
+from symergion.errors import TaskInputError
+from symergion.gitrepo import SHADOW_REFS
+
+TRAILER_PROMPT = "Symergion-Prompt"
+TRAILER_REASONING = "Symergion-Reasoning"
+CHECKED_OUT = "the branch is checked out; switch away and sync again to get the new attempt"
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """One active feedback note for a task; ``target`` is the commit it annotates."""
+
+    target: str
+    blob: str
+    text: str
+    order: int
+
+
+@dataclass
+class Task:
+    """An active task: its branch, template, spec and ordered feedback."""
+
+    name: str
+    tip: str
+    template: Template
+    spec: TaskSpec
+    feedback: list[Feedback] = field(default_factory=list)
+
+
+@dataclass
+class Problem:
+    """Something symergion could not act on; the message says what to fix."""
+
+    where: str
+    message: str
+
+
+@dataclass
+class Action:
+    """What one model branch needs, and why."""
+
+    kind: str  # generate | publish | up-to-date | keep | skip | retire | problem
+    task: str
+    model: str
+    branch: str
+    reason: str = ""
+    head: str | None = None
+    shadow: str | None = None
+    previous: Commit | None = None
+    reuse: str | None = None  # an earlier commit on the branch made from this very prompt
+    has_tip: bool = False  # the branch already holds the task tip
+
+
+@dataclass
+class TaskPlan:
+    """One task's inputs, prompt (None until a reasoner has run) and per-branch actions."""
+
+    task: Task
+    files: list[tuple[str, str]]
+    source_code: str | None
+    destination: str
+    base_digest: str
+    reasoning: list[str] | None
+    prompt: prompts.Prompt | None
+    actions: list[Action] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    """Everything one pass is going to do."""
+
+    tasks: list[TaskPlan] = field(default_factory=list)
+    retire: list[Action] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    blocked: list[Task] = field(default_factory=list)
+    blocked_reason: dict[str, str] = field(default_factory=dict)
+
+
+def plan(state: RepoState, config: Config) -> Plan:
+    """Return the action of every model branch, from one state read; touches nothing."""
+    tasks, problems, held = discover(state, config)
+    result = Plan(problems=problems)
+    active = {t.name for t in tasks}
+    for ref, shadow in sorted(state.refs.items()):
+        if not ref.startswith(SHADOW_REFS + "/"):
+            continue
+        name, _, model = ref[len(SHADOW_REFS) + 1:].rpartition("/")
+        if name in active or name in held:
+            continue
+        branch = model_branch(model, name)
+        head = state.branch(branch)
+        if head is not None and branch in state.checked_out:
+            result.retire.append(Action("keep", name, model, branch, head=head, shadow=shadow,
+                                        reason="the task ended but the branch is checked out; "
+                                               "switch away and sync again to archive it"))
+        else:
+            result.retire.append(Action("retire", name, model, branch, head=head, shadow=shadow))
+    for task in tasks:
+        try:
+            files, source_code, destination = task_inputs(state, config, task)
+        except TaskInputError as exc:
+            result.problems.append(Problem(f"task {task.name}", str(exc)))
+            result.blocked.append(task)
+            result.blocked_reason[task.name] = str(exc)
+            continue
+        initial = [prompts.call_to_action(task.template.call_to_action, source_code),
+                   *task.spec.rows]
+        base = prompts.render(files, initial, [], task.template.code_starter)
+        digest = hashlib.sha256(base.text.encode("utf-8")).hexdigest()
+        reasoning = recorded_reasoning(state, task, digest) if config.reasoners else []
+        tp = TaskPlan(task, files, source_code, destination, digest, reasoning, None)
+        if reasoning is not None:
+            tp.prompt = task_prompt(tp, reasoning)
+        tp.actions = [branch_action(state, tp, coder) for coder in config.coders]
+        result.tasks.append(tp)
+    return result
+
+
+def task_prompt(tp: TaskPlan, reasoning: list[str]) -> prompts.Prompt:
+    """Return a task's prompt once its reasoning rows are known."""
+    task = tp.task
+    initial = [prompts.call_to_action(task.template.call_to_action, tp.source_code),
+               *task.spec.rows, *reasoning]
+    return prompts.render(tp.files, initial, [f.text for f in task.feedback],
+                          task.template.code_starter)
+
+
+def own_commits(state: RepoState, head: str, model: str, task: str) -> list[Commit]:
+    """Return symergion's commits for (model, task) on ``head``'s first-parent chain, newest first."""
+    return [c for c in state.first_parent_chain(head)
+            if c.trailers.get(TRAILER_MODEL) == model and c.trailers.get(TRAILER_TASK) == task]
+
+
+def branch_action(state: RepoState, tp: TaskPlan, coder: Checkpoint) -> Action:
+    """Return what one model branch of a task needs."""
+    task, model = tp.task, coder.model_name
+    branch = model_branch(model, task.name)
+    head = state.branch(branch)
+    shadow = state.refs.get(shadow_ref(task.name, model))
+    action = Action("generate", task.name, model, branch, head=head, shadow=shadow,
+                    has_tip=f"refs/heads/{branch}" in state.contains_tip.get(task.name, set()))
+    if branch in state.bad_names:
+        action.kind, action.reason = "problem", (
+            f"git rejects the branch name {branch!r}; rename the task branch")
+        return action
+    if head is None and shadow is not None:
+        action.kind, action.reason = "skip", "the branch was deleted by hand; not generated again"
+        return action
+    own = own_commits(state, head, model, task.name) if head else []
+    action.previous = own[0] if own else None
+    digest = tp.prompt.digest if tp.prompt is not None else None
+    if digest is not None and own and own[0].trailers.get(TRAILER_PROMPT) == digest:
+        action.kind = "up-to-date"
+        return action
+    if head is not None and branch in state.checked_out:
+        action.kind, action.reason = "keep", CHECKED_OUT
+        return action
+    earlier = next((c for c in own if c.trailers.get(TRAILER_PROMPT) == digest), None)
+    if earlier is not None:
+        action.kind, action.reuse = "publish", earlier.oid
+        action.reason = f"the attempt of {earlier.oid[:12]} had this prompt"
+    else:
+        action.reason = "no attempt on this branch had this prompt"
+    return action
+
+
+def recorded_reasoning(state: RepoState, task: Task, digest: str) -> list[str] | None:
+    """Return the reasoning rows a commit of the task recorded for this base prompt, or None.
+
+    A commit records them as the last rows of its body, with the trailer
+    ``Symergion-Reasoning: <sha256 of the base prompt> <number of rows>``.
+    """
+    commits = state.history.get((task.name, task.spec.target), set())
+    for oid in sorted(commits):
+        commit = state.commits.get(oid)
+        fields = commit.trailers.get(TRAILER_REASONING, "").split() if commit else []
+        if commit is None or len(fields) != 2 or fields[0] != digest or not fields[1].isdigit():
+            continue
+        count = int(fields[1])
+        body = commit.message.strip().rsplit("\n\n", 1)[0].splitlines()
+        return body[len(body) - count:] if count else []
+    return None
+
+
+def message_body(state: RepoState, config: Config, tp: TaskPlan, previous: Commit | None) -> str:
+    """Return a new commit's message body: the initial prompt, else what changed since."""
+    task = tp.task
+    if previous is None:
+        return "\n".join([prompts.call_to_action(task.template.call_to_action, tp.source_code),
+                          *task.spec.rows])
+    applied = applied_notes(state, previous)
+    before = [target for target, _blob in applied]
+    current = [f.target for f in task.feedback]
+    texts = {f.target: f.text for f in task.feedback}
+    lines = [f"Revert: {old_feedback(state, config, target, blob, task.name)}"
+             for target, blob in applied if target not in current]
+    lines += [texts[t] for t in current if t not in before]
+    return "\n".join(lines) if lines else "Regenerate: the task's inputs changed"
+
+
+def applied_notes(state: RepoState, commit: Commit) -> list[tuple[str, str]]:
+    """Return the (annotated commit, note blob) pairs a commit's ``Symergion-Notes`` lists.
+
+    Commits made before the trailer named the annotated commit list note blobs alone.
+    """
+    by_blob = {note.blob: target for target, note in state.notes.items()}
+    pairs = []
+    for item in commit.trailers.get(TRAILER_NOTES, "").split():
+        target, _, blob = item.partition(":")
+        if item != "-":
+            pairs.append((target, blob) if blob else (by_blob.get(item, item), item))
+    return pairs
+
+
+def old_feedback(state: RepoState, config: Config, ident: str, blob: str, task: str) -> str:
+    """Return the text a removed feedback had for ``task`` (its annotated commit and blob)."""
+    candidates = [blob, *reversed(state.note_blobs.get(ident, []))]
+    for blob in candidates:
+        text = state.texts.get(blob)
+        if text is None:
+            continue
+        sections = split_sections(text, config.task_branch_spec)
+        named = [s for s in sections if s.task_branch == task]
+        unnamed = [s for s in sections if s.task_branch is None]
+        if named or unnamed:
+            return feedback_text((named or unnamed)[0])
+    return f"note on {ident[:12]}"
+
+
+
+def discover(state: RepoState, config: Config) -> tuple[list[Task], list[Problem], set[str]]:
+    """Return the active tasks, the notes that could not be understood, and the tasks on hold.
+
+    A task on hold (its note is no longer on its branch, or the config lacks its template) is
+    not retired: its model branches wait until the problem reported for it is fixed.
+    """
+    problems: list[Problem] = []
+    held: set[str] = set()
+    specs: dict[str, list[TaskSpec]] = {}
+    named: list[tuple[str, str, str, str]] = []  # task, target, blob, text
+    unnamed: list[tuple[str, str, str]] = []  # target, blob, text
+    spec_targets: set[str] = set()
+    for target in sorted(state.notes, key=lambda t: (state.note_order.get(t, 0), t)):
+        note = state.notes[target]
+        for section in split_sections(note.text, config.task_branch_spec):
+            name = section.task_branch
+            if name is None:
+                unnamed.append((target, note.blob, feedback_text(section)))
+                continue
+            template = config.template_for(name)
+            if template is None:
+                held.add(name)
+                if looks_like_task_spec(section.text, config.templates):
+                    problems.append(Problem(
+                        f"note on {target[:12]}",
+                        f"task branch {name!r} matches no template "
+                        f"({', '.join(config.templates)}); its model branches are kept"))
+                continue
+            from symergion.core.spec import parse_params
+
+            params, rows = parse_params(section.text, template)
+            if "destination" in params:
+                specs.setdefault(name, []).append(TaskSpec(name, params, rows, target, note.blob))
+                spec_targets.add(target)
+            else:
+                named.append((name, target, note.blob, feedback_text(section)))
+
+    tasks: dict[str, Task] = {}
+    for name, candidates in specs.items():
+        tip = state.branch(name)
+        if tip is None:
+            if name in state.bad_names:
+                problems.append(Problem(
+                    f"note on {candidates[0].target[:12]}",
+                    f"git rejects the branch name {name!r}, so the task can never start"
+                    "\n  hint: name the task branch with letters, digits, '_', '-', '.' "
+                    "and '/' (no '..', no '.lock' at the end)"))
+            continue
+        reachable = [s for s in candidates if state.is_ancestor(s.target, tip)]
+        if not reachable:
+            held.add(name)
+            old = candidates[-1].target
+            problems.append(Problem(
+                f"task {name}",
+                f"the note that starts it is on {old[:12]}, which branch {name} no longer "
+                "contains (amended or rebased?); its model branches are kept"
+                f"\n  hint: git notes copy {old} {tip}   (or `git notes remove {old}` "
+                "and delete the branch to end the task)"))
+            continue
+        reachable.sort(key=lambda s: (state.note_order.get(s.target, 0), s.target))
+        template = config.template_for(name)
+        assert template is not None
+        tasks[name] = Task(name, tip, template, reachable[-1])
+
+    def owned(task: Task, target: str) -> bool:
+        return target in state.history.get((task.name, task.spec.target), set())
+
+    for target, blob, text in unnamed:
+        owner = next((t for t in tasks.values() if owned(t, target)), None)
+        if owner is not None and target != owner.spec.target and text:
+            owner.feedback.append(Feedback(target, blob, text, state.note_order.get(target, 0)))
+        elif owner is None and target not in spec_targets and looks_like_task_spec(
+                text, config.templates):
+            problems.append(Problem(f"note on {target[:12]}",
+                                    "looks like a task spec but names no task_branch"))
+    reported: set[str] = set()
+    for name, target, blob, text in named:
+        task = tasks.get(name)
+        if task is None:
+            if name not in specs and name not in reported and state.branch(name) is not None:
+                reported.add(name)
+                problems.append(Problem(
+                    f"note on {target[:12]}",
+                    f"the note on task branch {name!r} names no destination, so the task "
+                    "cannot start\n  hint: write 'destination: path/to/file' in the note on "
+                    f"{target[:12]}"))
+            continue
+        if not text:
+            continue
+        if owned(task, target) or state.is_ancestor(target, task.tip):
+            task.feedback.append(Feedback(target, blob, text, state.note_order.get(target, 0)))
+    for task in tasks.values():
+        _sort_feedback(state, config, task)
+    return sorted(tasks.values(), key=lambda t: t.name), problems, held
+
+
+def _sort_feedback(state: RepoState, config: Config, task: Task) -> None:
+    """Order feedback as the notes were added; ties keep the order symergion recorded.
+
+    Notes added in one notes commit (a squashed, imported or pruned notes history) tie: the
+    order symergion's last commit recorded breaks the tie, so a rewritten notes ref does not
+    reorder the feedback and regenerate everything.
+    """
+    ranks = [f.order for f in task.feedback]
+    recorded: dict[str, int] = {}
+    if len(set(ranks)) < len(ranks):
+        for coder in config.coders:
+            head = state.branch(model_branch(coder.model_name, task.name))
+            own = own_commits(state, head, coder.model_name, task.name) if head else []
+            if own:
+                ids = [target for target, _blob in applied_notes(state, own[0])]
+                recorded = {target: i for i, target in enumerate(ids)}
+                break
+    task.feedback.sort(key=lambda f: (f.order, recorded.get(f.target, len(recorded)), f.target))

@@ -1,0 +1,111 @@
+"""Publish: write a finished file as a commit with plumbing, move refs by compare-and-swap.
+
+Nothing here touches the user's work tree, index or HEAD. A ref that moved since the state was
+read makes ``update_refs`` change nothing and return False; the caller re-plans that branch.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from symergion.config import Config
+from symergion.core.plan import (
+    TRAILER_PROMPT,
+    TRAILER_REASONING,
+    Action,
+    TaskPlan,
+    message_body,
+)
+from symergion.core.state import (
+    TRAILER_MODEL,
+    TRAILER_NOTES,
+    TRAILER_TASK,
+    RepoState,
+    shadow_ref,
+)
+from symergion.gitrepo import ARCHIVE_REFS, ZERO_OID, GitRepo
+
+
+def commit_message(
+    state: RepoState, config: Config, tp: TaskPlan, action: Action, response: dict[str, Any]
+) -> str:
+    """Return the commit message: what changed, the reasoning when new here, the trailers."""
+    assert tp.prompt is not None
+    body = message_body(state, config, tp, action.previous).strip()
+    previous = action.previous.trailers if action.previous is not None else {}
+    reasoning = ""
+    if config.reasoners and previous.get(TRAILER_REASONING, "").split()[:1] != [tp.base_digest]:
+        # The reasoning lives in the repository, at the end of the body as in the original's
+        # initial prompt: a later pass (or a clone without the cache) rebuilds the same prompt
+        # from it instead of running the reasoner again.
+        rows = tp.reasoning or []
+        body = "\n".join([body, *rows])
+        reasoning = f"{tp.base_digest} {len(rows)}"
+    trailers = [
+        f"{TRAILER_MODEL}: {action.model}",
+        f"{TRAILER_TASK}: {action.task}",
+        f"{TRAILER_PROMPT}: {tp.prompt.digest}",
+        f"{TRAILER_NOTES}: {notes_trailer(tp)}",
+        f"Symergion-Tokens: {response['tokens']}",
+        f"Symergion-Seconds: {float(response['seconds']):.1f}",
+        f"Symergion-Cache: {response['cache']}",
+        f"Symergion-Stop: {response['stop']}",
+        f"Symergion-Trimmed: {response['trimmed_chars']} chars, "
+        f"{response['trimmed_lines']} lines",
+    ]
+    if reasoning:
+        trailers.append(f"{TRAILER_REASONING}: {reasoning}")
+    return f"{body}\n\n" + "\n".join(trailers) + "\n"
+
+
+def notes_trailer(tp: TaskPlan) -> str:
+    """Return the applied feedback, in order, as ``<annotated commit>:<note blob>`` items.
+
+    The commit identifies a feedback (an edit of a shared note for another task keeps it);
+    the blob keeps its text reachable for a later ``Revert:`` line, even after the notes
+    history is rewritten.
+    """
+    return " ".join(f"{f.target}:{f.blob}" for f in tp.task.feedback) or "-"
+
+
+def publish(repo: GitRepo, tp: TaskPlan, action: Action, blob: str, message: str) -> str | None:
+    """Commit ``blob`` at the destination on top of the branch; return the commit, or None when
+    a ref moved since it was read (nothing changed then)."""
+    task, model, head = tp.task, action.model, action.head
+    parents = [head] if head else []
+    if head is None or not action.has_tip:
+        parents.append(task.tip)
+    # On a branch that already holds the task tip, start from the branch's own files: what the
+    # user committed there (a helper file, a hand fix elsewhere) stays.
+    base = head if head is not None and parents == [head] else task.tip
+    tree = repo.tree_with_file(base, tp.destination, blob)
+    commit = repo.commit_tree(tree, parents, message, author=model,
+                              email=f"{model}@symergion.invalid")
+    updates = [
+        (f"refs/heads/{action.branch}", commit, head or ZERO_OID),
+        (shadow_ref(task.name, model), commit, action.shadow or ZERO_OID),
+    ]
+    if repo.update_refs(updates, f"symergion: {model} on {task.name}"):
+        return commit
+    return None
+
+
+def archive(repo: GitRepo, state: RepoState, action: Action) -> str | None:
+    """Archive a retired model branch and remove it; return the archive ref, None if raced."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    name = f"{ARCHIVE_REFS}/{action.task}/{action.model}/{stamp}"
+    # The stamp is to the second: a task that ended twice within one would collide.
+    suffix = 1
+    while name in state.refs:
+        suffix += 1
+        name = f"{ARCHIVE_REFS}/{action.task}/{action.model}/{stamp}-{suffix}"
+    keep = action.head or action.shadow
+    assert keep is not None and action.shadow is not None
+    updates = [(name, keep, ZERO_OID), (shadow_ref(action.task, action.model), ZERO_OID,
+                                        action.shadow)]
+    if action.head is not None:
+        updates.append((f"refs/heads/{action.branch}", ZERO_OID, action.head))
+    if repo.update_refs(updates, f"symergion: task {action.task} ended"):
+        return name
+    return None
