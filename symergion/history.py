@@ -407,7 +407,9 @@ def _read_chain(
         candidates.append(Candidate(
             commit=oid, task=history.name, model=model, attempt=len(candidates) + 1,
             prompt_sha256=trailers[TRAILER_PROMPT],
-            notes=tuple(b for b in trailers.get(TRAILER_NOTES, "").split() if b != "-"),
+            # Items are ``<annotated commit>:<note blob>`` (a bare blob in older commits).
+            notes=tuple(item.rpartition(":")[2] for item in trailers.get(TRAILER_NOTES, "").split()
+                        if item != "-"),
             body=message.split("\n\n" + TRAILER_MODEL + ":")[0].strip(),
             trailers=trailers, parents=tuple(parents), time=stamp,
         ))
