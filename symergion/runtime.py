@@ -22,7 +22,14 @@ def model_path(config: Config, checkpoint: Checkpoint) -> Path:
 
 
 def fingerprint(config: Config, checkpoint: Checkpoint) -> str:
-    """Return the cache identity of a checkpoint's model file (reads 2 MiB, parses nothing)."""
+    """Return the cache identity of a checkpoint's model file (reads 2 MiB, parses nothing).
+
+    For a checkpoint on a model server it is the identity the server gives its model.
+    """
+    if checkpoint.endpoint is not None:
+        from symergion.engine.remote import remote_fingerprint
+
+        return remote_fingerprint(checkpoint.endpoint, checkpoint.served_model)
     from symergion.models import locate_model, model_fingerprint, resolve_model
 
     path = locate_model(checkpoint.name_or_path, config.models_dir)
@@ -33,7 +40,13 @@ def fingerprint(config: Config, checkpoint: Checkpoint) -> str:
 
 
 def load_engine(config: Config, checkpoint: Checkpoint) -> Engine:
-    """Load a checkpoint's GGUF with llama.cpp (imports llama_cpp only now)."""
+    """Load a checkpoint's GGUF with llama.cpp (imports llama_cpp only now), or its server."""
+    if checkpoint.endpoint is not None:
+        from symergion.engine.remote import RemoteEngine
+
+        return RemoteEngine(checkpoint.endpoint, model_name=checkpoint.model_name,
+                            served_model=checkpoint.served_model,
+                            context_size=checkpoint.context_size, sampling=checkpoint.sampling)
     from symergion.engine.llama import LlamaEngine
 
     return LlamaEngine(
