@@ -715,6 +715,7 @@ STATUS_OK = "ok"
 STATUS_MISSING = "missing"
 STATUS_UNREADABLE = "unreadable"
 STATUS_NOT_CONVERTED = "not-converted"
+STATUS_UNREACHABLE = "unreachable"
 
 
 @dataclass(frozen=True)
@@ -730,6 +731,9 @@ class ModelEntry:
     info: ModelInfo | None = None
     problem: str | None = None
     fix: str | None = None
+    endpoint: str | None = None
+    served_model: str | None = None  # the model id the server reports
+    served_context: int | None = None
 
     @property
     def usable(self) -> bool:
@@ -748,6 +752,9 @@ class ModelEntry:
             "problem": self.problem,
             "fix": self.fix,
             "metadata": self.info.as_dict() if self.info else None,
+            "endpoint": self.endpoint,
+            "served_model": self.served_model,
+            "served_context": self.served_context,
         }
 
 
@@ -759,6 +766,11 @@ def list_models(config: Config, *, scan_models_dir: bool = True) -> list[ModelEn
     entries: list[ModelEntry] = []
     seen: set[Path] = set()
     for checkpoint in config.checkpoints:
+        if checkpoint.endpoint is not None:
+            entries.append(_endpoint_entry(checkpoint.endpoint, checkpoint.served_model,
+                                           branch_name=checkpoint.model_name,
+                                           trait=checkpoint.trait))
+            continue
         entry = _checkpoint_entry(checkpoint.name_or_path, config.models_dir,
                                   branch_name=checkpoint.model_name, trait=checkpoint.trait)
         if entry.path is not None:
@@ -802,6 +814,24 @@ def _checkpoint_entry(name_or_path: str, models_dir: Path, *, branch_name: str |
                           problem=exc.message, fix=exc.hint)
     return ModelEntry(source=source, name_or_path=name_or_path, status=STATUS_OK,
                       branch_name=branch_name, trait=trait, path=path, info=read_metadata(path))
+
+
+def _endpoint_entry(endpoint: str, served_model: str | None, *, branch_name: str,
+                    trait: str) -> ModelEntry:
+    """Ask a model server what it serves (a request or two; nothing is loaded here)."""
+    from symergion.engine.remote import new_client, probe
+
+    name = endpoint if served_model is None else f"{endpoint}#{served_model}"
+    try:
+        with new_client(endpoint) as client:
+            info = probe(client, endpoint, served_model)
+    except ModelError as exc:
+        return ModelEntry(source="config", name_or_path=name, status=STATUS_UNREACHABLE,
+                          branch_name=branch_name, trait=trait, problem=exc.message,
+                          fix=exc.hint, endpoint=endpoint)
+    return ModelEntry(source="config", name_or_path=name, status=STATUS_OK,
+                      branch_name=branch_name, trait=trait, endpoint=endpoint,
+                      served_model=info.model_id, served_context=info.n_ctx)
 
 
 def _guess_path(name_or_path: str, models_dir: Path) -> Path | None:

@@ -42,7 +42,7 @@ def list_models_cmd(
 ) -> None:
     """List the configured checkpoints and the GGUF files in the models directory.
 
-    Exits with 1 when a configured checkpoint is missing or unreadable; each such model is
+    Exits with 1 when a configured checkpoint is missing, unreadable or its server down; each is
     shown with the fix.
     """
     from symergion.config import load_config
@@ -75,11 +75,12 @@ def _print_table(entries: list[ModelEntry]) -> None:
             m.architecture if m else "-",
             m.size_label if m else "-",
             m.quantization if m else "-",
-            str(m.context_length) if m and m.context_length else "-",
+            str(m.context_length) if m and m.context_length else (
+                str(e.served_context) if e.served_context else "-"),
             ("yes" if m.has_chat_template else "no") if m else "-",
             human_size(m.file_size) if m else "-",
             e.status,
-            e.name_or_path,
+            f"{e.endpoint} serves {e.served_model}" if e.served_model else e.name_or_path,
         ))
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header) - 1)]
     for row in (header, *rows):
