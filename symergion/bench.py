@@ -850,8 +850,9 @@ def bench_remote(
                     import threading
 
                     counts = [0, 0]
-                    workers = [threading.Thread(target=remote_run, args=(k, prompts[2 + k], counts))
-                               for k in range(2)]
+                    # Daemon threads: Ctrl-C ends the run even while a request is waiting.
+                    workers = [threading.Thread(target=remote_run, args=(k, prompts[2 + k], counts),
+                                                daemon=True) for k in range(2)]
                     t = time.perf_counter()
                     for worker in workers:
                         worker.start()
