@@ -14,8 +14,8 @@ FINETUNE = nox.project.dependency_groups(PYPROJECT, "finetune")
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the test suite (unit, git and real-model tests); e.g. `nox -s tests -- -m "not model"`."""
-    session.install("-e", ".[demo]", *DEV)
+    """Run the test suite (unit, git, real model, real server); e.g. `nox -s tests -- -m "not model"`."""
+    session.install("-e", ".[demo,server]", *DEV)
     session.run("pytest", *session.posargs)
 
 

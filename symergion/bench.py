@@ -10,7 +10,10 @@ noise of a shared machine hits both alike:
   state restored from disk);
 - peak RSS of a process that loads one model and generates, against the GGUF's size;
 - optionally, prompt lookup decoding (``LlamaPromptLookupDecoding``) on a regeneration prompt
-  whose answer repeats the source.
+  whose answer repeats the source;
+- with ``--remote``, the remote engine: two ``llama_cpp.server`` processes on loopback, each
+  with half the threads, generating two answers at once, against the in-process engine
+  generating them one after the other (``pip install 'symergion[server]'``).
 
 ``--isolation`` measures instead what running safely costs: prompt and generation tokens/s
 with and without llama.cpp's extra buffer types, in this process and through a worker process,
@@ -948,6 +951,149 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# -- remote engines --------------------------------------------------------------------------
+
+
+def _start_server(model_path: Path, threads: int, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``llama_cpp.server`` on a free loopback port; return it and its endpoint."""
+    import socket
+
+    import httpx2
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path),
+             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(BENCH_CONTEXT),
+             "--n_threads", str(threads), "--n_threads_batch", str(threads),
+             "--verbose", "False", "--interrupt_requests", "False"],
+            stdout=out, stderr=subprocess.STDOUT,
+        )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and process.poll() is None:
+        with contextlib.suppress(httpx2.TransportError):
+            if httpx2.get(f"{endpoint}/v1/models", timeout=2).status_code == 200:
+                return process, endpoint
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"llama_cpp.server did not start; see {log}")
+
+
+def bench_remote(
+    model_path: Path,
+    *,
+    threads: int,
+    prompt_tokens: int = 150,
+    gen_tokens: int = 200,
+    repeats: int = 9,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Two answers: two local servers at once (half the threads each) vs one in-process engine.
+
+    Each repeat generates two fresh prompts (no prefix can be reused) greedily, ``gen_tokens``
+    at most, once with ``LlamaEngine`` one after the other and once with two ``RemoteEngine``
+    threads, one per server, in rotating order. Figures are aggregate tokens/s over wall time
+    (prompt processing included), and a single answer on one server against the engine.
+    """
+    from symergion.engine.remote import RemoteEngine
+
+    say: Progress = progress or (lambda _message: None)
+    server_threads = max(1, threads // 2)
+    engine = _engine(model_path, threads, None, extra_buffers=True)
+    processes: list[subprocess.Popen[bytes]] = []
+    remotes: list[RemoteEngine] = []
+    rows: list[dict[str, float]] = []
+    try:
+        with tempfile.TemporaryDirectory() as logs:
+            for i in range(2):
+                say(f"starting llama_cpp.server {i + 1} of 2 ({server_threads} threads)")
+                process, endpoint = _start_server(model_path, server_threads, Path(logs) / f"{i}.log")
+                processes.append(process)
+                remotes.append(RemoteEngine(endpoint, model_name=f"server{i}",
+                                            context_size=BENCH_CONTEXT))
+
+            def remote_run(index: int, prompt: str, out: list[int]) -> None:
+                pieces = remotes[index].generate(prompt, max_tokens=gen_tokens)
+                out[index] = sum(1 for _ in pieces)
+
+            for repeat in range(repeats):
+                say(f"remote repeat {repeat + 1}/{repeats}")
+                prompts = [_sized_source(engine.count_tokens, prompt_tokens, f"remote-{repeat}-{k}")
+                           for k in range(5)]
+                row: dict[str, float] = {}
+
+                def local_two(prompts: list[str], row: dict[str, float]) -> None:
+                    t = time.perf_counter()
+                    n = sum(sum(1 for _ in engine.generate(p, max_tokens=gen_tokens))
+                            for p in prompts[:2])
+                    row["local_two_tps"] = n / (time.perf_counter() - t)
+
+                def remote_two(prompts: list[str], row: dict[str, float]) -> None:
+                    import threading
+
+                    counts = [0, 0]
+                    # Daemon threads: Ctrl-C ends the run even while a request is waiting.
+                    workers = [threading.Thread(target=remote_run, args=(k, prompts[2 + k], counts),
+                                                daemon=True) for k in range(2)]
+                    t = time.perf_counter()
+                    for worker in workers:
+                        worker.start()
+                    for worker in workers:
+                        worker.join()
+                    row["remote_two_tps"] = sum(counts) / (time.perf_counter() - t)
+
+                def one_each(prompts: list[str], row: dict[str, float]) -> None:
+                    t = time.perf_counter()
+                    n = sum(1 for _ in engine.generate(prompts[4], max_tokens=gen_tokens))
+                    row["local_one_tps"] = n / (time.perf_counter() - t)
+                    counts = [0, 0]
+                    t = time.perf_counter()
+                    remote_run(0, prompts[4], counts)
+                    row["remote_one_tps"] = counts[0] / (time.perf_counter() - t)
+
+                turns = [local_two, remote_two, one_each]
+                for k in range(len(turns)):
+                    turns[(repeat + k) % len(turns)](prompts, row)
+                rows.append(row)
+    finally:
+        engine.close()
+        for remote in remotes:
+            remote.close()
+        for process in processes:
+            process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=15)
+            if process.poll() is None:
+                process.kill()
+    med = {key: _median(row[key] for row in rows) for key in rows[0]}
+    return {
+        "runs": rows,
+        "median": med,
+        "server_threads": server_threads,
+        "two_servers_vs_engine": _median(_ratio(r["remote_two_tps"], r["local_two_tps"]) for r in rows),
+        "one_server_vs_engine": _median(_ratio(r["remote_one_tps"], r["local_one_tps"]) for r in rows),
+    }
+
+
+def format_remote(remote: dict[str, Any], threads: int) -> list[str]:
+    """Render the remote rows of the table."""
+    med = remote["median"]
+    return [
+        "",
+        f"remote engine: llama_cpp.server on loopback, {remote['server_threads']} threads each; "
+        f"in-process engine {threads} threads",
+        f"{'measure':<44}{'remote':>12}{'engine':>12}{'ratio':>8}",
+        f"{'two answers at once, 2 servers, tokens/s':<44}{med['remote_two_tps']:>12.1f}"
+        f"{med['local_two_tps']:>12.1f}{remote['two_servers_vs_engine']:>8.2f}",
+        f"{'one answer, 1 server, tokens/s':<44}{med['remote_one_tps']:>12.1f}"
+        f"{med['local_one_tps']:>12.1f}{remote['one_server_vs_engine']:>8.2f}",
+        "(aggregate tokens over wall time, prompt included; ratios: paired medians)",
+    ]
+
+
 def _default_model() -> Path:
     from symergion.models import resolve_model
 
@@ -970,6 +1116,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-prompt-lookup", action="store_true")
     parser.add_argument("--isolation", action="store_true",
                         help="measure only extra buffers on/off and in-process/worker")
+    parser.add_argument("--remote", action="store_true",
+                        help="also measure the remote engine on two llama_cpp.server processes")
+    parser.add_argument("--only-remote", action="store_true", help="measure only the remote engine")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -988,6 +1137,8 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
         print(format_isolation(figures, args.threads, args.repeats))
         return 0
+    if args.only_remote:
+        return _main_remote(args, model)
     result = run_bench(
         model,
         threads=args.threads,
@@ -999,7 +1150,35 @@ def main(argv: list[str] | None = None) -> int:
         prompt_lookup=not args.no_prompt_lookup,
         progress=lambda message: print(f"... {message}", file=sys.stderr, flush=True),
     )
+    if args.remote:
+        result["remote"] = _remote_result(args, model)
+        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(format_table(result))
+    if args.remote:
+        print("\n".join(format_remote(result["remote"], args.threads)))
+    print(f"\nJSON written to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _remote_result(args: argparse.Namespace, model: Path) -> dict[str, Any]:
+    return bench_remote(
+        model, threads=args.threads, prompt_tokens=args.prompt_tokens, gen_tokens=args.gen_tokens,
+        repeats=args.repeats,
+        progress=lambda message: print(f"... {message}", file=sys.stderr, flush=True),
+    )
+
+
+def _main_remote(args: argparse.Namespace, model: Path) -> int:
+    started = time.time()
+    load_before = os.getloadavg()
+    remote = _remote_result(args, model)
+    result = {"command": " ".join(sys.argv), "machine": _machine(), "threads": args.threads,
+              "repeats": args.repeats, "remote": remote, "seconds": time.time() - started,
+              "load_average": {"before": load_before, "after": os.getloadavg()}}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print("\n".join(format_remote(remote, args.threads)[1:]))
+    print(f"load average before {load_before[0]:.2f}, after {result['load_average']['after'][0]:.2f}")
     print(f"\nJSON written to {args.out}", file=sys.stderr)
     return 0
 

@@ -8,7 +8,9 @@ Each checkpoint may add ``name`` (used in branch names), ``context_size``, ``sam
 adapter (``lora``, a GGUF adapter file resolved like ``name_or_path``, and ``lora_scale``) and, for
 reasoners, ``reasoning_markers``. The top-level ``extra_buffers`` (``auto``, ``on`` or ``off``)
 says whether llama.cpp may use its extra buffer types (AMX, CPU repacking); see
-``symergion.engine.extra_buffers``.
+``symergion.engine.extra_buffers``. A checkpoint with ``endpoint`` (``http://host:port``) runs on a
+model server (llama.cpp's ``llama-server`` or any OpenAI-compatible completions server); its
+``name_or_path``, if given, names the model to ask that server for.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 from symergion.errors import ConfigError
 
@@ -96,7 +99,12 @@ class Sampling:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """One model: where its GGUF is, what it does, and how it samples."""
+    """One model: where its GGUF (or its server) is, what it does, and how it samples.
+
+    For a checkpoint with an ``endpoint``, ``name_or_path`` is the endpoint, followed by
+    ``#`` and ``served_model`` when the config names the model to ask the server for: it
+    stays unique per served model, as engine pools and caches key on it.
+    """
 
     name_or_path: str
     trait: str
@@ -108,6 +116,8 @@ class Checkpoint:
     reasoning_markers: tuple[str, str] | None = None
     lora: str | None = None
     lora_scale: float = 1.0
+    endpoint: str | None = None
+    served_model: str | None = None
 
     @property
     def weights(self) -> tuple[str, str | None, float]:
@@ -119,7 +129,8 @@ class Checkpoint:
         """Return the name used in branch names: ``name``, else the GGUF file stem."""
         if self.name:
             return self.name
-        tail = self.name_or_path.rstrip("/").split("/")[-1].split(":")[-1]
+        source = self.served_model if self.endpoint else self.name_or_path
+        tail = (source or "").rstrip("/").split("/")[-1].split(":")[-1]
         return tail[: -len(".gguf")] if tail.lower().endswith(".gguf") else tail
 
 
@@ -466,14 +477,27 @@ def _parse_checkpoint(item: Any, fieldname: str, fail: Any, string: Any) -> Chec
         raise fail(fieldname, "expected an object", 'use {"name_or_path": "...", "trait": "coding"}')
     allowed = {
         "name_or_path", "trait", "name", "context_size", "sampling",
-        "reasoning_start_tokens", "reasoning_stop_tokens", "reasoning_markers",
+        "reasoning_start_tokens", "reasoning_stop_tokens", "reasoning_markers", "endpoint",
         "lora", "lora_scale",
     }
     for key in item:
         if key not in allowed:
             raise fail(f"{fieldname}.{key}", "unknown field",
                        f"remove it, or use one of: {', '.join(sorted(allowed))}")
-    name_or_path = string(item.get("name_or_path"), f"{fieldname}.name_or_path")
+    endpoint: str | None = None
+    served_model: str | None = None
+    if "endpoint" in item:
+        endpoint = parse_endpoint(string(item["endpoint"], f"{fieldname}.endpoint"),
+                                  f"{fieldname}.endpoint", fail)
+        if item.get("name_or_path") is None and item.get("name") is None:
+            raise fail(f"{fieldname}.name", "a checkpoint with only an endpoint needs a name",
+                       'add "name": "..." (used in branch names), or "name_or_path" with '
+                       "the model the server serves")
+        if item.get("name_or_path") is not None:
+            served_model = string(item["name_or_path"], f"{fieldname}.name_or_path")
+        name_or_path = endpoint if served_model is None else f"{endpoint}#{served_model}"
+    else:
+        name_or_path = string(item.get("name_or_path"), f"{fieldname}.name_or_path")
     trait = item.get("trait")
     if trait not in ("coding", "reasoning"):
         raise fail(f"{fieldname}.trait", f"expected \"coding\" or \"reasoning\", got {json.dumps(trait)}",
@@ -536,6 +560,8 @@ def _parse_checkpoint(item: Any, fieldname: str, fail: Any, string: Any) -> Chec
         reasoning_markers=markers,
         lora=lora,
         lora_scale=lora_scale,
+        endpoint=endpoint,
+        served_model=served_model,
     )
 
 
@@ -556,6 +582,28 @@ def _parse_lora(item: dict[str, Any], fieldname: str, fail: Any) -> tuple[str | 
         raise fail(f"{fieldname}.lora_scale", "lora_scale without lora",
                    'add "lora": "ADAPTER.gguf" to this checkpoint, or remove lora_scale')
     return lora, float(scale)
+
+
+def parse_endpoint(text: str, fieldname: str, fail: Any) -> str:
+    """Return a model server's base URL, normalised: no trailing ``/`` or ``/v1``."""
+    example = 'e.g. "http://127.0.0.1:8080" (the address llama-server listens on)'
+    try:
+        parts = urlsplit(text.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise fail(fieldname, f"not a URL: {exc}", example) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise fail(fieldname, f"expected http://HOST:PORT, got {json.dumps(text)}", example)
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise fail(fieldname, "a query, fragment or user name cannot be part of the endpoint",
+                   f"give only scheme, host, port and path, {example}")
+    path = parts.path.rstrip("/")
+    # OpenAI clients are configured with ".../v1"; symergion adds the API paths itself.
+    path = path.removesuffix("/v1")
+    netloc = parts.hostname if port is None else f"{parts.hostname}:{port}"
+    if ":" in parts.hostname:
+        netloc = f"[{parts.hostname}]" + (f":{port}" if port is not None else "")
+    return f"{parts.scheme}://{netloc}{path}"
 
 
 def is_safe_relative_path(path: str) -> bool:

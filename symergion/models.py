@@ -935,6 +935,7 @@ STATUS_UNREADABLE = "unreadable"
 STATUS_NOT_CONVERTED = "not-converted"
 STATUS_LORA_MISMATCH = "lora-mismatch"  # a checkpoint's adapter does not fit its model
 STATUS_NO_BASE = "no-base"  # an adapter in the models directory fits none of the listed models
+STATUS_UNREACHABLE = "unreachable"
 
 
 @dataclass(frozen=True)
@@ -955,6 +956,9 @@ class ModelEntry:
     lora_scale: float = 1.0
     adapter: AdapterInfo | None = None
     fits: tuple[str, ...] = ()  # the listed models an adapter fits
+    endpoint: str | None = None
+    served_model: str | None = None  # the model id the server reports
+    served_context: int | None = None
 
     @property
     def usable(self) -> bool:
@@ -978,6 +982,9 @@ class ModelEntry:
             "lora_scale": self.lora_scale if self.lora else None,
             "adapter": self.adapter.as_dict() if self.adapter else None,
             "fits": list(self.fits),
+            "endpoint": self.endpoint,
+            "served_model": self.served_model,
+            "served_context": self.served_context,
         }
 
 
@@ -989,6 +996,11 @@ def list_models(config: Config, *, scan_models_dir: bool = True) -> list[ModelEn
     entries: list[ModelEntry] = []
     seen: set[Path] = set()
     for checkpoint in config.checkpoints:
+        if checkpoint.endpoint is not None:
+            entries.append(_endpoint_entry(checkpoint.endpoint, checkpoint.served_model,
+                                           branch_name=checkpoint.model_name,
+                                           trait=checkpoint.trait))
+            continue
         entry = _checkpoint_entry(checkpoint.name_or_path, config.models_dir,
                                   branch_name=checkpoint.model_name, trait=checkpoint.trait)
         if entry.path is not None:
@@ -1106,6 +1118,24 @@ def _match_adapters(entries: list[ModelEntry]) -> list[ModelEntry]:
             "checkpoint",
         ))
     return matched
+
+
+def _endpoint_entry(endpoint: str, served_model: str | None, *, branch_name: str,
+                    trait: str) -> ModelEntry:
+    """Ask a model server what it serves (a request or two; nothing is loaded here)."""
+    from symergion.engine.remote import new_client, probe
+
+    name = endpoint if served_model is None else f"{endpoint}#{served_model}"
+    try:
+        with new_client(endpoint) as client:
+            info = probe(client, endpoint, served_model)
+    except ModelError as exc:
+        return ModelEntry(source="config", name_or_path=name, status=STATUS_UNREACHABLE,
+                          branch_name=branch_name, trait=trait, problem=exc.message,
+                          fix=exc.hint, endpoint=endpoint)
+    return ModelEntry(source="config", name_or_path=name, status=STATUS_OK,
+                      branch_name=branch_name, trait=trait, endpoint=endpoint,
+                      served_model=info.model_id, served_context=info.n_ctx)
 
 
 def _guess_path(name_or_path: str, models_dir: Path) -> Path | None:

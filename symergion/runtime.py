@@ -26,7 +26,14 @@ def model_path(config: Config, checkpoint: Checkpoint) -> Path:
 
 
 def fingerprint(config: Config, checkpoint: Checkpoint) -> str:
-    """Return the cache identity of a checkpoint's model file and adapter (reads 2 MiB each)."""
+    """Return the cache identity of a checkpoint's weights: model file and adapter (2 MiB each).
+
+    For a checkpoint on a model server it is the identity the server gives its model.
+    """
+    if checkpoint.endpoint is not None:
+        from symergion.engine.remote import remote_fingerprint
+
+        return remote_fingerprint(checkpoint.endpoint, checkpoint.served_model)
     from symergion.models import locate_model, model_fingerprint, resolve_adapter, resolve_model
 
     path = locate_model(checkpoint.name_or_path, config.models_dir)
@@ -68,10 +75,16 @@ def adapter_path(config: Config, checkpoint: Checkpoint) -> Path | None:
 
 
 def load_engine(config: Config, checkpoint: Checkpoint) -> Engine:
-    """Load a checkpoint's GGUF with llama.cpp in a worker process of its own.
+    """Load a checkpoint's GGUF with llama.cpp in a worker process of its own, or its server.
 
     A native crash then ends only the worker, and becomes a ``ModelError`` for this model.
     """
+    if checkpoint.endpoint is not None:
+        from symergion.engine.remote import RemoteEngine
+
+        return RemoteEngine(checkpoint.endpoint, model_name=checkpoint.model_name,
+                            served_model=checkpoint.served_model,
+                            context_size=checkpoint.context_size, sampling=checkpoint.sampling)
     from symergion.engine.proxy import WorkerEngine
 
     return WorkerEngine(engine_spec(config, checkpoint))

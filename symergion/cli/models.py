@@ -43,7 +43,8 @@ def list_models_cmd(
     """List the configured checkpoints and the GGUF files in the models directory.
 
     LoRA adapters are listed with the models they fit. Exits with 1 when a configured
-    checkpoint (or its adapter) is missing, unreadable or mismatched; each is shown with the fix.
+    checkpoint (or its adapter) is missing, unreadable or mismatched, or its server is down; each
+    is shown with the fix.
     """
     from symergion.config import load_config
     from symergion.models import list_models
@@ -93,11 +94,12 @@ def _print_table(entries: list[ModelEntry]) -> None:
             m.architecture if m else "-",
             m.size_label if m else "-",
             m.quantization if m else "-",
-            str(m.context_length) if m and m.context_length else "-",
+            str(m.context_length) if m and m.context_length else (
+                str(e.served_context) if e.served_context else "-"),
             ("yes" if m.has_chat_template else "no") if m else "-",
             human_size(m.file_size) if m else "-",
             e.status,
-            model,
+            f"{e.endpoint} serves {e.served_model}" if e.served_model else model,
         ))
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header) - 1)]
     for row in (header, *rows):
