@@ -78,7 +78,8 @@ def watch_loop(
                 if (max_passes and passes >= max_passes) or (max_polls and polls >= max_polls):
                     return 0
                 if cancel.wait(interval):
-                    return 130
+                    # A signal that arrived while git ran only set ``cancel``: stop here.
+                    raise Cancelled("stopped")
         except (KeyboardInterrupt, Cancelled):
             printer(Event("done", "watch", "", detail="stopped"))
             return 130

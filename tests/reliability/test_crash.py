@@ -10,6 +10,7 @@ import stat
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -214,3 +215,26 @@ def test_sigterm_stops_an_idle_watch(repo_dir, cfg):
     assert "stopped" in err
     first = symergion_commits(repo_dir, TASK, f"alpha_{TASK}")[0]["subject"]
     assert_clean_and_converged(repo_dir, cfg, [first])
+
+
+def test_a_signal_during_a_git_command_of_an_idle_watch_still_says_stopped(
+        repo_dir, cfg, fake_runtime, monkeypatch):
+    # A signal that lands while git runs only sets the cancel flag (killing git inside a ref
+    # transaction would leave .lock files); the loop must still stop with its message.
+    import symergion.service as service
+    from symergion.watch import watch_loop
+
+    monkeypatch.setattr(service, "git_running", lambda: True)
+    events: list[str] = []
+
+    class Printer:
+        def loading(self, model: str) -> None:
+            pass
+
+        def __call__(self, event: Any) -> None:
+            events.append(event.detail)
+
+    code = watch_loop(repo_dir, cfg, None, interval=5.0, printer=Printer(),
+                      on_poll=lambda _n: os.kill(os.getpid(), signal.SIGTERM))
+    assert code == 130
+    assert events[-1] == "stopped"
