@@ -1,7 +1,8 @@
-"""Task operations a person would otherwise type as git commands: start, feedback, revoke, list.
+"""Task operations a person would otherwise type as git commands, and the views of the plan.
 
-Each one is exactly what the plain-git workflow does (``git branch`` + ``git notes add``, a note
-on a model branch, ``git notes remove``), with the checks a person might skip.
+``start_task``, ``add_feedback`` and ``revoke_feedback`` are exactly what the plain-git workflow
+does (``git branch`` + ``git notes add``, a note on a model branch, ``git notes remove``), with
+the checks a person might skip. ``views`` renders a plan for ``ergon list`` and ``status``.
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ def start_task(
     if "source" in template.params and source is None:
         raise TaskInputError(f"the {template.name} template needs a source",
                              hint="pass --source path/to/file")
+    if "source" not in template.params and source is not None:
+        raise TaskInputError(f"the {template.name} template takes no source",
+                             hint="leave out --source, or add a source pattern to the template")
     commit = repo.rev_parse(from_ref)
     if source is not None and repo.tree_entry(commit, source) is None:
         raise TaskInputError(f"source {source!r} does not exist at {from_ref}",

@@ -161,6 +161,12 @@ class Workflow(RuleBasedStateMachine):
                               at=branch, message="hand fix")
         git(self.path, "update-ref", f"refs/heads/{branch}", commit)
 
+    @rule(task=st.sampled_from(TASKS), model=st.sampled_from(MODELS))
+    def fix_by_hand_then_give_feedback(self, task: str, model: str) -> None:
+        """The README's last step: fix details by hand on a model branch, annotate that fix."""
+        self.hand_commit(task, model)
+        self.add_feedback(task, model)
+
     @rule(task=st.sampled_from(TASKS))
     def end_task(self, task: str) -> None:
         if self.model[task].alive:
