@@ -40,7 +40,6 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "ntokens": 512,
     "default_branch": "main",
     "task_branch_spec": TASK_BRANCH_SPEC,
-    "extra_buffers": "auto",
     "checkpoints": [
         {"name_or_path": EMBEDDED_MODEL, "name": "gemma3-270m", "trait": "coding"},
     ],
@@ -254,7 +253,8 @@ def parse_config(
 
     if not isinstance(raw, dict):
         raise fail("(top level)", "expected a JSON object", 'wrap the settings in { ... }')
-    known = set(DEFAULT_CONFIG) | {"models_dir"}
+    # extra_buffers is not in DEFAULT_CONFIG: the original format has no such field.
+    known = set(DEFAULT_CONFIG) | {"models_dir", "extra_buffers"}
     for key in raw:
         if key not in known:
             raise fail(key, "unknown field", f"remove it, or use one of: {', '.join(sorted(known))}")
