@@ -46,7 +46,6 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "ntokens": 512,
     "default_branch": "main",
     "task_branch_spec": TASK_BRANCH_SPEC,
-    "extra_buffers": "auto",
     "checkpoints": [
         {"name_or_path": EMBEDDED_MODEL, "name": "gemma3-270m", "trait": "coding"},
     ],
@@ -318,7 +317,9 @@ def parse_config(
 
     if not isinstance(raw, dict):
         raise fail("(top level)", "expected a JSON object", 'wrap the settings in { ... }')
-    known = set(DEFAULT_CONFIG) | {"models_dir", "allow_destinations"}
+    # extra_buffers and allow_destinations are not in DEFAULT_CONFIG: the original format has
+    # no such fields.
+    known = set(DEFAULT_CONFIG) | {"models_dir", "extra_buffers", "allow_destinations"}
     for key in raw:
         if key not in known:
             raise fail(key, "unknown field", f"remove it, or use one of: {', '.join(sorted(known))}")

@@ -182,3 +182,45 @@ def test_a_crash_in_one_model_is_a_problem_and_the_other_models_branch_is_genera
     assert "beta_TestCase_capture_output" in branches
     assert "alpha_TestCase_capture_output" not in branches
     assert not git(repo_dir, "for-each-ref", "refs/symergion/tasks/TestCase_capture_output/alpha")
+
+
+def test_ctrl_c_during_a_real_generation_stops_sync_and_its_worker(
+        gguf_path: Path, extra_buffers: bool, repo_dir: Path, tmp_path: Path) -> None:
+    """The worker ignores the terminal's SIGINT; the parent stops, exits 130, and ends it."""
+    config = tmp_path / "symergion.json"
+    config.write_text(json.dumps({
+        "ntokens": 2000,
+        "extra_buffers": "on" if extra_buffers else "off",
+        "checkpoints": [{"name_or_path": str(gguf_path), "name": "alpha", "trait": "coding",
+                         "context_size": 4096}],
+    }))
+    start_task_with_git(repo_dir)
+    refs = git(repo_dir, "for-each-ref")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    # Its own process group, as a shell gives it: the signal goes to the whole group.
+    proc = subprocess.Popen([sys.executable, "-m", "symergion", "sync", "--repo", str(repo_dir),
+                             "--config", str(config)], env=env, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        workers: list[int] = []
+        while time.monotonic() < deadline and not workers:
+            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+            workers = [int(p) for p in children.read_text().split()] if children.exists() else []
+            time.sleep(0.1)
+        assert workers, "sync started no worker"
+        (worker_pid,) = workers
+        # Wait until the worker generates: its CPU time grows past the model load.
+        time.sleep(3)
+        os.killpg(proc.pid, signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "crashed" not in err
+    assert git(repo_dir, "for-each-ref") == refs
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and alive(worker_pid):
+        time.sleep(0.05)
+    assert not alive(worker_pid)
