@@ -532,23 +532,35 @@ def migrate_config_cmd(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line and return its exit code."""
+    return run_app(app, "convert.py", argv)
+
+
+def run_app(command: typer.Typer, prog_name: str, argv: list[str] | None) -> int:
+    """Run a script's Typer app and map errors to exit codes, as the symergion CLI does."""
     import click
 
+    # Typer 0.16+ raises its own copy of click's exceptions: catch both kinds.
+    exits = (click.exceptions.Exit, typer.Exit)
+    aborts = (KeyboardInterrupt, click.exceptions.Abort, typer.Abort)
+    usage = (click.ClickException, getattr(typer.exceptions, "TyperException", click.ClickException))
     try:
-        app(args=argv, prog_name="convert.py", standalone_mode=False)
+        command(args=argv, prog_name=prog_name, standalone_mode=False)
     except SymergionError as exc:
         typer.echo(f"error: {exc}", err=True)
         return exc.exit_code
-    except click.exceptions.Exit as exc:
+    except exits as exc:
         return int(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except aborts:
         typer.echo("interrupted", err=True)
         return 130
+    except usage as exc:
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            typer.echo(f"error: {exc}", err=True)
+        return int(getattr(exc, "exit_code", 2))
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -36,7 +36,7 @@ from typing import Annotated, Any
 
 import typer
 
-from symergion.errors import ModelError, SymergionError, TaskInputError
+from symergion.errors import ModelError, TaskInputError
 from symergion.models import adapter_mismatch, read_adapter
 
 LORA_CONVERTER = "convert_lora_to_gguf.py"
@@ -408,23 +408,7 @@ def finetune(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line and return its exit code."""
-    import click
-
-    try:
-        app(args=argv, prog_name="finetune.py", standalone_mode=False)
-    except SymergionError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        return exc.exit_code
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except (KeyboardInterrupt, click.exceptions.Abort):
-        typer.echo("interrupted", err=True)
-        return 130
-    return 0
-
+    return int(_load_convert().run_app(app, "finetune.py", argv))
 
 if __name__ == "__main__":
     sys.exit(main())

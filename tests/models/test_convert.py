@@ -376,3 +376,14 @@ def test_tiny_writer_makes_f32_files_too(tmp_path: Path) -> None:
 
     path = write_tiny_gguf(tmp_path / "f32.gguf", dtype=np.float32, n_layer=1)
     assert read_metadata(path).quantization == "F32"
+
+
+@pytest.mark.parametrize("script", [CONVERT_SCRIPT, ROOT / "scripts" / "finetune" / "finetune.py"])
+def test_scripts_map_a_usage_error_to_exit_2(script: Path) -> None:
+    # The scripts share one error mapping (run_app): a wrong option is a usage error, never a
+    # traceback, whichever copy of click Typer raises it from.
+    proc = subprocess.run([sys.executable, str(script), "--no-such-option"], capture_output=True,
+                          text=True, check=False, cwd=ROOT)
+    assert proc.returncode == 2, proc.stderr
+    assert "No such option" in proc.stderr
+    assert "Traceback" not in proc.stderr
