@@ -185,8 +185,9 @@ def _report_coverage(cov: Any, path: str, recorder: Recorder) -> None:
         return
     exercised = sorted({c for contexts in by_line.values() for c in contexts if c})
     lines: dict[str, list[int]] = {}
+    counted = set(statements)  # a function's entry can be reported on its decorator or def line
     for line, contexts in sorted(by_line.items()):
-        for context in contexts:
+        for context in contexts if line in counted else ():
             lines.setdefault(context, []).append(line)
     recorder.emit(event="coverage", statements=len(statements), covered=len(statements) - len(missing),
                   exercised_by=exercised, lines=lines)
