@@ -42,3 +42,15 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".[demo]", *DEV)
     session.run("python", "-m", "symergion.bench", *session.posargs)
     session.run("python", "-m", "symergion.bench_sync")
+
+
+@nox.session
+def quality(session: nox.Session) -> None:
+    """Measure the generated TestCase files on small stdlib modules (docs/quality.md).
+
+    Results go to bench-results/quality.json; arguments after `--` go to the benchmark
+    (e.g. `nox -s quality -- --set unseen`, `--modes plain,fewshot`, `--samples 4`).
+    """
+    session.install("-e", ".[demo]", *DEV)
+    session.env["PYTHONPATH"] = str(session.invoked_from)
+    session.run("python", "benchmarks/quality.py", *session.posargs)
