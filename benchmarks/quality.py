@@ -54,6 +54,7 @@ DEV_MODULES = ("colorsys", "fnmatch", "getopt", "graphlib", "shlex", "reprlib", 
 # Never looked at while developing; run once at the end (see docs/quality.md).
 UNSEEN_MODULES = ("html", "nturl2path", "genericpath", "imghdr", "sched")
 MODES = ("plain", "fewshot", "prune", "repair", "best")
+STARTER = "class"  # set by --starter
 SPEC = VerifySpec(timeout=60, coverage=True, runs=2)
 NTOKENS = 512  # the default config's ntokens
 
@@ -113,13 +114,20 @@ def commit_candidate(repo: Path, destination: str, text: str, label: str) -> str
     return git(repo, "rev-parse", "HEAD")
 
 
-def build_prompt(mode: str, source: str, code: str, destination: str) -> prompts.Prompt:
-    """Render the prompt of a mode as the pass would (files, call to action, code starter)."""
+def build_prompt(mode: str, source: str, code: str, destination: str, starter: str = "class"
+                 ) -> prompts.Prompt:
+    """Render the prompt of a mode as the pass would (files, call to action, code starter).
+
+    ``starter``: ``class`` opens the TestCase class; ``method`` goes on into a first test that
+    calls the module's first public function.
+    """
     initial = [prompts.call_to_action("Create unittest TestCase", code)]
     if mode == "plain":
         return prompts.render([(source, code)], initial, [], "import unittest\n")
     files = [*examples.few_shot_files(source, destination), (source, code)]
-    return prompts.render(files, initial, [], examples.test_case_starter(source, destination))
+    opening = (examples.test_method_starter(source, destination, code) if starter == "method"
+               else examples.test_case_starter(source, destination))
+    return prompts.render(files, initial, [], opening)
 
 
 def generate_direct(engine: LlamaEngine, prompt: prompts.Prompt, destination: str, cap: int) -> Generated:
@@ -213,7 +221,7 @@ def bench_module(engine: LlamaEngine, name: str, modes: tuple[str, ...], samples
         for kind in ("plain", "fewshot"):
             if kind == "plain" and "plain" not in modes:
                 continue
-            generated[kind] = generate_direct(engine, build_prompt(kind, source, code, destination),
+            generated[kind] = generate_direct(engine, build_prompt(kind, source, code, destination, STARTER),
                                               destination, cap)
             log(f"{name} {kind}: {generated[kind].tokens} tokens in {generated[kind].seconds:.0f}s")
         commits = {k: commit_candidate(path, destination, g.text, k) for k, g in generated.items()}
@@ -241,7 +249,7 @@ def best_of(engine: LlamaEngine, repo: GitRepo, name: str, greedy: Generated, gr
     """Keep the best of the greedy candidate and ``samples - 1`` sampled ones, each repaired and pruned."""
     source, destination = f"lib/{name}.py", f"test_{name}.py"
     code = module_source(name)
-    prompt = build_prompt("fewshot", source, code, destination)
+    prompt = build_prompt("fewshot", source, code, destination, STARTER)
     candidates: list[tuple[str, str, VerifyResult | None]] = []
     text, kept = check_and_keep(repo, greedy_commit, greedy.text, source, destination, sandbox, row,
                                 repair=True)
@@ -322,9 +330,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--samples", type=int, default=3, help="candidates of best-of-n (greedy included)")
     parser.add_argument("--tokens", type=int, default=500, help="at most this many tokens per file")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--starter", choices=("class", "method"), default="class",
+                        help="few-shot code starter: open the class, or also a first test method")
     parser.add_argument("--out", default="bench-results/quality.json")
     parser.add_argument("--table", default="", help="print the table of an earlier JSON result and exit")
     args = parser.parse_args(argv)
+    global STARTER
+    STARTER = args.starter
     if args.table:
         saved = json.loads(Path(args.table).read_text(encoding="utf-8"))
         old = [Row(**r) for r in saved["rows"]]
@@ -358,6 +370,7 @@ def main(argv: list[str]) -> int:
         "modules": list(modules),
         "modes": list(modes),
         "samples": args.samples,
+        "starter": args.starter,
         "token_cap": args.tokens,
         "threads": args.threads,
         "generation": "driven from the harness (engine + verification library), not the reconcile pass",

@@ -9,11 +9,14 @@ Both are plain data and functions so a prompt builder can use them for the built
 (or a template that opts in) and leave a config in the original format as it is:
 
 - ``few_shot_files(source, destination)`` -> the (path, text) pairs to put before the source;
-- ``test_case_starter(source, destination)`` -> the code starter for the module under test.
+- ``test_case_starter(source, destination)`` -> the code starter for the module under test;
+- ``test_method_starter(source, destination, source_text)`` -> the same, going on into a first
+  test that calls the module's first public function, so the model starts from a real name.
 """
 
 from __future__ import annotations
 
+import ast
 from pathlib import PurePosixPath
 
 from symergion.verify.names import module_of
@@ -103,6 +106,29 @@ def test_case_starter(source: str, destination: str) -> str:
     del destination
     return (f"import unittest\n\n{import_line(source)}\n\n\n"
             f"class {test_class_name(source)}(unittest.TestCase):\n")
+
+
+def public_functions(source_text: str) -> list[str]:
+    """Return the module's public top-level functions, in source order ([] if it does not parse)."""
+    try:
+        tree = ast.parse(source_text)
+    except SyntaxError:
+        return []
+    return [n.name for n in tree.body
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and not n.name.startswith("_")]
+
+
+def test_method_starter(source: str, destination: str, source_text: str) -> str:
+    """Return the TestCase starter followed by a first test calling the first public function.
+
+    Falls back to ``test_case_starter`` when the module has no public top-level function.
+    """
+    starter = test_case_starter(source, destination)
+    functions = public_functions(source_text)
+    if not functions:
+        return starter
+    name = functions[0]
+    return starter + f"    def test_{name}(self):\n        self.assertEqual({module_alias(source)}.{name}("
 
 
 def few_shot_files(source: str, destination: str) -> list[tuple[str, str]]:

@@ -24,6 +24,16 @@ def test_starter_imports_the_module_and_opens_a_test_class() -> None:
     assert examples.test_class_name("a/__init__.py") == "TestA"
 
 
+def test_method_starter_calls_the_first_public_function() -> None:
+    source_text = "import os\n\n\ndef _private():\n    pass\n\n\ndef scale(x):\n    return x\n"
+    starter = examples.test_method_starter("lib/geo.py", "test_geo.py", source_text)
+    assert starter.endswith("class TestGeo(unittest.TestCase):\n    def test_scale(self):\n"
+                            "        self.assertEqual(geo.scale(")
+    ast.parse(starter + "1), 1)\n")
+    no_functions = examples.test_method_starter("lib/geo.py", "test_geo.py", "class A:\n    pass\n")
+    assert no_functions == examples.test_case_starter("lib/geo.py", "test_geo.py")
+
+
 def test_examples_follow_the_task_layout_and_avoid_its_names() -> None:
     (src_path, src), (test_path, test) = examples.few_shot_files("lib/x.py", "tests/test_x.py")
     assert (src_path, test_path) == ("lib/temperature.py", "tests/test_temperature.py")
