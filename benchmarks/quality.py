@@ -105,6 +105,12 @@ def git(repo: Path, *args: str) -> str:
                           text=True).stdout.strip()
 
 
+def work_tree(repo: GitRepo) -> Path:
+    """Return the benchmark repository's work tree (it always has one)."""
+    assert repo.work_tree is not None
+    return Path(repo.work_tree)
+
+
 def commit_candidate(repo: Path, destination: str, text: str, label: str) -> str:
     """Commit a candidate test file on its own branch from main; return the commit."""
     git(repo, "switch", "-q", "-C", label, "main")
@@ -188,7 +194,7 @@ def check_and_keep(repo: GitRepo, commit: str, text: str, source: str, destinati
             row.notes.append(f"pinned {len(repaired.pinned)}, qualified {len(repaired.qualified)}")
             row.verify_seconds += repaired.rerun.seconds
             text, result = repaired.text, repaired.rerun
-            commit = commit_candidate(repo.path, destination, text, f"repaired-{commit[:8]}")
+            commit = commit_candidate(work_tree(repo), destination, text, f"repaired-{commit[:8]}")
     if result.ok:
         return text, result
     pruned = prune_candidate(repo, commit, SPEC, source, destination, result, sandbox=sandbox)
@@ -259,7 +265,7 @@ def best_of(engine: LlamaEngine, repo: GitRepo, name: str, greedy: Generated, gr
         gen = generate_direct(engine, prompt, destination, cap)
         row.tokens += gen.tokens
         row.generate_seconds = round(row.generate_seconds + gen.seconds, 1)
-        commit = commit_candidate(repo.path, destination, gen.text, f"sample{index}")
+        commit = commit_candidate(work_tree(repo), destination, gen.text, f"sample{index}")
         text, kept = check_and_keep(repo, commit, gen.text, source, destination, sandbox, row, repair=True)
         candidates.append((f"sample{index}", text, kept))
         log(f"{name} sample {index}: {gen.tokens} tokens in {gen.seconds:.0f}s")
@@ -362,12 +368,21 @@ def main(argv: list[str]) -> int:
     try:
         for name in modules:
             rows += bench_module(engine, name, modes, args.samples, args.tokens, sandbox, log)
+            write_report(args, modules, modes, rows, began)  # a long run keeps what it measured
     finally:
         engine.close()
+    print(table(rows, summarize(rows, modes)))
+    return 0
+
+
+def write_report(args: argparse.Namespace, modules: tuple[str, ...], modes: tuple[str, ...], rows: list[Row],
+                 began: float) -> None:
+    """Write the JSON results measured so far."""
     totals = summarize(rows, modes)
     report = {
         "set": args.set if not args.modules else "custom",
         "modules": list(modules),
+        "done": sorted({r.module for r in rows}),
         "modes": list(modes),
         "samples": args.samples,
         "starter": args.starter,
@@ -381,8 +396,6 @@ def main(argv: list[str]) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(table(rows, totals))
-    return 0
 
 
 if __name__ == "__main__":
