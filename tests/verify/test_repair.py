@@ -154,3 +154,13 @@ def test_repair_candidate_pins_qualifies_and_confirms_in_sandbox(calc_repo: Path
     pruned = prune(repaired.text, repaired.rerun, "test_calc.py")
     assert [r.test for r in pruned.removed] == ["test_calc.TestCalc.test_raises"]
     assert "Repair: pinned 3 assertions to observed values, qualified 1 name" in repaired.commit_message()
+
+
+def test_only_values_that_read_back_equal_and_of_their_type_are_literals() -> None:
+    from symergion.verify.runner import literal
+
+    assert literal((0.5, 1, "a", None, [b"x"], {1: {2}})) == "(0.5, 1, 'a', None, [b'x'], {1: {2}})"
+    assert literal(float("nan")) is None  # never equal to itself
+    assert literal(object()) is None
+    assert literal(range(3)) is None
+    assert literal("x" * 5000) is None  # too long to be a useful expected value
