@@ -76,3 +76,15 @@ def _llama_cpp_from_sdist(session: nox.Session) -> str:
         with tarfile.open(archive) as tar:
             tar.extractall(cache, filter="data")
     return str(checkout)
+
+
+@nox.session
+def quality(session: nox.Session) -> None:
+    """Measure the generated TestCase files on small stdlib modules (docs/quality.md).
+
+    Results go to bench-results/quality.json; arguments after `--` go to the benchmark
+    (e.g. `nox -s quality -- --set unseen`, `--modes plain,fewshot`, `--samples 4`).
+    """
+    session.install("-e", ".[demo]", *DEV)
+    session.env["PYTHONPATH"] = str(session.invoked_from)
+    session.run("python", "benchmarks/quality.py", *session.posargs)

@@ -8,20 +8,26 @@ The API the reconcile pass uses:
   ``VerifyResult.from_message()`` reads it back; ``rank()`` orders a task's candidates;
 - ``prune(text, result, destination)`` removes failing, erring and flaky tests, and
   ``prune_candidate(...)`` also re-runs the pruned file to confirm it;
-- ``render_code_starter(code_starter, source, destination)`` fills a code starter's placeholders.
+- ``repair(text, result, source_text, destination)`` qualifies names of the module under test and
+  pins failing equality assertions to observed values; ``repair_candidate(...)`` re-runs to confirm;
+- ``render_code_starter(code_starter, source, destination)`` fills a code starter's placeholders;
+  ``examples.few_shot_files`` and ``examples.test_case_starter`` make the TestCase few-shot prompt.
 """
 
 from symergion.verify.candidate import VerifyError, verify_candidate
 from symergion.verify.names import imports_module, module_of, render_code_starter
 from symergion.verify.prune import PruneResult, Removed, prune, prune_candidate
+from symergion.verify.repair import Pin, RepairResult, repair, repair_candidate
 from symergion.verify.result import TRAILER, TestOutcome, VerifyResult, rank
 from symergion.verify.sandbox import Limits, Sandbox, SandboxUnavailable
 
 __all__ = [
     "TRAILER",
     "Limits",
+    "Pin",
     "PruneResult",
     "Removed",
+    "RepairResult",
     "Sandbox",
     "SandboxUnavailable",
     "TestOutcome",
@@ -33,5 +39,7 @@ __all__ = [
     "prune_candidate",
     "rank",
     "render_code_starter",
+    "repair",
+    "repair_candidate",
     "verify_candidate",
 ]

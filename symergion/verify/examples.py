@@ -1,0 +1,145 @@
+"""A few-shot prompt for the TestCase template: one small module and a good test file for it.
+
+A small base model copies what it sees. Placed before the module under test, a worked example
+(a module, then a test file that imports it and asserts concrete values of its functions) shows
+the shape of a useful answer; a code starter that imports the module under test and opens a
+TestCase class makes the model continue in that shape instead of starting from nothing.
+
+Both are plain data and functions so a prompt builder can use them for the built-in template
+(or a template that opts in) and leave a config in the original format as it is:
+
+- ``few_shot_files(source, destination)`` -> the (path, text) pairs to put before the source;
+- ``test_case_starter(source, destination)`` -> the code starter for the module under test;
+- ``test_method_starter(source, destination, source_text)`` -> the same, going on into a first
+  test that calls the module's first public function, so the model starts from a real name.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import PurePosixPath
+
+from symergion.verify.names import module_of
+
+EXAMPLE_NAMES = ("temperature", "thermometer_units")
+
+EXAMPLE_SOURCE = '''"""Convert and compare temperatures."""
+
+
+def celsius_to_fahrenheit(celsius):
+    return celsius * 9 / 5 + 32
+
+
+def clamp(value, low, high):
+    if value < low:
+        return low
+    if value > high:
+        return high
+    return value
+
+
+class Thermometer:
+    def __init__(self):
+        self.readings = []
+
+    def record(self, value):
+        self.readings.append(value)
+        return len(self.readings)
+
+    def mean(self):
+        if not self.readings:
+            raise ValueError("no readings")
+        return sum(self.readings) / len(self.readings)
+'''
+
+# The test body of the example; its head is the same code starter the module under test gets.
+_EXAMPLE_TESTS = '''    def test_celsius_to_fahrenheit(self):
+        self.assertEqual({alias}.celsius_to_fahrenheit(0), 32.0)
+        self.assertEqual({alias}.celsius_to_fahrenheit(100), 212.0)
+
+    def test_clamp(self):
+        self.assertEqual({alias}.clamp(5, 0, 10), 5)
+        self.assertEqual({alias}.clamp(-1, 0, 10), 0)
+        self.assertEqual({alias}.clamp(11, 0, 10), 10)
+
+    def test_thermometer_mean(self):
+        thermometer = {alias}.Thermometer()
+        self.assertEqual(thermometer.record(1), 1)
+        self.assertEqual(thermometer.record(3), 2)
+        self.assertEqual(thermometer.mean(), 2.0)
+
+    def test_mean_without_readings(self):
+        with self.assertRaises(ValueError):
+            {alias}.Thermometer().mean()
+
+
+if __name__ == "__main__":
+    unittest.main()
+'''
+
+
+def module_alias(source: str) -> str:
+    """Return the name a test file refers to the module under test by: its last component."""
+    return module_of(source).rsplit(".", 1)[-1]
+
+
+def test_class_name(source: str) -> str:
+    """Return the TestCase class name for a module: ``lib/bit_ops.py`` -> ``TestBitOps``."""
+    words = [w for w in module_alias(source).split("_") if w]
+    return "Test" + "".join(w[:1].upper() + w[1:] for w in words)
+
+
+def import_line(source: str) -> str:
+    """Return the import of the module under test: ``from lib import x`` or ``import x``."""
+    package, _, name = module_of(source).rpartition(".")
+    return f"from {package} import {name}" if package else f"import {name}"
+
+
+def test_case_starter(source: str, destination: str) -> str:
+    """Return a code starter that imports the module under test and opens its TestCase class.
+
+    Args:
+        source: the module under test, a repository path (``lib/x.py``).
+        destination: the test file, a repository path (kept for symmetry with the prompt's
+            other parts; the import is absolute, so it does not depend on where the test lives).
+    """
+    del destination
+    return (f"import unittest\n\n{import_line(source)}\n\n\n"
+            f"class {test_class_name(source)}(unittest.TestCase):\n")
+
+
+def public_functions(source_text: str) -> list[str]:
+    """Return the module's public top-level functions, in source order ([] if it does not parse)."""
+    try:
+        tree = ast.parse(source_text)
+    except SyntaxError:
+        return []
+    return [n.name for n in tree.body
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and not n.name.startswith("_")]
+
+
+def test_method_starter(source: str, destination: str, source_text: str) -> str:
+    """Return the TestCase starter followed by a first test calling the first public function.
+
+    Falls back to ``test_case_starter`` when the module has no public top-level function.
+    """
+    starter = test_case_starter(source, destination)
+    functions = public_functions(source_text)
+    if not functions:
+        return starter
+    name = functions[0]
+    return starter + f"    def test_{name}(self):\n        self.assertEqual({module_alias(source)}.{name}("
+
+
+def few_shot_files(source: str, destination: str) -> list[tuple[str, str]]:
+    """Return the example module and its test file, laid out like the task's files.
+
+    The example lives next to the source and its test next to the destination, so its import
+    line has the same shape as the one the model is to write.
+    """
+    taken = {module_alias(source), module_alias(destination)}
+    name = next(n for n in EXAMPLE_NAMES if n not in taken and f"test_{n}" not in taken)
+    example_source = str(PurePosixPath(source).with_name(f"{name}.py"))
+    example_test = str(PurePosixPath(destination).with_name(f"test_{name}.py"))
+    tests = test_case_starter(example_source, example_test) + _EXAMPLE_TESTS.format(alias=name)
+    return [(example_source, EXAMPLE_SOURCE), (example_test, tests)]

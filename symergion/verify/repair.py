@@ -1,0 +1,433 @@
+"""Deterministic repairs of a verified test file: qualify names, pin expected values.
+
+Two repairs that need no model:
+
+- **qualify names**: a bare name the test file uses but never defines or imports, that is a
+  top-level name of the module under test, becomes ``<module alias>.<name>`` (or is imported
+  from the module when the file has no alias for it);
+- **pin** (the regression oracle of EvoSuite and Pynguin): a failing equality assertion whose
+  actual side calls code of the module under test gets, as its expected value, the value the
+  runner observed, when that value is a Python literal. A third positional argument that is no
+  message (a number where ``msg`` belongs) is removed. A pinned assertion records what the code
+  *does*, not what it should do, so the commit message names each one for the human to review.
+
+``repair`` edits text; ``repair_candidate`` re-runs the repaired file in the sandbox, pins the
+assertions that fail next, and repeats for a few rounds.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+from dataclasses import dataclass, field, replace
+
+from symergion.config import VerifySpec
+from symergion.gitrepo import GitRepo
+from symergion.verify.candidate import verify_candidate
+from symergion.verify.names import module_of
+from symergion.verify.result import VerifyResult
+from symergion.verify.runner import EQUALITY_ASSERTIONS
+from symergion.verify.sandbox import Limits, Sandbox
+
+# Equality assertions as a test file may spell them, deprecated aliases included.
+_EQUALITY = frozenset({*EQUALITY_ASSERTIONS, "assertEquals", "failUnlessEqual", "assertAlmostEquals",
+                       "failUnlessAlmostEqual", "assertItemsEqual"})
+# Their third positional parameter is a number of places, not a message.
+_ALMOST = frozenset({"assertAlmostEqual", "assertAlmostEquals", "failUnlessAlmostEqual"})
+DEFAULT_ROUNDS = 3
+
+
+@dataclass(frozen=True)
+class Pin:
+    """An assertion whose expected value was set to what the code under test returned."""
+
+    test: str
+    line: int
+    before: str
+    after: str
+
+
+@dataclass(frozen=True)
+class RepairResult:
+    """The repaired file, what changed, and the re-run that checked it."""
+
+    text: str
+    destination: str
+    pinned: tuple[Pin, ...] = ()
+    qualified: tuple[str, ...] = ()
+    dropped_args: tuple[int, ...] = ()  # lines where a misplaced expected value was removed
+    rerun: VerifyResult | None = field(default=None, compare=False)
+
+    @property
+    def changed(self) -> bool:
+        """Return whether the file was edited."""
+        return bool(self.pinned or self.qualified or self.dropped_args)
+
+    def commit_message(self) -> str:
+        """Return the message of the commit that carries the repaired file."""
+        pins, names = len(self.pinned), len(self.qualified)
+        subject = (f"Repair: pinned {pins} assertion{'' if pins == 1 else 's'} to observed values, "
+                   f"qualified {names} name{'' if names == 1 else 's'}")
+        parts = [subject]
+        if self.pinned:
+            lines = ["Pinned to the values the code returned (review: they record what the code does, "
+                     "not what it should do):"]
+            lines += [f"- {p.test} (line {p.line}): expected {p.before} -> {p.after}" for p in self.pinned]
+            parts.append("\n".join(lines))
+        if self.qualified:
+            parts.append("Qualified with the module under test: " + ", ".join(self.qualified))
+        if self.dropped_args:
+            parts.append("Removed a third argument that was no message at line(s) "
+                         + ", ".join(str(n) for n in self.dropped_args))
+        if self.rerun is not None:
+            parts.append(self.rerun.message_lines())
+        return "\n\n".join(parts) + "\n"
+
+
+def top_level_names(source_text: str) -> set[str]:
+    """Return the names a module defines at its top level (functions, classes, assignments)."""
+    try:
+        tree = ast.parse(source_text)
+    except SyntaxError:
+        return set()
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+    return names
+
+
+@dataclass
+class _ModuleRefs:
+    """How a test file refers to the module under test."""
+
+    aliases: list[str] = field(default_factory=list)  # expressions that name the module itself
+    names: set[str] = field(default_factory=set)  # names imported from it
+    star: bool = False
+
+
+def _module_refs(tree: ast.Module, module: str, destination: str) -> _ModuleRefs:
+    refs = _ModuleRefs()
+    package = module_of(destination).split(".")[:-1] if destination else []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name == module:
+                    refs.aliases.append(alias.asname or module)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                if node.level - 1 > len(package):
+                    continue
+                base = package[: len(package) - (node.level - 1)]
+                origin = ".".join([*base, *(node.module.split(".") if node.module else [])])
+            else:
+                origin = node.module or ""
+            for alias in node.names:
+                if origin == module:
+                    if alias.name == "*":
+                        refs.star = True
+                    else:
+                        refs.names.add(alias.asname or alias.name)
+                elif f"{origin}.{alias.name}".lstrip(".") == module:
+                    refs.aliases.append(alias.asname or alias.name)
+    return refs
+
+
+def _dotted(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = _dotted(node.value)
+        return f"{base}.{node.attr}" if base is not None else None
+    return None
+
+
+def _bound_names(tree: ast.Module) -> set[str]:
+    """Return every name the file binds anywhere (scopes are not told apart: a safe over-count)."""
+    bound: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            bound.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            bound.update(node.names)
+        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
+            bound.add(node.name)
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            bound.add(node.rest)
+    return bound
+
+
+class _Edits:
+    """Text replacements by syntax-tree positions (which count UTF-8 bytes), applied last to first."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = text.splitlines(keepends=True)
+        self.starts = [0]
+        for line in self.lines:
+            self.starts.append(self.starts[-1] + len(line))
+        self.text = text
+        self.edits: list[tuple[int, int, str]] = []
+
+    def offset(self, line: int, col: int) -> int:
+        prefix = self.lines[line - 1].encode("utf-8")[:col]
+        return self.starts[line - 1] + len(prefix.decode("utf-8", "replace"))
+
+    def span(self, node: ast.AST) -> tuple[int, int]:
+        return (self.offset(node.lineno, node.col_offset),  # type: ignore[attr-defined]
+                self.offset(node.end_lineno, node.end_col_offset))  # type: ignore[attr-defined]
+
+    def replace(self, start: int, end: int, new: str) -> None:
+        self.edits.append((start, end, new))
+
+    def apply(self) -> str:
+        text = self.text
+        for start, end, new in sorted(self.edits, reverse=True):
+            text = text[:start] + new + text[end:]
+        return text
+
+
+def qualify_names(test_source: str, source_text: str, module: str, destination: str
+                  ) -> tuple[str, tuple[str, ...], int | None]:
+    """Qualify bare names of the module under test that the test file never defines or imports.
+
+    Returns the new text, the names qualified, and the number of the line inserted to import
+    them (None when the file's own alias of the module was used, which moves no line).
+    """
+    try:
+        tree = ast.parse(test_source)
+    except SyntaxError:
+        return test_source, (), None
+    refs = _module_refs(tree, module, destination)
+    if refs.star:
+        return test_source, (), None
+    defined = _bound_names(tree) | set(dir(builtins))
+    wanted = top_level_names(source_text) - defined
+    uses = [n for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+            and n.id in wanted]
+    if not uses:
+        return test_source, (), None
+    names = tuple(sorted({n.id for n in uses}))
+    edits = _Edits(test_source)
+    if refs.aliases:
+        alias = refs.aliases[0]
+        for use in uses:
+            start, end = edits.span(use)
+            edits.replace(start, end, f"{alias}.{use.id}")
+        return edits.apply(), names, None
+    imports = [s for s in tree.body if isinstance(s, (ast.Import, ast.ImportFrom))]
+    after = (imports[-1].end_lineno or imports[-1].lineno) if imports else 0
+    line = f"from {module} import {', '.join(names)}\n"
+    at = edits.starts[min(after, len(edits.lines))]
+    if at == len(test_source) and test_source and not test_source.endswith("\n"):
+        line = "\n" + line
+    edits.replace(at, at, line)
+    return edits.apply(), names, after + 1
+
+
+def _calls_module(node: ast.AST, refs: _ModuleRefs, derived: set[str]) -> bool:
+    """Return whether an expression calls something and refers to the module under test."""
+    has_call = any(isinstance(n, ast.Call) for n in ast.walk(node))
+    refers = False
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Name) and (sub.id in refs.names or sub.id in derived):
+            refers = True
+        elif isinstance(sub, (ast.Attribute, ast.Name)):
+            dotted = _dotted(sub)
+            if dotted is not None and any(dotted == a or dotted.startswith(a + ".") for a in refs.aliases):
+                refers = True
+        if refers:
+            break
+    derived_only = refers and not has_call and any(
+        isinstance(n, ast.Name) and n.id in derived for n in ast.walk(node))
+    return refers and (has_call or derived_only)
+
+
+def _derived_names(function: ast.AST, refs: _ModuleRefs) -> set[str]:
+    """Return the local names a function assigns from calls of the module under test (transitively)."""
+    derived: set[str] = set()
+    assigns = [n for n in ast.walk(function) if isinstance(n, (ast.Assign, ast.AnnAssign)) and n.value]
+    changed = True
+    while changed:
+        changed = False
+        for node in assigns:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            assert node.value is not None
+            if not _calls_module(node.value, refs, derived):
+                continue
+            for target in targets:
+                for name in (n.id for n in ast.walk(target) if isinstance(n, ast.Name)):
+                    if name not in derived:
+                        derived.add(name)
+                        changed = True
+    return derived
+
+
+def pin_assertions(
+    test_source: str, result: VerifyResult, module: str, destination: str,
+    *, module_names: frozenset[str] = frozenset(), skip: frozenset[tuple[str, int]] = frozenset(),
+) -> tuple[str, tuple[Pin, ...], tuple[int, ...]]:
+    """Set the expected side of failing equality assertions to the observed actual value.
+
+    Args:
+        test_source: the test file as verified.
+        result: its verification, with the values the runner observed.
+        module: the dotted module under test.
+        destination: the test file's path (resolves relative imports).
+        module_names: the module's top-level names (what ``from module import *`` brings).
+        skip: (test id, line) pairs not to pin again (pinned before and failing still).
+
+    Returns:
+        The new text, the pins, and the lines where a misplaced third argument was removed.
+    """
+    try:
+        tree = ast.parse(test_source)
+    except SyntaxError:
+        return test_source, (), ()
+    refs = _module_refs(tree, module, destination)
+    if refs.star:
+        refs.names |= module_names
+    functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    edits = _Edits(test_source)
+    pins: list[Pin] = []
+    dropped: list[int] = []
+    done: set[int] = set()
+    for test, outcome in result.tests.items():
+        if outcome.outcome != "failed":
+            continue
+        for seen in outcome.observed:
+            if (test, seen.line) in skip:
+                continue
+            call, owner = _assertion_at(functions, seen.line)
+            if call is None or id(call) in done or len(call.args) < 2:
+                continue
+            derived = _derived_names(owner, refs) if owner is not None else set()
+            sides = [_calls_module(arg, refs, derived) for arg in call.args[:2]]
+            if sides.count(True) != 1:
+                continue
+            actual = sides.index(True)
+            observed = seen.first if actual == 0 else seen.second
+            if observed is None:
+                continue
+            expected = call.args[1 - actual]
+            start, end = edits.span(expected)
+            before = test_source[start:end]
+            if before == observed:
+                continue
+            done.add(id(call))
+            edits.replace(start, end, observed)
+            pins.append(Pin(test, seen.line, before, observed))
+            method = call.func.attr if isinstance(call.func, ast.Attribute) else ""
+            if len(call.args) >= 3 and method not in _ALMOST and _not_a_message(call.args[2]):
+                _, second_end = edits.span(call.args[1])
+                _, third_end = edits.span(call.args[2])
+                edits.replace(second_end, third_end, "")
+                dropped.append(call.lineno)
+    return edits.apply(), tuple(pins), tuple(dropped)
+
+
+def _not_a_message(node: ast.expr) -> bool:
+    """Return whether an argument in the ``msg`` position is a literal that is no string."""
+    try:
+        value = ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return not isinstance(value, str)
+
+
+def _assertion_at(functions: list[ast.FunctionDef | ast.AsyncFunctionDef], line: int
+                  ) -> tuple[ast.Call | None, ast.AST | None]:
+    """Return the innermost equality-assertion call spanning a line, and its function."""
+    best: tuple[int, ast.Call, ast.AST] | None = None
+    for function in functions:
+        for node in ast.walk(function):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in _EQUALITY):
+                continue
+            end = node.end_lineno or node.lineno
+            if node.lineno <= line <= end and (best is None or end - node.lineno < best[0]):
+                best = (end - node.lineno, node, function)
+    return (best[1], best[2]) if best else (None, None)
+
+
+def repair(
+    test_source: str, result: VerifyResult, source_text: str, destination: str,
+    *, skip: frozenset[tuple[str, int]] = frozenset(),
+) -> RepairResult:
+    """Apply both repairs once to a verified test file's text (no run).
+
+    Args:
+        test_source: the test file as verified.
+        result: its verification result (observed values come from the built-in runner).
+        source_text: the module under test's code (its top-level names).
+        destination: the test file's repository path.
+        skip: (test id, line) pairs not to pin again.
+    """
+    module = module_of(result.source)
+    pinned_text, pins, dropped = pin_assertions(test_source, result, module, destination,
+                                                module_names=frozenset(top_level_names(source_text)),
+                                                skip=skip)
+    text, qualified, inserted = qualify_names(pinned_text, source_text, module, destination)
+    if inserted is not None:  # keep the pins' lines those of the new text
+        pins = tuple(replace(p, line=p.line + 1) if p.line >= inserted else p for p in pins)
+        dropped = tuple(n + 1 if n >= inserted else n for n in dropped)
+    return RepairResult(text, destination, pins, qualified, dropped)
+
+
+def repair_candidate(
+    repo: GitRepo,
+    commit: str,
+    spec: VerifySpec,
+    source: str,
+    destination: str,
+    result: VerifyResult,
+    *,
+    rounds: int = DEFAULT_ROUNDS,
+    sandbox: Sandbox | None = None,
+    limits: Limits | None = None,
+) -> RepairResult:
+    """Repair a verified candidate, re-running it after each round until nothing more applies.
+
+    A test stops at its first failing assertion, so pinning one shows the next: each round pins
+    what the previous run observed. The caller commits ``text`` with ``commit_message()``.
+
+    Args:
+        repo: the repository holding the commit.
+        commit: the candidate commit (its source file is read from it).
+        spec: the template's verify section.
+        source: the module under test, a repository path.
+        destination: the test file, a repository path.
+        result: the candidate's first verification.
+        rounds: at most this many repair-and-run rounds.
+        sandbox: where the re-runs happen; default: bubblewrap.
+        limits: memory, process and file-size limits.
+    """
+    entry = repo.tree_entry(commit, destination)
+    text = repo.read_blob_bytes(entry.oid).decode("utf-8", "replace") if entry else ""
+    source_entry = repo.tree_entry(commit, source)
+    source_text = repo.read_blob_bytes(source_entry.oid).decode("utf-8", "replace") if source_entry else ""
+    total = RepairResult(text, destination)
+    pinned_at: set[tuple[str, int]] = set()
+    current = result
+    for _ in range(rounds):
+        step = repair(total.text, current, source_text, destination, skip=frozenset(pinned_at))
+        if not step.changed:
+            break
+        pinned_at.update((p.test, p.line) for p in step.pinned)
+        current = verify_candidate(repo, commit, spec, source, destination, content=step.text,
+                                   sandbox=sandbox, limits=limits)
+        total = replace(total, text=step.text, pinned=total.pinned + step.pinned,
+                        qualified=tuple(sorted({*total.qualified, *step.qualified})),
+                        dropped_args=total.dropped_args + step.dropped_args, rerun=current)
+    return total

@@ -1,0 +1,166 @@
+"""Repairs: qualify names of the module under test, pin failing assertions to observed values."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from symergion.config import VerifySpec
+from symergion.gitrepo import GitRepo
+from symergion.verify.candidate import verify_candidate
+from symergion.verify.prune import prune
+from symergion.verify.repair import pin_assertions, qualify_names, repair, repair_candidate, top_level_names
+from symergion.verify.result import Observation, TestOutcome, VerifyResult
+from symergion.verify.sandbox import Sandbox
+from tests.verify.conftest import CALC, commit_files, needs_bwrap
+
+SPEC = VerifySpec(coverage=True, runs=1)
+
+BROKEN = '''import unittest
+
+from utils import calc
+
+
+class TestCalc(unittest.TestCase):
+    def test_add(self):
+        self.assertEqual(calc.add(1, 2), 4, 1)
+        self.assertEqual(calc.add(2, 2), 5)
+
+    def test_sub(self):
+        result = sub(3, 1)
+        self.assertEqual(result, 0)
+
+    def test_raises(self):
+        self.assertEqual(calc.add(1, None), 1)
+
+    def test_right(self):
+        self.assertEqual(calc.sub(0, 0), 0)
+'''
+
+
+def failed(line: int, first: str | None, second: str | None) -> TestOutcome:
+    seen = Observation(line, "assertEqual", first, second)
+    return TestOutcome("failed", "AssertionError", observed=(seen,))
+
+
+def test_qualify_uses_the_files_alias_of_the_module() -> None:
+    text, names, inserted = qualify_names(BROKEN, CALC, "utils.calc", "test_calc.py")
+    assert names == ("sub",)
+    assert inserted is None
+    assert "result = calc.sub(3, 1)" in text
+    assert text.count("\n") == BROKEN.count("\n")
+
+
+def test_qualify_imports_names_when_the_file_has_no_alias() -> None:
+    source = "import unittest\n\n\nclass T(unittest.TestCase):\n    def test_a(self):\n        add(1, 2)\n"
+    text, names, inserted = qualify_names(source, CALC, "utils.calc", "test_calc.py")
+    assert names == ("add",)
+    assert inserted == 2
+    assert text.splitlines()[1] == "from utils.calc import add"
+    ast.parse(text)
+
+
+def test_qualify_leaves_defined_builtin_and_foreign_names_alone() -> None:
+    source = ("import unittest\nfrom utils import calc\n\n\ndef sub(a, b):\n    return 0\n\n\n"
+              "class T(unittest.TestCase):\n    def test_a(self):\n        print(len(sub(1, 2)), missing)\n")
+    assert qualify_names(source, CALC, "utils.calc", "test_calc.py") == (source, (), None)
+
+
+def test_top_level_names_are_definitions_and_assignments() -> None:
+    assert top_level_names("import os\nX = 1\ndef f():\n    y = 2\nclass C:\n    pass\n") == {"X", "f", "C"}
+
+
+def test_pin_rewrites_the_expected_side_and_drops_a_numeric_third_argument() -> None:
+    result = VerifyResult(source="utils/calc.py", tests={"test_calc.TestCalc.test_add": failed(8, "3", "4")})
+    text, pins, dropped = pin_assertions(BROKEN, result, "utils.calc", "test_calc.py")
+    assert "self.assertEqual(calc.add(1, 2), 3)\n" in text
+    assert [(p.before, p.after, p.line) for p in pins] == [("4", "3", 8)]
+    assert dropped == (8,)
+
+
+def test_pin_follows_a_local_assigned_from_the_module() -> None:
+    source = BROKEN.replace("sub(3, 1)", "calc.sub(3, 1)")
+    result = VerifyResult(source="utils/calc.py", tests={"test_calc.TestCalc.test_sub": failed(13, "2", "0")})
+    text, pins, _ = pin_assertions(source, result, "utils.calc", "test_calc.py")
+    assert "self.assertEqual(result, 2)" in text
+    assert len(pins) == 1
+
+
+def test_pin_needs_a_literal_and_exactly_one_side_calling_the_module() -> None:
+    not_literal = VerifyResult(source="utils/calc.py",
+                               tests={"test_calc.TestCalc.test_add": failed(8, None, "4")})
+    assert pin_assertions(BROKEN, not_literal, "utils.calc", "test_calc.py")[1] == ()
+    both = BROKEN.replace("calc.add(2, 2), 5)", "calc.add(2, 2), calc.add(1, 1))")
+    result = VerifyResult(source="utils/calc.py", tests={"test_calc.TestCalc.test_add": failed(9, "4", "2")})
+    assert pin_assertions(both, result, "utils.calc", "test_calc.py")[1] == ()
+    plain = ("import unittest\n\n\nclass T(unittest.TestCase):\n    def test_a(self):\n"
+             "        self.assertEqual(1, 2)\n")
+    result = VerifyResult(source="utils/calc.py", tests={"test_x.T.test_a": failed(6, "1", "2")})
+    assert pin_assertions(plain, result, "utils.calc", "test_x.py")[1] == ()
+
+
+def test_a_pin_keeps_its_line_in_the_text_after_an_inserted_import() -> None:
+    source = BROKEN.replace("from utils import calc", "from utils.calc import add").replace("calc.add", "add")
+    result = VerifyResult(source="utils/calc.py", tests={"test_calc.TestCalc.test_add": failed(9, "4", "5")})
+    repaired = repair(source, result, CALC, "test_calc.py")
+    assert repaired.qualified == ("sub",)
+    assert repaired.pinned[0].line == 10
+    assert repaired.text.splitlines()[9].strip() == "self.assertEqual(add(2, 2), 4)"
+
+
+def test_commit_message_names_every_pin_for_review() -> None:
+    result = VerifyResult(source="utils/calc.py", tests={"test_calc.TestCalc.test_add": failed(8, "3", "4")})
+    message = repair(BROKEN, result, CALC, "test_calc.py").commit_message()
+    assert message.startswith("Repair: pinned 1 assertion to observed values, qualified 1 name\n")
+    assert "- test_calc.TestCalc.test_add (line 8): expected 4 -> 3" in message
+    assert "Qualified with the module under test: sub" in message
+
+
+@needs_bwrap
+def test_runner_records_observed_values_and_lines_per_test(calc_repo: Path, sandbox: Sandbox) -> None:
+    commit = commit_files(calc_repo, {"test_calc.py": BROKEN})
+    result = verify_candidate(GitRepo(calc_repo), commit, SPEC, "utils/calc.py", "test_calc.py",
+                              sandbox=sandbox)
+    add = result.tests["test_calc.TestCalc.test_add"]
+    assert add.outcome == "failed"
+    assert add.observed == (Observation(8, "assertEqual", "3", "4"),)
+    assert result.tests["test_calc.TestCalc.test_raises"].observed == ()  # it raised: nothing observed
+    assert result.statements == 4
+    assert result.lines["test_calc.TestCalc.test_right"] == (6,)
+    assert set(result.lines[""]) == {1, 5}  # the def lines, at import time
+    # Only the passing test that calls code counts, with the import-time lines; strictly, without.
+    assert result.tested_coverage() == 75.0
+    assert result.tested_coverage(strict=True) == 25.0
+
+
+@needs_bwrap
+def test_repair_candidate_pins_qualifies_and_confirms_in_sandbox(calc_repo: Path, sandbox: Sandbox) -> None:
+    repo = GitRepo(calc_repo)
+    commit = commit_files(calc_repo, {"test_calc.py": BROKEN})
+    first = verify_candidate(repo, commit, SPEC, "utils/calc.py", "test_calc.py", sandbox=sandbox)
+    assert first.passed == 1
+    repaired = repair_candidate(repo, commit, SPEC, "utils/calc.py", "test_calc.py", first, sandbox=sandbox)
+    assert repaired.qualified == ("sub",)
+    # add's two assertions fail one after the other: the second is pinned in the next round, with
+    # sub's, which failed with a NameError until its name was qualified.
+    pins = [(p.test.rsplit(".", 1)[1], p.before, p.after) for p in repaired.pinned]
+    assert pins[0] == ("test_add", "4", "3")
+    assert sorted(pins[1:]) == [("test_add", "5", "4"), ("test_sub", "0", "2")]
+    assert repaired.rerun is not None
+    outcomes = {t.rsplit(".", 1)[1]: o.outcome for t, o in repaired.rerun.tests.items()}
+    assert outcomes == {"test_add": "passed", "test_sub": "passed", "test_raises": "error",
+                        "test_right": "passed"}
+    # What still fails is left for prune.
+    pruned = prune(repaired.text, repaired.rerun, "test_calc.py")
+    assert [r.test for r in pruned.removed] == ["test_calc.TestCalc.test_raises"]
+    assert "Repair: pinned 3 assertions to observed values, qualified 1 name" in repaired.commit_message()
+
+
+def test_only_values_that_read_back_equal_and_of_their_type_are_literals() -> None:
+    from symergion.verify.runner import literal
+
+    assert literal((0.5, 1, "a", None, [b"x"], {1: {2}})) == "(0.5, 1, 'a', None, [b'x'], {1: {2}})"
+    assert literal(float("nan")) is None  # never equal to itself
+    assert literal(object()) is None
+    assert literal(range(3)) is None
+    assert literal("x" * 5000) is None  # too long to be a useful expected value
