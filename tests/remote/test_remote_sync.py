@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from symergion.reconcile import Event
 
 from symergion.config import load_config
+from symergion.core.report import Event
 from symergion.gitrepo import GitRepo
 from symergion.runtime import build_reconciler
 from tests.conftest import git, repo_state, start_task_with_git
