@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from symergion.reconcile import Event
 
 from symergion.config import load_config
+from symergion.core.report import Event
 from symergion.gitrepo import GitRepo
 from symergion.runtime import build_reconciler
 from tests.conftest import git, repo_state, start_task_with_git
@@ -130,9 +130,10 @@ def test_the_served_models_identity_enters_the_cache_key(
         config = load_config(write_config(tmp_path / "config.json", [remote_checkpoint(endpoint)]))
         reconciler, pool, store = build_reconciler(repo, config)
         try:
-            (task,), _ = reconciler.discover(repo.snapshot())
-            prompt, destination = reconciler.build_prompt(task)
-            caches.append(reconciler.respond(task, config.coders[0], prompt, destination)["cache"])
+            (tp,) = reconciler.plan().tasks
+            assert tp.prompt is not None
+            caches.append(reconciler.respond(tp.task, config.coders[0], tp.prompt,
+                                             tp.destination)["cache"])
         finally:
             pool.close()
             store.close()
