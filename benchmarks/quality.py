@@ -36,10 +36,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from symergion.finish import Finisher
-
-from symergion import prompt as prompts
 from symergion.config import Sampling, VerifySpec
+from symergion.core import prompt as prompts
+from symergion.core.finish import Finisher
 from symergion.engine.base import max_new_tokens
 from symergion.engine.llama import LlamaEngine
 from symergion.gitrepo import GitRepo

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from symergion import prompt as prompts
 from symergion.config import Sampling
+from symergion.core import prompt as prompts
 from symergion.demo import SOURCE
 from symergion.engine.remote import RemoteEngine, remote_fingerprint
 from symergion.errors import ModelError
