@@ -28,16 +28,20 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from symergion.config import Sampling
-from symergion.engine.base import ChatPrompt, GenerationStats, prompt_segments
+from symergion.engine.base import ChatPrompt, GenerationRequest, GenerationStats, prompt_segments
+from symergion.engine.batch import BatchContext, BatchFigures, BatchRun, context_size
 from symergion.engine.state import StateStore, model_fingerprint
 from symergion.errors import ModelError
 
 DEFAULT_MAX_CONTEXT = 8192
+# How many sequences ``generate_many`` decodes together by default: 4 gains the most per
+# sequence added on a 2-core CPU (see docs/benchmarks.md).
+DEFAULT_SLOTS = 4
 # llama.cpp's default batch: big enough for full prompt speed, small enough that a cancel
 # request between two chunks is honoured within about a second on a 2-core CPU.
 BATCH_TOKENS = 512
@@ -162,8 +166,10 @@ def chat_prompt(template: str, user_message: str, *, bos_token: str, eos_token: 
 class LlamaEngine:
     """A GGUF model loaded with llama.cpp, generating on the CPU.
 
-    Not thread-safe: one generation at a time. Starting a new ``generate`` ends the previous
-    one, even if its iterator was not closed.
+    Not thread-safe: one generation at a time. Starting a new ``generate`` or
+    ``generate_many`` ends the previous one, even if its iterator was not closed.
+    ``generate_many`` runs up to ``slots`` sequences at once in a second context (see
+    ``engine.batch``).
     """
 
     def __init__(
@@ -178,8 +184,16 @@ class LlamaEngine:
         state_max_bytes: int = 2 * 1024**3,
         prompt_lookup: bool = False,
         extra_buffers: bool = True,
+        slots: int = DEFAULT_SLOTS,
     ) -> None:
         self.model_name = model_name
+        self.n_threads = n_threads
+        self.slots = max(1, slots)
+        self._batch_context: BatchContext | None = None
+        # Freed with the model, before it, whatever frees the engine.
+        self._contexts: list[BatchContext] = []
+        self._batch_stats: list[GenerationStats] = []
+        self.batch_figures = BatchFigures()
         self.model_path = Path(model_path)
         self.sampling = sampling
         self._stats = GenerationStats()
@@ -223,7 +237,8 @@ class LlamaEngine:
             self._batch.seq_id[i][0] = _SEQ
         self._piece_buffer = ctypes.create_string_buffer(256)
         # Free the native objects even if the caller forgets close().
-        self._finalizer = weakref.finalize(self, _free_native, llama, self._model, self._ctx, self._batch)
+        self._finalizer = weakref.finalize(self, _free_native, llama, self._model, self._ctx, self._batch,
+                                           self._contexts)
 
     # -- Engine protocol -------------------------------------------------------------------
 
@@ -236,6 +251,11 @@ class LlamaEngine:
     def stats(self) -> GenerationStats:
         """Return the figures of the last ``generate`` call."""
         return self._stats
+
+    @property
+    def batch_stats(self) -> list[GenerationStats]:
+        """Return the figures of each request of the last ``generate_many`` call."""
+        return self._batch_stats
 
     def count_tokens(self, text: str) -> int:
         """Return how many tokens ``text`` encodes to (with BOS; see ``tokenize``)."""
@@ -316,6 +336,39 @@ class LlamaEngine:
         self._generation += 1
         return self._generate(self._generation, prompt, max_tokens, cancel, stable_prefix)
 
+    def generate_many(
+        self,
+        requests: Sequence[GenerationRequest],
+        *,
+        cancel: threading.Event | None = None,
+        stopped: Collection[int] | None = None,
+    ) -> Iterator[tuple[int, str]]:
+        """Generate for several prompts together; yield ``(request index, piece)``.
+
+        Up to ``slots`` sequences decode in one ``llama_decode`` per step; the others wait for
+        a slot. One request runs as ``generate`` does (prompt lookup included). Greedy texts
+        are those of ``generate``, see ``engine.batch``.
+
+        Args:
+            requests: the prompts, each with its ``max_tokens`` and ``stable_prefix``.
+            cancel: when set, every sequence stops before the next llama.cpp call.
+            stopped: indices the caller is done with, read after each piece: that sequence
+                ends and frees its slot.
+
+        Raises:
+            ModelError: a prompt does not fit the context, or llama.cpp failed.
+        """
+        self._check_open()
+        self._generation += 1
+        ids = [self.tokenize(request.prompt) for request in requests]
+        for tokens in ids:
+            self._check_fits(tokens)
+        self._batch_stats = [GenerationStats(prompt_tokens=len(tokens)) for tokens in ids]
+        self.batch_figures = BatchFigures()
+        if len(requests) == 1:
+            return self._generate_one(self._generation, requests[0], cancel, stopped)
+        return self._generate_many(self._generation, requests, ids, cancel, stopped)
+
     def close(self) -> None:
         """Free the model and its context."""
         if not self._closed:
@@ -323,9 +376,77 @@ class LlamaEngine:
             self._generation += 1
             self._cached = []
             self._starts = []
+            self._batch_context = None
             self._finalizer()
 
     # -- internals -------------------------------------------------------------------------
+
+    def _check_fits(self, ids: list[int]) -> None:
+        if len(ids) >= self._n_ctx:
+            raise ModelError(
+                f"the prompt has {len(ids)} tokens but {self.model_name} is loaded with a "
+                f"context of {self._n_ctx}",
+                hint="raise the checkpoint's context_size, or shorten the source file",
+            )
+
+    def _generate_one(
+        self,
+        generation: int,
+        request: GenerationRequest,
+        cancel: threading.Event | None,
+        stopped: Collection[int] | None,
+    ) -> Iterator[tuple[int, str]]:
+        """Play one request of ``generate_many`` on the single-sequence path."""
+        pieces = self._generate(generation, request.prompt, request.max_tokens, cancel,
+                                request.stable_prefix)
+        stop = "cancelled"
+        try:
+            for piece in pieces:
+                yield 0, piece
+                if stopped is not None and 0 in stopped:
+                    stop = "stopped"
+                    break
+            else:
+                stats = self._stats
+                stop = ("cancelled" if cancel is not None and cancel.is_set() else
+                        "max_tokens" if stats.generated_tokens >= request.max_tokens else "eos")
+        finally:
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()
+            self._stats.stop = stop
+            self._batch_stats = [self._stats]
+            self.batch_figures.generated_tokens = self._stats.generated_tokens
+
+    def _generate_many(
+        self,
+        generation: int,
+        requests: Sequence[GenerationRequest],
+        ids: list[list[int]],
+        cancel: threading.Event | None,
+        stopped: Collection[int] | None,
+    ) -> Iterator[tuple[int, str]]:
+        if not requests:
+            return
+        slots = min(self.slots, len(requests))
+        need = max(min(len(t) + r.max_tokens, self._n_ctx) for t, r in zip(ids, requests, strict=True))
+        context = self._batch_context
+        if context is None or context.slots_count < slots or context.per_seq < need:
+            self._drop_batch_context()
+            per_seq = context_size(need, self._n_ctx)
+            context = BatchContext(self, slots, per_seq)
+            self._batch_context = context
+            self._contexts.append(context)
+        run = BatchRun(self, context, requests, ids, cancel, stopped, generation)
+        self._batch_stats = run.stats
+        self.batch_figures = run.figures
+        yield from run.pieces()
+
+    def _drop_batch_context(self) -> None:
+        if self._batch_context is not None:
+            self._contexts.remove(self._batch_context)
+            self._batch_context.free()
+            self._batch_context = None
 
     def _check_open(self) -> None:
         if self._closed:
@@ -514,12 +635,7 @@ class LlamaEngine:
         self._stats = stats
         ids = self.tokenize(prompt)
         stats.prompt_tokens = len(ids)
-        if len(ids) >= self._n_ctx:
-            raise ModelError(
-                f"the prompt has {len(ids)} tokens but {self.model_name} is loaded with a "
-                f"context of {self._n_ctx}",
-                hint="raise the checkpoint's context_size, or shorten the source file",
-            )
+        self._check_fits(ids)
         max_tokens = min(max_tokens, self._n_ctx - len(ids))
         if max_tokens <= 0 or (cancel is not None and cancel.is_set()):
             return
@@ -818,9 +934,13 @@ def _load_model(llama: Any, path: Path, extra_buffers: bool) -> Any:
     return model
 
 
-def _new_context(llama: Any, model: Any, n_ctx: int, n_threads: int, path: Path) -> Any:
+def _new_context(llama: Any, model: Any, n_ctx: int, n_threads: int, path: Path, *,
+                 n_seq_max: int = 1) -> Any:
     params = llama.llama_context_default_params()
     params.n_ctx = n_ctx
+    # A KV stream per sequence; n_ctx is their sum (see engine.batch for why not unified).
+    params.n_seq_max = n_seq_max
+    params.kv_unified = False
     params.n_batch = min(n_ctx, BATCH_TOKENS)
     params.n_ubatch = min(n_ctx, BATCH_TOKENS)
     params.n_threads = n_threads
@@ -842,8 +962,13 @@ def _new_context(llama: Any, model: Any, n_ctx: int, n_threads: int, path: Path)
     return ctx
 
 
-def _free_native(llama: Any, model: Any, ctx: Any, batch: Any) -> None:
+def _free_native(llama: Any, model: Any, ctx: Any, batch: Any, contexts: list[BatchContext]) -> None:
     # Called from close() or at garbage collection, where an error could only be printed.
+    # The batch contexts use the model: they go first.
+    for context in contexts:
+        with contextlib.suppress(Exception):
+            context.free()
+    contexts.clear()
     with contextlib.suppress(Exception):
         llama.llama_batch_free(batch)
     with contextlib.suppress(Exception):
