@@ -46,6 +46,7 @@ class BatchFigures:
 
     steps: int = 0
     step_seconds: float = 0.0
+    step_tokens: int = 0  # tokens decoded by the steps (one per running sequence and step)
     generated_tokens: int = 0
 
 
@@ -191,6 +192,7 @@ class BatchRun:
                 before = clock()
                 self._step(running)
                 self.figures.steps += 1
+                self.figures.step_tokens += len(running)
                 self.figures.step_seconds += clock() - before
         finally:
             for run in running:
@@ -294,7 +296,7 @@ class BatchRun:
             self._copy(source, slot)
         self._truncate(slot, reused)
         stats.prefix_source = "memory" if reused else "none"
-        store = engine._state_store()
+        store = engine._state_store(batch=True)
         if store is not None and self._restore(store, slot, ids, starts, stable):
             stats.prefix_source = "disk"
         from symergion.engine.llama import MIN_STATE_TOKENS
@@ -377,7 +379,7 @@ class BatchRun:
         loaded = int(llama.llama_state_seq_set_data(self.context.ctx, buffer, len(entry.data), slot.seq))
         del buffer
         if loaded == 0:
-            # Not usable in this context (the single-sequence path may still load it): evaluate.
+            # Not usable here (another llama.cpp build): evaluate instead, the next save replaces it.
             llama.llama_memory_seq_rm(self.context.memory, slot.seq, -1, -1)
             slot.cached, slot.starts = [], []
             return False

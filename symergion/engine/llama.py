@@ -206,6 +206,7 @@ class LlamaEngine:
         self._state_max_bytes = state_max_bytes
         self.prompt_lookup = prompt_lookup
         self._store: StateStore | None = None
+        self._batch_store: StateStore | None = None
         self._closed = False
 
         _check_gguf_file(self.model_path)
@@ -470,19 +471,29 @@ class LlamaEngine:
             self._pieces[token] = piece
         return piece
 
-    def _state_store(self) -> StateStore | None:
+    def _state_store(self, batch: bool = False) -> StateStore | None:
+        """Return the prefix-state store of the single-sequence context, or of the batch one.
+
+        Their states do not load into each other's context (the batch context has a stream per
+        sequence), so each has its own namespace: neither discards the other's entries.
+        """
         if self._state_dir is None:
             return None
-        if self._store is None:
+        store = self._batch_store if batch else self._store
+        if store is None:
             # Repacked weights round differently: a state saved with extra buffers differs.
             context = (f"llama_cpp={self._llama.__version__};n_ctx={self._n_ctx};swa_full=1;"
-                       f"extra_bufts={int(self.extra_buffers)}")
+                       f"extra_bufts={int(self.extra_buffers)}" + (";streams=batch" if batch else ""))
             try:
                 namespace = model_fingerprint(self.model_path, context)
             except OSError:
                 return None
-            self._store = StateStore(self._state_dir, namespace, max_bytes=self._state_max_bytes)
-        return self._store
+            store = StateStore(self._state_dir, namespace, max_bytes=self._state_max_bytes)
+            if batch:
+                self._batch_store = store
+            else:
+                self._store = store
+        return store
 
     def _reset_memory(self) -> None:
         self._llama.llama_memory_clear(self._memory, True)

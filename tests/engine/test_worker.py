@@ -182,3 +182,26 @@ def test_a_crash_in_one_model_is_a_problem_and_the_other_models_branch_is_genera
     assert "beta_TestCase_capture_output" in branches
     assert "alpha_TestCase_capture_output" not in branches
     assert not git(repo_dir, "for-each-ref", "refs/symergion/tasks/TestCase_capture_output/alpha")
+
+
+def test_a_batch_through_the_worker_gives_the_in_process_texts_and_stops(worker: WorkerEngine,
+                                                                          make_engine) -> None:
+    from symergion.engine.base import GenerationRequest
+
+    local = make_engine(n_ctx=1024)
+    requests = [GenerationRequest(PROMPT, 20), GenerationRequest("def median(values):\n", 20)]
+
+    def run(engine: Engine) -> list[str]:
+        stopped: set[int] = set()
+        texts = ["", ""]
+        for index, piece in engine.generate_many(requests, stopped=stopped):
+            texts[index] += piece
+            if index == 1 and len(texts[1]) >= 6:
+                stopped.add(1)
+        return texts
+
+    assert run(worker) == run(local)
+    assert [s.stop for s in worker.batch_stats] == [s.stop for s in local.batch_stats]
+    assert worker.batch_stats[1].stop == "stopped"
+    # A plain generate still works after a batch.
+    assert "".join(worker.generate(PROMPT, max_tokens=8)) == "".join(local.generate(PROMPT, max_tokens=8))
