@@ -69,20 +69,23 @@ def bench_batched(
                     tokens = steps
                 else:
                     for _ in engine.generate_many(requests):
-                        pass
+                        context = engine._batch_context
+                        if not kv_bytes_per_token and context is not None:
+                            # A slot holds its prompt now: the size of its state per token.
+                            slot = max(context.slots, key=lambda s: len(s.cached))
+                            size = engine._llama.llama_state_seq_get_size(context.ctx, slot.seq)
+                            kv_bytes_per_token = int(size) / len(slot.cached)
                     f = engine.batch_figures
                     steps, seconds, tokens = f.steps, f.step_seconds, f.step_tokens
+                    used = sum(s.prompt_tokens + s.generated_tokens for s in engine.batch_stats)
+                    kv_used = max(kv_used, kv_bytes_per_token * used)
                 figures[n] = {"tokens_per_second": tokens / seconds,
                               "ms_per_step": 1000 * seconds / steps,
                               "step_tokens": tokens, "steps": steps}
             runs.append(figures)
         context = engine._batch_context
         if context is not None:
-            slot = max(context.slots, key=lambda s: len(s.cached))
-            size = int(engine._llama.llama_state_seq_get_size(context.ctx, slot.seq))
-            kv_bytes_per_token = size / max(1, len(slot.cached))
             kv_allocated = kv_bytes_per_token * context.per_seq * context.slots_count
-            kv_used = kv_bytes_per_token * sum(len(s.cached) for s in context.slots)
     finally:
         engine.close()
     result: dict[str, Any] = {"gen_tokens": gen_tokens, "repeats": repeats, "runs": runs}
