@@ -128,7 +128,8 @@ class Engine(Protocol):
         Each request ends on its own (EOS, its ``max_tokens``, or the caller adding its index
         to ``stopped``, which is read after every piece); ``cancel`` ends them all. Pieces of
         one request come in order, those of different requests interleaved. A greedy request
-        gives the text ``generate`` gives for it alone.
+        gives the text ``generate`` gives for it alone. An engine in another process may still
+        deliver a few pieces of a request after its stop: the caller drops them.
         """
         ...
 

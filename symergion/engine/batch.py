@@ -169,6 +169,7 @@ class BatchRun:
                         continue
                     run = self._admit(index, budget, free)
                     if run is None:
+                        self.stats[index].stop = "cancelled"
                         break
                     running.append(run)
                     free.remove(run.slot)
