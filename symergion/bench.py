@@ -359,6 +359,21 @@ def _llama_cpp() -> Any:
     return importlib.import_module("llama_cpp")
 
 
+def _run_batched(model_path: Path, threads: int, extra_buffers: bool, *, gen_tokens: int,
+                 repeats: int) -> dict[str, Any]:
+    """Run ``symergion.bench_batch`` in a child process, so that its peak RSS is its own."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "symergion.bench_batch", "--model", str(model_path), "--threads",
+         str(threads), "--gen-tokens", str(gen_tokens), "--repeats", str(repeats),
+         "--extra-buffers", "on" if extra_buffers else "off"],
+        capture_output=True, text=True, check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"batched benchmark failed:\n{proc.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
 def _run_child(spec: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     proc = subprocess.run(
@@ -713,6 +728,7 @@ def run_bench(
     out_json: Path | None = None,
     long_prompt_tokens: int = 1200,
     prompt_lookup: bool = True,
+    batched: bool = True,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Run every benchmark on one GGUF and return (and optionally write) the figures.
@@ -726,6 +742,7 @@ def run_bench(
         out_json: where to write the result as JSON (parents are created).
         long_prompt_tokens: prompt length of the time-to-first-token runs (1000 or more).
         prompt_lookup: also measure prompt lookup decoding.
+        batched: also measure batched generation (1/2/4/8 sequences, in a child process).
         progress: told what runs next, for a progress display.
     """
     llama_cpp = _llama_cpp()
@@ -737,7 +754,7 @@ def run_bench(
         return _run_bench(model_path, llama_cpp, say, extra_buffers, threads=threads,
                           prompt_tokens=prompt_tokens, gen_tokens=gen_tokens, repeats=repeats,
                           out_json=out_json, long_prompt_tokens=long_prompt_tokens,
-                          prompt_lookup=prompt_lookup)
+                          prompt_lookup=prompt_lookup, batched=batched)
 
 
 def machine_extra_buffers(model_path: Path) -> bool:
@@ -784,6 +801,7 @@ def _run_bench(
     out_json: Path | None,
     long_prompt_tokens: int,
     prompt_lookup: bool,
+    batched: bool = False,
 ) -> dict[str, Any]:
     started = time.time()
     load_avg_before = os.getloadavg()
@@ -856,6 +874,10 @@ def _run_bench(
         except (ValueError, RuntimeError) as exc:
             # An optional measure of a third-party path: report its failure, keep the rest.
             result["prompt_lookup"] = {"error": f"{type(exc).__name__}: {exc}"}
+    if batched:
+        say("batched generation (1/2/4/8 sequences)")
+        result["batched"] = _run_batched(model_path, threads, extra_buffers,
+                                         gen_tokens=min(gen_tokens, 64), repeats=max(1, repeats // 3))
     result["load_average"] = {"before": load_avg_before, "after": os.getloadavg()}
     result["seconds"] = time.time() - started
     result["verdict"] = verdict(result)
@@ -931,6 +953,10 @@ def format_table(result: dict[str, Any]) -> str:
         f"{mem['gguf_bytes'] / _MB:.0f} MB + {mem['rss_over_gguf_mb']:.0f} MB"
         f"  (< +400 MB {mark('rss_over_gguf_mb')})",
     ]
+    if result.get("batched"):
+        from symergion.bench_batch import format_rows
+
+        lines += ["", *format_rows(result["batched"])]
     lookup = result.get("prompt_lookup")
     if lookup and "error" in lookup:
         lines += ["", f"prompt lookup decoding failed: {lookup['error']}"]
@@ -1114,6 +1140,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--out", type=Path, default=Path("bench-results/bench.json"))
     parser.add_argument("--no-prompt-lookup", action="store_true")
+    parser.add_argument("--no-batched", action="store_true",
+                        help="skip the batched generation row (python -m symergion.bench_batch)")
     parser.add_argument("--isolation", action="store_true",
                         help="measure only extra buffers on/off and in-process/worker")
     parser.add_argument("--remote", action="store_true",
@@ -1148,6 +1176,7 @@ def main(argv: list[str] | None = None) -> int:
         out_json=args.out,
         long_prompt_tokens=args.long_prompt_tokens,
         prompt_lookup=not args.no_prompt_lookup,
+        batched=not args.no_batched,
         progress=lambda message: print(f"... {message}", file=sys.stderr, flush=True),
     )
     if args.remote:

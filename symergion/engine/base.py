@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,6 +20,18 @@ class GenerationStats:
     generation_seconds: float = 0.0
     first_token_seconds: float = 0.0
     prefix_source: str = "none"  # "none" | "memory" | "disk"
+    # Why generation ended: "eos", "max_tokens", "stopped" (by the caller), "cancelled", or
+    # "" while it runs.
+    stop: str = ""
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One prompt of ``generate_many``, with its own budget and stable prefix."""
+
+    prompt: str
+    max_tokens: int
+    stable_prefix: int = 0
 
 
 class ChatPrompt(str):
@@ -104,9 +116,31 @@ class Engine(Protocol):
         """
         ...
 
+    def generate_many(
+        self,
+        requests: Sequence[GenerationRequest],
+        *,
+        cancel: threading.Event | None = None,
+        stopped: Collection[int] | None = None,
+    ) -> Iterator[tuple[int, str]]:
+        """Generate for several prompts together; yield ``(request index, piece)``.
+
+        Each request ends on its own (EOS, its ``max_tokens``, or the caller adding its index
+        to ``stopped``, which is read after every piece); ``cancel`` ends them all. Pieces of
+        one request come in order, those of different requests interleaved. A greedy request
+        gives the text ``generate`` gives for it alone. An engine in another process may still
+        deliver a few pieces of a request after its stop: the caller drops them.
+        """
+        ...
+
     @property
     def stats(self) -> GenerationStats:
         """Return the figures of the last ``generate`` call."""
+        ...
+
+    @property
+    def batch_stats(self) -> list[GenerationStats]:
+        """Return the figures of each request of the last ``generate_many`` call."""
         ...
 
     def close(self) -> None:

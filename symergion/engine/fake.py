@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Collection, Iterator, Sequence
 
-from symergion.engine.base import GenerationStats
+from symergion.engine.base import GenerationRequest, GenerationStats
 
 Reply = Callable[[str], str]
 
@@ -17,8 +18,11 @@ class FakeEngine:
     partial lines the way a real tokenizer would.
     """
 
-    def __init__(self, model_name: str, reply: Reply | str, *, n_ctx: int = 4096) -> None:
+    def __init__(self, model_name: str, reply: Reply | str, *, n_ctx: int = 4096,
+                 slots: int = 4) -> None:
         self.model_name = model_name
+        self.slots = slots
+        self._batch_stats: list[GenerationStats] = []
         self._reply: Reply = (lambda _p: reply) if isinstance(reply, str) else reply
         self._n_ctx = n_ctx
         self._stats = GenerationStats()
@@ -34,6 +38,11 @@ class FakeEngine:
     def stats(self) -> GenerationStats:
         """Return the figures of the last call."""
         return self._stats
+
+    @property
+    def batch_stats(self) -> list[GenerationStats]:
+        """Return the figures of each request of the last ``generate_many`` call."""
+        return self._batch_stats
 
     def count_tokens(self, text: str) -> int:
         """Count four characters as one token."""
@@ -64,6 +73,47 @@ class FakeEngine:
                 return
             self._stats.generated_tokens = count + 1
             yield text[start : start + 4]
+
+    def generate_many(
+        self,
+        requests: Sequence[GenerationRequest],
+        *,
+        cancel: threading.Event | None = None,
+        stopped: Collection[int] | None = None,
+    ) -> Iterator[tuple[int, str]]:
+        """Play the replies as a batch of ``slots``: one token of each running reply per step.
+
+        A reply ends at its text's end, its ``max_tokens``, a stop or the cancel, and the next
+        waiting request takes its slot, as ``LlamaEngine.generate_many`` does.
+        """
+        stopped = stopped if stopped is not None else ()
+        self.calls.extend(request.prompt for request in requests)
+        self._batch_stats = stats = [GenerationStats(prompt_tokens=self.count_tokens(r.prompt))
+                                     for r in requests]
+        pending = deque(range(len(requests)))
+        running: list[tuple[int, str]] = []
+        try:
+            while pending or running:
+                if cancel is not None and cancel.is_set():
+                    break
+                while pending and len(running) < self.slots:
+                    index = pending.popleft()
+                    running.append((index, self._reply(requests[index].prompt)))
+                for index, text in list(running):
+                    done = stats[index].generated_tokens
+                    reason = ("stopped" if index in stopped else
+                              "max_tokens" if done >= requests[index].max_tokens else
+                              "eos" if done * 4 >= len(text) else "")
+                    if reason:
+                        stats[index].stop = reason
+                        running.remove((index, text))
+                        continue
+                    stats[index].generated_tokens = done + 1
+                    yield index, text[done * 4 : done * 4 + 4]
+        finally:
+            for index in [*pending, *(i for i, _ in running)]:
+                if not stats[index].stop:
+                    stats[index].stop = "cancelled"
 
     def close(self) -> None:
         """Mark the engine closed."""

@@ -28,16 +28,20 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from symergion.config import Sampling
-from symergion.engine.base import ChatPrompt, GenerationStats, prompt_segments
+from symergion.engine.base import ChatPrompt, GenerationRequest, GenerationStats, prompt_segments
+from symergion.engine.batch import BatchContext, BatchFigures, BatchRun, context_size
 from symergion.engine.state import StateStore, model_fingerprint
 from symergion.errors import ModelError
 
 DEFAULT_MAX_CONTEXT = 8192
+# How many sequences ``generate_many`` decodes together by default: 4 gains the most per
+# sequence added on a 2-core CPU (see docs/benchmarks.md).
+DEFAULT_SLOTS = 4
 # llama.cpp's default batch: big enough for full prompt speed, small enough that a cancel
 # request between two chunks is honoured within about a second on a 2-core CPU.
 BATCH_TOKENS = 512
@@ -162,8 +166,10 @@ def chat_prompt(template: str, user_message: str, *, bos_token: str, eos_token: 
 class LlamaEngine:
     """A GGUF model loaded with llama.cpp, generating on the CPU.
 
-    Not thread-safe: one generation at a time. Starting a new ``generate`` ends the previous
-    one, even if its iterator was not closed.
+    Not thread-safe: one generation at a time. Starting a new ``generate`` or
+    ``generate_many`` ends the previous one, even if its iterator was not closed.
+    ``generate_many`` runs up to ``slots`` sequences at once in a second context (see
+    ``engine.batch``).
     """
 
     def __init__(
@@ -180,8 +186,16 @@ class LlamaEngine:
         extra_buffers: bool = True,
         lora: Path | None = None,
         lora_scale: float = 1.0,
+        slots: int = DEFAULT_SLOTS,
     ) -> None:
         self.model_name = model_name
+        self.n_threads = n_threads
+        self.slots = max(1, slots)
+        self._batch_context: BatchContext | None = None
+        # Freed with the model, before it, whatever frees the engine.
+        self._contexts: list[BatchContext] = []
+        self._batch_stats: list[GenerationStats] = []
+        self.batch_figures = BatchFigures()
         self.model_path = Path(model_path)
         self.sampling = sampling
         self._stats = GenerationStats()
@@ -194,6 +208,7 @@ class LlamaEngine:
         self._state_max_bytes = state_max_bytes
         self.prompt_lookup = prompt_lookup
         self._store: StateStore | None = None
+        self._batch_store: StateStore | None = None
         self._closed = False
         self.lora = Path(lora) if lora is not None else None
         self.lora_scale = lora_scale
@@ -236,7 +251,8 @@ class LlamaEngine:
         self._piece_buffer = ctypes.create_string_buffer(256)
         # Free the native objects even if the caller forgets close().
         self._finalizer = weakref.finalize(
-            self, _free_native, llama, self._model, self._ctx, self._batch, self._adapter
+            self, _free_native, llama, self._model, self._ctx, self._batch, self._contexts,
+            self._adapter,
         )
 
     # -- Engine protocol -------------------------------------------------------------------
@@ -250,6 +266,11 @@ class LlamaEngine:
     def stats(self) -> GenerationStats:
         """Return the figures of the last ``generate`` call."""
         return self._stats
+
+    @property
+    def batch_stats(self) -> list[GenerationStats]:
+        """Return the figures of each request of the last ``generate_many`` call."""
+        return self._batch_stats
 
     def count_tokens(self, text: str) -> int:
         """Return how many tokens ``text`` encodes to (with BOS; see ``tokenize``)."""
@@ -330,6 +351,39 @@ class LlamaEngine:
         self._generation += 1
         return self._generate(self._generation, prompt, max_tokens, cancel, stable_prefix)
 
+    def generate_many(
+        self,
+        requests: Sequence[GenerationRequest],
+        *,
+        cancel: threading.Event | None = None,
+        stopped: Collection[int] | None = None,
+    ) -> Iterator[tuple[int, str]]:
+        """Generate for several prompts together; yield ``(request index, piece)``.
+
+        Up to ``slots`` sequences decode in one ``llama_decode`` per step; the others wait for
+        a slot. One request runs as ``generate`` does (prompt lookup included). Greedy texts
+        are those of ``generate``, see ``engine.batch``.
+
+        Args:
+            requests: the prompts, each with its ``max_tokens`` and ``stable_prefix``.
+            cancel: when set, every sequence stops before the next llama.cpp call.
+            stopped: indices the caller is done with, read after each piece: that sequence
+                ends and frees its slot.
+
+        Raises:
+            ModelError: a prompt does not fit the context, or llama.cpp failed.
+        """
+        self._check_open()
+        self._generation += 1
+        ids = [self.tokenize(request.prompt) for request in requests]
+        for tokens in ids:
+            self._check_fits(tokens)
+        self._batch_stats = [GenerationStats(prompt_tokens=len(tokens)) for tokens in ids]
+        self.batch_figures = BatchFigures()
+        if len(requests) == 1:
+            return self._generate_one(self._generation, requests[0], cancel, stopped)
+        return self._generate_many(self._generation, requests, ids, cancel, stopped)
+
     def close(self) -> None:
         """Free the model and its context."""
         if not self._closed:
@@ -337,9 +391,77 @@ class LlamaEngine:
             self._generation += 1
             self._cached = []
             self._starts = []
+            self._batch_context = None
             self._finalizer()
 
     # -- internals -------------------------------------------------------------------------
+
+    def _check_fits(self, ids: list[int]) -> None:
+        if len(ids) >= self._n_ctx:
+            raise ModelError(
+                f"the prompt has {len(ids)} tokens but {self.model_name} is loaded with a "
+                f"context of {self._n_ctx}",
+                hint="raise the checkpoint's context_size, or shorten the source file",
+            )
+
+    def _generate_one(
+        self,
+        generation: int,
+        request: GenerationRequest,
+        cancel: threading.Event | None,
+        stopped: Collection[int] | None,
+    ) -> Iterator[tuple[int, str]]:
+        """Play one request of ``generate_many`` on the single-sequence path."""
+        pieces = self._generate(generation, request.prompt, request.max_tokens, cancel,
+                                request.stable_prefix)
+        stop = "cancelled"
+        try:
+            for piece in pieces:
+                yield 0, piece
+                if stopped is not None and 0 in stopped:
+                    stop = "stopped"
+                    break
+            else:
+                stats = self._stats
+                stop = ("cancelled" if cancel is not None and cancel.is_set() else
+                        "max_tokens" if stats.generated_tokens >= request.max_tokens else "eos")
+        finally:
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()
+            self._stats.stop = stop
+            self._batch_stats = [self._stats]
+            self.batch_figures.generated_tokens = self._stats.generated_tokens
+
+    def _generate_many(
+        self,
+        generation: int,
+        requests: Sequence[GenerationRequest],
+        ids: list[list[int]],
+        cancel: threading.Event | None,
+        stopped: Collection[int] | None,
+    ) -> Iterator[tuple[int, str]]:
+        if not requests:
+            return
+        slots = min(self.slots, len(requests))
+        need = max(min(len(t) + r.max_tokens, self._n_ctx) for t, r in zip(ids, requests, strict=True))
+        context = self._batch_context
+        if context is None or context.slots_count < slots or context.per_seq < need:
+            self._drop_batch_context()
+            per_seq = context_size(need, self._n_ctx)
+            context = BatchContext(self, slots, per_seq)
+            self._batch_context = context
+            self._contexts.append(context)
+        run = BatchRun(self, context, requests, ids, cancel, stopped, generation)
+        self._batch_stats = run.stats
+        self.batch_figures = run.figures
+        yield from run.pieces()
+
+    def _drop_batch_context(self) -> None:
+        if self._batch_context is not None:
+            self._contexts.remove(self._batch_context)
+            self._batch_context.free()
+            self._batch_context = None
 
     def _check_open(self) -> None:
         if self._closed:
@@ -363,21 +485,31 @@ class LlamaEngine:
             self._pieces[token] = piece
         return piece
 
-    def _state_store(self) -> StateStore | None:
+    def _state_store(self, batch: bool = False) -> StateStore | None:
+        """Return the prefix-state store of the single-sequence context, or of the batch one.
+
+        Their states do not load into each other's context (the batch context has a stream per
+        sequence), so each has its own namespace: neither discards the other's entries.
+        """
         if self._state_dir is None:
             return None
-        if self._store is None:
+        store = self._batch_store if batch else self._store
+        if store is None:
             # Repacked weights round differently: a state saved with extra buffers differs.
             context = (f"llama_cpp={self._llama.__version__};n_ctx={self._n_ctx};swa_full=1;"
-                       f"extra_bufts={int(self.extra_buffers)}")
+                       f"extra_bufts={int(self.extra_buffers)}" + (";streams=batch" if batch else ""))
             if self.lora is not None:
                 context += f";lora_scale={self.lora_scale!r}"
             try:
                 namespace = model_fingerprint(self.model_path, context, adapter=self.lora)
             except OSError:
                 return None
-            self._store = StateStore(self._state_dir, namespace, max_bytes=self._state_max_bytes)
-        return self._store
+            store = StateStore(self._state_dir, namespace, max_bytes=self._state_max_bytes)
+            if batch:
+                self._batch_store = store
+            else:
+                self._store = store
+        return store
 
     def _reset_memory(self) -> None:
         self._llama.llama_memory_clear(self._memory, True)
@@ -530,12 +662,7 @@ class LlamaEngine:
         self._stats = stats
         ids = self.tokenize(prompt)
         stats.prompt_tokens = len(ids)
-        if len(ids) >= self._n_ctx:
-            raise ModelError(
-                f"the prompt has {len(ids)} tokens but {self.model_name} is loaded with a "
-                f"context of {self._n_ctx}",
-                hint="raise the checkpoint's context_size, or shorten the source file",
-            )
+        self._check_fits(ids)
         max_tokens = min(max_tokens, self._n_ctx - len(ids))
         if max_tokens <= 0 or (cancel is not None and cancel.is_set()):
             return
@@ -834,9 +961,13 @@ def _load_model(llama: Any, path: Path, extra_buffers: bool) -> Any:
     return model
 
 
-def _new_context(llama: Any, model: Any, n_ctx: int, n_threads: int, path: Path) -> Any:
+def _new_context(llama: Any, model: Any, n_ctx: int, n_threads: int, path: Path, *,
+                 n_seq_max: int = 1) -> Any:
     params = llama.llama_context_default_params()
     params.n_ctx = n_ctx
+    # A KV stream per sequence; n_ctx is their sum (see engine.batch for why not unified).
+    params.n_seq_max = n_seq_max
+    params.kv_unified = False
     params.n_batch = min(n_ctx, BATCH_TOKENS)
     params.n_ubatch = min(n_ctx, BATCH_TOKENS)
     params.n_threads = n_threads
@@ -888,21 +1019,40 @@ def _apply_lora(llama: Any, model: Any, ctx: Any, path: Path, scale: float) -> A
             hint="an adapter only fits the base model it was trained on: `symergion models list` "
             "shows which model it fits; point lora at an adapter for this model",
         )
+    try:
+        set_lora(llama, ctx, adapter, scale, path)
+    except ModelError:
+        llama.llama_adapter_lora_free(adapter)
+        raise
+    return adapter
+
+
+def set_lora(llama: Any, ctx: Any, adapter: Any, scale: float, path: Path) -> None:
+    """Apply a loaded LoRA ``adapter`` to the context ``ctx`` at ``scale``.
+
+    Every context of the model needs it: the batch contexts too, or their texts would be the
+    base model's.
+    """
+    set_many = getattr(llama, "llama_set_adapters_lora", None)
     if set_many is not None:
         adapters = (llama.llama_adapter_lora_p_ctypes * 1)(adapter)
         scales = (ctypes.c_float * 1)(scale)
         status = int(set_many(ctx, adapters, 1, scales))
-    elif set_one is not None:
-        status = int(set_one(ctx, adapter, scale))
+    else:
+        status = int(llama.llama_set_adapter_lora(ctx, adapter, scale))
     if status != 0:
-        llama.llama_adapter_lora_free(adapter)
         raise ModelError(f"llama.cpp cannot apply the LoRA adapter {path} (status {status})",
                          hint="check that the adapter fits the model with `symergion models list`")
-    return adapter
 
 
-def _free_native(llama: Any, model: Any, ctx: Any, batch: Any, adapter: Any = None) -> None:
+def _free_native(llama: Any, model: Any, ctx: Any, batch: Any, contexts: list[BatchContext],
+                 adapter: Any = None) -> None:
     # Called from close() or at garbage collection, where an error could only be printed.
+    # The batch contexts use the model: they go first.
+    for context in contexts:
+        with contextlib.suppress(Exception):
+            context.free()
+    contexts.clear()
     with contextlib.suppress(Exception):
         llama.llama_batch_free(batch)
     with contextlib.suppress(Exception):

@@ -23,11 +23,11 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
 from typing import IO, Any
 
 from symergion import errors
-from symergion.engine.base import GenerationStats
+from symergion.engine.base import GenerationRequest, GenerationStats
 from symergion.engine.extra_buffers import child_env
 from symergion.engine.worker import EngineSpec, receive, send
 from symergion.errors import ModelError
@@ -52,6 +52,7 @@ class WorkerEngine:
         self.spec = spec
         self.model_name = spec.model_name
         self._stats = GenerationStats()
+        self._batch_stats: list[GenerationStats] = []
         self._proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
         self._stderr: IO[bytes] | None = None
@@ -78,6 +79,12 @@ class WorkerEngine:
         self._finish_stream()
         return self._stats
 
+    @property
+    def batch_stats(self) -> list[GenerationStats]:
+        """Return the figures of each request of the last ``generate_many`` call."""
+        self._finish_stream()
+        return self._batch_stats
+
     def count_tokens(self, text: str) -> int:
         """Return how many tokens ``text`` encodes to."""
         return int(self._call("count_tokens", text))
@@ -102,6 +109,19 @@ class WorkerEngine:
         """Yield the text of each generated token; see ``Engine.generate``."""
         return self._stream("generate", (prompt,), {"max_tokens": max_tokens,
                                                     "stable_prefix": stable_prefix}, cancel)
+
+    def generate_many(
+        self,
+        requests: Sequence[GenerationRequest],
+        *,
+        cancel: threading.Event | None = None,
+        stopped: Collection[int] | None = None,
+    ) -> Iterator[tuple[int, str]]:
+        """Yield ``(request index, piece)`` for several prompts; see ``Engine.generate_many``.
+
+        A stop the caller records in ``stopped`` reaches the worker before its next step.
+        """
+        return self._stream("generate_many", (list(requests),), {}, cancel, stopped)
 
     def close(self) -> None:
         """Stop the worker: closing its socket makes it exit."""
@@ -158,7 +178,7 @@ class WorkerEngine:
                 # The abandoned generation's crash concerns no caller: the next call starts anew.
                 return
             if message[0] == "end":
-                self._stats = message[1]
+                self._keep_stats(message[1])
             if message[0] in ("end", "error"):
                 self._unfinished = False
 
@@ -179,10 +199,16 @@ class WorkerEngine:
             raise _rebuild_error(message)
         return message[1]
 
+    def _keep_stats(self, stats: GenerationStats | list[GenerationStats]) -> None:
+        if isinstance(stats, list):
+            self._batch_stats = stats
+        else:
+            self._stats = stats
+
     def _stream(
         self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-        cancel: threading.Event | None,
-    ) -> Iterator[str]:
+        cancel: threading.Event | None, stopped: Collection[int] | None = None,
+    ) -> Iterator[Any]:
         sock = self._ready()
         try:
             send(sock, ("stream", method, args, kwargs))
@@ -190,17 +216,22 @@ class WorkerEngine:
             raise self._crashed("generating") from None
         self._unfinished = True
         cancel_sent = False
+        stops_sent: set[int] = set()
         try:
             while True:
                 if cancel is not None and cancel.is_set() and not cancel_sent:
                     send(sock, ("cancel",))
                     cancel_sent = True
+                if stopped and len(stopped) > len(stops_sent):
+                    for index in set(stopped) - stops_sent:
+                        send(sock, ("stop", index))
+                        stops_sent.add(index)
                 message = self._receive("generating", wait=_POLL_SECONDS if cancel else None)
                 if message[0] == "piece":
                     yield message[1]
                 elif message[0] == "end":
                     self._unfinished = False
-                    self._stats = message[1]
+                    self._keep_stats(message[1])
                     return
                 elif message[0] == "error":
                     self._unfinished = False

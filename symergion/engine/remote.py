@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
@@ -39,7 +40,7 @@ from typing import Any
 import httpx2
 
 from symergion.config import Sampling
-from symergion.engine.base import GenerationStats
+from symergion.engine.base import GenerationRequest, GenerationStats
 from symergion.errors import ModelError
 
 CONNECT_TIMEOUT = 5.0
@@ -76,6 +77,8 @@ class ServerInfo:
     chat_template: str | None = None
     bos_token: str = ""
     eos_token: str = ""
+    # How many requests the server decodes at once (llama-server's --parallel); 1 if unknown.
+    slots: int = 1
 
     @property
     def fingerprint(self) -> str:
@@ -137,6 +140,7 @@ def probe(client: httpx2.Client, endpoint: str, served_model: str | None = None)
         chat_template=template if isinstance(template, str) and template else None,
         bos_token=str(props.get("bos_token") or ""),
         eos_token=str(props.get("eos_token") or ""),
+        slots=_positive_int(props.get("total_slots")) or 1,
     )
 
 
@@ -179,6 +183,7 @@ class RemoteEngine:
         # How this server tokenizes: "llama.cpp", "llama-cpp-python" or "estimate"; found once.
         self._tokenizer: str | None = None
         self._local = threading.local()
+        self._batch_stats: list[GenerationStats] = []
         self._closed = False
 
     # -- what the server says ------------------------------------------------------------
@@ -218,6 +223,11 @@ class RemoteEngine:
         """Return the figures of this thread's last ``generate`` call."""
         stats: GenerationStats | None = getattr(self._local, "stats", None)
         return stats if stats is not None else GenerationStats()
+
+    @property
+    def batch_stats(self) -> list[GenerationStats]:
+        """Return the figures of each request of the last ``generate_many`` call."""
+        return self._batch_stats
 
     # -- tokens --------------------------------------------------------------------------
 
@@ -296,19 +306,90 @@ class RemoteEngine:
             ModelError: the server is down, refuses the request, or the stream broke.
         """
         self._check_open()
-        info = self.info
-        body: dict[str, Any] = {
-            "model": info.model_id,
-            "prompt": prompt,
-            "max_tokens": max_tokens,
-            "stream": True,
-            **self._sampling_fields(),
-        }
-        if info.kind == "llama.cpp":
-            body["cache_prompt"] = True
+        body = self._body(prompt, max_tokens)
         stats = GenerationStats()
         self._local.stats = stats
         return self._stream(body, stats, cancel)
+
+    def generate_many(
+        self,
+        requests: Sequence[GenerationRequest],
+        *,
+        cancel: threading.Event | None = None,
+        stopped: Collection[int] | None = None,
+    ) -> Iterator[tuple[int, str]]:
+        """Yield ``(request index, piece)`` for several prompts; see ``Engine.generate_many``.
+
+        As many requests stream at once as the server has slots (llama-server's ``--parallel``,
+        read from ``/props``); the server batches them. A server that does not say (such as
+        llama_cpp.server, which cuts an older request for a newer one) gets one at a time.
+        """
+        self._check_open()
+        slots = max(1, min(self.info.slots, len(requests)))
+        stopped = stopped if stopped is not None else ()
+        stats = [GenerationStats() for _ in requests]
+        self._batch_stats = stats
+        ends = [threading.Event() for _ in requests]
+        done = threading.Event()  # the caller has gone: every thread ends
+        pieces: queue.Queue[tuple[int, str | None, BaseException | None]] = queue.Queue()
+        pending = iter(range(len(requests)))
+        pending_lock = threading.Lock()
+
+        def serve() -> None:
+            while not done.is_set():
+                with pending_lock:
+                    index = next(pending, None)
+                if index is None:
+                    return
+                request = requests[index]
+                error: BaseException | None = None
+                try:
+                    body = self._body(request.prompt, request.max_tokens)
+                    for piece in self._stream(body, stats[index], ends[index]):
+                        pieces.put((index, piece, None))
+                        if done.is_set():
+                            break
+                except BaseException as exc:  # handed to the caller's thread
+                    error = exc
+                pieces.put((index, None, error))
+
+        threads = [threading.Thread(target=serve, daemon=True, name=f"remote-{i}")
+                   for i in range(slots)]
+        for thread in threads:
+            thread.start()
+        remaining = len(requests)
+        try:
+            while remaining:
+                if cancel is not None and cancel.is_set():
+                    break
+                try:
+                    index, piece, error = pieces.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if piece is None:
+                    remaining -= 1
+                    if error is not None:
+                        raise error
+                    if not stats[index].stop:
+                        stats[index].stop = ("stopped" if index in stopped else
+                                             "max_tokens" if stats[index].generated_tokens
+                                             >= requests[index].max_tokens else "eos")
+                    continue
+                if index in stopped or ends[index].is_set():
+                    ends[index].set()
+                    stats[index].stop = "stopped"
+                    continue
+                yield index, piece
+                if index in stopped:
+                    ends[index].set()
+                    stats[index].stop = "stopped"
+        finally:
+            done.set()
+            for end in ends:
+                end.set()
+            for stat in stats:
+                if not stat.stop:
+                    stat.stop = "cancelled"
 
     def close(self) -> None:
         """Close the HTTP client (the server keeps running)."""
@@ -320,6 +401,19 @@ class RemoteEngine:
     def _check_open(self) -> None:
         if self._closed:
             raise ModelError(f"the engine of {self.model_name} is closed")
+
+    def _body(self, prompt: str, max_tokens: int) -> dict[str, Any]:
+        info = self.info
+        body: dict[str, Any] = {
+            "model": info.model_id,
+            "prompt": prompt,
+            "max_tokens": max_tokens,
+            "stream": True,
+            **self._sampling_fields(),
+        }
+        if info.kind == "llama.cpp":
+            body["cache_prompt"] = True
+        return body
 
     def _sampling_fields(self) -> dict[str, Any]:
         s = self.sampling

@@ -6,7 +6,9 @@ it into an error that names the model. Messages are pickled tuples, each framed 
 
 - parent to worker: ``("call", method, args, kwargs)`` answered by ``("ok", value)``;
   ``("stream", method, args, kwargs)`` answered by ``("piece", text)`` ... then
-  ``("end", stats)``; ``("cancel",)`` ends the running stream at its next token.
+  ``("end", stats)``; ``("cancel",)`` ends the running stream at its next token. In a
+  ``generate_many`` stream a piece is ``(index, text)``, the stats a list, and ``("stop", i)``
+  ends sequence ``i`` only.
 - any request may be answered by ``("error", class name, message, hint)``.
 
 The first request is ``("load", spec)``. The worker ignores SIGINT and SIGTERM: the parent
@@ -112,6 +114,8 @@ class _Requests:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.cancel = threading.Event()
+        # The stops of the latest stream: the parent sends no new stream before one has ended.
+        self.stopped: set[int] = set()
         self.queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
         threading.Thread(target=self._read, name="requests", daemon=True).start()
 
@@ -133,7 +137,12 @@ class _Requests:
                 return
             if message[0] == "cancel":
                 self.cancel.set()
+            elif message[0] == "stop":
+                self.stopped.add(message[1])
             else:
+                if message[0] == "stream" and message[1] == "generate_many":
+                    self.stopped = set()
+                    message = (*message[:3], {**message[3], "stopped": self.stopped})
                 self.queue.put(message)
 
 
@@ -158,7 +167,8 @@ def serve(sock: socket.socket) -> None:
                     requests.cancel.clear()
                     for piece in getattr(engine, method)(*args, cancel=requests.cancel, **kwargs):
                         send(sock, ("piece", piece))
-                    send(sock, ("end", engine.stats))
+                    stats = engine.batch_stats if method == "generate_many" else engine.stats
+                    send(sock, ("end", stats))
                 else:
                     send(sock, ("ok", getattr(engine, method)(*args, **kwargs)))
             except (OSError, pickle.PicklingError):

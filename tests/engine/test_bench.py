@@ -43,6 +43,13 @@ def test_run_bench_writes_json_and_renders_a_table(gguf_path: Path, tmp_path: Pa
         "rss_over_gguf_mb",
     }
     assert "time to first token" in format_table(result)
+    batched = result["batched"]
+    assert [batched[str(n)]["tokens_per_second"] > 0 for n in (1, 2, 4, 8)] == [True] * 4
+    eight = batched["runs"][0]["8"]
+    # Every step decodes one token of each running sequence: up to 8 per step, more than 1.
+    assert eight["steps"] < eight["step_tokens"] <= 8 * eight["steps"]
+    assert batched["memory"]["kv_allocated_bytes"] >= batched["memory"]["kv_used_bytes"] > 0
+    assert "8 sequences" in format_table(result)
     assert any("throughput" in m for m in messages)
 
 

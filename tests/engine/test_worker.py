@@ -224,3 +224,29 @@ def test_ctrl_c_during_a_real_generation_stops_sync_and_its_worker(
     while time.monotonic() < deadline and alive(worker_pid):
         time.sleep(0.05)
     assert not alive(worker_pid)
+
+
+def test_a_batch_through_the_worker_gives_the_in_process_texts_and_stops(worker: WorkerEngine,
+                                                                          make_engine) -> None:
+    from symergion.engine.base import GenerationRequest
+
+    local = make_engine(n_ctx=1024)
+    requests = [GenerationRequest(PROMPT, 20), GenerationRequest("def median(values):\n", 20)]
+
+    def run(engine: Engine) -> list[str]:
+        stopped: set[int] = set()
+        texts = ["", ""]
+        for index, piece in engine.generate_many(requests, stopped=stopped):
+            # A worker may have sent a few pieces before it read the stop: they are dropped.
+            if index in stopped:
+                continue
+            texts[index] += piece
+            if index == 1 and len(texts[1]) >= 6:
+                stopped.add(1)
+        return texts
+
+    assert run(worker) == run(local)
+    assert [s.stop for s in worker.batch_stats] == [s.stop for s in local.batch_stats]
+    assert worker.batch_stats[1].stop == "stopped"
+    # A plain generate still works after a batch.
+    assert "".join(worker.generate(PROMPT, max_tokens=8)) == "".join(local.generate(PROMPT, max_tokens=8))

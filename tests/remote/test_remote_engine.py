@@ -191,3 +191,34 @@ def test_generations_from_several_threads_at_once(llama_server: Server) -> None:
     assert not errors
     assert results["import os\n"][0] == results["import os\n"][1] <= 5
     assert results["def main():\n"][0] == results["def main():\n"][1] <= 9
+
+
+def test_generate_many_gives_each_request_its_own_text_and_stops(llama_server: Server) -> None:
+    """A batch to a server: each text is the one ``generate`` gives alone, a stop ends one only."""
+    from symergion.engine.base import GenerationRequest
+
+    engine = engine_on(llama_server)
+    requests = [GenerationRequest("import os\n", 12), GenerationRequest("def main():\n", 12),
+                GenerationRequest("class Point:\n", 12)]
+    try:
+        alone = ["".join(engine.generate(r.prompt, max_tokens=r.max_tokens)) for r in requests]
+        texts = ["", "", ""]
+        counts = [0, 0, 0]
+        stopped: set[int] = set()
+        for index, piece in engine.generate_many(requests, stopped=stopped):
+            assert index not in stopped
+            texts[index] += piece
+            counts[index] += 1
+            if index == 1 and counts[1] == 3:
+                stopped.add(1)
+        # llama_cpp.server has no /props: it decodes one request at a time.
+        assert engine.info.slots == 1
+    finally:
+        engine.close()
+    assert texts[0] == alone[0] and texts[2] == alone[2]
+    assert alone[1].startswith(texts[1]) and len(texts[1]) < len(alone[1])
+    assert [s.stop for s in engine.batch_stats] == ["max_tokens", "stopped", "max_tokens"]
+    assert counts == [12, 3, 12]
+    # The server may have streamed a piece more before the stop reached its thread.
+    assert [s.generated_tokens for s in engine.batch_stats][::2] == [12, 12]
+    assert 3 <= engine.batch_stats[1].generated_tokens < 12

@@ -1,0 +1,152 @@
+"""The batched-generation row of the benchmarks: 1, 2, 4 and 8 sequences decoded together.
+
+``python -m symergion.bench_batch --threads 2`` prints the figures as JSON; ``symergion.bench``
+runs it in a child process (so that its peak RSS is its own) and puts it in its table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from symergion.config import Sampling
+
+COUNTS = (1, 2, 4, 8)
+_MB = 1024 * 1024
+
+
+def _prompts(count: int) -> list[str]:
+    """Return ``count`` different code prompts of about 120 tokens."""
+    from symergion.bench import source_text
+
+    return [source_text(3, f"batch{i}") + f"\ndef task_{i}(values):\n" for i in range(count)]
+
+
+def bench_batched(
+    model_path: Path,
+    *,
+    threads: int,
+    extra_buffers: bool,
+    gen_tokens: int = 64,
+    repeats: int = 3,
+    counts: Sequence[int] = COUNTS,
+    progress: Callable[[str], None] = lambda _m: None,
+) -> dict[str, Any]:
+    """Measure aggregate generation tokens/s and ms per step of ``generate_many``.
+
+    The generation phase only: the time of the decode steps (every running sequence adds one
+    token per step), not the prompts'. Ratios to one sequence are taken within each repeat
+    and their median reported; the counts take turns in rotating order.
+    """
+    from symergion.bench import peak_rss_bytes
+    from symergion.engine.base import GenerationRequest
+    from symergion.engine.llama import LlamaEngine
+
+    engine = LlamaEngine(model_path, model_name="bench", n_ctx=2048, n_threads=threads,
+                         sampling=Sampling(), extra_buffers=extra_buffers, slots=max(counts))
+    runs: list[dict[int, dict[str, float]]] = []
+    kv_bytes_per_token = kv_allocated = kv_used = 0.0
+    try:
+        for repeat in range(repeats):
+            figures: dict[int, dict[str, float]] = {}
+            order = list(counts[repeat % len(counts):]) + list(counts[: repeat % len(counts)])
+            for n in order:
+                progress(f"batched generation {repeat + 1}/{repeats}: {n} sequences")
+                requests = [GenerationRequest(p, gen_tokens) for p in _prompts(n)]
+                if n == 1:
+                    # One sequence is the single-sequence path: what a one-task sync runs.
+                    for _ in engine.generate(requests[0].prompt, max_tokens=gen_tokens):
+                        pass
+                    stats = engine.stats
+                    # Its first token comes from the prompt, as in a batch: not a step.
+                    steps, seconds = stats.generated_tokens - 1, stats.generation_seconds
+                    tokens = steps
+                else:
+                    for _ in engine.generate_many(requests):
+                        context = engine._batch_context
+                        if not kv_bytes_per_token and context is not None:
+                            # A slot holds its prompt now: the size of its state per token.
+                            slot = max(context.slots, key=lambda s: len(s.cached))
+                            size = engine._llama.llama_state_seq_get_size(context.ctx, slot.seq)
+                            kv_bytes_per_token = int(size) / len(slot.cached)
+                    f = engine.batch_figures
+                    steps, seconds, tokens = f.steps, f.step_seconds, f.step_tokens
+                    used = sum(s.prompt_tokens + s.generated_tokens for s in engine.batch_stats)
+                    kv_used = max(kv_used, kv_bytes_per_token * used)
+                figures[n] = {"tokens_per_second": tokens / seconds,
+                              "ms_per_step": 1000 * seconds / steps,
+                              "step_tokens": tokens, "steps": steps}
+            runs.append(figures)
+        context = engine._batch_context
+        if context is not None:
+            kv_allocated = kv_bytes_per_token * context.per_seq * context.slots_count
+    finally:
+        engine.close()
+    result: dict[str, Any] = {"gen_tokens": gen_tokens, "repeats": repeats, "runs": runs}
+    for n in counts:
+        result[str(n)] = {
+            "tokens_per_second": statistics.median(r[n]["tokens_per_second"] for r in runs),
+            "ms_per_step": statistics.median(r[n]["ms_per_step"] for r in runs),
+            "vs_one": statistics.median(r[n]["tokens_per_second"] / r[1]["tokens_per_second"]
+                                        for r in runs),
+        }
+    result["memory"] = {
+        "peak_rss_bytes": peak_rss_bytes(),
+        "gguf_bytes": model_path.stat().st_size,
+        "kv_bytes_per_token": kv_bytes_per_token,
+        "kv_allocated_bytes": kv_allocated,
+        "kv_used_bytes": kv_used,
+    }
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the batched row's figures as one JSON line."""
+    parser = argparse.ArgumentParser(prog="python -m symergion.bench_batch")
+    parser.add_argument("--model", type=Path, help="GGUF file (default: the embedded model)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--gen-tokens", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--extra-buffers", choices=("on", "off", "auto"), default="auto")
+    args = parser.parse_args(argv)
+    from symergion.bench import _default_model, machine_extra_buffers
+
+    model = args.model or _default_model()
+    extra = {"on": True, "off": False}.get(args.extra_buffers)
+    if extra is None:
+        extra = machine_extra_buffers(model)
+    started = time.perf_counter()
+    result = bench_batched(model, threads=args.threads, extra_buffers=extra,
+                           gen_tokens=args.gen_tokens, repeats=args.repeats,
+                           progress=lambda m: print(m, file=sys.stderr))
+    result.update(threads=args.threads, extra_buffers=extra, seconds=time.perf_counter() - started)
+    print(json.dumps(result))
+    return 0
+
+
+def format_rows(result: dict[str, Any]) -> list[str]:
+    """Render the batched row in the benchmark table's layout."""
+    mem = result["memory"]
+    lines = [f"batched generation, {result['gen_tokens']} tokens each, {result['repeats']} repeats"
+             "       tokens/s   ms/step   vs one",]
+    for n in COUNTS:
+        row = result[str(n)]
+        target = "  >= 2.2x " + ("met" if row["vs_one"] >= 2.2 else "MISSED") if n == 4 else ""
+        lines.append(f"  {n} sequence{'s' if n > 1 else ' '}{'':<32}{row['tokens_per_second']:>10.1f}"
+                     f"{row['ms_per_step']:>10.1f}{row['vs_one']:>8.2f}x{target}")
+    over = (mem["peak_rss_bytes"] - mem["gguf_bytes"] - mem["kv_allocated_bytes"]) / _MB
+    lines.append(f"  peak RSS {mem['peak_rss_bytes'] / _MB:.0f} MB = GGUF {mem['gguf_bytes'] / _MB:.0f} MB"
+                 f" + KV {mem['kv_allocated_bytes'] / _MB:.0f} MB allocated"
+                 f" ({mem['kv_used_bytes'] / _MB:.0f} MB used) + {over:.0f} MB"
+                 f"  (< +400 MB {'met' if over < 400 else 'MISSED'})")
+    return lines
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,410 @@
+"""Batched generation for ``LlamaEngine``: several prompts decode together, one step at a time.
+
+Each request runs in one of ``slots`` sequences of a second llama.cpp context (the single-sequence
+path keeps its own context, its KV reuse and its on-disk prefix state untouched). A prompt is
+evaluated alone, in the same batches as ``generate`` would use; then every running sequence
+adds its next token to one ``llama_decode`` per step, which reads the weights once for all of
+them. A sequence that ends frees the cells of its answer (``llama_memory_seq_rm``) and a waiting
+request takes its slot. A request whose prompt shares a prefix with what another slot holds
+starts from a copy of that slot (``llama_memory_seq_cp``) and evaluates only the rest.
+
+Why every sequence has its own KV stream (``kv_unified`` off), although the context then needs
+``slots`` x the per-sequence length: with one unified buffer, the queries of all sequences are
+multiplied with the keys in one matrix product, whose kernel rounds differently from the
+one-query product of ``generate``, and a tiny model's greedy text flips on such differences
+(measured: one of four texts diverged after 32 tokens). With a stream each, every sequence's
+attention is the same one-query product as alone, so greedy texts stay those of ``generate``
+(with one exception, see ``docs/benchmarks.md``: repacked weights, ``extra_buffers``). The
+context is sized to what the batch needs, not to the model's whole context, so the KV cells
+allocated stay close to those used.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import threading
+import time
+from collections import deque
+from collections.abc import Collection, Generator, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from symergion.engine.base import GenerationRequest, GenerationStats
+from symergion.errors import ModelError
+
+if TYPE_CHECKING:
+    from symergion.engine.llama import LlamaEngine
+
+# Per-sequence lengths are rounded up to this, so that a slightly longer batch reuses the context.
+_CTX_STEP = 1024
+
+
+@dataclass
+class BatchFigures:
+    """Figures of the last ``generate_many`` call's decode steps, for the benchmarks."""
+
+    steps: int = 0
+    step_seconds: float = 0.0
+    step_tokens: int = 0  # tokens decoded by the steps (one per running sequence and step)
+    generated_tokens: int = 0
+
+
+@dataclass
+class _Slot:
+    """One sequence of the batch context: the tokens its KV holds and where its batches began."""
+
+    seq: int
+    cached: list[int] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list)
+
+
+@dataclass
+class _Running:
+    index: int
+    slot: _Slot
+    budget: int
+    stats: GenerationStats
+    chain: Any
+    decoder: codecs.IncrementalDecoder
+    token: int = -1
+    stable: int = 0
+    began: float = 0.0
+    paused_at_start: float = 0.0
+
+
+class BatchContext:
+    """A llama.cpp context of ``slots`` sequences, each ``per_seq`` tokens, on an engine's model."""
+
+    def __init__(self, engine: LlamaEngine, slots: int, per_seq: int) -> None:
+        from symergion.engine.llama import _new_context, set_lora
+
+        llama = engine._llama
+        self.slots_count = slots
+        self.per_seq = per_seq
+        self._llama = llama
+        self.ctx = _new_context(llama, engine._model, per_seq * slots, engine.n_threads,
+                                engine.model_path, n_seq_max=slots)
+        if engine._adapter is not None and engine.lora is not None:
+            try:
+                set_lora(llama, self.ctx, engine._adapter, engine.lora_scale, engine.lora)
+            except BaseException:
+                llama.llama_free(self.ctx)
+                raise
+        self.memory = llama.llama_get_memory(self.ctx)
+        self.n_batch = int(llama.llama_n_batch(self.ctx))
+        self.batch = llama.llama_batch_init(max(self.n_batch, slots), 0, 1)
+        self.slots = [_Slot(seq) for seq in range(slots)]
+
+    def reset(self) -> None:
+        """Forget every slot's cells."""
+        self._llama.llama_memory_clear(self.memory, True)
+        for slot in self.slots:
+            slot.cached, slot.starts = [], []
+
+    def free(self) -> None:
+        """Free the native context and batch (once)."""
+        if self.ctx is not None:
+            self._llama.llama_batch_free(self.batch)
+            self._llama.llama_free(self.ctx)
+            self.ctx = None
+
+
+def reuse_point(cached: Sequence[int], old_starts: Sequence[int], ids: Sequence[int],
+                starts: Sequence[int]) -> int:
+    """Return the longest cached prefix whose KV equals that of a cold evaluation of ``ids``.
+
+    A prefix counts only up to a batch start of ``starts`` where the cache was computed with the
+    very same batches (see ``LlamaEngine._reuse_point``).
+    """
+    common = min(_common_prefix(cached, ids), len(ids) - 1)
+    point = 0
+    for i, start in enumerate(starts):
+        if start > common or i > len(old_starts) or (i > 0 and old_starts[i - 1] != starts[i - 1]):
+            break
+        same = i < len(old_starts) and old_starts[i] == start
+        if same or (i == len(old_starts) and start == len(cached)):
+            point = start
+    return point
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+class BatchRun:
+    """One ``generate_many`` call: admits requests into slots and steps them together."""
+
+    def __init__(self, engine: LlamaEngine, context: BatchContext, requests: Sequence[GenerationRequest],
+                 ids: list[list[int]], cancel: threading.Event | None,
+                 stopped: Collection[int] | None, generation: int) -> None:
+        self.engine = engine
+        self.context = context
+        self.requests = requests
+        self.ids = ids
+        self.cancel = cancel
+        self.stopped: Collection[int] = stopped if stopped is not None else ()
+        self.generation = generation
+        self.stats = [GenerationStats(prompt_tokens=len(i)) for i in ids]
+        self.figures = BatchFigures()
+        self.paused = 0.0
+        self.started = time.perf_counter()
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def pieces(self) -> Iterator[tuple[int, str]]:
+        """Yield ``(index, piece)`` until every request has ended."""
+        engine = self.engine
+        pending = deque(i for i, request in enumerate(self.requests))
+        running: list[_Running] = []
+        clock = time.perf_counter
+        try:
+            while pending or running:
+                if self._cancelled():
+                    break
+                free = [s for s in self.context.slots if all(r.slot is not s for r in running)]
+                while pending and free:
+                    index = pending.popleft()
+                    budget = min(self.requests[index].max_tokens, engine.n_ctx - len(self.ids[index]))
+                    if index in self.stopped or budget <= 0:
+                        self.stats[index].stop = "stopped" if index in self.stopped else "max_tokens"
+                        continue
+                    run = self._admit(index, budget, free)
+                    if run is None:
+                        self.stats[index].stop = "cancelled"
+                        break
+                    running.append(run)
+                    free.remove(run.slot)
+                if self._cancelled():
+                    break
+                for run in list(running):
+                    stop = yield from self._emit(run)
+                    if self.generation != engine._generation:
+                        return
+                    if stop:
+                        self._finish(run, stop)
+                        running.remove(run)
+                        tail = run.decoder.decode(b"", final=True)
+                        if tail:
+                            yield run.index, tail
+                for run in [r for r in running if r.index in self.stopped]:
+                    self._finish(run, "stopped")
+                    running.remove(run)
+                if not running or self._cancelled():
+                    continue
+                before = clock()
+                self._step(running)
+                self.figures.steps += 1
+                self.figures.step_tokens += len(running)
+                self.figures.step_seconds += clock() - before
+        finally:
+            for run in running:
+                self._finish(run, "cancelled")
+            for index in pending:
+                if not self.stats[index].stop:
+                    self.stats[index].stop = "cancelled"
+
+    def _cancelled(self) -> bool:
+        return self.cancel is not None and self.cancel.is_set()
+
+    def _emit(self, run: _Running) -> Generator[tuple[int, str], None, str]:
+        """Hand over a sequence's sampled token; return why it ends, or "" to go on."""
+        token = run.token
+        if self.engine._llama.llama_vocab_is_eog(self.engine._vocab, token):
+            return "eos"
+        stats = run.stats
+        stats.generated_tokens += 1
+        self.figures.generated_tokens += 1
+        if stats.generated_tokens == 1:
+            stats.first_token_seconds = time.perf_counter() - self.started
+        text = run.decoder.decode(self.engine._piece(token))
+        if text:
+            before = time.perf_counter()
+            yield run.index, text
+            self.paused += time.perf_counter() - before
+        if stats.generated_tokens >= run.budget:
+            return "max_tokens"
+        return ""
+
+    def _finish(self, run: _Running, reason: str) -> None:
+        """End a sequence: free the cells of its answer, keep its stable prefix for reuse."""
+        run.stats.stop = reason
+        run.stats.generation_seconds = (time.perf_counter() - run.began
+                                        - (self.paused - run.paused_at_start))
+        if run.chain is not None:
+            self.engine._llama.llama_sampler_free(run.chain)
+            run.chain = None
+        slot = run.slot
+        keep = max((s for s in slot.starts if s <= run.stable), default=0)
+        if keep < len(slot.cached):
+            self._truncate(slot, keep)
+
+    def _truncate(self, slot: _Slot, keep: int) -> None:
+        llama = self.engine._llama
+        if keep == 0 or not llama.llama_memory_seq_rm(self.context.memory, slot.seq, keep, -1):
+            llama.llama_memory_seq_rm(self.context.memory, slot.seq, -1, -1)
+            slot.cached, slot.starts = [], []
+            return
+        del slot.cached[keep:]
+        slot.starts = [s for s in slot.starts if s < keep]
+
+    def _step(self, running: list[_Running]) -> None:
+        """Decode every running sequence's last token in one call, then sample each."""
+        batch = self.context.batch
+        for i, run in enumerate(running):
+            batch.token[i] = run.token
+            batch.pos[i] = len(run.slot.cached)
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = run.slot.seq
+            batch.logits[i] = 1
+        batch.n_tokens = len(running)
+        self._decode()
+        for i, run in enumerate(running):
+            run.slot.cached.append(run.token)
+            run.slot.starts.append(int(batch.pos[i]))
+            run.token = self._sample(run, i)
+
+    def _sample(self, run: _Running, index: int) -> int:
+        engine = self.engine
+        if run.chain is not None:
+            return int(engine._llama.llama_sampler_sample(run.chain, self.context.ctx, index))
+        logits = engine._llama.llama_get_logits_ith(self.context.ctx, index)
+        return int(engine._numpy.ctypeslib.as_array(logits, shape=(engine._n_vocab,)).argmax())
+
+    def _decode(self) -> None:
+        result = int(self.engine._llama.llama_decode(self.context.ctx, self.context.batch))
+        if result != 0:
+            self.context.reset()
+            raise ModelError(
+                f"llama.cpp failed while generating a batch with {self.engine.model_name} "
+                f"(llama_decode returned {result})",
+                hint="lower the number of batch slots, or the checkpoint's context_size",
+            )
+
+    # -- admitting a request ---------------------------------------------------------------
+
+    def _admit(self, index: int, budget: int, free: list[_Slot]) -> _Running | None:
+        """Put a request in a free slot and evaluate its prompt; None if cancelled meanwhile."""
+        engine = self.engine
+        request = self.requests[index]
+        ids = self.ids[index]
+        began = time.perf_counter()
+        stats = self.stats[index]
+        stable = min(engine._stable_tokens(request.prompt, ids, request.stable_prefix), len(ids))
+        n_batch = self.context.n_batch
+        starts = [*range(0, stable, n_batch), *range(stable, len(ids), n_batch)]
+        slot, source = self._best_slot(ids, starts, free)
+        reused = reuse_point(source.cached, source.starts, ids, starts)
+        if source is not slot:
+            self._copy(source, slot)
+        self._truncate(slot, reused)
+        stats.prefix_source = "memory" if reused else "none"
+        store = engine._state_store(batch=True)
+        if store is not None and self._restore(store, slot, ids, starts, stable):
+            stats.prefix_source = "disk"
+        from symergion.engine.llama import MIN_STATE_TOKENS
+
+        save = store is not None and stable >= MIN_STATE_TOKENS and not store.contains(ids[:stable])
+        if save and len(slot.cached) > stable:
+            self._truncate(slot, max((s for s in slot.starts if s <= stable), default=0))
+        stats.reused_prefix_tokens = len(slot.cached)
+        if stats.reused_prefix_tokens == 0:
+            stats.prefix_source = "none"
+        if save and store is not None:
+            if not self._evaluate(slot, ids, starts, stable):
+                return None
+            self._save(store, slot, ids[:stable])
+        if not self._evaluate(slot, ids, starts, len(ids)):
+            return None
+        stats.prompt_seconds = time.perf_counter() - began
+        run = _Running(index, slot, budget, stats, engine._sampler(),
+                       codecs.getincrementaldecoder("utf-8")(errors="replace"), stable=stable,
+                       began=time.perf_counter(), paused_at_start=self.paused)
+        run.token = self._sample(run, -1)
+        return run
+
+    def _best_slot(self, ids: list[int], starts: list[int], free: list[_Slot]) -> tuple[_Slot, _Slot]:
+        """Return the free slot to use and the slot whose cells to start from."""
+        def reuse(slot: _Slot) -> int:
+            return reuse_point(slot.cached, slot.starts, ids, starts)
+
+        target = max(free, key=reuse)
+        source = max(self.context.slots, key=reuse)
+        if reuse(source) <= reuse(target):
+            source = target
+        return target, source
+
+    def _copy(self, source: _Slot, target: _Slot) -> None:
+        # Between streams llama.cpp copies whole sequences only; the caller cuts the tail.
+        llama = self.engine._llama
+        llama.llama_memory_seq_rm(self.context.memory, target.seq, -1, -1)
+        llama.llama_memory_seq_cp(self.context.memory, source.seq, target.seq, -1, -1)
+        target.cached, target.starts = list(source.cached), list(source.starts)
+
+    def _evaluate(self, slot: _Slot, ids: list[int], starts: list[int], upto: int) -> bool:
+        """Decode the batches of ``ids`` from ``starts`` below ``upto`` in ``slot``."""
+        batch = self.context.batch
+        ends = [*starts[1:], len(ids)]
+        for start, stop in zip(starts, ends, strict=True):
+            if start < len(slot.cached):
+                continue
+            if start >= upto:
+                break
+            if self._cancelled():
+                return False
+            count = stop - start
+            for i in range(count):
+                batch.token[i] = ids[start + i]
+                batch.pos[i] = start + i
+                batch.n_seq_id[i] = 1
+                batch.seq_id[i][0] = slot.seq
+                batch.logits[i] = 0
+            batch.n_tokens = count
+            if stop == len(ids):
+                batch.logits[count - 1] = 1
+            self._decode()
+            slot.cached.extend(ids[start:stop])
+            slot.starts.append(start)
+        return True
+
+    def _restore(self, store: Any, slot: _Slot, ids: list[int], starts: list[int], stable: int) -> bool:
+        from symergion.engine.llama import MIN_STATE_TOKENS
+
+        usable = {s for s in starts if MIN_STATE_TOKENS <= s <= stable and s > len(slot.cached)}
+        if not usable:
+            return False
+        entry = store.find(ids[: max(usable)], min_tokens=min(usable), lengths=usable)
+        if entry is None:
+            return False
+        llama = self.engine._llama
+        llama.llama_memory_seq_rm(self.context.memory, slot.seq, -1, -1)
+        buffer = (ctypes.c_uint8 * len(entry.data)).from_buffer(entry.data)
+        loaded = int(llama.llama_state_seq_set_data(self.context.ctx, buffer, len(entry.data), slot.seq))
+        del buffer
+        if loaded == 0:
+            # Not usable here (another llama.cpp build): evaluate instead, the next save replaces it.
+            llama.llama_memory_seq_rm(self.context.memory, slot.seq, -1, -1)
+            slot.cached, slot.starts = [], []
+            return False
+        slot.cached = ids[: entry.n_tokens]
+        slot.starts = list(range(0, entry.n_tokens, self.context.n_batch))
+        return True
+
+    def _save(self, store: Any, slot: _Slot, prefix: list[int]) -> None:
+        llama = self.engine._llama
+        size = int(llama.llama_state_seq_get_size(self.context.ctx, slot.seq))
+        if size <= 0:
+            return
+        buffer = (ctypes.c_uint8 * size)()
+        written = int(llama.llama_state_seq_get_data(self.context.ctx, buffer, size, slot.seq))
+        if written > 0:
+            store.put(prefix, memoryview(buffer).cast("B")[:written])
+
+
+def context_size(need: int, n_ctx: int) -> int:
+    """Return the per-sequence length for a batch whose longest sequence needs ``need`` tokens."""
+    return min(n_ctx, -(-need // _CTX_STEP) * _CTX_STEP)
