@@ -210,10 +210,18 @@ def test_ctrl_c_during_a_real_generation_stops_sync_and_its_worker(
             time.sleep(0.1)
         assert workers, "sync started no worker"
         (worker_pid,) = workers
-        # Wait until the worker generates: its CPU time grows past the model load.
-        time.sleep(3)
+        # Stop as soon as the worker starts generating: the progress line says so (a timed
+        # wait could come after a fast machine had already finished the file).
+        assert proc.stderr is not None
+        seen = []
+        for line in proc.stderr:
+            seen.append(line)
+            if ": generating (" in line:
+                break
+        time.sleep(0.2)
         os.killpg(proc.pid, signal.SIGINT)
-        _out, err = proc.communicate(timeout=60)
+        _out, rest = proc.communicate(timeout=60)
+        err = "".join(seen) + rest
     finally:
         if proc.poll() is None:
             proc.kill()
