@@ -166,6 +166,13 @@ def test_a_crash_in_one_model_is_a_problem_and_the_other_models_branch_is_genera
                     os.kill(self.engine.pid, signal.SIGSEGV)
                 yield piece
 
+        def generate_many(self, requests, **kwargs):
+            # A sync decodes its branches through generate_many.
+            for count, item in enumerate(self.engine.generate_many(requests, **kwargs), start=1):
+                if count == 4:
+                    os.kill(self.engine.pid, signal.SIGSEGV)
+                yield item
+
     def load(config, checkpoint):
         engine = real_load(config, checkpoint)
         assert isinstance(engine, WorkerEngine)
