@@ -31,10 +31,12 @@ EXAMPLE_SOURCE = '''"""Convert and compare temperatures."""
 
 
 def celsius_to_fahrenheit(celsius):
+    """Return a temperature in degrees Fahrenheit."""
     return celsius * 9 / 5 + 32
 
 
 def clamp(value, low, high):
+    """Return value limited to the range low..high."""
     if value < low:
         return low
     if value > high:
@@ -42,8 +44,16 @@ def clamp(value, low, high):
     return value
 
 
+def format_reading(value, unit="C"):
+    """Return a reading as text, like '21.5 C'."""
+    return f"{value:.1f} {unit}"
+
+
 class Thermometer:
-    def __init__(self):
+    """Collect readings and average them."""
+
+    def __init__(self, unit="C"):
+        self.unit = unit
         self.readings = []
 
     def record(self, value):
@@ -56,7 +66,8 @@ class Thermometer:
         return sum(self.readings) / len(self.readings)
 '''
 
-# The test body of the example; its head is the same code starter the module under test gets.
+# The test body of the example; its head is the same code starter the module under test gets,
+# and its tests open like the openers of guided generation (symergion.verify.guide).
 _EXAMPLE_TESTS = '''    def test_celsius_to_fahrenheit(self):
         self.assertEqual({alias}.celsius_to_fahrenheit(0), 32.0)
         self.assertEqual({alias}.celsius_to_fahrenheit(100), 212.0)
@@ -66,13 +77,15 @@ _EXAMPLE_TESTS = '''    def test_celsius_to_fahrenheit(self):
         self.assertEqual({alias}.clamp(-1, 0, 10), 0)
         self.assertEqual({alias}.clamp(11, 0, 10), 10)
 
-    def test_thermometer_mean(self):
+    def test_format_reading(self):
+        self.assertEqual({alias}.format_reading(21.5), '21.5 C')
+        self.assertEqual({alias}.format_reading(70, 'F'), '70.0 F')
+
+    def test_thermometer(self):
         thermometer = {alias}.Thermometer()
         self.assertEqual(thermometer.record(1), 1)
         self.assertEqual(thermometer.record(3), 2)
         self.assertEqual(thermometer.mean(), 2.0)
-
-    def test_mean_without_readings(self):
         with self.assertRaises(ValueError):
             {alias}.Thermometer().mean()
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from symergion.core.finish import Finisher
 from symergion.verify.repair import top_level_names
@@ -32,7 +32,8 @@ from symergion.verify.repair import top_level_names
 # A test method's body is indented by eight spaces (class body four, method body eight).
 _BODY = " " * 8
 MAIN_GUARD = '\n\nif __name__ == "__main__":\n    unittest.main()\n'
-DEFAULT_TARGETS = 10
+DEFAULT_TARGETS = 12
+_NOT_CALLED = ("property", "staticmethod", "classmethod")  # not called on an instance as a method
 DEFAULT_SEGMENT_TOKENS = 80
 DEFAULT_MAX_LINES = 3
 
@@ -45,8 +46,9 @@ class Target:
     """A public name of the module and the opener of the test that calls it."""
 
     name: str
-    kind: str  # "function" or "class"
+    kind: str  # "function", "class", or "method" (of ``owner``)
     opener: str
+    owner: str = ""  # a method's class; its test starts with the line that built one
 
 
 @dataclass
@@ -89,29 +91,66 @@ def public_names(source_text: str) -> list[tuple[str, str]]:
     return names
 
 
+def public_methods(source_text: str, class_name: str) -> list[str]:
+    """Return the public methods a top-level class defines itself, in source order."""
+    try:
+        tree = ast.parse(source_text)
+    except SyntaxError:
+        return []
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == class_name:
+            return [n.name for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+                    and not n.name.startswith("_")
+                    and not any(isinstance(d, ast.Name) and d.id in _NOT_CALLED for d in n.decorator_list)]
+    return []
+
+
 def _snake(name: str) -> str:
     """Return a class name in snake case: ``TopologicalSorter`` -> ``topological_sorter``."""
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
 
 
+def class_variable(name: str, alias: str) -> str:
+    """Return the variable a test keeps an instance of a class in (never the module's alias)."""
+    variable = _snake(name)
+    return variable if variable != alias else f"{variable}_object"
+
+
 def targets(source_text: str, alias: str, limit: int = DEFAULT_TARGETS) -> list[Target]:
-    """Return up to ``limit`` targets: public functions first, then public classes.
+    """Return up to ``limit`` targets: public functions, then each public class and its methods.
 
     Functions come first because a call with literal arguments is what a small model gets
-    right most often, and what a pinned expected value can check.
+    right most often, and what a pinned expected value can check. A method's opener is
+    completed when the class's own test has been written (``method_opener``).
     """
     found = public_names(source_text)
-    ordered = [n for n in found if n[1] == "function"] + [n for n in found if n[1] == "class"]
     result: list[Target] = []
-    for name, kind in ordered[:limit]:
-        if kind == "function":
-            opener = f"    def test_{name}(self):\n{_BODY}self.assertEqual({alias}.{name}("
-        else:
-            variable = _snake(name)
-            variable = variable if variable != alias else f"{variable}_object"  # no shadowing
-            opener = f"    def test_{variable}(self):\n{_BODY}{variable} = {alias}.{name}("
-        result.append(Target(name, kind, opener))
-    return result
+    for name, _ in (n for n in found if n[1] == "function"):
+        opener = f"    def test_{name}(self):\n{_BODY}self.assertEqual({alias}.{name}("
+        result.append(Target(name, "function", opener))
+    for name, _ in (n for n in found if n[1] == "class"):
+        variable = class_variable(name, alias)
+        opener = f"    def test_{variable}(self):\n{_BODY}{variable} = {alias}.{name}("
+        result.append(Target(name, "class", opener))
+        result += [Target(f"{name}.{method}", "method", "", owner=name)
+                   for method in public_methods(source_text, name)]
+    return result[:limit]
+
+
+def method_opener(target: Target, construction: str, alias: str) -> str:
+    """Return a method's opener: the class's constructing line, then an assertion calling the method."""
+    variable = class_variable(target.owner, alias)
+    method = target.name.rsplit(".", 1)[-1]
+    return (f"    def test_{variable}_{method}(self):\n{construction}\n"
+            f"{_BODY}self.assertEqual({variable}.{method}(")
+
+
+def _construction(kept: str) -> str | None:
+    """Return the first body line of a class's test when it is a whole statement on its own."""
+    lines = kept.split("\n")
+    if len(lines) < 2 or not _parses(lines[1].strip()):
+        return None
+    return lines[1]
 
 
 def _parses(text: str) -> bool:
@@ -204,10 +243,16 @@ def guided_file(
     known = frozenset(top_level_names(source_text))
     text = code_starter
     result = Guided(text)
+    built: dict[str, str] = {}  # class -> the line of its test that constructed one
     for target in targets(source_text, alias, limit):
         share = min(segment_tokens, budget - result.tokens)
         if share <= 0:
             break
+        if target.kind == "method":
+            if target.owner not in built:
+                result.skipped.append(target.name)
+                continue
+            target = replace(target, opener=method_opener(target, built[target.owner], alias))
         head = text + target.opener
         pieces: Iterator[str] = iter(generate(base + head, share, len(base)))
         generated = ""
@@ -229,6 +274,9 @@ def guided_file(
             continue
         text += kept + "\n"
         result.tested.append(target.name)
+        construction = _construction(kept) if target.kind == "class" else None
+        if construction is not None:
+            built[target.name] = construction
     if not result.tested:
         text += "    pass\n"  # the class needs a body; a file without tests is the prune's to drop
     result.text = text.rstrip("\n") + "\n" + MAIN_GUARD

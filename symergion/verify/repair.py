@@ -418,6 +418,8 @@ def truncate_tests(test_source: str, result: VerifyResult, source: str, destinat
     raising: list[str] = []
     methods = {(c.name, f.name): f for c in tree.body if isinstance(c, ast.ClassDef)
                for f in c.body if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    # A cut test that would repeat another test's statements adds nothing: the prune removes it.
+    bodies = {_statements(test_source, f.body) for f in methods.values()}
     for test, outcome in result.tests.items():
         if outcome.outcome not in ("failed", "error") or outcome.flaky:
             continue
@@ -432,6 +434,10 @@ def truncate_tests(test_source: str, result: VerifyResult, source: str, destinat
             continue
         end = edits.starts[min(function.end_lineno or function.lineno, len(edits.lines))]
         if index > 0:
+            kept = _statements(test_source, function.body[:index])
+            if kept in bodies:
+                continue
+            bodies.add(kept)
             edits.replace(edits.starts[function.body[index].lineno - 1], end, "")
             cut.append(test)
             continue
@@ -450,6 +456,11 @@ def truncate_tests(test_source: str, result: VerifyResult, source: str, destinat
                       f"{indent}with self.assertRaises({exception}):\n{indent}    {body}\n")
         raising.append(test)
     return edits.apply(), tuple(cut), tuple(raising)
+
+
+def _statements(text: str, body: list[ast.stmt]) -> str:
+    """Return the source of statements, one per line, for comparing test bodies."""
+    return "\n".join(ast.get_source_segment(text, statement) or "" for statement in body)
 
 
 def _same_file(frame: str, source: str) -> bool:

@@ -62,6 +62,15 @@ def test_public_names_follow_all_and_functions_come_before_classes() -> None:
     assert len(guide.targets(SOURCE, "shapes", limit=1)) == 1
 
 
+def test_the_worked_example_opens_its_tests_like_the_guide() -> None:
+    (_, _), (_, tests) = examples.few_shot_files("lib/x.py", "test_x.py")
+    for target in guide.targets(examples.EXAMPLE_SOURCE, "temperature"):
+        if target.kind == "method":
+            continue
+        first, second = target.opener.split("\n")
+        assert first in tests.split("\n") and second in tests
+
+
 def replies(prompt: str) -> str:
     """Complete each opener the way a small model does: well, too long, or broken."""
     if prompt.endswith("shapes.area("):

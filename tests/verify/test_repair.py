@@ -231,6 +231,9 @@ def test_a_test_is_cut_before_its_failing_statement_when_statements_precede_it()
     first = VerifyResult(source="utils/calc.py",
                          tests={"test_calc.T.test_a": error(TRACE_IN_TEST.format(line=8))})
     assert not repair(TWO_STATEMENTS, first, CALC, "test_calc.py").changed
+    # What would be left repeats another test: it stays whole, for the prune to remove.
+    twin = TWO_STATEMENTS.replace("        pass\n", "        self.assertEqual(calc.add(1, 2), 3)\n")
+    assert not repair(twin, result, CALC, "test_calc.py").changed
 
 
 def test_a_first_call_that_raised_inside_the_module_expects_the_exception() -> None:
