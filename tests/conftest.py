@@ -131,13 +131,16 @@ class FakeFleet:
 
 def default_reply(model: str, prompt: str) -> str:
     """A deterministic test file whose content depends on the model and the feedback."""
-    feedback = [line[2:] for line in prompt.splitlines()[-6:] if line.startswith("# ")]
+    lines = prompt.splitlines()
+    while lines and not lines[-1].startswith("#"):  # the code starter, one line or several
+        lines.pop()
+    feedback = [line[2:] for line in lines[-5:] if line.startswith("# ")]
     digest = hashlib.sha256(prompt.encode()).hexdigest()[:8]
     body = "".join(f"    # {line}\n" for line in feedback)
-    return (
-        f"\n\nclass Test{model.capitalize()}(unittest.TestCase):\n"
-        f"    def test_{digest}(self):\n{body}        self.assertTrue(True)\n"
-    )
+    method = f"    def test_{digest}(self):\n{body}        self.assertTrue(True)\n"
+    if prompt.endswith("(unittest.TestCase):\n"):  # the built-in starter opened the class
+        return method
+    return f"\n\nclass Test{model.capitalize()}(unittest.TestCase):\n" + method
 
 
 @pytest.fixture
