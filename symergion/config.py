@@ -53,7 +53,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "TestCase": {
             "params": {"source": "source" + _PARAM, "destination": "destination" + _PARAM},
             "call_to_action": "Create unittest TestCase",
-            "code_starter": "import unittest\n",
+            # Placeholders: the module under test's import line and a class name for its tests.
+            "code_starter": ("import unittest\n\n{import_module}\n\n\n"
+                             "class {test_class}(unittest.TestCase):\n"),
             "verify": {
                 "command": "python -m unittest {module}",
                 "timeout": 60,

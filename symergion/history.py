@@ -210,7 +210,8 @@ class History:
                 from_note = [prompts.call_to_action(template.call_to_action, source_code),
                              *spec.rows]
                 for initial in (from_note, first_rows):
-                    rendered = prompts.render(files, initial, feedback, template.code_starter)
+                    rendered = prompts.render(files, initial, feedback,
+                                              prompts.code_starter(template.code_starter, spec.params))
                     if rendered.digest == candidate.prompt_sha256:
                         return Rebuilt(rendered, spec.params["destination"])
         return "no rebuilt prompt matches its Symergion-Prompt sha256"

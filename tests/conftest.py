@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 from collections.abc import Callable, Iterator
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from symergion.cache import ResponseStore
-from symergion.config import Checkpoint, Config, parse_config
+from symergion.config import DEFAULT_CONFIG, Checkpoint, Config, parse_config
 from symergion.core.execute import Event, Reconciler
 from symergion.demo import SOURCE
 from symergion.engine.fake import FakeEngine
@@ -91,10 +92,18 @@ def repo_state(path: Path) -> dict[str, Any]:
     }
 
 
+def original_templates() -> dict[str, Any]:
+    """The built-in templates with the original code starter, ``import unittest`` (no placeholders)."""
+    templates: dict[str, Any] = json.loads(json.dumps(DEFAULT_CONFIG["templates"]))
+    templates["TestCase"]["code_starter"] = "import unittest\n"
+    return templates
+
+
 def make_config(coders: tuple[str, ...] = ("alpha", "beta"), **overrides: Any) -> Config:
     """A config with fake coder checkpoints and the original TestCase template."""
     raw: dict[str, Any] = {
         "checkpoints": [{"name_or_path": f"/models/{c}.gguf", "trait": "coding"} for c in coders],
+        "templates": original_templates(),
     }
     raw.update(overrides)
     return parse_config(raw, base_dir=Path("/models"))
@@ -122,13 +131,16 @@ class FakeFleet:
 
 def default_reply(model: str, prompt: str) -> str:
     """A deterministic test file whose content depends on the model and the feedback."""
-    feedback = [line[2:] for line in prompt.splitlines()[-6:] if line.startswith("# ")]
+    lines = prompt.splitlines()
+    while lines and not lines[-1].startswith("#"):  # the code starter, one line or several
+        lines.pop()
+    feedback = [line[2:] for line in lines[-5:] if line.startswith("# ")]
     digest = hashlib.sha256(prompt.encode()).hexdigest()[:8]
     body = "".join(f"    # {line}\n" for line in feedback)
-    return (
-        f"\n\nclass Test{model.capitalize()}(unittest.TestCase):\n"
-        f"    def test_{digest}(self):\n{body}        self.assertTrue(True)\n"
-    )
+    method = f"    def test_{digest}(self):\n{body}        self.assertTrue(True)\n"
+    if prompt.endswith("(unittest.TestCase):\n"):  # the built-in starter opened the class
+        return method
+    return f"\n\nclass Test{model.capitalize()}(unittest.TestCase):\n" + method
 
 
 @pytest.fixture

@@ -135,7 +135,8 @@ def plan(state: RepoState, config: Config) -> Plan:
             continue
         initial = [prompts.call_to_action(task.template.call_to_action, source_code),
                    *task.spec.rows]
-        base = prompts.render(files, initial, [], task.template.code_starter)
+        base = prompts.render(files, initial, [],
+                              prompts.code_starter(task.template.code_starter, task.spec.params))
         digest = hashlib.sha256(base.text.encode("utf-8")).hexdigest()
         reasoning = recorded_reasoning(state, task, digest) if config.reasoners else []
         tp = TaskPlan(task, files, source_code, destination, digest, reasoning, None)
@@ -152,7 +153,7 @@ def task_prompt(tp: TaskPlan, reasoning: list[str]) -> prompts.Prompt:
     initial = [prompts.call_to_action(task.template.call_to_action, tp.source_code),
                *task.spec.rows, *reasoning]
     return prompts.render(tp.files, initial, [f.text for f in task.feedback],
-                          task.template.code_starter)
+                          prompts.code_starter(task.template.code_starter, task.spec.params))
 
 
 def own_commits(state: RepoState, head: str, model: str, task: str) -> list[Commit]:

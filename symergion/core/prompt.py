@@ -7,9 +7,12 @@ previous round, so an engine evaluates only the new lines (KV prefix reuse).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import regex
+
+from symergion.verify.names import render_code_starter
 
 CLASS_NAME = r"(?:^|[\n]+)class\s+([\p{L}\p{N}_]+)\s*[\(:]"
 FUNCTION_NAME = r"(?:^|[\n]+)(?:async\s+)?def\s+([\p{L}\p{N}_]+)\("
@@ -48,6 +51,18 @@ def call_to_action(action: str, source_code: str | None) -> str:
     names = [f"the class {n}" for n in regex.findall(CLASS_NAME, source_code)]
     names += [f"the function {n}" for n in regex.findall(FUNCTION_NAME, source_code)]
     return f"{action} for {', '.join(names)}" if names else f"{action} for the above code"
+
+
+def code_starter(template_starter: str, params: Mapping[str, str]) -> str:
+    """Return a template's code starter for a task: placeholders filled from its source and destination.
+
+    ``{import_module}``, ``{module_name}``, ``{test_class}``, ``{module}`` and the path
+    placeholders (``symergion.verify.names.render_code_starter``) need both paths; a starter
+    without placeholders, or a task without a source, keeps the starter as written.
+    """
+    if "source" not in params or "destination" not in params:
+        return template_starter
+    return render_code_starter(template_starter, params["source"], params["destination"])
 
 
 def reasoning_rows(reasoning: str) -> list[str]:

@@ -8,10 +8,13 @@ The API the reconcile pass uses:
   ``VerifyResult.from_message()`` reads it back; ``rank()`` orders a task's candidates;
 - ``prune(text, result, destination)`` removes failing, erring and flaky tests, and
   ``prune_candidate(...)`` also re-runs the pruned file to confirm it;
-- ``repair(text, result, source_text, destination)`` qualifies names of the module under test and
-  pins failing equality assertions to observed values; ``repair_candidate(...)`` re-runs to confirm;
+- ``repair(text, result, source_text, destination)`` qualifies names of the module under test,
+  completes and pins failing equality assertions to observed values, cuts a test at its failing
+  statement or expects the exception the module raised; ``repair_candidate(...)`` re-runs it;
 - ``render_code_starter(code_starter, source, destination)`` fills a code starter's placeholders;
-  ``examples.few_shot_files`` and ``examples.test_case_starter`` make the TestCase few-shot prompt.
+  ``examples.few_shot_files`` and ``examples.test_case_starter`` make the TestCase few-shot prompt;
+- ``guide.guided_file(generate, prompt_text, code_starter, source_text, alias, destination,
+  budget=...)`` writes a TestCase file one public name of the module at a time.
 """
 
 from symergion.verify.candidate import VerifyError, verify_candidate

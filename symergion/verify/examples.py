@@ -19,7 +19,11 @@ from __future__ import annotations
 import ast
 from pathlib import PurePosixPath
 
-from symergion.verify.names import module_of
+from symergion.config import DEFAULT_CONFIG
+from symergion.verify.names import import_line, module_name, render_code_starter, test_class_name
+
+__all__ = ["EXAMPLE_SOURCE", "few_shot_files", "import_line", "module_alias", "public_functions",
+           "test_case_starter", "test_class_name", "test_method_starter"]
 
 EXAMPLE_NAMES = ("temperature", "thermometer_units")
 
@@ -27,10 +31,12 @@ EXAMPLE_SOURCE = '''"""Convert and compare temperatures."""
 
 
 def celsius_to_fahrenheit(celsius):
+    """Return a temperature in degrees Fahrenheit."""
     return celsius * 9 / 5 + 32
 
 
 def clamp(value, low, high):
+    """Return value limited to the range low..high."""
     if value < low:
         return low
     if value > high:
@@ -38,8 +44,16 @@ def clamp(value, low, high):
     return value
 
 
+def format_reading(value, unit="C"):
+    """Return a reading as text, like '21.5 C'."""
+    return f"{value:.1f} {unit}"
+
+
 class Thermometer:
-    def __init__(self):
+    """Collect readings and average them."""
+
+    def __init__(self, unit="C"):
+        self.unit = unit
         self.readings = []
 
     def record(self, value):
@@ -52,7 +66,8 @@ class Thermometer:
         return sum(self.readings) / len(self.readings)
 '''
 
-# The test body of the example; its head is the same code starter the module under test gets.
+# The test body of the example; its head is the same code starter the module under test gets,
+# and its tests open like the openers of guided generation (symergion.verify.guide).
 _EXAMPLE_TESTS = '''    def test_celsius_to_fahrenheit(self):
         self.assertEqual({alias}.celsius_to_fahrenheit(0), 32.0)
         self.assertEqual({alias}.celsius_to_fahrenheit(100), 212.0)
@@ -62,13 +77,15 @@ _EXAMPLE_TESTS = '''    def test_celsius_to_fahrenheit(self):
         self.assertEqual({alias}.clamp(-1, 0, 10), 0)
         self.assertEqual({alias}.clamp(11, 0, 10), 10)
 
-    def test_thermometer_mean(self):
+    def test_format_reading(self):
+        self.assertEqual({alias}.format_reading(21.5), '21.5 C')
+        self.assertEqual({alias}.format_reading(70, 'F'), '70.0 F')
+
+    def test_thermometer(self):
         thermometer = {alias}.Thermometer()
         self.assertEqual(thermometer.record(1), 1)
         self.assertEqual(thermometer.record(3), 2)
         self.assertEqual(thermometer.mean(), 2.0)
-
-    def test_mean_without_readings(self):
         with self.assertRaises(ValueError):
             {alias}.Thermometer().mean()
 
@@ -78,34 +95,19 @@ if __name__ == "__main__":
 '''
 
 
-def module_alias(source: str) -> str:
-    """Return the name a test file refers to the module under test by: its last component."""
-    return module_of(source).rsplit(".", 1)[-1]
-
-
-def test_class_name(source: str) -> str:
-    """Return the TestCase class name for a module: ``lib/bit_ops.py`` -> ``TestBitOps``."""
-    words = [w for w in module_alias(source).split("_") if w]
-    return "Test" + "".join(w[:1].upper() + w[1:] for w in words)
-
-
-def import_line(source: str) -> str:
-    """Return the import of the module under test: ``from lib import x`` or ``import x``."""
-    package, _, name = module_of(source).rpartition(".")
-    return f"from {package} import {name}" if package else f"import {name}"
+module_alias = module_name
 
 
 def test_case_starter(source: str, destination: str) -> str:
     """Return a code starter that imports the module under test and opens its TestCase class.
 
+    It is the built-in TestCase template's code starter, rendered for these paths.
+
     Args:
         source: the module under test, a repository path (``lib/x.py``).
-        destination: the test file, a repository path (kept for symmetry with the prompt's
-            other parts; the import is absolute, so it does not depend on where the test lives).
+        destination: the test file, a repository path.
     """
-    del destination
-    return (f"import unittest\n\n{import_line(source)}\n\n\n"
-            f"class {test_class_name(source)}(unittest.TestCase):\n")
+    return render_code_starter(DEFAULT_CONFIG["templates"]["TestCase"]["code_starter"], source, destination)
 
 
 def public_functions(source_text: str) -> list[str]:

@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from pathlib import PurePosixPath
 
 # Only these names are substituted; any other brace (a dict literal, an f-string) stays as written.
-_PLACEHOLDER = re.compile(r"\{(python|module|source|source_module|destination|destination_module)\}")
+_PLACEHOLDER = re.compile(r"\{(python|module|source|source_module|destination|destination_module"
+                          r"|module_name|import_module|test_class)\}")
 
 
 def module_of(path: str) -> str:
@@ -38,10 +39,30 @@ def command_values(source: str, destination: str, python: str | None = None) -> 
     }
 
 
+def module_name(source: str) -> str:
+    """Return the name a test file refers to the module under test by: its last component."""
+    return module_of(source).rsplit(".", 1)[-1]
+
+
+def import_line(source: str) -> str:
+    """Return the import of the module under test: ``from lib import x`` or ``import x``."""
+    package, _, name = module_of(source).rpartition(".")
+    return f"from {package} import {name}" if package else f"import {name}"
+
+
+def test_class_name(source: str) -> str:
+    """Return the TestCase class name for a module: ``lib/bit_ops.py`` -> ``TestBitOps``."""
+    words = [w for w in module_name(source).split("_") if w]
+    return "Test" + "".join(w[:1].upper() + w[1:] for w in words)
+
+
 def render_code_starter(code_starter: str, source: str, destination: str) -> str:
     """Fill a code starter's placeholders; ``{module}`` is the module under test (the source).
 
-    A code starter without placeholders comes back unchanged, so the original format keeps working.
+    Besides the path placeholders: ``{import_module}`` is the line that imports the module
+    (``from lib import x``), ``{module_name}`` the name it is then known by (``x``), and
+    ``{test_class}`` a TestCase class name for it (``TestX``). A code starter without
+    placeholders comes back unchanged, so the original format keeps working.
     """
     return fill(code_starter, {
         "module": module_of(source),
@@ -49,6 +70,9 @@ def render_code_starter(code_starter: str, source: str, destination: str) -> str
         "source_module": module_of(source),
         "destination": destination,
         "destination_module": module_of(destination),
+        "module_name": module_name(source),
+        "import_module": import_line(source),
+        "test_class": test_class_name(source),
     })
 
 

@@ -1,6 +1,6 @@
 """Deterministic repairs of a verified test file: qualify names, pin expected values.
 
-Two repairs that need no model:
+Repairs that need no model:
 
 - **qualify names**: a bare name the test file uses but never defines or imports, that is a
   top-level name of the module under test, becomes ``<module alias>.<name>`` (or is imported
@@ -9,7 +9,13 @@ Two repairs that need no model:
   actual side calls code of the module under test gets, as its expected value, the value the
   runner observed, when that value is a Python literal. A third positional argument that is no
   message (a number where ``msg`` belongs) is removed. A pinned assertion records what the code
-  *does*, not what it should do, so the commit message names each one for the human to review.
+  *does*, not what it should do, so the commit message names each one for the human to review;
+- **complete**: an equality assertion with only one argument that calls the module gets ``None``
+  as its expected value, so it fails (instead of raising TypeError) and the next round pins it;
+- **truncate**: when nothing else applies, a failing test is cut before its failing statement if
+  statements precede it (they pass), instead of the prune removing the whole test; a test whose
+  first call raised inside the module expects that exception (``assertRaises``), named in the
+  commit message for review like a pin.
 
 ``repair`` edits text; ``repair_candidate`` re-runs the repaired file in the sandbox, pins the
 assertions that fail next, and repeats for a few rounds.
@@ -19,7 +25,9 @@ from __future__ import annotations
 
 import ast
 import builtins
+import re
 from dataclasses import dataclass, field, replace
+from pathlib import PurePosixPath
 
 from symergion.config import VerifySpec
 from symergion.gitrepo import GitRepo
@@ -34,7 +42,7 @@ _EQUALITY = frozenset({*EQUALITY_ASSERTIONS, "assertEquals", "failUnlessEqual", 
                        "failUnlessAlmostEqual", "assertItemsEqual"})
 # Their third positional parameter is a number of places, not a message.
 _ALMOST = frozenset({"assertAlmostEqual", "assertAlmostEquals", "failUnlessAlmostEqual"})
-DEFAULT_ROUNDS = 3
+DEFAULT_ROUNDS = 6
 
 
 @dataclass(frozen=True)
@@ -56,12 +64,16 @@ class RepairResult:
     pinned: tuple[Pin, ...] = ()
     qualified: tuple[str, ...] = ()
     dropped_args: tuple[int, ...] = ()  # lines where a misplaced expected value was removed
+    completed: tuple[int, ...] = ()  # lines where a one-argument assertion got an expected value
+    truncated: tuple[str, ...] = ()  # tests cut before their first failing statement
+    raising: tuple[str, ...] = ()  # tests whose first call now expects the exception it raised
     rerun: VerifyResult | None = field(default=None, compare=False)
 
     @property
     def changed(self) -> bool:
         """Return whether the file was edited."""
-        return bool(self.pinned or self.qualified or self.dropped_args)
+        return bool(self.pinned or self.qualified or self.dropped_args or self.completed or self.truncated
+                    or self.raising)
 
     def commit_message(self) -> str:
         """Return the message of the commit that carries the repaired file."""
@@ -79,6 +91,15 @@ class RepairResult:
         if self.dropped_args:
             parts.append("Removed a third argument that was no message at line(s) "
                          + ", ".join(str(n) for n in self.dropped_args))
+        if self.completed:
+            parts.append("Gave an equality assertion that had only one argument an expected value "
+                         "to pin, at line(s) " + ", ".join(str(n) for n in self.completed))
+        if self.truncated:
+            parts.append("Cut before the first statement that failed (the statements before it pass): "
+                         + ", ".join(self.truncated))
+        if self.raising:
+            parts.append("Expect the exception the module raised (review: recorded, not specified): "
+                         + ", ".join(self.raising))
         if self.rerun is not None:
             parts.append(self.rerun.message_lines())
         return "\n\n".join(parts) + "\n"
@@ -337,6 +358,149 @@ def pin_assertions(
     return edits.apply(), tuple(pins), tuple(dropped)
 
 
+def complete_assertions(test_source: str, module: str, destination: str,
+                        *, module_names: frozenset[str] = frozenset()) -> tuple[str, tuple[int, ...]]:
+    """Add ``None`` as the expected value of equality assertions that have only an actual one.
+
+    ``self.assertEqual(m.f(1))`` raises TypeError before it compares anything; with an expected
+    value it fails instead, the runner observes what ``m.f(1)`` returned, and the next round pins
+    it. Only assertions whose one argument calls the module under test are completed.
+
+    Returns the new text and the lines of the completed assertions.
+    """
+    try:
+        tree = ast.parse(test_source)
+    except SyntaxError:
+        return test_source, ()
+    refs = _module_refs(tree, module, destination)
+    if refs.star:
+        refs.names |= module_names
+    edits = _Edits(test_source)
+    lines: list[int] = []
+    for function in (n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))):
+        derived = _derived_names(function, refs)
+        for node in ast.walk(function):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in _EQUALITY and len(node.args) == 1 and not node.keywords):
+                continue
+            if isinstance(node.args[0], ast.Starred) or not _calls_module(node.args[0], refs, derived):
+                continue
+            _, end = edits.span(node.args[0])
+            edits.replace(end, end, ", None")
+            lines.append(node.lineno)
+    return edits.apply(), tuple(sorted(lines))
+
+
+def truncate_tests(test_source: str, result: VerifyResult, source: str, destination: str,
+                   *, module_names: frozenset[str] = frozenset()
+                   ) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """Cut each failing or erring test at the statement that failed.
+
+    A test stops at its first problem, so what runs before it passes: when statements precede
+    the failing one, the test is cut before it (the prune would otherwise remove the whole
+    method). When the first statement itself raised from inside the module under test (its
+    traceback ends in the source), it becomes ``with self.assertRaises(E):`` around the call,
+    the regression oracle for exceptions, if ``E`` is a builtin or a name of the module.
+
+    Returns the new text, the ids of the tests cut, and those that now expect an exception.
+    """
+    try:
+        tree = ast.parse(test_source)
+    except SyntaxError:
+        return test_source, (), ()
+    name = re.escape(PurePosixPath(destination).name)
+    frame = re.compile(rf'File "[^"]*{name}", line (\d+)')
+    any_frame = re.compile(r'File "([^"]*)", line \d+')
+    refs = _module_refs(tree, module_of(source), destination)
+    alias = refs.aliases[0] if refs.aliases else None
+    edits = _Edits(test_source)
+    cut: list[str] = []
+    raising: list[str] = []
+    methods = {(c.name, f.name): f for c in tree.body if isinstance(c, ast.ClassDef)
+               for f in c.body if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    # A cut test that would repeat another test's statements adds nothing: the prune removes it.
+    bodies = {_statements(test_source, f.body) for f in methods.values()}
+    for test, outcome in result.tests.items():
+        if outcome.outcome not in ("failed", "error") or outcome.flaky:
+            continue
+        parts = test.split(".")
+        function = methods.get((parts[-2], parts[-1])) if len(parts) >= 2 else None
+        lines = [int(n) for n in frame.findall(outcome.detail)]
+        if function is None or not lines:
+            continue
+        index = next((i for i, statement in enumerate(function.body)
+                      if statement.lineno <= lines[-1] <= (statement.end_lineno or statement.lineno)), None)
+        if index is None:
+            continue
+        end = edits.starts[min(function.end_lineno or function.lineno, len(edits.lines))]
+        if index > 0:
+            kept = _statements(test_source, function.body[:index])
+            if kept in bodies:
+                continue
+            bodies.add(kept)
+            edits.replace(edits.starts[function.body[index].lineno - 1], end, "")
+            cut.append(test)
+            continue
+        files = any_frame.findall(outcome.detail)
+        exception = _exception_name(outcome.detail, module_names, alias)
+        if outcome.outcome != "error" or not files or not _same_file(files[-1], source) or not exception:
+            continue
+        statement = function.body[0]
+        call = _module_call(statement, refs, _derived_names(function, refs))
+        if call is None:
+            continue
+        start, stop = edits.span(call)
+        indent = " " * statement.col_offset
+        body = test_source[start:stop]
+        edits.replace(edits.starts[statement.lineno - 1], end,
+                      f"{indent}with self.assertRaises({exception}):\n{indent}    {body}\n")
+        raising.append(test)
+    return edits.apply(), tuple(cut), tuple(raising)
+
+
+def _statements(text: str, body: list[ast.stmt]) -> str:
+    """Return the source of statements, one per line, for comparing test bodies."""
+    return "\n".join(ast.get_source_segment(text, statement) or "" for statement in body)
+
+
+def _same_file(frame: str, source: str) -> bool:
+    """Return whether a traceback's file (relative to the checkout, or absolute) is the source."""
+    return frame == source or frame.endswith("/" + source)
+
+
+def _exception_name(detail: str, module_names: frozenset[str], alias: str | None) -> str | None:
+    """Return how the test file can name the exception a traceback ends with, or None."""
+    last = [line for line in detail.strip().splitlines() if line and not line.startswith(" ")]
+    if not last:
+        return None
+    match = re.match(r"([A-Za-z_][\w.]*)(?::|$)", last[-1])
+    if match is None:
+        return None
+    qualified = match.group(1)
+    short = qualified.rsplit(".", 1)[-1]
+    value = getattr(builtins, short, None)
+    if isinstance(value, type) and issubclass(value, Exception) and "." not in qualified:
+        return short
+    if alias is not None and short in module_names:
+        return f"{alias}.{short}"
+    return None
+
+
+def _module_call(statement: ast.stmt, refs: _ModuleRefs, derived: set[str]) -> ast.expr | None:
+    """Return the expression of a statement that calls the module: an assertion's actual side,
+    an assigned value, or the expression itself."""
+    if isinstance(statement, ast.Expr):
+        value = statement.value
+        if (isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute)
+                and value.func.attr.startswith("assert")):
+            sides = [a for a in value.args[:2] if _calls_module(a, refs, derived)]
+            return sides[0] if len(sides) == 1 else None
+        return value if _calls_module(value, refs, derived) else None
+    if isinstance(statement, (ast.Assign, ast.AnnAssign)) and statement.value is not None:
+        return statement.value if _calls_module(statement.value, refs, derived) else None
+    return None
+
+
 def _not_a_message(node: ast.expr) -> bool:
     """Return whether an argument in the ``msg`` position is a literal that is no string."""
     try:
@@ -375,14 +539,21 @@ def repair(
         skip: (test id, line) pairs not to pin again.
     """
     module = module_of(result.source)
+    names = frozenset(top_level_names(source_text))
     pinned_text, pins, dropped = pin_assertions(test_source, result, module, destination,
-                                                module_names=frozenset(top_level_names(source_text)),
-                                                skip=skip)
-    text, qualified, inserted = qualify_names(pinned_text, source_text, module, destination)
+                                                module_names=names, skip=skip)
+    completed_text, completed = complete_assertions(pinned_text, module, destination, module_names=names)
+    text, qualified, inserted = qualify_names(completed_text, source_text, module, destination)
+    if not (pins or dropped or completed or qualified):
+        # Only when nothing else applies: the lines of the traceback are those of this text.
+        text, truncated, raising = truncate_tests(text, result, result.source, destination,
+                                                  module_names=names)
+        return RepairResult(text, destination, truncated=truncated, raising=raising)
     if inserted is not None:  # keep the pins' lines those of the new text
         pins = tuple(replace(p, line=p.line + 1) if p.line >= inserted else p for p in pins)
         dropped = tuple(n + 1 if n >= inserted else n for n in dropped)
-    return RepairResult(text, destination, pins, qualified, dropped)
+        completed = tuple(n + 1 if n >= inserted else n for n in completed)
+    return RepairResult(text, destination, pins, qualified, dropped, completed)
 
 
 def repair_candidate(
@@ -429,5 +600,8 @@ def repair_candidate(
                                    sandbox=sandbox, limits=limits)
         total = replace(total, text=step.text, pinned=total.pinned + step.pinned,
                         qualified=tuple(sorted({*total.qualified, *step.qualified})),
-                        dropped_args=total.dropped_args + step.dropped_args, rerun=current)
+                        dropped_args=total.dropped_args + step.dropped_args,
+                        completed=total.completed + step.completed,
+                        truncated=total.truncated + step.truncated,
+                        raising=total.raising + step.raising, rerun=current)
     return total

@@ -47,3 +47,19 @@ def test_command_placeholders_name_destination_and_source() -> None:
 ])
 def test_imports_module(text: str, expected: bool) -> None:
     assert imports_module(text, "utils.x", "utils/test_x.py") is expected
+
+
+def test_built_in_starter_placeholders_import_the_module_and_name_its_test_class() -> None:
+    from symergion.config import DEFAULT_CONFIG
+    from symergion.core.prompt import code_starter
+
+    starter = DEFAULT_CONFIG["templates"]["TestCase"]["code_starter"]
+    assert render_code_starter(starter, "utils/bit_ops.py", "tests/test_bit_ops.py") == (
+        "import unittest\n\nfrom utils import bit_ops\n\n\nclass TestBitOps(unittest.TestCase):\n")
+    assert render_code_starter("{import_module} as {module_name}\n", "calc.py", "test_calc.py") == (
+        "import calc as calc\n")
+    # The pass fills a task's starter from its note; a task without a source keeps it as written.
+    params = {"source": "pkg/__init__.py", "destination": "test_pkg.py"}
+    assert code_starter(starter, params).splitlines()[2] == "import pkg"
+    assert code_starter(starter, {"destination": "notes.md"}) == starter
+    assert code_starter("import unittest\n", params) == "import unittest\n"

@@ -9,7 +9,14 @@ from symergion.config import VerifySpec
 from symergion.gitrepo import GitRepo
 from symergion.verify.candidate import verify_candidate
 from symergion.verify.prune import prune
-from symergion.verify.repair import pin_assertions, qualify_names, repair, repair_candidate, top_level_names
+from symergion.verify.repair import (
+    complete_assertions,
+    pin_assertions,
+    qualify_names,
+    repair,
+    repair_candidate,
+    top_level_names,
+)
 from symergion.verify.result import Observation, TestOutcome, VerifyResult
 from symergion.verify.sandbox import Sandbox
 from tests.verify.conftest import CALC, commit_files, needs_bwrap
@@ -147,13 +154,18 @@ def test_repair_candidate_pins_qualifies_and_confirms_in_sandbox(calc_repo: Path
     assert pins[0] == ("test_add", "4", "3")
     assert sorted(pins[1:]) == [("test_add", "5", "4"), ("test_sub", "0", "2")]
     assert repaired.rerun is not None
+    # test_raises raised TypeError inside calc.add: once nothing else applies, it expects it.
+    assert repaired.raising == ("test_calc.TestCalc.test_raises",)
+    assert "        with self.assertRaises(TypeError):\n            calc.add(1, None)\n" in repaired.text
     outcomes = {t.rsplit(".", 1)[1]: o.outcome for t, o in repaired.rerun.tests.items()}
-    assert outcomes == {"test_add": "passed", "test_sub": "passed", "test_raises": "error",
+    assert outcomes == {"test_add": "passed", "test_sub": "passed", "test_raises": "passed",
                         "test_right": "passed"}
-    # What still fails is left for prune.
-    pruned = prune(repaired.text, repaired.rerun, "test_calc.py")
-    assert [r.test for r in pruned.removed] == ["test_calc.TestCalc.test_raises"]
-    assert "Repair: pinned 3 assertions to observed values, qualified 1 name" in repaired.commit_message()
+    assert repaired.rerun.ok and repaired.rerun.exercising == 4
+    assert prune(repaired.text, repaired.rerun, "test_calc.py").removed == ()
+    message = repaired.commit_message()
+    assert "Repair: pinned 3 assertions to observed values, qualified 1 name" in message
+    assert "Expect the exception the module raised (review: recorded, not specified): " \
+           "test_calc.TestCalc.test_raises" in message
 
 
 def test_only_values_that_read_back_equal_and_of_their_type_are_literals() -> None:
@@ -164,3 +176,79 @@ def test_only_values_that_read_back_equal_and_of_their_type_are_literals() -> No
     assert literal(object()) is None
     assert literal(range(3)) is None
     assert literal("x" * 5000) is None  # too long to be a useful expected value
+
+
+COMPLETE = """import unittest
+
+from utils import calc
+
+
+class TestCalc(unittest.TestCase):
+    def test_add(self):
+        self.assertEqual(calc.add(1, 2))
+        self.assertEqual(3)
+        total = calc.add(2, 2)
+        self.assertEqual(total)
+"""
+
+
+def test_one_argument_assertions_that_call_the_module_get_an_expected_value() -> None:
+    text, lines = complete_assertions(COMPLETE, "utils.calc", "test_calc.py")
+    assert lines == (8, 11)
+    assert "self.assertEqual(calc.add(1, 2), None)" in text
+    assert "self.assertEqual(3)\n" in text  # calls nothing of the module: left alone
+    assert "self.assertEqual(total, None)" in text
+    result = VerifyResult(source="utils/calc.py", tests={})
+    assert repair(COMPLETE, result, CALC, "test_calc.py").completed == (8, 11)
+
+
+def error(detail: str) -> TestOutcome:
+    return TestOutcome("error", detail)
+
+
+TRACE_IN_TEST = ('Traceback (most recent call last):\n  File "test_calc.py", line {line}, in test_a\n'
+                 "    calc.nothing()\nAttributeError: module 'utils.calc' has no attribute 'nothing'\n")
+TRACE_IN_SOURCE = ('Traceback (most recent call last):\n  File "test_calc.py", line 8, in test_a\n'
+                   "    self.assertEqual(calc.add(1, None), 1)\n"
+                   '  File "utils/calc.py", line 2, in add\n    return a + b\n'
+                   "TypeError: unsupported operand type(s) for +: 'int' and 'NoneType'\n")
+TWO_STATEMENTS = ("import unittest\n\nfrom utils import calc\n\n\nclass T(unittest.TestCase):\n"
+                  "    def test_a(self):\n        self.assertEqual(calc.add(1, 2), 3)\n"
+                  "        calc.nothing()\n        self.assertEqual(calc.sub(1, 1), 0)\n\n"
+                  "    def test_b(self):\n        pass\n")
+
+
+def test_a_test_is_cut_before_its_failing_statement_when_statements_precede_it() -> None:
+    result = VerifyResult(source="utils/calc.py",
+                          tests={"test_calc.T.test_a": error(TRACE_IN_TEST.format(line=9))})
+    repaired = repair(TWO_STATEMENTS, result, CALC, "test_calc.py")
+    assert repaired.truncated == ("test_calc.T.test_a",) and repaired.raising == ()
+    assert "calc.nothing" not in repaired.text and "calc.sub" not in repaired.text
+    assert "self.assertEqual(calc.add(1, 2), 3)\n\n    def test_b(self):" in repaired.text
+    ast.parse(repaired.text)
+    # A failing first statement leaves nothing to keep, and an error the test file raised
+    # itself (no frame in the module) is no behaviour of the module to expect.
+    first = VerifyResult(source="utils/calc.py",
+                         tests={"test_calc.T.test_a": error(TRACE_IN_TEST.format(line=8))})
+    assert not repair(TWO_STATEMENTS, first, CALC, "test_calc.py").changed
+    # What would be left repeats another test: it stays whole, for the prune to remove.
+    twin = TWO_STATEMENTS.replace("        pass\n", "        self.assertEqual(calc.add(1, 2), 3)\n")
+    assert not repair(twin, result, CALC, "test_calc.py").changed
+
+
+def test_a_first_call_that_raised_inside_the_module_expects_the_exception() -> None:
+    text = ("import unittest\n\nfrom utils import calc\n\n\nclass T(unittest.TestCase):\n"
+            "    def test_a(self):\n        self.assertEqual(calc.add(1, None), 1)\n"
+            "        self.assertEqual(calc.add(2, None), 2)\n")
+    result = VerifyResult(source="utils/calc.py", tests={"test_calc.T.test_a": error(TRACE_IN_SOURCE)})
+    repaired = repair(text, result, CALC, "test_calc.py")
+    assert repaired.raising == ("test_calc.T.test_a",)
+    assert repaired.text.endswith("    def test_a(self):\n        with self.assertRaises(TypeError):\n"
+                                  "            calc.add(1, None)\n")
+    # A failure (not an error), or an exception the file cannot name, is left to the prune.
+    failed_result = VerifyResult(source="utils/calc.py",
+                                 tests={"test_calc.T.test_a": TestOutcome("failed", TRACE_IN_SOURCE)})
+    assert not repair(text, failed_result, CALC, "test_calc.py").changed
+    unnamed = TRACE_IN_SOURCE.replace("TypeError:", "somelib.CustomError:")
+    result = VerifyResult(source="utils/calc.py", tests={"test_calc.T.test_a": error(unnamed)})
+    assert not repair(text, result, CALC, "test_calc.py").changed

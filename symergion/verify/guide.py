@@ -1,0 +1,283 @@
+"""Guided generation of a TestCase file: one short test per public name of the module under test.
+
+Left to itself, a small model writes one test and stops, or repeats one assertion until its
+budget runs out; either way most of the module is never called. Guiding it is cheap: the file is
+written in segments, and each segment starts from an opener the method writes itself, a test
+method that already calls a public function (or constructs a public class) of the module::
+
+    def test_rgb_to_hls(self):
+        self.assertEqual(colorsys.rgb_to_hls(
+
+The model only completes the arguments, an expected value and perhaps a few more lines. A
+segment ends when the model leaves the method (a line indented less than its body), after
+``max_lines`` lines, or at its token share; the longest prefix of it that keeps the file valid
+Python is kept (or the whole test is left out). Expected values the model gets wrong are the
+repairs' work (``symergion.verify.repair`` pins them to what the code returned), failing calls
+the prune's.
+
+Each segment's prompt is the previous one plus the text kept so far, so an engine that reuses a
+KV-cache prefix evaluates only the new tokens.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+
+from symergion.core.finish import Finisher
+from symergion.verify.repair import top_level_names
+
+# A test method's body is indented by eight spaces (class body four, method body eight).
+_BODY = " " * 8
+MAIN_GUARD = '\n\nif __name__ == "__main__":\n    unittest.main()\n'
+DEFAULT_TARGETS = 12
+_NOT_CALLED = ("property", "staticmethod", "classmethod")  # not called on an instance as a method
+DEFAULT_SEGMENT_TOKENS = 80
+DEFAULT_MAX_LINES = 3
+
+# (prompt, max_tokens, stable_prefix) -> the text of each generated token.
+Generate = Callable[[str, int, int], Iterable[str]]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A public name of the module and the opener of the test that calls it."""
+
+    name: str
+    kind: str  # "function", "class", or "method" (of ``owner``)
+    opener: str
+    owner: str = ""  # a method's class; its test starts with the line that built one
+
+
+@dataclass
+class Guided:
+    """The file written, what it cost, and which targets got a test."""
+
+    text: str
+    tokens: int = 0
+    tested: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # targets whose segment did not parse
+
+
+def public_names(source_text: str) -> list[tuple[str, str]]:
+    """Return the module's public functions and classes as (name, kind), in source order.
+
+    A literal ``__all__`` decides what is public; without one, names without a leading
+    underscore are. Names defined only conditionally or imported are left out: a test of them
+    tests another module. Returns [] when the source does not parse.
+    """
+    try:
+        tree = ast.parse(source_text)
+    except SyntaxError:
+        return []
+    exported: set[str] | None = None
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__"
+                                                 for t in node.targets)):
+            try:
+                value = ast.literal_eval(node.value)
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                continue
+            if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+                exported = set(value)
+    names: list[tuple[str, str]] = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            public = node.name in exported if exported is not None else not node.name.startswith("_")
+            if public and not any(n == node.name for n, _ in names):
+                names.append((node.name, "class" if isinstance(node, ast.ClassDef) else "function"))
+    return names
+
+
+def public_methods(source_text: str, class_name: str) -> list[str]:
+    """Return the public methods a top-level class defines itself, in source order."""
+    try:
+        tree = ast.parse(source_text)
+    except SyntaxError:
+        return []
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == class_name:
+            return [n.name for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+                    and not n.name.startswith("_")
+                    and not any(isinstance(d, ast.Name) and d.id in _NOT_CALLED for d in n.decorator_list)]
+    return []
+
+
+def _snake(name: str) -> str:
+    """Return a class name in snake case: ``TopologicalSorter`` -> ``topological_sorter``."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+def class_variable(name: str, alias: str) -> str:
+    """Return the variable a test keeps an instance of a class in (never the module's alias)."""
+    variable = _snake(name)
+    return variable if variable != alias else f"{variable}_object"
+
+
+def targets(source_text: str, alias: str, limit: int = DEFAULT_TARGETS) -> list[Target]:
+    """Return up to ``limit`` targets: public functions, then each public class and its methods.
+
+    Functions come first because a call with literal arguments is what a small model gets
+    right most often, and what a pinned expected value can check. A method's opener is
+    completed when the class's own test has been written (``method_opener``).
+    """
+    found = public_names(source_text)
+    result: list[Target] = []
+    for name, _ in (n for n in found if n[1] == "function"):
+        opener = f"    def test_{name}(self):\n{_BODY}self.assertEqual({alias}.{name}("
+        result.append(Target(name, "function", opener))
+    for name, _ in (n for n in found if n[1] == "class"):
+        variable = class_variable(name, alias)
+        opener = f"    def test_{variable}(self):\n{_BODY}{variable} = {alias}.{name}("
+        result.append(Target(name, "class", opener))
+        result += [Target(f"{name}.{method}", "method", "", owner=name)
+                   for method in public_methods(source_text, name)]
+    return result[:limit]
+
+
+def method_opener(target: Target, construction: str, alias: str) -> str:
+    """Return a method's opener: the class's constructing line, then an assertion calling the method."""
+    variable = class_variable(target.owner, alias)
+    method = target.name.rsplit(".", 1)[-1]
+    return (f"    def test_{variable}_{method}(self):\n{construction}\n"
+            f"{_BODY}self.assertEqual({variable}.{method}(")
+
+
+def _construction(kept: str) -> str | None:
+    """Return the first body line of a class's test when it is a whole statement on its own."""
+    lines = kept.split("\n")
+    if len(lines) < 2 or not _parses(lines[1].strip()):
+        return None
+    return lines[1]
+
+
+def _parses(text: str) -> bool:
+    try:
+        ast.parse(text)
+    except SyntaxError:
+        return False
+    return True
+
+
+def _segment_lines(generated: str, max_lines: int, alias: str = "", known: frozenset[str] = frozenset(),
+                   opener: str = "") -> tuple[list[str], bool]:
+    """Split a segment into the lines that belong to the test; True when the test has ended.
+
+    Besides leaving the method, a test ends before a line that repeats an earlier one (it adds
+    nothing) or names an attribute of the module that the module does not define (``known``,
+    when given): such a line would only turn a test that passes into one that errs.
+    """
+    lines = generated.split("\n")
+    kept: list[str] = []
+    for index, line in enumerate(lines):
+        complete = index < len(lines) - 1
+        if index > 0 and line.strip() and not line.startswith(_BODY):
+            return kept, True  # the model left the method: a new def, a class, the main guard
+        if index > 0 and complete and line.strip() and (
+                line in [opener.rsplit("\n", 1)[-1] + kept[0], *kept[1:]]
+                or _unknown_attribute(line, alias, known)):
+            return kept, True
+        if index > 0 and not complete and not line.strip():
+            break
+        kept.append(line)
+        body = [k for k in kept[1:] if k.strip()]
+        if complete and len(body) + 1 >= max_lines:
+            return kept, True
+    return kept, False
+
+
+def _unknown_attribute(line: str, alias: str, known: frozenset[str]) -> bool:
+    """Return whether a line uses ``alias.name`` for a name the module does not define."""
+    if not alias or not known:
+        return False
+    return any(name not in known for name in re.findall(rf"\b{re.escape(alias)}\.(\w+)", line))
+
+
+def keep_valid(head: str, opener: str, lines: list[str]) -> str | None:
+    """Return the opener and the longest prefix of ``lines`` that keeps ``head`` valid Python.
+
+    Returns None when no prefix does (the test is left out).
+    """
+    for count in range(len(lines), 0, -1):
+        body = "\n".join(lines[:count]).rstrip()
+        if not body.strip() and count == 1:
+            continue
+        candidate = opener + body + "\n"
+        if _parses(head + candidate):
+            return candidate
+    return None
+
+
+def guided_file(
+    generate: Generate,
+    prompt_text: str,
+    code_starter: str,
+    source_text: str,
+    alias: str,
+    destination: str,
+    *,
+    budget: int,
+    limit: int = DEFAULT_TARGETS,
+    segment_tokens: int = DEFAULT_SEGMENT_TOKENS,
+    max_lines: int = DEFAULT_MAX_LINES,
+) -> Guided:
+    """Write a test file one target at a time, within ``budget`` generated tokens.
+
+    Args:
+        generate: the engine's generation, ``(prompt, max_tokens, stable_prefix) -> pieces``.
+        prompt_text: the rendered prompt, ending with ``code_starter``.
+        code_starter: the file's opening (imports and the TestCase class line).
+        source_text: the module under test's code (its public names).
+        alias: how the test file refers to the module (``colorsys`` for ``from lib import colorsys``).
+        destination: the test file's path (the finisher's language check).
+        budget: the most tokens to generate for the whole file.
+        limit: the most targets to write a test for.
+        segment_tokens: the most tokens one test may take.
+        max_lines: the most lines one test may have (the first line included).
+    """
+    if not prompt_text.endswith(code_starter):
+        raise ValueError("the prompt must end with the code starter")
+    base = prompt_text[: len(prompt_text) - len(code_starter)]
+    known = frozenset(top_level_names(source_text))
+    text = code_starter
+    result = Guided(text)
+    built: dict[str, str] = {}  # class -> the line of its test that constructed one
+    for target in targets(source_text, alias, limit):
+        share = min(segment_tokens, budget - result.tokens)
+        if share <= 0:
+            break
+        if target.kind == "method":
+            if target.owner not in built:
+                result.skipped.append(target.name)
+                continue
+            target = replace(target, opener=method_opener(target, built[target.owner], alias))
+        head = text + target.opener
+        pieces: Iterator[str] = iter(generate(base + head, share, len(base)))
+        generated = ""
+        finisher = Finisher(destination, code_starter)
+        ended = False
+        for piece in pieces:
+            result.tokens += 1
+            generated += piece
+            lines, ended = _segment_lines(generated, max_lines, alias, known, target.opener)
+            if ended or finisher.check(head + generated):
+                break
+        close = getattr(pieces, "close", None)
+        if close is not None:
+            close()  # stop the engine's generation before the next prompt
+        lines, _ = _segment_lines(generated, max_lines, alias, known, target.opener)
+        kept = keep_valid(text, target.opener, lines)
+        if kept is None:
+            result.skipped.append(target.name)
+            continue
+        text += kept + "\n"
+        result.tested.append(target.name)
+        construction = _construction(kept) if target.kind == "class" else None
+        if construction is not None:
+            built[target.name] = construction
+    if not result.tested:
+        text += "    pass\n"  # the class needs a body; a file without tests is the prune's to drop
+    result.text = text.rstrip("\n") + "\n" + MAIN_GUARD
+    return result
