@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 from collections.abc import Callable, Iterator
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from symergion.cache import ResponseStore
-from symergion.config import Checkpoint, Config, parse_config
+from symergion.config import DEFAULT_CONFIG, Checkpoint, Config, parse_config
 from symergion.core.execute import Event, Reconciler
 from symergion.demo import SOURCE
 from symergion.engine.fake import FakeEngine
@@ -91,10 +92,19 @@ def repo_state(path: Path) -> dict[str, Any]:
     }
 
 
+def original_templates() -> dict[str, Any]:
+    """The built-in templates in the original format: without a ``verify`` section."""
+    templates = json.loads(json.dumps(DEFAULT_CONFIG["templates"]))
+    for template in templates.values():
+        template.pop("verify", None)
+    return dict(templates)
+
+
 def make_config(coders: tuple[str, ...] = ("alpha", "beta"), **overrides: Any) -> Config:
-    """A config with fake coder checkpoints and the original TestCase template."""
+    """A config with fake coder checkpoints and the original TestCase template (no verify)."""
     raw: dict[str, Any] = {
         "checkpoints": [{"name_or_path": f"/models/{c}.gguf", "trait": "coding"} for c in coders],
+        "templates": original_templates(),
     }
     raw.update(overrides)
     return parse_config(raw, base_dir=Path("/models"))

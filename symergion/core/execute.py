@@ -14,6 +14,7 @@ from typing import Any
 from symergion.cache import ResponseStore, response_key
 from symergion.config import Checkpoint, Config
 from symergion.core import prompt as prompts
+from symergion.core.check import Checker
 from symergion.core.finish import FINISHER_VERSION, Finisher
 from symergion.core.plan import (
     TRAILER_PROMPT,
@@ -23,6 +24,7 @@ from symergion.core.plan import (
     Task,
     TaskPlan,
     branch_action,
+    code_starter,
     plan,
     task_prompt,
 )
@@ -86,6 +88,7 @@ class Reconciler:
         self.on_event = on_event or (lambda _e: None)
         self.cancel = cancel or threading.Event()
         self._fingerprints: dict[tuple[str, str | None, float], str] = {}
+        self.checker = Checker(self)
 
     def read(self) -> RepoState:
         """Read the repository state one pass decides from."""
@@ -169,6 +172,8 @@ class Reconciler:
             return Result(action.task, action.model, action.branch, STATUS[action.kind],
                           commit=commit, reason=action.reason or None)
         assert tp.prompt is not None
+        if tp.task.template.verify is not None and tp.task.spec.params.get("source"):
+            return self.checker.carry_out(state, tp, coder, action)
         response = self._reused(tp, action) or self.respond(tp.task, coder, tp.prompt,
                                                             tp.destination)
         if not response["text"]:
@@ -252,7 +257,7 @@ class Reconciler:
         """Run every reasoner on the base prompt (store first); return the reasoning rows."""
         initial = [prompts.call_to_action(tp.task.template.call_to_action, tp.source_code),
                    *tp.task.spec.rows]
-        base = prompts.render(tp.files, initial, [], tp.task.template.code_starter)
+        base = prompts.render(tp.files, initial, [], code_starter(tp.task.template, tp.task.spec))
         rows: list[str] = []
         for reasoner in self.config.reasoners:
             rows += prompts.reasoning_rows(self._reason(tp.task, reasoner, base.text))

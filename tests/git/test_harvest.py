@@ -14,7 +14,7 @@ from symergion.harvest import harvest
 from symergion.history import HistoryError, read_history
 from symergion.stats import leaderboard
 
-from ..conftest import FakeFleet, git, make_config, start_task_with_git
+from ..conftest import FakeFleet, git, make_config, original_templates, start_task_with_git
 
 TASK = "TestCase_capture_output"
 SECOND = "TestCase_second"
@@ -269,7 +269,8 @@ def test_cli_harvest_and_stats(repo_dir, worked, tmp_path, capsys):
     cfg = tmp_path / "symergion.json"
     cfg.write_text(json.dumps({"checkpoints": [
         {"name_or_path": "/models/alpha.gguf", "trait": "coding"},
-        {"name_or_path": "/models/beta.gguf", "trait": "coding"}]}))
+        {"name_or_path": "/models/beta.gguf", "trait": "coding"}],
+        "templates": original_templates()}))
     out = tmp_path / "data"
     code = main(["harvest", "--out", str(out), "--json", "-C", str(repo_dir), "-c", str(cfg)])
     captured = capsys.readouterr()
