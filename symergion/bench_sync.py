@@ -5,6 +5,9 @@ on a scratch repository with a fresh cache, so the figures include interpreter s
 loading, the KV prefix restored from disk, and the response cache.
 
     python -m symergion.bench_sync --model PATH.gguf --repeats 3 --out bench-results/sync.json
+
+``--tasks N`` measures instead a cold sync of N tasks on N different sources against a cold
+sync of one task, paired in each repeat: the N branches of one model decode in one batch.
 """
 
 from __future__ import annotations
@@ -70,19 +73,7 @@ def _round(repo: Path, config: Path, env: dict[str, str], name: str, *args: str
 
 def run_once(model: Path, threads: int, workdir: Path) -> list[dict[str, Any]]:
     """Play initial, no-op, feedback, revoke and re-feedback rounds on a new repository."""
-    repo = workdir / "repo"
-    repo.mkdir(parents=True)
-    env = dict(os.environ)
-    env.update({"SYMERGION_CACHE_DIR": str(workdir / "cache"), "GIT_AUTHOR_NAME": "bench",
-                "GIT_AUTHOR_EMAIL": "bench@example.invalid", "GIT_COMMITTER_NAME": "bench",
-                "GIT_COMMITTER_EMAIL": "bench@example.invalid"})
-    config = workdir / "config.json"
-    idle = max(0, (os.cpu_count() or 1) - threads)
-    config.write_text(json.dumps({
-        "idle_cores": idle,
-        "checkpoints": [{"name_or_path": str(model), "name": "gemma3-270m", "trait": "coding"}],
-    }))
-    _git(repo, "init", "-q", "-b", "main")
+    repo, config, env = _new_repo(model, threads, workdir)
     (repo / "utils").mkdir()
     (repo / "utils" / "capture_output.py").write_text(SOURCE)
     _git(repo, "add", ".")
@@ -97,6 +88,71 @@ def run_once(model: Path, threads: int, workdir: Path) -> list[dict[str, Any]]:
     rows.append(_round(repo, config, env, "feedback again (cached)", "feedback",
                        "Use setUp method", "--branch", branch))
     return rows
+
+
+def _new_repo(model: Path, threads: int, workdir: Path) -> tuple[Path, Path, dict[str, str]]:
+    repo = workdir / "repo"
+    repo.mkdir(parents=True)
+    env = dict(os.environ)
+    env.update({"SYMERGION_CACHE_DIR": str(workdir / "cache"), "GIT_AUTHOR_NAME": "bench",
+                "GIT_AUTHOR_EMAIL": "bench@example.invalid", "GIT_COMMITTER_NAME": "bench",
+                "GIT_COMMITTER_EMAIL": "bench@example.invalid"})
+    config = workdir / "config.json"
+    config.write_text(json.dumps({
+        "idle_cores": max(0, (os.cpu_count() or 1) - threads),
+        "checkpoints": [{"name_or_path": str(model), "name": "gemma3-270m", "trait": "coding"}],
+    }))
+    _git(repo, "init", "-q", "-b", "main")
+    return repo, config, env
+
+
+def cold_tasks(model: Path, threads: int, workdir: Path, count: int) -> dict[str, Any]:
+    """Start ``count`` tasks on different sources with plain git; time one cold sync of all."""
+    from symergion.bench import source_text
+
+    repo, config, env = _new_repo(model, threads, workdir)
+    (repo / "utils").mkdir()
+    for i in range(count):
+        (repo / "utils" / f"helpers_{i}.py").write_text(source_text(3, f"helpers{i}"))
+    _git(repo, "add", ".")
+    _git(repo, "-c", "user.name=b", "-c", "user.email=b@x", "commit", "-q", "-m", "init")
+    for i in range(count):
+        task = f"TestCase_helpers_{i}"
+        _git(repo, "branch", task)
+        _git(repo, "notes", "append", "-m", f"task_branch: {task}, source: utils/helpers_{i}.py,"
+             f" destination: test_helpers_{i}.py", task)
+    seconds, report, _ = _cli(repo, config, env, "sync")
+    results = report["results"]
+    if len(results) != count or any(r["status"] != "created" for r in results):
+        raise RuntimeError(f"the cold sync did not create {count} branches: {results}")
+    tokens = sum(int(r["tokens"]) for r in results)
+    generating = max(float(r["seconds"]) for r in results)
+    return {"tasks": count, "seconds": round(seconds, 3), "tokens": tokens,
+            "tok_s_wall": round(tokens / seconds, 2),
+            "tok_s_generation": round(tokens / generating, 2) if generating else 0.0}
+
+
+def run_tasks_bench(model: Path, *, threads: int, repeats: int, count: int) -> dict[str, Any]:
+    """Pair a cold sync of one task with one of ``count`` tasks, ``repeats`` times."""
+    pairs = []
+    for _ in range(repeats):
+        pair = []
+        for n in (1, count):
+            with tempfile.TemporaryDirectory(prefix="symergion-bench-") as tmp:
+                pair.append(cold_tasks(model, threads, Path(tmp), n))
+        pairs.append(pair)
+
+    def median(index: int, key: str) -> float:
+        return round(float(statistics.median(p[index][key] for p in pairs)), 2)
+
+    ratios = {key: round(statistics.median(p[1][key] / p[0][key] for p in pairs), 2)
+              for key in ("tok_s_wall", "tok_s_generation")}
+    return {"model": str(model), "threads": threads, "repeats": repeats, "tasks": count,
+            "one": {k: median(0, k) for k in ("seconds", "tokens", "tok_s_wall",
+                                              "tok_s_generation")},
+            "many": {k: median(1, k) for k in ("seconds", "tokens", "tok_s_wall",
+                                               "tok_s_generation")},
+            "ratio": ratios, "pairs": pairs}
 
 
 def help_seconds(repeats: int) -> float:
@@ -132,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("bench-results/sync.json"))
+    parser.add_argument("--tasks", type=int, default=0,
+                        help="compare a cold sync of this many tasks with one of a single task")
     args = parser.parse_args(argv)
     model = args.model
     if model is None:
@@ -139,6 +197,23 @@ def main(argv: list[str] | None = None) -> int:
         from symergion.models import resolve_model
 
         model = resolve_model(EMBEDDED_MODEL, Path.cwd())
+    if args.tasks:
+        found = run_tasks_bench(model, threads=args.threads, repeats=args.repeats,
+                                count=args.tasks)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(found, indent=2))
+        print(f"model {found['model']}, {found['threads']} threads, {found['repeats']} pairs "
+              "(medians)")
+        print(f"{'cold sync':<16}{'seconds':>8}{'tokens':>8}{'tok/s wall':>12}"
+              f"{'tok/s gen':>11}")
+        for label, row in (("1 task", found["one"]), (f"{args.tasks} tasks", found["many"])):
+            print(f"{label:<16}{row['seconds']:>8.2f}{row['tokens']:>8.0f}"
+                  f"{row['tok_s_wall']:>12.1f}{row['tok_s_generation']:>11.1f}")
+        print(f"ratio ({args.tasks} tasks / 1 task, paired medians): wall "
+              f"{found['ratio']['tok_s_wall']:.2f}x, generation "
+              f"{found['ratio']['tok_s_generation']:.2f}x")
+        print(f"wrote {args.out}")
+        return 0
     result = run_bench(model, threads=args.threads, repeats=args.repeats)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))

@@ -28,6 +28,8 @@ def model_path(config: Config, checkpoint: Checkpoint) -> Path:
 def fingerprint(config: Config, checkpoint: Checkpoint) -> str:
     """Return the cache identity of a checkpoint's weights: model file and adapter (2 MiB each).
 
+    A forced extra-buffer setting (on or off) is part of it.
+
     For a checkpoint on a model server it is the identity the server gives its model.
     """
     if checkpoint.endpoint is not None:
@@ -40,12 +42,18 @@ def fingerprint(config: Config, checkpoint: Checkpoint) -> str:
     if not path.is_file():
         # The full check names the problem and its fix (missing file, directory, ...).
         path = resolve_model(checkpoint.name_or_path, config.models_dir)
-    if checkpoint.lora is None:
-        return model_fingerprint(path)
-    lora = locate_model(checkpoint.lora, config.models_dir)
-    if not lora.is_file():
-        lora = resolve_adapter(checkpoint.lora, config.models_dir)
-    return f"{model_fingerprint(path)}+lora:{model_fingerprint(lora)}*{checkpoint.lora_scale!r}"
+    found = model_fingerprint(path)
+    if checkpoint.lora is not None:
+        lora = locate_model(checkpoint.lora, config.models_dir)
+        if not lora.is_file():
+            lora = resolve_adapter(checkpoint.lora, config.models_dir)
+        found += f"+lora:{model_fingerprint(lora)}*{checkpoint.lora_scale!r}"
+    # Repacked weights round differently, so a forced setting keys its own answers. "auto"
+    # follows the machine's verdict, which changes only with the CPU or the llama.cpp build.
+    setting, _source = extra_buffers_setting(config)
+    if setting != "auto":
+        found += f";extra_buffers={setting}"
+    return found
 
 
 def engine_spec(config: Config, checkpoint: Checkpoint) -> EngineSpec:

@@ -34,8 +34,8 @@ class ProgressPrinter:
         self.live = not quiet and self.stream.isatty()
         self._console: Any = None
         self._bar: Progress | None = None
-        self._bar_task: TaskID | None = None
-        self._bar_key: tuple[str, str] | None = None
+        # One row per generation in flight: a batch decodes several at once.
+        self._rows: dict[tuple[str, str], TaskID] = {}
         if self.live:
             # rich is imported only for a terminal: logs and --json never pay for it.
             from rich.console import Console
@@ -63,15 +63,21 @@ class ProgressPrinter:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
-            self._bar_task = None
-            self._bar_key = None
+            self._rows.clear()
+
+    def _end_row(self, event: Event) -> None:
+        """Remove the row of a generation that ended; stop the bar when none is left."""
+        row = self._rows.pop((event.task, event.model), None)
+        if row is not None and self._bar is not None:
+            self._bar.remove_task(row)
+        if not self._rows:
+            self.close()
 
     def _show_bar(self, event: Event) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         key = (event.task, event.model)
-        if self._bar is None or self._bar_key != key:
-            self.close()
+        if self._bar is None:
             self._bar = Progress(
                 TextColumn("  {task.description}"),
                 BarColumn(bar_width=20),
@@ -82,15 +88,15 @@ class ProgressPrinter:
                 auto_refresh=False,
             )
             self._bar.start()
-            self._bar_task = self._bar.add_task(f"{event.model} on {event.task}",
-                                                total=event.budget or None, rate=0.0,
-                                                eta="?")
-            self._bar_key = key
-        assert self._bar_task is not None
+        row = self._rows.get(key)
+        if row is None:
+            row = self._rows[key] = self._bar.add_task(f"{event.model} on {event.task}",
+                                                        total=event.budget or None, rate=0.0,
+                                                        eta="?")
         rate = event.tokens / event.seconds if event.seconds else 0.0
         # The budget is an upper bound: most files finish before it, so this ETA is a ceiling.
         left = (event.budget - event.tokens) / rate if rate and event.budget else None
-        self._bar.update(self._bar_task, completed=event.tokens, rate=rate,
+        self._bar.update(row, completed=event.tokens, rate=rate,
                          total=event.budget or None, eta=_duration(left))
         self._bar.refresh()
 
@@ -102,7 +108,8 @@ class ProgressPrinter:
             if self.live:
                 self._show_bar(event)
             return
-        self.close()
+        if event.kind in ("done", "problem"):
+            self._end_row(event)
         stamp = time.strftime("%H:%M:%S")
         if event.kind == "start":
             self._write(f"{stamp} {event.task} {event.model}: generating ({event.detail})")

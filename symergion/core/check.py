@@ -106,10 +106,15 @@ class Checker:
 
     # -- the branch ------------------------------------------------------------------------
 
-    def carry_out(self, state: RepoState, tp: TaskPlan, coder: Checkpoint, action: Action) -> Result:
-        """Generate, check and publish one model branch; a lost race re-plans it and tries again."""
+    def carry_out(self, state: RepoState, tp: TaskPlan, coder: Checkpoint, action: Action,
+                  response: dict[str, Any] | None = None) -> Result:
+        """Check and publish one model branch; a lost race re-plans it and tries again.
+
+        ``response`` is the pass's answer to the task's prompt (reused or from the batch the
+        pass decoded), the first sample; the others, and repair rounds, are generated here.
+        """
         for _attempt in range(CAS_RETRIES):
-            stack = self._stack(state, tp, coder, action)
+            stack = self._stack(state, tp, coder, action, response)
             if action.branch in self.repo.checked_out_branches():
                 # Checked out while the model was generating: the responses wait in the cache.
                 return Result(action.task, action.model, action.branch, "kept",
@@ -137,11 +142,12 @@ class Checker:
                     reason = "the branch was deleted while generating; not recreated"
                 return Result(action.task, action.model, action.branch, STATUS[fresh.kind],
                               commit=fresh.head, reason=reason or None)
-            action = fresh
+            action, response = fresh, None
         return Result(action.task, action.model, action.branch, "failed",
                       reason="the branch kept moving while publishing; run sync again")
 
-    def _stack(self, state: RepoState, tp: TaskPlan, coder: Checkpoint, action: Action) -> Stack:
+    def _stack(self, state: RepoState, tp: TaskPlan, coder: Checkpoint, action: Action,
+               response: dict[str, Any] | None) -> Stack:
         """Make the commits of one prompt: candidate, prune, and repair rounds."""
         task = tp.task
         spec = task.template.verify
@@ -163,6 +169,10 @@ class Checker:
             parents, base = [action.head], action.head
         else:
             reused = self.rec._reused(tp, action)
+            if reused is None and response is not None and response.get("blob") is None:
+                first: dict[str, Any] | None = response  # the batch's answer: sample 1
+            else:
+                first = None
             copied = VerifyResult.from_message(self._message(action.reuse)) if reused else None
             if reused is not None and copied is not None:
                 # The same file an earlier attempt made for this prompt: it keeps its results.
@@ -172,7 +182,7 @@ class Checker:
                 self._add(stack, tree, parents, message, action.model, reused)
                 stack.final = copied
                 return stack
-            samples = [reused] if reused is not None else self._responses(tp, coder, tp.prompt)
+            samples = [reused] if reused is not None else self._responses(tp, coder, tp.prompt, first)
             best, checked = self._best(tp, action, base, samples, spec, source)
             extra = [best.result.excerpt() if best.result else "", self._scores(checked, best)]
             message = self._with(commit_message(state, self.rec.config, tp, action, best.response),
@@ -196,8 +206,8 @@ class Checker:
             on = stack.commits[-1] if stack.commits else base
             best, checked = self._best(tp, action, on, samples, spec, source)
             assert best.result is not None
-            first = recorded_result.excerpt().splitlines()[1:2] or ["the tests failed"]
-            subject = f"Repair: {first[0].strip()}"[:120]
+            named = recorded_result.excerpt().splitlines()[1:2] or ["the tests failed"]
+            subject = f"Repair: {named[0].strip()}"[:120]
             body = "\n\n".join(p for p in [subject, feedback, best.result.excerpt(),
                                              self._scores(checked, best)] if p)
             trailers = [*self._prompt_trailers(tp, action, prompt.digest),
@@ -214,16 +224,20 @@ class Checker:
 
     # -- responses -------------------------------------------------------------------------
 
-    def _responses(self, tp: TaskPlan, coder: Checkpoint, prompt: prompts.Prompt) -> list[dict[str, Any]]:
-        """Return the checkpoint's samples for a prompt: from the store, else generated together."""
+    def _responses(self, tp: TaskPlan, coder: Checkpoint, prompt: prompts.Prompt,
+                   first: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Return the checkpoint's samples for a prompt: from the store, else generated together.
+
+        ``first``, when given, is the first sample (the one with the checkpoint's own seed).
+        """
         rec, task = self.rec, tp.task
         count = coder.samples
         if count == 1:
-            return [rec.respond(task, coder, prompt, tp.destination)]
+            return [first or rec.respond(task, coder, prompt, tp.destination)]
         keys = [rec._key("coder", coder, prompt.text, path=tp.destination, finisher=FINISHER_VERSION,
                          **({} if i == 0 else {"sample": i})) for i in range(count)]
-        records: list[dict[str, Any] | None] = []
-        for key in keys:
+        records: list[dict[str, Any] | None] = [first] if first is not None else []
+        for key in keys[len(records):]:
             cached = rec.store.get(key)
             records.append({**cached, "cache": "hit"} if cached is not None else None)
         missing = [i for i, r in enumerate(records) if r is None]

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from symergion.cache import ResponseStore, response_key
@@ -40,6 +41,7 @@ from symergion.core.state import (
     shadow_ref,
 )
 from symergion.engine.base import Engine, max_new_tokens
+from symergion.engine.jobs import Job, run_jobs
 from symergion.errors import Cancelled, SymergionError, TaskInputError
 from symergion.gitrepo import GitRepo
 
@@ -54,6 +56,8 @@ EventSink = Callable[[Event], None]
 EngineFactory = Callable[[Checkpoint], Engine]
 FingerprintFn = Callable[[Checkpoint], str]
 STATUS = {"up-to-date": "up-to-date", "keep": "kept", "skip": "skipped", "problem": "failed"}
+# A response record, or why a branch has none.
+Response = dict[str, Any] | SymergionError
 
 
 class Reconciler:
@@ -133,24 +137,50 @@ class Reconciler:
                 tp.actions = [branch_action(state, tp, c) for c in self.config.coders]
             ready.append(tp)
         # Coder-major order: each model is loaded once per pass even with model_cache_size 1.
-        for index, coder in enumerate(self.config.coders):
-            for tp in ready:
-                self.cancel_check()
-                action = tp.actions[index]
-                try:
-                    result = self._carry_out(state, tp, coder, action)
-                except Cancelled:
-                    raise
-                except SymergionError as exc:
-                    result = Result(action.task, action.model, action.branch, "failed",
-                                    reason=str(exc))
-                    self.on_event(Event("problem", action.task, action.model, detail=str(exc)))
-                report.results.append(result)
+        # All the branches one model must generate decode together, in one batch. Models on
+        # remote endpoints generate in threads of their own, beside the local ones.
+        coders = list(enumerate(self.config.coders))
+        remote = [(i, c) for i, c in coders if c.endpoint is not None]
+        with ThreadPoolExecutor(max_workers=max(1, len(remote)),
+                                thread_name_prefix="endpoint") as pool:
+            futures: dict[int, Future[dict[str, Response]]] = {
+                i: pool.submit(self._responses, coder, self._wanted(ready, i))
+                for i, coder in remote}
+            try:
+                for index, coder in coders:
+                    self.cancel_check()
+                    future = futures.get(index)
+                    responses = (future.result() if future is not None
+                                 else self._responses(coder, self._wanted(ready, index)))
+                    for tp in ready:
+                        self.cancel_check()
+                        report.results.append(
+                            self._result(state, tp, coder, tp.actions[index], responses))
+            except BaseException:
+                # Leaving early (a stop, or a bug): the endpoint threads stop too.
+                self.cancel.set()
+                raise
         rebuilt = getattr(self.store, "rebuilt", None)
         if rebuilt is not None:
             report.notices.append(f"the response cache was corrupt: moved it aside to {rebuilt} "
                                   "and started a new one (delete the old one when done)")
         return report
+
+    @staticmethod
+    def _wanted(ready: Sequence[TaskPlan], index: int) -> list[tuple[TaskPlan, Action]]:
+        # A repair round starts from the failure its branch records, not from the task's prompt.
+        return [(tp, tp.actions[index]) for tp in ready
+                if tp.actions[index].kind not in STATUS and not tp.actions[index].repair]
+
+    def _result(self, state: RepoState, tp: TaskPlan, coder: Checkpoint, action: Action,
+                responses: dict[str, Response]) -> Result:
+        try:
+            return self._carry_out(state, tp, coder, action, responses.get(action.branch))
+        except Cancelled:
+            raise
+        except SymergionError as exc:
+            self.on_event(Event("problem", action.task, action.model, detail=str(exc)))
+            return Result(action.task, action.model, action.branch, "failed", reason=str(exc))
 
     def _retire(self, state: RepoState, action: Action, report: Report) -> None:
         if action.kind == "keep":
@@ -166,16 +196,16 @@ class Reconciler:
                                 detail=f"task ended; archived {archived}"))
 
     def _carry_out(self, state: RepoState, tp: TaskPlan, coder: Checkpoint,
-                   action: Action) -> Result:
+                   action: Action, response: Response | None) -> Result:
         if action.kind in STATUS:
             commit = action.head if action.kind in ("up-to-date", "keep") else None
             return Result(action.task, action.model, action.branch, STATUS[action.kind],
                           commit=commit, reason=action.reason or None)
-        assert tp.prompt is not None
+        if isinstance(response, SymergionError):
+            raise response
         if tp.task.template.verify is not None and tp.task.spec.params.get("source"):
-            return self.checker.carry_out(state, tp, coder, action)
-        response = self._reused(tp, action) or self.respond(tp.task, coder, tp.prompt,
-                                                            tp.destination)
+            return self.checker.carry_out(state, tp, coder, action, response)
+        assert response is not None, f"no response was made for {action.branch}"
         if not response["text"]:
             raise TaskInputError(
                 f"task {action.task}: nothing {action.model} wrote is a valid "
@@ -324,54 +354,114 @@ class Reconciler:
             self.on_event(Event("progress", task, model, tokens=count,
                                 seconds=time.monotonic() - began, budget=budget))
 
+    def _responses(self, coder: Checkpoint,
+                   wanted: Sequence[tuple[TaskPlan, Action]]) -> dict[str, Response]:
+        """Return a response, or the error that stopped it, for each branch in ``wanted``.
+
+        A branch reuses its earlier commit's answer, else the store's; the rest are generated
+        together in one batch of ``coder``'s engine.
+        """
+        out: dict[str, Response] = {}
+        asks: list[tuple[str, Task, prompts.Prompt, str]] = []
+        for tp, action in wanted:
+            assert tp.prompt is not None
+            try:
+                reused = self._reused(tp, action)
+            except SymergionError as exc:
+                out[action.branch] = exc
+                continue
+            if reused is not None:
+                out[action.branch] = reused
+            else:
+                asks.append((action.branch, tp.task, tp.prompt, tp.destination))
+        answers = self._respond_many(coder, [ask[1:] for ask in asks])
+        out.update((branch, answer) for (branch, *_), answer in zip(asks, answers, strict=True))
+        return out
+
     def respond(
         self, task: Task, coder: Checkpoint, prompt: prompts.Prompt, destination: str
     ) -> dict[str, Any]:
         """Return the finished file for a prompt: from the store, else from the model."""
-        key = self._key("coder", coder, prompt.text, path=destination, finisher=FINISHER_VERSION)
-        cached = self.store.get(key)
-        if cached is not None:
-            return {**cached, "cache": "hit"}
-        engine = self.engines(coder)
-        prompt_tokens = engine.count_tokens(prompt.text)
-        budget = max_new_tokens(engine.n_ctx, prompt_tokens, self.config.ntokens)
-        if budget <= 0:
-            raise TaskInputError(
-                f"task {task.name}: the prompt is {prompt_tokens} tokens, which fills the "
-                f"{engine.n_ctx}-token context of {coder.model_name}",
-                hint="shorten the source file, or raise context_size for this checkpoint",
-            )
-        finisher = Finisher(destination, prompt.code_starter)
-        self.on_event(Event("start", task.name, coder.model_name,
-                            detail=f"{prompt_tokens} prompt tokens, budget {budget}",
-                            budget=budget))
+        (answer,) = self._respond_many(coder, [(task, prompt, destination)])
+        if isinstance(answer, SymergionError):
+            raise answer
+        return answer
+
+    def _respond_many(
+        self, coder: Checkpoint, asks: Sequence[tuple[Task, prompts.Prompt, str]]
+    ) -> list[Response]:
+        """Answer each (task, prompt, destination) from the store, or generate them together."""
+        answers: list[Response | None] = [None] * len(asks)
+        keys = [""] * len(asks)
+        jobs: list[Job] = []
+        owners: list[tuple[int, Finisher, int]] = []  # ask index, finisher, budget
+        engine: Engine | None = None
+        for i, (task, prompt, destination) in enumerate(asks):
+            try:
+                keys[i] = self._key("coder", coder, prompt.text, path=destination,
+                                    finisher=FINISHER_VERSION)
+                cached = self.store.get(keys[i])
+                if cached is not None:
+                    answers[i] = {**cached, "cache": "hit"}
+                    continue
+                engine = self.engines(coder)
+                prompt_tokens = engine.count_tokens(prompt.text)
+                budget = max_new_tokens(engine.n_ctx, prompt_tokens, self.config.ntokens)
+                if budget <= 0:
+                    raise TaskInputError(
+                        f"task {task.name}: the prompt is {prompt_tokens} tokens, which fills "
+                        f"the {engine.n_ctx}-token context of {coder.model_name}",
+                        hint="shorten the source file, or raise context_size for this checkpoint",
+                    )
+            except Cancelled:
+                raise
+            except SymergionError as exc:
+                answers[i] = exc
+                continue
+            finisher = Finisher(destination, prompt.code_starter)
+            jobs.append(Job(prompt.text, budget, prompt.stable_prefix, start=prompt.code_starter,
+                            check=finisher.check))
+            owners.append((i, finisher, budget))
+            self.on_event(Event("start", task.name, coder.model_name,
+                                detail=f"{prompt_tokens} prompt tokens, budget {budget}",
+                                budget=budget))
+        if jobs:
+            assert engine is not None
+            try:
+                self._generate(engine, coder, asks, keys, jobs, owners, answers)
+            except Cancelled:
+                raise
+            except SymergionError as exc:
+                for i, _finisher, _budget in owners:
+                    if answers[i] is None:
+                        answers[i] = exc
+        return [answer if answer is not None else TaskInputError("no answer") for answer in answers]
+
+    def _generate(self, engine: Engine, coder: Checkpoint,
+                  asks: Sequence[tuple[Task, prompts.Prompt, str]], keys: list[str],
+                  jobs: list[Job], owners: list[tuple[int, Finisher, int]],
+                  answers: list[Response | None]) -> None:
+        """Run ``jobs`` in one batch; finish, store and record each answer."""
         began = time.monotonic()
-        generated = prompt.code_starter
-        stop = "budget"
-        count = 0
-        for count, piece in enumerate(
-            self._tokens(engine, prompt.text, budget, prompt.stable_prefix), start=1
-        ):
-            generated += piece
-            self._progress(task.name, coder.model_name, count, began, budget)
-            reason = finisher.check(generated)
-            if reason:
-                stop = reason
-                break
-        else:
-            if count < budget:
-                stop = "eos"
-        seconds = time.monotonic() - began
-        done = finisher.finish(generated, stop)
-        record = {
-            "text": done.text,
-            "tokens": count,
-            "budget": budget,
-            "seconds": round(seconds, 3),
-            "stop": done.stop,
-            "trimmed_chars": done.trimmed_chars,
-            "trimmed_lines": done.trimmed_lines,
-            "parses": done.parses,
-        }
-        self.store.put(key, record)
-        return {**record, "cache": "miss"}
+
+        def on_piece(job: int, _piece: str, count: int) -> None:
+            i, _finisher, budget = owners[job]
+            self._progress(asks[i][0].name, coder.model_name, count, began, budget)
+
+        results = run_jobs(engine, jobs, cancel=self.cancel, on_piece=on_piece)
+        if self.cancel.is_set():
+            raise Cancelled(STOPPED, hint="run sync again to finish the work")
+        for result, (i, finisher, budget) in zip(results, owners, strict=True):
+            done = finisher.finish(result.text, result.stop)
+            record = {
+                "text": done.text,
+                "tokens": result.tokens,
+                "budget": budget,
+                "seconds": round(result.seconds, 3),
+                "stop": done.stop,
+                "trimmed_chars": done.trimmed_chars,
+                "trimmed_lines": done.trimmed_lines,
+                "parses": done.parses,
+            }
+            self.store.put(keys[i], record)
+            answers[i] = {**record, "cache": "miss"}

@@ -31,6 +31,7 @@ class FakeEngine:
         self._n_ctx = n_ctx
         self._stats = GenerationStats()
         self.calls: list[str] = []
+        self.batches: list[int] = []  # the size of each generate_many call
         self.closed = False
 
     @property
@@ -92,6 +93,7 @@ class FakeEngine:
         """
         stopped = stopped if stopped is not None else ()
         self.calls.extend(request.prompt for request in requests)
+        self.batches.append(len(requests))
         self._batch_stats = stats = [GenerationStats(prompt_tokens=self.count_tokens(r.prompt))
                                      for r in requests]
         pending = deque(range(len(requests)))

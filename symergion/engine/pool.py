@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -23,6 +24,10 @@ def engine_key(checkpoint: Checkpoint) -> str:
 class EnginePool:
     """Load engines on demand and keep the most recently used ``size`` of them.
 
+    Engines of remote checkpoints (an ``endpoint``) hold no model here: they do not count
+    against ``size`` and are never evicted, so a remote model generating in its own thread is
+    not closed under it when a local model loads. The pool is safe to call from several threads.
+
     Args:
         size: how many models may stay loaded at once.
         load: builds an engine for a checkpoint (called only when it is not loaded).
@@ -39,11 +44,24 @@ class EnginePool:
         self._load = load
         self._on_load = on_load
         self._engines: OrderedDict[str, Engine] = OrderedDict()
+        self._remote: dict[str, Engine] = {}
+        self._lock = threading.Lock()
         self.loads = 0
 
     def __call__(self, checkpoint: Checkpoint) -> Engine:
         """Return the engine for ``checkpoint``, loading it (and evicting the LRU) if needed."""
         key = engine_key(checkpoint)
+        if checkpoint.endpoint is not None:
+            with self._lock:
+                remote = self._remote.get(key)
+                if remote is None:
+                    remote = self._remote[key] = self._load(checkpoint)
+                    self.loads += 1
+                return remote
+        with self._lock:
+            return self._local(key, checkpoint)
+
+    def _local(self, key: str, checkpoint: Checkpoint) -> Engine:
         engine = self._engines.get(key)
         if engine is not None:
             self._engines.move_to_end(key)
@@ -60,6 +78,9 @@ class EnginePool:
 
     def close(self) -> None:
         """Free every loaded engine."""
-        while self._engines:
-            _, engine = self._engines.popitem(last=False)
+        with self._lock:
+            engines = [*self._engines.values(), *self._remote.values()]
+            self._engines.clear()
+            self._remote.clear()
+        for engine in engines:
             engine.close()

@@ -166,6 +166,13 @@ def test_a_crash_in_one_model_is_a_problem_and_the_other_models_branch_is_genera
                     os.kill(self.engine.pid, signal.SIGSEGV)
                 yield piece
 
+        def generate_many(self, requests, **kwargs):
+            # A sync decodes its branches through generate_many.
+            for count, item in enumerate(self.engine.generate_many(requests, **kwargs), start=1):
+                if count == 4:
+                    os.kill(self.engine.pid, signal.SIGSEGV)
+                yield item
+
     def load(config, checkpoint):
         engine = real_load(config, checkpoint)
         assert isinstance(engine, WorkerEngine)
@@ -210,10 +217,18 @@ def test_ctrl_c_during_a_real_generation_stops_sync_and_its_worker(
             time.sleep(0.1)
         assert workers, "sync started no worker"
         (worker_pid,) = workers
-        # Wait until the worker generates: its CPU time grows past the model load.
-        time.sleep(3)
+        # Stop as soon as the worker starts generating: the progress line says so (a timed
+        # wait could come after a fast machine had already finished the file).
+        assert proc.stderr is not None
+        seen = []
+        for line in proc.stderr:
+            seen.append(line)
+            if ": generating (" in line:
+                break
+        time.sleep(0.2)
         os.killpg(proc.pid, signal.SIGINT)
-        _out, err = proc.communicate(timeout=60)
+        _out, rest = proc.communicate(timeout=60)
+        err = "".join(seen) + rest
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -331,3 +331,18 @@ def test_the_pool_loads_a_model_once_per_adapter() -> None:
     assert pool(plain).model_name == "plain" and pool(tuned).model_name == "tuned"
     assert pool.loads == 2
     pool.close()
+
+
+def test_a_forced_extra_buffer_setting_keys_its_own_answers(
+        models_dir: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Texts can differ with extra buffers on and off: their answers never share a cache key."""
+    config = parse_config({"checkpoints": [{"name_or_path": str(tiny_model), "trait": "coding"}]},
+                          base_dir=models_dir)
+    checkpoint = config.checkpoints[0]
+    prints = {}
+    for setting in ("auto", "on", "off"):
+        monkeypatch.setenv("SYMERGION_EXTRA_BUFFERS", setting)
+        prints[setting] = runtime.fingerprint(config, checkpoint)
+    assert len(set(prints.values())) == 3
+    monkeypatch.delenv("SYMERGION_EXTRA_BUFFERS")
+    assert runtime.fingerprint(config, checkpoint) == prints["auto"]

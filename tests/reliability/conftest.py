@@ -304,6 +304,16 @@ CHILD = textwrap.dedent('''
                     time.sleep(SLOW)
                 yield piece
 
+        def generate_many(self, requests, **kw):
+            seen = {{}}
+            for index, piece in super().generate_many(requests, **kw):
+                seen[index] = seen.get(index, 0) + 1
+                if seen[index] == 4:
+                    maybe_kill("generation")
+                if SLOW:
+                    time.sleep(SLOW)
+                yield index, piece
+
     engines = {{}}
     def load(config, c):
         if c.model_name not in engines:

@@ -64,6 +64,12 @@ class FlakyEngine(FakeEngine):
                 raise SimulatedKill("the engine died mid-generation")
             yield piece
 
+    def generate_many(self, requests, **kwargs):  # type: ignore[no-untyped-def]
+        for count, item in enumerate(super().generate_many(requests, **kwargs)):
+            if FlakyEngine.die and count == 3:
+                raise SimulatedKill("the engine died mid-generation")
+            yield item
+
 
 class UserAndSymergion(RuleBasedStateMachine):
     base: Path

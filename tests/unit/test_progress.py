@@ -54,6 +54,27 @@ def test_terminal_shows_tokens_rate_and_eta_against_the_budget() -> None:
     assert "committed [tokens=50" in stream.getvalue()
 
 
+def test_a_batch_shows_one_row_per_generation_until_each_ends() -> None:
+    stream = Terminal()
+    printer = ProgressPrinter(stream=stream)
+    for task in ("TestCase_a", "TestCase_b"):
+        printer(Event("start", task, "gemma", detail="budget 100", budget=100))
+    printer(Event("progress", "TestCase_a", "gemma", tokens=16, seconds=1.0, budget=100))
+    printer(Event("progress", "TestCase_b", "gemma", tokens=32, seconds=1.0, budget=100))
+    shown = stream.getvalue()
+    assert "gemma on TestCase_a" in shown and "16/100" in shown
+    assert "gemma on TestCase_b" in shown and "32/100" in shown
+    printer(Event("done", "TestCase_a", "gemma", tokens=20, seconds=1.2, cache="miss",
+                  detail="committed a"))
+    # b still decodes: its row stays, a's is gone.
+    assert printer._bar is not None and list(printer._rows) == [("TestCase_b", "gemma")]
+    printer(Event("done", "TestCase_b", "gemma", tokens=40, seconds=1.3, cache="miss",
+                  detail="committed b"))
+    assert printer._bar is None
+    assert "committed a [tokens=20" in stream.getvalue()
+    assert "committed b [tokens=40" in stream.getvalue()
+
+
 def test_quiet_prints_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     stream = Terminal()
     play(ProgressPrinter(stream=stream, quiet=True))

@@ -1,0 +1,96 @@
+"""A pass decodes all the branches one model generates in one batch; endpoints run side by side."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from symergion.config import parse_config
+from symergion.core.execute import Reconciler
+from tests.conftest import FakeFleet, default_reply, git, make_config
+
+TASKS = ("TestCase_one", "TestCase_two", "TestCase_three")
+
+
+def start_tasks(path: Path) -> None:
+    """Start three tasks on three sources, so each prompt differs."""
+    for task in TASKS:
+        name = task.split("_", 1)[1]
+        (path / "utils" / f"{name}.py").write_text(f"def {name}():\n    return {name!r}\n")
+    git(path, "add", ".")
+    git(path, "commit", "-q", "-m", "sources")
+    for task in TASKS:
+        name = task.split("_", 1)[1]
+        git(path, "branch", task)
+        # The tasks branch off one commit: their sections share its note.
+        git(path, "notes", "append", "-m", f"task_branch: {task}, source: utils/{name}.py, "
+            f"destination: test_{name}.py", task)
+
+
+def test_each_model_decodes_its_tasks_in_one_batch(
+        repo_dir: Path, make_reconciler: Callable[..., Reconciler], fleet: FakeFleet) -> None:
+    start_tasks(repo_dir)
+    report = make_reconciler(repo_dir).sync()
+    assert sorted(r.status for r in report.results) == ["created"] * 6
+    for model in ("alpha", "beta"):
+        engine = fleet.engines[model]
+        assert engine.batches == [3]
+        assert len(engine.calls) == 3
+    # Each branch holds what the model answers to that task's prompt alone.
+    for task in TASKS:
+        prompt = next(p for p in fleet.engines["alpha"].calls if f"utils/{task[9:]}.py" in p)
+        text = git(repo_dir, "show", f"alpha_{task}:test_{task.split('_', 1)[1]}.py")
+        assert default_reply("alpha", prompt).strip() in text
+    # Nothing is generated twice: the second pass is a no-op.
+    again = make_reconciler(repo_dir).sync()
+    assert {r.status for r in again.results} == {"up-to-date"}
+    assert fleet.engines["alpha"].batches == [3]
+
+
+def test_a_failed_budget_fails_only_that_branch(
+        repo_dir: Path, make_reconciler: Callable[..., Reconciler], fleet: FakeFleet,
+        tmp_path: Path) -> None:
+    """A prompt too long for the context fails its branch; the rest of the batch goes on."""
+    start_tasks(repo_dir)
+    big = repo_dir / "utils" / "big.py"
+    big.write_text("".join(f"def f{i}():\n    return {i}\n" for i in range(3000)))
+    git(repo_dir, "add", ".")
+    git(repo_dir, "commit", "-q", "-m", "big")
+    git(repo_dir, "branch", "TestCase_big")
+    git(repo_dir, "notes", "append", "-m",
+        "task_branch: TestCase_big, source: utils/big.py, destination: test_big.py",
+        "TestCase_big")
+    report = make_reconciler(repo_dir, make_config(("alpha",))).sync()
+    status = {r.branch: r.status for r in report.results}
+    assert status.pop("alpha_TestCase_big") == "failed"
+    assert set(status.values()) == {"created"}
+    assert fleet.engines["alpha"].batches == [3]
+
+
+def test_models_on_endpoints_generate_at_the_same_time(
+        repo_dir: Path, make_reconciler: Callable[..., Reconciler]) -> None:
+    """Two endpoint checkpoints each wait for the other inside their generation: sequential
+    execution would time out on the barrier."""
+    both = threading.Barrier(2, timeout=20)
+    met: list[str] = []
+
+    def reply(model: str, prompt: str) -> str:
+        both.wait()
+        met.append(model)
+        return default_reply(model, prompt)
+
+    fleet = FakeFleet(reply)
+    config = parse_config({"checkpoints": [
+        {"endpoint": "http://127.0.0.1:9", "name": "east", "trait": "coding"},
+        {"endpoint": "http://127.0.0.1:10", "name": "west", "trait": "coding"},
+    ]}, base_dir=repo_dir)
+    git(repo_dir, "branch", "TestCase_one")
+    git(repo_dir, "notes", "add", "-m", "task_branch: TestCase_one, source: "
+        "utils/capture_output.py, destination: test_one.py", "TestCase_one")
+    reconciler = make_reconciler(repo_dir, config)
+    reconciler.engines = fleet
+    report = reconciler.sync()
+    assert sorted(met) == ["east", "west"]
+    assert sorted((r.model, r.status) for r in report.results) == [("east", "created"),
+                                                                   ("west", "created")]
