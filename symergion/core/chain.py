@@ -59,9 +59,10 @@ def candidate(chain: list[Commit]) -> Commit | None:
 def next_repair(chain: list[Commit], spec: VerifySpec | None) -> int | None:
     """Return the repair round a prompt's chain still needs, or None when it is done.
 
-    A chain needs a repair when its latest candidate's recorded verification failed and fewer
-    than ``repair_rounds`` repairs were made for this prompt. A candidate without a result (made
-    before the template verified) needs none.
+    A chain needs a repair when its latest candidate's recorded verification failed, or passed
+    without a test that exercises the source (an empty suite, or tests that call nothing), and
+    fewer than ``repair_rounds`` repairs were made for this prompt. A candidate without a result
+    (made before the template verified) needs none.
     """
     if spec is None or spec.repair_rounds <= 0:
         return None
@@ -70,9 +71,14 @@ def next_repair(chain: list[Commit], spec: VerifySpec | None) -> int | None:
         return None
     result = VerifyResult.from_message(latest.message)
     done = repair_round(latest)
-    if result is None or result.ok or done >= spec.repair_rounds:
+    if result is None or useful(result) or done >= spec.repair_rounds:
         return None
     return done + 1
+
+
+def useful(result: VerifyResult) -> bool:
+    """Return whether a verified candidate passed with at least one test that exercises the source."""
+    return result.ok and result.passing_exercising > 0
 
 
 def repair_feedback(result: VerifyResult, destination: str) -> str:
@@ -89,6 +95,9 @@ def repair_feedback(result: VerifyResult, destination: str) -> str:
     for test, outcome in list(result.tests.items())[:REPAIR_LINES]:
         label = "is flaky" if outcome.flaky else ("fails" if outcome.outcome == "failed" else "errs")
         lines.append(f"- {test} {label}: {outcome.detail}"[:_LINE_CHARS])
+    if not (result.passed or result.failed or result.errors or result.load_error):
+        lines.append(f"- it has no tests: write test methods (def test_...) in a unittest.TestCase "
+                     f"class that call {module or 'the code'} and check what it returns")
     if result.timed_out:
         lines.append("- the tests ran out of time: do not wait, loop forever or read input")
     if module and not result.imports_source:

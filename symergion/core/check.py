@@ -33,6 +33,7 @@ from symergion.core.chain import (
     candidate,
     prompt_chain,
     repair_feedback,
+    useful,
 )
 from symergion.core.finish import FINISHER_VERSION, Finisher
 from symergion.core.plan import TRAILER_PROMPT, Action, TaskPlan, branch_action, own_commits
@@ -193,7 +194,7 @@ class Checker:
             last_message, round_ = message, 0
         while spec.repair_rounds > round_:
             recorded_result = VerifyResult.from_message(last_message)
-            if recorded_result is None or recorded_result.ok:
+            if recorded_result is None or useful(recorded_result):
                 break
             round_ += 1
             # Human notes first, then the failures as the candidate's message records them.
@@ -206,8 +207,10 @@ class Checker:
             on = stack.commits[-1] if stack.commits else base
             best, checked = self._best(tp, action, on, samples, spec, source)
             assert best.result is not None
-            named = recorded_result.excerpt().splitlines()[1:2] or ["the tests failed"]
-            subject = f"Repair: {named[0].strip()}"[:120]
+            # The subject names the first problem: a failing test, else what the feedback asks.
+            named = [*recorded_result.excerpt().splitlines()[1:2],
+                     *(line[2:] for line in feedback.splitlines() if line.startswith("- "))]
+            subject = f"Repair: {named[0].strip() if named else 'the tests failed'}"[:120]
             body = "\n\n".join(p for p in [subject, feedback, best.result.excerpt(),
                                              self._scores(checked, best)] if p)
             trailers = [*self._prompt_trailers(tp, action, prompt.digest),

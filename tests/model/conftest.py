@@ -30,3 +30,16 @@ def model_config(tmp_path: Path, gguf_path: Path) -> Path:
         "templates": original_templates(),
     }))
     return path
+
+
+@pytest.fixture
+def default_config(tmp_path: Path, gguf_path: Path) -> Path:
+    """The built-in default template (it verifies, prunes and repairs) with the real model as coder."""
+    path = tmp_path / "symergion-default.json"
+    path.write_text(json.dumps({
+        "idle_cores": 0,
+        "ntokens": 256,
+        "checkpoints": [{"name_or_path": str(gguf_path), "name": "gemma3-270m",
+                         "trait": "coding", "context_size": 2048}],
+    }))
+    return path
