@@ -313,3 +313,31 @@ def test_the_cli_shows_each_candidates_result_and_rank(calc_repo, tmp_path, flee
     assert task["ranking"][0]["branch"] == f"alpha_{TASK}" and task["ranking"][0]["rank"] == 1
     assert main(["sync", *common, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["results"][0]["status"] == "up-to-date"
+
+
+def test_a_commit_made_while_verifying_is_built_upon(calc_repo, make_reconciler, fleet):
+    start(calc_repo)
+    cfg = config(repair_rounds=0)
+    make_reconciler(calc_repo, cfg).sync()
+    branch = f"alpha_{TASK}"
+    tip = git(calc_repo, "rev-parse", branch).strip()
+    git(calc_repo, "notes", "add", "-m", "Use setUp method", tip)
+    fleet.reply = lambda _m, _p: FIRST + "# another attempt\n"  # a new file: verified afresh
+    raced: list[str] = []
+
+    def on_event(event: Event) -> None:
+        if event.kind == "check" and not raced:
+            # A person commits on the model branch while the sandbox runs.
+            head = git(calc_repo, "rev-parse", branch).strip()
+            tree = git(calc_repo, "rev-parse", f"{head}^{{tree}}").strip()
+            mine = git(calc_repo, "commit-tree", tree, "-p", head, "-m", "my fix").strip()
+            git(calc_repo, "update-ref", f"refs/heads/{branch}", mine, head)
+            raced.append(mine)
+
+    reconciler = make_reconciler(calc_repo, cfg)
+    reconciler.on_event = on_event
+    report = reconciler.sync()
+    assert [r.status for r in report.results] == ["updated"], report.as_dict()
+    assert raced and git(calc_repo, "merge-base", "--is-ancestor", raced[0], branch) == ""
+    assert subjects(calc_repo)[-3:] == ["my fix", "Use setUp method", "Prune: removed 2 failing tests"]
+    assert [r.status for r in make_reconciler(calc_repo, cfg).sync().results] == ["up-to-date"]
