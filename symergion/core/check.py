@@ -105,6 +105,11 @@ class Checker:
                 self._sandbox = Sandbox()
             return self._sandbox
 
+    @staticmethod
+    def applies(tp: TaskPlan) -> bool:
+        """Return whether a task's candidates are checked: its template verifies, it has a source."""
+        return tp.task.template.verify is not None and bool(tp.task.spec.params.get("source"))
+
     # -- the branch ------------------------------------------------------------------------
 
     def carry_out(self, state: RepoState, tp: TaskPlan, coder: Checkpoint, action: Action,

@@ -166,11 +166,13 @@ class Reconciler:
                                   "and started a new one (delete the old one when done)")
         return report
 
-    @staticmethod
-    def _wanted(ready: Sequence[TaskPlan], index: int) -> list[tuple[TaskPlan, Action]]:
-        # A repair round starts from the failure its branch records, not from the task's prompt.
+    def _wanted(self, ready: Sequence[TaskPlan], index: int) -> list[tuple[TaskPlan, Action]]:
+        # A repair round starts from the failure its branch records, not from the task's prompt;
+        # a checked branch with several samples decodes them all in one batch of its own.
+        sampled = self.config.coders[index].samples > 1
         return [(tp, tp.actions[index]) for tp in ready
-                if tp.actions[index].kind not in STATUS and not tp.actions[index].repair]
+                if tp.actions[index].kind not in STATUS and not tp.actions[index].repair
+                and not (sampled and self.checker.applies(tp))]
 
     def _result(self, state: RepoState, tp: TaskPlan, coder: Checkpoint, action: Action,
                 responses: dict[str, Response]) -> Result:
@@ -203,7 +205,7 @@ class Reconciler:
                           commit=commit, reason=action.reason or None)
         if isinstance(response, SymergionError):
             raise response
-        if tp.task.template.verify is not None and tp.task.spec.params.get("source"):
+        if self.checker.applies(tp):
             return self.checker.carry_out(state, tp, coder, action, response)
         assert response is not None, f"no response was made for {action.branch}"
         if not response["text"]:

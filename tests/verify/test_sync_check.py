@@ -235,14 +235,21 @@ def test_best_of_n_publishes_the_best_sample_and_scores_the_others(calc_repo, tm
         seeds.append(seed)
         return REPAIRED if seed == 12 else EMPTY
 
-    engine = FakeEngine("alpha", lambda _p: FIRST, seeded=seeded)
+    batches: list[int] = []
+
+    class CountingEngine(FakeEngine):
+        def generate_many(self, requests, **kwargs):  # type: ignore[no-untyped-def]
+            batches.append(len(requests))
+            return super().generate_many(requests, **kwargs)
+
+    engine = CountingEngine("alpha", lambda _p: FIRST, seeded=seeded)
     store = ResponseStore(tmp_path / "responses", 100)
     reconciler = Reconciler(GitRepo(calc_repo), cfg, engines=lambda _c: engine,
                             fingerprint=lambda _c: "fp", store=store)
     report = reconciler.sync()
     assert not report.failed, report.as_dict()
     assert sorted(seeds) == [11, 12]  # sample 0 keeps the checkpoint's seed, the others their own
-    assert len(engine.calls) == 3  # one batch of three requests
+    assert batches == [3]  # the three samples decode in one batch
     [message] = messages(calc_repo)
     assert "Samples: 3; published the best by verification" in message
     assert "  3: 2 passed, 0 failed, 0 errors" in message and "(published)" in message.split("  3:")[1]
