@@ -125,6 +125,10 @@ class Checker:
                 # Checked out while the model was generating: the responses wait in the cache.
                 return Result(action.task, action.model, action.branch, "kept",
                               commit=action.head, reason=action.reason)
+            if not stack.commits:
+                # A repair round whose answer is no valid file: the branch keeps what it has.
+                return Result(action.task, action.model, action.branch, "up-to-date",
+                              commit=action.head, reason="the repair round gave no valid file")
             final = stack.commits[-1]
             updates = [(f"refs/heads/{action.branch}", final, action.head or ZERO_OID),
                        (shadow_ref(tp.task.name, action.model), final, action.shadow or ZERO_OID)]

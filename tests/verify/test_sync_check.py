@@ -348,3 +348,17 @@ def test_a_commit_made_while_verifying_is_built_upon(calc_repo, make_reconciler,
     assert raced and git(calc_repo, "merge-base", "--is-ancestor", raced[0], branch) == ""
     assert subjects(calc_repo)[-3:] == ["my fix", "Use setUp method", "Prune: removed 2 failing tests"]
     assert [r.status for r in make_reconciler(calc_repo, cfg).sync().results] == ["up-to-date"]
+
+
+def test_a_repair_round_left_undone_is_made_by_the_next_pass(calc_repo, make_reconciler, fleet):
+    start(calc_repo)
+    make_reconciler(calc_repo, config(repair_rounds=0)).sync()
+    assert len(subjects(calc_repo)) == 2  # candidate and prune, no repair
+    # Now the config allows a round: the plan sees the recorded failure and repairs it.
+    views = current_views(GitRepo(calc_repo), config())
+    assert views.rows[0]["state"] == "pending" and "repair round 1" in views.rows[0]["reason"]
+    calls = fleet.calls
+    report = make_reconciler(calc_repo, config()).sync()
+    assert [r.status for r in report.results] == ["updated"]
+    assert fleet.calls == calls + 1 and subjects(calc_repo)[2].startswith("Repair: FAIL")
+    assert [r.status for r in make_reconciler(calc_repo, config()).sync().results] == ["up-to-date"]
