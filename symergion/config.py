@@ -119,6 +119,7 @@ class Checkpoint:
     lora_scale: float = 1.0
     endpoint: str | None = None
     served_model: str | None = None
+    samples: int = 1  # candidates per prompt when the template verifies; the best is published
 
     @property
     def weights(self) -> tuple[str, str | None, float]:
@@ -481,7 +482,7 @@ def _parse_checkpoint(item: Any, fieldname: str, fail: Any, string: Any) -> Chec
     allowed = {
         "name_or_path", "trait", "name", "context_size", "sampling",
         "reasoning_start_tokens", "reasoning_stop_tokens", "reasoning_markers", "endpoint",
-        "lora", "lora_scale",
+        "lora", "lora_scale", "samples",
     }
     for key in item:
         if key not in allowed:
@@ -549,6 +550,14 @@ def _parse_checkpoint(item: Any, fieldname: str, fail: Any, string: Any) -> Chec
         markers = (markers_raw[0], markers_raw[1])
     start, stop = token_list("reasoning_start_tokens"), token_list("reasoning_stop_tokens")
     lora, lora_scale = _parse_lora(item, fieldname, fail)
+    samples = item.get("samples", 1)
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise fail(f"{fieldname}.samples", f"expected an integer >= 1, got {json.dumps(samples)}",
+                   "set samples to how many candidates to generate per prompt, e.g. 4")
+    if samples > 1 and values.get("temperature", 0.0) <= 0.0:
+        raise fail(f"{fieldname}.samples", "several samples need a temperature above 0 "
+                   "(greedy decoding gives the same text every time)",
+                   'add e.g. "sampling": {"temperature": 0.7}, or set samples to 1')
     if trait == "reasoning" and not stop and markers is None:
         raise fail(fieldname, "a reasoning checkpoint needs reasoning_stop_tokens or reasoning_markers",
                    "run `symergion models info` on the GGUF to see its thinking markers")
@@ -565,6 +574,7 @@ def _parse_checkpoint(item: Any, fieldname: str, fail: Any, string: Any) -> Chec
         lora_scale=lora_scale,
         endpoint=endpoint,
         served_model=served_model,
+        samples=samples,
     )
 
 

@@ -537,6 +537,25 @@ class GitRepo:
         listing = ("\0".join(entries) + "\0").encode("utf-8", "surrogateescape")
         return self._run(["mktree", "-z"], input=listing).strip()
 
+    def tree_without_file(self, base_commit: str, path: str) -> str:
+        """Return a tree equal to ``base_commit``'s without ``path`` (directories left empty go too)."""
+        return self._remove(f"{base_commit}^{{tree}}", _normal_parts(path))
+
+    def _remove(self, tree: str, parts: list[str]) -> str:
+        entries: list[str] = []
+        for item in self._run(["ls-tree", "-z", tree]).split("\0"):
+            meta, _, name = item.partition("\t")
+            if not item:
+                continue
+            if name != parts[0]:
+                entries.append(item)
+            elif len(parts) > 1 and meta.split()[1] == "tree":
+                sub = self._remove(meta.split()[2], parts[1:])
+                if self._run(["ls-tree", sub]).strip():
+                    entries.append(f"040000 tree {sub}\t{name}")
+        listing = ("\0".join(entries) + "\0").encode("utf-8", "surrogateescape") if entries else b""
+        return self._run(["mktree", "-z"], input=listing).strip()
+
     def commit_tree(
         self, tree: str, parents: Sequence[str], message: str, *, author: str, email: str
     ) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from symergion.config import Config, Template
 from symergion.core import prompt as prompts
-from symergion.core.plan import TRAILER_PROMPT
+from symergion.core.plan import TRAILER_PROMPT, code_starter
 from symergion.core.spec import TaskSpec, feedback_text, parse_params, split_sections
 from symergion.core.state import (
     TRAILER_MODEL,
@@ -210,8 +210,7 @@ class History:
                 from_note = [prompts.call_to_action(template.call_to_action, source_code),
                              *spec.rows]
                 for initial in (from_note, first_rows):
-                    rendered = prompts.render(files, initial, feedback,
-                                              prompts.code_starter(template.code_starter, spec.params))
+                    rendered = prompts.render(files, initial, feedback, code_starter(template, spec))
                     if rendered.digest == candidate.prompt_sha256:
                         return Rebuilt(rendered, spec.params["destination"])
         return "no rebuilt prompt matches its Symergion-Prompt sha256"

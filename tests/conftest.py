@@ -93,14 +93,17 @@ def repo_state(path: Path) -> dict[str, Any]:
 
 
 def original_templates() -> dict[str, Any]:
-    """The built-in templates with the original code starter, ``import unittest`` (no placeholders)."""
+    """The built-in templates in the original format: ``import unittest`` as the code starter
+    (no placeholders) and no ``verify`` section."""
     templates: dict[str, Any] = json.loads(json.dumps(DEFAULT_CONFIG["templates"]))
+    for template in templates.values():
+        template.pop("verify", None)
     templates["TestCase"]["code_starter"] = "import unittest\n"
     return templates
 
 
 def make_config(coders: tuple[str, ...] = ("alpha", "beta"), **overrides: Any) -> Config:
-    """A config with fake coder checkpoints and the original TestCase template."""
+    """A config with fake coder checkpoints and the original TestCase template (no verify)."""
     raw: dict[str, Any] = {
         "checkpoints": [{"name_or_path": f"/models/{c}.gguf", "trait": "coding"} for c in coders],
         "templates": original_templates(),

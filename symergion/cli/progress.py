@@ -126,6 +126,8 @@ class ProgressPrinter:
                 )
             else:
                 self._write(f"{stamp} {event.task} {event.model}: {event.detail}")
+        elif event.kind == "check":
+            self._write(f"{stamp} {event.task} {event.model}: {event.detail}")
         elif event.kind == "problem":
             where = f"{event.task} {event.model}".strip()
             self._write(f"{stamp} problem: {where}: {event.detail}", style="yellow")

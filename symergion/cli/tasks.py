@@ -73,6 +73,8 @@ def _print_report(data: dict[str, Any]) -> None:
             line += f"  ({r['tokens']} tokens in {r['seconds']:.1f}s)"
         if r.get("reason"):
             line += f"  {r['reason']}"
+        if r.get("verify"):
+            line += f"\n            verified: {r['verify']}"
         info(line)
     for p in data["problems"]:
         info(f"   problem  {p['where']}: {p['message']}")
@@ -137,9 +139,13 @@ def ergon_list(
     for v in views:
         typer.echo(f"{v.task}  source={v.source} destination={v.destination} "
                    f"feedback={len(v.feedback)}")
+        ranked = {c["branch"]: c for c in v.ranking}
         for branch, head in v.branches.items():
             state = "not generated yet" if head is None else head
-            typer.echo(f"  {branch}  {state[:10] if head not in (None, 'deleted') else state}")
+            line = f"  {branch}  {state[:10] if head not in (None, 'deleted') else state}"
+            if branch in ranked:
+                line += f"  #{ranked[branch]['rank']} {ranked[branch]['verify']}"
+            typer.echo(line)
     for p in problems:
         info(f"problem: {p}")
 
@@ -248,7 +254,10 @@ def status(
     if not rows:
         info("no active tasks")
     for row in rows:
-        typer.echo(f"{row['state']:>12}  {row['branch']}  feedback={row['feedback']}")
+        line = f"{row['state']:>12}  {row['branch']}  feedback={row['feedback']}"
+        if row.get("verify"):
+            line += f"  #{row['rank']} {row['verify']}"
+        typer.echo(line)
     for p in problems:
         info(f"problem: {p}")
 

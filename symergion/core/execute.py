@@ -15,6 +15,7 @@ from typing import Any
 from symergion.cache import ResponseStore, response_key
 from symergion.config import Checkpoint, Config
 from symergion.core import prompt as prompts
+from symergion.core.check import Checker
 from symergion.core.finish import FINISHER_VERSION, Finisher
 from symergion.core.plan import (
     TRAILER_PROMPT,
@@ -24,6 +25,7 @@ from symergion.core.plan import (
     Task,
     TaskPlan,
     branch_action,
+    code_starter,
     plan,
     task_prompt,
 )
@@ -90,6 +92,7 @@ class Reconciler:
         self.on_event = on_event or (lambda _e: None)
         self.cancel = cancel or threading.Event()
         self._fingerprints: dict[tuple[str, str | None, float], str] = {}
+        self.checker = Checker(self)
 
     def read(self) -> RepoState:
         """Read the repository state one pass decides from."""
@@ -163,10 +166,13 @@ class Reconciler:
                                   "and started a new one (delete the old one when done)")
         return report
 
-    @staticmethod
-    def _wanted(ready: Sequence[TaskPlan], index: int) -> list[tuple[TaskPlan, Action]]:
+    def _wanted(self, ready: Sequence[TaskPlan], index: int) -> list[tuple[TaskPlan, Action]]:
+        # A repair round starts from the failure its branch records, not from the task's prompt;
+        # a checked branch with several samples decodes them all in one batch of its own.
+        sampled = self.config.coders[index].samples > 1
         return [(tp, tp.actions[index]) for tp in ready
-                if tp.actions[index].kind not in STATUS]
+                if tp.actions[index].kind not in STATUS and not tp.actions[index].repair
+                and not (sampled and self.checker.applies(tp))]
 
     def _result(self, state: RepoState, tp: TaskPlan, coder: Checkpoint, action: Action,
                 responses: dict[str, Response]) -> Result:
@@ -199,6 +205,8 @@ class Reconciler:
                           commit=commit, reason=action.reason or None)
         if isinstance(response, SymergionError):
             raise response
+        if self.checker.applies(tp):
+            return self.checker.carry_out(state, tp, coder, action, response)
         assert response is not None, f"no response was made for {action.branch}"
         if not response["text"]:
             raise TaskInputError(
@@ -281,7 +289,7 @@ class Reconciler:
         """Run every reasoner on the base prompt (store first); return the reasoning rows."""
         initial = [prompts.call_to_action(tp.task.template.call_to_action, tp.source_code),
                    *tp.task.spec.rows]
-        base = prompts.render(tp.files, initial, [], tp.task.template.code_starter)
+        base = prompts.render(tp.files, initial, [], code_starter(tp.task.template, tp.task.spec))
         rows: list[str] = []
         for reasoner in self.config.reasoners:
             rows += prompts.reasoning_rows(self._reason(tp.task, reasoner, base.text))

@@ -23,6 +23,7 @@ from symergion.core.state import (
 )
 from symergion.errors import GitError, NoteError, TaskInputError
 from symergion.gitrepo import ZERO_OID, GitRepo
+from symergion.verify.result import VerifyResult, rank
 
 
 @dataclass
@@ -35,6 +36,8 @@ class TaskView:
     destination: str
     feedback: list[str]
     branches: dict[str, str | None] = field(default_factory=dict)
+    # The verified candidates, best first: branch, commit, rank, and the Symergion-Verify trailer.
+    ranking: list[dict[str, Any]] = field(default_factory=list)
 
 
 def start_task(
@@ -216,6 +219,7 @@ def views(state: RepoState, the_plan: Plan, config: Config) -> Views:
                         destination=task.spec.params["destination"],
                         feedback=[f.text for f in task.feedback])
         tp = planned.get(task.name)
+        results: list[tuple[str, VerifyResult]] = []
         for coder in config.coders:
             branch = model_branch(coder.model_name, task.name)
             head = state.branch(branch)
@@ -233,11 +237,26 @@ def views(state: RepoState, the_plan: Plan, config: Config) -> Views:
                 reason = action.reason or None if row_state != "up-to-date" else None
                 if row_state == "pending" and tp is not None and tp.prompt is None:
                     reason = "its reasoning is not in the repository yet"
+            verified = _verified(state, head) if head is not None else None
             result.rows.append({"task": task.name, "model": coder.model_name, "branch": branch,
                                 "state": row_state, "commit": head,
-                                "feedback": len(task.feedback), "reason": reason})
+                                "feedback": len(task.feedback), "reason": reason,
+                                "verify": verified.trailer() if verified else None, "rank": None})
+            if verified is not None:
+                results.append((branch, verified))
+        rows = {r["branch"]: r for r in result.rows if r["task"] == task.name}
+        for place, (branch, verified) in enumerate(rank(results), start=1):
+            rows[branch]["rank"] = place
+            view.ranking.append({"branch": branch, "commit": view.branches[branch], "rank": place,
+                                 "verify": verified.trailer()})
         result.tasks.append(view)
     return result
+
+
+def _verified(state: RepoState, head: str) -> VerifyResult | None:
+    """Return the verification a branch tip records, or None (not verified, or not read)."""
+    commit = state.commits.get(head)
+    return VerifyResult.from_message(commit.message) if commit is not None else None
 
 
 def current_views(repo: GitRepo, config: Config) -> Views:

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 from symergion.config import Checkpoint, Config, Template
 from symergion.core import prompt as prompts
+from symergion.core.chain import TRAILER_PROMPT as TRAILER_PROMPT
+from symergion.core.chain import base_digest, next_repair, prompt_chain
 from symergion.core.inputs import task_inputs
 from symergion.core.spec import TaskSpec, feedback_text, looks_like_task_spec, split_sections
 from symergion.core.state import (
@@ -31,7 +33,6 @@ from symergion.core.state import (
 from symergion.errors import TaskInputError
 from symergion.gitrepo import SHADOW_REFS
 
-TRAILER_PROMPT = "Symergion-Prompt"
 TRAILER_REASONING = "Symergion-Reasoning"
 CHECKED_OUT = "the branch is checked out; switch away and sync again to get the new attempt"
 
@@ -79,6 +80,7 @@ class Action:
     previous: Commit | None = None
     reuse: str | None = None  # an earlier commit on the branch made from this very prompt
     has_tip: bool = False  # the branch already holds the task tip
+    repair: int = 0  # the repair round to make (the prompt's candidate failed verification)
 
 
 @dataclass
@@ -135,8 +137,7 @@ def plan(state: RepoState, config: Config) -> Plan:
             continue
         initial = [prompts.call_to_action(task.template.call_to_action, source_code),
                    *task.spec.rows]
-        base = prompts.render(files, initial, [],
-                              prompts.code_starter(task.template.code_starter, task.spec.params))
+        base = prompts.render(files, initial, [], code_starter(task.template, task.spec))
         digest = hashlib.sha256(base.text.encode("utf-8")).hexdigest()
         reasoning = recorded_reasoning(state, task, digest) if config.reasoners else []
         tp = TaskPlan(task, files, source_code, destination, digest, reasoning, None)
@@ -153,7 +154,15 @@ def task_prompt(tp: TaskPlan, reasoning: list[str]) -> prompts.Prompt:
     initial = [prompts.call_to_action(task.template.call_to_action, tp.source_code),
                *task.spec.rows, *reasoning]
     return prompts.render(tp.files, initial, [f.text for f in task.feedback],
-                          prompts.code_starter(task.template.code_starter, task.spec.params))
+                          code_starter(task.template, task.spec))
+
+
+def code_starter(template: Template, spec: TaskSpec) -> str:
+    """Return the template's code starter for a task: ``{module}`` is the module under test.
+
+    Without a source there is no module to name, and the code starter is used as written.
+    """
+    return prompts.code_starter(template.code_starter, spec.params)
 
 
 def own_commits(state: RepoState, head: str, model: str, task: str) -> list[Commit]:
@@ -180,14 +189,20 @@ def branch_action(state: RepoState, tp: TaskPlan, coder: Checkpoint) -> Action:
     own = own_commits(state, head, model, task.name) if head else []
     action.previous = own[0] if own else None
     digest = tp.prompt.digest if tp.prompt is not None else None
-    if digest is not None and own and own[0].trailers.get(TRAILER_PROMPT) == digest:
-        action.kind = "up-to-date"
-        return action
+    # Every commit made for this prompt (its candidate, prunes, repairs) counts as answering it.
+    chain = prompt_chain(own, digest) if digest is not None else []
+    if chain:
+        action.repair = next_repair(chain, task.template.verify) or 0
+        if not action.repair:
+            action.kind = "up-to-date"
+            return action
     if head is not None and branch in state.checked_out:
         action.kind, action.reason = "keep", CHECKED_OUT
         return action
-    earlier = next((c for c in own if c.trailers.get(TRAILER_PROMPT) == digest), None)
-    if earlier is not None:
+    earlier = next((c for c in own if base_digest(c) == digest), None)
+    if action.repair:
+        action.reason = f"its candidate failed verification: repair round {action.repair}"
+    elif earlier is not None:
         action.kind, action.reuse = "publish", earlier.oid
         action.reason = f"the attempt of {earlier.oid[:12]} had this prompt"
     else:

@@ -27,6 +27,7 @@ class Result:
     cache: str | None = None
     stop: str | None = None
     reason: str | None = None
+    verify: str | None = None  # the Symergion-Verify trailer of the published tip
 
 
 @dataclass
@@ -60,7 +61,7 @@ class Report:
 class Event:
     """A progress event for the caller to render."""
 
-    kind: str  # start | progress | done | problem
+    kind: str  # start | progress | check (verification) | done | problem
     task: str
     model: str
     tokens: int = 0

@@ -27,11 +27,16 @@ class GenerationStats:
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One prompt of ``generate_many``, with its own budget and stable prefix."""
+    """One prompt of ``generate_many``, with its own budget and stable prefix.
+
+    ``seed`` replaces the checkpoint's sampling seed for this request, so that several samples
+    of one prompt (best of n) differ; it changes nothing when decoding is greedy.
+    """
 
     prompt: str
     max_tokens: int
     stable_prefix: int = 0
+    seed: int | None = None
 
 
 class ChatPrompt(str):

@@ -9,21 +9,25 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from symergion.engine.base import GenerationRequest, GenerationStats
 
 Reply = Callable[[str], str]
+SeededReply = Callable[[str, int], str]
 
 
 class FakeEngine:
     """Replies with ``reply(prompt)``, one character-group "token" at a time.
 
     A token is a run of up to four characters, so stop and trim logic is exercised on
-    partial lines the way a real tokenizer would.
+    partial lines the way a real tokenizer would. A request of ``generate_many`` with its own
+    ``seed`` gets ``seeded(prompt, seed)`` when given (a sampling model's samples differ by
+    seed), else the same reply (as greedy decoding ignores the seed).
     """
 
     def __init__(self, model_name: str, reply: Reply | str, *, n_ctx: int = 4096,
-                 slots: int = 4) -> None:
+                 slots: int = 4, seeded: SeededReply | None = None) -> None:
         self.model_name = model_name
         self.slots = slots
         self._batch_stats: list[GenerationStats] = []
         self._reply: Reply = (lambda _p: reply) if isinstance(reply, str) else reply
+        self._seeded = seeded
         self._n_ctx = n_ctx
         self._stats = GenerationStats()
         self.calls: list[str] = []
@@ -100,7 +104,7 @@ class FakeEngine:
                     break
                 while pending and len(running) < self.slots:
                     index = pending.popleft()
-                    running.append((index, self._reply(requests[index].prompt)))
+                    running.append((index, self._reply_to(requests[index])))
                 for index, text in list(running):
                     done = stats[index].generated_tokens
                     reason = ("stopped" if index in stopped else
@@ -116,6 +120,11 @@ class FakeEngine:
             for index in [*pending, *(i for i, _ in running)]:
                 if not stats[index].stop:
                     stats[index].stop = "cancelled"
+
+    def _reply_to(self, request: GenerationRequest) -> str:
+        if request.seed is not None and self._seeded is not None:
+            return self._seeded(request.prompt, request.seed)
+        return self._reply(request.prompt)
 
     def close(self) -> None:
         """Mark the engine closed."""

@@ -38,6 +38,7 @@ class Job:
     stable_prefix: int = 0
     start: str = ""
     check: Check | None = None
+    seed: int | None = None  # a sample's own seed (best of n); None: the checkpoint's
 
 
 @dataclass
@@ -70,7 +71,7 @@ def run_jobs(
     ended = [0.0] * len(jobs)
     stopped: set[int] = set()
     began = time.monotonic()
-    requests = [GenerationRequest(job.prompt, job.max_tokens, job.stable_prefix) for job in jobs]
+    requests = [GenerationRequest(job.prompt, job.max_tokens, job.stable_prefix, job.seed) for job in jobs]
     pieces = engine.generate_many(requests, cancel=cancel, stopped=stopped)
     try:
         for index, piece in pieces:

@@ -29,6 +29,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -624,9 +625,9 @@ class LlamaEngine:
         head = prompt.head(stable_prefix) if isinstance(prompt, ChatPrompt) else prompt[:stable_prefix]
         return _common_prefix(self.tokenize(head), ids)
 
-    def _sampler(self) -> Any:
+    def _sampler(self, seed: int | None = None) -> Any:
         """Return a llama.cpp sampler chain, or None for plain greedy decoding."""
-        s = self.sampling
+        s = self.sampling if seed is None else replace(self.sampling, seed=seed)
         if s.temperature <= 0.0 and s.repeat_penalty == 1.0:
             return None
         llama = self._llama

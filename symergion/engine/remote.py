@@ -344,7 +344,7 @@ class RemoteEngine:
                 request = requests[index]
                 error: BaseException | None = None
                 try:
-                    body = self._body(request.prompt, request.max_tokens)
+                    body = self._body(request.prompt, request.max_tokens, request.seed)
                     for piece in self._stream(body, stats[index], ends[index]):
                         pieces.put((index, piece, None))
                         if done.is_set():
@@ -402,7 +402,7 @@ class RemoteEngine:
         if self._closed:
             raise ModelError(f"the engine of {self.model_name} is closed")
 
-    def _body(self, prompt: str, max_tokens: int) -> dict[str, Any]:
+    def _body(self, prompt: str, max_tokens: int, seed: int | None = None) -> dict[str, Any]:
         info = self.info
         body: dict[str, Any] = {
             "model": info.model_id,
@@ -411,6 +411,8 @@ class RemoteEngine:
             "stream": True,
             **self._sampling_fields(),
         }
+        if seed is not None:
+            body["seed"] = seed
         if info.kind == "llama.cpp":
             body["cache_prompt"] = True
         return body

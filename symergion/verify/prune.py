@@ -64,13 +64,15 @@ class PruneResult:
         return "\n\n".join(parts) + "\n"
 
 
-def prune(test_source: str, result: VerifyResult, destination: str) -> PruneResult:
+def prune(test_source: str, result: VerifyResult, destination: str, *, idle: bool = False) -> PruneResult:
     """Remove the tests that failed, erred or were flaky in ``result`` from the test file's text.
 
     Args:
         test_source: the test file as verified.
         result: its verification result (per-test outcomes come from the built-in runner).
         destination: the test file's repository path; its module prefixes the test ids.
+        idle: also remove passing tests that ran no line of the source (only when coverage was
+            measured): they pass whatever the code does, so they test nothing.
     """
     source_module = module_of(result.source)
     try:
@@ -86,9 +88,13 @@ def prune(test_source: str, result: VerifyResult, destination: str) -> PruneResu
     doomed_classes: dict[str, str] = {}  # class -> test id of its failing fixture
     removed: list[Removed] = []
     for test, outcome in result.tests.items():
-        if outcome.outcome not in ("failed", "error") and not outcome.flaky:
+        ran_nothing = (idle and result.statements is not None and outcome.outcome == "passed"
+                       and not outcome.flaky and not result.lines.get(test))
+        if outcome.outcome not in ("failed", "error") and not outcome.flaky and not ran_nothing:
             continue
         reason = ("flaky: " if outcome.flaky else f"{outcome.outcome}: ") + problem_line(outcome.detail)
+        if ran_nothing:
+            reason = f"passed without running a line of {result.source}"
         if fixture := _FIXTURE.fullmatch(test):
             name = fixture.group(2)
             if fixture.group(1).endswith("Module"):
@@ -138,15 +144,17 @@ def prune_candidate(
     *,
     sandbox: Sandbox | None = None,
     limits: Limits | None = None,
+    idle: bool = False,
 ) -> PruneResult:
     """Prune a verified candidate's test file and re-run the pruned file to confirm it passes.
 
     The re-run uses the candidate's commit with the pruned file in place of its test file; a file
     to drop is not re-run. The caller commits ``text`` (or the deletion) with ``commit_message()``.
+    ``idle`` also removes passing tests that ran no line of the source (see ``prune``).
     """
     entry = repo.tree_entry(commit, destination)
     original = repo.read_blob_bytes(entry.oid).decode("utf-8", "replace") if entry else ""
-    pruned = prune(original, result, destination)
+    pruned = prune(original, result, destination, idle=idle)
     if not pruned.removed or pruned.drop_reason:
         return pruned
     rerun = verify_candidate(repo, commit, spec, source, destination, content=pruned.text,

@@ -10,12 +10,13 @@ from typer.testing import CliRunner
 
 from symergion.cli.main import main
 
-from ..conftest import FakeFleet, git, repo_state
+from ..conftest import FakeFleet, git, original_templates, repo_state
 
 TASK = "TestCase_capture_output"
 CONFIG = {
     "checkpoints": [{"name_or_path": "alpha.gguf", "trait": "coding"},
                     {"name_or_path": "beta.gguf", "trait": "coding"}],
+    "templates": original_templates(),
 }
 
 

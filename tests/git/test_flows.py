@@ -11,7 +11,7 @@ from symergion.core.ops import add_feedback, revoke_feedback, start_task
 from symergion.core.state import parse_trailers
 from symergion.errors import Cancelled, NoteError
 
-from ..conftest import FakeFleet, default_reply, git, make_config, start_task_with_git
+from ..conftest import FakeFleet, default_reply, git, make_config, original_templates, start_task_with_git
 
 TASK = "TestCase_capture_output"
 ALPHA, BETA = f"alpha_{TASK}", f"beta_{TASK}"
@@ -178,7 +178,8 @@ def reasoner_config():
     return parse_config({"checkpoints": [
         {"name_or_path": "alpha.gguf", "trait": "coding"},
         {"name_or_path": "thinker.gguf", "trait": "reasoning",
-         "reasoning_start_tokens": [7], "reasoning_stop_tokens": [8]}]}, base_dir=Path("."))
+         "reasoning_start_tokens": [7], "reasoning_stop_tokens": [8]}],
+        "templates": original_templates()}, base_dir=Path("."))
 
 
 def test_a_stop_during_reasoning_is_a_stop_not_a_problem(repo_dir, make_reconciler):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from symergion.config import parse_config
 from symergion.core.prompt import LACONIC
 
-from ..conftest import FakeFleet, git, start_task_with_git
+from ..conftest import FakeFleet, git, original_templates, start_task_with_git
 
 TASK = "TestCase_capture_output"
 
@@ -19,6 +19,7 @@ def config():
             {"name_or_path": "thinker.gguf", "trait": "reasoning",
              "reasoning_start_tokens": [7], "reasoning_stop_tokens": [8]},
         ],
+        "templates": original_templates(),
     }, base_dir=Path("."))
 
 

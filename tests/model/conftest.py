@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from ..conftest import original_templates
+
 
 @pytest.fixture(scope="session")
 def gguf_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -18,8 +20,22 @@ def gguf_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def model_config(tmp_path: Path, gguf_path: Path) -> Path:
-    """A config whose one coder is the real model, named like the built-in default."""
+    """A config in the original format whose one coder is the real model, named like the default."""
     path = tmp_path / "symergion.json"
+    path.write_text(json.dumps({
+        "idle_cores": 0,
+        "ntokens": 256,
+        "checkpoints": [{"name_or_path": str(gguf_path), "name": "gemma3-270m",
+                         "trait": "coding", "context_size": 2048}],
+        "templates": original_templates(),
+    }))
+    return path
+
+
+@pytest.fixture
+def default_config(tmp_path: Path, gguf_path: Path) -> Path:
+    """The built-in default template (it verifies, prunes and repairs) with the real model as coder."""
+    path = tmp_path / "symergion-default.json"
     path.write_text(json.dumps({
         "idle_cores": 0,
         "ntokens": 256,

@@ -20,12 +20,13 @@ from symergion.cli.main import main
 from symergion.config import Checkpoint
 from symergion.engine.fake import FakeEngine
 
-from ..conftest import SOURCE, default_reply, git
+from ..conftest import SOURCE, default_reply, git, original_templates
 
 TASK = "TestCase_capture_output"
 MODELS = ("alpha", "beta")
 CONFIG: dict[str, Any] = {
     "checkpoints": [{"name_or_path": f"{m}.gguf", "trait": "coding"} for m in MODELS],
+    "templates": original_templates(),
 }
 ROOT = Path(__file__).resolve().parents[2]
 

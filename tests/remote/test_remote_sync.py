@@ -17,7 +17,7 @@ from symergion.config import load_config
 from symergion.core.report import Event
 from symergion.gitrepo import GitRepo
 from symergion.runtime import build_reconciler
-from tests.conftest import git, repo_state, start_task_with_git
+from tests.conftest import git, original_templates, repo_state, start_task_with_git
 from tests.remote.conftest import N_CTX, Server, free_port
 
 pytestmark = pytest.mark.model
@@ -26,7 +26,8 @@ TASK = "TestCase_capture_output"
 
 
 def write_config(path: Path, checkpoints: list[dict[str, Any]]) -> Path:
-    path.write_text(json.dumps({"idle_cores": 0, "ntokens": 64, "checkpoints": checkpoints}))
+    path.write_text(json.dumps({"idle_cores": 0, "ntokens": 64, "checkpoints": checkpoints,
+                                "templates": original_templates()}))
     return path
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from symergion.config import parse_config
 from symergion.core.execute import Reconciler
-from tests.conftest import FakeFleet, default_reply, git, make_config
+from tests.conftest import FakeFleet, default_reply, git, make_config, original_templates
 
 TASKS = ("TestCase_one", "TestCase_two", "TestCase_three")
 
@@ -84,7 +84,7 @@ def test_models_on_endpoints_generate_at_the_same_time(
     config = parse_config({"checkpoints": [
         {"endpoint": "http://127.0.0.1:9", "name": "east", "trait": "coding"},
         {"endpoint": "http://127.0.0.1:10", "name": "west", "trait": "coding"},
-    ]}, base_dir=repo_dir)
+    ], "templates": original_templates()}, base_dir=repo_dir)
     git(repo_dir, "branch", "TestCase_one")
     git(repo_dir, "notes", "add", "-m", "task_branch: TestCase_one, source: "
         "utils/capture_output.py, destination: test_one.py", "TestCase_one")

@@ -1,0 +1,108 @@
+"""A prompt's chain on a model branch: its candidate, prune and repair commits, read from trailers.
+
+With a template that verifies, one prompt can leave several commits of symergion's on a model
+branch, newest last::
+
+    candidate (Symergion-Prompt: P, Symergion-Verify: ...)
+    Prune: removed 2 failing tests (Symergion-Prune: 2)
+    Repair: FAIL test_x.T.test_b: ... (Symergion-Repair: P 1, Symergion-Prompt: P1)
+    Prune: removed 1 failing test
+
+All of them belong to the prompt ``P`` the human's notes make, so the plan knows from the
+repository alone whether a branch is done, and a re-run reproduces every repair prompt from
+the failures recorded in the candidate's message. Pure functions: no git, no engine.
+"""
+
+from __future__ import annotations
+
+from symergion.config import VerifySpec
+from symergion.core.state import Commit
+from symergion.verify.names import module_of
+from symergion.verify.result import VerifyResult, problem_line
+
+TRAILER_PROMPT = "Symergion-Prompt"
+TRAILER_REPAIR = "Symergion-Repair"  # "<digest of the notes' prompt> <round>"
+TRAILER_PRUNE = "Symergion-Prune"  # "<tests removed>", or "dropped"
+REPAIR_LINES = 6
+_LINE_CHARS = 200
+
+
+def base_digest(commit: Commit) -> str | None:
+    """Return the digest of the prompt a commit belongs to: its own, or the one it repairs."""
+    fields = commit.trailers.get(TRAILER_REPAIR, "").split()
+    if len(fields) == 2:
+        return fields[0]
+    return commit.trailers.get(TRAILER_PROMPT)
+
+
+def repair_round(commit: Commit) -> int:
+    """Return the repair round a commit answers (0 for the notes' own prompt)."""
+    fields = commit.trailers.get(TRAILER_REPAIR, "").split()
+    return int(fields[1]) if len(fields) == 2 and fields[1].isdigit() else 0
+
+
+def prompt_chain(own: list[Commit], digest: str) -> list[Commit]:
+    """Return the newest commits of ``own`` (newest first) that belong to ``digest``."""
+    chain: list[Commit] = []
+    for commit in own:
+        if base_digest(commit) != digest:
+            break
+        chain.append(commit)
+    return chain
+
+
+def candidate(chain: list[Commit]) -> Commit | None:
+    """Return the newest commit of a chain that a model wrote (not a prune of one)."""
+    return next((c for c in chain if TRAILER_PRUNE not in c.trailers), None)
+
+
+def next_repair(chain: list[Commit], spec: VerifySpec | None) -> int | None:
+    """Return the repair round a prompt's chain still needs, or None when it is done.
+
+    A chain needs a repair when its latest candidate's recorded verification failed, or passed
+    without a test that exercises the source (an empty suite, or tests that call nothing), and
+    fewer than ``repair_rounds`` repairs were made for this prompt. A candidate without a result
+    (made before the template verified) needs none.
+    """
+    if spec is None or spec.repair_rounds <= 0:
+        return None
+    latest = candidate(chain)
+    if latest is None:
+        return None
+    result = VerifyResult.from_message(latest.message)
+    done = repair_round(latest)
+    if result is None or useful(result) or done >= spec.repair_rounds:
+        return None
+    return done + 1
+
+
+def useful(result: VerifyResult) -> bool:
+    """Return whether a verified candidate passed with at least one test that exercises the source."""
+    return result.ok and result.passing_exercising > 0
+
+
+def repair_feedback(result: VerifyResult, destination: str) -> str:
+    """Return the feedback a failed verification gives the model's next attempt.
+
+    Only what the commit message records is used (the counts, whether it imports the module,
+    the first failure lines), so a later pass or another clone rebuilds the same text.
+    """
+    module = module_of(result.source) if result.source else ""
+    lines = [f"The tests in {destination} were run: {result.passed} passed, {result.failed} failed, "
+             f"{result.errors} errors. Fix the tests so that they pass:"]
+    if result.load_error:
+        lines.append(f"- it cannot be imported: {problem_line(result.load_error)}"[:_LINE_CHARS])
+    for test, outcome in list(result.tests.items())[:REPAIR_LINES]:
+        label = "is flaky" if outcome.flaky else ("fails" if outcome.outcome == "failed" else "errs")
+        lines.append(f"- {test} {label}: {outcome.detail}"[:_LINE_CHARS])
+    if not (result.passed or result.failed or result.errors or result.load_error):
+        lines.append(f"- it has no tests: write test methods (def test_...) in a unittest.TestCase "
+                     f"class that call {module or 'the code'} and check what it returns")
+    if result.timed_out:
+        lines.append("- the tests ran out of time: do not wait, loop forever or read input")
+    if module and not result.imports_source:
+        lines.append(f"- import {module} and call its functions")
+    elif module and result.passing_exercising == 0 and result.passed:
+        lines.append(f"- the passing tests do not call {module}: call its functions and check "
+                     "what they return")
+    return "\n".join(lines)

@@ -1,0 +1,465 @@
+"""Check candidates before a human looks: verify, keep the best sample, prune, repair; then publish.
+
+The pass calls ``Checker.carry_out`` for a model branch whose task template has a ``verify``
+section. One prompt then becomes a small stack of commits, published with one compare-and-swap:
+
+1. the candidate: the best of the checkpoint's ``samples`` by verification rank, with its
+   ``Symergion-Verify`` trailer, the first failure lines and the other samples' scores;
+2. ``Prune: removed N failing tests`` on top when ``prune`` is on and tests failed, erred,
+   flickered or ran no line of the source (a file left without passing tests, or that does not
+   import the module under test, is removed), with the re-run's trailer;
+3. while the candidate failed and ``repair_rounds`` allow, ``Repair: ...``: the model's next
+   attempt, prompted with the human's notes first and then the failures its message records,
+   checked the same way.
+
+Every commit carries the prompt's trailers (``core/chain.py``), so the next plan sees the branch
+is done. Results come from the repository where it has them (a republished attempt keeps its
+trailer) and from the response store by tree otherwise, so the same file gets the same trailer.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from symergion.cache import response_key
+from symergion.config import Checkpoint, VerifySpec
+from symergion.core import prompt as prompts
+from symergion.core.chain import (
+    TRAILER_PRUNE,
+    TRAILER_REPAIR,
+    candidate,
+    prompt_chain,
+    repair_feedback,
+    useful,
+)
+from symergion.core.finish import FINISHER_VERSION, Finisher
+from symergion.core.plan import TRAILER_PROMPT, Action, TaskPlan, branch_action, own_commits
+from symergion.core.publish import commit_message, notes_trailer
+from symergion.core.report import Event, Result
+from symergion.core.state import (
+    TRAILER_MODEL,
+    TRAILER_NOTES,
+    TRAILER_TASK,
+    RepoState,
+    refresh_branch,
+    shadow_ref,
+)
+from symergion.engine.base import max_new_tokens
+from symergion.engine.jobs import Job, run_jobs
+from symergion.errors import TaskInputError
+from symergion.gitrepo import ZERO_OID
+from symergion.verify.candidate import verify_candidate
+from symergion.verify.prune import prune
+from symergion.verify.result import TRAILER, Observation, TestOutcome, VerifyResult, rank
+from symergion.verify.sandbox import Sandbox
+
+if TYPE_CHECKING:
+    from symergion.core.execute import Reconciler
+
+# Part of the verification cache key: bump when the runner's results change meaning.
+CHECK_VERSION = 1
+CAS_RETRIES = 3
+_PRUNE_PASSES = 3  # a pruned file whose re-run fails again is pruned again, this many times at most
+STATUS = {"up-to-date": "up-to-date", "keep": "kept", "skip": "skipped", "problem": "failed"}
+
+
+@dataclass
+class Sample:
+    """One generated file and what verifying it showed."""
+
+    response: dict[str, Any]
+    result: VerifyResult | None = None
+    tree: str = ""
+
+
+@dataclass
+class Stack:
+    """The commits one prompt leaves on a branch, oldest first, and what they add up to."""
+
+    commits: list[str] = field(default_factory=list)
+    first_message: str = ""
+    final: VerifyResult | None = None
+    tokens: int = 0
+    seconds: float = 0.0
+    cache: str = "hit"
+    stop: str = ""
+
+
+class Checker:
+    """Turn a branch's action into a checked stack of commits and publish it."""
+
+    def __init__(self, reconciler: Reconciler) -> None:
+        self.rec = reconciler
+        self.repo = reconciler.repo
+        self._sandbox: Sandbox | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def sandbox(self) -> Sandbox:
+        """Return the sandbox, made on first use (raises SandboxUnavailable without bwrap)."""
+        with self._lock:
+            if self._sandbox is None:
+                self._sandbox = Sandbox()
+            return self._sandbox
+
+    @staticmethod
+    def applies(tp: TaskPlan) -> bool:
+        """Return whether a task's candidates are checked: its template verifies, it has a source."""
+        return tp.task.template.verify is not None and bool(tp.task.spec.params.get("source"))
+
+    # -- the branch ------------------------------------------------------------------------
+
+    def carry_out(self, state: RepoState, tp: TaskPlan, coder: Checkpoint, action: Action,
+                  response: dict[str, Any] | None = None) -> Result:
+        """Check and publish one model branch; a lost race re-plans it and tries again.
+
+        ``response`` is the pass's answer to the task's prompt (reused or from the batch the
+        pass decoded), the first sample; the others, and repair rounds, are generated here.
+        """
+        for _attempt in range(CAS_RETRIES):
+            stack = self._stack(state, tp, coder, action, response)
+            if action.branch in self.repo.checked_out_branches():
+                # Checked out while the model was generating: the responses wait in the cache.
+                return Result(action.task, action.model, action.branch, "kept",
+                              commit=action.head, reason=action.reason)
+            if not stack.commits:
+                # A repair round whose answer is no valid file: the branch keeps what it has.
+                return Result(action.task, action.model, action.branch, "up-to-date",
+                              commit=action.head, reason="the repair round gave no valid file")
+            final = stack.commits[-1]
+            updates = [(f"refs/heads/{action.branch}", final, action.head or ZERO_OID),
+                       (shadow_ref(tp.task.name, action.model), final, action.shadow or ZERO_OID)]
+            if self.repo.update_refs(updates, f"symergion: {action.model} on {tp.task.name}"):
+                subject = stack.first_message.splitlines()[0][:72]
+                self.rec.on_event(Event("done", action.task, action.model, tokens=stack.tokens,
+                                        seconds=stack.seconds, cache=stack.cache, detail=subject))
+                return Result(
+                    action.task, action.model, action.branch,
+                    "updated" if action.head else "created", commit=final,
+                    message=stack.first_message.split("\n\n" + TRAILER_MODEL)[0],
+                    tokens=stack.tokens, seconds=stack.seconds, cache=stack.cache,
+                    stop=stack.stop, verify=stack.final.trailer() if stack.final else None,
+                )
+            state = refresh_branch(self.repo, state, action.task, tp.task.spec.target,
+                                   action.model, tp.task.tip)
+            fresh = branch_action(state, tp, coder)
+            if fresh.kind not in ("generate", "publish"):
+                reason = fresh.reason
+                if fresh.kind == "skip":
+                    reason = "the branch was deleted while generating; not recreated"
+                return Result(action.task, action.model, action.branch, STATUS[fresh.kind],
+                              commit=fresh.head, reason=reason or None)
+            action, response = fresh, None
+        return Result(action.task, action.model, action.branch, "failed",
+                      reason="the branch kept moving while publishing; run sync again")
+
+    def _stack(self, state: RepoState, tp: TaskPlan, coder: Checkpoint, action: Action,
+               response: dict[str, Any] | None) -> Stack:
+        """Make the commits of one prompt: candidate, prune, and repair rounds."""
+        task = tp.task
+        spec = task.template.verify
+        source = task.spec.params.get("source")
+        assert spec is not None and source is not None and tp.prompt is not None
+        stack = Stack()
+        parents = [action.head] if action.head else []
+        if action.head is None or not action.has_tip:
+            parents.append(task.tip)
+        base = action.head if action.head is not None and parents == [action.head] else task.tip
+        if action.repair:
+            # The prompt's candidate is on the branch already; go on with its recorded failure.
+            assert action.head is not None
+            own = own_commits(state, action.head, action.model, task.name)
+            recorded = candidate(prompt_chain(own, tp.prompt.digest))
+            assert recorded is not None
+            last_message = recorded.message
+            round_ = action.repair - 1
+            parents, base = [action.head], action.head
+        else:
+            reused = self.rec._reused(tp, action)
+            if reused is None and response is not None and response.get("blob") is None:
+                first: dict[str, Any] | None = response  # the batch's answer: sample 1
+            else:
+                first = None
+            copied = VerifyResult.from_message(self._message(action.reuse)) if reused else None
+            if reused is not None and copied is not None:
+                # The same file an earlier attempt made for this prompt: it keeps its results.
+                message = self._with(commit_message(state, self.rec.config, tp, action, reused),
+                                     [copied.excerpt()], self._copied_trailers(action.reuse, copied))
+                tree = self.repo.tree_with_file(base, tp.destination, reused["blob"])
+                self._add(stack, tree, parents, message, action.model, reused)
+                stack.final = copied
+                return stack
+            samples = [reused] if reused is not None else self._responses(tp, coder, tp.prompt, first)
+            best, checked = self._best(tp, action, base, samples, spec, source)
+            extra = [best.result.excerpt() if best.result else "", self._scores(checked, best)]
+            message = self._with(commit_message(state, self.rec.config, tp, action, best.response),
+                                 extra, [f"{TRAILER}: {best.result.trailer()}"] if best.result else [])
+            commit = self._add(stack, best.tree, parents, message, action.model, best.response)
+            stack.final = best.result
+            self._prune(stack, tp, action, commit, best, spec, source, tp.prompt.digest, "")
+            last_message, round_ = message, 0
+        while spec.repair_rounds > round_:
+            recorded_result = VerifyResult.from_message(last_message)
+            if recorded_result is None or useful(recorded_result):
+                break
+            round_ += 1
+            # Human notes first, then the failures as the candidate's message records them.
+            feedback = repair_feedback(recorded_result, tp.destination)
+            prompt = prompts.render(tp.files, list(tp.prompt.initial),
+                                    [*tp.prompt.feedback, feedback], tp.prompt.code_starter)
+            samples = self._responses(tp, coder, prompt)
+            if not any(s["text"] for s in samples):
+                break  # nothing valid this time: what the branch has stays
+            on = stack.commits[-1] if stack.commits else base
+            best, checked = self._best(tp, action, on, samples, spec, source)
+            assert best.result is not None
+            # The subject names the first problem: a failing test, else what the feedback asks.
+            named = [*recorded_result.excerpt().splitlines()[1:2],
+                     *(line[2:] for line in feedback.splitlines() if line.startswith("- "))]
+            subject = f"Repair: {named[0].strip() if named else 'the tests failed'}"[:120]
+            body = "\n\n".join(p for p in [subject, feedback, best.result.excerpt(),
+                                             self._scores(checked, best)] if p)
+            trailers = [*self._prompt_trailers(tp, action, prompt.digest),
+                        *self._figures(best.response),
+                        f"{TRAILER_REPAIR}: {tp.prompt.digest} {round_}",
+                        f"{TRAILER}: {best.result.trailer()}"]
+            message = body + "\n\n" + "\n".join(trailers) + "\n"
+            commit = self._add(stack, best.tree, [on], message, action.model, best.response)
+            stack.final = best.result
+            self._prune(stack, tp, action, commit, best, spec, source, prompt.digest,
+                        f"{tp.prompt.digest} {round_}")
+            last_message = message
+        return stack
+
+    # -- responses -------------------------------------------------------------------------
+
+    def _responses(self, tp: TaskPlan, coder: Checkpoint, prompt: prompts.Prompt,
+                   first: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Return the checkpoint's samples for a prompt: from the store, else generated together.
+
+        ``first``, when given, is the first sample (the one with the checkpoint's own seed).
+        """
+        rec, task = self.rec, tp.task
+        count = coder.samples
+        if count == 1:
+            return [first or rec.respond(task, coder, prompt, tp.destination)]
+        keys = [rec._key("coder", coder, prompt.text, path=tp.destination, finisher=FINISHER_VERSION,
+                         **({} if i == 0 else {"sample": i})) for i in range(count)]
+        records: list[dict[str, Any] | None] = [first] if first is not None else []
+        for key in keys[len(records):]:
+            cached = rec.store.get(key)
+            records.append({**cached, "cache": "hit"} if cached is not None else None)
+        missing = [i for i, r in enumerate(records) if r is None]
+        if missing:
+            engine = rec.engines(coder)
+            prompt_tokens = engine.count_tokens(prompt.text)
+            budget = max_new_tokens(engine.n_ctx, prompt_tokens, rec.config.ntokens)
+            if budget <= 0:
+                raise TaskInputError(
+                    f"task {task.name}: the prompt is {prompt_tokens} tokens, which fills the "
+                    f"{engine.n_ctx}-token context of {coder.model_name}",
+                    hint="shorten the source file, or raise context_size for this checkpoint")
+            finishers = {i: Finisher(tp.destination, prompt.code_starter) for i in missing}
+            jobs = [Job(prompt.text, budget, prompt.stable_prefix, start=prompt.code_starter,
+                        check=finishers[i].check, seed=None if i == 0 else coder.sampling.seed + i)
+                    for i in missing]
+            rec.on_event(Event("start", task.name, coder.model_name, budget=budget,
+                               detail=f"{prompt_tokens} prompt tokens, budget {budget}, "
+                                      f"{len(jobs)} samples"))
+            began = time.monotonic()
+
+            def progress(index: int, _piece: str, count: int) -> None:
+                if index == 0:
+                    rec._progress(task.name, coder.model_name, count, began, budget)
+
+            results = run_jobs(engine, jobs, cancel=rec.cancel, on_piece=progress)
+            rec.cancel_check()
+            for i, job_result in zip(missing, results, strict=True):
+                done = finishers[i].finish(job_result.text, job_result.stop)
+                record = {"text": done.text, "tokens": job_result.tokens, "budget": budget,
+                          "seconds": round(job_result.seconds, 3), "stop": done.stop,
+                          "trimmed_chars": done.trimmed_chars, "trimmed_lines": done.trimmed_lines,
+                          "parses": done.parses}
+                rec.store.put(keys[i], record)
+                records[i] = {**record, "cache": "miss"}
+        return [r for r in records if r is not None]
+
+    # -- verification ----------------------------------------------------------------------
+
+    def _best(self, tp: TaskPlan, action: Action, base: str, samples: list[dict[str, Any]],
+              spec: VerifySpec, source: str) -> tuple[Sample, list[Sample]]:
+        """Verify every sample with a valid file; return the best by rank (the first on a tie)."""
+        checked = [Sample(s) for s in samples]
+        valid = [s for s in checked if s.response["text"]]
+        if not valid:
+            first = samples[0]
+            raise TaskInputError(
+                f"task {action.task}: nothing {action.model} wrote is a valid "
+                f"{tp.destination.rsplit('.', 1)[-1]} file (stop: {first['stop']}); "
+                "nothing was published",
+                hint="give feedback, raise ntokens, or start the file with a code_starter")
+        for number, sample in enumerate(valid, start=1):
+            blob = sample.response.get("blob") or self.repo.write_blob(
+                sample.response["text"].encode("utf-8"))
+            sample.response["blob"] = blob
+            sample.tree = self.repo.tree_with_file(base, tp.destination, blob)
+            label = f"sample {number} of {len(valid)}" if len(valid) > 1 else "the candidate"
+            sample.result = self.verify(action, base, sample.tree, blob, spec, source,
+                                        tp.destination, label)
+        ranked = rank((f"{i:04d}", s.result) for i, s in enumerate(valid) if s.result is not None)
+        return valid[int(ranked[0][0])], checked
+
+    def verify(self, action: Action, base: str, tree: str, blob: str, spec: VerifySpec,
+               source: str, destination: str, label: str) -> VerifyResult:
+        """Return a tree's verification: from the store when this tree was verified, else run."""
+        key = response_key(kind="verify", version=CHECK_VERSION, tree=tree, spec=asdict(spec),
+                           source=source, destination=destination, sandbox=self.sandbox.mode)
+        cached = self.rec.store.get(key)
+        if cached is not None:
+            return load_result(cached)
+        self.rec.cancel_check()
+        self.rec.on_event(Event("check", action.task, action.model,
+                                detail=f"verifying {label} ({spec.runs} run{'s' * (spec.runs > 1)})"))
+        text = self.repo.read_blob_bytes(blob).decode("utf-8", "replace")
+        result = verify_candidate(self.repo, base, spec, source, destination, content=text,
+                                  sandbox=self.sandbox)
+        self.rec.store.put(key, dump_result(result))
+        self.rec.on_event(Event("check", action.task, action.model, seconds=result.seconds,
+                                detail=f"verified {label}: {result.trailer()}"))
+        return result
+
+    def _prune(self, stack: Stack, tp: TaskPlan, action: Action, commit: str, best: Sample,
+               spec: VerifySpec, source: str, digest: str, repair: str) -> None:
+        """Add ``Prune: ...`` on top when tests should go; re-run what is left to confirm."""
+        result = best.result
+        if not spec.prune or not spec.structured or result is None:
+            return
+        text = best.response["text"]
+        removed: list[str] = []
+        drop = ""
+        rerun: VerifyResult | None = None
+        current = result
+        for _ in range(_PRUNE_PASSES):
+            pruned = prune(text, current, tp.destination, idle=spec.coverage)
+            if not pruned.changed:
+                break
+            removed += [f"- {r.test}: {r.reason}" for r in pruned.removed]
+            if pruned.drop_reason:
+                drop = pruned.drop_reason
+                break
+            text = pruned.text
+            blob = self.repo.write_blob(text.encode("utf-8"))
+            tree = self.repo.tree_with_file(commit, tp.destination, blob)
+            rerun = current = self.verify(action, commit, tree, blob, spec, source, tp.destination,
+                                          "the pruned file")
+            if current.ok:
+                break
+        if not removed and not drop:
+            return
+        count = len(removed)
+        if drop:
+            subject = f"Prune: removed {tp.destination} ({drop})"
+            tree = self.repo.tree_without_file(commit, tp.destination)
+            rerun = VerifyResult(source=source)
+            value = "dropped"
+        else:
+            subject = f"Prune: removed {count} failing test{'' if count == 1 else 's'}"
+            value = str(count)
+        assert rerun is not None
+        body = "\n\n".join(p for p in [subject, "\n".join(removed), rerun.excerpt()] if p)
+        trailers = [*self._prompt_trailers(tp, action, digest),
+                    *([f"{TRAILER_REPAIR}: {repair}"] if repair else []),
+                    f"{TRAILER_PRUNE}: {value}", f"{TRAILER}: {rerun.trailer()}"]
+        message = body + "\n\n" + "\n".join(trailers) + "\n"
+        self._add(stack, tree, [commit], message, action.model, None)
+        stack.final = rerun
+
+    # -- messages and commits --------------------------------------------------------------
+
+    def _add(self, stack: Stack, tree: str, parents: list[str], message: str, model: str,
+             response: dict[str, Any] | None) -> str:
+        commit = self.repo.commit_tree(tree, parents, message, author=model,
+                                       email=f"{model}@symergion.invalid")
+        stack.commits.append(commit)
+        if not stack.first_message:
+            stack.first_message = message
+        if response is not None:
+            if response.get("cache") == "miss":
+                stack.cache = "miss"
+                stack.tokens += int(response.get("tokens", 0))
+                stack.seconds += float(response.get("seconds", 0.0))
+            stack.stop = stack.stop or str(response.get("stop", ""))
+        return commit
+
+    def _message(self, commit: str | None) -> str:
+        return self.repo.commit_message(commit) if commit else ""
+
+    def _copied_trailers(self, commit: str | None, copied: VerifyResult) -> list[str]:
+        repair = _trailer(self._message(commit), TRAILER_REPAIR)
+        return [*([f"{TRAILER_REPAIR}: {repair}"] if repair else []), f"{TRAILER}: {copied.trailer()}"]
+
+    @staticmethod
+    def _prompt_trailers(tp: TaskPlan, action: Action, digest: str) -> list[str]:
+        return [f"{TRAILER_MODEL}: {action.model}", f"{TRAILER_TASK}: {action.task}",
+                f"{TRAILER_PROMPT}: {digest}", f"{TRAILER_NOTES}: {notes_trailer(tp)}"]
+
+    @staticmethod
+    def _figures(response: dict[str, Any]) -> list[str]:
+        return [f"Symergion-Tokens: {response['tokens']}",
+                f"Symergion-Seconds: {float(response['seconds']):.1f}",
+                f"Symergion-Cache: {response['cache']}",
+                f"Symergion-Stop: {response['stop']}",
+                f"Symergion-Trimmed: {response['trimmed_chars']} chars, {response['trimmed_lines']} lines"]
+
+    @staticmethod
+    def _with(message: str, paragraphs: list[str], trailers: list[str]) -> str:
+        """Return a message with paragraphs added before its trailers and trailers at the end."""
+        body, sep, rest = message.partition("\n\n" + TRAILER_MODEL + ":")
+        added = "".join(f"\n\n{p}" for p in paragraphs if p)
+        return body + added + sep + rest.rstrip("\n") + "".join(f"\n{t}" for t in trailers) + "\n"
+
+    @staticmethod
+    def _scores(samples: list[Sample], best: Sample) -> str:
+        """Return the body lines naming every sample's score, when there was more than one."""
+        if len(samples) < 2:
+            return ""
+        lines = [f"Samples: {len(samples)}; published the best by verification"]
+        for number, sample in enumerate(samples, start=1):
+            mark = " (published)" if sample is best else ""
+            score = sample.result.trailer() if sample.result is not None else "not a valid file"
+            lines.append(f"  {number}: {score}{mark}")
+        return "\n".join(lines)
+
+
+def _trailer(message: str, key: str) -> str:
+    value = ""
+    for line in message.splitlines():
+        if line.startswith(f"{key}: "):
+            value = line[len(key) + 2:].strip()
+    return value
+
+
+def dump_result(result: VerifyResult) -> dict[str, Any]:
+    """Return a verification result as JSON-able data (for the store)."""
+    data = asdict(result)
+    data["tests"] = {t: [o.outcome, o.detail, o.flaky, [asdict(s) for s in o.observed]]
+                     for t, o in result.tests.items()}
+    data["lines"] = {c: list(ls) for c, ls in result.lines.items()}
+    data["warnings"] = list(result.warnings)
+    return data
+
+
+def load_result(data: dict[str, Any]) -> VerifyResult:
+    """Return the verification result ``dump_result`` made."""
+    fields = dict(data)
+    fields["tests"] = {t: TestOutcome(o, d, f, tuple(Observation(**s) for s in seen))
+                       for t, (o, d, f, seen) in data["tests"].items()}
+    fields["lines"] = {c: tuple(ls) for c, ls in data["lines"].items()}
+    fields["warnings"] = tuple(data["warnings"])
+    return VerifyResult(**fields)
+
+
+__all__ = ["Checker", "dump_result", "load_result"]
