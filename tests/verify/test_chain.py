@@ -84,7 +84,9 @@ def test_the_code_starter_names_the_module_under_test():
     assert code_starter(template, spec) == "import unittest\nfrom utils.calc import *\n"
     no_source = TaskSpec("TestCase_x", {"destination": "tests/test_calc.py"}, (), "c", "b")
     assert code_starter(template, no_source) == template.code_starter
-    plain = parse_config(DEFAULT_CONFIG, base_dir=Path("/")).templates["TestCase"]
+    # A starter without placeholders (the original's) is used as written.
+    raw["templates"]["TestCase"]["code_starter"] = "import unittest\n"
+    plain = parse_config(raw, base_dir=Path("/")).templates["TestCase"]
     assert code_starter(plain, spec) == "import unittest\n"
 
 

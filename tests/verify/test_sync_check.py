@@ -57,12 +57,23 @@ class TestNothing(unittest.TestCase):
 '''
 
 
+def continued(prompt: str, text: str) -> str:
+    """Return ``text`` as a model writes it after the prompt: the built-in code starter has
+    already imported the module and opened the test class, so the model goes on from there."""
+    opener = "(unittest.TestCase):\n"
+    if prompt.endswith(opener) and opener in text:
+        return text.split(opener, 1)[1]
+    return text
+
+
 def reply(_model: str, prompt: str) -> str:
-    return REPAIRED if "were run:" in prompt else FIRST
+    return continued(prompt, REPAIRED if "were run:" in prompt else FIRST)
 
 
-def config(**verify: Any) -> Any:
+def config(code_starter: str | None = None, **verify: Any) -> Any:
     raw = json.loads(json.dumps(DEFAULT_CONFIG))
+    if code_starter is not None:
+        raw["templates"]["TestCase"]["code_starter"] = code_starter
     raw["checkpoints"] = [{"name_or_path": "/models/alpha.gguf", "trait": "coding"}]
     raw["templates"]["TestCase"]["verify"].update(verify)
     return parse_config(raw, base_dir=Path("/models"))
@@ -100,7 +111,7 @@ def test_a_sync_verifies_prunes_and_repairs_then_a_second_sync_changes_nothing(
     assert subjects(calc_repo) == [
         "Create unittest TestCase for the function add, the function sub",
         "Prune: removed 2 failing tests",
-        "Repair: FAIL test_calc.TestCalc.test_sub: AssertionError: 3 != 4 (test_calc.py:10)",
+        "Repair: FAIL test_calc.TestCalc.test_sub: AssertionError: 3 != 4 (test_calc.py:11)",
     ]
     candidate, pruned, repaired = messages(calc_repo)
     first = VerifyResult.from_message(candidate)
@@ -122,7 +133,7 @@ def test_a_sync_verifies_prunes_and_repairs_then_a_second_sync_changes_nothing(
     digest = next(line.split(": ")[1] for line in candidate.splitlines()
                   if line.startswith("Symergion-Prompt: "))
     assert f"Symergion-Repair: {digest} 1" in repaired.splitlines()
-    assert git(calc_repo, "show", f"alpha_{TASK}:test_calc.py") == "import unittest\n" + REPAIRED
+    assert git(calc_repo, "show", f"alpha_{TASK}:test_calc.py") == "import unittest\n\n" + REPAIRED
     assert result.verify is not None and result.verify.startswith("2 passed, 0 failed")
     assert any(e.kind == "check" and e.detail.startswith("verifying") for e in events)
 
@@ -145,13 +156,13 @@ def test_feedback_comes_before_the_repair_and_a_revoke_brings_the_checked_stack_
     tip = git(calc_repo, "rev-parse", f"alpha_{TASK}").strip()
     first_stack = messages(calc_repo)
     # Feedback on the pruned-and-repaired tip: symergion's own commits are the model's attempt.
-    fleet.reply = lambda _m, p: FIRST  # the model does not learn: the repair fails again
+    fleet.reply = lambda _m, p: continued(p, FIRST)  # the model does not learn: the repair fails again
     git(calc_repo, "notes", "add", "-m", "Use setUp method", tip)
     report = make_reconciler(calc_repo, cfg).sync()
     assert [r.status for r in report.results] == ["updated"], report.as_dict()
     assert subjects(calc_repo)[3:] == [
         "Use setUp method", "Prune: removed 2 failing tests",
-        "Repair: FAIL test_calc.TestCalc.test_sub: AssertionError: 3 != 4 (test_calc.py:10)",
+        "Repair: FAIL test_calc.TestCalc.test_sub: AssertionError: 3 != 4 (test_calc.py:11)",
         "Prune: removed 2 failing tests"]
     [repair_prompt] = [p for p in fleet.engines["alpha"].calls[-1:]]
     assert repair_prompt.index("# Use setUp method") < repair_prompt.index("were run:")
@@ -167,7 +178,7 @@ def test_feedback_comes_before_the_repair_and_a_revoke_brings_the_checked_stack_
     revert = messages(calc_repo)[-1]
     assert revert.startswith("Revert: Use setUp method")
     assert VerifyResult.from_message(revert) == VerifyResult.from_message(first_stack[-1])
-    assert git(calc_repo, "show", f"alpha_{TASK}:test_calc.py") == "import unittest\n" + REPAIRED
+    assert git(calc_repo, "show", f"alpha_{TASK}:test_calc.py") == "import unittest\n\n" + REPAIRED
     assert [r.status for r in make_reconciler(calc_repo, cfg).sync().results] == ["up-to-date"]
 
 
@@ -194,15 +205,16 @@ def test_a_cached_response_gets_the_same_trailer(tmp_path, make_reconciler, flee
 
 def test_a_file_that_tests_nothing_is_dropped_without_repairs(calc_repo, make_reconciler, fleet):
     start(calc_repo)
-    fleet.reply = lambda _m, _p: EMPTY
-    report = make_reconciler(calc_repo, config(repair_rounds=0)).sync()
+    fleet.reply = lambda _m, p: continued(p, EMPTY)
+    # The original starter imports nothing, so the file does not import the module under test.
+    cfg = config("import unittest\n", repair_rounds=0)
+    report = make_reconciler(calc_repo, cfg).sync()
     assert not report.failed
     assert subjects(calc_repo)[1] == ("Prune: removed test_calc.py (no passing tests left; "
                                       "it does not import utils.calc)")
     assert "test_calc.py" not in git(calc_repo, "ls-tree", "--name-only", f"alpha_{TASK}")
     assert "Symergion-Prune: dropped" in messages(calc_repo)[1]
-    assert [r.status for r in make_reconciler(calc_repo, config(repair_rounds=0)).sync().results] == [
-        "up-to-date"]
+    assert [r.status for r in make_reconciler(calc_repo, cfg).sync().results] == ["up-to-date"]
 
 
 def test_without_prune_and_repair_only_the_trailer_is_added(calc_repo, make_reconciler):
@@ -231,9 +243,9 @@ def test_best_of_n_publishes_the_best_sample_and_scores_the_others(calc_repo, tm
     cfg = parse_config(raw, base_dir=Path("/models"))
     seeds: list[int] = []
 
-    def seeded(_prompt: str, seed: int) -> str:
+    def seeded(prompt: str, seed: int) -> str:
         seeds.append(seed)
-        return REPAIRED if seed == 12 else EMPTY
+        return continued(prompt, REPAIRED if seed == 12 else EMPTY)
 
     batches: list[int] = []
 
@@ -242,7 +254,7 @@ def test_best_of_n_publishes_the_best_sample_and_scores_the_others(calc_repo, tm
             batches.append(len(requests))
             return super().generate_many(requests, **kwargs)
 
-    engine = CountingEngine("alpha", lambda _p: FIRST, seeded=seeded)
+    engine = CountingEngine("alpha", lambda p: continued(p, FIRST), seeded=seeded)
     store = ResponseStore(tmp_path / "responses", 100)
     reconciler = Reconciler(GitRepo(calc_repo), cfg, engines=lambda _c: engine,
                             fingerprint=lambda _c: "fp", store=store)
@@ -254,7 +266,7 @@ def test_best_of_n_publishes_the_best_sample_and_scores_the_others(calc_repo, tm
     assert "Samples: 3; published the best by verification" in message
     assert "  3: 2 passed, 0 failed, 0 errors" in message and "(published)" in message.split("  3:")[1]
     assert "  1: 2 passed, 1 failed, 1 errors" not in message and "  1: 2 passed, 1 failed" in message
-    assert git(calc_repo, "show", f"alpha_{TASK}:test_calc.py") == "import unittest\n" + REPAIRED
+    assert git(calc_repo, "show", f"alpha_{TASK}:test_calc.py") == "import unittest\n\n" + REPAIRED
     # The samples are in the store: the next pass on a fresh branch generates nothing.
     git(calc_repo, "branch", "-D", f"alpha_{TASK}")
     git(calc_repo, "update-ref", "-d", f"refs/symergion/shadow/{TASK}/alpha")
@@ -271,7 +283,7 @@ def test_status_and_ergon_list_rank_the_candidates(calc_repo, make_reconciler):
     cfg = parse_config(raw, base_dir=Path("/models"))
     fleet_reply = {"alpha": FIRST, "beta": REPAIRED}
     reconciler = make_reconciler(calc_repo, cfg)
-    reconciler.engines.reply = lambda m, _p: fleet_reply[m]  # type: ignore[attr-defined]
+    reconciler.engines.reply = lambda m, p: continued(p, fleet_reply[m])  # type: ignore[attr-defined]
     reconciler.sync()
     views = current_views(GitRepo(calc_repo), cfg)
     rows = {r["model"]: r for r in views.rows}
@@ -329,7 +341,7 @@ def test_a_commit_made_while_verifying_is_built_upon(calc_repo, make_reconciler,
     branch = f"alpha_{TASK}"
     tip = git(calc_repo, "rev-parse", branch).strip()
     git(calc_repo, "notes", "add", "-m", "Use setUp method", tip)
-    fleet.reply = lambda _m, _p: FIRST + "# another attempt\n"  # a new file: verified afresh
+    fleet.reply = lambda _m, p: continued(p, FIRST) + "# another attempt\n"  # a new file: verified afresh
     raced: list[str] = []
 
     def on_event(event: Event) -> None:
