@@ -26,6 +26,8 @@ from symergion.core.state import (
 )
 from symergion.gitrepo import ARCHIVE_REFS, ZERO_OID, GitRepo
 
+TRAILER_RESTART = "Symergion-Restart"
+
 
 def commit_message(
     state: RepoState, config: Config, tp: TaskPlan, action: Action, response: dict[str, Any]
@@ -56,7 +58,23 @@ def commit_message(
     ]
     if reasoning:
         trailers.append(f"{TRAILER_REASONING}: {reasoning}")
+    ended = ended_attempts(state, action)
+    if ended:
+        # A task started again under its old name begins on the same tip with the same prompt:
+        # without this its first commit could be byte-identical (same second, or fixed dates)
+        # to an archived one, and that commit's notes, the ended task's feedback, would apply.
+        trailers.append(f"{TRAILER_RESTART}: {ended}")
     return f"{body}\n\n" + "\n".join(trailers) + "\n"
+
+
+def ended_attempts(state: RepoState, action: Action) -> int:
+    """Return how many ended attempts of this model at this task are archived, for a new
+    branch; 0 when the branch exists (its commits descend from this attempt's first)."""
+    if action.head is not None or action.previous is not None:
+        return 0
+    prefix = f"{ARCHIVE_REFS}/{action.task}/{action.model}/"
+    return sum(1 for ref in state.refs if ref.startswith(prefix)
+               and "/" not in ref[len(prefix):])
 
 
 def notes_trailer(tp: TaskPlan) -> str:

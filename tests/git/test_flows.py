@@ -72,6 +72,31 @@ def test_restarted_task_starts_without_the_old_feedback(repo_dir, make_reconcile
         assert "Use setUp method" not in git(repo_dir, "show", f"{ref}:test_capture_output.py")
 
 
+def test_a_task_restarted_twice_never_meets_an_archived_commit(repo_dir, make_reconciler,
+                                                                monkeypatch):
+    # Fixed dates stand for a restart within the same second: the new attempt's first commit
+    # had the same tree, parent and message as the archived one, so it was the same commit,
+    # and the feedback on it (given to the ended task) applied to the new one.
+    monkeypatch.setenv("GIT_AUTHOR_DATE", "2020-01-01T00:00:00Z")
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "2020-01-01T00:00:00Z")
+    start_task_with_git(repo_dir)
+    make_reconciler(repo_dir).sync()
+    tip = git(repo_dir, "rev-parse", TASK).strip()
+    archived: set[str] = set()
+    for _attempt in range(2):
+        git(repo_dir, "notes", "add", "-m", "Use setUp method", ALPHA)
+        archived |= {git(repo_dir, "rev-parse", ref).strip() for ref in (ALPHA, BETA)}
+        git(repo_dir, "branch", "-D", TASK)
+        assert {r.status for r in make_reconciler(repo_dir).sync().results} == {"retired"}
+        git(repo_dir, "branch", TASK, tip)  # the same task, started again
+        report = make_reconciler(repo_dir).sync()
+        assert {r.status for r in report.results} == {"created"}
+        assert [applied(repo_dir, ref) for ref in (ALPHA, BETA)] == [[], []]
+        again = make_reconciler(repo_dir).sync()
+        assert {r.status for r in again.results} == {"up-to-date"}
+        assert not {git(repo_dir, "rev-parse", ref).strip() for ref in (ALPHA, BETA)} & archived
+
+
 def test_revoking_one_tasks_section_of_a_shared_note_leaves_the_other_task(repo_dir,
                                                                           make_reconciler):
     config = make_config(("alpha",))
