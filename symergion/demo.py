@@ -57,6 +57,14 @@ def _sync(repo: Path, config_path: Path | None, models: Path | None, printer: Pr
         raise SymergionError("the demo sync reported problems (see above)")
 
 
+def _show_attempt(repo: Path, branch: str) -> None:
+    """Show the newest test file the branch holds; a prune may have removed it from the tip."""
+    oid = _git(repo, "log", "-1", "--format=%h", "--diff-filter=AM", branch, "--",
+               "test_capture_output.py", show=False).strip()
+    if oid:
+        _git(repo, "show", f"{oid}:test_capture_output.py")
+
+
 def run_demo(
     directory: Path | None, config_path: Path | None, models: Path | None, printer: Printer
 ) -> Path:
@@ -92,13 +100,13 @@ def run_demo(
     _git(repo, "branch", "--list")
     _git(repo, "log", "--format=%an: %B", f"{TASK}..{branch}")
     _git(repo, "diff", "--stat", f"{TASK}..{branch}")
-    _git(repo, "show", f"{branch}:test_capture_output.py")
+    _show_attempt(repo, branch)
 
     _say("\n# 2. Feedback: a note on the best branch; every model regenerates.")
     _git(repo, "notes", "add", "-m", "Use setUp method", branch)
     _sync(repo, config_path, models, printer)
     _git(repo, "log", "-1", "--format=%an: %s", branch)
-    _git(repo, "show", f"{branch}:test_capture_output.py")
+    _show_attempt(repo, branch)
 
     _say("\n# 3. Revoke: remove the note; the earlier answer comes back from the cache.")
     target = _git(repo, "notes", "list", show=False).split()
