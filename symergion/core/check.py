@@ -36,7 +36,7 @@ from symergion.core.chain import (
     useful,
 )
 from symergion.core.finish import FINISHER_VERSION, Finisher
-from symergion.core.plan import TRAILER_PROMPT, Action, TaskPlan, branch_action, own_commits
+from symergion.core.plan import TRAILER_PROMPT, Action, TaskPlan, own_commits
 from symergion.core.publish import commit_message, notes_trailer
 from symergion.core.report import Event, Result
 from symergion.core.state import (
@@ -44,7 +44,6 @@ from symergion.core.state import (
     TRAILER_NOTES,
     TRAILER_TASK,
     RepoState,
-    refresh_branch,
     shadow_ref,
 )
 from symergion.engine.base import max_new_tokens
@@ -143,15 +142,9 @@ class Checker:
                     tokens=stack.tokens, seconds=stack.seconds, cache=stack.cache,
                     stop=stack.stop, verify=stack.final.trailer() if stack.final else None,
                 )
-            state = refresh_branch(self.repo, state, action.task, tp.task.spec.target,
-                                   action.model, tp.task.tip)
-            fresh = branch_action(state, tp, coder)
-            if fresh.kind not in ("generate", "publish"):
-                reason = fresh.reason
-                if fresh.kind == "skip":
-                    reason = "the branch was deleted while generating; not recreated"
-                return Result(action.task, action.model, action.branch, STATUS[fresh.kind],
-                              commit=fresh.head, reason=reason or None)
+            state, fresh = self.rec.replan(state, tp, coder, action)
+            if isinstance(fresh, Result):
+                return fresh
             action, response = fresh, None
         return Result(action.task, action.model, action.branch, "failed",
                       reason="the branch kept moving while publishing; run sync again")

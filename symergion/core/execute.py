@@ -234,20 +234,30 @@ class Reconciler:
                     tokens=int(response["tokens"]), seconds=float(response["seconds"]),
                     cache=str(response["cache"]), stop=str(response["stop"]),
                 )
-            # Someone moved the branch while we worked: re-plan this branch alone, on the new
-            # tip; a user commit is built upon, never overwritten.
-            state = refresh_branch(self.repo, state, action.task, tp.task.spec.target,
-                                   action.model, tp.task.tip)
-            fresh = branch_action(state, tp, coder)
-            if fresh.kind not in ("generate", "publish"):
-                reason = fresh.reason
-                if fresh.kind == "skip":
-                    reason = "the branch was deleted while generating; not recreated"
-                return Result(action.task, action.model, action.branch, STATUS[fresh.kind],
-                              commit=fresh.head, reason=reason or None)
+            state, fresh = self.replan(state, tp, coder, action)
+            if isinstance(fresh, Result):
+                return fresh
             action = fresh
         return Result(action.task, action.model, action.branch, "failed",
                       reason="the branch kept moving while publishing; run sync again")
+
+    def replan(self, state: RepoState, tp: TaskPlan, coder: Checkpoint,
+               action: Action) -> tuple[RepoState, Action | Result]:
+        """Re-plan one branch after a lost compare-and-swap: its new action, or its result.
+
+        Someone moved the branch while we worked: a user commit is built upon, never
+        overwritten; a deleted branch is not recreated.
+        """
+        state = refresh_branch(self.repo, state, action.task, tp.task.spec.target,
+                               action.model, tp.task.tip)
+        fresh = branch_action(state, tp, coder)
+        if fresh.kind in ("generate", "publish"):
+            return state, fresh
+        reason = fresh.reason
+        if fresh.kind == "skip":
+            reason = "the branch was deleted while generating; not recreated"
+        return state, Result(action.task, action.model, action.branch, STATUS[fresh.kind],
+                             commit=fresh.head, reason=reason or None)
 
     def _reused(self, tp: TaskPlan, action: Action) -> dict[str, Any] | None:
         """Return the response of an earlier commit on the branch made from the same prompt."""

@@ -35,7 +35,13 @@ from typing import Any
 
 from symergion.config import Sampling
 from symergion.engine.base import ChatPrompt, GenerationRequest, GenerationStats, prompt_segments
-from symergion.engine.batch import BatchContext, BatchFigures, BatchRun, context_size
+from symergion.engine.batch import (
+    BatchContext,
+    BatchFigures,
+    BatchRun,
+    _common_prefix,
+    context_size,
+)
 from symergion.engine.state import StateStore, model_fingerprint
 from symergion.errors import ModelError
 
@@ -103,14 +109,6 @@ def _load_llama_cpp() -> Any:
         module.llama_backend_init()
         _llama_cpp = module
     return _llama_cpp
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    for i in range(n):
-        if a[i] != b[i]:
-            return i
-    return n
 
 
 def render_chat_template(template: str, user_message: str, *, bos_token: str, eos_token: str) -> str:
