@@ -21,11 +21,19 @@ COUNTS = (1, 2, 4, 8)
 _MB = 1024 * 1024
 
 
-def _prompts(count: int) -> list[str]:
-    """Return ``count`` different code prompts of about 120 tokens."""
+def _prompts(count: int, functions: int = 3) -> list[str]:
+    """Return ``count`` different code prompts of ``functions`` functions (3 make ~120 tokens)."""
     from symergion.bench import source_text
 
-    return [source_text(3, f"batch{i}") + f"\ndef task_{i}(values):\n" for i in range(count)]
+    return [source_text(functions, f"batch{i}") + f"\ndef task_{i}(values):\n" for i in range(count)]
+
+
+def _functions_for(engine: Any, tokens: int) -> int:
+    """Return the number of functions that makes a prompt of at least ``tokens`` tokens."""
+    functions = 1
+    while len(engine.tokenize(_prompts(1, functions)[0])) < tokens:
+        functions += 1
+    return functions
 
 
 def bench_batched(
@@ -34,6 +42,7 @@ def bench_batched(
     threads: int,
     extra_buffers: bool,
     gen_tokens: int = 64,
+    prompt_tokens: int = 120,
     repeats: int = 3,
     counts: Sequence[int] = COUNTS,
     progress: Callable[[str], None] = lambda _m: None,
@@ -41,8 +50,10 @@ def bench_batched(
     """Measure aggregate generation tokens/s and ms per step of ``generate_many``.
 
     The generation phase only: the time of the decode steps (every running sequence adds one
-    token per step), not the prompts'. Ratios to one sequence are taken within each repeat
-    and their median reported; the counts take turns in rotating order.
+    token per step), not the prompts'. Each prompt has about ``prompt_tokens`` tokens: the
+    longer the context, the more of a step is attention, which each sequence pays alone.
+    Ratios to one sequence are taken within each repeat and their median reported; the counts
+    take turns in rotating order.
     """
     from symergion.bench import peak_rss_bytes
     from symergion.engine.base import GenerationRequest
@@ -50,6 +61,8 @@ def bench_batched(
 
     engine = LlamaEngine(model_path, model_name="bench", n_ctx=2048, n_threads=threads,
                          sampling=Sampling(), extra_buffers=extra_buffers, slots=max(counts))
+    functions = _functions_for(engine, prompt_tokens)
+    measured_prompt = len(engine.tokenize(_prompts(1, functions)[0]))
     runs: list[dict[int, dict[str, float]]] = []
     kv_bytes_per_token = kv_allocated = kv_used = 0.0
     try:
@@ -58,7 +71,7 @@ def bench_batched(
             order = list(counts[repeat % len(counts):]) + list(counts[: repeat % len(counts)])
             for n in order:
                 progress(f"batched generation {repeat + 1}/{repeats}: {n} sequences")
-                requests = [GenerationRequest(p, gen_tokens) for p in _prompts(n)]
+                requests = [GenerationRequest(p, gen_tokens) for p in _prompts(n, functions)]
                 if n == 1:
                     # One sequence is the single-sequence path: what a one-task sync runs.
                     for _ in engine.generate(requests[0].prompt, max_tokens=gen_tokens):
@@ -88,7 +101,8 @@ def bench_batched(
             kv_allocated = kv_bytes_per_token * context.per_seq * context.slots_count
     finally:
         engine.close()
-    result: dict[str, Any] = {"gen_tokens": gen_tokens, "repeats": repeats, "runs": runs}
+    result: dict[str, Any] = {"gen_tokens": gen_tokens, "repeats": repeats, "runs": runs,
+                              "prompt_tokens": measured_prompt}
     for n in counts:
         result[str(n)] = {
             "tokens_per_second": statistics.median(r[n]["tokens_per_second"] for r in runs),
@@ -112,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, help="GGUF file (default: the embedded model)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--gen-tokens", type=int, default=64)
+    parser.add_argument("--prompt-tokens", type=int, default=120,
+                        help="length of each prompt; a sync's prompts hold a whole source file")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--extra-buffers", choices=("on", "off", "auto"), default="auto")
     args = parser.parse_args(argv)
@@ -123,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         extra = machine_extra_buffers(model)
     started = time.perf_counter()
     result = bench_batched(model, threads=args.threads, extra_buffers=extra,
-                           gen_tokens=args.gen_tokens, repeats=args.repeats,
+                           gen_tokens=args.gen_tokens, prompt_tokens=args.prompt_tokens, repeats=args.repeats,
                            progress=lambda m: print(m, file=sys.stderr))
     result.update(threads=args.threads, extra_buffers=extra, seconds=time.perf_counter() - started)
     print(json.dumps(result))
@@ -133,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
 def format_rows(result: dict[str, Any]) -> list[str]:
     """Render the batched row in the benchmark table's layout."""
     mem = result["memory"]
-    lines = [f"batched generation, {result['gen_tokens']} tokens each, {result['repeats']} repeats"
+    lines = [f"batched generation, {result['gen_tokens']} tokens each after"
+             f" {result.get('prompt_tokens', '~120')}, {result['repeats']} repeats"
              "       tokens/s   ms/step   vs one",]
     for n in COUNTS:
         row = result[str(n)]

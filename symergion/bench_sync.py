@@ -8,11 +8,14 @@ loading, the KV prefix restored from disk, and the response cache.
 
 ``--tasks N`` measures instead a cold sync of N tasks on N different sources against a cold
 sync of one task, paired in each repeat: the N branches of one model decode in one batch.
+These syncs use the built-in template without its ``verify`` section, so that they measure
+generation (prompts, decoding, commits) and not the running of the generated tests.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import statistics
@@ -23,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from symergion.config import DEFAULT_CONFIG
 from symergion.demo import SOURCE
 
 TASK = "TestCase_capture_output"
@@ -90,7 +94,8 @@ def run_once(model: Path, threads: int, workdir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _new_repo(model: Path, threads: int, workdir: Path) -> tuple[Path, Path, dict[str, str]]:
+def _new_repo(model: Path, threads: int, workdir: Path, *, verify: bool = True
+              ) -> tuple[Path, Path, dict[str, str]]:
     repo = workdir / "repo"
     repo.mkdir(parents=True)
     env = dict(os.environ)
@@ -98,10 +103,17 @@ def _new_repo(model: Path, threads: int, workdir: Path) -> tuple[Path, Path, dic
                 "GIT_AUTHOR_EMAIL": "bench@example.invalid", "GIT_COMMITTER_NAME": "bench",
                 "GIT_COMMITTER_EMAIL": "bench@example.invalid"})
     config = workdir / "config.json"
-    config.write_text(json.dumps({
+    settings: dict[str, Any] = {
         "idle_cores": max(0, (os.cpu_count() or 1) - threads),
         "checkpoints": [{"name_or_path": str(model), "name": "gemma3-270m", "trait": "coding"}],
-    }))
+    }
+    if not verify:
+        # The built-in template without its verify section: the sync generates and commits only.
+        templates = copy.deepcopy(DEFAULT_CONFIG["templates"])
+        for template in templates.values():
+            template.pop("verify", None)
+        settings["templates"] = templates
+    config.write_text(json.dumps(settings))
     _git(repo, "init", "-q", "-b", "main")
     return repo, config, env
 
@@ -110,7 +122,7 @@ def cold_tasks(model: Path, threads: int, workdir: Path, count: int) -> dict[str
     """Start ``count`` tasks on different sources with plain git; time one cold sync of all."""
     from symergion.bench import source_text
 
-    repo, config, env = _new_repo(model, threads, workdir)
+    repo, config, env = _new_repo(model, threads, workdir, verify=False)
     (repo / "utils").mkdir()
     for i in range(count):
         (repo / "utils" / f"helpers_{i}.py").write_text(source_text(3, f"helpers{i}"))
