@@ -73,3 +73,15 @@ def test_isolation_bench_pairs_the_contenders(gguf_path: Path, tmp_path: Path,
     assert ("on_gen_tps" in row) is result["decision"]["use_extra_buffers"]
     assert result["startup_seconds"]["worker"] > 0
     assert "worker / in process" in capsys.readouterr().out
+
+
+@pytest.mark.model
+def test_batched_row_makes_prompts_of_the_length_asked(gguf_path: Path) -> None:
+    from symergion.bench_batch import bench_batched
+
+    result = bench_batched(gguf_path, threads=2, extra_buffers=False, gen_tokens=4,
+                           prompt_tokens=300, repeats=1, counts=(1, 2))
+
+    # The shortest prompt of whole functions that reaches the length: not far above it.
+    assert 300 <= result["prompt_tokens"] < 400
+    assert result["2"]["tokens_per_second"] > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
@@ -21,3 +22,16 @@ def test_bench_sync_runs_every_round(tmp_path, gguf_path, capsys):
     assert rounds["revoke (cached)"]["llama_cpp_imported"] is False
     assert rounds["no-op sync"]["llama_cpp_imported"] is False
     assert "symergion --help" in capsys.readouterr().out
+
+
+def test_the_multi_task_sync_generates_without_verifying(tmp_path, gguf_path):
+    from symergion.bench_sync import cold_tasks
+
+    found = cold_tasks(gguf_path, 2, tmp_path, 2)
+
+    assert found["tasks"] == 2 and found["tokens"] > 0
+    log = subprocess.run(["git", "log", "--all", "--format=%B"], cwd=tmp_path / "repo",
+                         check=True, capture_output=True, text=True).stdout
+    # Generation only: the built-in template's verify section was left out of the config.
+    assert "Symergion-Tokens:" in log
+    assert "Symergion-Verify:" not in log
