@@ -56,6 +56,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
             # Placeholders: the module under test's import line and a class name for its tests.
             "code_starter": ("import unittest\n\n{import_module}\n\n\n"
                              "class {test_class}(unittest.TestCase):\n"),
+            # One test per public name of the source, from openers the method writes.
+            "guided": True,
             "verify": {
                 "command": "python -m unittest {module}",
                 "timeout": 60,
@@ -71,6 +73,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
 # The command that the structured unittest runner stands in for (per-test outcomes, coverage).
 DEFAULT_VERIFY_COMMAND = "python -m unittest {module}"
 _VERIFY_KEYS = ("command", "timeout", "coverage", "runs", "prune", "repair_rounds")
+_GUIDE_KEYS = ("targets", "variants")
 
 _SAMPLING_KEYS = {
     "temperature": float,
@@ -154,6 +157,18 @@ class VerifySpec:
 
 
 @dataclass(frozen=True)
+class GuideSpec:
+    """Guided generation of a Python unittest file (``symergion.verify.guide``).
+
+    The prompt gains a worked example, and the file is written one test per public name of the
+    module under test, each from an opener the method writes (``docs/quality.md``).
+    """
+
+    targets: int = 12  # the most public names to write a test for
+    variants: int = 1  # tests per target: the greedy one, then sampled ones
+
+
+@dataclass(frozen=True)
 class Template:
     """A task type: the parameters its notes carry and how its prompt starts and ends."""
 
@@ -162,6 +177,7 @@ class Template:
     call_to_action: str
     code_starter: str = ""
     verify: VerifySpec | None = None
+    guided: GuideSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -394,12 +410,19 @@ def parse_config(
         code_starter = traw.get("code_starter", "")
         if not isinstance(code_starter, str):
             raise fail(f"{fname}.code_starter", "expected a string", "set it to a string or remove it")
+        verify = _parse_verify(traw.get("verify"), f"{fname}.verify", fail)
+        guided = _parse_guided(traw.get("guided"), f"{fname}.guided", fail)
+        if guided is not None and (verify is None or "source" not in params):
+            raise fail(f"{fname}.guided", "guided generation needs a \"source\" parameter and a "
+                       "\"verify\" section: it writes tests of the source and relies on running them",
+                       'add "verify": {} (and a "source" pattern to "params"), or remove "guided"')
         templates[tname] = Template(
             name=tname,
             params=params,
             call_to_action=string(traw.get("call_to_action"), f"{fname}.call_to_action"),
             code_starter=code_starter,
-            verify=_parse_verify(traw.get("verify"), f"{fname}.verify", fail),
+            verify=verify,
+            guided=guided,
         )
 
     extra_buffers = raw.get("extra_buffers", "auto")
@@ -466,6 +489,29 @@ def _parse_verify(value: Any, fieldname: str, fail: Any) -> VerifySpec | None:
         prune=flag("prune", spec.prune),
         repair_rounds=count("repair_rounds", spec.repair_rounds, 0),
     )
+
+
+def _parse_guided(value: Any, fieldname: str, fail: Any) -> GuideSpec | None:
+    """Return a template's ``guided`` section: false or absent, true (the defaults), or an object."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return GuideSpec()
+    if not isinstance(value, dict):
+        raise fail(fieldname, f"expected true, false or an object, got {json.dumps(value)}",
+                   'e.g. "guided": true, or "guided": {"variants": 2, "targets": 12}')
+    spec = GuideSpec()
+    values: dict[str, int] = {}
+    for key, item in value.items():
+        default = getattr(spec, key, None) if key in _GUIDE_KEYS else None
+        if default is None:
+            raise fail(f"{fieldname}.{key}", "unknown field",
+                       f"remove it, or use one of: {', '.join(_GUIDE_KEYS)}")
+        if isinstance(item, bool) or not isinstance(item, int) or item < 1:
+            raise fail(f"{fieldname}.{key}", f"expected an integer >= 1, got {json.dumps(item)}",
+                       f"set {key} to a whole number >= 1")
+        values[key] = item
+    return GuideSpec(**values)
 
 
 def _patterns(value: Any, fail: Any) -> tuple[str, ...]:

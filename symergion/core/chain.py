@@ -8,6 +8,10 @@ branch, newest last::
     Repair: FAIL test_x.T.test_b: ... (Symergion-Repair: P 1, Symergion-Prompt: P1)
     Prune: removed 1 failing test
 
+With a guided template, repairs that need no model (pinned assertions, expected exceptions)
+come right after a candidate as ``Repair: pinned 2 assertions`` (``Symergion-Fix``); that
+commit stands for the candidate it repairs, its result deciding whether a model repair is due.
+
 All of them belong to the prompt ``P`` the human's notes make, so the plan knows from the
 repository alone whether a branch is done, and a re-run reproduces every repair prompt from
 the failures recorded in the candidate's message. Pure functions: no git, no engine.
@@ -23,6 +27,7 @@ from symergion.verify.result import VerifyResult, problem_line
 TRAILER_PROMPT = "Symergion-Prompt"
 TRAILER_REPAIR = "Symergion-Repair"  # "<digest of the notes' prompt> <round>"
 TRAILER_PRUNE = "Symergion-Prune"  # "<tests removed>", or "dropped"
+TRAILER_FIX = "Symergion-Fix"  # what repairs without a model changed: "pinned 2 assertions, ..."
 REPAIR_LINES = 6
 _LINE_CHARS = 200
 

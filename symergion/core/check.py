@@ -19,15 +19,18 @@ trailer) and from the response store by tree otherwise, so the same file gets th
 
 from __future__ import annotations
 
+import ast
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from symergion.cache import response_key
-from symergion.config import Checkpoint, VerifySpec
+from symergion.config import Checkpoint, GuideSpec, VerifySpec
 from symergion.core import prompt as prompts
 from symergion.core.chain import (
+    TRAILER_FIX,
     TRAILER_PRUNE,
     TRAILER_REPAIR,
     candidate,
@@ -46,12 +49,15 @@ from symergion.core.state import (
     RepoState,
     shadow_ref,
 )
-from symergion.engine.base import max_new_tokens
+from symergion.engine.base import Engine, GenerationRequest, max_new_tokens
 from symergion.engine.jobs import Job, run_jobs
 from symergion.errors import TaskInputError
 from symergion.gitrepo import ZERO_OID
+from symergion.verify import guide
 from symergion.verify.candidate import verify_candidate
+from symergion.verify.examples import module_alias
 from symergion.verify.prune import prune
+from symergion.verify.repair import repair_rounds
 from symergion.verify.result import TRAILER, Observation, TestOutcome, VerifyResult, rank
 from symergion.verify.sandbox import Sandbox
 
@@ -60,6 +66,7 @@ if TYPE_CHECKING:
 
 # Part of the verification cache key: bump when the runner's results change meaning.
 CHECK_VERSION = 1
+GUIDE_VERSION = guide.GUIDE_VERSION
 CAS_RETRIES = 3
 _PRUNE_PASSES = 3  # a pruned file whose re-run fails again is pruned again, this many times at most
 STATUS = {"up-to-date": "up-to-date", "keep": "kept", "skip": "skipped", "problem": "failed"}
@@ -192,8 +199,10 @@ class Checker:
                                  extra, [f"{TRAILER}: {best.result.trailer()}"] if best.result else [])
             commit = self._add(stack, best.tree, parents, message, action.model, best.response)
             stack.final = best.result
+            commit, best, fixed = self._fix(stack, tp, action, commit, best, spec, source,
+                                            tp.prompt.digest, "")
             self._prune(stack, tp, action, commit, best, spec, source, tp.prompt.digest, "")
-            last_message, round_ = message, 0
+            last_message, round_ = fixed or message, 0
         while spec.repair_rounds > round_:
             recorded_result = VerifyResult.from_message(last_message)
             if recorded_result is None or useful(recorded_result):
@@ -222,9 +231,11 @@ class Checker:
             message = body + "\n\n" + "\n".join(trailers) + "\n"
             commit = self._add(stack, best.tree, [on], message, action.model, best.response)
             stack.final = best.result
+            commit, best, fixed = self._fix(stack, tp, action, commit, best, spec, source,
+                                            prompt.digest, f"{tp.prompt.digest} {round_}")
             self._prune(stack, tp, action, commit, best, spec, source, prompt.digest,
                         f"{tp.prompt.digest} {round_}")
-            last_message = message
+            last_message = fixed or message
         return stack
 
     # -- responses -------------------------------------------------------------------------
@@ -237,6 +248,9 @@ class Checker:
         """
         rec, task = self.rec, tp.task
         count = coder.samples
+        if task.template.guided is not None:
+            # The first sample is written by guided generation; any others complete freely.
+            first = self._guided(tp, coder, prompt)
         if count == 1:
             return [first or rec.respond(task, coder, prompt, tp.destination)]
         keys = [rec._key("coder", coder, prompt.text, path=tp.destination, finisher=FINISHER_VERSION,
@@ -279,6 +293,44 @@ class Checker:
                 rec.store.put(keys[i], record)
                 records[i] = {**record, "cache": "miss"}
         return [r for r in records if r is not None]
+
+    def _guided(self, tp: TaskPlan, coder: Checkpoint, prompt: prompts.Prompt) -> dict[str, Any]:
+        """Return the guided file for a prompt: from the store, else written test by test."""
+        rec, task = self.rec, tp.task
+        spec = task.template.guided
+        source = task.spec.params.get("source")
+        assert spec is not None and source is not None and tp.source_code is not None
+        key = rec._key("coder", coder, prompt.text, path=tp.destination, finisher=FINISHER_VERSION,
+                       guide=GUIDE_VERSION, guided=asdict(spec))
+        cached = rec.store.get(key)
+        if cached is not None:
+            return {**cached, "cache": "hit"}
+        if not tp.destination.endswith(".py"):
+            raise TaskInputError(
+                f"task {task.name}: guided generation writes Python unittest files, and "
+                f"{tp.destination} is not a .py file",
+                hint=f'set "guided": false in the {task.template.name} template for this task')
+        engine = rec.engines(coder)
+        prompt_tokens = engine.count_tokens(prompt.text)
+        budget = max_new_tokens(engine.n_ctx, prompt_tokens, rec.config.ntokens)
+        if budget <= 0:
+            raise TaskInputError(
+                f"task {task.name}: the prompt is {prompt_tokens} tokens, which fills the "
+                f"{engine.n_ctx}-token context of {coder.model_name}",
+                hint="shorten the source file, or raise context_size for this checkpoint")
+        rec.on_event(Event("start", task.name, coder.model_name, budget=budget,
+                           detail=f"{prompt_tokens} prompt tokens, budget {budget}, guided"))
+        began = time.monotonic()
+        written = guided_file(engine, prompt, tp.source_code, source, tp.destination, budget,
+                              spec, coder, cancel=rec.cancel,
+                              on_token=lambda count: rec._progress(task.name, coder.model_name,
+                                                                   count, began, budget))
+        rec.cancel_check()
+        record = {"text": written.text, "tokens": written.tokens, "budget": budget,
+                  "seconds": round(time.monotonic() - began, 3), "stop": "guided",
+                  "trimmed_chars": 0, "trimmed_lines": 0, "parses": bool(written.text)}
+        rec.store.put(key, record)
+        return {**record, "cache": "miss"}
 
     # -- verification ----------------------------------------------------------------------
 
@@ -323,6 +375,41 @@ class Checker:
         self.rec.on_event(Event("check", action.task, action.model, seconds=result.seconds,
                                 detail=f"verified {label}: {result.trailer()}"))
         return result
+
+    def _fix(self, stack: Stack, tp: TaskPlan, action: Action, commit: str, best: Sample,
+             spec: VerifySpec, source: str, digest: str, repair: str) -> tuple[str, Sample, str]:
+        """Add ``Repair: pinned ...`` on top when repairs without a model apply to a guided file.
+
+        Each round re-runs the file (``verify.repair``). The commit names every change and
+        carries the re-run's result, so it stands for the candidate in what follows. Returns
+        the commit to build on, its sample and its message ("" when nothing changed).
+        """
+        result = best.result
+        if (tp.task.template.guided is None or not spec.structured or result is None or result.ok
+                or tp.source_code is None):
+            return commit, best, ""
+
+        def run(content: str) -> VerifyResult:
+            blob = self.repo.write_blob(content.encode("utf-8"))
+            tree = self.repo.tree_with_file(commit, tp.destination, blob)
+            return self.verify(action, commit, tree, blob, spec, source, tp.destination,
+                               "the repaired file")
+
+        fixed = repair_rounds(best.response["text"], result, tp.source_code, tp.destination, run)
+        if not fixed.changed or fixed.rerun is None:
+            return commit, best, ""
+        blob = self.repo.write_blob(fixed.text.encode("utf-8"))
+        tree = self.repo.tree_with_file(commit, tp.destination, blob)
+        body = replace(fixed, rerun=None).commit_message().rstrip("\n")
+        excerpt = fixed.rerun.excerpt()
+        trailers = [*self._prompt_trailers(tp, action, digest),
+                    *([f"{TRAILER_REPAIR}: {repair}"] if repair else []),
+                    f"{TRAILER_FIX}: {fixed.summary()}", f"{TRAILER}: {fixed.rerun.trailer()}"]
+        message = "\n\n".join(p for p in [body, excerpt] if p) + "\n\n" + "\n".join(trailers) + "\n"
+        fixed_commit = self._add(stack, tree, [commit], message, action.model, None)
+        stack.final = fixed.rerun
+        return fixed_commit, Sample({**best.response, "text": fixed.text, "blob": blob},
+                                    fixed.rerun, tree), message
 
     def _prune(self, stack: Stack, tp: TaskPlan, action: Action, commit: str, best: Sample,
                spec: VerifySpec, source: str, digest: str, repair: str) -> None:
@@ -425,6 +512,43 @@ class Checker:
             score = sample.result.trailer() if sample.result is not None else "not a valid file"
             lines.append(f"  {number}: {score}{mark}")
         return "\n".join(lines)
+
+
+def guided_file(engine: Engine, prompt: prompts.Prompt, source_text: str, source: str,
+                destination: str, budget: int, spec: GuideSpec, coder: Checkpoint, *,
+                cancel: threading.Event, on_token: Callable[[int], None]) -> guide.Guided:
+    """Write a test file with ``symergion.verify.guide`` through an engine; text "" if invalid.
+
+    Variants after the first are sampled with their own seeds when the checkpoint samples
+    (temperature above 0); a greedy checkpoint would repeat the first test, so it writes one.
+    """
+    count = 0
+
+    def counted(pieces: Iterable[str]) -> Iterator[str]:
+        nonlocal count
+        for piece in pieces:
+            count += 1
+            on_token(count)
+            yield piece
+
+    def generate(text: str, max_tokens: int, stable_prefix: int) -> Iterator[str]:
+        return counted(engine.generate(text, max_tokens=max_tokens, cancel=cancel,
+                                       stable_prefix=stable_prefix))
+
+    def sample(text: str, max_tokens: int, stable_prefix: int, seed: int) -> Iterator[str]:
+        request = GenerationRequest(text, max_tokens, stable_prefix, seed)
+        return counted(piece for _, piece in engine.generate_many([request], cancel=cancel))
+
+    sampling = coder.sampling.temperature > 0
+    written = guide.guided_file(
+        generate, prompt.text, prompt.code_starter, source_text, module_alias(source), destination,
+        budget=budget, limit=spec.targets, variants=spec.variants if sampling else 1,
+        sample=sample if sampling else None)
+    try:
+        ast.parse(written.text)
+    except SyntaxError:
+        written.text = ""
+    return written
 
 
 def _trailer(message: str, key: str) -> str:

@@ -168,11 +168,12 @@ class Reconciler:
 
     def _wanted(self, ready: Sequence[TaskPlan], index: int) -> list[tuple[TaskPlan, Action]]:
         # A repair round starts from the failure its branch records, not from the task's prompt;
-        # a checked branch with several samples decodes them all in one batch of its own.
+        # a checked branch with several samples decodes them all in one batch of its own, and a
+        # guided file is written test by test by the checker.
         sampled = self.config.coders[index].samples > 1
         return [(tp, tp.actions[index]) for tp in ready
                 if tp.actions[index].kind not in STATUS and not tp.actions[index].repair
-                and not (sampled and self.checker.applies(tp))]
+                and not (sampled and self.checker.applies(tp)) and tp.task.template.guided is None]
 
     def _result(self, state: RepoState, tp: TaskPlan, coder: Checkpoint, action: Action,
                 responses: dict[str, Response]) -> Result:

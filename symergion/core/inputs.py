@@ -64,6 +64,11 @@ def task_inputs(state: RepoState, config: Config, task: Task) -> tuple[
         source_code = _read_text(state, task, params["source"], where, "source", must_exist=True)
         assert source_code is not None
         files.append((params["source"], source_code))
+        if task.template.guided is not None:
+            # A worked example first: a small module and a test file in the guided form.
+            from symergion.verify.examples import few_shot_files
+
+            files[:0] = few_shot_files(params["source"], destination)
     return files, source_code, destination
 
 

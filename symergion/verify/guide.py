@@ -36,6 +36,8 @@ DEFAULT_TARGETS = 12
 _NOT_CALLED = ("property", "staticmethod", "classmethod")  # not called on an instance as a method
 DEFAULT_SEGMENT_TOKENS = 80
 DEFAULT_MAX_LINES = 3
+# Part of the response cache key of a guided file: bump when the method writes other files.
+GUIDE_VERSION = 1
 
 # (prompt, max_tokens, stable_prefix) -> the text of each generated token.
 Generate = Callable[[str, int, int], Iterable[str]]

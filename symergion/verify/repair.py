@@ -26,6 +26,7 @@ from __future__ import annotations
 import ast
 import builtins
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 
@@ -75,12 +76,18 @@ class RepairResult:
         return bool(self.pinned or self.qualified or self.dropped_args or self.completed or self.truncated
                     or self.raising)
 
+    def summary(self) -> str:
+        """Return what changed in a few words: ``pinned 2 assertions, expected 1 exception``."""
+        counts = [("pinned", len(self.pinned), "assertion"), ("qualified", len(self.qualified), "name"),
+                  ("completed", len(self.completed), "assertion"),
+                  ("dropped", len(self.dropped_args), "misplaced argument"),
+                  ("cut", len(self.truncated), "test"), ("expected", len(self.raising), "exception")]
+        said = [f"{verb} {n} {noun}{'' if n == 1 else 's'}" for verb, n, noun in counts if n]
+        return ", ".join(said) or "no change"
+
     def commit_message(self) -> str:
         """Return the message of the commit that carries the repaired file."""
-        pins, names = len(self.pinned), len(self.qualified)
-        subject = (f"Repair: pinned {pins} assertion{'' if pins == 1 else 's'} to observed values, "
-                   f"qualified {names} name{'' if names == 1 else 's'}")
-        parts = [subject]
+        parts = [f"Repair: {self.summary()}"]
         if self.pinned:
             lines = ["Pinned to the values the code returned (review: they record what the code does, "
                      "not what it should do):"]
@@ -588,6 +595,33 @@ def repair_candidate(
     text = repo.read_blob_bytes(entry.oid).decode("utf-8", "replace") if entry else ""
     source_entry = repo.tree_entry(commit, source)
     source_text = repo.read_blob_bytes(source_entry.oid).decode("utf-8", "replace") if source_entry else ""
+
+    def run(content: str) -> VerifyResult:
+        return verify_candidate(repo, commit, spec, source, destination, content=content,
+                                sandbox=sandbox, limits=limits)
+
+    return repair_rounds(text, result, source_text, destination, run, rounds=rounds)
+
+
+def repair_rounds(
+    text: str,
+    result: VerifyResult,
+    source_text: str,
+    destination: str,
+    run: Callable[[str], VerifyResult],
+    *,
+    rounds: int = DEFAULT_ROUNDS,
+) -> RepairResult:
+    """Repair a test file and re-run it with ``run`` after each round, until nothing applies.
+
+    Args:
+        text: the test file as verified.
+        result: its verification.
+        source_text: the module under test's code.
+        destination: the test file's repository path.
+        run: verifies a new text of the test file.
+        rounds: at most this many repair-and-run rounds.
+    """
     total = RepairResult(text, destination)
     pinned_at: set[tuple[str, int]] = set()
     current = result
@@ -596,8 +630,7 @@ def repair_candidate(
         if not step.changed:
             break
         pinned_at.update((p.test, p.line) for p in step.pinned)
-        current = verify_candidate(repo, commit, spec, source, destination, content=step.text,
-                                   sandbox=sandbox, limits=limits)
+        current = run(step.text)
         total = replace(total, text=step.text, pinned=total.pinned + step.pinned,
                         qualified=tuple(sorted({*total.qualified, *step.qualified})),
                         dropped_args=total.dropped_args + step.dropped_args,

@@ -118,7 +118,7 @@ def test_a_pin_keeps_its_line_in_the_text_after_an_inserted_import() -> None:
 def test_commit_message_names_every_pin_for_review() -> None:
     result = VerifyResult(source="utils/calc.py", tests={"test_calc.TestCalc.test_add": failed(8, "3", "4")})
     message = repair(BROKEN, result, CALC, "test_calc.py").commit_message()
-    assert message.startswith("Repair: pinned 1 assertion to observed values, qualified 1 name\n")
+    assert message.startswith("Repair: pinned 1 assertion, qualified 1 name\n")
     assert "- test_calc.TestCalc.test_add (line 8): expected 4 -> 3" in message
     assert "Qualified with the module under test: sub" in message
 
@@ -163,7 +163,7 @@ def test_repair_candidate_pins_qualifies_and_confirms_in_sandbox(calc_repo: Path
     assert repaired.rerun.ok and repaired.rerun.exercising == 4
     assert prune(repaired.text, repaired.rerun, "test_calc.py").removed == ()
     message = repaired.commit_message()
-    assert "Repair: pinned 3 assertions to observed values, qualified 1 name" in message
+    assert "Repair: pinned 3 assertions, qualified 1 name" in message
     assert "Expect the exception the module raised (review: recorded, not specified): " \
            "test_calc.TestCalc.test_raises" in message
 
