@@ -64,9 +64,9 @@ class Guided:
 def public_names(source_text: str) -> list[tuple[str, str]]:
     """Return the module's public functions and classes as (name, kind), in source order.
 
-    A literal ``__all__`` decides what is public; without one, names without a leading
-    underscore are. Names defined only conditionally or imported are left out: a test of them
-    tests another module. Returns [] when the source does not parse.
+    A literal ``__all__`` decides what is public; without one, or when it names no function or
+    class the file defines, names without a leading underscore are. Names defined only
+    conditionally or imported are left out: a test of them tests another module. Returns [] when the source does not parse.
     """
     try:
         tree = ast.parse(source_text)
@@ -82,6 +82,10 @@ def public_names(source_text: str) -> list[tuple[str, str]]:
                 continue
             if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
                 exported = set(value)
+    defined = {node.name for node in tree.body
+               if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    if exported is not None and not exported & defined:
+        exported = None  # it lists only data or imported names: test what the file defines
     names: list[tuple[str, str]] = []
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):

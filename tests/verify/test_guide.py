@@ -71,6 +71,15 @@ def test_the_worked_example_opens_its_tests_like_the_guide() -> None:
         assert first in tests.split("\n") and second in tests
 
 
+def test_a_literal_all_that_names_no_function_or_class_falls_back_to_public_names() -> None:
+    source = ('__all__ = ["TABLE", "helper"]\nfrom os.path import join as helper\nTABLE = {}\n\n\n'
+              'def define(name, op):\n    TABLE[name] = op\n\n\ndef _private():\n    pass\n\n\n'
+              'class Table:\n    pass\n')
+    assert guide.public_names(source) == [("define", "function"), ("Table", "class")]
+    # An __all__ that names one function defined here still decides alone.
+    assert guide.public_names(source.replace('"helper"', '"define"')) == [("define", "function")]
+
+
 def replies(prompt: str) -> str:
     """Complete each opener the way a small model does: well, too long, or broken."""
     if prompt.endswith("shapes.area("):
