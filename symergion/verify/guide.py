@@ -8,6 +8,20 @@ method that already calls a public function (or constructs a public class) of th
     def test_rgb_to_hls(self):
         self.assertEqual(colorsys.rgb_to_hls(
 
+A function with required parameters gets a test that binds each of them to a local variable of
+the same name first, one line each, the model completing only the value; the method then writes
+the call with those names and opens the assertion on its result::
+
+    def test_fnmatch(self):
+        name = 'a.txt'
+        pat = '*.txt'
+        result = fnmatch.fnmatch(name, pat)
+        self.assertEqual(result, True)
+
+A parameter's name says what it holds (``pathname``, ``pattern``, ``data``, ``n``), so the model
+picks values of the right type more often than inside a bare call, and every name the call uses
+is defined. A class is constructed the same way, and its methods are called on that instance.
+
 The model only completes the arguments, an expected value and perhaps a few more lines. A
 segment ends when the model leaves the method (a line indented less than its body), after
 ``max_lines`` lines, or at its token share; the longest prefix of it that keeps the file valid
@@ -22,6 +36,7 @@ KV-cache prefix evaluates only the new tokens.
 from __future__ import annotations
 
 import ast
+import builtins
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -36,6 +51,9 @@ DEFAULT_TARGETS = 12
 _NOT_CALLED = ("property", "staticmethod", "classmethod")  # not called on an instance as a method
 DEFAULT_SEGMENT_TOKENS = 80
 DEFAULT_MAX_LINES = 3
+DEFAULT_VALUE_TOKENS = 24  # one bound argument's value: a literal on one line
+_RESERVED = frozenset({"self", "result"})  # names a test method uses itself
+_BUILTINS = frozenset(dir(builtins))
 
 # (prompt, max_tokens, stable_prefix) -> the text of each generated token.
 Generate = Callable[[str, int, int], Iterable[str]]
@@ -49,6 +67,8 @@ class Target:
     kind: str  # "function", "class", or "method" (of ``owner``)
     opener: str
     owner: str = ""  # a method's class; its test starts with the line that built one
+    # Required parameters, bound one line each before the call: (variable, argument as passed).
+    binds: tuple[tuple[str, str], ...] | None = None  # None: the opener is the bare call
 
 
 @dataclass
@@ -66,7 +86,8 @@ def public_names(source_text: str) -> list[tuple[str, str]]:
 
     A literal ``__all__`` decides what is public; without one, or when it names no function or
     class the file defines, names without a leading underscore are. Names defined only
-    conditionally or imported are left out: a test of them tests another module. Returns [] when the source does not parse.
+    conditionally or imported are left out: a test of them
+    tests another module. Returns [] when the source does not parse.
     """
     try:
         tree = ast.parse(source_text)
@@ -120,23 +141,81 @@ def class_variable(name: str, alias: str) -> str:
     return variable if variable != alias else f"{variable}_object"
 
 
-def targets(source_text: str, alias: str, limit: int = DEFAULT_TARGETS) -> list[Target]:
+def required_parameters(function: ast.FunctionDef | ast.AsyncFunctionDef, *, method: bool = False
+                        ) -> list[tuple[str, bool]]:
+    """Return a function's parameters without a default as (name, keyword only), in order.
+
+    ``*args`` and ``**kwargs`` are never required; a method's first parameter is its instance.
+    """
+    args = function.args
+    positional = [*args.posonlyargs, *args.args][1 if method else 0:]
+    defaults = len(args.defaults)
+    required = [(a.arg, False) for a in positional[:len(positional) - defaults if defaults else None]]
+    required += [(a.arg, True) for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True) if d is None]
+    return required
+
+
+def _definition(tree: ast.Module, name: str, owner: str = ""
+                ) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+    """Return the top-level function ``name``, or the method ``name`` of the top-level class ``owner``."""
+    body: list[ast.stmt] = tree.body
+    if owner:
+        cls = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == owner), None)
+        body = cls.body if cls is not None else []
+    functions = (n for n in body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
+    return next((n for n in functions if n.name == name), None)
+
+
+def bindings(function: ast.FunctionDef | ast.AsyncFunctionDef | None, alias: str, *, method: bool = False,
+             taken: frozenset[str] = frozenset()) -> tuple[tuple[str, str], ...]:
+    """Return the (variable, argument) pairs that bind and pass a function's required parameters.
+
+    The variable is the parameter's name unless that would shadow the module, the instance or the
+    result (then ``<name>_value``); a keyword-only parameter is passed as ``name=variable``.
+    """
+    if function is None:
+        return ()
+    pairs: list[tuple[str, str]] = []
+    for name, keyword in required_parameters(function, method=method):
+        variable = name if name not in _RESERVED | taken | {alias} else f"{name}_value"
+        pairs.append((variable, f"{name}={variable}" if keyword else variable))
+    return tuple(pairs)
+
+
+def targets(source_text: str, alias: str, limit: int = DEFAULT_TARGETS, *, bind: bool = True) -> list[Target]:
     """Return up to ``limit`` targets: public functions, then each public class and its methods.
 
     Functions come first because a call with literal arguments is what a small model gets
     right most often, and what a pinned expected value can check. A method's opener is
-    completed when the class's own test has been written (``method_opener``).
+    completed when the class's own test has been written (``method_opener``). With ``bind``,
+    a function with required parameters, a class and a method get their parameters bound
+    first (``Target.binds``); their opener is the method's first line only.
     """
     found = public_names(source_text)
+    try:
+        tree = ast.parse(source_text)
+    except SyntaxError:
+        return []
     result: list[Target] = []
     for name, _ in (n for n in found if n[1] == "function"):
+        binds = bindings(_definition(tree, name), alias) if bind else ()
+        if binds:
+            result.append(Target(name, "function", f"    def test_{name}(self):\n", binds=binds))
+            continue
         opener = f"    def test_{name}(self):\n{_BODY}self.assertEqual({alias}.{name}("
         result.append(Target(name, "function", opener))
     for name, _ in (n for n in found if n[1] == "class"):
         variable = class_variable(name, alias)
-        opener = f"    def test_{variable}(self):\n{_BODY}{variable} = {alias}.{name}("
-        result.append(Target(name, "class", opener))
-        result += [Target(f"{name}.{method}", "method", "", owner=name)
+        if bind:
+            binds = bindings(_definition(tree, "__init__", name), alias, method=True,
+                             taken=frozenset({variable}))
+            result.append(Target(name, "class", f"    def test_{variable}(self):\n", binds=binds))
+        else:
+            opener = f"    def test_{variable}(self):\n{_BODY}{variable} = {alias}.{name}("
+            result.append(Target(name, "class", opener))
+        result += [Target(f"{name}.{method}", "method", "", owner=name,
+                          binds=bindings(_definition(tree, method, name), alias, method=True,
+                                         taken=frozenset({variable})) if bind else None)
                    for method in public_methods(source_text, name)]
     return result[:limit]
 
@@ -145,8 +224,28 @@ def method_opener(target: Target, construction: str, alias: str) -> str:
     """Return a method's opener: the class's constructing line, then an assertion calling the method."""
     variable = class_variable(target.owner, alias)
     method = target.name.rsplit(".", 1)[-1]
-    return (f"    def test_{variable}_{method}(self):\n{construction}\n"
-            f"{_BODY}self.assertEqual({variable}.{method}(")
+    head = f"    def test_{variable}_{method}(self):\n{construction}\n"
+    if target.binds is not None:
+        return head
+    return head + f"{_BODY}self.assertEqual({variable}.{method}("
+
+
+def call_text(target: Target, alias: str) -> str:
+    """Return the call a bound target's test makes with its bound variables."""
+    arguments = ", ".join(argument for _, argument in target.binds or ())
+    if target.kind == "method":
+        return f"{class_variable(target.owner, alias)}.{target.name.rsplit('.', 1)[-1]}({arguments})"
+    return f"{alias}.{target.name}({arguments})"
+
+
+def value_ok(value: str, defined: Iterable[str]) -> bool:
+    """Return whether a bound value is one expression that uses only builtins and ``defined`` names."""
+    try:
+        tree = ast.parse(value.strip(), mode="eval")
+    except SyntaxError:
+        return False
+    allowed = _BUILTINS | set(defined)
+    return bool(value.strip()) and all(n.id in allowed for n in ast.walk(tree) if isinstance(n, ast.Name))
 
 
 def _construction(kept: str) -> str | None:
@@ -214,6 +313,26 @@ def keep_valid(head: str, opener: str, lines: list[str]) -> str | None:
     return None
 
 
+def _complete_line(generate: Generate, prompt: str, max_tokens: int, stable_prefix: int) -> tuple[str, int]:
+    """Return the model's completion of ``prompt`` up to the end of its line, and the tokens it took."""
+    pieces: Iterator[str] = iter(generate(prompt, max_tokens, stable_prefix))
+    generated, count = "", 0
+    for piece in pieces:
+        count += 1
+        generated += piece
+        if "\n" in generated:
+            break
+    close = getattr(pieces, "close", None)
+    if close is not None:
+        close()
+    return generated.split("\n", 1)[0], count
+
+
+def _assigned(lines: str) -> set[str]:
+    """Return the names the simple assignments of some test lines bind."""
+    return set(re.findall(rf"^{_BODY}(\w+) = ", lines, flags=re.MULTILINE))
+
+
 def guided_file(
     generate: Generate,
     prompt_text: str,
@@ -226,6 +345,8 @@ def guided_file(
     limit: int = DEFAULT_TARGETS,
     segment_tokens: int = DEFAULT_SEGMENT_TOKENS,
     max_lines: int = DEFAULT_MAX_LINES,
+    bind: bool = True,
+    value_tokens: int = DEFAULT_VALUE_TOKENS,
 ) -> Guided:
     """Write a test file one target at a time, within ``budget`` generated tokens.
 
@@ -238,8 +359,10 @@ def guided_file(
         destination: the test file's path (the finisher's language check).
         budget: the most tokens to generate for the whole file.
         limit: the most targets to write a test for.
-        segment_tokens: the most tokens one test may take.
-        max_lines: the most lines one test may have (the first line included).
+        segment_tokens: the most tokens one test may take (its bound values included).
+        max_lines: the most lines one test may have after its opener (the first line included).
+        bind: bind required parameters to named variables before the call (see the module doc).
+        value_tokens: the most tokens one bound value may take.
     """
     if not prompt_text.endswith(code_starter):
         raise ValueError("the prompt must end with the code starter")
@@ -247,8 +370,8 @@ def guided_file(
     known = frozenset(top_level_names(source_text))
     text = code_starter
     result = Guided(text)
-    built: dict[str, str] = {}  # class -> the line of its test that constructed one
-    for target in targets(source_text, alias, limit):
+    built: dict[str, str] = {}  # class -> the lines of its test that constructed one
+    for target in targets(source_text, alias, limit, bind=bind):
         share = min(segment_tokens, budget - result.tokens)
         if share <= 0:
             break
@@ -257,22 +380,52 @@ def guided_file(
                 result.skipped.append(target.name)
                 continue
             target = replace(target, opener=method_opener(target, built[target.owner], alias))
-        head = text + target.opener
-        pieces: Iterator[str] = iter(generate(base + head, share, len(base)))
+        opener = target.opener
+        if target.binds is not None:
+            defined = {alias, *_assigned(opener)}
+            for variable, _ in target.binds:
+                prompt = base + text + opener + f"{_BODY}{variable} = "
+                value, used = _complete_line(generate, prompt, min(value_tokens, share), len(base))
+                result.tokens += used
+                share -= used
+                if not value_ok(value, defined):
+                    break
+                opener += f"{_BODY}{variable} = {value.strip()}\n"
+                defined.add(variable)
+            else:
+                if target.kind == "class":
+                    variable = class_variable(target.name, alias)
+                    built_line = f"{_BODY}{variable} = {call_text(target, alias)}"
+                    constructed = opener.split("\n", 1)[1] + built_line
+                    written = (f"{opener}{built_line}\n"
+                               f"{_BODY}self.assertIsInstance({variable}, {alias}.{target.name})\n")
+                    text += written + "\n"
+                    result.tested.append(target.name)
+                    built[target.name] = constructed
+                    continue
+                opener += f"{_BODY}result = {call_text(target, alias)}\n{_BODY}self.assertEqual(result, "
+            if not opener.endswith("self.assertEqual(result, "):
+                result.skipped.append(target.name)  # a value that is no expression or names an unknown
+                continue
+        head = text + opener
         generated = ""
-        finisher = Finisher(destination, code_starter)
-        ended = False
-        for piece in pieces:
-            result.tokens += 1
-            generated += piece
-            lines, ended = _segment_lines(generated, max_lines, alias, known, target.opener)
-            if ended or finisher.check(head + generated):
-                break
-        close = getattr(pieces, "close", None)
-        if close is not None:
-            close()  # stop the engine's generation before the next prompt
-        lines, _ = _segment_lines(generated, max_lines, alias, known, target.opener)
-        kept = keep_valid(text, target.opener, lines)
+        if share > 0:
+            pieces: Iterator[str] = iter(generate(base + head, share, len(base)))
+            finisher = Finisher(destination, code_starter)
+            for piece in pieces:
+                result.tokens += 1
+                generated += piece
+                lines, ended = _segment_lines(generated, max_lines, alias, known, opener)
+                if ended or finisher.check(head + generated):
+                    break
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()  # stop the engine's generation before the next prompt
+        lines, _ = _segment_lines(generated, max_lines, alias, known, opener)
+        kept = keep_valid(text, opener, lines)
+        if kept is None and target.binds is not None:
+            # The call is sound; an expected value the repairs pin is better than no test.
+            kept = keep_valid(text, opener, ["None)"])
         if kept is None:
             result.skipped.append(target.name)
             continue
