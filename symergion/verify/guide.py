@@ -182,6 +182,88 @@ def bindings(function: ast.FunctionDef | ast.AsyncFunctionDef | None, alias: str
     return tuple(pairs)
 
 
+# What a value of each kind starts with: the method writes it, the model completes the rest.
+_OPENING = {"str": "'", "bytes": "b'", "list": "[", "dict": "{", "tuple": "("}
+_ANNOTATIONS = {"str": "str", "bytes": "bytes", "list": "list", "List": "list", "Sequence": "list",
+                "Iterable": "list", "dict": "dict", "Dict": "dict", "Mapping": "dict", "tuple": "tuple",
+                "Tuple": "tuple"}
+_METHODS = {
+    "str": set(dir(str)) - set(dir(list)) - set(dir(dict)) - {"decode"},
+    "bytes": {"decode"},
+    "list": set(dir(list)) - set(dir(str)) - set(dir(dict)),
+    "dict": set(dir(dict)) - set(dir(str)) - set(dir(list)),
+}
+_STRING_CALLS = ("os.path.", "os.fspath", "open", "re.", "fnmatch.", "posixpath.", "ntpath.")
+
+
+def parameter_kind(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionDef, name: str,
+                   depth: int = 2) -> str:
+    """Guess what a parameter holds (``str``, ``bytes``, ``list``, ``dict``, ``tuple``, or "").
+
+    The evidence is generic: its annotation; the methods called on it (``.startswith`` is a
+    string's, ``.append`` a list's, ``.decode`` bytes'); ``isinstance`` checks; iterating it; a
+    comparison with or addition of a string; passing it to ``os.path``, ``open``, ``re`` or
+    ``io.StringIO`` (a string) or ``io.BytesIO`` (bytes); and
+    (``depth`` levels deep) what the module's own function it is passed to does with it.
+    """
+    argument = next((a for a in [*function.args.posonlyargs, *function.args.args, *function.args.kwonlyargs]
+                     if a.arg == name), None)
+    if argument is not None and argument.annotation is not None:
+        annotation = argument.annotation
+        base = annotation.value if isinstance(annotation, ast.Subscript) else annotation
+        label = (base.id if isinstance(base, ast.Name)
+                 else base.attr if isinstance(base, ast.Attribute) else "")
+        if label in _ANNOTATIONS:
+            return _ANNOTATIONS[label]
+    votes: dict[str, int] = {}
+
+    def vote(kind: str, weight: int = 1) -> None:
+        votes[kind] = votes.get(kind, 0) + weight
+
+    def is_param(node: ast.AST) -> bool:
+        return isinstance(node, ast.Name) and node.id == name
+
+    for node in ast.walk(function):
+        if isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Attribute) and is_param(func.value):
+                for kind, methods in _METHODS.items():
+                    if func.attr in methods:
+                        vote(kind, 2)
+            dotted = ast.unparse(func)
+            positions = [i for i, a in enumerate(node.args) if is_param(a)]
+            if dotted == "isinstance" and positions == [0] and len(node.args) == 2:
+                kinds = node.args[1].elts if isinstance(node.args[1], ast.Tuple) else [node.args[1]]
+                for checked in kinds:
+                    if isinstance(checked, ast.Name) and checked.id in _OPENING:
+                        vote(checked.id)
+            elif positions and dotted.split(".")[-1] == "BytesIO":
+                vote("bytes", 2)
+            elif positions and (dotted.split(".")[-1] in ("open", "StringIO")
+                                or dotted.startswith(_STRING_CALLS)):
+                vote("str", 2)
+            elif positions and isinstance(func, ast.Name) and depth > 0:
+                callee = _definition(tree, func.id)
+                if callee is not None:
+                    params = [*callee.args.posonlyargs, *callee.args.args]
+                    if positions[0] < len(params):
+                        kind = parameter_kind(tree, callee, params[positions[0]].arg, depth - 1)
+                        if kind:
+                            vote(kind, 2)
+        elif isinstance(node, (ast.For, ast.comprehension)) and is_param(node.iter):
+            vote("list")
+        elif isinstance(node, (ast.Compare, ast.BinOp)):
+            sides = ([node.left, *node.comparators] if isinstance(node, ast.Compare)
+                     else [node.left, node.right])
+            if any(is_param(side) for side in sides):
+                for side in sides:
+                    if isinstance(side, ast.Constant) and isinstance(side.value, (str, bytes)):
+                        vote("str" if isinstance(side.value, str) else "bytes")
+    if not votes:
+        return ""
+    return max(votes, key=lambda kind: votes[kind])
+
+
 def targets(source_text: str, alias: str, limit: int = DEFAULT_TARGETS, *, bind: bool = True) -> list[Target]:
     """Return up to ``limit`` targets: public functions, then each public class and its methods.
 
@@ -313,6 +395,20 @@ def keep_valid(head: str, opener: str, lines: list[str]) -> str | None:
     return None
 
 
+def openings(tree: ast.Module, target: Target, hint: bool = True) -> list[str]:
+    """Return how each bound value of a target starts: its parameter kind's opening, or ""."""
+    binds = target.binds or ()
+    if not hint:
+        return [""] * len(binds)
+    owner = target.owner or (target.name if target.kind == "class" else "")
+    name = "__init__" if target.kind == "class" else target.name.rsplit(".", 1)[-1]
+    function = _definition(tree, name, owner)
+    if function is None:
+        return [""] * len(binds)
+    names = [n for n, _ in required_parameters(function, method=bool(owner))]
+    return [_OPENING.get(parameter_kind(tree, function, parameter), "") for parameter in names]
+
+
 def _complete_line(generate: Generate, prompt: str, max_tokens: int, stable_prefix: int) -> tuple[str, int]:
     """Return the model's completion of ``prompt`` up to the end of its line, and the tokens it took."""
     pieces: Iterator[str] = iter(generate(prompt, max_tokens, stable_prefix))
@@ -347,6 +443,7 @@ def guided_file(
     max_lines: int = DEFAULT_MAX_LINES,
     bind: bool = True,
     value_tokens: int = DEFAULT_VALUE_TOKENS,
+    hint: bool = True,
 ) -> Guided:
     """Write a test file one target at a time, within ``budget`` generated tokens.
 
@@ -363,11 +460,17 @@ def guided_file(
         max_lines: the most lines one test may have after its opener (the first line included).
         bind: bind required parameters to named variables before the call (see the module doc).
         value_tokens: the most tokens one bound value may take.
+        hint: open a bound value the way a value of its parameter's kind starts (``'`` for a
+            string, ``[`` for a list: ``parameter_kind``), so the model completes one of that kind.
     """
     if not prompt_text.endswith(code_starter):
         raise ValueError("the prompt must end with the code starter")
     base = prompt_text[: len(prompt_text) - len(code_starter)]
     known = frozenset(top_level_names(source_text))
+    try:
+        tree = ast.parse(source_text)
+    except SyntaxError:
+        tree = ast.Module(body=[], type_ignores=[])
     text = code_starter
     result = Guided(text)
     built: dict[str, str] = {}  # class -> the lines of its test that constructed one
@@ -383,9 +486,10 @@ def guided_file(
         opener = target.opener
         if target.binds is not None:
             defined = {alias, *_assigned(opener)}
-            for variable, _ in target.binds:
-                prompt = base + text + opener + f"{_BODY}{variable} = "
+            for (variable, _), opening in zip(target.binds, openings(tree, target, hint), strict=True):
+                prompt = base + text + opener + f"{_BODY}{variable} = {opening}"
                 value, used = _complete_line(generate, prompt, min(value_tokens, share), len(base))
+                value = opening + value
                 result.tokens += used
                 share -= used
                 if not value_ok(value, defined):

@@ -275,3 +275,57 @@ def test_bound_tests_repaired_in_the_sandbox_pin_the_result_and_expect_the_raise
     assert ("        a = 5\n        b = 'x'\n        with self.assertRaises(TypeError):\n"
             "            calc.sub(a, b)\n") in repaired.text
     assert repaired.raising == ("test_calc.TestCalc.test_sub",)
+
+
+KINDS = '''import os
+from io import BytesIO
+
+
+def find(pathname, flags: int, names):
+    if pathname.startswith("~"):
+        pathname = os.path.expanduser(pathname)
+    return [n for n in names if match(n, pathname)]
+
+
+def match(name, pattern):
+    return os.path.normcase(name) == pattern
+
+
+def decode(data, table: dict, *, sep):
+    if sep == ",":
+        return BytesIO(data), table
+    return data.decode()
+
+
+def anything(value):
+    return value
+'''
+
+
+def test_a_parameter_kind_is_read_from_its_annotation_and_its_use() -> None:
+    tree = ast.parse(KINDS)
+    find, match_, decode, anything = (n for n in tree.body if isinstance(n, ast.FunctionDef))
+    assert guide.parameter_kind(tree, find, "pathname") == "str"  # a string method, os.path
+    assert guide.parameter_kind(tree, find, "names") == "list"  # iterated
+    assert guide.parameter_kind(tree, find, "flags") == ""  # an int: the model picks the number
+    assert guide.parameter_kind(tree, match_, "name") == "str"
+    assert guide.parameter_kind(tree, decode, "data") == "bytes"  # .decode(), BytesIO
+    assert guide.parameter_kind(tree, decode, "table") == "dict"  # annotated
+    assert guide.parameter_kind(tree, decode, "sep") == "str"  # compared with a string
+    assert guide.parameter_kind(tree, anything, "value") == ""
+    target = next(t for t in guide.targets(KINDS, "kinds") if t.name == "decode")
+    assert guide.openings(tree, target) == ["b'", "{", "'"]
+    assert guide.openings(tree, target, hint=False) == ["", "", ""]
+
+
+def test_a_hinted_value_starts_as_its_kind_and_the_model_completes_it() -> None:
+    engine = FakeEngine("fake", lambda p: "*.txt'\n" if p.endswith("pathname = '") else
+                        "'a.txt']\n" if p.endswith("names = [") else "3\n" if p.endswith("flags = ")
+                        else "[])\n")
+    starter = examples.test_case_starter("lib/kinds.py", "test_kinds.py")
+    prompt = "# lib/kinds.py\nSOURCE\n\n" + starter
+    done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s), prompt,
+                             starter, KINDS, "kinds", "test_kinds.py", budget=60, limit=1)
+    assert ("    def test_find(self):\n        pathname = '*.txt'\n        flags = 3\n"
+            "        names = ['a.txt']\n        result = kinds.find(pathname, flags, names)\n"
+            "        self.assertEqual(result, [])\n") in done.text
