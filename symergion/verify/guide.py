@@ -57,6 +57,8 @@ _BUILTINS = frozenset(dir(builtins))
 
 # (prompt, max_tokens, stable_prefix) -> the text of each generated token.
 Generate = Callable[[str, int, int], Iterable[str]]
+# The same, sampled with a seed (temperature above 0): another candidate for the same opener.
+Sample = Callable[[str, int, int, int], Iterable[str]]
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ class Guided:
     tokens: int = 0
     tested: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # targets whose segment did not parse
+    variants: list[str] = field(default_factory=list)  # targets that got a sampled test besides
 
 
 def public_names(source_text: str) -> list[tuple[str, str]]:
@@ -429,6 +432,55 @@ def _assigned(lines: str) -> set[str]:
     return set(re.findall(rf"^{_BODY}(\w+) = ", lines, flags=re.MULTILINE))
 
 
+def _write_test(
+    generate: Generate, base: str, text: str, target: Target, alias: str, share: int, tree: ast.Module,
+    known: frozenset[str], destination: str, code_starter: str, *, max_lines: int, value_tokens: int,
+    hint: bool,
+) -> tuple[str | None, int, str | None]:
+    """Write one target's test after ``text``: (its text or None, tokens used, a class's construction)."""
+    opener = target.opener
+    tokens = 0
+    if target.binds is not None:
+        defined = {alias, *_assigned(opener)}
+        for (variable, _), opening in zip(target.binds, openings(tree, target, hint), strict=True):
+            prompt = base + text + opener + f"{_BODY}{variable} = {opening}"
+            value, used = _complete_line(generate, prompt, min(value_tokens, share - tokens), len(base))
+            value = opening + value
+            tokens += used
+            if not value_ok(value, defined):
+                return None, tokens, None  # no expression, or a name the test never defined
+            opener += f"{_BODY}{variable} = {value.strip()}\n"
+            defined.add(variable)
+        if target.kind == "class":
+            variable = class_variable(target.name, alias)
+            built_line = f"{_BODY}{variable} = {call_text(target, alias)}"
+            written = (f"{opener}{built_line}\n"
+                       f"{_BODY}self.assertIsInstance({variable}, {alias}.{target.name})\n")
+            return written, tokens, opener.split("\n", 1)[1] + built_line
+        opener += f"{_BODY}result = {call_text(target, alias)}\n{_BODY}self.assertEqual(result, "
+    head = text + opener
+    generated = ""
+    if share - tokens > 0:
+        pieces: Iterator[str] = iter(generate(base + head, share - tokens, len(base)))
+        finisher = Finisher(destination, code_starter)
+        for piece in pieces:
+            tokens += 1
+            generated += piece
+            lines, ended = _segment_lines(generated, max_lines, alias, known, opener)
+            if ended or finisher.check(head + generated):
+                break
+        close = getattr(pieces, "close", None)
+        if close is not None:
+            close()  # stop the engine's generation before the next prompt
+    lines, _ = _segment_lines(generated, max_lines, alias, known, opener)
+    kept = keep_valid(text, opener, lines)
+    if kept is None and target.binds is not None:
+        # The call is sound; an expected value the repairs pin is better than no test.
+        kept = keep_valid(text, opener, ["None)"])
+    construction = _construction(kept) if kept is not None and target.kind == "class" else None
+    return kept, tokens, construction
+
+
 def guided_file(
     generate: Generate,
     prompt_text: str,
@@ -444,6 +496,8 @@ def guided_file(
     bind: bool = True,
     value_tokens: int = DEFAULT_VALUE_TOKENS,
     hint: bool = True,
+    variants: int = 1,
+    sample: Sample | None = None,
 ) -> Guided:
     """Write a test file one target at a time, within ``budget`` generated tokens.
 
@@ -462,6 +516,11 @@ def guided_file(
         value_tokens: the most tokens one bound value may take.
         hint: open a bound value the way a value of its parameter's kind starts (``'`` for a
             string, ``[`` for a list: ``parameter_kind``), so the model completes one of that kind.
+        variants: tests per target: the greedy one, then ``variants - 1`` rounds over the targets
+            with ``sample`` (seeds 1, 2, ...), each a test of its own (``test_f_2``) unless it
+            repeats another test; the prune's ``redundant`` keeps those that add coverage.
+        sample: sampled generation, ``(prompt, max_tokens, stable_prefix, seed) -> pieces``;
+            without it only the greedy round runs.
     """
     if not prompt_text.endswith(code_starter):
         raise ValueError("the prompt must end with the code starter")
@@ -474,70 +533,41 @@ def guided_file(
     text = code_starter
     result = Guided(text)
     built: dict[str, str] = {}  # class -> the lines of its test that constructed one
-    for target in targets(source_text, alias, limit, bind=bind):
-        share = min(segment_tokens, budget - result.tokens)
-        if share <= 0:
-            break
-        if target.kind == "method":
-            if target.owner not in built:
-                result.skipped.append(target.name)
-                continue
-            target = replace(target, opener=method_opener(target, built[target.owner], alias))
-        opener = target.opener
-        if target.binds is not None:
-            defined = {alias, *_assigned(opener)}
-            for (variable, _), opening in zip(target.binds, openings(tree, target, hint), strict=True):
-                prompt = base + text + opener + f"{_BODY}{variable} = {opening}"
-                value, used = _complete_line(generate, prompt, min(value_tokens, share), len(base))
-                value = opening + value
-                result.tokens += used
-                share -= used
-                if not value_ok(value, defined):
-                    break
-                opener += f"{_BODY}{variable} = {value.strip()}\n"
-                defined.add(variable)
-            else:
-                if target.kind == "class":
-                    variable = class_variable(target.name, alias)
-                    built_line = f"{_BODY}{variable} = {call_text(target, alias)}"
-                    constructed = opener.split("\n", 1)[1] + built_line
-                    written = (f"{opener}{built_line}\n"
-                               f"{_BODY}self.assertIsInstance({variable}, {alias}.{target.name})\n")
-                    text += written + "\n"
-                    result.tested.append(target.name)
-                    built[target.name] = constructed
+    bodies: set[str] = set()  # what each test does, without its name: a variant must differ
+    for index in range(max(1, variants) if sample is not None else 1):
+        if index == 0:
+            complete: Generate = generate
+        else:
+            def complete(prompt: str, max_tokens: int, stable: int, seed: int = index) -> Iterable[str]:
+                assert sample is not None
+                return sample(prompt, max_tokens, stable, seed)
+        for target in targets(source_text, alias, limit, bind=bind):
+            share = min(segment_tokens, budget - result.tokens)
+            if share <= 0:
+                break
+            if target.kind == "method":
+                if target.owner not in built:
+                    if index == 0:
+                        result.skipped.append(target.name)
                     continue
-                opener += f"{_BODY}result = {call_text(target, alias)}\n{_BODY}self.assertEqual(result, "
-            if not opener.endswith("self.assertEqual(result, "):
-                result.skipped.append(target.name)  # a value that is no expression or names an unknown
+                target = replace(target, opener=method_opener(target, built[target.owner], alias))
+            if index > 0:  # test_f_2, test_f_3, ...
+                renamed = target.opener.replace("(self):\n", f"_{index + 1}(self):\n", 1)
+                target = replace(target, opener=renamed)
+            kept, used, constructed = _write_test(
+                complete, base, text, target, alias, share, tree, known, destination, code_starter,
+                max_lines=max_lines, value_tokens=value_tokens, hint=hint)
+            result.tokens += used
+            what = kept.split("\n", 1)[1] if kept is not None else ""
+            if kept is None or what in bodies:
+                if index == 0:
+                    result.skipped.append(target.name)
                 continue
-        head = text + opener
-        generated = ""
-        if share > 0:
-            pieces: Iterator[str] = iter(generate(base + head, share, len(base)))
-            finisher = Finisher(destination, code_starter)
-            for piece in pieces:
-                result.tokens += 1
-                generated += piece
-                lines, ended = _segment_lines(generated, max_lines, alias, known, opener)
-                if ended or finisher.check(head + generated):
-                    break
-            close = getattr(pieces, "close", None)
-            if close is not None:
-                close()  # stop the engine's generation before the next prompt
-        lines, _ = _segment_lines(generated, max_lines, alias, known, opener)
-        kept = keep_valid(text, opener, lines)
-        if kept is None and target.binds is not None:
-            # The call is sound; an expected value the repairs pin is better than no test.
-            kept = keep_valid(text, opener, ["None)"])
-        if kept is None:
-            result.skipped.append(target.name)
-            continue
-        text += kept + "\n"
-        result.tested.append(target.name)
-        construction = _construction(kept) if target.kind == "class" else None
-        if construction is not None:
-            built[target.name] = construction
+            bodies.add(what)
+            text += kept + "\n"
+            (result.tested if index == 0 else result.variants).append(target.name)
+            if constructed is not None and target.name not in built:
+                built[target.name] = constructed
     if not result.tested:
         text += "    pass\n"  # the class needs a body; a file without tests is the prune's to drop
     result.text = text.rstrip("\n") + "\n" + MAIN_GUARD

@@ -329,3 +329,27 @@ def test_a_hinted_value_starts_as_its_kind_and_the_model_completes_it() -> None:
     assert ("    def test_find(self):\n        pathname = '*.txt'\n        flags = 3\n"
             "        names = ['a.txt']\n        result = kinds.find(pathname, flags, names)\n"
             "        self.assertEqual(result, [])\n") in done.text
+
+
+def test_variants_add_sampled_tests_after_the_greedy_round_unless_they_repeat_one() -> None:
+    engine = FakeEngine("fake", bound_replies)
+    seeds: list[int] = []
+
+    def sample(prompt: str, max_tokens: int, stable_prefix: int, seed: int) -> Iterable[str]:
+        seeds.append(seed)
+        # Seeds 1 and 2 give the same values: the third round repeats the second.
+        return iter(["11\n"] if prompt.endswith(" = ") else ["0)\n"])
+
+    prompt = "# lib/shapes.py\nSOURCE\n\n" + STARTER
+    done = guide.guided_file(run(engine), prompt, STARTER, SOURCE, "shapes", "test_shapes.py", budget=400,
+                             variants=3, sample=sample)
+    assert done.tested == ["area", "Square"] and done.variants == ["area", "scale", "Square"]
+    assert ("    def test_area_2(self):\n        w = 11\n        h = 11\n"
+            "        result = shapes.area(w, h)\n        self.assertEqual(result, 0)\n") in done.text
+    assert "    def test_scale_2(self):\n        x = 11\n" in done.text
+    assert "test_area_3" not in done.text and set(seeds) == {1, 2}
+    ast.parse(done.text)
+    # Without a sampler only the greedy round runs.
+    single = guide.guided_file(run(FakeEngine("fake", bound_replies)), prompt, STARTER, SOURCE, "shapes",
+                               "test_shapes.py", budget=400, variants=3)
+    assert single.variants == [] and "_2(self)" not in single.text
