@@ -187,6 +187,7 @@ def bindings(function: ast.FunctionDef | ast.AsyncFunctionDef | None, alias: str
 
 # What a value of each kind starts with: the method writes it, the model completes the rest.
 _OPENING = {"str": "'", "bytes": "b'", "list": "[", "dict": "{", "tuple": "("}
+_CLOSING = {"'": "'", "b'": "'", "[": "]", "{": "}", "(": ")"}
 _ANNOTATIONS = {"str": "str", "bytes": "bytes", "list": "list", "List": "list", "Sequence": "list",
                 "Iterable": "list", "dict": "dict", "Dict": "dict", "Mapping": "dict", "tuple": "tuple",
                 "Tuple": "tuple"}
@@ -204,7 +205,8 @@ def parameter_kind(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFuncti
     """Guess what a parameter holds (``str``, ``bytes``, ``list``, ``dict``, ``tuple``, or "").
 
     The evidence is generic: its annotation; the methods called on it (``.startswith`` is a
-    string's, ``.append`` a list's, ``.decode`` bytes'); ``isinstance`` checks; iterating it; a
+    string's, ``.append`` a list's, ``.decode`` bytes'); ``isinstance`` checks; iterating or
+    indexing it; a
     comparison with or addition of a string; passing it to ``os.path``, ``open``, ``re`` or
     ``io.StringIO`` (a string) or ``io.BytesIO`` (bytes); and
     (``depth`` levels deep) what the module's own function it is passed to does with it.
@@ -226,6 +228,7 @@ def parameter_kind(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFuncti
     def is_param(node: ast.AST) -> bool:
         return isinstance(node, ast.Name) and node.id == name
 
+    indexed = False
     for node in ast.walk(function):
         if isinstance(node, ast.Call):
             func = node.func
@@ -255,6 +258,8 @@ def parameter_kind(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFuncti
                             vote(kind, 2)
         elif isinstance(node, (ast.For, ast.comprehension)) and is_param(node.iter):
             vote("list")
+        elif isinstance(node, ast.Subscript) and is_param(node.value):
+            indexed = True
         elif isinstance(node, (ast.Compare, ast.BinOp)):
             sides = ([node.left, *node.comparators] if isinstance(node, ast.Compare)
                      else [node.left, node.right])
@@ -262,6 +267,8 @@ def parameter_kind(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFuncti
                 for side in sides:
                     if isinstance(side, ast.Constant) and isinstance(side.value, (str, bytes)):
                         vote("str" if isinstance(side.value, str) else "bytes")
+    if indexed:
+        vote("list")  # once however often: a string is indexed too, and any string evidence wins
     if not votes:
         return ""
     return max(votes, key=lambda kind: votes[kind])
@@ -447,6 +454,8 @@ def _write_test(
             value, used = _complete_line(generate, prompt, min(value_tokens, share - tokens), len(base))
             value = opening + value
             tokens += used
+            if opening and not value_ok(value, defined):
+                value += _CLOSING[opening]  # a literal the model did not close within its share
             if not value_ok(value, defined):
                 return None, tokens, None  # no expression, or a name the test never defined
             opener += f"{_BODY}{variable} = {value.strip()}\n"

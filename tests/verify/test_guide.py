@@ -299,12 +299,16 @@ def decode(data, table: dict, *, sep):
 
 def anything(value):
     return value
+
+
+def first(args, pat):
+    return args[0] if args[1] else args[2] + pat[0] + pat.lower()
 '''
 
 
 def test_a_parameter_kind_is_read_from_its_annotation_and_its_use() -> None:
     tree = ast.parse(KINDS)
-    find, match_, decode, anything = (n for n in tree.body if isinstance(n, ast.FunctionDef))
+    find, match_, decode, anything, first = (n for n in tree.body if isinstance(n, ast.FunctionDef))
     assert guide.parameter_kind(tree, find, "pathname") == "str"  # a string method, os.path
     assert guide.parameter_kind(tree, find, "names") == "list"  # iterated
     assert guide.parameter_kind(tree, find, "flags") == ""  # an int: the model picks the number
@@ -313,6 +317,9 @@ def test_a_parameter_kind_is_read_from_its_annotation_and_its_use() -> None:
     assert guide.parameter_kind(tree, decode, "table") == "dict"  # annotated
     assert guide.parameter_kind(tree, decode, "sep") == "str"  # compared with a string
     assert guide.parameter_kind(tree, anything, "value") == ""
+    # Indexing counts once, for a list; a string method on the same parameter outweighs it.
+    assert guide.parameter_kind(tree, first, "args") == "list"
+    assert guide.parameter_kind(tree, first, "pat") == "str"
     target = next(t for t in guide.targets(KINDS, "kinds") if t.name == "decode")
     assert guide.openings(tree, target) == ["b'", "{", "'"]
     assert guide.openings(tree, target, hint=False) == ["", "", ""]
@@ -353,3 +360,15 @@ def test_variants_add_sampled_tests_after_the_greedy_round_unless_they_repeat_on
     single = guide.guided_file(run(FakeEngine("fake", bound_replies)), prompt, STARTER, SOURCE, "shapes",
                                "test_shapes.py", budget=400, variants=3)
     assert single.variants == [] and "_2(self)" not in single.text
+
+
+def test_a_hinted_literal_the_model_does_not_close_within_its_share_is_closed() -> None:
+    engine = FakeEngine("fake", lambda p: "a:b:" * 20 if p.endswith("pathname = '") else "'a']\n"
+                        if p.endswith("names = [") else "3\n" if p.endswith(" = ") else "[])\n")
+    starter = examples.test_case_starter("lib/kinds.py", "test_kinds.py")
+    prompt = "# lib/kinds.py\nSOURCE\n\n" + starter
+    done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s), prompt,
+                             starter, KINDS, "kinds", "test_kinds.py", budget=60, limit=1, value_tokens=3)
+    pathname = next(line for line in done.text.splitlines() if "pathname =" in line)
+    assert pathname.strip().startswith("pathname = 'a:b:") and pathname.endswith("'")
+    ast.parse(done.text)
