@@ -13,7 +13,10 @@ runs in the verification sandbox. Modes, each building on the last:
 - ``repair``: deterministic repairs (qualify names, complete and pin assertions, cut tests at
   their failing statement) first, then prune;
 - ``best``: the greedy guided candidate and ``samples - 1`` more at temperature > 0, each
-  repaired and pruned; the best by verification rank is kept.
+  repaired and pruned; the best by verification rank is kept;
+- ``variants``: one guided file with ``--variants`` tests per target (the greedy one, then
+  sampled ones at temperature 0.8), repaired, then pruned of failing tests and of passing tests
+  that add no coverage.
 
 The reconcile pass cannot do the few-shot prompt, repair or sampling yet, so every mode is driven
 here from the engine and the verification library (``generate_direct``); a mode can later switch
@@ -48,7 +51,7 @@ from symergion.engine.llama import LlamaEngine
 from symergion.gitrepo import GitRepo
 from symergion.verify import examples, guide
 from symergion.verify.candidate import verify_candidate
-from symergion.verify.prune import prune_candidate
+from symergion.verify.prune import prune_candidate, redundant_tests
 from symergion.verify.repair import repair_candidate
 from symergion.verify.result import VerifyResult, rank
 from symergion.verify.sandbox import Sandbox
@@ -64,8 +67,9 @@ EARLIER_UNSEEN = ("html", "nturl2path", "genericpath", "imghdr", "sched",
 # accelerator, whose lines no test could cover) and were not used before (the sets above);
 # random.Random(2027).sample(sorted candidates, 5).
 UNSEEN_MODULES = ("copyreg", "sndhdr", "copy", "bz2", "lzma")
-MODES = ("plain", "fewshot", "guided", "prune", "repair", "best")
-GENERATED = ("plain", "fewshot", "guided")  # modes that generate; the others check "guided"
+MODES = ("plain", "fewshot", "guided", "prune", "repair", "best", "variants")
+GENERATED = ("plain", "fewshot", "guided", "variants")  # modes that generate; the others check "guided"
+VARIANTS = 3  # set by --variants: tests per target in the variants mode
 STARTER = "class"  # set by --starter
 SPEC = VerifySpec(timeout=60, coverage=True, runs=2)
 NTOKENS = 512  # the default config's ntokens
@@ -171,17 +175,25 @@ def generate_direct(engine: LlamaEngine, prompt: prompts.Prompt, destination: st
 
 
 def generate_guided(engine: LlamaEngine, prompt: prompts.Prompt, source: str, code: str, destination: str,
-                    cap: int) -> Generated:
+                    cap: int, variants: int = 1) -> Generated:
     """Write the file one public name at a time (``symergion.verify.guide``), within the pass's budget."""
     prompt_tokens = engine.count_tokens(prompt.text)
     budget = min(cap, max_new_tokens(engine.n_ctx, prompt_tokens, NTOKENS))
+    greedy = engine.sampling
 
     def run(text: str, max_tokens: int, stable_prefix: int) -> Iterator[str]:
         return engine.generate(text, max_tokens=max_tokens, stable_prefix=stable_prefix)
 
+    def sample(text: str, max_tokens: int, stable_prefix: int, seed: int) -> Iterator[str]:
+        engine.sampling = Sampling(temperature=0.8, seed=seed)
+        try:
+            yield from engine.generate(text, max_tokens=max_tokens, stable_prefix=stable_prefix)
+        finally:
+            engine.sampling = greedy
+
     began = time.monotonic()
     done = guide.guided_file(run, prompt.text, prompt.code_starter, code, examples.module_alias(source),
-                             destination, budget=budget)
+                             destination, budget=budget, variants=variants, sample=sample)
     return Generated(done.text, done.tokens, time.monotonic() - began, prompt_tokens)
 
 
@@ -189,8 +201,9 @@ def generate(kind: str, engine: LlamaEngine, source: str, code: str, destination
     """Generate one candidate of a generating mode."""
     prompt = build_prompt("plain" if kind == "plain" else "fewshot", source, code, destination,
                           STARTER if kind == "fewshot" else "class")
-    if kind == "guided":
-        return generate_guided(engine, prompt, source, code, destination, cap)
+    if kind in ("guided", "variants"):
+        return generate_guided(engine, prompt, source, code, destination, cap,
+                               VARIANTS if kind == "variants" else 1)
     return generate_direct(engine, prompt, destination, cap)
 
 
@@ -219,8 +232,11 @@ def fill(row: Row, text: str, result: VerifyResult | None) -> Row:
 
 
 def check_and_keep(repo: GitRepo, commit: str, text: str, source: str, destination: str, sandbox: Sandbox,
-                   row: Row, *, repair: bool) -> tuple[str, VerifyResult | None]:
-    """Verify a candidate, optionally repair it, then prune it; return the file kept and its result."""
+                   row: Row, *, repair: bool, redundant: bool = False) -> tuple[str, VerifyResult | None]:
+    """Verify a candidate, optionally repair it, then prune it; return the file kept and its result.
+
+    ``redundant`` also prunes passing tests that add no coverage (then even a passing file).
+    """
     first = verify_candidate(repo, commit, SPEC, source, destination, sandbox=sandbox)
     row.verify_seconds += first.seconds
     result = first
@@ -233,9 +249,10 @@ def check_and_keep(repo: GitRepo, commit: str, text: str, source: str, destinati
             row.verify_seconds += repaired.rerun.seconds
             text, result = repaired.text, repaired.rerun
             commit = commit_candidate(work_tree(repo), destination, text, f"repaired-{commit[:8]}")
-    if result.ok:
+    if result.ok and not (redundant and redundant_tests(result)):
         return text, result
-    pruned = prune_candidate(repo, commit, SPEC, source, destination, result, sandbox=sandbox)
+    pruned = prune_candidate(repo, commit, SPEC, source, destination, result, sandbox=sandbox,
+                             redundant=redundant)
     if pruned.drop_reason:
         row.notes.append(f"dropped: {pruned.drop_reason}")
         return pruned.text, None
@@ -272,7 +289,11 @@ def bench_module(engine: LlamaEngine, name: str, modes: tuple[str, ...], samples
             kind = mode if mode in GENERATED else "guided"
             gen = generated[kind]
             row = Row(name, mode, tokens=gen.tokens, generate_seconds=round(gen.seconds, 1))
-            if mode in GENERATED:
+            if mode == "variants":
+                text, kept = check_and_keep(repo, commits[kind], gen.text, source, destination, sandbox,
+                                            row, repair=True, redundant=True)
+                rows.append(fill(row, text, kept))
+            elif mode in GENERATED:
                 result = verify_candidate(repo, commits[kind], SPEC, source, destination, sandbox=sandbox)
                 row.verify_seconds = result.seconds
                 rows.append(fill(row, gen.text, result))
@@ -370,6 +391,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--modules", default="", help="comma-separated modules instead of the set")
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--samples", type=int, default=3, help="candidates of best-of-n (greedy included)")
+    parser.add_argument("--variants", type=int, default=3, help="tests per target in the variants mode")
     parser.add_argument("--tokens", type=int, default=500, help="at most this many tokens per file")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--starter", choices=("class", "method"), default="class",
@@ -377,8 +399,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", default="bench-results/quality.json")
     parser.add_argument("--table", default="", help="print the table of an earlier JSON result and exit")
     args = parser.parse_args(argv)
-    global STARTER
+    global STARTER, VARIANTS
     STARTER = args.starter
+    VARIANTS = args.variants
     if args.table:
         saved = json.loads(Path(args.table).read_text(encoding="utf-8"))
         old = [Row(**r) for r in saved["rows"]]
@@ -423,6 +446,7 @@ def write_report(args: argparse.Namespace, modules: tuple[str, ...], modes: tupl
         "done": sorted({r.module for r in rows}),
         "modes": list(modes),
         "samples": args.samples,
+        "variants": args.variants,
         "starter": args.starter,
         "token_cap": args.tokens,
         "threads": args.threads,

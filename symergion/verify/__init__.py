@@ -6,15 +6,18 @@ The API the reconcile pass uses:
   tests in a throwaway checkout under bubblewrap;
 - ``VerifyResult.trailer()`` / ``message_lines()`` write the result into a commit message and
   ``VerifyResult.from_message()`` reads it back; ``rank()`` orders a task's candidates;
-- ``prune(text, result, destination)`` removes failing, erring and flaky tests, and
-  ``prune_candidate(...)`` also re-runs the pruned file to confirm it;
+- ``prune(text, result, destination)`` removes failing, erring and flaky tests (with
+  ``redundant=True`` also passing tests that add no coverage), and ``prune_candidate(...)`` also
+  re-runs the pruned file to confirm it;
 - ``repair(text, result, source_text, destination)`` qualifies names of the module under test,
   completes and pins failing equality assertions to observed values, cuts a test at its failing
   statement or expects the exception the module raised; ``repair_candidate(...)`` re-runs it;
 - ``render_code_starter(code_starter, source, destination)`` fills a code starter's placeholders;
   ``examples.few_shot_files`` and ``examples.test_case_starter`` make the TestCase few-shot prompt;
 - ``guide.guided_file(generate, prompt_text, code_starter, source_text, alias, destination,
-  budget=...)`` writes a TestCase file one public name of the module at a time.
+  budget=...)`` writes a TestCase file one public name of the module at a time, binding each
+  required parameter to a named variable before the call; with ``variants=k, sample=...`` it
+  adds sampled tests per target.
 """
 
 from symergion.verify.candidate import VerifyError, verify_candidate

@@ -49,6 +49,12 @@ def format_reading(value, unit="C"):
     return f"{value:.1f} {unit}"
 
 
+def parse_reading(text):
+    """Return the value and unit of a reading like '21.5 C'."""
+    value, unit = text.split()
+    return float(value), unit
+
+
 class Thermometer:
     """Collect readings and average them."""
 
@@ -69,25 +75,41 @@ class Thermometer:
 # The test body of the example; its head is the same code starter the module under test gets,
 # and its tests open like the openers of guided generation (symergion.verify.guide).
 _EXAMPLE_TESTS = '''    def test_celsius_to_fahrenheit(self):
-        self.assertEqual({alias}.celsius_to_fahrenheit(0), 32.0)
-        self.assertEqual({alias}.celsius_to_fahrenheit(100), 212.0)
+        celsius = 100
+        result = {alias}.celsius_to_fahrenheit(celsius)
+        self.assertEqual(result, 212.0)
 
     def test_clamp(self):
-        self.assertEqual({alias}.clamp(5, 0, 10), 5)
-        self.assertEqual({alias}.clamp(-1, 0, 10), 0)
-        self.assertEqual({alias}.clamp(11, 0, 10), 10)
+        value = 11
+        low = 0
+        high = 10
+        result = {alias}.clamp(value, low, high)
+        self.assertEqual(result, 10)
 
     def test_format_reading(self):
-        self.assertEqual({alias}.format_reading(21.5), '21.5 C')
-        self.assertEqual({alias}.format_reading(70, 'F'), '70.0 F')
+        value = 21.5
+        result = {alias}.format_reading(value)
+        self.assertEqual(result, '21.5 C')
+
+    def test_parse_reading(self):
+        text = '70.0 F'
+        result = {alias}.parse_reading(text)
+        self.assertEqual(result, (70.0, 'F'))
 
     def test_thermometer(self):
         thermometer = {alias}.Thermometer()
-        self.assertEqual(thermometer.record(1), 1)
-        self.assertEqual(thermometer.record(3), 2)
-        self.assertEqual(thermometer.mean(), 2.0)
+        self.assertIsInstance(thermometer, {alias}.Thermometer)
+
+    def test_thermometer_record(self):
+        thermometer = {alias}.Thermometer()
+        value = 3
+        result = thermometer.record(value)
+        self.assertEqual(result, 1)
+
+    def test_thermometer_mean(self):
+        thermometer = {alias}.Thermometer()
         with self.assertRaises(ValueError):
-            {alias}.Thermometer().mean()
+            thermometer.mean()
 
 
 if __name__ == "__main__":

@@ -8,6 +8,20 @@ method that already calls a public function (or constructs a public class) of th
     def test_rgb_to_hls(self):
         self.assertEqual(colorsys.rgb_to_hls(
 
+A function with required parameters gets a test that binds each of them to a local variable of
+the same name first, one line each, the model completing only the value; the method then writes
+the call with those names and opens the assertion on its result::
+
+    def test_fnmatch(self):
+        name = 'a.txt'
+        pat = '*.txt'
+        result = fnmatch.fnmatch(name, pat)
+        self.assertEqual(result, True)
+
+A parameter's name says what it holds (``pathname``, ``pattern``, ``data``, ``n``), so the model
+picks values of the right type more often than inside a bare call, and every name the call uses
+is defined. A class is constructed the same way, and its methods are called on that instance.
+
 The model only completes the arguments, an expected value and perhaps a few more lines. A
 segment ends when the model leaves the method (a line indented less than its body), after
 ``max_lines`` lines, or at its token share; the longest prefix of it that keeps the file valid
@@ -22,6 +36,7 @@ KV-cache prefix evaluates only the new tokens.
 from __future__ import annotations
 
 import ast
+import builtins
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -36,11 +51,16 @@ DEFAULT_TARGETS = 12
 _NOT_CALLED = ("property", "staticmethod", "classmethod")  # not called on an instance as a method
 DEFAULT_SEGMENT_TOKENS = 80
 DEFAULT_MAX_LINES = 3
+DEFAULT_VALUE_TOKENS = 24  # one bound argument's value: a literal on one line
+_RESERVED = frozenset({"self", "result"})  # names a test method uses itself
+_BUILTINS = frozenset(dir(builtins))
 # Part of the response cache key of a guided file: bump when the method writes other files.
 GUIDE_VERSION = 1
 
 # (prompt, max_tokens, stable_prefix) -> the text of each generated token.
 Generate = Callable[[str, int, int], Iterable[str]]
+# The same, sampled with a seed (temperature above 0): another candidate for the same opener.
+Sample = Callable[[str, int, int, int], Iterable[str]]
 
 
 @dataclass(frozen=True)
@@ -51,6 +71,8 @@ class Target:
     kind: str  # "function", "class", or "method" (of ``owner``)
     opener: str
     owner: str = ""  # a method's class; its test starts with the line that built one
+    # Required parameters, bound one line each before the call: (variable, argument as passed).
+    binds: tuple[tuple[str, str], ...] | None = None  # None: the opener is the bare call
 
 
 @dataclass
@@ -61,13 +83,15 @@ class Guided:
     tokens: int = 0
     tested: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # targets whose segment did not parse
+    variants: list[str] = field(default_factory=list)  # targets that got a sampled test besides
 
 
 def public_names(source_text: str) -> list[tuple[str, str]]:
     """Return the module's public functions and classes as (name, kind), in source order.
 
-    A literal ``__all__`` decides what is public; without one, names without a leading
-    underscore are. Names defined only conditionally or imported are left out: a test of them
+    A literal ``__all__`` decides what is public; without one, or when it names no function or
+    class the file defines, names without a leading underscore are. Names defined only
+    conditionally or imported are left out: a test of them
     tests another module. Returns [] when the source does not parse.
     """
     try:
@@ -84,6 +108,10 @@ def public_names(source_text: str) -> list[tuple[str, str]]:
                 continue
             if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
                 exported = set(value)
+    defined = {node.name for node in tree.body
+               if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    if exported is not None and not exported & defined:
+        exported = None  # it lists only data or imported names: test what the file defines
     names: list[tuple[str, str]] = []
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -118,23 +146,170 @@ def class_variable(name: str, alias: str) -> str:
     return variable if variable != alias else f"{variable}_object"
 
 
-def targets(source_text: str, alias: str, limit: int = DEFAULT_TARGETS) -> list[Target]:
+def required_parameters(function: ast.FunctionDef | ast.AsyncFunctionDef, *, method: bool = False
+                        ) -> list[tuple[str, bool]]:
+    """Return a function's parameters without a default as (name, keyword only), in order.
+
+    ``*args`` and ``**kwargs`` are never required; a method's first parameter is its instance.
+    """
+    args = function.args
+    positional = [*args.posonlyargs, *args.args][1 if method else 0:]
+    defaults = len(args.defaults)
+    required = [(a.arg, False) for a in positional[:len(positional) - defaults if defaults else None]]
+    required += [(a.arg, True) for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True) if d is None]
+    return required
+
+
+def _definition(tree: ast.Module, name: str, owner: str = ""
+                ) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+    """Return the top-level function ``name``, or the method ``name`` of the top-level class ``owner``."""
+    body: list[ast.stmt] = tree.body
+    if owner:
+        cls = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == owner), None)
+        body = cls.body if cls is not None else []
+    functions = (n for n in body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
+    return next((n for n in functions if n.name == name), None)
+
+
+def bindings(function: ast.FunctionDef | ast.AsyncFunctionDef | None, alias: str, *, method: bool = False,
+             taken: frozenset[str] = frozenset()) -> tuple[tuple[str, str], ...]:
+    """Return the (variable, argument) pairs that bind and pass a function's required parameters.
+
+    The variable is the parameter's name unless that would shadow the module, the instance or the
+    result (then ``<name>_value``); a keyword-only parameter is passed as ``name=variable``.
+    """
+    if function is None:
+        return ()
+    pairs: list[tuple[str, str]] = []
+    for name, keyword in required_parameters(function, method=method):
+        variable = name if name not in _RESERVED | taken | {alias} else f"{name}_value"
+        pairs.append((variable, f"{name}={variable}" if keyword else variable))
+    return tuple(pairs)
+
+
+# What a value of each kind starts with: the method writes it, the model completes the rest.
+_OPENING = {"str": "'", "bytes": "b'", "list": "[", "dict": "{", "tuple": "("}
+_CLOSING = {"'": "'", "b'": "'", "[": "]", "{": "}", "(": ")"}
+_ANNOTATIONS = {"str": "str", "bytes": "bytes", "list": "list", "List": "list", "Sequence": "list",
+                "Iterable": "list", "dict": "dict", "Dict": "dict", "Mapping": "dict", "tuple": "tuple",
+                "Tuple": "tuple"}
+_METHODS = {
+    "str": set(dir(str)) - set(dir(list)) - set(dir(dict)) - {"decode"},
+    "bytes": {"decode"},
+    "list": set(dir(list)) - set(dir(str)) - set(dir(dict)),
+    "dict": set(dir(dict)) - set(dir(str)) - set(dir(list)),
+}
+_STRING_CALLS = ("os.path.", "os.fspath", "open", "re.", "fnmatch.", "posixpath.", "ntpath.")
+
+
+def parameter_kind(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionDef, name: str,
+                   depth: int = 2) -> str:
+    """Guess what a parameter holds (``str``, ``bytes``, ``list``, ``dict``, ``tuple``, or "").
+
+    The evidence is generic: its annotation; the methods called on it (``.startswith`` is a
+    string's, ``.append`` a list's, ``.decode`` bytes'); ``isinstance`` checks; iterating or
+    indexing it; a
+    comparison with or addition of a string; passing it to ``os.path``, ``open``, ``re`` or
+    ``io.StringIO`` (a string) or ``io.BytesIO`` (bytes); and
+    (``depth`` levels deep) what the module's own function it is passed to does with it.
+    """
+    argument = next((a for a in [*function.args.posonlyargs, *function.args.args, *function.args.kwonlyargs]
+                     if a.arg == name), None)
+    if argument is not None and argument.annotation is not None:
+        annotation = argument.annotation
+        base = annotation.value if isinstance(annotation, ast.Subscript) else annotation
+        label = (base.id if isinstance(base, ast.Name)
+                 else base.attr if isinstance(base, ast.Attribute) else "")
+        if label in _ANNOTATIONS:
+            return _ANNOTATIONS[label]
+    votes: dict[str, int] = {}
+
+    def vote(kind: str, weight: int = 1) -> None:
+        votes[kind] = votes.get(kind, 0) + weight
+
+    def is_param(node: ast.AST) -> bool:
+        return isinstance(node, ast.Name) and node.id == name
+
+    indexed = False
+    for node in ast.walk(function):
+        if isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Attribute) and is_param(func.value):
+                for kind, methods in _METHODS.items():
+                    if func.attr in methods:
+                        vote(kind, 2)
+            dotted = ast.unparse(func)
+            positions = [i for i, a in enumerate(node.args) if is_param(a)]
+            if dotted == "isinstance" and positions == [0] and len(node.args) == 2:
+                kinds = node.args[1].elts if isinstance(node.args[1], ast.Tuple) else [node.args[1]]
+                for checked in kinds:
+                    if isinstance(checked, ast.Name) and checked.id in _OPENING:
+                        vote(checked.id)
+            elif positions and dotted.split(".")[-1] == "BytesIO":
+                vote("bytes", 2)
+            elif positions and (dotted.split(".")[-1] in ("open", "StringIO")
+                                or dotted.startswith(_STRING_CALLS)):
+                vote("str", 2)
+            elif positions and isinstance(func, ast.Name) and depth > 0:
+                callee = _definition(tree, func.id)
+                if callee is not None:
+                    params = [*callee.args.posonlyargs, *callee.args.args]
+                    if positions[0] < len(params):
+                        kind = parameter_kind(tree, callee, params[positions[0]].arg, depth - 1)
+                        if kind:
+                            vote(kind, 2)
+        elif isinstance(node, (ast.For, ast.comprehension)) and is_param(node.iter):
+            vote("list")
+        elif isinstance(node, ast.Subscript) and is_param(node.value):
+            indexed = True
+        elif isinstance(node, (ast.Compare, ast.BinOp)):
+            sides = ([node.left, *node.comparators] if isinstance(node, ast.Compare)
+                     else [node.left, node.right])
+            if any(is_param(side) for side in sides):
+                for side in sides:
+                    if isinstance(side, ast.Constant) and isinstance(side.value, (str, bytes)):
+                        vote("str" if isinstance(side.value, str) else "bytes")
+    if indexed:
+        vote("list")  # once however often: a string is indexed too, and any string evidence wins
+    if not votes:
+        return ""
+    return max(votes, key=lambda kind: votes[kind])
+
+
+def targets(source_text: str, alias: str, limit: int = DEFAULT_TARGETS, *, bind: bool = True) -> list[Target]:
     """Return up to ``limit`` targets: public functions, then each public class and its methods.
 
     Functions come first because a call with literal arguments is what a small model gets
     right most often, and what a pinned expected value can check. A method's opener is
-    completed when the class's own test has been written (``method_opener``).
+    completed when the class's own test has been written (``method_opener``). With ``bind``,
+    a function with required parameters, a class and a method get their parameters bound
+    first (``Target.binds``); their opener is the method's first line only.
     """
     found = public_names(source_text)
+    try:
+        tree = ast.parse(source_text)
+    except SyntaxError:
+        return []
     result: list[Target] = []
     for name, _ in (n for n in found if n[1] == "function"):
+        binds = bindings(_definition(tree, name), alias) if bind else ()
+        if binds:
+            result.append(Target(name, "function", f"    def test_{name}(self):\n", binds=binds))
+            continue
         opener = f"    def test_{name}(self):\n{_BODY}self.assertEqual({alias}.{name}("
         result.append(Target(name, "function", opener))
     for name, _ in (n for n in found if n[1] == "class"):
         variable = class_variable(name, alias)
-        opener = f"    def test_{variable}(self):\n{_BODY}{variable} = {alias}.{name}("
-        result.append(Target(name, "class", opener))
-        result += [Target(f"{name}.{method}", "method", "", owner=name)
+        if bind:
+            binds = bindings(_definition(tree, "__init__", name), alias, method=True,
+                             taken=frozenset({variable}))
+            result.append(Target(name, "class", f"    def test_{variable}(self):\n", binds=binds))
+        else:
+            opener = f"    def test_{variable}(self):\n{_BODY}{variable} = {alias}.{name}("
+            result.append(Target(name, "class", opener))
+        result += [Target(f"{name}.{method}", "method", "", owner=name,
+                          binds=bindings(_definition(tree, method, name), alias, method=True,
+                                         taken=frozenset({variable})) if bind else None)
                    for method in public_methods(source_text, name)]
     return result[:limit]
 
@@ -143,8 +318,28 @@ def method_opener(target: Target, construction: str, alias: str) -> str:
     """Return a method's opener: the class's constructing line, then an assertion calling the method."""
     variable = class_variable(target.owner, alias)
     method = target.name.rsplit(".", 1)[-1]
-    return (f"    def test_{variable}_{method}(self):\n{construction}\n"
-            f"{_BODY}self.assertEqual({variable}.{method}(")
+    head = f"    def test_{variable}_{method}(self):\n{construction}\n"
+    if target.binds is not None:
+        return head
+    return head + f"{_BODY}self.assertEqual({variable}.{method}("
+
+
+def call_text(target: Target, alias: str) -> str:
+    """Return the call a bound target's test makes with its bound variables."""
+    arguments = ", ".join(argument for _, argument in target.binds or ())
+    if target.kind == "method":
+        return f"{class_variable(target.owner, alias)}.{target.name.rsplit('.', 1)[-1]}({arguments})"
+    return f"{alias}.{target.name}({arguments})"
+
+
+def value_ok(value: str, defined: Iterable[str]) -> bool:
+    """Return whether a bound value is one expression that uses only builtins and ``defined`` names."""
+    try:
+        tree = ast.parse(value.strip(), mode="eval")
+    except SyntaxError:
+        return False
+    allowed = _BUILTINS | set(defined)
+    return bool(value.strip()) and all(n.id in allowed for n in ast.walk(tree) if isinstance(n, ast.Name))
 
 
 def _construction(kept: str) -> str | None:
@@ -212,6 +407,91 @@ def keep_valid(head: str, opener: str, lines: list[str]) -> str | None:
     return None
 
 
+def openings(tree: ast.Module, target: Target, hint: bool = True) -> list[str]:
+    """Return how each bound value of a target starts: its parameter kind's opening, or ""."""
+    binds = target.binds or ()
+    if not hint:
+        return [""] * len(binds)
+    owner = target.owner or (target.name if target.kind == "class" else "")
+    name = "__init__" if target.kind == "class" else target.name.rsplit(".", 1)[-1]
+    function = _definition(tree, name, owner)
+    if function is None:
+        return [""] * len(binds)
+    names = [n for n, _ in required_parameters(function, method=bool(owner))]
+    return [_OPENING.get(parameter_kind(tree, function, parameter), "") for parameter in names]
+
+
+def _complete_line(generate: Generate, prompt: str, max_tokens: int, stable_prefix: int) -> tuple[str, int]:
+    """Return the model's completion of ``prompt`` up to the end of its line, and the tokens it took."""
+    pieces: Iterator[str] = iter(generate(prompt, max_tokens, stable_prefix))
+    generated, count = "", 0
+    for piece in pieces:
+        count += 1
+        generated += piece
+        if "\n" in generated:
+            break
+    close = getattr(pieces, "close", None)
+    if close is not None:
+        close()
+    return generated.split("\n", 1)[0], count
+
+
+def _assigned(lines: str) -> set[str]:
+    """Return the names the simple assignments of some test lines bind."""
+    return set(re.findall(rf"^{_BODY}(\w+) = ", lines, flags=re.MULTILINE))
+
+
+def _write_test(
+    generate: Generate, base: str, text: str, target: Target, alias: str, share: int, tree: ast.Module,
+    known: frozenset[str], destination: str, code_starter: str, *, max_lines: int, value_tokens: int,
+    hint: bool,
+) -> tuple[str | None, int, str | None]:
+    """Write one target's test after ``text``: (its text or None, tokens used, a class's construction)."""
+    opener = target.opener
+    tokens = 0
+    if target.binds is not None:
+        defined = {alias, *_assigned(opener)}
+        for (variable, _), opening in zip(target.binds, openings(tree, target, hint), strict=True):
+            prompt = base + text + opener + f"{_BODY}{variable} = {opening}"
+            value, used = _complete_line(generate, prompt, min(value_tokens, share - tokens), len(base))
+            value = opening + value
+            tokens += used
+            if opening and not value_ok(value, defined):
+                value += _CLOSING[opening]  # a literal the model did not close within its share
+            if not value_ok(value, defined):
+                return None, tokens, None  # no expression, or a name the test never defined
+            opener += f"{_BODY}{variable} = {value.strip()}\n"
+            defined.add(variable)
+        if target.kind == "class":
+            variable = class_variable(target.name, alias)
+            built_line = f"{_BODY}{variable} = {call_text(target, alias)}"
+            written = (f"{opener}{built_line}\n"
+                       f"{_BODY}self.assertIsInstance({variable}, {alias}.{target.name})\n")
+            return written, tokens, opener.split("\n", 1)[1] + built_line
+        opener += f"{_BODY}result = {call_text(target, alias)}\n{_BODY}self.assertEqual(result, "
+    head = text + opener
+    generated = ""
+    if share - tokens > 0:
+        pieces: Iterator[str] = iter(generate(base + head, share - tokens, len(base)))
+        finisher = Finisher(destination, code_starter)
+        for piece in pieces:
+            tokens += 1
+            generated += piece
+            lines, ended = _segment_lines(generated, max_lines, alias, known, opener)
+            if ended or finisher.check(head + generated):
+                break
+        close = getattr(pieces, "close", None)
+        if close is not None:
+            close()  # stop the engine's generation before the next prompt
+    lines, _ = _segment_lines(generated, max_lines, alias, known, opener)
+    kept = keep_valid(text, opener, lines)
+    if kept is None and target.binds is not None:
+        # The call is sound; an expected value the repairs pin is better than no test.
+        kept = keep_valid(text, opener, ["None)"])
+    construction = _construction(kept) if kept is not None and target.kind == "class" else None
+    return kept, tokens, construction
+
+
 def guided_file(
     generate: Generate,
     prompt_text: str,
@@ -224,6 +504,11 @@ def guided_file(
     limit: int = DEFAULT_TARGETS,
     segment_tokens: int = DEFAULT_SEGMENT_TOKENS,
     max_lines: int = DEFAULT_MAX_LINES,
+    bind: bool = True,
+    value_tokens: int = DEFAULT_VALUE_TOKENS,
+    hint: bool = True,
+    variants: int = 1,
+    sample: Sample | None = None,
 ) -> Guided:
     """Write a test file one target at a time, within ``budget`` generated tokens.
 
@@ -236,49 +521,64 @@ def guided_file(
         destination: the test file's path (the finisher's language check).
         budget: the most tokens to generate for the whole file.
         limit: the most targets to write a test for.
-        segment_tokens: the most tokens one test may take.
-        max_lines: the most lines one test may have (the first line included).
+        segment_tokens: the most tokens one test may take (its bound values included).
+        max_lines: the most lines one test may have after its opener (the first line included).
+        bind: bind required parameters to named variables before the call (see the module doc).
+        value_tokens: the most tokens one bound value may take.
+        hint: open a bound value the way a value of its parameter's kind starts (``'`` for a
+            string, ``[`` for a list: ``parameter_kind``), so the model completes one of that kind.
+        variants: tests per target: the greedy one, then ``variants - 1`` rounds over the targets
+            with ``sample`` (seeds 1, 2, ...), each a test of its own (``test_f_2``) unless it
+            repeats another test; the prune's ``redundant`` keeps those that add coverage.
+        sample: sampled generation, ``(prompt, max_tokens, stable_prefix, seed) -> pieces``;
+            without it only the greedy round runs.
     """
     if not prompt_text.endswith(code_starter):
         raise ValueError("the prompt must end with the code starter")
     base = prompt_text[: len(prompt_text) - len(code_starter)]
     known = frozenset(top_level_names(source_text))
+    try:
+        tree = ast.parse(source_text)
+    except SyntaxError:
+        tree = ast.Module(body=[], type_ignores=[])
     text = code_starter
     result = Guided(text)
-    built: dict[str, str] = {}  # class -> the line of its test that constructed one
-    for target in targets(source_text, alias, limit):
-        share = min(segment_tokens, budget - result.tokens)
-        if share <= 0:
-            break
-        if target.kind == "method":
-            if target.owner not in built:
-                result.skipped.append(target.name)
-                continue
-            target = replace(target, opener=method_opener(target, built[target.owner], alias))
-        head = text + target.opener
-        pieces: Iterator[str] = iter(generate(base + head, share, len(base)))
-        generated = ""
-        finisher = Finisher(destination, code_starter)
-        ended = False
-        for piece in pieces:
-            result.tokens += 1
-            generated += piece
-            lines, ended = _segment_lines(generated, max_lines, alias, known, target.opener)
-            if ended or finisher.check(head + generated):
+    built: dict[str, str] = {}  # class -> the lines of its test that constructed one
+    bodies: set[str] = set()  # what each test does, without its name: a variant must differ
+    for index in range(max(1, variants) if sample is not None else 1):
+        if index == 0:
+            complete: Generate = generate
+        else:
+            def complete(prompt: str, max_tokens: int, stable: int, seed: int = index) -> Iterable[str]:
+                assert sample is not None
+                return sample(prompt, max_tokens, stable, seed)
+        for target in targets(source_text, alias, limit, bind=bind):
+            share = min(segment_tokens, budget - result.tokens)
+            if share <= 0:
                 break
-        close = getattr(pieces, "close", None)
-        if close is not None:
-            close()  # stop the engine's generation before the next prompt
-        lines, _ = _segment_lines(generated, max_lines, alias, known, target.opener)
-        kept = keep_valid(text, target.opener, lines)
-        if kept is None:
-            result.skipped.append(target.name)
-            continue
-        text += kept + "\n"
-        result.tested.append(target.name)
-        construction = _construction(kept) if target.kind == "class" else None
-        if construction is not None:
-            built[target.name] = construction
+            if target.kind == "method":
+                if target.owner not in built:
+                    if index == 0:
+                        result.skipped.append(target.name)
+                    continue
+                target = replace(target, opener=method_opener(target, built[target.owner], alias))
+            if index > 0:  # test_f_2, test_f_3, ...
+                renamed = target.opener.replace("(self):\n", f"_{index + 1}(self):\n", 1)
+                target = replace(target, opener=renamed)
+            kept, used, constructed = _write_test(
+                complete, base, text, target, alias, share, tree, known, destination, code_starter,
+                max_lines=max_lines, value_tokens=value_tokens, hint=hint)
+            result.tokens += used
+            what = kept.split("\n", 1)[1] if kept is not None else ""
+            if kept is None or what in bodies:
+                if index == 0:
+                    result.skipped.append(target.name)
+                continue
+            bodies.add(what)
+            text += kept + "\n"
+            (result.tested if index == 0 else result.variants).append(target.name)
+            if constructed is not None and target.name not in built:
+                built[target.name] = constructed
     if not result.tested:
         text += "    pass\n"  # the class needs a body; a file without tests is the prune's to drop
     result.text = text.rstrip("\n") + "\n" + MAIN_GUARD

@@ -55,7 +55,9 @@ class PruneResult:
         if self.drop_reason:
             subject = f"Prune: removed {self.destination} ({self.drop_reason})"
         else:
-            subject = f"Prune: removed {count} failing {noun}"
+            passing = any(r.reason == "adds no coverage" or r.reason.startswith("passed without")
+                          for r in self.removed)
+            subject = f"Prune: removed {count} {noun if passing else 'failing ' + noun}"
         lines = [f"- {r.test}: {r.reason}" for r in self.removed]
         body = "\n".join(lines)
         parts = [subject, body] if body else [subject]
@@ -64,7 +66,28 @@ class PruneResult:
         return "\n\n".join(parts) + "\n"
 
 
-def prune(test_source: str, result: VerifyResult, destination: str, *, idle: bool = False) -> PruneResult:
+def redundant_tests(result: VerifyResult) -> list[str]:
+    """Return passing tests that run no line of the source that the other tests kept do not.
+
+    Only tests that ran module code are weighed (``idle`` is the rule for the others). Later
+    tests go first (by id, so ``test_f_2`` before ``test_f``): of several tests that run the same
+    lines, the first written stays.
+    """
+    if result.statements is None:
+        return []
+    kept = {t: set(result.lines[t]) for t, o in result.tests.items()
+            if o.outcome == "passed" and not o.flaky and result.lines.get(t)}
+    dropped: list[str] = []
+    for test in sorted(kept, reverse=True):
+        others = set().union(*(lines for other, lines in kept.items() if other != test))
+        if kept[test] <= others:
+            dropped.append(test)
+            del kept[test]
+    return dropped
+
+
+def prune(test_source: str, result: VerifyResult, destination: str, *, idle: bool = False,
+          redundant: bool = False) -> PruneResult:
     """Remove the tests that failed, erred or were flaky in ``result`` from the test file's text.
 
     Args:
@@ -73,6 +96,8 @@ def prune(test_source: str, result: VerifyResult, destination: str, *, idle: boo
         destination: the test file's repository path; its module prefixes the test ids.
         idle: also remove passing tests that ran no line of the source (only when coverage was
             measured): they pass whatever the code does, so they test nothing.
+        redundant: also remove passing tests that add no coverage to the others
+            (``redundant_tests``): several candidates per target leave only the ones that count.
     """
     source_module = module_of(result.source)
     try:
@@ -87,14 +112,18 @@ def prune(test_source: str, result: VerifyResult, destination: str, *, idle: boo
     doomed_methods: dict[str, dict[str, str]] = {}  # class -> method -> test id
     doomed_classes: dict[str, str] = {}  # class -> test id of its failing fixture
     removed: list[Removed] = []
+    adds_nothing = set(redundant_tests(result)) if redundant else set()
     for test, outcome in result.tests.items():
         ran_nothing = (idle and result.statements is not None and outcome.outcome == "passed"
                        and not outcome.flaky and not result.lines.get(test))
-        if outcome.outcome not in ("failed", "error") and not outcome.flaky and not ran_nothing:
+        if (outcome.outcome not in ("failed", "error") and not outcome.flaky and not ran_nothing
+                and test not in adds_nothing):
             continue
         reason = ("flaky: " if outcome.flaky else f"{outcome.outcome}: ") + problem_line(outcome.detail)
         if ran_nothing:
             reason = f"passed without running a line of {result.source}"
+        elif test in adds_nothing:
+            reason = "adds no coverage"
         if fixture := _FIXTURE.fullmatch(test):
             name = fixture.group(2)
             if fixture.group(1).endswith("Module"):
@@ -145,16 +174,18 @@ def prune_candidate(
     sandbox: Sandbox | None = None,
     limits: Limits | None = None,
     idle: bool = False,
+    redundant: bool = False,
 ) -> PruneResult:
     """Prune a verified candidate's test file and re-run the pruned file to confirm it passes.
 
     The re-run uses the candidate's commit with the pruned file in place of its test file; a file
     to drop is not re-run. The caller commits ``text`` (or the deletion) with ``commit_message()``.
-    ``idle`` also removes passing tests that ran no line of the source (see ``prune``).
+    ``idle`` also removes passing tests that ran no line of the source, ``redundant`` those that
+    add no coverage (see ``prune``).
     """
     entry = repo.tree_entry(commit, destination)
     original = repo.read_blob_bytes(entry.oid).decode("utf-8", "replace") if entry else ""
-    pruned = prune(original, result, destination, idle=idle)
+    pruned = prune(original, result, destination, idle=idle, redundant=redundant)
     if not pruned.removed or pruned.drop_reason:
         return pruned
     rerun = verify_candidate(repo, commit, spec, source, destination, content=pruned.text,

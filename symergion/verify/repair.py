@@ -405,8 +405,9 @@ def truncate_tests(test_source: str, result: VerifyResult, source: str, destinat
 
     A test stops at its first problem, so what runs before it passes: when statements precede
     the failing one, the test is cut before it (the prune would otherwise remove the whole
-    method). When the first statement itself raised from inside the module under test (its
-    traceback ends in the source), it becomes ``with self.assertRaises(E):`` around the call,
+    method). When the first statement itself (or the first after statements that only bind
+    values, without calling the module) raised while the module under test ran (its
+    traceback passes through the source), it becomes ``with self.assertRaises(E):`` around the call,
     the regression oracle for exceptions, if ``E`` is a builtin or a name of the module.
 
     Returns the new text, the ids of the tests cut, and those that now expect an exception.
@@ -440,21 +441,27 @@ def truncate_tests(test_source: str, result: VerifyResult, source: str, destinat
         if index is None:
             continue
         end = edits.starts[min(function.end_lineno or function.lineno, len(edits.lines))]
-        if index > 0:
+        derived = _derived_names(function, refs)
+        files = any_frame.findall(outcome.detail)
+        exception = _exception_name(outcome.detail, module_names, alias)
+        statement = function.body[index]
+        call = _module_call(statement, refs, derived)
+        # Raised while the module ran: its traceback passes through the source (the module may
+        # have passed the bad value on to the standard library, which raised).
+        raised_inside = (outcome.outcome == "error" and any(_same_file(f, source) for f in files)
+                         and exception is not None and call is not None)
+        # Statements before it that only bind values (no call of the module) set up the call:
+        # cutting there would leave a test that runs no module code.
+        setup_only = all(_module_call(s, refs, derived) is None for s in function.body[:index])
+        if index > 0 and not (raised_inside and setup_only):
             kept = _statements(test_source, function.body[:index])
-            if kept in bodies:
-                continue
+            if kept in bodies or setup_only:
+                continue  # a repeat, or bindings alone that run no module code: the prune's
             bodies.add(kept)
             edits.replace(edits.starts[function.body[index].lineno - 1], end, "")
             cut.append(test)
             continue
-        files = any_frame.findall(outcome.detail)
-        exception = _exception_name(outcome.detail, module_names, alias)
-        if outcome.outcome != "error" or not files or not _same_file(files[-1], source) or not exception:
-            continue
-        statement = function.body[0]
-        call = _module_call(statement, refs, _derived_names(function, refs))
-        if call is None:
+        if not raised_inside or call is None:
             continue
         start, stop = edits.span(call)
         indent = " " * statement.col_offset

@@ -50,14 +50,14 @@ def test_public_names_follow_all_and_functions_come_before_classes() -> None:
     assert guide.public_names("def a():\n    pass\n\n\ndef _b():\n    pass\n\n\nclass C:\n    pass\n") == [
         ("a", "function"), ("C", "class")]
     assert guide.public_names("def broken(:\n") == []
-    openers = [t.opener for t in guide.targets(SOURCE, "shapes")]
+    openers = [t.opener for t in guide.targets(SOURCE, "shapes", bind=False)]
     assert openers == [
         "    def test_area(self):\n        self.assertEqual(shapes.area(",
         "    def test_scale(self):\n        self.assertEqual(shapes.scale(",
         "    def test_square(self):\n        square = shapes.Square(",
     ]
     # A class named like the module gets a variable that does not shadow the module.
-    assert guide.targets("class shapes:\n    pass\n", "shapes")[0].opener.endswith(
+    assert guide.targets("class shapes:\n    pass\n", "shapes", bind=False)[0].opener.endswith(
         "shapes_object = shapes.shapes(")
     assert len(guide.targets(SOURCE, "shapes", limit=1)) == 1
 
@@ -69,6 +69,107 @@ def test_the_worked_example_opens_its_tests_like_the_guide() -> None:
             continue
         first, second = target.opener.split("\n")
         assert first in tests.split("\n") and second in tests
+
+
+def test_a_literal_all_that_names_no_function_or_class_falls_back_to_public_names() -> None:
+    source = ('__all__ = ["TABLE", "helper"]\nfrom os.path import join as helper\nTABLE = {}\n\n\n'
+              'def define(name, op):\n    TABLE[name] = op\n\n\ndef _private():\n    pass\n\n\n'
+              'class Table:\n    pass\n')
+    assert guide.public_names(source) == [("define", "function"), ("Table", "class")]
+    # An __all__ that names one function defined here still decides alone.
+    assert guide.public_names(source.replace('"helper"', '"define"')) == [("define", "function")]
+
+
+BOUND = '''"""Parameters of every kind."""
+
+
+def join(a, b=1, *parts, sep, end="", **options):
+    return sep.join([a, *parts]) + end
+
+
+def shapes(result, self):
+    return result
+
+
+class Box:
+    def __init__(self, box, /, size, *, label):
+        self.size = size
+
+    def put(self, item, *, force=False):
+        return item
+
+    def clear(self):
+        return None
+
+
+class Empty:
+    pass
+'''
+
+
+def test_required_parameters_are_bound_to_variables_named_after_them() -> None:
+    found = {t.name: t for t in guide.targets(BOUND, "shapes")}
+    # No default, not *args or **kwargs; a keyword-only one is passed by keyword.
+    assert found["join"].binds == (("a", "a"), ("sep", "sep=sep"))
+    # Names that would shadow the module, the instance, the result or the class variable get a suffix.
+    assert found["shapes"].binds == (("result_value", "result_value"), ("self_value", "self_value"))
+    assert found["Box"].binds == (("box_value", "box_value"), ("size", "size"), ("label", "label=label"))
+    assert found["Box.put"].binds == (("item", "item"),) and found["Box.clear"].binds == ()
+    assert found["Empty"].binds == ()
+    assert found["join"].opener == "    def test_join(self):\n"
+    assert guide.call_text(found["join"], "shapes") == "shapes.join(a, sep=sep)"
+    assert guide.call_text(found["Box.put"], "shapes") == "box.put(item)"
+    # A function without required parameters keeps the bare call as its opener.
+    assert guide.targets("def now(tz=None):\n    pass\n", "clock")[0].opener.endswith(
+        "self.assertEqual(clock.now(")
+
+
+def test_a_bound_value_is_one_expression_of_builtins_and_names_defined_before() -> None:
+    assert guide.value_ok("'*.txt'", {"shapes"}) and guide.value_ok("[1, 2]", set())
+    assert guide.value_ok("len(names)", {"names"}) and guide.value_ok("shapes.Box(1)", {"shapes"})
+    assert not guide.value_ok("glob_open_flags", {"shapes"})  # a name the test never defined
+    assert not guide.value_ok("1, 2)", set()) and not guide.value_ok("", set())
+    assert not guide.value_ok("self.value", set())
+
+
+def bound_replies(prompt: str) -> str:
+    """Complete bound values and assertions as a small model does: well, or with an unknown name."""
+    if prompt.endswith("        w = "):
+        return "2\n        h = 5\n"  # only the first line is the value
+    if prompt.endswith("        h = "):
+        return "3\n"
+    if prompt.endswith("        x = "):
+        return "factor_of_x\n"  # never defined: the test is left out
+    if prompt.endswith("        side = "):
+        return "4\n"
+    if prompt.endswith("self.assertEqual(result, "):
+        return "6)\n\n    def test_more(self):\n"
+    return "[[[\n"
+
+
+def test_a_bound_test_defines_every_name_its_call_uses() -> None:
+    engine = FakeEngine("fake", bound_replies)
+    prompt = "# lib/shapes.py\nSOURCE\n\n" + STARTER
+    done = guide.guided_file(run(engine), prompt, STARTER, SOURCE, "shapes", "test_shapes.py", budget=400)
+    assert done.tested == ["area", "Square"] and done.skipped == ["scale"]
+    assert done.text == STARTER + (
+        "    def test_area(self):\n        w = 2\n        h = 3\n"
+        "        result = shapes.area(w, h)\n        self.assertEqual(result, 6)\n\n"
+        "    def test_square(self):\n        side = 4\n        square = shapes.Square(side)\n"
+        "        self.assertIsInstance(square, shapes.Square)\n"
+        "\n\nif __name__ == \"__main__\":\n    unittest.main()\n")
+    ast.parse(done.text)
+    # Each value's prompt continues the previous one, so the KV-cache prefix carries over.
+    assert engine.calls[0].endswith("        w = ")
+    assert engine.calls[1] == engine.calls[0] + "2\n        h = "
+
+
+def test_a_bound_call_without_a_usable_expected_value_still_gets_an_assertion() -> None:
+    engine = FakeEngine("fake", lambda p: "1\n" if p.endswith(" = ") else "[[[\n")
+    prompt = "# lib/shapes.py\nSOURCE\n\n" + STARTER
+    done = guide.guided_file(run(engine), prompt, STARTER, SOURCE, "shapes", "test_shapes.py", budget=400)
+    assert "        result = shapes.area(w, h)\n        self.assertEqual(result, None)\n" in done.text
+    ast.parse(done.text)
 
 
 def replies(prompt: str) -> str:
@@ -93,7 +194,8 @@ def run(engine: FakeEngine) -> guide.Generate:
 def test_each_test_ends_where_the_model_leaves_it_repeats_or_invents_a_name() -> None:
     engine = FakeEngine("fake", replies)
     prompt = "# lib/shapes.py\nSOURCE\n\n" + STARTER
-    done = guide.guided_file(run(engine), prompt, STARTER, SOURCE, "shapes", "test_shapes.py", budget=400)
+    done = guide.guided_file(run(engine), prompt, STARTER, SOURCE, "shapes", "test_shapes.py", budget=400,
+                             bind=False)
     assert done.tested == ["area", "scale"] and done.skipped == ["Square"]
     assert done.text == STARTER + (
         "    def test_area(self):\n        self.assertEqual(shapes.area(2, 3), 6)\n\n"
@@ -110,7 +212,7 @@ def test_the_budget_bounds_every_segment_and_the_whole_file() -> None:
     engine = FakeEngine("fake", lambda p: "1" * 400)
     prompt = "# lib/shapes.py\nSOURCE\n\n" + STARTER
     done = guide.guided_file(run(engine), prompt, STARTER, SOURCE, "shapes", "test_shapes.py", budget=30,
-                             segment_tokens=20)
+                             segment_tokens=20, bind=False)
     assert done.tokens == 30 and len(engine.calls) == 2
     assert done.tested == [] and done.text == STARTER + "    pass\n" + guide.MAIN_GUARD
     ast.parse(done.text)
@@ -122,13 +224,22 @@ def calc_replies(prompt: str) -> str:
     return "5, 2), 7)\n        self.assertEqual(calc.sub(1, None), 0)\n"
 
 
+def bound_calc_replies(prompt: str) -> str:
+    """Bind ``add``'s arguments well, and ``sub``'s second to a string (the call raises TypeError)."""
+    if prompt.endswith("        a = "):
+        return "5\n"
+    if prompt.endswith("        b = "):
+        return "'x'\n" if "def test_sub" in prompt[-80:] else "2\n"
+    return "0)\n"
+
+
 @needs_bwrap
 def test_a_guided_file_repaired_in_the_sandbox_passes_and_runs_the_module(calc_repo: Path) -> None:
     engine = FakeEngine("fake", calc_replies)
     starter = examples.test_case_starter("utils/calc.py", "test_calc.py")
     prompt = "# utils/calc.py\n" + CALC + "\n" + starter
     done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s), prompt,
-                             starter, CALC, "calc", "test_calc.py", budget=200)
+                             starter, CALC, "calc", "test_calc.py", budget=200, bind=False)
     assert done.tested == ["add", "sub"]
     commit = commit_files(calc_repo, {"test_calc.py": done.text})
     repo, spec, sandbox = GitRepo(calc_repo), VerifySpec(coverage=True, runs=1), Sandbox(mode="bwrap")
@@ -143,3 +254,121 @@ def test_a_guided_file_repaired_in_the_sandbox_passes_and_runs_the_module(calc_r
     assert "self.assertEqual(calc.add(2, 2), 4)" in repaired.text
     assert repaired.completed and repaired.truncated == ("test_calc.TestCalc.test_sub",)
     assert "calc.sub(1, None)" not in repaired.text
+
+
+@needs_bwrap
+def test_bound_tests_repaired_in_the_sandbox_pin_the_result_and_expect_the_raise(calc_repo: Path) -> None:
+    engine = FakeEngine("fake", bound_calc_replies)
+    starter = examples.test_case_starter("utils/calc.py", "test_calc.py")
+    prompt = "# utils/calc.py\n" + CALC + "\n" + starter
+    done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s), prompt,
+                             starter, CALC, "calc", "test_calc.py", budget=200)
+    assert done.tested == ["add", "sub"] and "        result = calc.sub(a, b)\n" in done.text
+    commit = commit_files(calc_repo, {"test_calc.py": done.text})
+    repo, spec, sandbox = GitRepo(calc_repo), VerifySpec(coverage=True, runs=1), Sandbox(mode="bwrap")
+    first = verify_candidate(repo, commit, spec, "utils/calc.py", "test_calc.py", sandbox=sandbox)
+    assert first.failed == 1 and first.errors == 1
+    repaired = repair_candidate(repo, commit, spec, "utils/calc.py", "test_calc.py", first, sandbox=sandbox)
+    assert repaired.rerun is not None and repaired.rerun.ok and repaired.rerun.exercising == 2
+    assert "        self.assertEqual(result, 7)\n" in repaired.text
+    # The bindings stay; the call that raised inside the module becomes the expected exception.
+    assert ("        a = 5\n        b = 'x'\n        with self.assertRaises(TypeError):\n"
+            "            calc.sub(a, b)\n") in repaired.text
+    assert repaired.raising == ("test_calc.TestCalc.test_sub",)
+
+
+KINDS = '''import os
+from io import BytesIO
+
+
+def find(pathname, flags: int, names):
+    if pathname.startswith("~"):
+        pathname = os.path.expanduser(pathname)
+    return [n for n in names if match(n, pathname)]
+
+
+def match(name, pattern):
+    return os.path.normcase(name) == pattern
+
+
+def decode(data, table: dict, *, sep):
+    if sep == ",":
+        return BytesIO(data), table
+    return data.decode()
+
+
+def anything(value):
+    return value
+
+
+def first(args, pat):
+    return args[0] if args[1] else args[2] + pat[0] + pat.lower()
+'''
+
+
+def test_a_parameter_kind_is_read_from_its_annotation_and_its_use() -> None:
+    tree = ast.parse(KINDS)
+    find, match_, decode, anything, first = (n for n in tree.body if isinstance(n, ast.FunctionDef))
+    assert guide.parameter_kind(tree, find, "pathname") == "str"  # a string method, os.path
+    assert guide.parameter_kind(tree, find, "names") == "list"  # iterated
+    assert guide.parameter_kind(tree, find, "flags") == ""  # an int: the model picks the number
+    assert guide.parameter_kind(tree, match_, "name") == "str"
+    assert guide.parameter_kind(tree, decode, "data") == "bytes"  # .decode(), BytesIO
+    assert guide.parameter_kind(tree, decode, "table") == "dict"  # annotated
+    assert guide.parameter_kind(tree, decode, "sep") == "str"  # compared with a string
+    assert guide.parameter_kind(tree, anything, "value") == ""
+    # Indexing counts once, for a list; a string method on the same parameter outweighs it.
+    assert guide.parameter_kind(tree, first, "args") == "list"
+    assert guide.parameter_kind(tree, first, "pat") == "str"
+    target = next(t for t in guide.targets(KINDS, "kinds") if t.name == "decode")
+    assert guide.openings(tree, target) == ["b'", "{", "'"]
+    assert guide.openings(tree, target, hint=False) == ["", "", ""]
+
+
+def test_a_hinted_value_starts_as_its_kind_and_the_model_completes_it() -> None:
+    engine = FakeEngine("fake", lambda p: "*.txt'\n" if p.endswith("pathname = '") else
+                        "'a.txt']\n" if p.endswith("names = [") else "3\n" if p.endswith("flags = ")
+                        else "[])\n")
+    starter = examples.test_case_starter("lib/kinds.py", "test_kinds.py")
+    prompt = "# lib/kinds.py\nSOURCE\n\n" + starter
+    done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s), prompt,
+                             starter, KINDS, "kinds", "test_kinds.py", budget=60, limit=1)
+    assert ("    def test_find(self):\n        pathname = '*.txt'\n        flags = 3\n"
+            "        names = ['a.txt']\n        result = kinds.find(pathname, flags, names)\n"
+            "        self.assertEqual(result, [])\n") in done.text
+
+
+def test_variants_add_sampled_tests_after_the_greedy_round_unless_they_repeat_one() -> None:
+    engine = FakeEngine("fake", bound_replies)
+    seeds: list[int] = []
+
+    def sample(prompt: str, max_tokens: int, stable_prefix: int, seed: int) -> Iterable[str]:
+        seeds.append(seed)
+        # Seeds 1 and 2 give the same values: the third round repeats the second.
+        return iter(["11\n"] if prompt.endswith(" = ") else ["0)\n"])
+
+    prompt = "# lib/shapes.py\nSOURCE\n\n" + STARTER
+    done = guide.guided_file(run(engine), prompt, STARTER, SOURCE, "shapes", "test_shapes.py", budget=400,
+                             variants=3, sample=sample)
+    assert done.tested == ["area", "Square"] and done.variants == ["area", "scale", "Square"]
+    assert ("    def test_area_2(self):\n        w = 11\n        h = 11\n"
+            "        result = shapes.area(w, h)\n        self.assertEqual(result, 0)\n") in done.text
+    assert "    def test_scale_2(self):\n        x = 11\n" in done.text
+    assert "test_area_3" not in done.text and set(seeds) == {1, 2}
+    ast.parse(done.text)
+    # Without a sampler only the greedy round runs.
+    single = guide.guided_file(run(FakeEngine("fake", bound_replies)), prompt, STARTER, SOURCE, "shapes",
+                               "test_shapes.py", budget=400, variants=3)
+    assert single.variants == [] and "_2(self)" not in single.text
+
+
+def test_a_hinted_literal_the_model_does_not_close_within_its_share_is_closed() -> None:
+    engine = FakeEngine("fake", lambda p: "a:b:" * 20 if p.endswith("pathname = '") else "'a']\n"
+                        if p.endswith("names = [") else "3\n" if p.endswith(" = ") else "[])\n")
+    starter = examples.test_case_starter("lib/kinds.py", "test_kinds.py")
+    prompt = "# lib/kinds.py\nSOURCE\n\n" + starter
+    done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s), prompt,
+                             starter, KINDS, "kinds", "test_kinds.py", budget=60, limit=1, value_tokens=3)
+    pathname = next(line for line in done.text.splitlines() if "pathname =" in line)
+    assert pathname.strip().startswith("pathname = 'a:b:") and pathname.endswith("'")
+    ast.parse(done.text)

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from symergion.verify.prune import prune
+from pathlib import Path
+
+from symergion.config import VerifySpec
+from symergion.gitrepo import GitRepo
+from symergion.verify.candidate import verify_candidate
+from symergion.verify.prune import Removed, prune, prune_candidate, redundant_tests
 from symergion.verify.result import TestOutcome, VerifyResult
+from symergion.verify.sandbox import Sandbox
+from tests.conftest import git
+from tests.verify.conftest import commit_files, needs_bwrap
 
 FILE = '''import unittest
 
@@ -125,3 +133,49 @@ def test_inherited_test_is_removed_where_it_is_defined() -> None:
         "t.Child.test_a": TestOutcome("failed", "boom")}), "t.py")
     assert "def test_a" not in pruned.text and "def test_b" in pruned.text
     assert "class Child(Base)" in pruned.text
+
+
+SIGN = "def sign(n):\n    if n < 0:\n        return -1\n    return 1\n"
+SIGN_TESTS = '''import unittest
+
+from utils import sign
+
+
+class TestSign(unittest.TestCase):
+    def test_sign(self):
+        n = 5
+        self.assertEqual(sign.sign(n), 1)
+
+    def test_sign_2(self):
+        n = 7
+        self.assertEqual(sign.sign(n), 1)
+
+    def test_sign_3(self):
+        n = -2
+        self.assertEqual(sign.sign(n), -1)
+
+    def test_idle(self):
+        self.assertEqual(1, 1)
+'''
+
+
+@needs_bwrap
+def test_passing_tests_that_add_no_coverage_are_pruned_and_the_first_written_stays(tmp_path: Path) -> None:
+    path = tmp_path / "repo"
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    commit = commit_files(path, {"utils/__init__.py": "", "utils/sign.py": SIGN, "test_sign.py": SIGN_TESTS})
+    repo, spec, sandbox = GitRepo(path), VerifySpec(coverage=True, runs=1), Sandbox(mode="bwrap")
+    result = verify_candidate(repo, commit, spec, "utils/sign.py", "test_sign.py", sandbox=sandbox)
+    assert result.ok and result.passed == 4
+    # test_sign_2 runs the lines test_sign runs; test_sign_3 runs the other branch.
+    assert redundant_tests(result) == ["test_sign.TestSign.test_sign_2"]
+    assert prune(SIGN_TESTS, result, "test_sign.py").removed == ()  # only on request
+    pruned = prune_candidate(repo, commit, spec, "utils/sign.py", "test_sign.py", result,
+                             sandbox=sandbox, redundant=True)
+    assert pruned.removed == (Removed("test_sign.TestSign.test_sign_2", "adds no coverage"),)
+    assert "def test_sign_2" not in pruned.text and "def test_sign_3" in pruned.text
+    assert "def test_idle" in pruned.text  # ran no module code: the idle rule's, not this one's
+    assert pruned.commit_message().startswith("Prune: removed 1 test\n")
+    assert pruned.rerun is not None and pruned.rerun.ok and pruned.rerun.passed == 3
+    assert pruned.rerun.tested_coverage() == result.tested_coverage()

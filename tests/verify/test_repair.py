@@ -16,9 +16,11 @@ from symergion.verify.repair import (
     repair,
     repair_candidate,
     top_level_names,
+    truncate_tests,
 )
 from symergion.verify.result import Observation, TestOutcome, VerifyResult
 from symergion.verify.sandbox import Sandbox
+from tests.conftest import git
 from tests.verify.conftest import CALC, commit_files, needs_bwrap
 
 SPEC = VerifySpec(coverage=True, runs=1)
@@ -252,3 +254,41 @@ def test_a_first_call_that_raised_inside_the_module_expects_the_exception() -> N
     unnamed = TRACE_IN_SOURCE.replace("TypeError:", "somelib.CustomError:")
     result = VerifyResult(source="utils/calc.py", tests={"test_calc.T.test_a": error(unnamed)})
     assert not repair(text, result, CALC, "test_calc.py").changed
+
+
+PATHS = "import os\n\n\ndef joined(head, tail):\n    return os.path.join(head, tail)\n"
+BOUND = '''import unittest
+
+from utils import paths
+
+
+class TestPaths(unittest.TestCase):
+    def test_joined(self):
+        head = 1
+        tail = 2
+        result = paths.joined(head, tail)
+        self.assertEqual(result, None)
+
+    def test_setup_only(self):
+        head = 1
+        self.assertEqual(head, 2)
+'''
+
+
+@needs_bwrap
+def test_a_call_after_bindings_that_raised_through_the_module_becomes_the_expected_exception(
+        tmp_path: Path, sandbox: Sandbox) -> None:
+    path = tmp_path / "repo"
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    commit = commit_files(path, {"utils/__init__.py": "", "utils/paths.py": PATHS, "test_paths.py": BOUND})
+    result = verify_candidate(GitRepo(path), commit, SPEC, "utils/paths.py", "test_paths.py", sandbox=sandbox)
+    # os.path.join raised, called by the module: the traceback passes through the source.
+    assert result.tests["test_paths.TestPaths.test_joined"].outcome == "error"
+    text, cut, raising = truncate_tests(BOUND, result, "utils/paths.py", "test_paths.py")
+    assert raising == ("test_paths.TestPaths.test_joined",)
+    assert ("        head = 1\n        tail = 2\n        with self.assertRaises(TypeError):\n"
+            "            paths.joined(head, tail)\n") in text
+    # A failing test whose earlier statements only bind values is not cut down to them: they
+    # would run no module code. The prune removes it instead.
+    assert cut == () and "        self.assertEqual(head, 2)\n" in text
