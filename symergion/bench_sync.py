@@ -108,10 +108,12 @@ def _new_repo(model: Path, threads: int, workdir: Path, *, verify: bool = True
         "checkpoints": [{"name_or_path": str(model), "name": "gemma3-270m", "trait": "coding"}],
     }
     if not verify:
-        # The built-in template without its verify section: the sync generates and commits only.
+        # The built-in template without verify (and so without guided generation, which needs
+        # it): the sync completes the file freely and commits it.
         templates = copy.deepcopy(DEFAULT_CONFIG["templates"])
         for template in templates.values():
             template.pop("verify", None)
+            template.pop("guided", None)
         settings["templates"] = templates
     config.write_text(json.dumps(settings))
     _git(repo, "init", "-q", "-b", "main")

@@ -94,10 +94,11 @@ def repo_state(path: Path) -> dict[str, Any]:
 
 def original_templates() -> dict[str, Any]:
     """The built-in templates in the original format: ``import unittest`` as the code starter
-    (no placeholders) and no ``verify`` section."""
+    (no placeholders), no ``verify`` section and no guided generation."""
     templates: dict[str, Any] = json.loads(json.dumps(DEFAULT_CONFIG["templates"]))
     for template in templates.values():
         template.pop("verify", None)
+        template.pop("guided", None)
     templates["TestCase"]["code_starter"] = "import unittest\n"
     return templates
 

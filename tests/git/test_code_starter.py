@@ -36,6 +36,7 @@ def test_the_built_in_starter_imports_the_source_and_opens_its_test_class(
     templates = json.loads(json.dumps(DEFAULT_CONFIG["templates"]))
     # Rendering alone: without verification the fake's one test stays as written.
     templates["TestCase"].pop("verify")
+    templates["TestCase"].pop("guided")
     config = make_config(templates=templates)
     start_task_with_git(repo_dir)
     assert not make_reconciler(repo_dir, config).sync().failed

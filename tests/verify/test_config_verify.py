@@ -16,6 +16,7 @@ def template(**extra: Any) -> dict[str, Any]:
     raw = json.loads(json.dumps(DEFAULT_CONFIG))
     entry = raw["templates"]["TestCase"]
     entry.pop("verify")
+    entry.pop("guided")
     entry.update(extra)
     return raw
 

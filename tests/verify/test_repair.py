@@ -120,7 +120,7 @@ def test_a_pin_keeps_its_line_in_the_text_after_an_inserted_import() -> None:
 def test_commit_message_names_every_pin_for_review() -> None:
     result = VerifyResult(source="utils/calc.py", tests={"test_calc.TestCalc.test_add": failed(8, "3", "4")})
     message = repair(BROKEN, result, CALC, "test_calc.py").commit_message()
-    assert message.startswith("Repair: pinned 1 assertion, qualified 1 name\n")
+    assert message.startswith("Repair: pinned 1 assertion, qualified 1 name, dropped 1 misplaced argument\n")
     assert "- test_calc.TestCalc.test_add (line 8): expected 4 -> 3" in message
     assert "Qualified with the module under test: sub" in message
 

@@ -72,6 +72,8 @@ def reply(_model: str, prompt: str) -> str:
 
 def config(code_starter: str | None = None, **verify: Any) -> Any:
     raw = json.loads(json.dumps(DEFAULT_CONFIG))
+    # These tests check free completions (tests/verify/test_sync_guided.py the guided ones).
+    raw["templates"]["TestCase"]["guided"] = False
     if code_starter is not None:
         raw["templates"]["TestCase"]["code_starter"] = code_starter
     raw["checkpoints"] = [{"name_or_path": "/models/alpha.gguf", "trait": "coding"}]
@@ -229,6 +231,7 @@ def test_the_original_format_runs_nothing(calc_repo, make_reconciler):
     raw = json.loads(json.dumps(DEFAULT_CONFIG))
     raw["checkpoints"] = [{"name_or_path": "/models/alpha.gguf", "trait": "coding"}]
     del raw["templates"]["TestCase"]["verify"]
+    del raw["templates"]["TestCase"]["guided"]
     events: list[Event] = []
     make_reconciler(calc_repo, parse_config(raw, base_dir=Path("/models")), events).sync()
     [message] = messages(calc_repo)
@@ -240,6 +243,7 @@ def test_best_of_n_publishes_the_best_sample_and_scores_the_others(calc_repo, tm
     raw = json.loads(json.dumps(DEFAULT_CONFIG))
     raw["checkpoints"] = [{"name_or_path": "/models/alpha.gguf", "trait": "coding", "samples": 3,
                            "sampling": {"temperature": 0.8, "seed": 10}}]
+    raw["templates"]["TestCase"]["guided"] = False
     cfg = parse_config(raw, base_dir=Path("/models"))
     seeds: list[int] = []
 
@@ -280,6 +284,7 @@ def test_status_and_ergon_list_rank_the_candidates(calc_repo, make_reconciler):
     raw = json.loads(json.dumps(DEFAULT_CONFIG))
     raw["checkpoints"] = [{"name_or_path": f"/models/{m}.gguf", "trait": "coding"} for m in ("alpha", "beta")]
     raw["templates"]["TestCase"]["verify"].update(prune=False, repair_rounds=0)
+    raw["templates"]["TestCase"]["guided"] = False
     cfg = parse_config(raw, base_dir=Path("/models"))
     fleet_reply = {"alpha": FIRST, "beta": REPAIRED}
     reconciler = make_reconciler(calc_repo, cfg)
@@ -316,7 +321,10 @@ def test_the_cli_shows_each_candidates_result_and_rank(calc_repo, tmp_path, flee
     monkeypatch.setattr("symergion.runtime.load_engine", lambda config, c: fleet(c))
     monkeypatch.setattr("symergion.runtime.fingerprint", lambda config, c: f"fp-{c.model_name}")
     cfg = tmp_path / "symergion.json"
-    cfg.write_text(json.dumps({"checkpoints": [{"name_or_path": "alpha.gguf", "trait": "coding"}]}))
+    templates = json.loads(json.dumps(DEFAULT_CONFIG["templates"]))
+    templates["TestCase"]["guided"] = False
+    cfg.write_text(json.dumps({"checkpoints": [{"name_or_path": "alpha.gguf", "trait": "coding"}],
+                               "templates": templates}))
     start(calc_repo)
     common = ["--repo", str(calc_repo), "--config", str(cfg)]
     assert main(["sync", *common]) == 0

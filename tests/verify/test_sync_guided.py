@@ -1,0 +1,126 @@
+"""The sync pass with guided generation: real git, the real bubblewrap sandbox, a fake model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from symergion.config import DEFAULT_CONFIG, parse_config
+from symergion.core import check
+from symergion.core.state import shadow_ref
+from symergion.errors import ConfigError
+from tests.conftest import FakeFleet, git
+from tests.verify.conftest import needs_bwrap
+
+TASK = "TestCase_calc"
+NOTE = f"task_branch: {TASK}, source: utils/calc.py, destination: test_calc.py"
+
+
+def guided_reply(_model: str, prompt: str) -> str:
+    """Complete what the guide opened: a bound value, or an expected value that is wrong."""
+    last = prompt.rsplit("\n", 1)[-1]
+    if last.rstrip().endswith("="):
+        return "2\n"
+    if last.endswith("self.assertEqual(result, "):
+        return "5)\n\n"
+    return "\n"
+
+
+def config(**guided: Any) -> Any:
+    raw = json.loads(json.dumps(DEFAULT_CONFIG))
+    raw["checkpoints"] = [{"name_or_path": "/models/alpha.gguf", "trait": "coding"}]
+    if guided:
+        raw["templates"]["TestCase"]["guided"] = guided
+    return parse_config(raw, base_dir=Path("/models"))
+
+
+@pytest.fixture
+def fleet() -> FakeFleet:
+    return FakeFleet(guided_reply)
+
+
+def messages(repo: Path) -> list[str]:
+    out = git(repo, "log", "--reverse", "--format=%B%x1e", f"{TASK}..alpha_{TASK}")
+    return [m.strip() for m in out.split("\x1e") if m.strip()]
+
+
+def start(repo: Path) -> None:
+    git(repo, "branch", TASK)
+    git(repo, "notes", "add", "-m", NOTE, TASK)
+
+
+@needs_bwrap
+def test_a_guided_file_is_repaired_without_the_model_and_a_second_sync_changes_nothing(
+        calc_repo: Path, make_reconciler: Any, fleet: FakeFleet) -> None:
+    start(calc_repo)
+    report = make_reconciler(calc_repo, config()).sync()
+
+    assert not report.failed
+    candidate, fixed = messages(calc_repo)
+    # The model wrote one test per function, its values bound to the parameters' names.
+    first = git(calc_repo, "show", f"alpha_{TASK}~1:test_calc.py")
+    assert "def test_add(self):\n        a = 2\n        b = 2\n        result = calc.add(a, b)" in first
+    assert "Symergion-Verify: 0 passed, 2 failed" in candidate
+    # The wrong expected values were pinned to what the code returned, without the model.
+    assert fixed.startswith("Repair: pinned 2 assertions\n")
+    assert "Symergion-Fix: pinned 2 assertions" in fixed
+    assert "Symergion-Verify: 2 passed, 0 failed, 0 errors" in fixed
+    final = git(calc_repo, "show", f"alpha_{TASK}:test_calc.py")
+    assert "self.assertEqual(result, 4)" in final and "self.assertEqual(result, 0)" in final
+    # The fixed file passes: no model repair round, and a second pass asks the model nothing.
+    calls = fleet.calls
+    again = make_reconciler(calc_repo, config()).sync()
+    assert [r.status for r in again.results] == ["up-to-date"]
+    assert fleet.calls == calls
+
+
+@needs_bwrap
+def test_the_guided_file_is_cached_under_the_guide_version(
+        calc_repo: Path, tmp_path: Path, make_reconciler: Any, fleet: FakeFleet,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    start(calc_repo)
+    make_reconciler(calc_repo, config()).sync()
+    calls = fleet.calls
+    for ref in (f"refs/heads/alpha_{TASK}", shadow_ref(TASK, "alpha")):
+        git(calc_repo, "update-ref", "-d", ref)
+
+    make_reconciler(calc_repo, config()).sync()  # the same prompt and method: from the store
+    assert fleet.calls == calls
+    for ref in (f"refs/heads/alpha_{TASK}", shadow_ref(TASK, "alpha")):
+        git(calc_repo, "update-ref", "-d", ref)
+    monkeypatch.setattr(check, "GUIDE_VERSION", check.GUIDE_VERSION + 1)
+    make_reconciler(calc_repo, config()).sync()  # a changed method writes the file again
+    assert fleet.calls > calls
+
+
+def test_guided_generation_needs_a_verify_section() -> None:
+    raw = json.loads(json.dumps(DEFAULT_CONFIG))
+    del raw["templates"]["TestCase"]["verify"]
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, base_dir=Path("/models"))
+    assert "templates.TestCase.guided" in str(caught.value)
+    assert 'remove "guided"' in (caught.value.hint or "")
+
+
+def test_guided_settings_are_checked() -> None:
+    assert config(variants=2).templates["TestCase"].guided.variants == 2  # type: ignore[union-attr]
+    with pytest.raises(ConfigError, match="templates.TestCase.guided.variants"):
+        config(variants=0)
+    with pytest.raises(ConfigError, match="unknown field"):
+        config(tests=3)
+
+
+def test_a_guided_task_whose_destination_is_not_python_fails_with_the_fix(
+        calc_repo: Path, make_reconciler: Any) -> None:
+    git(calc_repo, "branch", TASK)
+    git(calc_repo, "notes", "add", "-m",
+        f"task_branch: {TASK}, source: utils/calc.py, destination: calc_test.txt", TASK)
+
+    report = make_reconciler(calc_repo, config()).sync()
+
+    [result] = report.results
+    assert result.status == "failed" and "calc_test.txt is not a .py file" in (result.reason or "")
+    assert git(calc_repo, "branch", "--list", f"alpha_{TASK}") == ""
