@@ -107,7 +107,7 @@ def test_guided_generation_needs_a_verify_section() -> None:
 
 def test_guided_settings_are_checked() -> None:
     assert config(variants=2).templates["TestCase"].guided.variants == 2  # type: ignore[union-attr]
-    with pytest.raises(ConfigError, match="templates.TestCase.guided.variants"):
+    with pytest.raises(ConfigError, match=r"templates\.TestCase\.guided\.variants"):
         config(variants=0)
     with pytest.raises(ConfigError, match="unknown field"):
         config(tests=3)
