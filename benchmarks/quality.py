@@ -14,6 +14,8 @@ runs in the verification sandbox. Modes, each building on the last:
   their failing statement) first, then prune;
 - ``best``: the greedy guided candidate and ``samples - 1`` more at temperature > 0, each
   repaired and pruned; the best by verification rank is kept;
+- ``pass``: the real ``symergion ergon start`` + ``symergion sync`` with the default config
+  (what a user gets), the final file of the model's branch verified again;
 - ``variants``: one guided file with ``--variants`` tests per target (the greedy one, then
   sampled ones at temperature 0.8), repaired, then pruned of failing tests and of passing tests
   that add no coverage.
@@ -67,7 +69,7 @@ EARLIER_UNSEEN = ("html", "nturl2path", "genericpath", "imghdr", "sched",
 # accelerator, whose lines no test could cover) and were not used before (the sets above);
 # random.Random(2027).sample(sorted candidates, 5).
 UNSEEN_MODULES = ("copyreg", "sndhdr", "copy", "bz2", "lzma")
-MODES = ("plain", "fewshot", "guided", "prune", "repair", "best", "variants")
+MODES = ("plain", "fewshot", "guided", "prune", "repair", "best", "variants", "pass")
 GENERATED = ("plain", "fewshot", "guided", "variants")  # modes that generate; the others check "guided"
 VARIANTS = 3  # set by --variants: tests per target in the variants mode
 STARTER = "class"  # set by --starter
@@ -280,12 +282,16 @@ def bench_module(engine: LlamaEngine, name: str, modes: tuple[str, ...], samples
         engine.sampling = Sampling()
         generated: dict[str, Generated] = {}
         for kind in GENERATED:
-            if kind not in modes and (kind != "guided" or not set(modes) - set(GENERATED)):
+            if kind not in modes and (kind != "guided" or not set(modes) - set(GENERATED) - {"pass"}):
                 continue
             generated[kind] = generate(kind, engine, source, code, destination, cap)
             log(f"{name} {kind}: {generated[kind].tokens} tokens in {generated[kind].seconds:.0f}s")
         commits = {k: commit_candidate(path, destination, g.text, k) for k, g in generated.items()}
         for mode in modes:
+            if mode == "pass":
+                rows.append(bench_pass(name, sandbox))
+                log(f"{name} {mode}: {json.dumps(asdict(rows[-1]))}")
+                continue
             kind = mode if mode in GENERATED else "guided"
             gen = generated[kind]
             row = Row(name, mode, tokens=gen.tokens, generate_seconds=round(gen.seconds, 1))
@@ -306,6 +312,60 @@ def bench_module(engine: LlamaEngine, name: str, modes: tuple[str, ...], samples
             rows[-1].verify_seconds = round(rows[-1].verify_seconds, 1)
             log(f"{name} {mode}: {json.dumps(asdict(rows[-1]))}")
     return rows
+
+
+def bench_pass(name: str, sandbox: Sandbox) -> Row:
+    """Run the task through the real CLI with the default config: ``ergon start``, then ``sync``.
+
+    The row is the final file on the model's branch, verified again like the other modes' files;
+    tokens and generation seconds are the sums of the branch's ``Symergion-Tokens`` and
+    ``Symergion-Seconds`` trailers, and the rest of the sync's wall time counts as verification.
+    """
+    source, destination = f"lib/{name}.py", f"test_{name}.py"
+    task = f"TestCase_{name}"
+    row = Row(name, "pass")
+    with tempfile.TemporaryDirectory(prefix=f"quality-pass-{name}-") as work:
+        path = Path(work) / "repo"
+        path.mkdir()
+        git(path, "init", "-q", "-b", "main")
+        (path / "lib").mkdir()
+        (path / source).write_text(module_source(name), encoding="utf-8")
+        git(path, "add", source)
+        git(path, "commit", "-q", "-m", f"add {source}")
+        env = {**os.environ, "SYMERGION_CACHE_DIR": str(Path(work) / "cache"),
+               "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@symergion.invalid",
+               "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@symergion.invalid"}
+        cli = [sys.executable, "-m", "symergion"]
+        subprocess.run([*cli, "ergon", "start", task, "--source", source, "--destination", destination,
+                        "--no-sync", "--repo", str(path)],
+                       env=env, check=True, capture_output=True, text=True)
+        began = time.monotonic()
+        proc = subprocess.run([*cli, "sync", "--json", "--repo", str(path)], env=env, check=False,
+                              capture_output=True, text=True)
+        wall = time.monotonic() - began
+        if proc.returncode != 0:
+            row.notes.append(f"sync exited {proc.returncode}: {proc.stderr.strip()[-300:]}")
+            return row
+        [result] = json.loads(proc.stdout)["results"]
+        branch = result["branch"]
+        log = subprocess.run(
+            ["git", "log", "--reverse", "--format=%s%x1f%(trailers:key=Symergion-Tokens,valueonly)"
+             "%x1f%(trailers:key=Symergion-Seconds,valueonly)%x1e", f"{task}..{branch}"],
+            cwd=path, check=True, capture_output=True, text=True).stdout
+        # Not str.strip() (nor git() here): Python counts the separators \x1e, \x1f as whitespace.
+        for entry in (e.strip("\n") for e in log.split("\x1e") if e.strip("\n")):
+            subject, tokens, seconds = entry.split("\x1f")
+            row.tokens += int(tokens.strip() or 0)
+            row.generate_seconds += float(seconds.strip() or 0.0)
+            row.notes.append(subject[:60])
+        row.generate_seconds = round(row.generate_seconds, 1)
+        row.verify_seconds = round(wall - row.generate_seconds, 1)
+        repo = GitRepo(path)
+        tip = git(path, "rev-parse", branch)
+        if repo.tree_entry(tip, destination) is None:
+            return fill(row, "", None)  # the prune dropped the file
+        text = git(path, "show", f"{tip}:{destination}") + "\n"
+        return fill(row, text, verify_candidate(repo, tip, SPEC, source, destination, sandbox=sandbox))
 
 
 def best_of(engine: LlamaEngine, repo: GitRepo, name: str, greedy: Generated, greedy_commit: str,
