@@ -67,6 +67,7 @@ if TYPE_CHECKING:
 # Part of the verification cache key: bump when the runner's results change meaning.
 CHECK_VERSION = 1
 GUIDE_VERSION = guide.GUIDE_VERSION
+VARIANT_TEMPERATURE = 0.8  # the variants of a greedy checkpoint's guided file
 CAS_RETRIES = 3
 _PRUNE_PASSES = 3  # a pruned file whose re-run fails again is pruned again, this many times at most
 STATUS = {"up-to-date": "up-to-date", "keep": "kept", "skip": "skipped", "problem": "failed"}
@@ -301,7 +302,7 @@ class Checker:
         source = task.spec.params.get("source")
         assert spec is not None and source is not None and tp.source_code is not None
         key = rec._key("coder", coder, prompt.text, path=tp.destination, finisher=FINISHER_VERSION,
-                       guide=GUIDE_VERSION, guided=asdict(spec))
+                       guide=GUIDE_VERSION, guided=asdict(spec), variants_at=VARIANT_TEMPERATURE)
         cached = rec.store.get(key)
         if cached is not None:
             return {**cached, "cache": "hit"}
@@ -519,8 +520,8 @@ def guided_file(engine: Engine, prompt: prompts.Prompt, source_text: str, source
                 cancel: threading.Event, on_token: Callable[[int], None]) -> guide.Guided:
     """Write a test file with ``symergion.verify.guide`` through an engine; text "" if invalid.
 
-    Variants after the first are sampled with their own seeds when the checkpoint samples
-    (temperature above 0); a greedy checkpoint would repeat the first test, so it writes one.
+    Variants after the first are sampled with their own seeds, at the checkpoint's temperature
+    when it samples, else at ``VARIANT_TEMPERATURE`` (greedy decoding would repeat the first).
     """
     count = 0
 
@@ -535,15 +536,15 @@ def guided_file(engine: Engine, prompt: prompts.Prompt, source_text: str, source
         return counted(engine.generate(text, max_tokens=max_tokens, cancel=cancel,
                                        stable_prefix=stable_prefix))
 
+    temperature = None if coder.sampling.temperature > 0 else VARIANT_TEMPERATURE
+
     def sample(text: str, max_tokens: int, stable_prefix: int, seed: int) -> Iterator[str]:
-        request = GenerationRequest(text, max_tokens, stable_prefix, seed)
+        request = GenerationRequest(text, max_tokens, stable_prefix, seed, temperature)
         return counted(piece for _, piece in engine.generate_many([request], cancel=cancel))
 
-    sampling = coder.sampling.temperature > 0
     written = guide.guided_file(
         generate, prompt.text, prompt.code_starter, source_text, module_alias(source), destination,
-        budget=budget, limit=spec.targets, variants=spec.variants if sampling else 1,
-        sample=sample if sampling else None)
+        budget=budget, limit=spec.targets, variants=spec.variants, sample=sample)
     try:
         ast.parse(written.text)
     except SyntaxError:

@@ -31,12 +31,15 @@ class GenerationRequest:
 
     ``seed`` replaces the checkpoint's sampling seed for this request, so that several samples
     of one prompt (best of n) differ; it changes nothing when decoding is greedy.
+    ``temperature`` replaces the checkpoint's temperature: a sampled request of a greedy
+    checkpoint (the variants of guided generation).
     """
 
     prompt: str
     max_tokens: int
     stable_prefix: int = 0
     seed: int | None = None
+    temperature: float | None = None
 
 
 class ChatPrompt(str):

@@ -321,7 +321,7 @@ class BatchRun:
         if not self._evaluate(slot, ids, starts, len(ids)):
             return None
         stats.prompt_seconds = time.perf_counter() - began
-        run = _Running(index, slot, budget, stats, engine._sampler(request.seed),
+        run = _Running(index, slot, budget, stats, engine._sampler(request.seed, request.temperature),
                        codecs.getincrementaldecoder("utf-8")(errors="replace"), stable=stable,
                        began=time.perf_counter(), paused_at_start=self.paused)
         run.token = self._sample(run, -1)

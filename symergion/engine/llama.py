@@ -412,7 +412,7 @@ class LlamaEngine:
     ) -> Iterator[tuple[int, str]]:
         """Play one request of ``generate_many`` on the single-sequence path."""
         pieces = self._generate(generation, request.prompt, request.max_tokens, cancel,
-                                request.stable_prefix)
+                                request.stable_prefix, request.seed, request.temperature)
         stop = "cancelled"
         try:
             for piece in pieces:
@@ -623,9 +623,11 @@ class LlamaEngine:
         head = prompt.head(stable_prefix) if isinstance(prompt, ChatPrompt) else prompt[:stable_prefix]
         return _common_prefix(self.tokenize(head), ids)
 
-    def _sampler(self, seed: int | None = None) -> Any:
+    def _sampler(self, seed: int | None = None, temperature: float | None = None) -> Any:
         """Return a llama.cpp sampler chain, or None for plain greedy decoding."""
         s = self.sampling if seed is None else replace(self.sampling, seed=seed)
+        if temperature is not None:
+            s = replace(s, temperature=temperature)
         if s.temperature <= 0.0 and s.repeat_penalty == 1.0:
             return None
         llama = self._llama
@@ -655,6 +657,8 @@ class LlamaEngine:
         max_tokens: int,
         cancel: threading.Event | None,
         stable_prefix: int,
+        seed: int | None = None,
+        temperature: float | None = None,
     ) -> Iterator[str]:
         started = time.perf_counter()
         stats = GenerationStats()
@@ -666,7 +670,7 @@ class LlamaEngine:
         if max_tokens <= 0 or (cancel is not None and cancel.is_set()):
             return
 
-        chain = self._sampler()
+        chain = self._sampler(seed, temperature)
         try:
             if self._evaluate_prompt(prompt, ids, stable_prefix, stats, started, cancel):
                 if chain is None and self.prompt_lookup:

@@ -344,7 +344,8 @@ class RemoteEngine:
                 request = requests[index]
                 error: BaseException | None = None
                 try:
-                    body = self._body(request.prompt, request.max_tokens, request.seed)
+                    body = self._body(request.prompt, request.max_tokens, request.seed,
+                                      request.temperature)
                     for piece in self._stream(body, stats[index], ends[index]):
                         pieces.put((index, piece, None))
                         if done.is_set():
@@ -402,7 +403,8 @@ class RemoteEngine:
         if self._closed:
             raise ModelError(f"the engine of {self.model_name} is closed")
 
-    def _body(self, prompt: str, max_tokens: int, seed: int | None = None) -> dict[str, Any]:
+    def _body(self, prompt: str, max_tokens: int, seed: int | None = None,
+              temperature: float | None = None) -> dict[str, Any]:
         info = self.info
         body: dict[str, Any] = {
             "model": info.model_id,
@@ -413,6 +415,8 @@ class RemoteEngine:
         }
         if seed is not None:
             body["seed"] = seed
+        if temperature is not None:
+            body["temperature"] = temperature
         if info.kind == "llama.cpp":
             body["cache_prompt"] = True
         return body

@@ -161,3 +161,21 @@ def test_a_prompt_too_long_for_the_context_is_a_model_error(make_engine: MakeEng
     with pytest.raises(ModelError, match="context of 256") as caught:
         engine.generate_many([GenerationRequest("x", 8), GenerationRequest("word " * 400, 8)])
     assert caught.value.hint
+
+
+def test_a_request_may_sample_on_a_greedy_engine(make_engine: MakeEngine) -> None:
+    engine = make_engine(extra_buffers=False, slots=2)
+    text = prompt("median")
+    greedy = "".join(engine.generate(text, max_tokens=24))
+
+    def sampled(*seeds: int) -> list[str]:
+        requests = [GenerationRequest(text, 24, seed=s, temperature=1.5) for s in seeds]
+        return collect(engine.generate_many(requests), len(seeds))
+
+    # One request (the single-sequence path) and a batch both honour the seed and temperature.
+    [alone] = sampled(1)
+    assert alone != greedy and sampled(1) == [alone]
+    first, second = sampled(1, 2)
+    assert first != second and greedy not in (first, second)
+    # Without an override the engine's own (greedy) sampling holds.
+    assert collect(engine.generate_many([GenerationRequest(text, 24, seed=7)]), 1) == [greedy]
