@@ -423,8 +423,11 @@ class Checker:
         drop = ""
         rerun: VerifyResult | None = None
         current = result
+        # Several tests per target: keep those that add coverage, the reviewer sees no repeats.
+        guided = tp.task.template.guided
+        redundant = spec.coverage and guided is not None and guided.variants > 1
         for _ in range(_PRUNE_PASSES):
-            pruned = prune(text, current, tp.destination, idle=spec.coverage)
+            pruned = prune(text, current, tp.destination, idle=spec.coverage, redundant=redundant)
             if not pruned.changed:
                 break
             removed += [f"- {r.test}: {r.reason}" for r in pruned.removed]
@@ -448,6 +451,9 @@ class Checker:
             value = "dropped"
         else:
             subject = f"Prune: removed {count} failing test{'' if count == 1 else 's'}"
+            if redundant:
+                subject = (f"Prune: removed {count} test{'' if count == 1 else 's'} that failed "
+                           "or added no coverage")
             value = str(count)
         assert rerun is not None
         body = "\n\n".join(p for p in [subject, "\n".join(removed), rerun.excerpt()] if p)

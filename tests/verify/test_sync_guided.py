@@ -11,6 +11,7 @@ import pytest
 from symergion.config import DEFAULT_CONFIG, parse_config
 from symergion.core import check
 from symergion.core.state import shadow_ref
+from symergion.engine.fake import FakeEngine
 from symergion.errors import ConfigError
 from tests.conftest import FakeFleet, git
 from tests.verify.conftest import needs_bwrap
@@ -124,3 +125,28 @@ def test_a_guided_task_whose_destination_is_not_python_fails_with_the_fix(
     [result] = report.results
     assert result.status == "failed" and "calc_test.txt is not a .py file" in (result.reason or "")
     assert git(calc_repo, "branch", "--list", f"alpha_{TASK}") == ""
+
+
+@needs_bwrap
+def test_variants_are_sampled_and_those_that_add_no_coverage_are_pruned(
+        calc_repo: Path, make_reconciler: Any, fleet: FakeFleet) -> None:
+    seeds: list[int] = []
+
+    def seeded(prompt: str, seed: int) -> str:
+        seeds.append(seed)
+        return "3\n" if prompt.rsplit("\n", 1)[-1].rstrip().endswith("=") else guided_reply("", prompt)
+
+    fleet.engines["alpha"] = FakeEngine("alpha", lambda p: guided_reply("alpha", p), seeded=seeded)
+    start(calc_repo)
+    report = make_reconciler(calc_repo, config(variants=2)).sync()
+
+    assert not report.failed and seeds and set(seeds) == {1}
+    candidate = git(calc_repo, "show", f"alpha_{TASK}~2:test_calc.py")
+    assert "def test_add_2(self):\n        a = 3\n        b = 3\n" in candidate
+    subjects = [m.splitlines()[0] for m in messages(calc_repo)]
+    assert subjects[1:] == ["Repair: pinned 4 assertions",
+                            "Prune: removed 2 tests that failed or added no coverage"]
+    prune_message = messages(calc_repo)[2]
+    assert "test_calc.TestCalc.test_add_2: adds no coverage" in prune_message
+    final = git(calc_repo, "show", f"alpha_{TASK}:test_calc.py")
+    assert "def test_add(self)" in final and "def test_sub(self)" in final and "_2(self)" not in final
