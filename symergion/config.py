@@ -56,8 +56,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
             # Placeholders: the module under test's import line and a class name for its tests.
             "code_starter": ("import unittest\n\n{import_module}\n\n\n"
                              "class {test_class}(unittest.TestCase):\n"),
-            # One test per public name of the source, from openers the method writes.
-            "guided": True,
+            # Tests per public name of the source, from openers the method writes: the greedy
+            # one and two sampled variants, pruned to those that add coverage (docs/quality.md).
+            "guided": {"variants": 3},
             "verify": {
                 "command": "python -m unittest {module}",
                 "timeout": 60,
