@@ -531,12 +531,19 @@ def guided_file(engine: Engine, prompt: prompts.Prompt, source_text: str, source
     """
     count = 0
 
-    def counted(pieces: Iterable[str]) -> Iterator[str]:
+    def counted(pieces: Iterable[Any]) -> Iterator[str]:
+        # The guide closes a segment's stream when the test ends; the engine's stream must
+        # close then too (a worker stops generating before the next request).
         nonlocal count
-        for piece in pieces:
-            count += 1
-            on_token(count)
-            yield piece
+        try:
+            for piece in pieces:
+                count += 1
+                on_token(count)
+                yield piece if isinstance(piece, str) else piece[1]
+        finally:
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()
 
     def generate(text: str, max_tokens: int, stable_prefix: int) -> Iterator[str]:
         return counted(engine.generate(text, max_tokens=max_tokens, cancel=cancel,
@@ -546,7 +553,7 @@ def guided_file(engine: Engine, prompt: prompts.Prompt, source_text: str, source
 
     def sample(text: str, max_tokens: int, stable_prefix: int, seed: int) -> Iterator[str]:
         request = GenerationRequest(text, max_tokens, stable_prefix, seed, temperature)
-        return counted(piece for _, piece in engine.generate_many([request], cancel=cancel))
+        return counted(engine.generate_many([request], cancel=cancel))  # (index, piece) pairs
 
     written = guide.guided_file(
         generate, prompt.text, prompt.code_starter, source_text, module_alias(source), destination,
