@@ -49,7 +49,7 @@ from symergion.core.state import (
     RepoState,
     shadow_ref,
 )
-from symergion.engine.base import Engine, GenerationRequest, max_new_tokens
+from symergion.engine.base import Engine, GenerationRequest
 from symergion.engine.jobs import Job, run_jobs
 from symergion.errors import TaskInputError
 from symergion.gitrepo import ZERO_OID
@@ -262,14 +262,7 @@ class Checker:
             records.append({**cached, "cache": "hit"} if cached is not None else None)
         missing = [i for i, r in enumerate(records) if r is None]
         if missing:
-            engine = rec.engines(coder)
-            prompt_tokens = engine.count_tokens(prompt.text)
-            budget = max_new_tokens(engine.n_ctx, prompt_tokens, rec.config.ntokens)
-            if budget <= 0:
-                raise TaskInputError(
-                    f"task {task.name}: the prompt is {prompt_tokens} tokens, which fills the "
-                    f"{engine.n_ctx}-token context of {coder.model_name}",
-                    hint="shorten the source file, or raise context_size for this checkpoint")
+            engine, prompt_tokens, budget = rec.budget(task, coder, prompt.text)
             finishers = {i: Finisher(tp.destination, prompt.code_starter) for i in missing}
             jobs = [Job(prompt.text, budget, prompt.stable_prefix, start=prompt.code_starter,
                         check=finishers[i].check, seed=None if i == 0 else coder.sampling.seed + i)
@@ -311,14 +304,7 @@ class Checker:
                 f"task {task.name}: guided generation writes Python unittest files, and "
                 f"{tp.destination} is not a .py file",
                 hint=f'set "guided": false in the {task.template.name} template for this task')
-        engine = rec.engines(coder)
-        prompt_tokens = engine.count_tokens(prompt.text)
-        budget = max_new_tokens(engine.n_ctx, prompt_tokens, rec.config.ntokens)
-        if budget <= 0:
-            raise TaskInputError(
-                f"task {task.name}: the prompt is {prompt_tokens} tokens, which fills the "
-                f"{engine.n_ctx}-token context of {coder.model_name}",
-                hint="shorten the source file, or raise context_size for this checkpoint")
+        engine, prompt_tokens, budget = rec.budget(task, coder, prompt.text)
         rec.on_event(Event("start", task.name, coder.model_name, budget=budget,
                            detail=f"{prompt_tokens} prompt tokens, budget {budget}, guided"))
         began = time.monotonic()

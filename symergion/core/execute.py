@@ -391,6 +391,23 @@ class Reconciler:
         out.update((branch, answer) for (branch, *_), answer in zip(asks, answers, strict=True))
         return out
 
+    def budget(self, task: Task, coder: Checkpoint, text: str) -> tuple[Engine, int, int]:
+        """Return the coder's engine, the prompt's tokens and its token budget.
+
+        Raises:
+            TaskInputError: the prompt fills the model's context.
+        """
+        engine = self.engines(coder)
+        prompt_tokens = engine.count_tokens(text)
+        budget = max_new_tokens(engine.n_ctx, prompt_tokens, self.config.ntokens)
+        if budget <= 0:
+            raise TaskInputError(
+                f"task {task.name}: the prompt is {prompt_tokens} tokens, which fills "
+                f"the {engine.n_ctx}-token context of {coder.model_name}",
+                hint="shorten the source file, or raise context_size for this checkpoint",
+            )
+        return engine, prompt_tokens, budget
+
     def respond(
         self, task: Task, coder: Checkpoint, prompt: prompts.Prompt, destination: str
     ) -> dict[str, Any]:
@@ -417,15 +434,7 @@ class Reconciler:
                 if cached is not None:
                     answers[i] = {**cached, "cache": "hit"}
                     continue
-                engine = self.engines(coder)
-                prompt_tokens = engine.count_tokens(prompt.text)
-                budget = max_new_tokens(engine.n_ctx, prompt_tokens, self.config.ntokens)
-                if budget <= 0:
-                    raise TaskInputError(
-                        f"task {task.name}: the prompt is {prompt_tokens} tokens, which fills "
-                        f"the {engine.n_ctx}-token context of {coder.model_name}",
-                        hint="shorten the source file, or raise context_size for this checkpoint",
-                    )
+                engine, prompt_tokens, budget = self.budget(task, coder, prompt.text)
             except Cancelled:
                 raise
             except SymergionError as exc:
