@@ -478,6 +478,10 @@ class GitRepo:
             raise GitError(f"{rev!r} does not name a commit",
                            hint="pass a branch, tag or commit that exists") from None
 
+    def tree_of(self, commit: str) -> str:
+        """Return the tree id of a commit."""
+        return self._run(["rev-parse", "--verify", f"{commit}^{{tree}}"]).strip()
+
     def current_branch(self) -> str | None:
         """Return the branch HEAD points to, or None when detached."""
         out = self._run(["symbolic-ref", "--quiet", "--short", "HEAD"], check=False).strip()

@@ -58,7 +58,14 @@ from symergion.verify.candidate import verify_candidate
 from symergion.verify.examples import module_alias
 from symergion.verify.prune import prune
 from symergion.verify.repair import repair_rounds
-from symergion.verify.result import TRAILER, Observation, TestOutcome, VerifyResult, rank
+from symergion.verify.result import (
+    TRAILER,
+    Observation,
+    TestOutcome,
+    VerifyResult,
+    parse_trailer,
+    rank,
+)
 from symergion.verify.sandbox import Sandbox
 
 if TYPE_CHECKING:
@@ -217,6 +224,7 @@ class Checker:
             if not any(s["text"] for s in samples):
                 break  # nothing valid this time: what the branch has stays
             on = stack.commits[-1] if stack.commits else base
+            before = stack.final if stack.commits else VerifyResult.from_message(self._message(on))
             best, checked = self._best(tp, action, on, samples, spec, source)
             assert best.result is not None
             # The subject names the first problem: a failing test, else what the feedback asks.
@@ -236,8 +244,32 @@ class Checker:
                                             prompt.digest, f"{tp.prompt.digest} {round_}")
             self._prune(stack, tp, action, commit, best, spec, source, prompt.digest,
                         f"{tp.prompt.digest} {round_}")
-            last_message = fixed or message
+            last_message = self._keep_better(stack, tp, action, on, before, prompt.digest, round_) \
+                or fixed or message
         return stack
+
+    def _keep_better(self, stack: Stack, tp: TaskPlan, action: Action, before_commit: str,
+                     before: VerifyResult | None, digest: str, round_: int) -> str:
+        """Restore the file a repair round started from when the round's file ranks below it.
+
+        The round's commits stay in the history for review; a commit on top brings back the
+        earlier tree and its result, so the branch never gets worse by a repair. Returns that
+        commit's message, or "" when the round's file is kept.
+        """
+        after = stack.final
+        if before is None or after is None or not _recorded_rank(before) < _recorded_rank(after):
+            return ""
+        tree = self.repo.tree_of(before_commit)
+        subject = f"Repair: kept the file from before round {round_}, which ranks higher"
+        body = (f"{subject}\n\nRound {round_}: {after.trailer()}\n"
+                f"Kept ({before_commit[:12]}): {before.trailer()}")
+        trailers = [*self._prompt_trailers(tp, action, digest),
+                    f"{TRAILER_REPAIR}: {tp.prompt.digest if tp.prompt else ''} {round_}",
+                    f"{TRAILER}: {before.trailer()}"]
+        message = body + "\n\n" + "\n".join(trailers) + "\n"
+        self._add(stack, tree, [stack.commits[-1]], message, action.model, None)
+        stack.final = before
+        return message
 
     # -- responses -------------------------------------------------------------------------
 
@@ -549,6 +581,12 @@ def guided_file(engine: Engine, prompt: prompts.Prompt, source_text: str, source
     except SyntaxError:
         written.text = ""
     return written
+
+
+def _recorded_rank(result: VerifyResult) -> tuple[int, float, int]:
+    """Return a result's rank as its trailer records it (coverage in whole percent; no seconds)."""
+    key = parse_trailer(result.trailer()).rank_key()
+    return key[0], key[1], key[2]
 
 
 def _trailer(message: str, key: str) -> str:

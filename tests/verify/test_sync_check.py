@@ -382,3 +382,41 @@ def test_a_repair_round_left_undone_is_made_by_the_next_pass(calc_repo, make_rec
     assert [r.status for r in report.results] == ["updated"]
     assert fleet.calls == calls + 1 and subjects(calc_repo)[2].startswith("Repair: FAIL")
     assert [r.status for r in make_reconciler(calc_repo, config()).sync().results] == ["up-to-date"]
+
+
+# A repair attempt worse than the pruned first one: its only test fails, so nothing passes.
+WORSE = '''from utils import calc
+
+
+class TestCalc(unittest.TestCase):
+    def test_sub(self):
+        self.assertEqual(calc.sub(5, 2), 4)
+'''
+
+
+@pytest.mark.parametrize("later", [False, True], ids=["same pass", "next pass"])
+def test_a_repair_round_that_ranks_lower_is_kept_in_history_and_the_better_file_restored(
+        calc_repo, make_reconciler, fleet, later):
+    fleet.reply = lambda _model, prompt: continued(prompt, WORSE if "were run:" in prompt else FIRST)
+    start(calc_repo)
+    if later:  # the candidate and its prune first; the round in a pass of its own
+        make_reconciler(calc_repo, config(repair_rounds=0)).sync()
+    report = make_reconciler(calc_repo, config()).sync()
+    assert not report.failed, report.as_dict()
+    assert subjects(calc_repo) == [
+        "Create unittest TestCase for the function add, the function sub",
+        "Prune: removed 2 failing tests",
+        "Repair: FAIL test_calc.TestCalc.test_sub: AssertionError: 3 != 4 (test_calc.py:11)",
+        "Prune: removed test_calc.py (no passing tests left)",
+        "Repair: kept the file from before round 1, which ranks higher",
+    ]
+    kept = messages(calc_repo)[-1]
+    assert "Round 1: 0 passed, 0 failed, 0 errors" in kept
+    assert "Symergion-Verify: 1 passed, 0 failed, 0 errors" in kept
+    # The branch ends on the pruned first file, and the repository says the round is done.
+    assert git(calc_repo, "show", f"alpha_{TASK}:test_calc.py") == git(
+        calc_repo, "show", f"alpha_{TASK}~3:test_calc.py")
+    calls = fleet.calls
+    assert [r.status for r in make_reconciler(calc_repo, config()).sync().results] == [
+        "up-to-date"]
+    assert fleet.calls == calls
