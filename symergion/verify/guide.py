@@ -55,7 +55,7 @@ DEFAULT_VALUE_TOKENS = 24  # one bound argument's value: a literal on one line
 _RESERVED = frozenset({"self", "result"})  # names a test method uses itself
 _BUILTINS = frozenset(dir(builtins))
 # Part of the response cache key of a guided file: bump when the method writes other files.
-GUIDE_VERSION = 1
+GUIDE_VERSION = 2
 
 # (prompt, max_tokens, stable_prefix) -> the text of each generated token.
 Generate = Callable[[str, int, int], Iterable[str]]
@@ -200,18 +200,74 @@ _METHODS = {
     "dict": set(dir(dict)) - set(dir(str)) - set(dir(list)),
 }
 _STRING_CALLS = ("os.path.", "os.fspath", "open", "re.", "fnmatch.", "posixpath.", "ntpath.")
+# Calls that need their argument to name a file or a folder that exists: a made-up name only
+# takes the error path. Such a parameter is bound to the test's fixture (``FIXTURE``).
+_FILE_CALLS = frozenset({"open", "io.open", "os.open", "os.stat", "os.lstat", "os.path.getsize",
+                         "os.path.getmtime", "os.path.isfile", "tokenize.open", "codecs.open"})
+_FOLDER_CALLS = frozenset({"os.listdir", "os.scandir", "os.walk", "os.path.isdir", "glob.glob"})
+# What a parameter's name says it holds, when the code gives no evidence (``name_kind``).
+_NAMED = {
+    "path": {"file", "filename", "fname", "filepath", "path", "pathname", "fullname", "infile",
+             "outfile", "in_file", "out_file", "src", "dst", "source_path"},
+    "folder": {"dir", "directory", "dirname", "dirpath", "folder", "root", "topdir", "basedir"},
+    "str": {"s", "text", "string", "name", "line", "word", "prefix", "suffix", "pattern", "pat",
+            "sep", "title", "label", "mode", "encoding", "errors", "msg", "message", "url", "host",
+            "char", "chars", "fmt", "format", "template", "modname", "attr", "attribute",
+            "identifier", "token", "tag"},
+    "bytes": {"data", "buf", "buffer", "payload", "blob", "raw", "octets", "bytes_data"},
+    "list": {"items", "seq", "sequence", "lst", "values", "args", "argv", "lines", "names",
+             "elements", "iterable", "parts", "paths", "files", "words", "rows"},
+    "dict": {"mapping", "kwargs", "env", "environ", "options", "opts", "attrs", "params",
+             "headers", "namespace", "globals", "locals", "dict"},
+    "callable": {"func", "function", "callback", "fn", "factory", "hook", "handler", "predicate",
+                 "callable"},
+}
+# A test whose parameters name files gets a fixture: a temporary folder holding a copy of the
+# module's own source, an existing file it may read or change, removed after the test.
+FIXTURE_IMPORTS = "import shutil\nimport tempfile\n"
+FIXTURE = ("    def setUp(self):\n"
+           "        folder = tempfile.TemporaryDirectory()\n"
+           "        self.addCleanup(folder.cleanup)\n"
+           "        self.folder = folder.name\n"
+           "        self.path = shutil.copy({alias}.__file__, self.folder)\n\n")
+_FIXTURE_VALUES = {"path": "self.path", "folder": "self.folder"}
+# Values the method writes itself, the model never asked: the fixture's, and a callable that
+# takes anything (a small model's ``func = 1`` only raises TypeError when it is called).
+_WRITTEN = {**_FIXTURE_VALUES, "callable": "lambda *args, **kwargs: None"}
+
+
+def name_kind(name: str) -> str:
+    """Guess what a parameter holds from its name alone (``path``, ``folder``, ``str``, ...) or "".
+
+    ``path`` and ``folder`` are an existing file and folder (the fixture's); a name that ends like
+    one (``srcfile``, ``config_path``, ``cachedir``, ``module_name``) counts as it.
+    """
+    lowered = name.lower().rstrip("_")
+    for kind, names in _NAMED.items():
+        if lowered in names:
+            return kind
+    for kind, endings in (("path", ("file", "filename", "_path", "path")), ("folder", ("dir", "_folder")),
+                          ("str", ("name", "_str", "_text", "_string", "_prefix", "_suffix")),
+                          ("bytes", ("_bytes", "_data")), ("list", ("_list",)), ("dict", ("_dict", "_map")),
+                          ("callable", ("_func", "function", "_callback", "_hook", "_handler", "_factory"))):
+        if lowered.endswith(endings) and len(lowered) > 3:
+            return kind
+    return ""
 
 
 def parameter_kind(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionDef, name: str,
                    depth: int = 2) -> str:
-    """Guess what a parameter holds (``str``, ``bytes``, ``list``, ``dict``, ``tuple``, or "").
+    """Guess what a parameter holds (``str``, ``bytes``, ``list``, ``dict``, ``tuple``, ``path``,
+    ``folder``, ``callable``, or "").
 
     The evidence is generic: its annotation; the methods called on it (``.startswith`` is a
     string's, ``.append`` a list's, ``.decode`` bytes'); ``isinstance`` checks; iterating or
     indexing it; a
     comparison with or addition of a string; passing it to ``os.path``, ``open``, ``re`` or
-    ``io.StringIO`` (a string) or ``io.BytesIO`` (bytes); and
-    (``depth`` levels deep) what the module's own function it is passed to does with it.
+    ``io.StringIO`` (a string) or ``io.BytesIO`` (bytes); passing it to ``open``, ``os.stat`` and
+    the like (an existing file: ``path``) or ``os.listdir`` (``folder``); and (``depth`` levels
+    deep) what the module's own function it is passed to does with it; calling it, or
+    ``callable(it)``, makes it a ``callable``.
     """
     argument = next((a for a in [*function.args.posonlyargs, *function.args.args, *function.args.kwonlyargs]
                      if a.arg == name), None)
@@ -240,11 +296,17 @@ def parameter_kind(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFuncti
                         vote(kind, 2)
             dotted = ast.unparse(func)
             positions = [i for i, a in enumerate(node.args) if is_param(a)]
-            if dotted == "isinstance" and positions == [0] and len(node.args) == 2:
+            if is_param(func) or (dotted == "callable" and positions == [0]):
+                vote("callable", 3)  # called: no literal would do
+            elif dotted == "isinstance" and positions == [0] and len(node.args) == 2:
                 kinds = node.args[1].elts if isinstance(node.args[1], ast.Tuple) else [node.args[1]]
                 for checked in kinds:
                     if isinstance(checked, ast.Name) and checked.id in _OPENING:
                         vote(checked.id)
+            elif positions and dotted in _FILE_CALLS:
+                vote("path", 3)  # it must exist: more than a string
+            elif positions and dotted in _FOLDER_CALLS:
+                vote("folder", 3)
             elif positions and dotted.split(".")[-1] == "BytesIO":
                 vote("bytes", 2)
             elif positions and (dotted.split(".")[-1] in ("open", "StringIO")
@@ -407,8 +469,75 @@ def keep_valid(head: str, opener: str, lines: list[str]) -> str | None:
     return None
 
 
-def openings(tree: ast.Module, target: Target, hint: bool = True) -> list[str]:
-    """Return how each bound value of a target starts: its parameter kind's opening, or ""."""
+_SEEDS = 4  # constants per parameter, at most: one for each variant round after the greedy one
+
+
+def _literals(node: ast.expr, containers: dict[str, list[ast.expr]]) -> list[ast.expr]:
+    """Return the constants a comparison's other side stands for: itself, a literal collection's
+    items, or the items (a dict's keys) of a module-level literal collection it names."""
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return list(node.elts)
+    if isinstance(node, ast.Dict):
+        return [k for k in node.keys if k is not None]
+    if isinstance(node, ast.Name) and node.id in containers:
+        return containers[node.id]
+    return [node]
+
+
+def constant_values(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionDef, name: str
+                    ) -> list[str]:
+    """Return the literals the code compares a parameter with, in source order (``_SEEDS`` at most).
+
+    ``p == 'x'``, ``p in ('a', 'b')``, ``p in TABLE`` (a module-level literal dict's keys or a
+    collection's items) and ``p.startswith('x')``: each value takes a branch a model's guess may
+    miss (the constant seeding of search-based test generators). Strings, bytes and numbers only.
+    """
+    containers: dict[str, list[ast.expr]] = {}
+    for statement in tree.body:
+        if (isinstance(statement, ast.Assign) and len(statement.targets) == 1
+                and isinstance(statement.targets[0], ast.Name)
+                and isinstance(statement.value, (ast.Tuple, ast.List, ast.Set, ast.Dict))):
+            containers[statement.targets[0].id] = _literals(statement.value, {})
+    found: list[str] = []
+
+    def add(candidates: list[ast.expr]) -> None:
+        for candidate in candidates:
+            if (isinstance(candidate, ast.Constant) and type(candidate.value) in (str, bytes, int, float)
+                    and repr(candidate.value) not in found and len(repr(candidate.value)) <= 40):
+                found.append(repr(candidate.value))
+
+    for node in ast.walk(function):
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            for index, op in enumerate(node.ops):
+                left, right = sides[index], sides[index + 1]
+                if not isinstance(op, (ast.Eq, ast.NotEq, ast.In, ast.NotIn)):
+                    continue
+                if isinstance(left, ast.Name) and left.id == name:
+                    add(_literals(right, containers))
+                elif isinstance(right, ast.Name) and right.id == name and isinstance(op, (ast.Eq, ast.NotEq)):
+                    add([left])
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+              and node.func.attr in ("startswith", "endswith") and isinstance(node.func.value, ast.Name)
+              and node.func.value.id == name and node.args):
+            add(_literals(node.args[0], containers))
+    return found[:_SEEDS]
+
+
+def value_seeds(tree: ast.Module, target: Target) -> list[list[str]]:
+    """Return, for each bound value of a target, the constants its code compares it with."""
+    binds = target.binds or ()
+    owner = target.owner or (target.name if target.kind == "class" else "")
+    name = "__init__" if target.kind == "class" else target.name.rsplit(".", 1)[-1]
+    function = _definition(tree, name, owner)
+    if function is None:
+        return [[] for _ in binds]
+    names = [n for n, _ in required_parameters(function, method=bool(owner))]
+    return [constant_values(tree, function, parameter) for parameter in names]
+
+
+def value_kinds(tree: ast.Module, target: Target, hint: bool = True) -> list[str]:
+    """Return what each bound value of a target holds: the code's evidence, else its name's, or ""."""
     binds = target.binds or ()
     if not hint:
         return [""] * len(binds)
@@ -418,7 +547,30 @@ def openings(tree: ast.Module, target: Target, hint: bool = True) -> list[str]:
     if function is None:
         return [""] * len(binds)
     names = [n for n, _ in required_parameters(function, method=bool(owner))]
-    return [_OPENING.get(parameter_kind(tree, function, parameter), "") for parameter in names]
+    return [parameter_kind(tree, function, parameter) or name_kind(parameter) for parameter in names]
+
+
+def openings(tree: ast.Module, target: Target, hint: bool = True) -> list[str]:
+    """Return how each bound value of a target starts: its kind's opening, a value the method
+    writes itself (the fixture's file or folder, a callable), or ""."""
+    return [_WRITTEN.get(kind) or _OPENING.get(kind, "") for kind in value_kinds(tree, target, hint)]
+
+
+def with_fixture(code_starter: str, alias: str) -> str:
+    """Return a code starter with the fixture's imports and its ``setUp`` (``FIXTURE``) added.
+
+    The imports go before the starter's first import (after any ``from __future__``), the
+    ``setUp`` after its class line, which ends the starter.
+    """
+    lines = code_starter.splitlines(keepends=True)
+    try:
+        tree = ast.parse(code_starter + "    pass\n")
+    except SyntaxError:
+        return code_starter
+    imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))
+               and not (isinstance(n, ast.ImportFrom) and n.module == "__future__")]
+    at = imports[0].lineno - 1 if imports else 0
+    return "".join([*lines[:at], FIXTURE_IMPORTS, *lines[at:]]) + FIXTURE.format(alias=alias)
 
 
 def _complete_line(generate: Generate, prompt: str, max_tokens: int, stable_prefix: int) -> tuple[str, int]:
@@ -444,14 +596,25 @@ def _assigned(lines: str) -> set[str]:
 def _write_test(
     generate: Generate, base: str, text: str, target: Target, alias: str, share: int, tree: ast.Module,
     known: frozenset[str], destination: str, code_starter: str, *, max_lines: int, value_tokens: int,
-    hint: bool,
+    hint: bool, round_: int = 0,
 ) -> tuple[str | None, int, str | None]:
-    """Write one target's test after ``text``: (its text or None, tokens used, a class's construction)."""
+    """Write one target's test after ``text``: (its text or None, tokens used, a class's construction).
+
+    In variant round ``round_`` (1, 2, ...) a value the code compares with constants is the
+    round's constant (``value_seeds``) while there is one, written without the model.
+    """
     opener = target.opener
     tokens = 0
     if target.binds is not None:
         defined = {alias, *_assigned(opener)}
-        for (variable, _), opening in zip(target.binds, openings(tree, target, hint), strict=True):
+        seeds = value_seeds(tree, target) if hint and round_ else [[] for _ in target.binds]
+        for (variable, _), opening, constants in zip(target.binds, openings(tree, target, hint), seeds,
+                                                     strict=True):
+            if opening in _WRITTEN.values() or len(constants) >= round_ > 0:
+                value = opening if opening in _WRITTEN.values() else constants[round_ - 1]
+                opener += f"{_BODY}{variable} = {value}\n"  # the fixture's file, a callable, a constant
+                defined.add(variable)
+                continue
             prompt = base + text + opener + f"{_BODY}{variable} = {opening}"
             value, used = _complete_line(generate, prompt, min(value_tokens, share - tokens), len(base))
             value = opening + value
@@ -541,7 +704,10 @@ def guided_file(
         tree = ast.parse(source_text)
     except SyntaxError:
         tree = ast.Module(body=[], type_ignores=[])
-    text = code_starter
+    chosen = targets(source_text, alias, limit, bind=bind)
+    fixture = hint and any(opening in _FIXTURE_VALUES.values()
+                           for target in chosen for opening in openings(tree, target))
+    text = with_fixture(code_starter, alias) if fixture else code_starter
     result = Guided(text)
     built: dict[str, str] = {}  # class -> the lines of its test that constructed one
     bodies: set[str] = set()  # what each test does, without its name: a variant must differ
@@ -552,7 +718,7 @@ def guided_file(
             def complete(prompt: str, max_tokens: int, stable: int, seed: int = index) -> Iterable[str]:
                 assert sample is not None
                 return sample(prompt, max_tokens, stable, seed)
-        for target in targets(source_text, alias, limit, bind=bind):
+        for target in chosen:
             share = min(segment_tokens, budget - result.tokens)
             if share <= 0:
                 break
@@ -567,7 +733,7 @@ def guided_file(
                 target = replace(target, opener=renamed)
             kept, used, constructed = _write_test(
                 complete, base, text, target, alias, share, tree, known, destination, code_starter,
-                max_lines=max_lines, value_tokens=value_tokens, hint=hint)
+                max_lines=max_lines, value_tokens=value_tokens, hint=hint, round_=index)
             result.tokens += used
             what = kept.split("\n", 1)[1] if kept is not None else ""
             if kept is None or what in bodies:

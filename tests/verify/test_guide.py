@@ -13,6 +13,7 @@ from symergion.verify import examples, guide
 from symergion.verify.candidate import verify_candidate
 from symergion.verify.repair import repair_candidate
 from symergion.verify.sandbox import Sandbox
+from tests.conftest import git
 from tests.verify.conftest import CALC, commit_files, needs_bwrap
 
 SOURCE = '''"""Shapes."""
@@ -371,4 +372,157 @@ def test_a_hinted_literal_the_model_does_not_close_within_its_share_is_closed() 
                              starter, KINDS, "kinds", "test_kinds.py", budget=60, limit=1, value_tokens=3)
     pathname = next(line for line in done.text.splitlines() if "pathname =" in line)
     assert pathname.strip().startswith("pathname = 'a:b:") and pathname.endswith("'")
+    ast.parse(done.text)
+
+
+FILES = '''import os
+
+
+def size_of(filename):
+    with open(filename, "rb") as handle:
+        return len(handle.read())
+
+
+def count_entries(folder):
+    return len(os.listdir(folder))
+
+
+def header(path, n):
+    return first_bytes(path, n)
+
+
+def first_bytes(name, n):
+    with open(name, "rb") as handle:
+        return handle.read(n)
+
+
+def describe(data, srcfile, label):
+    return data, srcfile, label
+
+
+def apply(transform, items):
+    return [transform(item) for item in items]
+'''
+
+
+def test_a_parameter_that_must_name_an_existing_file_or_folder_is_a_path_or_a_folder() -> None:
+    tree = ast.parse(FILES)
+    size_of, count_entries, header, _first, describe, apply = (
+        n for n in tree.body if isinstance(n, ast.FunctionDef))
+    assert guide.parameter_kind(tree, size_of, "filename") == "path"  # open() needs it to exist
+    assert guide.parameter_kind(tree, count_entries, "folder") == "folder"  # os.listdir
+    assert guide.parameter_kind(tree, header, "path") == "path"  # through the module's own function
+    assert guide.parameter_kind(tree, header, "n") == ""
+    # Without evidence in the code, the name decides; a name that says nothing gives "".
+    assert guide.parameter_kind(tree, describe, "data") == ""
+    target = next(t for t in guide.targets(FILES, "files") if t.name == "describe")
+    assert guide.value_kinds(tree, target) == ["bytes", "path", "str"]
+    assert guide.openings(tree, target) == ["b'", "self.path", "'"]
+    assert [guide.name_kind(n) for n in ("config_path", "cachedir", "module_name", "x", "ITEMS", "sort_func")
+            ] == ["path", "folder", "str", "", "list", "callable"]
+    # A parameter the code calls is a callable, whatever its name; the method writes one that
+    # takes anything.
+    assert guide.parameter_kind(tree, apply, "transform") == "callable"
+    target = next(t for t in guide.targets(FILES, "files") if t.name == "apply")
+    assert guide.openings(tree, target) == ["lambda *args, **kwargs: None", "["]
+
+
+def test_a_fixture_opens_the_class_when_a_test_needs_an_existing_file() -> None:
+    engine = FakeEngine("fake", lambda p: "4\n" if p.endswith("n = ") else "0)\n")
+    starter = examples.test_case_starter("lib/files.py", "test_files.py")
+    prompt = "# lib/files.py\nSOURCE\n\n" + starter
+    done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s), prompt,
+                             starter, FILES, "files", "test_files.py", budget=200, limit=3)
+    # The imports go before the starter's, the setUp right after its class line.
+    assert done.text.startswith("import shutil\nimport tempfile\nimport unittest\n\nfrom lib import files\n")
+    assert (starter.split("import unittest\n", 1)[1] + guide.FIXTURE.format(alias="files")) in done.text
+    # The method writes the fixture's values itself: the model is never asked for them.
+    assert ("    def test_size_of(self):\n        filename = self.path\n"
+            "        result = files.size_of(filename)\n") in done.text
+    assert "        folder = self.folder\n" in done.text
+    assert ("        path = self.path\n        n = 4\n        result = files.header(path, n)\n") in done.text
+    assert not any(call.endswith(("filename = ", "folder = ", "path = ")) for call in engine.calls)
+    ast.parse(done.text)
+    # A module without such parameters keeps the starter as it is.
+    plain = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
+                              "# lib/kinds.py\nSOURCE\n\n" + starter, starter, KINDS, "kinds",
+                              "test_kinds.py", budget=60, limit=1)
+    assert plain.text.startswith(starter) and "setUp" not in plain.text
+
+
+def test_the_fixture_imports_come_after_a_future_import() -> None:
+    future = "from __future__ import annotations\n\n"
+    starter = future + "import unittest\n\nimport m\n\n\nclass TestM(unittest.TestCase):\n"
+    fixed = guide.with_fixture(starter, "m")
+    assert fixed.startswith(future + "import shutil\nimport tempfile\nimport unittest\n")
+    ast.parse(fixed)
+
+
+@needs_bwrap
+def test_tests_on_the_fixture_read_a_real_file_and_leave_the_checkout_alone(tmp_path: Path) -> None:
+    path = tmp_path / "repo"
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    commit_files(path, {"lib/__init__.py": "", "lib/files.py": FILES}, "initial")
+    engine = FakeEngine("fake", lambda p: "4\n" if p.endswith("n = ") else "0)\n")
+    starter = examples.test_case_starter("lib/files.py", "test_files.py")
+    prompt = "# lib/files.py\n" + FILES + "\n" + starter
+    done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s), prompt,
+                             starter, FILES, "files", "test_files.py", budget=200, limit=3)
+    commit = commit_files(path, {"test_files.py": done.text})
+    repo, spec, sandbox = GitRepo(path), VerifySpec(coverage=True, runs=1), Sandbox(mode="bwrap")
+    first = verify_candidate(repo, commit, spec, "lib/files.py", "test_files.py", sandbox=sandbox)
+    # Every call ran on a file or folder that exists: nothing raised, only the expected values fail.
+    assert first.errors == 0 and first.failed == 3
+    repaired = repair_candidate(repo, commit, spec, "lib/files.py", "test_files.py", first, sandbox=sandbox)
+    assert repaired.rerun is not None and repaired.rerun.ok and repaired.rerun.passing_exercising == 3
+    assert f"self.assertEqual(result, {len(FILES.encode())})" in repaired.text  # the copy's size
+    assert "self.assertEqual(result, 1)" in repaired.text  # the folder holds the copy alone
+
+
+CONSTANTS = '''MODES = {"fast": 1, "slow": 2}
+
+
+def run(mode, level, text):
+    if mode not in MODES:
+        raise ValueError(mode)
+    if level == 3 or 7 == level:
+        return text
+    if text.startswith("#"):
+        return None
+    return mode, level, text
+'''
+
+
+def test_the_constants_a_parameter_is_compared_with_are_its_seeds() -> None:
+    tree = ast.parse(CONSTANTS)
+    [function] = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
+    assert guide.constant_values(tree, function, "mode") == ["'fast'", "'slow'"]  # a module table's keys
+    assert guide.constant_values(tree, function, "level") == ["3", "7"]
+    assert guide.constant_values(tree, function, "text") == ["'#'"]
+
+
+def test_variant_rounds_bind_the_seeds_and_ask_the_model_for_the_rest() -> None:
+    engine = FakeEngine("fake", lambda p: "5\n" if p.endswith(" = ") else "x'\n" if p.endswith("= '")
+                        else "None)\n")
+    asked: list[str] = []
+
+    def sample(prompt: str, max_tokens: int, stable_prefix: int, seed: int) -> Iterable[str]:
+        asked.append(prompt.rsplit("\n", 1)[-1])
+        return iter(["9\n"] if prompt.endswith(" = ") else ["y'\n"] if prompt.endswith("= '") else ["0)\n"])
+
+    starter = examples.test_case_starter("lib/consts.py", "test_consts.py")
+    done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
+                             "# lib/consts.py\nSOURCE\n\n" + starter, starter, CONSTANTS, "consts",
+                             "test_consts.py", budget=400, variants=3, sample=sample)
+    # The greedy round is the model's; round 2 takes the first constants, round 3 the second,
+    # and a parameter out of constants ("text" has one) is sampled from the model.
+    def bound(name: str, mode: str, level: int, text: str) -> str:
+        lines = [f"def {name}(self):", f"    mode = {mode}", f"    level = {level}", f"    text = {text}"]
+        return "".join(f"    {line}\n" for line in lines)
+
+    assert bound("test_run", "'x'", 5, "'x'") in done.text
+    assert bound("test_run_2", "'fast'", 3, "'#'") in done.text
+    assert bound("test_run_3", "'slow'", 7, "'y'") in done.text
+    assert [a for a in asked if a.endswith("= '")] == ["        text = '"]
     ast.parse(done.text)
