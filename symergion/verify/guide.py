@@ -146,17 +146,33 @@ def class_variable(name: str, alias: str) -> str:
     return variable if variable != alias else f"{variable}_object"
 
 
-def required_parameters(function: ast.FunctionDef | ast.AsyncFunctionDef, *, method: bool = False
-                        ) -> list[tuple[str, bool]]:
+def required_parameters(function: ast.FunctionDef | ast.AsyncFunctionDef, *, method: bool = False,
+                        tree: ast.Module | None = None) -> list[tuple[str, bool]]:
     """Return a function's parameters without a default as (name, keyword only), in order.
 
     ``*args`` and ``**kwargs`` are never required; a method's first parameter is its instance.
+    With the module's ``tree``, the first parameter that defaults to None but holds a file, a
+    folder or a stream (``parameter_kind``, else ``name_kind``) follows, passed by keyword: its
+    default usually skips the code that does the work (``LZMAFile(filename=None)`` raises).
     """
     args = function.args
     positional = [*args.posonlyargs, *args.args][1 if method else 0:]
     defaults = len(args.defaults)
     required = [(a.arg, False) for a in positional[:len(positional) - defaults if defaults else None]]
     required += [(a.arg, True) for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True) if d is None]
+    if tree is not None:
+        every = [*args.posonlyargs, *args.args]
+        optional = [*zip(every[len(every) - defaults:], args.defaults, strict=True),
+                    *((a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True)
+                      if d is not None)]
+        for argument, default in optional:
+            if argument in args.posonlyargs:
+                continue  # it cannot be passed by keyword
+            if (isinstance(default, ast.Constant) and default.value is None
+                    and (parameter_kind(tree, function, argument.arg) or name_kind(argument.arg))
+                    in _FIXTURE_VALUES):
+                required.append((argument.arg, True))
+                break
     return required
 
 
@@ -172,7 +188,8 @@ def _definition(tree: ast.Module, name: str, owner: str = ""
 
 
 def bindings(function: ast.FunctionDef | ast.AsyncFunctionDef | None, alias: str, *, method: bool = False,
-             taken: frozenset[str] = frozenset()) -> tuple[tuple[str, str], ...]:
+             taken: frozenset[str] = frozenset(), tree: ast.Module | None = None
+             ) -> tuple[tuple[str, str], ...]:
     """Return the (variable, argument) pairs that bind and pass a function's required parameters.
 
     The variable is the parameter's name unless that would shadow the module, the instance or the
@@ -181,7 +198,7 @@ def bindings(function: ast.FunctionDef | ast.AsyncFunctionDef | None, alias: str
     if function is None:
         return ()
     pairs: list[tuple[str, str]] = []
-    for name, keyword in required_parameters(function, method=method):
+    for name, keyword in required_parameters(function, method=method, tree=tree):
         variable = name if name not in _RESERVED | taken | {alias} else f"{name}_value"
         pairs.append((variable, f"{name}={variable}" if keyword else variable))
     return tuple(pairs)
@@ -230,7 +247,14 @@ FIXTURE = ("    def setUp(self):\n"
            "        self.addCleanup(folder.cleanup)\n"
            "        self.folder = folder.name\n"
            "        self.path = shutil.copy({alias}.__file__, self.folder)\n\n")
-_FIXTURE_VALUES = {"path": "self.path", "folder": "self.folder"}
+_FIXTURE_VALUES = {"path": "self.path", "folder": "self.folder",
+                   # A file object, opened on the copy or on a new file in the folder, closed
+                   # after the test (``self.addCleanup``).
+                   "text reader": "open(self.path)", "binary reader": "open(self.path, 'rb')",
+                   "text writer": "open(self.folder + '/output', 'w')",
+                   "binary writer": "open(self.folder + '/output', 'wb')"}
+_READS = frozenset({"read", "readline", "readlines", "readinto", "seek", "tell"})
+_WRITES = frozenset({"write", "writelines", "flush"})
 # Values the method writes itself, the model never asked: the fixture's, and a callable that
 # takes anything (a small model's ``func = 1`` only raises TypeError when it is called).
 _WRITTEN = {**_FIXTURE_VALUES, "callable": "lambda *args, **kwargs: None"}
@@ -258,7 +282,7 @@ def name_kind(name: str) -> str:
 def parameter_kind(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionDef, name: str,
                    depth: int = 2) -> str:
     """Guess what a parameter holds (``str``, ``bytes``, ``list``, ``dict``, ``tuple``, ``path``,
-    ``folder``, ``callable``, or "").
+    ``folder``, ``callable``, ``text reader``, ``binary writer``, ..., or "").
 
     The evidence is generic: its annotation; the methods called on it (``.startswith`` is a
     string's, ``.append`` a list's, ``.decode`` bytes'); ``isinstance`` checks; iterating or
@@ -267,7 +291,8 @@ def parameter_kind(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFuncti
     ``io.StringIO`` (a string) or ``io.BytesIO`` (bytes); passing it to ``open``, ``os.stat`` and
     the like (an existing file: ``path``) or ``os.listdir`` (``folder``); and (``depth`` levels
     deep) what the module's own function it is passed to does with it; calling it, or
-    ``callable(it)``, makes it a ``callable``.
+    ``callable(it)``, makes it a ``callable``; calling ``.read()``, ``.readline()``, ``.seek()``
+    on it a reader, ``.write()`` a writer, of bytes when the function has a bytes literal.
     """
     argument = next((a for a in [*function.args.posonlyargs, *function.args.args, *function.args.kwonlyargs]
                      if a.arg == name), None)
@@ -320,6 +345,8 @@ def parameter_kind(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFuncti
                         kind = parameter_kind(tree, callee, params[positions[0]].arg, depth - 1)
                         if kind:
                             vote(kind, 2)
+        elif isinstance(node, ast.Attribute) and is_param(node.value) and node.attr in _READS | _WRITES:
+            vote("reader" if node.attr in _READS else "writer", 3)  # a file object: a method called, passed
         elif isinstance(node, (ast.For, ast.comprehension)) and is_param(node.iter):
             vote("list")
         elif isinstance(node, ast.Subscript) and is_param(node.value):
@@ -335,7 +362,12 @@ def parameter_kind(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFuncti
         vote("list")  # once however often: a string is indexed too, and any string evidence wins
     if not votes:
         return ""
-    return max(votes, key=lambda kind: votes[kind])
+    kind = max(votes, key=lambda kind: votes[kind])
+    if kind in ("reader", "writer"):
+        # Bytes literals in the function say its stream holds bytes (``if c in b' \t'``).
+        binary = any(isinstance(n, ast.Constant) and isinstance(n.value, bytes) for n in ast.walk(function))
+        kind = f"{'binary' if binary else 'text'} {kind}"
+    return kind
 
 
 def targets(source_text: str, alias: str, limit: int = DEFAULT_TARGETS, *, bind: bool = True) -> list[Target]:
@@ -354,7 +386,7 @@ def targets(source_text: str, alias: str, limit: int = DEFAULT_TARGETS, *, bind:
         return []
     result: list[Target] = []
     for name, _ in (n for n in found if n[1] == "function"):
-        binds = bindings(_definition(tree, name), alias) if bind else ()
+        binds = bindings(_definition(tree, name), alias, tree=tree) if bind else ()
         if binds:
             result.append(Target(name, "function", f"    def test_{name}(self):\n", binds=binds))
             continue
@@ -364,14 +396,14 @@ def targets(source_text: str, alias: str, limit: int = DEFAULT_TARGETS, *, bind:
         variable = class_variable(name, alias)
         if bind:
             binds = bindings(_definition(tree, "__init__", name), alias, method=True,
-                             taken=frozenset({variable}))
+                             taken=frozenset({variable}), tree=tree)
             result.append(Target(name, "class", f"    def test_{variable}(self):\n", binds=binds))
         else:
             opener = f"    def test_{variable}(self):\n{_BODY}{variable} = {alias}.{name}("
             result.append(Target(name, "class", opener))
         result += [Target(f"{name}.{method}", "method", "", owner=name,
                           binds=bindings(_definition(tree, method, name), alias, method=True,
-                                         taken=frozenset({variable})) if bind else None)
+                                         taken=frozenset({variable}), tree=tree) if bind else None)
                    for method in public_methods(source_text, name)]
     return result[:limit]
 
@@ -532,7 +564,7 @@ def value_seeds(tree: ast.Module, target: Target) -> list[list[str]]:
     function = _definition(tree, name, owner)
     if function is None:
         return [[] for _ in binds]
-    names = [n for n, _ in required_parameters(function, method=bool(owner))]
+    names = [n for n, _ in required_parameters(function, method=bool(owner), tree=tree)]
     return [constant_values(tree, function, parameter) for parameter in names]
 
 
@@ -546,7 +578,7 @@ def value_kinds(tree: ast.Module, target: Target, hint: bool = True) -> list[str
     function = _definition(tree, name, owner)
     if function is None:
         return [""] * len(binds)
-    names = [n for n, _ in required_parameters(function, method=bool(owner))]
+    names = [n for n, _ in required_parameters(function, method=bool(owner), tree=tree)]
     return [parameter_kind(tree, function, parameter) or name_kind(parameter) for parameter in names]
 
 
@@ -613,6 +645,8 @@ def _write_test(
             if opening in _WRITTEN.values() or len(constants) >= round_ > 0:
                 value = opening if opening in _WRITTEN.values() else constants[round_ - 1]
                 opener += f"{_BODY}{variable} = {value}\n"  # the fixture's file, a callable, a constant
+                if value.startswith("open("):
+                    opener += f"{_BODY}self.addCleanup({variable}.close)\n"
                 defined.add(variable)
                 continue
             prompt = base + text + opener + f"{_BODY}{variable} = {opening}"

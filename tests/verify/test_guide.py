@@ -526,3 +526,70 @@ def test_variant_rounds_bind_the_seeds_and_ask_the_model_for_the_rest() -> None:
     assert bound("test_run_3", "'slow'", 7, "'y'") in done.text
     assert [a for a in asked if a.endswith("= '")] == ["        text = '"]
     ast.parse(done.text)
+
+
+STREAMS = '''def copy_lines(source, sink):
+    count = 0
+    for line in iter(source.readline, b""):
+        sink.write(line.replace(b"\\t", b" "))
+        count += 1
+    return count
+
+
+def shout(stream):
+    return stream.read().upper()
+'''
+
+
+@needs_bwrap
+def test_a_parameter_read_or_written_like_a_file_gets_a_file_object_closed_after_the_test(
+        tmp_path: Path) -> None:
+    tree = ast.parse(STREAMS)
+    copy_lines, shout = (n for n in tree.body if isinstance(n, ast.FunctionDef))
+    # Bytes literals in the function make it a binary stream, else a text one.
+    assert guide.parameter_kind(tree, copy_lines, "source") == "binary reader"
+    assert guide.parameter_kind(tree, copy_lines, "sink") == "binary writer"
+    assert guide.parameter_kind(tree, shout, "stream") == "text reader"
+    path = tmp_path / "repo"
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    commit_files(path, {"lib/__init__.py": "", "lib/streams.py": STREAMS}, "initial")
+    engine = FakeEngine("fake", lambda p: "0)\n")
+    starter = examples.test_case_starter("lib/streams.py", "test_streams.py")
+    done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
+                             "# lib/streams.py\n" + STREAMS + "\n" + starter, starter, STREAMS, "streams",
+                             "test_streams.py", budget=200)
+    assert ("        source = open(self.path, 'rb')\n        self.addCleanup(source.close)\n"
+            "        sink = open(self.folder + '/output', 'wb')\n        self.addCleanup(sink.close)\n"
+            "        result = streams.copy_lines(source, sink)\n") in done.text
+    assert "        stream = open(self.path)\n        self.addCleanup(stream.close)\n" in done.text
+    commit = commit_files(path, {"test_streams.py": done.text})
+    repo, spec, sandbox = GitRepo(path), VerifySpec(coverage=True, runs=1), Sandbox(mode="bwrap")
+    first = verify_candidate(repo, commit, spec, "lib/streams.py", "test_streams.py", sandbox=sandbox)
+    assert first.errors == 0 and first.failed == 2  # both ran on real files; the values are wrong
+    repaired = repair_candidate(repo, commit, spec, "lib/streams.py", "test_streams.py", first,
+                                sandbox=sandbox)
+    assert repaired.rerun is not None and repaired.rerun.ok and repaired.rerun.tested_coverage() == 100.0
+    assert f"self.assertEqual(result, {len(STREAMS.splitlines())})" in repaired.text  # lines copied
+
+
+OPTIONAL = '''class Reader:
+    def __init__(self, filename=None, mode="r", fileobj=None):
+        self.handle = open(filename) if filename is not None else fileobj
+
+
+def total(values, scale=1, *, log=None, out_file=None):
+    return sum(values) * scale
+'''
+
+
+def test_the_first_parameter_that_defaults_to_none_but_holds_a_file_is_bound_by_keyword() -> None:
+    found = {t.name: t for t in guide.targets(OPTIONAL, "optional")}
+    assert found["Reader"].binds == (("filename", "filename=filename"),)  # one, not fileobj too
+    assert found["total"].binds == (("values", "values"), ("out_file", "out_file=out_file"))
+    tree = ast.parse(OPTIONAL)
+    assert guide.openings(tree, found["total"]) == ["[", "self.path"]
+    assert guide.call_text(found["total"], "optional") == "optional.total(values, out_file=out_file)"
+    # Without the module's tree (no kinds known) only required parameters are bound.
+    [total] = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
+    assert guide.required_parameters(total) == [("values", False)]
