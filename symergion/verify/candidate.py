@@ -151,9 +151,12 @@ def _read_events(text: str, outcome: _RunOutcome) -> None:
             outcome.coverage = event
         elif kind == "observed" and isinstance(event.get("line"), int):
             first, second = event.get("first"), event.get("second")
+            types = [t if isinstance(t, str) else None
+                     for t in (event.get("first_type"), event.get("second_type"))]
             observed.setdefault(test, []).append(Observation(
                 event["line"], str(event.get("method", "")),
-                first if isinstance(first, str) else None, second if isinstance(second, str) else None))
+                first if isinstance(first, str) else None, second if isinstance(second, str) else None,
+                *types))
     for test, seen in observed.items():
         if test in outcome.tests:
             outcome.tests[test] = replace(outcome.tests[test], observed=tuple(seen))

@@ -347,6 +347,20 @@ def pin_assertions(
             actual = sides.index(True)
             observed = seen.first if actual == 0 else seen.second
             if observed is None:
+                kind = _type_expression(seen.first_type if actual == 0 else seen.second_type, module, refs)
+                method = call.func.attr if isinstance(call.func, ast.Attribute) else ""
+                if kind is None or method not in _EQUALITY or not isinstance(call.func, ast.Attribute):
+                    continue
+                # No literal to pin: the type of what the code returned is checked instead.
+                start, end = edits.span(call)
+                first_start, first_end = edits.span(call.args[actual])
+                owner_start, owner_end = edits.span(call.func.value)
+                done.add(id(call))
+                edits.replace(start, end, f"{test_source[owner_start:owner_end]}.assertIsInstance("
+                                          f"{test_source[first_start:first_end]}, {kind})")
+                expected_start, expected_end = edits.span(call.args[1 - actual])
+                pins.append(Pin(test, seen.line, test_source[expected_start:expected_end],
+                                f"an instance of {kind}"))
                 continue
             expected = call.args[1 - actual]
             start, end = edits.span(expected)
@@ -363,6 +377,25 @@ def pin_assertions(
                 edits.replace(second_end, third_end, "")
                 dropped.append(call.lineno)
     return edits.apply(), tuple(pins), tuple(dropped)
+
+
+def _type_expression(name: str | None, module: str, refs: _ModuleRefs) -> str | None:
+    """Return how the test file names a type ``module.qualname``: a builtin, or a class of the module.
+
+    None when the file has no name for it (another module's type, a nested or local class).
+    """
+    if name is None or "." not in name:
+        return None
+    owner, _, qualname = name.rpartition(".")
+    if "." in qualname or "<" in qualname:
+        return None
+    if owner == "builtins":
+        return qualname if isinstance(getattr(builtins, qualname, None), type) else None
+    if owner == module and refs.aliases:
+        return f"{refs.aliases[0]}.{qualname}"
+    if owner == module and qualname in refs.names:
+        return qualname
+    return None
 
 
 def complete_assertions(test_source: str, module: str, destination: str,

@@ -27,12 +27,17 @@ _DETAIL_CHARS = 200
 
 @dataclass(frozen=True)
 class Observation:
-    """The values a failing equality assertion compared (repr, or None when not a literal)."""
+    """The values a failing equality assertion compared (repr, or None when not a literal).
+
+    For a value that is no literal, its type as ``module.qualname`` (else None).
+    """
 
     line: int
     method: str
     first: str | None
     second: str | None
+    first_type: str | None = None
+    second_type: str | None = None
 
 
 @dataclass(frozen=True)

@@ -146,7 +146,8 @@ def observe_assertions(recorder: Recorder, test_module: str) -> None:
                     caller = caller.f_back
                 if module is not None and caller.f_code.co_filename == getattr(module, "__file__", None):
                     recorder.emit(event="observed", id=self.id(), line=caller.f_lineno, method=_name,
-                                  first=literal(first), second=literal(second))
+                                  first=literal(first), second=literal(second),
+                                  first_type=type_name(first), second_type=type_name(second))
                 raise
 
         setattr(unittest.TestCase, name, observing)
@@ -161,6 +162,14 @@ def literal(value: Any) -> str | None:
         return text if type(ast.literal_eval(text)) is type(value) else None
     except Exception:  # a repr that raises, is no literal, or a value that cannot compare
         return None
+
+
+def type_name(value: Any) -> str | None:
+    """Return ``module.qualname`` of a value's type when the value is no literal, else None."""
+    if literal(value) is not None:
+        return None
+    kind = type(value)
+    return f"{kind.__module__}.{kind.__qualname__}"
 
 
 def _start_coverage(source: str | None, out: IO[str]) -> Any:

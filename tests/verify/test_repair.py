@@ -292,3 +292,56 @@ def test_a_call_after_bindings_that_raised_through_the_module_becomes_the_expect
     # A failing test whose earlier statements only bind values is not cut down to them: they
     # would run no module code. The prune removes it instead.
     assert cut == () and "        self.assertEqual(head, 2)\n" in text
+
+
+SHAPES = '''class Box:
+    def __init__(self, size):
+        self.size = size
+
+
+def make(size):
+    return Box(size)
+
+
+def sizes(count):
+    return [Box(n) for n in range(count)]
+
+
+def pair(size):
+    return (make(size), object())
+'''
+
+SHAPE_TESTS = '''import unittest
+
+from utils import shapes
+
+
+class TestShapes(unittest.TestCase):
+    def test_make(self):
+        result = shapes.make(2)
+        self.assertEqual(result, None)
+
+    def test_sizes(self):
+        self.assertEqual(shapes.sizes(2), [])
+
+    def test_pair(self):
+        self.assertEqual(None, shapes.pair(1))
+'''
+
+
+@needs_bwrap
+def test_a_value_that_is_no_literal_is_pinned_to_its_type(calc_repo: Path, sandbox: Sandbox) -> None:
+    repo = GitRepo(calc_repo)
+    commit = commit_files(calc_repo, {"utils/shapes.py": SHAPES, "test_shapes.py": SHAPE_TESTS})
+    first = verify_candidate(repo, commit, SPEC, "utils/shapes.py", "test_shapes.py", sandbox=sandbox)
+    make = first.tests["test_shapes.TestShapes.test_make"]
+    assert make.observed == (Observation(9, "assertEqual", None, "None", "utils.shapes.Box", None),)
+    repaired = repair_candidate(repo, commit, SPEC, "utils/shapes.py", "test_shapes.py", first,
+                                sandbox=sandbox)
+    # A class of the module through the file's alias, a builtin by its name, either side.
+    assert "        self.assertIsInstance(result, shapes.Box)\n" in repaired.text
+    assert "        self.assertIsInstance(shapes.sizes(2), list)\n" in repaired.text
+    assert "        self.assertIsInstance(shapes.pair(1), tuple)\n" in repaired.text
+    assert repaired.rerun is not None and repaired.rerun.ok and repaired.rerun.exercising == 3
+    assert "- test_shapes.TestShapes.test_make (line 9): expected None -> an instance of shapes.Box" in (
+        repaired.commit_message())
