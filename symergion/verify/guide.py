@@ -205,8 +205,8 @@ def bindings(function: ast.FunctionDef | ast.AsyncFunctionDef | None, alias: str
 
 
 # What a value of each kind starts with: the method writes it, the model completes the rest.
-_OPENING = {"str": "'", "bytes": "b'", "list": "[", "dict": "{", "tuple": "("}
-_CLOSING = {"'": "'", "b'": "'", "[": "]", "{": "}", "(": ")"}
+_OPENING = {"str": "'", "bytes": "b'", "list": "[", "strlist": "['", "dict": "{", "tuple": "("}
+_CLOSING = {"'": "'", "b'": "'", "[": "]", "['": "']", "{": "}", "(": ")"}
 _ANNOTATIONS = {"str": "str", "bytes": "bytes", "list": "list", "List": "list", "Sequence": "list",
                 "Iterable": "list", "dict": "dict", "Dict": "dict", "Mapping": "dict", "tuple": "tuple",
                 "Tuple": "tuple"}
@@ -281,13 +281,14 @@ def name_kind(name: str) -> str:
 
 def parameter_kind(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionDef, name: str,
                    depth: int = 2) -> str:
-    """Guess what a parameter holds (``str``, ``bytes``, ``list``, ``dict``, ``tuple``, ``path``,
+    """Guess what a parameter holds (``str``, ``bytes``, ``list``, ``strlist`` (of strings), ``dict``,
+    ``tuple``, ``path``,
     ``folder``, ``callable``, ``text reader``, ``binary writer``, ..., or "").
 
     The evidence is generic: its annotation; the methods called on it (``.startswith`` is a
     string's, ``.append`` a list's, ``.decode`` bytes'); ``isinstance`` checks; iterating or
-    indexing it; a
-    comparison with or addition of a string; passing it to ``os.path``, ``open``, ``re`` or
+    indexing it (a list, of strings when an item gets a string's method or is compared with a
+    string: ``args[0].startswith('-')``); a comparison with or addition of a string; passing it to ``os.path``, ``open``, ``re`` or
     ``io.StringIO`` (a string) or ``io.BytesIO`` (bytes); passing it to ``open``, ``os.stat`` and
     the like (an existing file: ``path``) or ``os.listdir`` (``folder``); and (``depth`` levels
     deep) what the module's own function it is passed to does with it; calling it, or
@@ -311,6 +312,16 @@ def parameter_kind(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFuncti
     def is_param(node: ast.AST) -> bool:
         return isinstance(node, ast.Name) and node.id == name
 
+    # Names a loop binds to the parameter's items: ``for arg in args``.
+    items = {n.target.id for n in ast.walk(function) if isinstance(n, (ast.For, ast.comprehension))
+             and is_param(n.iter) and isinstance(n.target, ast.Name)}
+
+    def is_item(node: ast.AST) -> bool:
+        """An item of the parameter: ``args[0]``, or a loop's name for one."""
+        if isinstance(node, ast.Subscript):
+            return is_param(node.value) and not isinstance(node.slice, ast.Slice)
+        return isinstance(node, ast.Name) and node.id in items
+
     indexed = False
     for node in ast.walk(function):
         if isinstance(node, ast.Call):
@@ -319,6 +330,8 @@ def parameter_kind(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFuncti
                 for kind, methods in _METHODS.items():
                     if func.attr in methods:
                         vote(kind, 2)
+            if isinstance(func, ast.Attribute) and is_item(func.value) and func.attr in _METHODS["str"]:
+                vote("strlist", 2)  # ``args[0].startswith('-')``: a list of strings
             dotted = ast.unparse(func)
             positions = [i for i, a in enumerate(node.args) if is_param(a)]
             if is_param(func) or (dotted == "callable" and positions == [0]):
@@ -358,6 +371,9 @@ def parameter_kind(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFuncti
                 for side in sides:
                     if isinstance(side, ast.Constant) and isinstance(side.value, (str, bytes)):
                         vote("str" if isinstance(side.value, str) else "bytes")
+            elif isinstance(node, ast.Compare) and any(is_item(side) for side in sides) and any(
+                    isinstance(side, ast.Constant) and isinstance(side.value, str) for side in sides):
+                vote("strlist", 2)  # ``args[0] == "--"``: more than iterating it says
     if indexed:
         vote("list")  # once however often: a string is indexed too, and any string evidence wins
     if not votes:

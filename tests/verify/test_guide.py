@@ -593,3 +593,27 @@ def test_the_first_parameter_that_defaults_to_none_but_holds_a_file_is_bound_by_
     # Without the module's tree (no kinds known) only required parameters are bound.
     [total] = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
     assert guide.required_parameters(total) == [("values", False)]
+
+
+ITEMS = '''def options(args, names):
+    while args and args[0].startswith("-"):
+        args = args[1:]
+    for name in names:
+        if name == "--":
+            break
+    return args
+
+
+def numbers(values):
+    return [v + 1 for v in values]
+'''
+
+
+def test_a_list_whose_items_are_used_as_strings_is_a_list_of_strings() -> None:
+    tree = ast.parse(ITEMS)
+    options, numbers = (n for n in tree.body if isinstance(n, ast.FunctionDef))
+    assert guide.parameter_kind(tree, options, "args") == "strlist"  # args[0].startswith
+    assert guide.parameter_kind(tree, options, "names") == "strlist"  # an item compared with '--'
+    assert guide.parameter_kind(tree, numbers, "values") == "list"
+    target = next(t for t in guide.targets(ITEMS, "items") if t.name == "options")
+    assert guide.openings(tree, target) == ["['", "['"]
