@@ -288,12 +288,13 @@ def parameter_kind(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFuncti
     The evidence is generic: its annotation; the methods called on it (``.startswith`` is a
     string's, ``.append`` a list's, ``.decode`` bytes'); ``isinstance`` checks; iterating or
     indexing it (a list, of strings when an item gets a string's method or is compared with a
-    string: ``args[0].startswith('-')``); a comparison with or addition of a string; passing it to ``os.path``, ``open``, ``re`` or
-    ``io.StringIO`` (a string) or ``io.BytesIO`` (bytes); passing it to ``open``, ``os.stat`` and
-    the like (an existing file: ``path``) or ``os.listdir`` (``folder``); and (``depth`` levels
-    deep) what the module's own function it is passed to does with it; calling it, or
-    ``callable(it)``, makes it a ``callable``; calling ``.read()``, ``.readline()``, ``.seek()``
-    on it a reader, ``.write()`` a writer, of bytes when the function has a bytes literal.
+    string: ``args[0].startswith('-')``); a comparison with or addition of a string; passing
+    it to ``os.path``, ``re`` or ``io.StringIO`` (a string) or ``io.BytesIO`` (bytes); passing
+    it to ``open``, ``os.stat`` and the like (an existing file: ``path``) or ``os.listdir``
+    (``folder``); and (``depth`` levels deep) what the module's own function it is passed to
+    does with it. Calling it, or ``callable(it)``, makes it a ``callable``; calling
+    ``.read()``, ``.readline()``, ``.seek()`` on it a reader, ``.write()`` a writer, of bytes
+    when the function has a bytes literal.
     """
     argument = next((a for a in [*function.args.posonlyargs, *function.args.args, *function.args.kwonlyargs]
                      if a.arg == name), None)
