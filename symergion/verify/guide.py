@@ -650,7 +650,8 @@ def _write_test(
     """Write one target's test after ``text``: (its text or None, tokens used, a class's construction).
 
     In variant round ``round_`` (1, 2, ...) a value the code compares with constants is the
-    round's constant (``value_seeds``) while there is one, written without the model.
+    round's constant (``value_seeds``) while there is one, written without the model; a value
+    the method writes in the greedy round (the fixture's, a callable) is the model's.
     """
     opener = target.opener
     tokens = 0
@@ -659,13 +660,18 @@ def _write_test(
         seeds = value_seeds(tree, target) if hint and round_ else [[] for _ in target.binds]
         for (variable, _), opening, constants in zip(target.binds, openings(tree, target, hint), seeds,
                                                      strict=True):
-            if opening in _WRITTEN.values() or len(constants) >= round_ > 0:
-                value = opening if opening in _WRITTEN.values() else constants[round_ - 1]
+            by_method = opening in _WRITTEN.values()
+            if (by_method and round_ == 0) or len(constants) >= round_ > 0:
+                value = opening if round_ == 0 else constants[round_ - 1]
                 opener += f"{_BODY}{variable} = {value}\n"  # the fixture's file, a callable, a constant
                 if value.startswith("open("):
                     opener += f"{_BODY}self.addCleanup({variable}.close)\n"
                 defined.add(variable)
                 continue
+            if by_method:
+                # The greedy test has the value that works; a variant tries the model's own, which
+                # takes the branches that check it (a file name that is not there, no callable).
+                opening = "'" if opening in (_FIXTURE_VALUES["path"], _FIXTURE_VALUES["folder"]) else ""
             prompt = base + text + opener + f"{_BODY}{variable} = {opening}"
             value, used = _complete_line(generate, prompt, min(value_tokens, share - tokens), len(base))
             value = opening + value

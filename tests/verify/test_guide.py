@@ -617,3 +617,25 @@ def test_a_list_whose_items_are_used_as_strings_is_a_list_of_strings() -> None:
     assert guide.parameter_kind(tree, numbers, "values") == "list"
     target = next(t for t in guide.targets(ITEMS, "items") if t.name == "options")
     assert guide.openings(tree, target) == ["['", "['"]
+
+
+def test_a_variant_asks_the_model_for_a_value_the_greedy_test_had_written_for_it() -> None:
+    engine = FakeEngine("fake", lambda p: "2]\n" if p.endswith("= [") else "0)\n")
+
+    def sample(prompt: str, max_tokens: int, stable_prefix: int, seed: int) -> Iterable[str]:
+        line = prompt.rsplit("\n", 1)[-1]
+        return iter(["missing.txt'\n"] if line.endswith("filename = '") else
+                    ["None\n"] if line.endswith("transform = ") else ["1]\n"] if line.endswith("= [")
+                    else ["0)\n"])
+
+    starter = examples.test_case_starter("lib/files.py", "test_files.py")
+    done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
+                             "# lib/files.py\nSOURCE\n\n" + starter, starter, FILES, "files",
+                             "test_files.py", budget=400, variants=2, sample=sample)
+    # The greedy tests have the fixture's file and a callable; their variants the model's values,
+    # which take the branches that check them.
+    assert "    def test_size_of(self):\n        filename = self.path\n" in done.text
+    assert "    def test_size_of_2(self):\n        filename = 'missing.txt'\n" in done.text
+    assert "    def test_apply(self):\n        transform = lambda *args, **kwargs: None\n" in done.text
+    assert "    def test_apply_2(self):\n        transform = None\n        items = [1]\n" in done.text
+    ast.parse(done.text)
