@@ -5,13 +5,15 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from symergion.config import VerifySpec
 from symergion.engine.fake import FakeEngine
 from symergion.gitrepo import GitRepo
 from symergion.verify import examples, guide
 from symergion.verify.candidate import verify_candidate
-from symergion.verify.repair import repair_candidate
+from symergion.verify.repair import RepairResult, repair_candidate
+from symergion.verify.result import VerifyResult
 from symergion.verify.sandbox import Sandbox
 from tests.conftest import git
 from tests.verify.conftest import CALC, commit_files, needs_bwrap
@@ -458,23 +460,29 @@ def test_the_fixture_imports_come_after_a_future_import() -> None:
     ast.parse(fixed)
 
 
-@needs_bwrap
-def test_tests_on_the_fixture_read_a_real_file_and_leave_the_checkout_alone(tmp_path: Path) -> None:
+def guided_in_sandbox(tmp_path: Path, name: str, code: str, engine: FakeEngine, **options: Any
+                      ) -> tuple[guide.Guided, VerifyResult, RepairResult]:
+    """Write ``lib/<name>.py``'s guided test file with a fake model, then verify and repair it."""
+    source, destination = f"lib/{name}.py", f"test_{name}.py"
     path = tmp_path / "repo"
     path.mkdir()
     git(path, "init", "-q", "-b", "main")
-    commit_files(path, {"lib/__init__.py": "", "lib/files.py": FILES}, "initial")
-    engine = FakeEngine("fake", lambda p: "4\n" if p.endswith("n = ") else "0)\n")
-    starter = examples.test_case_starter("lib/files.py", "test_files.py")
-    prompt = "# lib/files.py\n" + FILES + "\n" + starter
-    done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s), prompt,
-                             starter, FILES, "files", "test_files.py", budget=200, limit=3)
-    commit = commit_files(path, {"test_files.py": done.text})
+    commit_files(path, {"lib/__init__.py": "", source: code}, "initial")
+    starter = examples.test_case_starter(source, destination)
+    done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
+                             f"# {source}\n{code}\n{starter}", starter, code, name, destination, **options)
+    commit = commit_files(path, {destination: done.text})
     repo, spec, sandbox = GitRepo(path), VerifySpec(coverage=True, runs=1), Sandbox(mode="bwrap")
-    first = verify_candidate(repo, commit, spec, "lib/files.py", "test_files.py", sandbox=sandbox)
+    first = verify_candidate(repo, commit, spec, source, destination, sandbox=sandbox)
+    return done, first, repair_candidate(repo, commit, spec, source, destination, first, sandbox=sandbox)
+
+
+@needs_bwrap
+def test_tests_on_the_fixture_read_a_real_file_and_leave_the_checkout_alone(tmp_path: Path) -> None:
+    engine = FakeEngine("fake", lambda p: "4\n" if p.endswith("n = ") else "0)\n")
+    _, first, repaired = guided_in_sandbox(tmp_path, "files", FILES, engine, budget=200, limit=3)
     # Every call ran on a file or folder that exists: nothing raised, only the expected values fail.
     assert first.errors == 0 and first.failed == 3
-    repaired = repair_candidate(repo, commit, spec, "lib/files.py", "test_files.py", first, sandbox=sandbox)
     assert repaired.rerun is not None and repaired.rerun.ok and repaired.rerun.passing_exercising == 3
     assert f"self.assertEqual(result, {len(FILES.encode())})" in repaired.text  # the copy's size
     assert "self.assertEqual(result, 1)" in repaired.text  # the folder holds the copy alone
@@ -550,25 +558,13 @@ def test_a_parameter_read_or_written_like_a_file_gets_a_file_object_closed_after
     assert guide.parameter_kind(tree, copy_lines, "source") == "binary reader"
     assert guide.parameter_kind(tree, copy_lines, "sink") == "binary writer"
     assert guide.parameter_kind(tree, shout, "stream") == "text reader"
-    path = tmp_path / "repo"
-    path.mkdir()
-    git(path, "init", "-q", "-b", "main")
-    commit_files(path, {"lib/__init__.py": "", "lib/streams.py": STREAMS}, "initial")
     engine = FakeEngine("fake", lambda p: "0)\n")
-    starter = examples.test_case_starter("lib/streams.py", "test_streams.py")
-    done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
-                             "# lib/streams.py\n" + STREAMS + "\n" + starter, starter, STREAMS, "streams",
-                             "test_streams.py", budget=200)
+    done, first, repaired = guided_in_sandbox(tmp_path, "streams", STREAMS, engine, budget=200)
     assert ("        source = open(self.path, 'rb')\n        self.addCleanup(source.close)\n"
             "        sink = open(self.folder + '/output', 'wb')\n        self.addCleanup(sink.close)\n"
             "        result = streams.copy_lines(source, sink)\n") in done.text
     assert "        stream = open(self.path)\n        self.addCleanup(stream.close)\n" in done.text
-    commit = commit_files(path, {"test_streams.py": done.text})
-    repo, spec, sandbox = GitRepo(path), VerifySpec(coverage=True, runs=1), Sandbox(mode="bwrap")
-    first = verify_candidate(repo, commit, spec, "lib/streams.py", "test_streams.py", sandbox=sandbox)
     assert first.errors == 0 and first.failed == 2  # both ran on real files; the values are wrong
-    repaired = repair_candidate(repo, commit, spec, "lib/streams.py", "test_streams.py", first,
-                                sandbox=sandbox)
     assert repaired.rerun is not None and repaired.rerun.ok and repaired.rerun.tested_coverage() == 100.0
     assert f"self.assertEqual(result, {len(STREAMS.splitlines())})" in repaired.text  # lines copied
 
