@@ -380,6 +380,9 @@ def parameter_kind(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFuncti
     if not votes:
         return ""
     kind = max(votes, key=lambda kind: votes[kind])
+    if kind == "str" and ("path" in votes or "folder" in votes):
+        # A name that must exist is a string too: joining or formatting it says nothing against.
+        kind = max(("path", "folder"), key=lambda located: votes.get(located, 0))
     if kind in ("reader", "writer"):
         # Bytes literals in the function say its stream holds bytes (``if c in b' \t'``).
         binary = any(isinstance(n, ast.Constant) and isinstance(n.value, bytes) for n in ast.walk(function))

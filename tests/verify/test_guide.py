@@ -404,17 +404,25 @@ def describe(data, srcfile, label):
 
 def apply(transform, items):
     return [transform(item) for item in items]
+
+
+def summary(filename):
+    label = "%s (Python)" % filename if filename.endswith(".py") else os.path.basename(filename)
+    with open(filename) as handle:
+        return label, len(handle.readlines())
 '''
 
 
 def test_a_parameter_that_must_name_an_existing_file_or_folder_is_a_path_or_a_folder() -> None:
     tree = ast.parse(FILES)
-    size_of, count_entries, header, _first, describe, apply = (
+    size_of, count_entries, header, _first, describe, apply, summary = (
         n for n in tree.body if isinstance(n, ast.FunctionDef))
     assert guide.parameter_kind(tree, size_of, "filename") == "path"  # open() needs it to exist
     assert guide.parameter_kind(tree, count_entries, "folder") == "folder"  # os.listdir
     assert guide.parameter_kind(tree, header, "path") == "path"  # through the module's own function
     assert guide.parameter_kind(tree, header, "n") == ""
+    # More string evidence than file evidence still makes a path: a file name is a string too.
+    assert guide.parameter_kind(tree, summary, "filename") == "path"
     # Without evidence in the code, the name decides; a name that says nothing gives "".
     assert guide.parameter_kind(tree, describe, "data") == ""
     target = next(t for t in guide.targets(FILES, "files") if t.name == "describe")
