@@ -279,39 +279,13 @@ def name_kind(name: str) -> str:
     return ""
 
 
-def parameter_kind(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionDef, name: str,
-                   depth: int = 2) -> str:
-    """Guess what a parameter holds (``str``, ``bytes``, ``list``, ``strlist`` (of strings), ``dict``,
-    ``tuple``, ``path``,
-    ``folder``, ``callable``, ``text reader``, ``binary writer``, ..., or "").
-
-    The evidence is generic: its annotation; the methods called on it (``.startswith`` is a
-    string's, ``.append`` a list's, ``.decode`` bytes'); ``isinstance`` checks; iterating or
-    indexing it (a list, of strings when an item gets a string's method or is compared with a
-    string: ``args[0].startswith('-')``); a comparison with or addition of a string; passing
-    it to ``os.path``, ``re`` or ``io.StringIO`` (a string) or ``io.BytesIO`` (bytes); passing
-    it to ``open``, ``os.stat`` and the like (an existing file: ``path``) or ``os.listdir``
-    (``folder``); and (``depth`` levels deep) what the module's own function it is passed to
-    does with it. Calling it, or ``callable(it)``, makes it a ``callable``; calling
-    ``.read()``, ``.readline()``, ``.seek()`` on it a reader, ``.write()`` a writer, of bytes
-    when the function has a bytes literal.
-    """
-    argument = next((a for a in [*function.args.posonlyargs, *function.args.args, *function.args.kwonlyargs]
-                     if a.arg == name), None)
-    if argument is not None and argument.annotation is not None:
-        annotation = argument.annotation
-        base = annotation.value if isinstance(annotation, ast.Subscript) else annotation
-        label = (base.id if isinstance(base, ast.Name)
-                 else base.attr if isinstance(base, ast.Attribute) else "")
-        if label in _ANNOTATIONS:
-            return _ANNOTATIONS[label]
+def _kind_votes(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionDef,
+                is_param: Callable[[ast.AST], bool], depth: int) -> dict[str, int]:
+    """Return the votes of ``parameter_kind``'s evidence for what ``is_param`` matches in a function."""
     votes: dict[str, int] = {}
 
     def vote(kind: str, weight: int = 1) -> None:
         votes[kind] = votes.get(kind, 0) + weight
-
-    def is_param(node: ast.AST) -> bool:
-        return isinstance(node, ast.Name) and node.id == name
 
     # Names a loop binds to the parameter's items: ``for arg in args``.
     items = {n.target.id for n in ast.walk(function) if isinstance(n, (ast.For, ast.comprehension))
@@ -377,6 +351,66 @@ def parameter_kind(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFuncti
                 vote("strlist", 2)  # ``args[0] == "--"``: more than iterating it says
     if indexed:
         vote("list")  # once however often: a string is indexed too, and any string evidence wins
+    return votes
+
+
+def _owner(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.ClassDef | None:
+    """Return the top-level class a function is a method of, or None."""
+    return next((n for n in tree.body if isinstance(n, ast.ClassDef) and function in n.body), None)
+
+
+def _kept_as(function: ast.FunctionDef | ast.AsyncFunctionDef, name: str) -> list[str]:
+    """Return the attributes a method stores a parameter in as it is: ``self.left = a``."""
+    return [target.attr for node in ast.walk(function) if isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Name) and node.value.id == name
+            for target in node.targets if isinstance(target, ast.Attribute)
+            and isinstance(target.value, ast.Name) and target.value.id == "self"]
+
+
+def parameter_kind(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionDef, name: str,
+                   depth: int = 2) -> str:
+    """Guess what a parameter holds: ``str``, ``bytes``, ``list``, ``strlist`` (of strings),
+    ``dict``, ``tuple``, ``path``, ``folder``, ``callable``, ``text reader``, ``binary writer``,
+    ..., or "".
+
+    The evidence is generic: its annotation; the methods called on it (``.startswith`` is a
+    string's, ``.append`` a list's, ``.decode`` bytes'); ``isinstance`` checks; iterating or
+    indexing it (a list, of strings when an item gets a string's method or is compared with a
+    string: ``args[0].startswith('-')``); a comparison with or addition of a string; passing
+    it to ``os.path``, ``re`` or ``io.StringIO`` (a string) or ``io.BytesIO`` (bytes); passing
+    it to ``open``, ``os.stat`` and the like (an existing file: ``path``) or ``os.listdir``
+    (``folder``); and (``depth`` levels deep) what the module's own function it is passed to
+    does with it. Calling it, or ``callable(it)``, makes it a ``callable``; calling
+    ``.read()``, ``.readline()``, ``.seek()`` on it a reader, ``.write()`` a writer, of bytes
+    when the function has a bytes literal. A constructor's parameter that it keeps as an
+    attribute (``self.left = a``) counts what the class's other methods do with the attribute.
+    """
+    argument = next((a for a in [*function.args.posonlyargs, *function.args.args, *function.args.kwonlyargs]
+                     if a.arg == name), None)
+    if argument is not None and argument.annotation is not None:
+        annotation = argument.annotation
+        base = annotation.value if isinstance(annotation, ast.Subscript) else annotation
+        label = (base.id if isinstance(base, ast.Name)
+                 else base.attr if isinstance(base, ast.Attribute) else "")
+        if label in _ANNOTATIONS:
+            return _ANNOTATIONS[label]
+
+    def is_param(node: ast.AST) -> bool:
+        return isinstance(node, ast.Name) and node.id == name
+
+    votes = _kind_votes(tree, function, is_param, depth)
+    owner = _owner(tree, function)
+    if owner is not None and function.name == "__init__":
+        # A constructor that keeps the parameter (``self.left = a``): what the other methods do
+        # with ``self.left`` says what it holds.
+        for kept in _kept_as(function, name):
+            def is_kept(node: ast.AST, attribute: str = kept) -> bool:
+                return (isinstance(node, ast.Attribute) and node.attr == attribute
+                        and isinstance(node.value, ast.Name) and node.value.id == "self")
+            for method in owner.body:
+                if isinstance(method, (ast.FunctionDef, ast.AsyncFunctionDef)) and method is not function:
+                    for kind, weight in _kind_votes(tree, method, is_kept, depth).items():
+                        votes[kind] = votes.get(kind, 0) + weight
     if not votes:
         return ""
     kind = max(votes, key=lambda kind: votes[kind])

@@ -643,3 +643,27 @@ def test_a_variant_asks_the_model_for_a_value_the_greedy_test_had_written_for_it
     assert "    def test_apply(self):\n        transform = lambda *args, **kwargs: None\n" in done.text
     assert "    def test_apply_2(self):\n        transform = None\n        items = [1]\n" in done.text
     ast.parse(done.text)
+
+
+KEPT = '''import os
+
+
+class Compare:
+    def __init__(self, a, b, label):
+        self.left = a
+        self.right = b
+        self.label = label
+
+    def listing(self):
+        return sorted(os.listdir(self.left)), sorted(os.listdir(self.right))
+'''
+
+
+def test_a_constructor_parameter_kept_as_an_attribute_has_the_kind_its_methods_use() -> None:
+    tree = ast.parse(KEPT)
+    [cls] = [n for n in tree.body if isinstance(n, ast.ClassDef)]
+    init = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
+    kinds = [guide.parameter_kind(tree, init, name) for name in ("a", "b", "label")]
+    assert kinds == ["folder", "folder", ""]
+    target = next(t for t in guide.targets(KEPT, "kept") if t.name == "Compare")
+    assert guide.openings(tree, target) == ["self.folder", "self.folder", "'"]  # label: by its name
