@@ -610,29 +610,30 @@ def constant_values(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunct
     return found[:_SEEDS]
 
 
-def value_seeds(tree: ast.Module, target: Target) -> list[list[str]]:
-    """Return, for each bound value of a target, the constants its code compares it with."""
-    binds = target.binds or ()
+def _bound_parameters(tree: ast.Module, target: Target
+                      ) -> tuple[ast.FunctionDef | ast.AsyncFunctionDef | None, list[str]]:
+    """Return the function a target calls (a class's ``__init__``) and the parameters it binds."""
     owner = target.owner or (target.name if target.kind == "class" else "")
     name = "__init__" if target.kind == "class" else target.name.rsplit(".", 1)[-1]
     function = _definition(tree, name, owner)
     if function is None:
-        return [[] for _ in binds]
-    names = [n for n, _ in required_parameters(function, method=bool(owner), tree=tree)]
+        return None, []
+    return function, [n for n, _ in required_parameters(function, method=bool(owner), tree=tree)]
+
+
+def value_seeds(tree: ast.Module, target: Target) -> list[list[str]]:
+    """Return, for each bound value of a target, the constants its code compares it with."""
+    function, names = _bound_parameters(tree, target)
+    if function is None:
+        return [[] for _ in target.binds or ()]
     return [constant_values(tree, function, parameter) for parameter in names]
 
 
 def value_kinds(tree: ast.Module, target: Target, hint: bool = True) -> list[str]:
     """Return what each bound value of a target holds: the code's evidence, else its name's, or ""."""
-    binds = target.binds or ()
-    if not hint:
-        return [""] * len(binds)
-    owner = target.owner or (target.name if target.kind == "class" else "")
-    name = "__init__" if target.kind == "class" else target.name.rsplit(".", 1)[-1]
-    function = _definition(tree, name, owner)
-    if function is None:
-        return [""] * len(binds)
-    names = [n for n, _ in required_parameters(function, method=bool(owner), tree=tree)]
+    function, names = _bound_parameters(tree, target)
+    if not hint or function is None:
+        return [""] * len(target.binds or ())
     return [parameter_kind(tree, function, parameter) or name_kind(parameter) for parameter in names]
 
 
