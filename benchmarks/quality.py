@@ -50,6 +50,7 @@ from symergion.core import prompt as prompts
 from symergion.core.finish import Finisher
 from symergion.engine.base import max_new_tokens
 from symergion.engine.llama import LlamaEngine
+from symergion.errors import ModelError
 from symergion.gitrepo import GitRepo
 from symergion.verify import examples, guide
 from symergion.verify.candidate import verify_candidate
@@ -322,16 +323,25 @@ def bench_module(engine: LlamaEngine, name: str, modes: tuple[str, ...], samples
         repo = GitRepo(path)
         engine.sampling = Sampling()
         generated: dict[str, Generated] = {}
+        unusable = ""  # why the model cannot take this module's prompt at all
         for kind in GENERATED:
             if kind not in modes and (kind != "guided" or not set(modes) - set(GENERATED) - {"pass"}):
                 continue
-            generated[kind] = generate(kind, engine, source, code, destination, cap)
+            try:
+                generated[kind] = generate(kind, engine, source, code, destination, cap)
+            except ModelError as exc:  # e.g. a prompt longer than the context: nothing to measure
+                unusable = str(exc).splitlines()[0]
+                log(f"{name} {kind}: {unusable}")
+                break
             log(f"{name} {kind}: {generated[kind].tokens} tokens in {generated[kind].seconds:.0f}s")
         commits = {k: commit_candidate(path, destination, g.text, k) for k, g in generated.items()}
         for mode in modes:
             if mode == "pass":
                 rows.append(bench_pass(name, sandbox))
                 log(f"{name} {mode}: {json.dumps(asdict(rows[-1]))}")
+                continue
+            if unusable:  # a row of zeros that says why: the mean counts the module as failed
+                rows.append(Row(name, mode, notes=[unusable]))
                 continue
             kind = mode if mode in GENERATED else "guided"
             gen = generated[kind]
@@ -385,7 +395,12 @@ def bench_pass(name: str, sandbox: Sandbox) -> Row:
                               capture_output=True, text=True)
         wall = time.monotonic() - began
         if proc.returncode != 0:
-            row.notes.append(f"sync exited {proc.returncode}: {proc.stderr.strip()[-300:]}")
+            try:  # the report says why each branch failed
+                reasons = [r.get("reason", "") for r in json.loads(proc.stdout)["results"]]
+            except (ValueError, KeyError, TypeError):
+                reasons = []
+            why = "; ".join(r for r in reasons if r) or proc.stderr.strip()[-300:]
+            row.notes.append(f"sync exited {proc.returncode}: {why.splitlines()[0] if why else ''}")
             return row
         [result] = json.loads(proc.stdout)["results"]
         branch = result["branch"]
