@@ -55,7 +55,7 @@ DEFAULT_VALUE_TOKENS = 24  # one bound argument's value: a literal on one line
 _RESERVED = frozenset({"self", "result"})  # names a test method uses itself
 _BUILTINS = frozenset(dir(builtins))
 # Part of the response cache key of a guided file: bump when the method writes other files.
-GUIDE_VERSION = 2
+GUIDE_VERSION = 3
 
 # (prompt, max_tokens, stable_prefix) -> the text of each generated token.
 Generate = Callable[[str, int, int], Iterable[str]]
@@ -174,6 +174,12 @@ def required_parameters(function: ast.FunctionDef | ast.AsyncFunctionDef, *, met
                 required.append((argument.arg, True))
                 break
     return required
+
+
+def _takes_arguments(function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """Return whether a function has any parameter at all (``*args`` and ``**kwargs`` included)."""
+    args = function.args
+    return bool(args.posonlyargs or args.args or args.kwonlyargs or args.vararg or args.kwarg)
 
 
 def _definition(tree: ast.Module, name: str, owner: str = ""
@@ -430,8 +436,8 @@ def targets(source_text: str, alias: str, limit: int = DEFAULT_TARGETS, *, bind:
     Functions come first because a call with literal arguments is what a small model gets
     right most often, and what a pinned expected value can check. A method's opener is
     completed when the class's own test has been written (``method_opener``). With ``bind``,
-    a function with required parameters, a class and a method get their parameters bound
-    first (``Target.binds``); their opener is the method's first line only.
+    a function with required parameters (or none at all), a class and a method get their
+    parameters bound first (``Target.binds``); their opener is the method's first line only.
     """
     found = public_names(source_text)
     try:
@@ -440,8 +446,11 @@ def targets(source_text: str, alias: str, limit: int = DEFAULT_TARGETS, *, bind:
         return []
     result: list[Target] = []
     for name, _ in (n for n in found if n[1] == "function"):
-        binds = bindings(_definition(tree, name), alias, tree=tree) if bind else ()
-        if binds:
+        function = _definition(tree, name)
+        binds = bindings(function, alias, tree=tree) if bind else ()
+        if binds or (bind and function is not None and not _takes_arguments(function)):
+            # A function that takes no argument at all gets its call written too: left the bare
+            # opener, the model passes one it made up (``getuser(1)``) and the call raises.
             result.append(Target(name, "function", f"    def test_{name}(self):\n", binds=binds))
             continue
         opener = f"    def test_{name}(self):\n{_BODY}self.assertEqual({alias}.{name}("

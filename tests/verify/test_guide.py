@@ -122,9 +122,21 @@ def test_required_parameters_are_bound_to_variables_named_after_them() -> None:
     assert found["join"].opener == "    def test_join(self):\n"
     assert guide.call_text(found["join"], "shapes") == "shapes.join(a, sep=sep)"
     assert guide.call_text(found["Box.put"], "shapes") == "box.put(item)"
-    # A function without required parameters keeps the bare call as its opener.
+    # A function with optional parameters only keeps the bare call as its opener (the model may
+    # pass some); one without any parameter gets its call written, the model's arguments would
+    # only raise TypeError.
     assert guide.targets("def now(tz=None):\n    pass\n", "clock")[0].opener.endswith(
         "self.assertEqual(clock.now(")
+    [today] = guide.targets("def today():\n    pass\n", "clock")
+    assert today.opener == "    def test_today(self):\n" and today.binds == ()
+    assert guide.call_text(today, "clock") == "clock.today()"
+    engine = FakeEngine("fake", lambda p: "'monday')\n")
+    starter = examples.test_case_starter("lib/clock.py", "test_clock.py")
+    done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
+                             "SOURCE\n" + starter, starter, "def today():\n    pass\n", "clock",
+                             "test_clock.py", budget=50)
+    assert ("    def test_today(self):\n        result = clock.today()\n"
+            "        self.assertEqual(result, 'monday')\n") in done.text
 
 
 def test_a_bound_value_is_one_expression_of_builtins_and_names_defined_before() -> None:
