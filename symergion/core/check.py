@@ -233,23 +233,23 @@ class Checker:
             subject = f"Repair: {named[0].strip() if named else 'the tests failed'}"[:120]
             body = "\n\n".join(p for p in [subject, feedback, best.result.excerpt(),
                                              self._scores(checked, best)] if p)
+            repair = f"{tp.prompt.digest} {round_}"  # the Symergion-Repair value of this round
             trailers = [*self._prompt_trailers(tp, action, prompt.digest),
                         *self._figures(best.response),
-                        f"{TRAILER_REPAIR}: {tp.prompt.digest} {round_}",
+                        f"{TRAILER_REPAIR}: {repair}",
                         f"{TRAILER}: {best.result.trailer()}"]
             message = body + "\n\n" + "\n".join(trailers) + "\n"
             commit = self._add(stack, best.tree, [on], message, action.model, best.response)
             stack.final = best.result
             commit, best, fixed = self._fix(stack, tp, action, commit, best, spec, source,
-                                            prompt.digest, f"{tp.prompt.digest} {round_}")
-            self._prune(stack, tp, action, commit, best, spec, source, prompt.digest,
-                        f"{tp.prompt.digest} {round_}")
-            last_message = self._keep_better(stack, tp, action, on, before, prompt.digest, round_) \
+                                            prompt.digest, repair)
+            self._prune(stack, tp, action, commit, best, spec, source, prompt.digest, repair)
+            last_message = self._keep_better(stack, tp, action, on, before, prompt.digest, repair) \
                 or fixed or message
         return stack
 
     def _keep_better(self, stack: Stack, tp: TaskPlan, action: Action, before_commit: str,
-                     before: VerifyResult | None, digest: str, round_: int) -> str:
+                     before: VerifyResult | None, digest: str, repair: str) -> str:
         """Restore the file a repair round started from when the round's file ranks below it.
 
         The round's commits stay in the history for review; a commit on top brings back the
@@ -260,12 +260,12 @@ class Checker:
         if before is None or after is None or not _recorded_rank(before) < _recorded_rank(after):
             return ""
         tree = self.repo.tree_of(before_commit)
+        round_ = repair.rsplit(" ", 1)[-1]
         subject = f"Repair: kept the file from before round {round_}, which ranks higher"
         body = (f"{subject}\n\nRound {round_}: {after.trailer()}\n"
                 f"Kept ({before_commit[:12]}): {before.trailer()}")
         trailers = [*self._prompt_trailers(tp, action, digest),
-                    f"{TRAILER_REPAIR}: {tp.prompt.digest if tp.prompt else ''} {round_}",
-                    f"{TRAILER}: {before.trailer()}"]
+                    f"{TRAILER_REPAIR}: {repair}", f"{TRAILER}: {before.trailer()}"]
         message = body + "\n\n" + "\n".join(trailers) + "\n"
         self._add(stack, tree, [stack.commits[-1]], message, action.model, None)
         stack.final = before
