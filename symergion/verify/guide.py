@@ -169,8 +169,7 @@ def required_parameters(function: ast.FunctionDef | ast.AsyncFunctionDef, *, met
             if argument in args.posonlyargs:
                 continue  # it cannot be passed by keyword
             if (isinstance(default, ast.Constant) and default.value is None
-                    and (parameter_kind(tree, function, argument.arg) or name_kind(argument.arg))
-                    in _FIXTURE_VALUES):
+                    and value_kind(tree, function, argument.arg) in _FIXTURE_VALUES):
                 required.append((argument.arg, True))
                 break
     return required
@@ -283,6 +282,11 @@ def name_kind(name: str) -> str:
         if lowered.endswith(endings) and len(lowered) > 3:
             return kind
     return ""
+
+
+def value_kind(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionDef, name: str) -> str:
+    """Return what a parameter holds: the code's evidence (``parameter_kind``), else its name's."""
+    return parameter_kind(tree, function, name) or name_kind(name)
 
 
 def _kind_votes(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionDef,
@@ -643,7 +647,7 @@ def value_kinds(tree: ast.Module, target: Target, hint: bool = True) -> list[str
     function, names = _bound_parameters(tree, target)
     if not hint or function is None:
         return [""] * len(target.binds or ())
-    return [parameter_kind(tree, function, parameter) or name_kind(parameter) for parameter in names]
+    return [value_kind(tree, function, parameter) for parameter in names]
 
 
 def openings(tree: ast.Module, target: Target, hint: bool = True) -> list[str]:
