@@ -55,7 +55,7 @@ DEFAULT_VALUE_TOKENS = 24  # one bound argument's value: a literal on one line
 _RESERVED = frozenset({"self", "result"})  # names a test method uses itself
 _BUILTINS = frozenset(dir(builtins))
 # Part of the response cache key of a guided file: bump when the method writes other files.
-GUIDE_VERSION = 3
+GUIDE_VERSION = 4
 
 # (prompt, max_tokens, stable_prefix) -> the text of each generated token.
 Generate = Callable[[str, int, int], Iterable[str]]
@@ -110,7 +110,8 @@ def public_names(source_text: str) -> list[tuple[str, str]]:
                 exported = set(value)
     defined = {node.name for node in tree.body
                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
-    if exported is not None and not exported & defined:
+    aliases = _aliases(tree)
+    if exported is not None and not exported & (defined | set(aliases)):
         exported = None  # it lists only data or imported names: test what the file defines
     names: list[tuple[str, str]] = []
     for node in tree.body:
@@ -118,7 +119,44 @@ def public_names(source_text: str) -> list[tuple[str, str]]:
             public = node.name in exported if exported is not None else not node.name.startswith("_")
             if public and not any(n == node.name for n, _ in names):
                 names.append((node.name, "class" if isinstance(node, ast.ClassDef) else "function"))
+    for alias, function in aliases.items():
+        # A name bound to a function at import time (``getpass = unix_getpass``): public when
+        # ``__all__`` lists it, or, without one, when the function it names is private (the
+        # alias is then the only way in).
+        public = alias in exported if exported is not None else (
+            not alias.startswith("_") and function.startswith("_"))
+        if public and alias not in defined:
+            names.append((alias, "function"))
     return names
+
+
+def _aliases(tree: ast.Module) -> dict[str, str]:
+    """Return the module-level names bound to a function of the file: ``getpass = unix_getpass``.
+
+    Assignments in a module-level ``if`` or ``try`` count (a platform's choice); of several, the
+    first one in the source is taken, as a reader would.
+    """
+    functions = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    found: dict[str, str] = {}
+
+    def visit(body: list[ast.stmt]) -> None:
+        for node in body:
+            if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Name)
+                    and node.value.id in functions):
+                for target in node.targets:
+                    if isinstance(target, ast.Name) and target.id != node.value.id:
+                        found.setdefault(target.id, node.value.id)
+            elif isinstance(node, ast.If):
+                visit(node.body)
+                visit(node.orelse)
+            elif isinstance(node, ast.Try):
+                visit(node.body)
+                for handler in node.handlers:
+                    visit(handler.body)
+                visit(node.orelse)
+
+    visit(tree.body)
+    return found
 
 
 def public_methods(source_text: str, class_name: str) -> list[str]:
@@ -153,7 +191,8 @@ def required_parameters(function: ast.FunctionDef | ast.AsyncFunctionDef, *, met
     ``*args`` and ``**kwargs`` are never required; a method's first parameter is its instance.
     With the module's ``tree``, the first parameter that defaults to None but holds a file, a
     folder or a stream (``parameter_kind``, else ``name_kind``) follows, passed by keyword: its
-    default usually skips the code that does the work (``LZMAFile(filename=None)`` raises).
+    default usually skips the code that does the work (``LZMAFile(filename=None)`` raises). So
+    does each parameter whose None or empty default the code rejects (``rejects_missing``).
     """
     args = function.args
     positional = [*args.posonlyargs, *args.args][1 if method else 0:]
@@ -165,13 +204,16 @@ def required_parameters(function: ast.FunctionDef | ast.AsyncFunctionDef, *, met
         optional = [*zip(every[len(every) - defaults:], args.defaults, strict=True),
                     *((a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True)
                       if d is not None)]
+        located = False
         for argument, default in optional:
-            if argument in args.posonlyargs:
-                continue  # it cannot be passed by keyword
-            if (isinstance(default, ast.Constant) and default.value is None
+            if argument in args.posonlyargs or not isinstance(default, ast.Constant):
+                continue  # it cannot be passed by keyword, or its default is no placeholder
+            if (default.value is None and not located
                     and value_kind(tree, function, argument.arg) in _FIXTURE_VALUES):
                 required.append((argument.arg, True))
-                break
+                located = True
+            elif not default.value and rejects_missing(tree, function, argument.arg):
+                required.append((argument.arg, True))
     return required
 
 
@@ -183,13 +225,18 @@ def _takes_arguments(function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
 
 def _definition(tree: ast.Module, name: str, owner: str = ""
                 ) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
-    """Return the top-level function ``name``, or the method ``name`` of the top-level class ``owner``."""
+    """Return the top-level function ``name`` (or the one a module-level alias ``name`` names), or
+    the method ``name`` of the top-level class ``owner``."""
     body: list[ast.stmt] = tree.body
     if owner:
         cls = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == owner), None)
         body = cls.body if cls is not None else []
-    functions = (n for n in body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
-    return next((n for n in functions if n.name == name), None)
+    functions = [n for n in body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    found = next((n for n in functions if n.name == name), None)
+    if found is None and not owner:
+        named = _aliases(tree).get(name)
+        found = next((n for n in functions if n.name == named), None)
+    return found
 
 
 def bindings(function: ast.FunctionDef | ast.AsyncFunctionDef | None, alias: str, *, method: bool = False,
@@ -335,14 +382,10 @@ def _kind_votes(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionD
             elif positions and (dotted.split(".")[-1] in ("open", "StringIO")
                                 or dotted.startswith(_STRING_CALLS)):
                 vote("str", 2)
-            elif positions and isinstance(func, ast.Name) and depth > 0:
-                callee = _definition(tree, func.id)
-                if callee is not None:
-                    params = [*callee.args.posonlyargs, *callee.args.args]
-                    if positions[0] < len(params):
-                        kind = parameter_kind(tree, callee, params[positions[0]].arg, depth - 1)
-                        if kind:
-                            vote(kind, 2)
+            elif depth > 0 and (passed := _passed_to(tree, node, is_param)) is not None:
+                kind = parameter_kind(tree, *passed, depth - 1)
+                if kind:
+                    vote(kind, 2)
         elif isinstance(node, ast.Attribute) and is_param(node.value) and node.attr in _READS | _WRITES:
             vote("reader" if node.attr in _READS else "writer", 3)  # a file object: a method called, passed
         elif isinstance(node, (ast.For, ast.comprehension)) and is_param(node.iter):
@@ -362,6 +405,60 @@ def _kind_votes(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionD
     if indexed:
         vote("list")  # once however often: a string is indexed too, and any string evidence wins
     return votes
+
+
+def _passed_to(tree: ast.Module, call: ast.Call, is_param: Callable[[ast.AST], bool]
+               ) -> tuple[ast.FunctionDef | ast.AsyncFunctionDef, str] | None:
+    """Return the module's own function a call passes what ``is_param`` matches to, and its
+    parameter there: ``helper(x)`` or ``helper(data=x)``, or a class of the module built with it
+    (its ``__init__``, past ``self``). None when the call is to anything else."""
+    if not isinstance(call.func, ast.Name):
+        return None
+    callee = _definition(tree, call.func.id)
+    skip = 0
+    if callee is None:
+        callee, skip = _definition(tree, "__init__", call.func.id), 1
+    if callee is None:
+        return None
+    positional = [*callee.args.posonlyargs, *callee.args.args][skip:]
+    for index, argument in enumerate(call.args):
+        if isinstance(argument, ast.Starred):
+            return None  # the positions after it are unknown
+        if is_param(argument):
+            return (callee, positional[index].arg) if index < len(positional) else None
+    named = {a.arg for a in [*callee.args.args, *callee.args.kwonlyargs]}
+    for keyword in call.keywords:
+        if keyword.arg in named and is_param(keyword.value):
+            return callee, keyword.arg
+    return None
+
+
+def rejects_missing(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionDef, name: str,
+                    depth: int = 2) -> bool:
+    """Return whether a function raises when a parameter keeps a None or empty default.
+
+    ``if p is None: raise ...`` or ``if not p: raise ...``, in the function or (``depth`` levels
+    deep) in the module's own function or class it passes the parameter to: the parameter is
+    required in practice (``hmac.new``'s ``digestmod``), so a test that leaves it out tests the
+    error only.
+    """
+    def is_param(node: ast.AST) -> bool:
+        return isinstance(node, ast.Name) and node.id == name
+
+    for node in ast.walk(function):
+        if isinstance(node, ast.If) and node.body and isinstance(node.body[0], ast.Raise):
+            test = node.test
+            if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not) and is_param(test.operand):
+                return True
+            if (isinstance(test, ast.Compare) and is_param(test.left) and len(test.ops) == 1
+                    and isinstance(test.ops[0], ast.Is) and isinstance(test.comparators[0], ast.Constant)
+                    and test.comparators[0].value is None):
+                return True
+        elif isinstance(node, ast.Call) and depth > 0:
+            passed = _passed_to(tree, node, is_param)
+            if passed is not None and rejects_missing(tree, *passed, depth - 1):
+                return True
+    return False
 
 
 def _owner(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.ClassDef | None:
@@ -389,11 +486,12 @@ def parameter_kind(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFuncti
     string: ``args[0].startswith('-')``); a comparison with or addition of a string; passing
     it to ``os.path``, ``re`` or ``io.StringIO`` (a string) or ``io.BytesIO`` (bytes); passing
     it to ``open``, ``os.stat`` and the like (an existing file: ``path``) or ``os.listdir``
-    (``folder``); and (``depth`` levels deep) what the module's own function it is passed to
-    does with it. Calling it, or ``callable(it)``, makes it a ``callable``; calling
-    ``.read()``, ``.readline()``, ``.seek()`` on it a reader, ``.write()`` a writer, of bytes
-    when the function has a bytes literal. A constructor's parameter that it keeps as an
-    attribute (``self.left = a``) counts what the class's other methods do with the attribute.
+    (``folder``); and (``depth`` levels deep) what the module's own function or class it is
+    passed to (by position or keyword) does with it. Calling it, or ``callable(it)``, makes it
+    a ``callable``; calling ``.read()``, ``.readline()``, ``.seek()`` on it a reader,
+    ``.write()`` a writer, of bytes when the function has a bytes literal. A constructor's
+    parameter that it keeps as an attribute (``self.left = a``) counts what the class's other
+    methods do with the attribute.
     """
     argument = next((a for a in [*function.args.posonlyargs, *function.args.args, *function.args.kwonlyargs]
                      if a.arg == name), None)
@@ -780,6 +878,7 @@ def guided_file(
     hint: bool = True,
     variants: int = 1,
     sample: Sample | None = None,
+    room: Callable[[str], int] | None = None,
 ) -> Guided:
     """Write a test file one target at a time, within ``budget`` generated tokens.
 
@@ -803,6 +902,8 @@ def guided_file(
             repeats another test; the prune's ``redundant`` keeps those that add coverage.
         sample: sampled generation, ``(prompt, max_tokens, stable_prefix, seed) -> pieces``;
             without it only the greedy round runs.
+        room: the tokens a prompt leaves of the model's context; the file ends, with the tests
+            written so far, before a test that might not fit (twice ``segment_tokens``).
     """
     if not prompt_text.endswith(code_starter):
         raise ValueError("the prompt must end with the code starter")
@@ -819,6 +920,7 @@ def guided_file(
     result = Guided(text)
     built: dict[str, str] = {}  # class -> the lines of its test that constructed one
     bodies: set[str] = set()  # what each test does, without its name: a variant must differ
+    full = False  # the context is full
     for index in range(max(1, variants) if sample is not None else 1):
         if index == 0:
             complete: Generate = generate
@@ -828,7 +930,10 @@ def guided_file(
                 return sample(prompt, max_tokens, stable, seed)
         for target in chosen:
             share = min(segment_tokens, budget - result.tokens)
-            if share <= 0:
+            if share <= 0 or full:
+                break
+            if room is not None and room(base + text) < 2 * segment_tokens:
+                full = True  # the file so far fills the context: keep it as it is
                 break
             if target.kind == "method":
                 if target.owner not in built:

@@ -83,6 +83,49 @@ def test_a_literal_all_that_names_no_function_or_class_falls_back_to_public_name
     assert guide.public_names(source.replace('"helper"', '"define"')) == [("define", "function")]
 
 
+def test_a_name_bound_to_a_function_at_import_time_is_a_target_with_that_functions_parameters() -> None:
+    # ``__all__`` lists the alias; the platform's choice is made in a try at import time.
+    source = ('__all__ = ["ask", "user"]\n\n\ndef unix_ask(prompt, stream=None):\n    return prompt\n\n\n'
+              'def fallback_ask(prompt, stream=None):\n    return prompt\n\n\n'
+              'def user():\n    return "me"\n\n\ntry:\n    import termios\nexcept ImportError:\n'
+              '    ask = fallback_ask\nelse:\n    ask = unix_ask\n')
+    assert guide.public_names(source) == [("user", "function"), ("ask", "function")]
+    ask = next(t for t in guide.targets(source, "mod") if t.name == "ask")
+    assert ask.binds == (("prompt", "prompt"),)  # fallback_ask's parameters: the first in the source
+    assert guide.call_text(ask, "mod") == "mod.ask(prompt)"
+    # Without __all__, an alias is public when it is the only public way to a private function.
+    private = "def _dumps(obj):\n    return str(obj)\n\n\ndumps = _dumps\nalso = dumps_too = None\n"
+    assert guide.public_names(private) == [("dumps", "function")]
+    public = "def dumps(obj):\n    return str(obj)\n\n\nencode = dumps\n"
+    assert guide.public_names(public) == [("dumps", "function")]
+
+
+def test_a_parameter_whose_missing_default_the_code_rejects_is_bound_by_keyword() -> None:
+    # ``new`` hands its digest to the class, whose constructor raises without one: a test that
+    # leaves it out tests that error only. ``msg`` is optional in practice, so it stays out.
+    source = ('class Mac:\n    def __init__(self, key, msg=None, digest=""):\n'
+              '        if not digest:\n            raise TypeError("digest is required")\n'
+              '        if not isinstance(key, bytes):\n            raise TypeError(key)\n'
+              '        self.key = key\n        if msg is not None:\n            self.update(msg)\n\n'
+              '    def update(self, msg):\n        pass\n\n\n'
+              'def new(key, msg=None, digest=""):\n    return Mac(key, msg, digest=digest)\n\n\n'
+              'def check(value, limit=None):\n    if limit is None:\n        raise ValueError("no limit")\n'
+              '    return value < limit\n\n\n'
+              'def loose(value, limit=None):\n    if limit is None:\n        limit = 10\n    return value < limit\n')
+    tree = ast.parse(source)
+    new = next(t for t in guide.targets(source, "mod") if t.name == "new")
+    assert new.binds == (("key", "key"), ("digest", "digest=digest"))
+    check = next(t for t in guide.targets(source, "mod") if t.name == "check")
+    assert check.binds == (("value", "value"), ("limit", "limit=limit"))
+    loose = next(t for t in guide.targets(source, "mod") if t.name == "loose")
+    assert loose.binds == (("value", "value"),)
+    mac = next(t for t in guide.targets(source, "mod") if t.name == "Mac")
+    assert mac.binds == (("key", "key"), ("digest", "digest=digest"))
+    # The evidence of the class's constructor reaches the function that builds it: key is bytes.
+    assert guide.parameter_kind(tree, tree.body[1], "key") == "bytes"
+    assert guide.rejects_missing(tree, tree.body[1], "digest", depth=0) is False  # only deeper
+
+
 BOUND = '''"""Parameters of every kind."""
 
 
@@ -177,6 +220,27 @@ def test_a_bound_test_defines_every_name_its_call_uses() -> None:
     # Each value's prompt continues the previous one, so the KV-cache prefix carries over.
     assert engine.calls[0].endswith("        w = ")
     assert engine.calls[1] == engine.calls[0] + "2\n        h = "
+
+
+def test_the_file_ends_with_the_tests_written_when_the_next_one_might_not_fit_the_context() -> None:
+    engine = FakeEngine("fake", bound_replies)
+    prompt = "# lib/shapes.py\nSOURCE\n\n" + STARTER
+    # Room for the first test only: the context holds the prompt and 180 tokens more.
+    n_ctx = engine.count_tokens(prompt) + 180
+    asked: list[str] = []
+
+    def room(text: str) -> int:
+        asked.append(text)
+        return n_ctx - engine.count_tokens(text)
+
+    done = guide.guided_file(run(engine), prompt, STARTER, SOURCE, "shapes", "test_shapes.py", budget=400,
+                             room=room)
+    assert done.tested == ["area"] and "def test_square" not in done.text
+    assert done.text.endswith("self.assertEqual(result, 6)\n\n\nif __name__ == \"__main__\":\n"
+                              "    unittest.main()\n")
+    ast.parse(done.text)
+    assert asked[0] == prompt and asked[1].endswith("self.assertEqual(result, 6)\n\n")
+    assert not any("Square" in call for call in engine.calls)  # the model was not asked again
 
 
 def test_a_bound_call_without_a_usable_expected_value_still_gets_an_assertion() -> None:
