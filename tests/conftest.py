@@ -116,8 +116,9 @@ def make_config(coders: tuple[str, ...] = ("alpha", "beta"), **overrides: Any) -
 class FakeFleet:
     """Fake engines per model, counting loads and calls."""
 
-    def __init__(self, reply: Callable[[str, str], str] | None = None) -> None:
+    def __init__(self, reply: Callable[[str, str], str] | None = None, *, n_ctx: int = 4096) -> None:
         self.reply = reply or default_reply
+        self.n_ctx = n_ctx
         self.engines: dict[str, FakeEngine] = {}
         self.loads = 0
 
@@ -125,7 +126,7 @@ class FakeFleet:
         name = checkpoint.model_name
         if name not in self.engines:
             self.loads += 1
-            self.engines[name] = FakeEngine(name, lambda p, n=name: self.reply(n, p))
+            self.engines[name] = FakeEngine(name, lambda p, n=name: self.reply(n, p), n_ctx=self.n_ctx)
         return self.engines[name]
 
     @property
@@ -155,12 +156,12 @@ def fleet() -> FakeFleet:
 
 @pytest.fixture
 def make_reconciler(tmp_path: Path, fleet: FakeFleet) -> Iterator[Callable[..., Reconciler]]:
-    """Build reconcilers on fake engines, sharing one response store per test."""
+    """Build reconcilers on fake engines, sharing one response store per test (unless given one)."""
     stores: list[ResponseStore] = []
 
     def build(path: Path, config: Config | None = None,
-              events: list[Event] | None = None) -> Reconciler:
-        store = ResponseStore(tmp_path / "responses", 100)
+              events: list[Event] | None = None, store_dir: Path | None = None) -> Reconciler:
+        store = ResponseStore(store_dir or tmp_path / "responses", 100)
         stores.append(store)
         return Reconciler(
             GitRepo(path),

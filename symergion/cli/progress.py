@@ -126,7 +126,7 @@ class ProgressPrinter:
                 )
             else:
                 self._write(f"{stamp} {event.task} {event.model}: {event.detail}")
-        elif event.kind == "check":
+        elif event.kind in ("check", "compacted"):
             self._write(f"{stamp} {event.task} {event.model}: {event.detail}")
         elif event.kind == "problem":
             where = f"{event.task} {event.model}".strip()

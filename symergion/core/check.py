@@ -294,9 +294,9 @@ class Checker:
             records.append({**cached, "cache": "hit"} if cached is not None else None)
         missing = [i for i, r in enumerate(records) if r is None]
         if missing:
-            engine, prompt_tokens, budget = rec.budget(task, coder, prompt.text)
+            fitted, engine, prompt_tokens, budget = rec.fit(task, coder, prompt)
             finishers = {i: Finisher(tp.destination, prompt.code_starter) for i in missing}
-            jobs = [Job(prompt.text, budget, prompt.stable_prefix, start=prompt.code_starter,
+            jobs = [Job(fitted.text, budget, fitted.stable_prefix, start=prompt.code_starter,
                         check=finishers[i].check, seed=None if i == 0 else coder.sampling.seed + i)
                     for i in missing]
             rec.on_event(Event("start", task.name, coder.model_name, budget=budget,
@@ -336,11 +336,11 @@ class Checker:
                 f"task {task.name}: guided generation writes Python unittest files, and "
                 f"{tp.destination} is not a .py file",
                 hint=f'set "guided": false in the {task.template.name} template for this task')
-        engine, prompt_tokens, budget = rec.budget(task, coder, prompt.text)
+        fitted, engine, prompt_tokens, budget = rec.fit(task, coder, prompt)
         rec.on_event(Event("start", task.name, coder.model_name, budget=budget,
                            detail=f"{prompt_tokens} prompt tokens, budget {budget}, guided"))
         began = time.monotonic()
-        written = guided_file(engine, prompt, tp.source_code, source, tp.destination, budget,
+        written = guided_file(engine, fitted, tp.source_code, source, tp.destination, budget,
                               spec, coder, cancel=rec.cancel,
                               on_token=lambda count: rec._progress(task.name, coder.model_name,
                                                                    count, began, budget))
@@ -575,7 +575,8 @@ def guided_file(engine: Engine, prompt: prompts.Prompt, source_text: str, source
 
     written = guide.guided_file(
         generate, prompt.text, prompt.code_starter, source_text, module_alias(source), destination,
-        budget=budget, limit=spec.targets, variants=spec.variants, sample=sample)
+        budget=budget, limit=spec.targets, variants=spec.variants, sample=sample,
+        room=lambda text: engine.n_ctx - engine.count_tokens(text))
     try:
         ast.parse(written.text)
     except SyntaxError:

@@ -16,6 +16,7 @@ from symergion.cache import ResponseStore, response_key
 from symergion.config import Checkpoint, Config
 from symergion.core import prompt as prompts
 from symergion.core.check import Checker
+from symergion.core.compact import LEVELS
 from symergion.core.finish import FINISHER_VERSION, Finisher
 from symergion.core.plan import (
     TRAILER_PROMPT,
@@ -391,22 +392,49 @@ class Reconciler:
         out.update((branch, answer) for (branch, *_), answer in zip(asks, answers, strict=True))
         return out
 
-    def budget(self, task: Task, coder: Checkpoint, text: str) -> tuple[Engine, int, int]:
-        """Return the coder's engine, the prompt's tokens and its token budget.
+    def fit(self, task: Task, coder: Checkpoint, prompt: prompts.Prompt
+            ) -> tuple[prompts.Prompt, Engine, int, int]:
+        """Return the prompt to generate from, the coder's engine, its tokens and token budget.
+
+        The prompt is the plan's when its budget reaches the config's ``ntokens``; else its
+        source is compacted (``core.compact``: long literals, then private bodies, then every
+        body elided), one level at a time, until the budget does, or to the last level that
+        leaves any. The compacted prompt is only what the model reads: cache keys and the
+        ``Symergion-Prompt`` trailer stay the plan's.
 
         Raises:
-            TaskInputError: the prompt fills the model's context.
+            TaskInputError: the prompt fills the model's context even at the last level.
         """
         engine = self.engines(coder)
-        prompt_tokens = engine.count_tokens(text)
-        budget = max_new_tokens(engine.n_ctx, prompt_tokens, self.config.ntokens)
-        if budget <= 0:
+        chosen: tuple[prompts.Prompt, int, int, int] | None = None
+        first_tokens = 0
+        seen: set[str] = set()
+        for level in range(LEVELS):
+            candidate = prompts.compacted(prompt, level)
+            if candidate.text in seen:
+                continue  # this level elides nothing more in this source
+            seen.add(candidate.text)
+            tokens = engine.count_tokens(candidate.text)
+            first_tokens = first_tokens or tokens
+            budget = max_new_tokens(engine.n_ctx, tokens, self.config.ntokens)
+            if budget > 0:
+                chosen = candidate, tokens, budget, level
+            if budget >= self.config.ntokens:
+                break
+        if chosen is None:
             raise TaskInputError(
-                f"task {task.name}: the prompt is {prompt_tokens} tokens, which fills "
-                f"the {engine.n_ctx}-token context of {coder.model_name}",
+                f"task {task.name}: the prompt is {first_tokens} tokens, which fills "
+                f"the {engine.n_ctx}-token context of {coder.model_name}, even with the "
+                f"source's bodies and long literals elided",
                 hint="shorten the source file, or raise context_size for this checkpoint",
             )
-        return engine, prompt_tokens, budget
+        fitted, tokens, budget, level = chosen
+        if level:
+            self.on_event(Event("compacted", task.name, coder.model_name,
+                                detail=f"the prompt is {first_tokens} tokens; the model reads the "
+                                       f"source compacted to level {level} of {LEVELS - 1} "
+                                       f"({tokens} tokens)"))
+        return fitted, engine, tokens, budget
 
     def respond(
         self, task: Task, coder: Checkpoint, prompt: prompts.Prompt, destination: str
@@ -434,14 +462,14 @@ class Reconciler:
                 if cached is not None:
                     answers[i] = {**cached, "cache": "hit"}
                     continue
-                engine, prompt_tokens, budget = self.budget(task, coder, prompt.text)
+                fitted, engine, prompt_tokens, budget = self.fit(task, coder, prompt)
             except Cancelled:
                 raise
             except SymergionError as exc:
                 answers[i] = exc
                 continue
             finisher = Finisher(destination, prompt.code_starter)
-            jobs.append(Job(prompt.text, budget, prompt.stable_prefix, start=prompt.code_starter,
+            jobs.append(Job(fitted.text, budget, fitted.stable_prefix, start=prompt.code_starter,
                             check=finisher.check))
             owners.append((i, finisher, budget))
             self.on_event(Event("start", task.name, coder.model_name,

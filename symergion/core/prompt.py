@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import regex
 
+from symergion.core.compact import compact
 from symergion.verify.names import render_code_starter
 
 CLASS_NAME = r"(?:^|[\n]+)class\s+([\p{L}\p{N}_]+)\s*[\(:]"
@@ -27,6 +28,7 @@ class Prompt:
     initial: tuple[str, ...]
     feedback: tuple[str, ...]
     code_starter: str
+    files: tuple[tuple[str, str], ...] = ()  # (path, content) as rendered: the source last
 
     @property
     def stable_prefix(self) -> int:
@@ -101,7 +103,22 @@ def render(
         initial=tuple(initial),
         feedback=tuple(feedback),
         code_starter=code_starter,
+        files=tuple(files),
     )
+
+
+def compacted(prompt: Prompt, level: int) -> Prompt:
+    """Return the prompt with its source (the last file) at a compaction ``level`` (``core.compact``).
+
+    Level 0, or a prompt without files, is the prompt itself. Only what the model reads
+    changes: a commit records the digest of the plan's prompt, so the same plan gives the same
+    ``Symergion-Prompt`` whether or not its source had to be compacted to fit.
+    """
+    if level <= 0 or not prompt.files:
+        return prompt
+    *rest, (path, content) = prompt.files
+    return render([*rest, (path, compact(content, level))], list(prompt.initial), list(prompt.feedback),
+                  prompt.code_starter)
 
 
 def _comment(text: str) -> str:

@@ -61,7 +61,7 @@ class Report:
 class Event:
     """A progress event for the caller to render."""
 
-    kind: str  # start | progress | check (verification) | done | problem
+    kind: str  # start | progress | compacted (the source, to fit) | check (verification) | done | problem
     task: str
     model: str
     tokens: int = 0

@@ -14,7 +14,7 @@ from symergion.core.state import shadow_ref
 from symergion.engine.fake import FakeEngine
 from symergion.errors import ConfigError
 from tests.conftest import FakeFleet, git
-from tests.verify.conftest import needs_bwrap
+from tests.verify.conftest import CALC, commit_files, needs_bwrap
 
 TASK = "TestCase_calc"
 NOTE = f"task_branch: {TASK}, source: utils/calc.py, destination: test_calc.py"
@@ -150,3 +150,53 @@ def test_variants_are_sampled_and_those_that_add_no_coverage_are_pruned(
     assert "test_calc.TestCalc.test_add_2: adds no coverage" in prune_message
     final = git(calc_repo, "show", f"alpha_{TASK}:test_calc.py")
     assert "def test_add(self)" in final and "def test_sub(self)" in final and "_2(self)" not in final
+
+
+def prompt_trailer(repo: Path) -> str:
+    first = git(repo, "log", "--reverse", "--format=%(trailers:key=Symergion-Prompt,valueonly)",
+                f"{TASK}..alpha_{TASK}").split("\n")[0]
+    return first.strip()
+
+
+@needs_bwrap
+def test_a_source_longer_than_the_context_is_compacted_for_the_model_and_keeps_the_plans_digest(
+        calc_repo: Path, tmp_path: Path, make_reconciler: Any, fleet: FakeFleet) -> None:
+    # About 4,400 of the fake engine's tokens: more than its 4,096-token context.
+    table = "TABLE = [" + ", ".join(str(i) for i in range(3000)) + "]\n"
+    commit_files(calc_repo, {"utils/calc.py": CALC + "\n\n" + table}, "a long table")
+    twin = tmp_path / "twin"
+    git(tmp_path, "clone", "-q", str(calc_repo), str(twin))
+    start(calc_repo)
+    start(twin)
+    events: list[Any] = []
+
+    report = make_reconciler(calc_repo, config(), events).sync()
+
+    assert not report.failed
+    read = fleet.engines["alpha"].calls[0]
+    assert "TABLE = [0, 1, 2, 3, ...]" in read and "2999" not in read
+    [compacted] = [e for e in events if e.kind == "compacted"]
+    assert "level 1 of 3" in compacted.detail
+    final = git(calc_repo, "log", "-1", "--format=%B", f"alpha_{TASK}")
+    assert "Symergion-Verify: 2 passed, 0 failed, 0 errors" in final
+    # A model whose context holds the whole source reads it whole, and the commits record the
+    # same prompt: the plan's, not what was shown.
+    fleet.engines.clear()
+    fleet.n_ctx = 32768
+    events.clear()
+    assert not make_reconciler(twin, config(), events, tmp_path / "other-store").sync().failed
+    assert "2999" in fleet.engines["alpha"].calls[0]
+    assert not [e for e in events if e.kind == "compacted"]
+    assert prompt_trailer(twin) == prompt_trailer(calc_repo) != ""
+
+
+def test_a_prompt_that_fills_the_context_even_compacted_fails_its_branch_with_the_fix(
+        calc_repo: Path, make_reconciler: Any, fleet: FakeFleet) -> None:
+    fleet.n_ctx = 64
+    start(calc_repo)
+
+    [result] = make_reconciler(calc_repo, config()).sync().results
+
+    assert result.status == "failed"
+    assert "fills the 64-token context of alpha, even with the source's bodies" in (result.reason or "")
+    assert git(calc_repo, "branch", "--list", f"alpha_{TASK}") == ""
