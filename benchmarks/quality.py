@@ -48,7 +48,6 @@ from pathlib import Path
 from symergion.config import Sampling, VerifySpec
 from symergion.core import prompt as prompts
 from symergion.core.finish import Finisher
-from symergion.engine.base import max_new_tokens
 from symergion.engine.llama import LlamaEngine
 from symergion.errors import ModelError
 from symergion.gitrepo import GitRepo
@@ -202,10 +201,22 @@ def build_prompt(mode: str, source: str, code: str, destination: str, starter: s
     return prompts.render(files, initial, [], opening)
 
 
+def fitted(engine: LlamaEngine, prompt: prompts.Prompt, cap: int) -> tuple[prompts.Prompt, int, int]:
+    """Return the prompt the model reads (compacted to fit, as the pass does), its tokens and budget.
+
+    Raises:
+        ModelError: the prompt fills the context even compacted (the row records why).
+    """
+    fit = prompts.fit(prompt, engine.count_tokens, engine.n_ctx, NTOKENS)
+    if fit is None:
+        raise ModelError(f"the prompt is {engine.count_tokens(prompt.text)} tokens, which fills the "
+                         f"{engine.n_ctx}-token context even compacted")
+    return fit.prompt, fit.tokens, min(cap, fit.budget)
+
+
 def generate_direct(engine: LlamaEngine, prompt: prompts.Prompt, destination: str, cap: int) -> Generated:
     """Complete a prompt the way the pass's ``respond`` does: budget, finisher, trimmed file."""
-    prompt_tokens = engine.count_tokens(prompt.text)
-    budget = min(cap, max_new_tokens(engine.n_ctx, prompt_tokens, NTOKENS))
+    prompt, prompt_tokens, budget = fitted(engine, prompt, cap)
     finisher = Finisher(destination, prompt.code_starter)
     text, stop, count = prompt.code_starter, "budget", 0
     began = time.monotonic()
@@ -227,8 +238,7 @@ def generate_direct(engine: LlamaEngine, prompt: prompts.Prompt, destination: st
 def generate_guided(engine: LlamaEngine, prompt: prompts.Prompt, source: str, code: str, destination: str,
                     cap: int, variants: int = 1) -> Generated:
     """Write the file one public name at a time (``symergion.verify.guide``), within the pass's budget."""
-    prompt_tokens = engine.count_tokens(prompt.text)
-    budget = min(cap, max_new_tokens(engine.n_ctx, prompt_tokens, NTOKENS))
+    prompt, prompt_tokens, budget = fitted(engine, prompt, cap)
     greedy = engine.sampling
 
     def run(text: str, max_tokens: int, stable_prefix: int) -> Iterator[str]:
@@ -243,7 +253,8 @@ def generate_guided(engine: LlamaEngine, prompt: prompts.Prompt, source: str, co
 
     began = time.monotonic()
     done = guide.guided_file(run, prompt.text, prompt.code_starter, code, examples.module_alias(source),
-                             destination, budget=budget, variants=variants, sample=sample)
+                             destination, budget=budget, variants=variants, sample=sample,
+                             room=lambda text: engine.n_ctx - engine.count_tokens(text))
     return Generated(done.text, done.tokens, time.monotonic() - began, prompt_tokens)
 
 

@@ -397,44 +397,28 @@ class Reconciler:
         """Return the prompt to generate from, the coder's engine, its tokens and token budget.
 
         The prompt is the plan's when its budget reaches the config's ``ntokens``; else its
-        source is compacted (``core.compact``: long literals, then private bodies, then every
-        body elided), one level at a time, until the budget does, or to the last level that
-        leaves any. The compacted prompt is only what the model reads: cache keys and the
-        ``Symergion-Prompt`` trailer stay the plan's.
+        source is compacted (``prompts.fit``) until the budget does. The compacted prompt is
+        only what the model reads: cache keys and the ``Symergion-Prompt`` trailer stay the
+        plan's.
 
         Raises:
             TaskInputError: the prompt fills the model's context even at the last level.
         """
         engine = self.engines(coder)
-        chosen: tuple[prompts.Prompt, int, int, int] | None = None
-        first_tokens = 0
-        seen: set[str] = set()
-        for level in range(LEVELS):
-            candidate = prompts.compacted(prompt, level)
-            if candidate.text in seen:
-                continue  # this level elides nothing more in this source
-            seen.add(candidate.text)
-            tokens = engine.count_tokens(candidate.text)
-            first_tokens = first_tokens or tokens
-            budget = max_new_tokens(engine.n_ctx, tokens, self.config.ntokens)
-            if budget > 0:
-                chosen = candidate, tokens, budget, level
-            if budget >= self.config.ntokens:
-                break
-        if chosen is None:
+        fitted = prompts.fit(prompt, engine.count_tokens, engine.n_ctx, self.config.ntokens)
+        if fitted is None:
             raise TaskInputError(
-                f"task {task.name}: the prompt is {first_tokens} tokens, which fills "
-                f"the {engine.n_ctx}-token context of {coder.model_name}, even with the "
+                f"task {task.name}: the prompt is {engine.count_tokens(prompt.text)} tokens, which "
+                f"fills the {engine.n_ctx}-token context of {coder.model_name}, even with the "
                 f"source's bodies and long literals elided",
                 hint="shorten the source file, or raise context_size for this checkpoint",
             )
-        fitted, tokens, budget, level = chosen
-        if level:
+        if fitted.level:
             self.on_event(Event("compacted", task.name, coder.model_name,
-                                detail=f"the prompt is {first_tokens} tokens; the model reads the "
-                                       f"source compacted to level {level} of {LEVELS - 1} "
-                                       f"({tokens} tokens)"))
-        return fitted, engine, tokens, budget
+                                detail=f"the prompt is {fitted.full_tokens} tokens; the model reads "
+                                       f"the source compacted to level {fitted.level} of {LEVELS - 1} "
+                                       f"({fitted.tokens} tokens)"))
+        return fitted.prompt, engine, fitted.tokens, fitted.budget
 
     def respond(
         self, task: Task, coder: Checkpoint, prompt: prompts.Prompt, destination: str

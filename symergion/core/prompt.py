@@ -7,12 +7,13 @@ previous round, so an engine evaluates only the new lines (KV prefix reuse).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import regex
 
-from symergion.core.compact import compact
+from symergion.core.compact import LEVELS, compact
+from symergion.engine.base import max_new_tokens
 from symergion.verify.names import render_code_starter
 
 CLASS_NAME = r"(?:^|[\n]+)class\s+([\p{L}\p{N}_]+)\s*[\(:]"
@@ -123,3 +124,39 @@ def compacted(prompt: Prompt, level: int) -> Prompt:
 
 def _comment(text: str) -> str:
     return "".join(f"# {line}\n" if line else "#\n" for line in text.splitlines() or [""])
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """The prompt a model reads: the plan's, or with its source compacted to fit the context."""
+
+    prompt: Prompt
+    tokens: int  # the tokens of ``prompt``
+    budget: int  # the tokens it may generate (``max_new_tokens``)
+    level: int  # the compaction level (0: the source as it is)
+    full_tokens: int  # the tokens of the plan's prompt
+
+
+def fit(prompt: Prompt, count_tokens: Callable[[str], int], n_ctx: int, ntokens: int) -> Fitted | None:
+    """Return the least compacted view of a prompt whose budget reaches ``ntokens``.
+
+    Levels are tried in order (``core.compact``: long literals, then private bodies, then every
+    body elided); a level that elides nothing more is skipped. When no level reaches
+    ``ntokens``, the last one that leaves any budget is taken; None when none does.
+    """
+    chosen: Fitted | None = None
+    full_tokens = 0
+    seen: set[str] = set()
+    for level in range(LEVELS):
+        view = compacted(prompt, level)
+        if view.text in seen:
+            continue
+        seen.add(view.text)
+        tokens = count_tokens(view.text)
+        full_tokens = full_tokens or tokens
+        budget = max_new_tokens(n_ctx, tokens, ntokens)
+        if budget > 0:
+            chosen = Fitted(view, tokens, budget, level, full_tokens)
+        if budget >= ntokens:
+            break
+    return chosen

@@ -88,3 +88,22 @@ def test_a_compacted_prompt_changes_only_the_source_it_shows() -> None:
     assert shorter.text == prompt.text.replace(SOURCE.rstrip(), compact(SOURCE, 1).rstrip())
     assert shorter.code_starter == prompt.code_starter and shorter.text.endswith("# be brief\nclass T:\n")
     assert shorter.stable_prefix == len(shorter.text) - len("class T:\n")
+
+
+def test_fit_takes_the_least_compacted_view_whose_budget_reaches_ntokens() -> None:
+    prompt = prompts.render([("t.py", SOURCE)], ["Create tests"], [], "class T:\n")
+
+    def count(text: str) -> int:
+        return len(text) // 4
+
+    whole = count(prompt.text)
+    as_is = prompts.fit(prompt, count, whole + 600, 512)
+    assert as_is is not None and as_is.prompt is prompt and as_is.level == 0
+    elided = prompts.fit(prompt, count, whole, 512)
+    assert elided is not None and elided.level == 1 and elided.full_tokens == whole
+    assert elided.budget >= 512 and elided.tokens == count(elided.prompt.text) < whole
+    # No level reaches ntokens: the most compact one that leaves a budget at all.
+    stub = count(prompts.compacted(prompt, 3).text)
+    tight = prompts.fit(prompt, count, stub + 10, 512)
+    assert tight is not None and tight.level == 3 and 0 < tight.budget < 512
+    assert prompts.fit(prompt, count, stub, 512) is None
