@@ -55,7 +55,7 @@ DEFAULT_VALUE_TOKENS = 24  # one bound argument's value: a literal on one line
 _RESERVED = frozenset({"self", "result"})  # names a test method uses itself
 _BUILTINS = frozenset(dir(builtins))
 # Part of the response cache key of a guided file: bump when the method writes other files.
-GUIDE_VERSION = 4
+GUIDE_VERSION = 5
 
 # (prompt, max_tokens, stable_prefix) -> the text of each generated token.
 Generate = Callable[[str, int, int], Iterable[str]]
@@ -535,6 +535,8 @@ def parameter_kind(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFuncti
 def targets(source_text: str, alias: str, limit: int = DEFAULT_TARGETS, *, bind: bool = True) -> list[Target]:
     """Return up to ``limit`` targets: public functions, then each public class and its methods.
 
+    With more than ``limit``, those with the most statements are kept (``_largest``).
+
     Functions come first because a call with literal arguments is what a small model gets
     right most often, and what a pinned expected value can check. A method's opener is
     completed when the class's own test has been written (``method_opener``). With ``bind``,
@@ -570,7 +572,42 @@ def targets(source_text: str, alias: str, limit: int = DEFAULT_TARGETS, *, bind:
                           binds=bindings(_definition(tree, method, name), alias, method=True,
                                          taken=frozenset({variable}), tree=tree) if bind else None)
                    for method in public_methods(source_text, name)]
-    return result[:limit]
+    return _largest(tree, result, limit)
+
+
+def _statements(function: ast.FunctionDef | ast.AsyncFunctionDef | None) -> int:
+    """Return how many statements a function's body has, nested ones included."""
+    if function is None:
+        return 0
+    return sum(isinstance(node, ast.stmt) for node in ast.walk(function)) - 1
+
+
+def _largest(tree: ast.Module, found: list[Target], limit: int) -> list[Target]:
+    """Return ``limit`` of the targets, in their order: those with the most statements to run.
+
+    Coverage is what the tests are for, so when there are more targets than tests, the larger
+    functions go first (a method takes its class along, which its test builds on; a class
+    weighs what its ``__init__`` runs). Of equals, the earlier one stays.
+    """
+    if len(found) <= limit:
+        return found
+
+    def weight(target: Target) -> int:
+        if target.kind == "class":
+            return _statements(_definition(tree, "__init__", target.name))
+        if target.kind == "method":
+            return _statements(_definition(tree, target.name.rsplit(".", 1)[-1], target.owner))
+        return _statements(_definition(tree, target.name))
+
+    classes = {t.name: t for t in found if t.kind == "class"}
+    kept: set[int] = set()
+    for target in sorted(found, key=lambda t: -weight(t)):  # stable: source order among equals
+        wanted = {id(target)}
+        if target.kind == "method" and target.owner in classes:
+            wanted.add(id(classes[target.owner]))
+        if len(kept | wanted) <= limit:
+            kept |= wanted
+    return [t for t in found if id(t) in kept]
 
 
 def method_opener(target: Target, construction: str, alias: str) -> str:

@@ -100,6 +100,20 @@ def test_a_name_bound_to_a_function_at_import_time_is_a_target_with_that_functio
     assert guide.public_names(public) == [("dumps", "function")]
 
 
+def test_with_more_targets_than_tests_the_largest_are_kept_in_source_order() -> None:
+    small = "".join(f"def tiny{i}(x):\n    return x\n\n\n" for i in range(3))
+    large = "def big(x):\n    if x:\n        x += 1\n    y = x * 2\n    return y\n\n\n"
+    klass = ("class Box:\n    def __init__(self, v):\n        self.v = v\n\n"
+             "    def fill(self, n):\n        for i in range(n):\n            self.v += i\n"
+             "        return self.v\n\n    def peek(self):\n        return self.v\n")
+    source = small + large + klass
+    assert [t.name for t in guide.targets(source, "m", limit=10)] == [
+        "tiny0", "tiny1", "tiny2", "big", "Box", "Box.fill", "Box.peek"]
+    # Three tests: the two largest functions, and the method takes its class along.
+    assert [t.name for t in guide.targets(source, "m", limit=3)] == ["big", "Box", "Box.fill"]
+    assert [t.name for t in guide.targets(source, "m", limit=4)] == ["tiny0", "big", "Box", "Box.fill"]
+
+
 def test_a_parameter_whose_missing_default_the_code_rejects_is_bound_by_keyword() -> None:
     # ``new`` hands its digest to the class, whose constructor raises without one: a test that
     # leaves it out tests that error only. ``msg`` is optional in practice, so it stays out.
@@ -111,7 +125,8 @@ def test_a_parameter_whose_missing_default_the_code_rejects_is_bound_by_keyword(
               'def new(key, msg=None, digest=""):\n    return Mac(key, msg, digest=digest)\n\n\n'
               'def check(value, limit=None):\n    if limit is None:\n        raise ValueError("no limit")\n'
               '    return value < limit\n\n\n'
-              'def loose(value, limit=None):\n    if limit is None:\n        limit = 10\n    return value < limit\n')
+              'def loose(value, limit=None):\n    if limit is None:\n        limit = 10\n'
+              '    return value < limit\n')
     tree = ast.parse(source)
     new = next(t for t in guide.targets(source, "mod") if t.name == "new")
     assert new.binds == (("key", "key"), ("digest", "digest=digest"))
@@ -518,7 +533,7 @@ def test_a_fixture_opens_the_class_when_a_test_needs_an_existing_file() -> None:
     starter = examples.test_case_starter("lib/files.py", "test_files.py")
     prompt = "# lib/files.py\nSOURCE\n\n" + starter
     done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s), prompt,
-                             starter, FILES, "files", "test_files.py", budget=200, limit=3)
+                             starter, FILES, "files", "test_files.py", budget=200)
     # The imports go before the starter's, the setUp right after its class line.
     assert done.text.startswith("import shutil\nimport tempfile\nimport unittest\n\nfrom lib import files\n")
     assert (starter.split("import unittest\n", 1)[1] + guide.FIXTURE.format(alias="files")) in done.text
@@ -564,11 +579,12 @@ def guided_in_sandbox(tmp_path: Path, name: str, code: str, engine: FakeEngine, 
 @needs_bwrap
 def test_tests_on_the_fixture_read_a_real_file_and_leave_the_checkout_alone(tmp_path: Path) -> None:
     engine = FakeEngine("fake", lambda p: "4\n" if p.endswith("n = ") else "0)\n")
-    _, first, repaired = guided_in_sandbox(tmp_path, "files", FILES, engine, budget=200, limit=3)
+    source = FILES.split("\n\n\ndef header")[0] + "\n"  # size_of and count_entries
+    _, first, repaired = guided_in_sandbox(tmp_path, "files", source, engine, budget=200)
     # Every call ran on a file or folder that exists: nothing raised, only the expected values fail.
-    assert first.errors == 0 and first.failed == 3
-    assert repaired.rerun is not None and repaired.rerun.ok and repaired.rerun.passing_exercising == 3
-    assert f"self.assertEqual(result, {len(FILES.encode())})" in repaired.text  # the copy's size
+    assert first.errors == 0 and first.failed == 2
+    assert repaired.rerun is not None and repaired.rerun.ok and repaired.rerun.passing_exercising == 2
+    assert f"self.assertEqual(result, {len(source.encode())})" in repaired.text  # the copy's size
     assert "self.assertEqual(result, 1)" in repaired.text  # the folder holds the copy alone
 
 
