@@ -55,7 +55,7 @@ DEFAULT_VALUE_TOKENS = 24  # one bound argument's value: a literal on one line
 _RESERVED = frozenset({"self", "result"})  # names a test method uses itself
 _BUILTINS = frozenset(dir(builtins))
 # Part of the response cache key of a guided file: bump when the method writes other files.
-GUIDE_VERSION = 5
+GUIDE_VERSION = 6
 
 # (prompt, max_tokens, stable_prefix) -> the text of each generated token.
 Generate = Callable[[str, int, int], Iterable[str]]
@@ -68,11 +68,12 @@ class Target:
     """A public name of the module and the opener of the test that calls it."""
 
     name: str
-    kind: str  # "function", "class", or "method" (of ``owner``)
+    kind: str  # "function", "class", "method" (of ``owner``), or "roundtrip" (``inverse(name(x))``)
     opener: str
     owner: str = ""  # a method's class; its test starts with the line that built one
     # Required parameters, bound one line each before the call: (variable, argument as passed).
     binds: tuple[tuple[str, str], ...] | None = None  # None: the opener is the bare call
+    inverse: str = ""  # a "roundtrip" target's second function, which undoes ``name``
 
 
 @dataclass
@@ -625,7 +626,52 @@ def call_text(target: Target, alias: str) -> str:
     arguments = ", ".join(argument for _, argument in target.binds or ())
     if target.kind == "method":
         return f"{class_variable(target.owner, alias)}.{target.name.rsplit('.', 1)[-1]}({arguments})"
+    if target.kind == "roundtrip":
+        spread = "*" if len(target.binds or ()) > 1 else ""
+        return f"{alias}.{target.inverse}({spread}{alias}.{target.name}({arguments}))"
     return f"{alias}.{target.name}({arguments})"
+
+
+# Names of functions that undo each other; ``a_to_b`` and ``b_to_a``, ``to_x`` and ``from_x`` too.
+_INVERSES = (("compress", "decompress"), ("encode", "decode"), ("dumps", "loads"), ("dump", "load"),
+             ("encrypt", "decrypt"), ("serialize", "deserialize"), ("quote", "unquote"),
+             ("escape", "unescape"), ("pack", "unpack"), ("wrap", "unwrap"))
+ROUNDTRIPS = 3  # round-trip tests at most, besides the targets
+
+
+def roundtrips(tree: ast.Module, found: list[Target]) -> list[Target]:
+    """Return a round-trip test for each pair of public functions that undo each other.
+
+    ``decompress(compress(data))`` must give ``data`` back: an oracle no model has to guess,
+    and a call of the second function on a value it can take (the model's own value for it is
+    usually one that raises). The first function's bound values are the model's (none that
+    the method writes itself: a file, a stream, a callable); the second takes its result
+    (spread when both take the same number of values, more than one). One direction per pair.
+    """
+    functions = {t.name: t for t in found if t.kind == "function" and t.binds
+                 and not set(openings(tree, t)) & set(_WRITTEN.values())}
+    pairs: list[tuple[str, str]] = []
+    for name in functions:
+        inverses = [name.replace(a, b, 1) for a, b in _INVERSES if a in name]
+        if (match := re.fullmatch(r"(\w+?)_to_(\w+)", name)) is not None:
+            inverses.append(f"{match[2]}_to_{match[1]}")
+        if name.startswith("to_"):
+            inverses.append("from_" + name[3:])
+        for inverse in inverses:
+            known = {(name, inverse), (inverse, name)} & set(pairs)
+            if inverse in functions and inverse != name and not known:
+                pairs.append((name, inverse))
+    result: list[Target] = []
+    for name, inverse in pairs:
+        first, second = functions[name], functions[inverse]
+        assert first.binds is not None and second.binds is not None
+        if len(second.binds) != 1 and len(second.binds) != len(first.binds):
+            continue
+        if len(second.binds) == 1 and len(first.binds) != 1:
+            continue  # the first one's result is not all the second one takes
+        opener = f"    def test_{name}_{inverse}(self):\n"
+        result.append(Target(name, "roundtrip", opener, binds=first.binds, inverse=inverse))
+    return result[:ROUNDTRIPS]
 
 
 def value_ok(value: str, defined: Iterable[str]) -> bool:
@@ -868,6 +914,11 @@ def _write_test(
                 return None, tokens, None  # no expression, or a name the test never defined
             opener += f"{_BODY}{variable} = {value.strip()}\n"
             defined.add(variable)
+        if target.kind == "roundtrip":
+            values = [variable for variable, _ in target.binds]
+            expected = values[0] if len(values) == 1 else f"({', '.join(values)})"
+            return (f"{opener}{_BODY}result = {call_text(target, alias)}\n"
+                    f"{_BODY}self.assertEqual(result, {expected})\n"), tokens, None
         if target.kind == "class":
             variable = class_variable(target.name, alias)
             built_line = f"{_BODY}{variable} = {call_text(target, alias)}"
@@ -951,6 +1002,7 @@ def guided_file(
     except SyntaxError:
         tree = ast.Module(body=[], type_ignores=[])
     chosen = targets(source_text, alias, limit, bind=bind)
+    pairs = roundtrips(tree, targets(source_text, alias, len(source_text), bind=bind)) if bind else []
     fixture = hint and any(opening in _FIXTURE_VALUES.values()
                            for target in chosen for opening in openings(tree, target))
     text = with_fixture(code_starter, alias) if fixture else code_starter
@@ -965,7 +1017,7 @@ def guided_file(
             def complete(prompt: str, max_tokens: int, stable: int, seed: int = index) -> Iterable[str]:
                 assert sample is not None
                 return sample(prompt, max_tokens, stable, seed)
-        for target in chosen:
+        for target in chosen + pairs if index == 0 else chosen:  # round trips: one value each
             share = min(segment_tokens, budget - result.tokens)
             if share <= 0 or full:
                 break
@@ -988,11 +1040,13 @@ def guided_file(
             what = kept.split("\n", 1)[1] if kept is not None else ""
             if kept is None or what in bodies:
                 if index == 0:
-                    result.skipped.append(target.name)
+                    result.skipped.append(f"{target.name}+{target.inverse}" if target.inverse
+                                          else target.name)
                 continue
             bodies.add(what)
             text += kept + "\n"
-            (result.tested if index == 0 else result.variants).append(target.name)
+            label = f"{target.name}+{target.inverse}" if target.inverse else target.name
+            (result.tested if index == 0 else result.variants).append(label)
             if constructed is not None and target.name not in built:
                 built[target.name] = constructed
     if not result.tested:

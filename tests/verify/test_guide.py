@@ -114,6 +114,57 @@ def test_with_more_targets_than_tests_the_largest_are_kept_in_source_order() -> 
     assert [t.name for t in guide.targets(source, "m", limit=4)] == ["tiny0", "big", "Box", "Box.fill"]
 
 
+ROUNDTRIP = '''def compress(data, level=9):
+    return data[::-1]
+
+
+def decompress(data):
+    return data[::-1]
+
+
+def rgb_to_hsv(r, g, b):
+    return b, g, r
+
+
+def hsv_to_rgb(h, s, v):
+    return v, s, h
+
+
+def encode(in_file, out_file):
+    out_file.write(in_file.read())
+
+
+def decode(in_file):
+    return in_file.read()
+'''
+
+
+def test_functions_that_undo_each_other_get_a_round_trip_test_whose_oracle_is_the_value() -> None:
+    tree = ast.parse(ROUNDTRIP)
+    pairs = guide.roundtrips(tree, guide.targets(ROUNDTRIP, "codec"))
+    # One direction per pair; streams the method writes itself are no value to round-trip.
+    assert [(t.name, t.inverse) for t in pairs] == [("compress", "decompress"), ("rgb_to_hsv", "hsv_to_rgb")]
+    assert guide.call_text(pairs[0], "codec") == "codec.decompress(codec.compress(data))"
+    assert guide.call_text(pairs[1], "codec") == "codec.hsv_to_rgb(*codec.rgb_to_hsv(r, g, b))"
+    engine = FakeEngine("fake", lambda p: "1\n")
+    starter = examples.test_case_starter("lib/codec.py", "test_codec.py")
+    done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
+                             "SOURCE\n" + starter, starter, ROUNDTRIP, "codec", "test_codec.py", budget=300)
+    assert ("    def test_compress_decompress(self):\n        data = [1]\n"
+            "        result = codec.decompress(codec.compress(data))\n"
+            "        self.assertEqual(result, data)\n") in done.text
+    assert ("        result = codec.hsv_to_rgb(*codec.rgb_to_hsv(r, g, b))\n"
+            "        self.assertEqual(result, (r, g, b))\n") in done.text
+    assert done.tested[-2:] == ["compress+decompress", "rgb_to_hsv+hsv_to_rgb"]
+    ast.parse(done.text)
+    # Variant rounds sample other values for the targets; a round trip has its one test.
+    sampled = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
+                                "SOURCE\n" + starter, starter, ROUNDTRIP, "codec", "test_codec.py",
+                                budget=600, variants=2,
+                                sample=lambda p, n, s, seed: iter(["2", "\n"]))
+    assert "def test_compress_2(self)" in sampled.text and "test_compress_decompress_2" not in sampled.text
+
+
 def test_a_parameter_whose_missing_default_the_code_rejects_is_bound_by_keyword() -> None:
     # ``new`` hands its digest to the class, whose constructor raises without one: a test that
     # leaves it out tests that error only. ``msg`` is optional in practice, so it stays out.
