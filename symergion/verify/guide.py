@@ -55,7 +55,7 @@ DEFAULT_VALUE_TOKENS = 24  # one bound argument's value: a literal on one line
 _RESERVED = frozenset({"self", "result"})  # names a test method uses itself
 _BUILTINS = frozenset(dir(builtins))
 # Part of the response cache key of a guided file: bump when the method writes other files.
-GUIDE_VERSION = 6
+GUIDE_VERSION = 7
 
 # (prompt, max_tokens, stable_prefix) -> the text of each generated token.
 Generate = Callable[[str, int, int], Iterable[str]]
@@ -74,6 +74,7 @@ class Target:
     # Required parameters, bound one line each before the call: (variable, argument as passed).
     binds: tuple[tuple[str, str], ...] | None = None  # None: the opener is the bare call
     inverse: str = ""  # a "roundtrip" target's second function, which undoes ``name``
+    access: str = "call"  # "property": a method target read as an attribute, not called
 
 
 @dataclass
@@ -161,17 +162,53 @@ def _aliases(tree: ast.Module) -> dict[str, str]:
 
 
 def public_methods(source_text: str, class_name: str) -> list[str]:
-    """Return the public methods a top-level class defines itself, in source order."""
+    """Return the public methods a top-level class defines itself, in source order.
+
+    Properties are read, not called; static and class methods are called too (on an instance,
+    as on the class): ``public_members`` tells them apart.
+    """
+    return [name for name, how in public_members(source_text, class_name) if how != "property"]
+
+
+def public_members(source_text: str, class_name: str) -> list[tuple[str, str]]:
+    """Return the public members a top-level class defines itself as (name, how), in order.
+
+    ``how`` is "method", "property" (read on an instance: its getter runs), "staticmethod"
+    or "classmethod". A property's setter or deleter (``@x.setter``) is no member of its own.
+    """
     try:
         tree = ast.parse(source_text)
     except SyntaxError:
         return []
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and node.name == class_name:
-            return [n.name for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
-                    and not n.name.startswith("_")
-                    and not any(isinstance(d, ast.Name) and d.id in _NOT_CALLED for d in n.decorator_list)]
+            members: list[tuple[str, str]] = []
+            for n in node.body:
+                if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) or n.name.startswith("_"):
+                    continue
+                if any(isinstance(d, ast.Attribute) for d in n.decorator_list):
+                    continue  # @x.setter, @x.deleter, @functools.wraps(...): not a member to call
+                how = _decorated(n)
+                if how not in ("method", "property", "staticmethod", "classmethod"):
+                    continue
+                if not any(name == n.name for name, _ in members):
+                    members.append((n.name, how))
+            return members
     return []
+
+
+def _decorated(function: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
+    """Return how a method is reached: "method", or the first of ``_NOT_CALLED`` it is decorated with.
+
+    Other decorators (a cache, a wrapper) leave a method a method; any other call decorator
+    (``@functools.wraps(f)``) makes it "wrapped", which is left alone.
+    """
+    for decorator in function.decorator_list:
+        if isinstance(decorator, ast.Name) and decorator.id in _NOT_CALLED:
+            return decorator.id
+        if isinstance(decorator, ast.Call):
+            return "wrapped"
+    return "method"
 
 
 def _snake(name: str) -> str:
@@ -569,10 +606,16 @@ def targets(source_text: str, alias: str, limit: int = DEFAULT_TARGETS, *, bind:
         else:
             opener = f"    def test_{variable}(self):\n{_BODY}{variable} = {alias}.{name}("
             result.append(Target(name, "class", opener))
-        result += [Target(f"{name}.{method}", "method", "", owner=name,
-                          binds=bindings(_definition(tree, method, name), alias, method=True,
-                                         taken=frozenset({variable}), tree=tree) if bind else None)
-                   for method in public_methods(source_text, name)]
+        for member, how in public_members(source_text, name):
+            if how == "property":
+                # Read, not called: ``result = box.size`` runs its getter.
+                result.append(Target(f"{name}.{member}", "method", "", owner=name,
+                                     binds=() if bind else None, access="property"))
+                continue
+            function = _definition(tree, member, name)
+            passed = (bindings(function, alias, method=how != "staticmethod", taken=frozenset({variable}),
+                               tree=tree) if bind else None)
+            result.append(Target(f"{name}.{member}", "method", "", owner=name, binds=passed))
     return _largest(tree, result, limit)
 
 
@@ -618,6 +661,8 @@ def method_opener(target: Target, construction: str, alias: str) -> str:
     head = f"    def test_{variable}_{method}(self):\n{construction}\n"
     if target.binds is not None:
         return head
+    if target.access == "property":
+        return head + f"{_BODY}self.assertEqual({variable}.{method}, "
     return head + f"{_BODY}self.assertEqual({variable}.{method}("
 
 
@@ -625,7 +670,8 @@ def call_text(target: Target, alias: str) -> str:
     """Return the call a bound target's test makes with its bound variables."""
     arguments = ", ".join(argument for _, argument in target.binds or ())
     if target.kind == "method":
-        return f"{class_variable(target.owner, alias)}.{target.name.rsplit('.', 1)[-1]}({arguments})"
+        attribute = f"{class_variable(target.owner, alias)}.{target.name.rsplit('.', 1)[-1]}"
+        return attribute if target.access == "property" else f"{attribute}({arguments})"
     if target.kind == "roundtrip":
         spread = "*" if len(target.binds or ()) > 1 else ""
         return f"{alias}.{target.inverse}({spread}{alias}.{target.name}({arguments}))"
@@ -810,9 +856,10 @@ def _bound_parameters(tree: ast.Module, target: Target
     owner = target.owner or (target.name if target.kind == "class" else "")
     name = "__init__" if target.kind == "class" else target.name.rsplit(".", 1)[-1]
     function = _definition(tree, name, owner)
-    if function is None:
+    if function is None or target.access == "property":
         return None, []
-    return function, [n for n, _ in required_parameters(function, method=bool(owner), tree=tree)]
+    instance = bool(owner) and _decorated(function) != "staticmethod"  # a first parameter to skip
+    return function, [n for n, _ in required_parameters(function, method=instance, tree=tree)]
 
 
 def value_seeds(tree: ast.Module, target: Target) -> list[list[str]]:

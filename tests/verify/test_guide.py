@@ -114,6 +114,53 @@ def test_with_more_targets_than_tests_the_largest_are_kept_in_source_order() -> 
     assert [t.name for t in guide.targets(source, "m", limit=4)] == ["tiny0", "big", "Box", "Box.fill"]
 
 
+MEMBERS = '''class Box:
+    def __init__(self, size):
+        self._size = size
+
+    @property
+    def size(self):
+        return self._size * 2
+
+    @size.setter
+    def size(self, value):
+        self._size = value
+
+    @staticmethod
+    def parse(text):
+        return Box(int(text))
+
+    @classmethod
+    def empty(cls, kind):
+        return cls(0)
+
+    @functools.wraps(print)
+    def wrapped(self):
+        pass
+'''
+
+
+def test_a_property_is_read_and_static_and_class_methods_bind_their_own_parameters() -> None:
+    assert guide.public_members(MEMBERS, "Box") == [
+        ("size", "property"), ("parse", "staticmethod"), ("empty", "classmethod")]
+    found = {t.name: t for t in guide.targets(MEMBERS, "boxes")}
+    assert found["Box.size"].binds == () and guide.call_text(found["Box.size"], "boxes") == "box.size"
+    assert found["Box.parse"].binds == (("text", "text"),)  # no instance to skip
+    assert found["Box.empty"].binds == (("kind", "kind"),)  # the class is skipped
+    assert guide.call_text(found["Box.parse"], "boxes") == "box.parse(text)"
+    engine = FakeEngine("fake", lambda p: "2\n" if p.endswith(" = ") else "4)\n")
+    starter = examples.test_case_starter("lib/boxes.py", "test_boxes.py")
+    done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
+                             "SOURCE\n" + starter, starter, MEMBERS, "boxes", "test_boxes.py", budget=300)
+    assert ("    def test_box_size(self):\n        size = 2\n        box = boxes.Box(size)\n"
+            "        result = box.size\n        self.assertEqual(result, 4)\n") in done.text
+    ast.parse(done.text)
+    # Without bound parameters, the property's opener reads it too.
+    [unbound] = [t for t in guide.targets(MEMBERS, "boxes", bind=False) if t.name == "Box.size"]
+    assert guide.method_opener(unbound, "        box = boxes.Box(2)", "boxes").endswith(
+        "        self.assertEqual(box.size, ")
+
+
 ROUNDTRIP = '''def compress(data, level=9):
     return data[::-1]
 
