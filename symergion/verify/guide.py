@@ -187,7 +187,7 @@ def public_members(source_text: str, class_name: str) -> list[tuple[str, str]]:
                 if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) or n.name.startswith("_"):
                     continue
                 if any(isinstance(d, ast.Attribute) for d in n.decorator_list):
-                    continue  # @x.setter, @x.deleter, @functools.wraps(...): not a member to call
+                    continue  # @x.setter, @x.deleter, @abc.abstractmethod: another object's decorator
                 how = _decorated(n)
                 if how not in ("method", "property", "staticmethod", "classmethod"):
                     continue
@@ -200,8 +200,8 @@ def public_members(source_text: str, class_name: str) -> list[tuple[str, str]]:
 def _decorated(function: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
     """Return how a method is reached: "method", or the first of ``_NOT_CALLED`` it is decorated with.
 
-    Other decorators (a cache, a wrapper) leave a method a method; any other call decorator
-    (``@functools.wraps(f)``) makes it "wrapped", which is left alone.
+    A decorator named alone (``@cache``) leaves a method a method; one that is called
+    (``@functools.wraps(f)``, ``@retry(3)``) makes it "wrapped", which is left alone.
     """
     for decorator in function.decorator_list:
         if isinstance(decorator, ast.Name) and decorator.id in _NOT_CALLED:
