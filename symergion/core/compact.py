@@ -65,8 +65,7 @@ def compact(source: str, level: int) -> str:
                 start, _ = span(body[0])
                 _, end = span(body[-1])
                 if any(s <= start and end <= e for s, e in bodies):
-                    continue  # inside a body already elided
-                bodies = [(s, e) for s, e in bodies if not (start <= s and e <= end)]
+                    continue  # inside a body already elided (ast.walk visits outer functions first)
                 bodies.append((start, end))
         edits += [(s, e, "...") for s, e in bodies]
     # Docstrings stay (they say what the code is for); so do the parts of an f-string.
