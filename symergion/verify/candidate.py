@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -18,9 +16,7 @@ from symergion.verify.checkout import export_commit
 from symergion.verify.names import command_values, fill, imports_module, module_of
 from symergion.verify.result import Observation, TestOutcome, VerifyResult, summary_counts
 from symergion.verify.sandbox import Limits, Run, Sandbox
-
-RESULTS = ".symergion-verify.jsonl"
-_RESULTS_BYTES = 8 * 1024 * 1024
+from symergion.verify.scratch import scratch_dir
 
 
 class VerifyError(SymergionError):
@@ -77,8 +73,8 @@ def verify_candidate(
             raise VerifyError(f"{commit[:12]} has no file {destination} to verify",
                               hint="verify the candidate commit the task's model branch points at")
         content = repo.read_blob_bytes(entry.oid).decode("utf-8", "replace")
-    with tempfile.TemporaryDirectory(prefix="symergion-verify-") as work:
-        checkout = Path(work) / "checkout"
+    with scratch_dir("symergion-verify-") as work:
+        checkout = work / "checkout"
         export_commit(repo, commit, checkout)
         if replacement is not None:
             target = checkout / destination
@@ -100,12 +96,9 @@ def verify_candidate(
 
 def _run_once(sandbox: Sandbox, checkout: Path, spec: VerifySpec, source: str, destination: str,
               limits: Limits, *, coverage: bool) -> _RunOutcome:
-    results = checkout / RESULTS
-    if results.exists() or results.is_symlink():
-        results.unlink()
     if spec.structured:
         argv = [sys.executable, sandbox.tool("runner.py"), "--module", module_of(destination),
-                "--out", RESULTS]
+                "--out", sandbox.results_path(checkout)]
         if coverage:
             argv += ["--coverage", source]
     else:
@@ -114,18 +107,8 @@ def _run_once(sandbox: Sandbox, checkout: Path, spec: VerifySpec, source: str, d
     prefix = sandbox.checkout_path(checkout).rstrip("/") + "/"
     outcome = _RunOutcome(run=replace(run, output=run.output.replace(prefix, "")))
     if spec.structured:
-        _read_events(_read_results(results).replace(prefix, ""), outcome)
+        _read_events(run.results.replace(prefix, ""), outcome)
     return outcome
-
-
-def _read_results(path: Path) -> str:
-    """Read the runner's events; the file is the tests' to write, so never follow a link there."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return ""
-    with os.fdopen(fd, "rb") as handle:
-        return handle.read(_RESULTS_BYTES).decode("utf-8", "replace")
 
 
 def _read_events(text: str, outcome: _RunOutcome) -> None:
