@@ -183,3 +183,48 @@ def test_opt_out_runs_without_bwrap(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert not sandbox.sandboxed
     output = run_python(sandbox, tmp_path / "checkout", "import os\nprint('CWD', os.getcwd())")
     assert f"CWD {tmp_path / 'checkout'}" in output
+
+
+def test_without_sandbox_a_timeout_kills_processes_that_left_the_session(tmp_path: Path) -> None:
+    # setsid takes a process out of the session and process group the timeout kills; without a
+    # pid namespace only the launcher, their subreaper, still knows them.
+    marker = f"{1000 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 10**6:06d}"
+    code = f"""
+import os, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.execvp("sleep", ["sleep", "{marker}"])
+    os._exit(0)
+time.sleep(600)
+"""
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / "probe.py").write_text(code)
+    run = Sandbox(mode="none").run([sys.executable, "probe.py"], checkout, Limits(timeout=1.0))
+    assert run.timed_out and run.exit_code is None
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _processes_with(marker):
+        time.sleep(0.1)
+    assert _processes_with(marker) == []
+
+
+def test_without_sandbox_processes_left_by_a_finished_command_are_killed(tmp_path: Path) -> None:
+    marker = f"{2000 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 10**6:06d}"
+    code = f"""
+import os, subprocess
+subprocess.Popen(["sleep", "{marker}"], start_new_session=True, stdout=subprocess.DEVNULL,
+                 stderr=subprocess.DEVNULL)
+print("started")
+"""
+    output = run_python(Sandbox(mode="none"), tmp_path / "checkout", code)
+    assert "started" in output
+    assert _processes_with(marker) == []
+
+
+def _processes_with(marker: str) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["cmdline", "status"]):
+        if marker in " ".join(process.info["cmdline"] or []) and process.info["status"] != "zombie":
+            found.append(process)
+    return found
