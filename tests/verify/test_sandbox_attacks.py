@@ -138,43 +138,24 @@ self.assertEqual([p for p in {repos!r} if os.path.exists(p)], [])
     assert result.passed == 1 and result.ok, detail(result)
 
 
-def test_a_two_gib_write_to_tmp_is_stopped(calc_repo: Path) -> None:
-    # Files below the file-size limit, so only the tmpfs size can stop them.
-    result = verify_attack(calc_repo, """
+FILL = """
 chunk = b"x" * (32 * 1024 * 1024)
-written = 0
 for i in range(64):
-    with open(f"/tmp/fill-{i}", "wb") as handle:
+    with open(f"FOLDERfill-{i}", "wb") as handle:
         handle.write(chunk)
-    written += len(chunk)
-self.fail(f"wrote {written} bytes to /tmp")
-""", Limits(timeout=60, disk=128 * MiB))
+self.fail("wrote 2 GiB to 'FOLDER'")
+"""
+
+
+# Files below the file-size limit, so only the size of the place written can stop them.
+@pytest.mark.parametrize("folder", [
+    pytest.param("/tmp/", id="a_two_gib_write_to_tmp"),
+    pytest.param("", id="a_fill_of_the_checkout"),
+    pytest.param("/tmp/home/", id="a_fill_of_home"),
+    pytest.param("/dev/shm/", id="a_fill_of_shared_memory"),
+])
+def test_is_stopped(calc_repo: Path, folder: str) -> None:
+    result = verify_attack(calc_repo, FILL.replace("FOLDER", folder), Limits(timeout=60, disk=128 * MiB))
     outcome = detail(result)
     assert not result.ok
     assert "No space left on device" in outcome, outcome
-
-
-def test_a_fill_of_the_checkout_is_stopped(calc_repo: Path) -> None:
-    result = verify_attack(calc_repo, """
-chunk = b"x" * (32 * 1024 * 1024)
-for i in range(64):
-    with open(f"fill-{i}", "wb") as handle:
-        handle.write(chunk)
-self.fail("filled the checkout with 2 GiB")
-""", Limits(timeout=60, disk=128 * MiB))
-    outcome = detail(result)
-    assert not result.ok
-    assert "No space left on device" in outcome, outcome
-
-
-def test_shared_memory_is_bounded_too(calc_repo: Path) -> None:
-    result = verify_attack(calc_repo, """
-chunk = b"x" * (32 * 1024 * 1024)
-for i in range(64):
-    with open(f"/dev/shm/fill-{i}", "wb") as handle:
-        handle.write(chunk)
-self.fail("wrote 2 GiB to /dev/shm")
-""")
-    outcome = detail(result)
-    assert not result.ok
-    assert "No space left on device" in outcome or "Permission denied" in outcome, outcome
