@@ -197,6 +197,12 @@ class Sandbox:
         args = [self.bwrap, *_system_args()]
         for name in ("passwd", "group"):
             args += ["--ro-bind", str(_identity_file(scratch, name)), f"/etc/{name}"]
+        tmp_size = limits.disk + _tree_size(checkout)
+        args += ["--dev", "/dev", "--size", str(_SHM_BYTES), "--perms", "1777", "--tmpfs", "/dev/shm",
+                 "--proc", "/proc",
+                 "--size", str(tmp_size), "--perms", "1777", "--tmpfs", "/tmp",
+                 "--perms", "0755", "--dir", TOOLS]
+        # After /tmp is mounted, so an interpreter installed under /tmp is bound on top of it.
         made: set[str] = set()
         for path in _runtime_paths():
             # bwrap would create the folders on the way as 0700: the tests' uid could not pass.
@@ -205,11 +211,6 @@ class Sandbox:
                     made.add(str(folder))
                     args += ["--perms", "0755", "--dir", str(folder)]
             args += ["--ro-bind", path, path]
-        tmp_size = limits.disk + _tree_size(checkout)
-        args += ["--dev", "/dev", "--size", str(_SHM_BYTES), "--perms", "1777", "--tmpfs", "/dev/shm",
-                 "--proc", "/proc",
-                 "--size", str(tmp_size), "--perms", "1777", "--tmpfs", "/tmp",
-                 "--perms", "0755", "--dir", TOOLS]
         for name in ("launch.py", "runner.py"):
             args += ["--ro-bind", str(_HERE / name), f"{TOOLS}/{name}"]
         args += ["--ro-bind", str(checkout), SOURCE, "--bind", str(scratch / "results.jsonl"), RESULTS_INSIDE,
