@@ -8,7 +8,9 @@ What a sandboxed command sees (everything else of the host does not exist for it
 - a new ``/dev`` (null, zero, random, tty, a sized ``/dev/shm``) and its own ``/proc``;
 - a private ``/tmp`` on a sized tmpfs holding a copy of the checkout at ``/tmp/checkout`` (its
   working directory) and HOME at ``/tmp/home``: every write the command can make lands in that
-  tmpfs, so ``Limits.disk`` bounds them all, and the host's checkout is never changed;
+  tmpfs, so ``Limits.disk`` bounds them all, and the host's checkout is never changed (a sized
+  tmpfs rather than ``RLIMIT_FSIZE`` and a budget check: the file-size limit bounds one file,
+  not how many are written, and a check after the run comes after the disk is full);
 - nothing of ``/run``, ``/var``, ``/srv``, ``/home``, ``/root`` beyond the interpreter, no other
   repository and no socket directory: a Unix socket it cannot see, it cannot connect to;
 - no network (its own network namespace holds nothing but loopback), its own pid, IPC and UTS
