@@ -9,24 +9,10 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
-from symergion.verify.sandbox import Sandbox, SandboxUnavailable
-
+from ..verify.conftest import needs_bwrap
 from .conftest import CHILD, ROOT, start_task
 
-
-def _bwrap_problem() -> str | None:
-    try:
-        Sandbox(mode="bwrap")
-    except SandboxUnavailable as exc:
-        return str(exc)
-    return None
-
-
-BWRAP_PROBLEM = _bwrap_problem()
-pytestmark = pytest.mark.skipif(BWRAP_PROBLEM is not None,
-                                reason=f"bubblewrap unavailable: {BWRAP_PROBLEM}")
+pytestmark = needs_bwrap
 
 
 def in_bwrap(mounts: list[str], code: str, *args: str) -> subprocess.CompletedProcess[str]:

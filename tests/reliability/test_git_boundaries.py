@@ -268,22 +268,10 @@ def test_ci_and_hook_paths_are_refused_in_any_case(repo_dir, cfg, cli, fake_runt
     assert not any(r.startswith("refs/heads/alpha_") for r in all_refs(repo_dir))
 
 
-@pytest.fixture
-def team(repo_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
-    """(this clone, a teammate's clone) of one bare remote."""
-    remote = tmp_path / "remote.git"
-    git(tmp_path, "init", "-q", "--bare", str(remote))
-    git(repo_dir, "remote", "add", "origin", str(remote))
-    git(repo_dir, "push", "-q", "origin", "main")
-    mate = tmp_path / "mate"
-    git(tmp_path, "clone", "-q", str(remote), str(mate))
-    return repo_dir, mate
-
-
 @pytest.mark.parametrize("destination", [".config/hooks/x.py", "tests/.hidden/test_x.py",
                                          ".Tool.yml"])
 def test_a_fetched_note_may_not_name_a_dot_path(team, cfg, cli, fake_runtime, destination):
-    local, mate = team
+    _remote, local, mate = team
     start_task(mate, destination=destination)
     git(mate, "push", "-q", "origin", TASK, "refs/notes/commits")
     result = cli("sync", "--remote", "origin", "--repo", local, "--config", cfg, "--json")
@@ -300,7 +288,7 @@ def test_a_fetched_note_may_not_name_a_dot_path(team, cfg, cli, fake_runtime, de
 
 
 def test_a_fetched_note_with_a_plain_path_is_generated(team, cfg, cli, fake_runtime):
-    local, mate = team
+    _remote, local, mate = team
     start_task(mate, destination="tests/test_capture_output.py")
     git(mate, "push", "-q", "origin", TASK, "refs/notes/commits")
     result = cli("sync", "--remote", "origin", "--repo", local, "--config", cfg, "--json")
