@@ -40,7 +40,7 @@ from symergion.core.chain import (
 )
 from symergion.core.finish import FINISHER_VERSION, Finisher
 from symergion.core.plan import TRAILER_PROMPT, Action, TaskPlan, own_commits
-from symergion.core.publish import commit_message, notes_trailer
+from symergion.core.publish import attempt_base, commit_message, notes_trailer
 from symergion.core.report import Event, Result
 from symergion.core.state import (
     TRAILER_MODEL,
@@ -172,10 +172,6 @@ class Checker:
         source = task.spec.params.get("source")
         assert spec is not None and source is not None and tp.prompt is not None
         stack = Stack()
-        parents = [action.head] if action.head else []
-        if action.head is None or not action.has_tip:
-            parents.append(task.tip)
-        base = action.head if action.head is not None and parents == [action.head] else task.tip
         if action.repair:
             # The prompt's candidate is on the branch already; go on with its recorded failure.
             assert action.head is not None
@@ -186,6 +182,7 @@ class Checker:
             round_ = action.repair - 1
             parents, base = [action.head], action.head
         else:
+            parents, base = attempt_base(self.repo, tp, action)
             reused = self.rec._reused(tp, action)
             if reused is None and response is not None and response.get("blob") is None:
                 first: dict[str, Any] | None = response  # the batch's answer: sample 1
@@ -463,8 +460,12 @@ class Checker:
             return
         count = len(removed)
         if drop:
-            subject = f"Prune: removed {tp.destination} ({drop})"
-            tree = self.repo.tree_without_file(commit, tp.destination)
+            # The candidate goes, not the user's file: a destination the task branch already
+            # had comes back as it was there.
+            existed = self.repo.tree_entry(tp.task.tip, tp.destination) is not None
+            subject = (f"Prune: restored {tp.destination} as on {tp.task.name} ({drop})" if existed
+                       else f"Prune: removed {tp.destination} ({drop})")
+            tree = self.repo.restore_file(commit, tp.destination, tp.task.tip)
             rerun = VerifyResult(source=source)
             value = "dropped"
         else:
