@@ -20,7 +20,7 @@ from symergion.config import DEFAULT_CONFIG
 from symergion.engine.fake import FakeEngine
 from symergion.verify.report import WITHHELD, Report
 from tests.conftest import git
-from tests.verify.conftest import CALC, commit_files, needs_bwrap
+from tests.verify.conftest import CALC, commit_files
 
 TASK = "TestCase_calc"
 SECRET = "hunter2-Zq8vK3mP9xR2wLb"
@@ -70,9 +70,12 @@ def everything_pushed(remote: Path) -> str:
     return messages + "\n".join(texts)
 
 
-@pytest.mark.parametrize("mode", [pytest.param("bwrap", marks=needs_bwrap), "none"])
+@pytest.mark.parametrize("mode", ["bwrap", "none"])
 def test_a_secret_raised_at_import_never_reaches_a_pushed_commit(
-        mode: str, tmp_path: Path, fake_models: None, monkeypatch: pytest.MonkeyPatch) -> None:
+        mode: str, tmp_path: Path, fake_models: None, monkeypatch: pytest.MonkeyPatch,
+        request: pytest.FixtureRequest) -> None:
+    if mode == "bwrap":
+        request.getfixturevalue("bwrap_available")
     monkeypatch.setenv("SYMERGION_SANDBOX", mode)
     # The victim's clone lives outside HOME, as CI runners keep them, with a token in its config.
     remote, mate, victim = tmp_path / "remote.git", tmp_path / "mate", tmp_path / "victim"
