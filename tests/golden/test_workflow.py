@@ -65,6 +65,9 @@ EPOCH = 1767225600
 
 # The free-form task's replies: a first attempt with one wrong expectation and one test that
 # calls nothing; what a model writes once told what failed; a file with nothing worth keeping.
+# Like the guided replies below, they resemble those of tests/verify on purpose but are this
+# module's own: every byte of the golden file depends on them, so editing another test's data
+# must not change it.
 FIRST = """from utils import calc
 
 
