@@ -87,7 +87,8 @@ def verify_candidate(
                 target.unlink()
             target.write_text(replacement, encoding="utf-8")
         outcomes = [
-            _run_once(sandbox, checkout, spec, source, destination, limits, coverage=spec.coverage and i == 0)
+            _run_once(sandbox, checkout, spec, source, destination, limits, coverage=spec.coverage and i == 0,
+                      index=i)
             for i in range(spec.runs)
         ]
     result = _merge(outcomes, spec, source)
@@ -99,13 +100,13 @@ def verify_candidate(
 
 
 def _run_once(sandbox: Sandbox, checkout: Path, spec: VerifySpec, source: str, destination: str,
-              limits: Limits, *, coverage: bool) -> _RunOutcome:
+              limits: Limits, *, coverage: bool, index: int = 0) -> _RunOutcome:
     results = checkout / RESULTS
     if results.exists() or results.is_symlink():
         results.unlink()
     if spec.structured:
         argv = [sys.executable, sandbox.tool("runner.py"), "--module", module_of(destination),
-                "--out", RESULTS]
+                "--out", RESULTS, "--source", source]
         if coverage:
             argv += ["--coverage", source]
     else:
@@ -114,7 +115,7 @@ def _run_once(sandbox: Sandbox, checkout: Path, spec: VerifySpec, source: str, d
     prefix = sandbox.checkout_path(checkout).rstrip("/") + "/"
     outcome = _RunOutcome(run=replace(run, output=run.output.replace(prefix, "")))
     if spec.structured:
-        _read_events(_read_results(results).replace(prefix, ""), outcome)
+        _read_events(_read_results(results).replace(prefix, ""), outcome, index)
     return outcome
 
 
@@ -128,7 +129,7 @@ def _read_results(path: Path) -> str:
         return handle.read(_RESULTS_BYTES).decode("utf-8", "replace")
 
 
-def _read_events(text: str, outcome: _RunOutcome) -> None:
+def _read_events(text: str, outcome: _RunOutcome, index: int = 0) -> None:
     started: list[str] = []
     observed: dict[str, list[Observation]] = {}
     for line in text.splitlines():
@@ -142,7 +143,11 @@ def _read_events(text: str, outcome: _RunOutcome) -> None:
         if kind == "start":
             started.append(test)
         elif kind == "result" and event.get("outcome") in ("passed", "failed", "error", "skipped"):
-            outcome.tests[test] = TestOutcome(str(event["outcome"]), str(event.get("detail", "")))
+            checks, wrong_kind = event.get("checks"), event.get("wrong_kind")
+            outcome.tests[test] = TestOutcome(
+                str(event["outcome"]), str(event.get("detail", "")),
+                checks=checks if isinstance(checks, int) else None,
+                wrong_kind=wrong_kind if isinstance(wrong_kind, int) else 0)
         elif kind == "fixture":
             outcome.tests[test] = TestOutcome("error", str(event.get("detail", "")))
         elif kind == "load":
@@ -153,10 +158,13 @@ def _read_events(text: str, outcome: _RunOutcome) -> None:
             first, second = event.get("first"), event.get("second")
             types = [t if isinstance(t, str) else None
                      for t in (event.get("first_type"), event.get("second_type"))]
+            found = [f if isinstance(f, dict) else {}
+                     for f in (event.get("first_facts"), event.get("second_facts"))]
             observed.setdefault(test, []).append(Observation(
                 event["line"], str(event.get("method", "")),
                 first if isinstance(first, str) else None, second if isinstance(second, str) else None,
-                *types))
+                first_type=types[0], second_type=types[1], first_facts=found[0], second_facts=found[1],
+                run=index))
     for test, seen in observed.items():
         if test in outcome.tests:
             outcome.tests[test] = replace(outcome.tests[test], observed=tuple(seen))
@@ -176,6 +184,9 @@ def _merge(outcomes: list[_RunOutcome], spec: VerifySpec, source: str) -> Verify
             seen = tests.get(test)
             if seen is None:
                 tests[test] = result
+            elif seen.outcome == result.outcome and result.observed:
+                # Every run's values: one that differs between runs is no value to pin.
+                tests[test] = replace(seen, observed=seen.observed + result.observed)
             elif seen.outcome != result.outcome:
                 problem = seen if seen.outcome != "passed" else result
                 detail = f"{result.outcome} in one run, {seen.outcome} in another: {problem.detail}"
@@ -206,7 +217,7 @@ def _merge(outcomes: list[_RunOutcome], spec: VerifySpec, source: str) -> Verify
         if isinstance(raw, dict):
             lines = {str(c): tuple(n for n in ls if isinstance(n, int))
                      for c, ls in raw.items() if isinstance(ls, list)}
-    return VerifyResult(
+    merged = VerifyResult(
         source=source,
         passed=counts.get("passed", 0),
         failed=counts.get("failed", 0),
@@ -222,3 +233,10 @@ def _merge(outcomes: list[_RunOutcome], spec: VerifySpec, source: str) -> Verify
         exit_code=exit_code,
         load_error=load_error,
     )
+    steady_passing = [o for o in tests.values() if o.outcome == "passed" and not o.flaky]
+    if not spec.structured or any(o.checks is None for o in steady_passing):
+        return merged
+    return replace(merged, records_error=sum(o.records_error for o in steady_passing),
+                   unchecked=sum(not o.asserts for o in steady_passing),
+                   value_coverage=(round(merged.tested_coverage(only="values"), 1)
+                                   if statements is not None else None))
