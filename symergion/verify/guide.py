@@ -277,6 +277,9 @@ def _definition(tree: ast.Module, name: str, owner: str = ""
     return found
 
 
+definition = _definition  # for the repairs, which give a rejected argument a value of its kind
+
+
 def bindings(function: ast.FunctionDef | ast.AsyncFunctionDef | None, alias: str, *, method: bool = False,
              taken: frozenset[str] = frozenset(), tree: ast.Module | None = None
              ) -> tuple[tuple[str, str], ...]:
