@@ -404,8 +404,9 @@ class Checker:
         the commit to build on, its sample and its message ("" when nothing changed).
         """
         result = best.result
-        if (tp.task.template.guided is None or not spec.structured or result is None or result.ok
-                or tp.source_code is None):
+        # A file that passes is repaired still when a test only records Python's wrong-kind error.
+        if (tp.task.template.guided is None or not spec.structured or result is None
+                or (result.ok and not result.records_error) or tp.source_code is None):
             return commit, best, ""
 
         def run(content: str) -> VerifyResult:

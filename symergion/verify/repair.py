@@ -914,26 +914,84 @@ def rekind_arguments(test_source: str, result: VerifyResult, source_text: str, d
         call = _module_call(statement, refs, _derived_names(function, refs))
         if not isinstance(call, ast.Call):
             continue
-        called = _called_definition(call, function, alias, source_tree)
-        if called is None:
+        for value_start, value_end, value, change in _rekind_call(
+                call, function, statement.lineno, alias, source_tree, fixture, edits, test, test_source):
+            edits.replace(value_start, value_end, value)
+            changed.append(change)
+    # A passing test that only expects Python's error for a wrong-kind value: the call again,
+    # with values of the kind the code uses, and its result to pin.
+    for test, outcome in result.tests.items():
+        if outcome.outcome != "passed" or outcome.flaky or not outcome.records_error or test in retried:
             continue
-        definition, skip_first = called
-        parameters = [a.arg for a in [*definition.args.posonlyargs, *definition.args.args]][int(skip_first):]
-        passed = [*((parameters[i], a) for i, a in enumerate(call.args) if i < len(parameters)),
-                  *((k.arg, k.value) for k in call.keywords if k.arg)]
-        for parameter, argument in passed:
-            value: ast.expr | None = argument
-            label = parameter
-            if isinstance(argument, ast.Name):
-                value = _assigned_value(function, argument.id, statement.lineno)
-                label = argument.id
-            found = _kind_value(source_tree, definition, parameter, fixture) if value is not None else None
-            if value is None or found is None or _of_kind(value, found[0]):
+        parts = test.split(".")
+        function = methods.get((parts[-2], parts[-1])) if len(parts) >= 2 else None
+        if function is None:
+            continue
+        for block in function.body:
+            if not _expects_wrong_kind(block):
                 continue
-            start, end = edits.span(value)
-            edits.replace(start, end, found[1])
-            changed.append(Rekinded(test, label, test_source[start:end], found[1]))
+            assert isinstance(block, ast.With)
+            inner = block.body[0]
+            call = _module_call(inner, refs, _derived_names(function, refs))
+            if not isinstance(call, ast.Call):
+                continue
+            found = _rekind_call(call, function, block.lineno, alias, source_tree, fixture, edits, test,
+                                 test_source)
+            if not found:
+                continue
+            block_start, block_end = edits.starts[block.lineno - 1], edits.starts[
+                min(block.end_lineno or block.lineno, len(edits.lines))]
+            call_start, call_end = edits.span(call)
+            text = test_source[call_start:call_end]
+            for value_start, value_end, value, change in sorted(found, key=lambda f: f[0], reverse=True):
+                if call_start <= value_start and value_end <= call_end:
+                    offset = value_start - call_start
+                    text = text[:offset] + value + text[offset + value_end - value_start:]
+                else:
+                    edits.replace(value_start, value_end, value)
+                changed.append(change)
+            indent = " " * block.col_offset
+            edits.replace(block_start, block_end, f"{indent}result = {text}\n"
+                                                  f"{indent}self.assertEqual(result, None)\n")
+            break
     return edits.apply(), tuple(changed)
+
+
+def _expects_wrong_kind(statement: ast.stmt) -> bool:
+    """Return whether a statement is ``with self.assertRaises(TypeError or AttributeError):`` and
+    one statement."""
+    if not isinstance(statement, ast.With) or len(statement.items) != 1 or len(statement.body) != 1:
+        return False
+    context = statement.items[0].context_expr
+    return (isinstance(context, ast.Call) and isinstance(context.func, ast.Attribute)
+            and context.func.attr == "assertRaises" and len(context.args) == 1
+            and isinstance(context.args[0], ast.Name) and context.args[0].id in WRONG_KIND)
+
+
+def _rekind_call(call: ast.Call, function: ast.FunctionDef | ast.AsyncFunctionDef, line: int,
+                 alias: str | None, source_tree: ast.Module, fixture: bool, edits: _Edits, test: str,
+                 test_source: str) -> list[tuple[int, int, str, Rekinded]]:
+    """Return the replacements that give a call's wrong-kind arguments a value of their kind."""
+    called = _called_definition(call, function, alias, source_tree)
+    if called is None:
+        return []
+    definition, skip_first = called
+    parameters = [a.arg for a in [*definition.args.posonlyargs, *definition.args.args]][int(skip_first):]
+    passed = [*((parameters[i], a) for i, a in enumerate(call.args) if i < len(parameters)),
+              *((k.arg, k.value) for k in call.keywords if k.arg)]
+    found: list[tuple[int, int, str, Rekinded]] = []
+    for parameter, argument in passed:
+        value: ast.expr | None = argument
+        label = parameter
+        if isinstance(argument, ast.Name):
+            value = _assigned_value(function, argument.id, line)
+            label = argument.id
+        kind = _kind_value(source_tree, definition, parameter, fixture) if value is not None else None
+        if value is None or kind is None or _of_kind(value, kind[0]):
+            continue
+        start, end = edits.span(value)
+        found.append((start, end, kind[1], Rekinded(test, label, test_source[start:end], kind[1])))
+    return found
 
 
 def _statements(text: str, body: list[ast.stmt]) -> str:

@@ -280,3 +280,35 @@ def test_observations_of_both_runs_are_kept_for_a_failing_assertion() -> None:
     # The paths differ: neither is pinned; two calls may still agree, so determinism is tried.
     assert not fixed.pinned and len(fixed.stabilized) == 1
     assert "        self.assertEqual(calc.add(1, 2), calc.add(1, 2))\n" in fixed.text
+
+
+RECORDED_TESTS = '''import unittest
+
+from utils import money
+
+
+class TestMoney(unittest.TestCase):
+    def test_round_up(self):
+        with self.assertRaises(TypeError):
+            money.round_up('10')
+
+    def test_check(self):
+        with self.assertRaises(TypeError):
+            money.check('x')
+'''
+
+
+@needs_bwrap
+def test_a_passing_test_that_only_records_a_wrong_kind_error_is_tried_with_a_value_of_its_kind(
+        calc_repo: Path, sandbox: Sandbox) -> None:
+    repo = GitRepo(calc_repo)
+    commit = commit_files(calc_repo, {"utils/money.py": MONEY, "test_money.py": RECORDED_TESTS})
+    first = verify_candidate(repo, commit, SPEC, "utils/money.py", "test_money.py", sandbox=sandbox)
+    assert first.ok and first.records_error == 1
+    repaired = repair_candidate(repo, commit, SPEC, "utils/money.py", "test_money.py", first,
+                                sandbox=sandbox)
+    assert ("    def test_round_up(self):\n        result = money.round_up(1)\n"
+            "        self.assertEqual(result, 5)\n") in repaired.text
+    # The module's own TypeError is what its author wrote: kept as it is.
+    assert "        with self.assertRaises(TypeError):\n            money.check('x')\n" in repaired.text
+    assert repaired.rerun is not None and repaired.rerun.ok and repaired.rerun.records_error == 0
