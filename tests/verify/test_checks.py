@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 
-from symergion.config import VerifySpec
+from symergion.config import DEFAULT_CONFIG, VerifySpec, parse_config
+from symergion.core.ops import current_views
 from symergion.gitrepo import GitRepo
 from symergion.verify.candidate import verify_candidate
 from symergion.verify.prune import prune
@@ -312,3 +314,44 @@ def test_a_passing_test_that_only_records_a_wrong_kind_error_is_tried_with_a_val
     # The module's own TypeError is what its author wrote: kept as it is.
     assert "        with self.assertRaises(TypeError):\n            money.check('x')\n" in repaired.text
     assert repaired.rerun is not None and repaired.rerun.ok and repaired.rerun.records_error == 0
+
+
+# Three passing tests that run the module: two record Python's TypeError, one asserts nothing.
+ERRORS_ONLY = '''from utils import calc
+
+
+class TestCalc(unittest.TestCase):
+    def test_add_none(self):
+        with self.assertRaises(TypeError):
+            calc.add(1, None)
+
+    def test_sub_none(self):
+        with self.assertRaises(TypeError):
+            calc.sub(None, 1)
+
+    def test_call(self):
+        calc.add(2, 2)
+'''
+
+
+@needs_bwrap
+def test_status_shows_wrong_kind_tests_apart_and_ranks_value_checks_first(calc_repo, make_reconciler):
+    from tests.verify.test_sync_check import REPAIRED, TASK, continued, start
+
+    start(calc_repo)
+    raw = json.loads(json.dumps(DEFAULT_CONFIG))
+    raw["checkpoints"] = [{"name_or_path": f"/models/{m}.gguf", "trait": "coding"} for m in ("alpha", "beta")]
+    raw["templates"]["TestCase"]["verify"].update(prune=False, repair_rounds=0)
+    raw["templates"]["TestCase"]["guided"] = False
+    cfg = parse_config(raw, base_dir=Path("/models"))
+    replies = {"alpha": ERRORS_ONLY, "beta": REPAIRED}
+    reconciler = make_reconciler(calc_repo, cfg)
+    reconciler.engines.reply = lambda m, p: continued(p, replies[m])
+    reconciler.sync()
+    rows = {r["model"]: r for r in current_views(GitRepo(calc_repo), cfg).rows}
+    # More passing tests that run the module, but none checks a value: ranked second.
+    assert rows["alpha"]["verify"].startswith("3 passed, 0 failed, 0 errors; coverage 100%")
+    assert "; 2 record an error; 1 asserts nothing; values cover 0%" in rows["alpha"]["verify"]
+    assert rows["beta"]["verify"].endswith("; values cover 100%")
+    assert (rows["beta"]["rank"], rows["alpha"]["rank"]) == (1, 2)
+    assert TASK in rows["alpha"]["branch"]
