@@ -793,14 +793,16 @@ def _raised_by_source(detail: str, source: str) -> bool:
     return path is not None and _same_file(path.group(1), source) and code.startswith("raise")
 
 
-def _numeric(function: ast.FunctionDef | ast.AsyncFunctionDef, name: str) -> bool:
+def is_number(node: ast.AST) -> bool:
+    """Return whether a node is a number literal (not a bool)."""
+    return (isinstance(node, ast.Constant) and isinstance(node.value, (int, float))
+            and not isinstance(node.value, bool))
+
+
+def numeric_parameter(function: ast.FunctionDef | ast.AsyncFunctionDef, name: str) -> bool:
     """Return whether the code does arithmetic with a parameter or orders it against a number."""
     def is_param(node: ast.AST) -> bool:
         return isinstance(node, ast.Name) and node.id == name
-
-    def is_number(node: ast.AST) -> bool:
-        return (isinstance(node, ast.Constant) and isinstance(node.value, (int, float))
-                and not isinstance(node.value, bool))
 
     for node in ast.walk(function):
         if isinstance(node, ast.BinOp) and isinstance(node.op, _ARITHMETIC):
@@ -845,7 +847,8 @@ def _kind_value(source_tree: ast.Module, function: ast.FunctionDef | ast.AsyncFu
     """Return the kind of value a parameter holds and a value of that kind, or None."""
     from symergion.verify.guide import constant_values, value_kind  # guide builds on this module
 
-    kind = value_kind(source_tree, function, name) or ("number" if _numeric(function, name) else "")
+    kind = value_kind(source_tree, function, name) or (
+        "number" if numeric_parameter(function, name) else "")
     if kind not in _KIND_VALUES or (kind in ("path", "folder") and not fixture):
         return None
     types = _KIND_TYPES.get(kind, ())

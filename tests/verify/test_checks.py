@@ -355,3 +355,46 @@ def test_status_shows_wrong_kind_tests_apart_and_ranks_value_checks_first(calc_r
     assert rows["beta"]["verify"].endswith("; values cover 100%")
     assert (rows["beta"]["rank"], rows["alpha"]["rank"]) == (1, 2)
     assert TASK in rows["alpha"]["branch"]
+
+
+CLAMP = '''def clamp(n, low):
+    if n < low:
+        return low
+    if n > 100:
+        return 100
+    return n
+
+
+def first(items):
+    if not items:
+        return None
+    return items[0]
+'''
+
+
+def test_variants_of_one_target_take_the_edge_cases_the_code_branches_on() -> None:
+    from symergion.engine.fake import FakeEngine
+    from symergion.verify import examples, guide
+
+    # A model that writes the same literal whatever it is asked: the variants must still differ.
+    engine = FakeEngine("fake", lambda p: "5]\n" if p.endswith("= [") else "5\n" if p.endswith(" = ")
+                        else "None)\n")
+
+    def sample(prompt: str, max_tokens: int, stable_prefix: int, seed: int) -> list[str]:
+        return list(engine.generate(prompt, max_tokens=max_tokens, stable_prefix=stable_prefix))
+
+    starter = examples.test_case_starter("lib/clamp.py", "test_clamp.py")
+    done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
+                             "# lib/clamp.py\nSOURCE\n\n" + starter, starter, CLAMP, "clamp",
+                             "test_clamp.py", budget=600, variants=3, sample=sample)
+    tree = ast.parse(done.text)
+    inputs: dict[str, list[str]] = {}
+    tests = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name.startswith("test")]
+    for function in tests:
+        bound = [ast.unparse(s) for s in function.body if isinstance(s, ast.Assign)
+                 and isinstance(s.targets[0], ast.Name) and s.targets[0].id != "result"]
+        inputs.setdefault(function.name.rstrip("_23"), []).append("; ".join(bound))
+    # n is ordered against 100, the boundary, then zero; low shows no kind, so it is the model's.
+    # A list's edge case is the empty list.
+    assert inputs["test_clamp"] == ["n = 5; low = 5", "n = 100; low = 5", "n = 0; low = 5"]
+    assert inputs["test_first"] == ["items = [5]", "items = []"]
