@@ -25,6 +25,8 @@ here from the engine and the verification library (``generate_direct``); a mode 
 to the pass (``symergion ergon start`` + ``symergion sync`` with a config variant) by giving it
 another generator. Coverage counts only passing tests that ran code of the module
 (``VerifyResult.tested_coverage``): importing alone covers every ``def`` and counts for nothing.
+Beside it: strict coverage from the passing tests that called an assertion, the number of
+passing tests that asserted nothing, and those that only recorded Python's wrong-kind error.
 
     PYTHONPATH=. python benchmarks/quality.py --set dev
 """
@@ -108,6 +110,9 @@ class Row:
     exercising: int = 0
     coverage: float = 0.0  # passing tests that ran module code, with import-time lines
     strict_coverage: float = 0.0  # the same without import-time lines
+    asserting_coverage: float = 0.0  # strict, from the passing tests that called an assertion
+    unchecked: int = 0  # passing tests that called no assertion
+    wrong_kind: int = 0  # passing tests whose only checks caught Python's wrong-kind error
     tokens: int = 0
     generate_seconds: float = 0.0
     verify_seconds: float = 0.0
@@ -390,6 +395,10 @@ def fill(row: Row, text: str, result: VerifyResult | None) -> Row:
     row.exercising = result.passing_exercising
     row.coverage = round(result.tested_coverage(), 1)
     row.strict_coverage = round(result.tested_coverage(strict=True), 1)
+    row.asserting_coverage = round(result.tested_coverage(strict=True, only="asserting"), 1)
+    steady = [o for o in result.tests.values() if o.outcome == "passed" and not o.flaky]
+    row.unchecked = sum(not o.asserts for o in steady)
+    row.wrong_kind = sum(o.records_error for o in steady)
     return row
 
 
@@ -402,16 +411,17 @@ def check_and_keep(repo: GitRepo, commit: str, text: str, source: str, destinati
     first = verify_candidate(repo, commit, SPEC, source, destination, sandbox=sandbox)
     row.verify_seconds += first.seconds
     result = first
-    if repair and not first.ok:
+    if repair and (not first.ok or first.records_error):
         repaired = repair_candidate(repo, commit, SPEC, source, destination, first, sandbox=sandbox)
         if repaired.changed and repaired.rerun is not None:
             row.notes.append(f"pinned {len(repaired.pinned)}, completed {len(repaired.completed)}, "
                              f"qualified {len(repaired.qualified)}, cut {len(repaired.truncated)}, "
-                             f"expect raise {len(repaired.raising)}")
+                             f"expect raise {len(repaired.raising)}, stable {len(repaired.stabilized)}, "
+                             f"dropped {len(repaired.dropped)}, re-kinded {len(repaired.rekinded)}")
             row.verify_seconds += repaired.rerun.seconds
             text, result = repaired.text, repaired.rerun
             commit = commit_candidate(work_tree(repo), destination, text, f"repaired-{commit[:8]}")
-    if result.ok and not (redundant and redundant_tests(result)):
+    if result.ok and not result.unchecked and not (redundant and redundant_tests(result)):
         return text, result
     pruned = prune_candidate(repo, commit, SPEC, source, destination, result, sandbox=sandbox,
                              redundant=redundant)
@@ -590,6 +600,11 @@ def summarize(rows: list[Row], modes: tuple[str, ...]) -> dict[str, dict[str, fl
             "exercising": sum(r.exercising for r in group),
             "mean_coverage": round(statistics.mean(r.coverage for r in group), 1),
             "mean_strict_coverage": round(statistics.mean(r.strict_coverage for r in group), 1),
+            "mean_asserting_coverage": round(statistics.mean(r.asserting_coverage for r in group), 1),
+            "unchecked": sum(r.unchecked for r in group),
+            "wrong_kind": sum(r.wrong_kind for r in group),
+            "wrong_kind_share": round(100.0 * sum(r.wrong_kind for r in group)
+                                      / max(1, sum(r.passed for r in group)), 1),
             "tokens": sum(r.tokens for r in group),
             "generate_seconds": round(sum(r.generate_seconds for r in group), 1),
             "verify_seconds": round(sum(r.verify_seconds for r in group), 1),
@@ -600,21 +615,26 @@ def summarize(rows: list[Row], modes: tuple[str, ...]) -> dict[str, dict[str, fl
 def table(rows: list[Row], totals: dict[str, dict[str, float]]) -> str:
     """Return a Markdown table of the totals per mode, then one per module."""
     lines = ["| mode | parse | suites pass + import | ... + a test runs module code | passing tests "
-             "| exercising | mean coverage | strict | tokens | generate s | verify s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| exercising | mean coverage | strict | strict, asserting tests | assert nothing "
+             "| wrong-kind tests | tokens | generate s | verify s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for mode, t in totals.items():
         n = int(t["modules"])
         lines.append(f"| {mode} | {int(t['parse'])}/{n} | {int(t['suites_pass'])}/{n} "
                      f"| {int(t['suites_pass_exercising'])}/{n} "
                      f"| {int(t['passed'])} "
                      f"| {int(t['exercising'])} | {t['mean_coverage']}% | {t['mean_strict_coverage']}% "
+                     f"| {t.get('mean_asserting_coverage', '-')}% | {int(t.get('unchecked', 0))} "
+                     f"| {int(t.get('wrong_kind', 0))} ({t.get('wrong_kind_share', 0.0)}%) "
                      f"| {int(t['tokens'])} | {t['generate_seconds']} | {t['verify_seconds']} |")
-    lines += ["", "| module | mode | parses | suite passes | passing | coverage | strict | notes |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| module | mode | parses | suite passes | passing | coverage | strict "
+              "| strict, asserting | assert nothing | wrong-kind | notes |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         yes = {True: "yes", False: "no"}
         lines.append(f"| {r.module} | {r.mode} | {yes[r.parses]} | {yes[r.suite_passes]} "
-                     f"| {r.passed} | {r.coverage}% | {r.strict_coverage}% | {'; '.join(r.notes)} |")
+                     f"| {r.passed} | {r.coverage}% | {r.strict_coverage}% | {r.asserting_coverage}% "
+                     f"| {r.unchecked} | {r.wrong_kind} | {'; '.join(r.notes)} |")
     return "\n".join(lines) + "\n"
 
 
