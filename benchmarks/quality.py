@@ -120,6 +120,31 @@ class Row:
     text: str = ""  # the final file, for review
 
 
+def python_functions(name: str, path: Path, tree: ast.Module) -> int:
+    """Return how many public top-level functions of a module stay Python code of its file after
+    import (not replaced by a C accelerator, whose lines no test could cover); 0 when the module
+    does not import here, or imports from another file."""
+    import contextlib
+    import importlib
+    import inspect
+    import io
+    import warnings
+
+    try:
+        with (contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()),
+              warnings.catch_warnings()):
+            warnings.simplefilter("ignore")
+            module = importlib.import_module(name)
+    except BaseException:  # a module that does not import here is no candidate
+        return 0
+    if Path(getattr(module, "__file__", "") or "").resolve() != path.resolve():
+        return 0
+    functions = [getattr(module, n.name, None) for n in tree.body
+                 if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")]
+    return sum(1 for f in functions if inspect.isfunction(f)
+               and Path(f.__code__.co_filename).resolve() == path.resolve())
+
+
 def draw_unseen(seed: int, used: frozenset[str]) -> tuple[list[str], list[str]]:
     """Return the candidates for an acceptance set and ``random.Random(seed).sample`` of 5 of them.
 
@@ -129,12 +154,7 @@ def draw_unseen(seed: int, used: frozenset[str]) -> tuple[list[str], list[str]]:
     at least two public top-level functions that stay Python after import (not replaced by a C
     accelerator, whose lines no test could cover), and that no set uses yet (``used``).
     """
-    import contextlib
-    import importlib
-    import inspect
-    import io
     import random
-    import warnings
 
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     candidates: list[str] = []
@@ -144,19 +164,7 @@ def draw_unseen(seed: int, used: frozenset[str]) -> tuple[list[str], list[str]]:
             continue
         if not 3000 <= path.stat().st_size <= 15000:
             continue
-        try:
-            with (contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()),
-                  warnings.catch_warnings()):
-                warnings.simplefilter("ignore")
-                module = importlib.import_module(name)
-        except Exception:  # a module that does not import here is no candidate
-            continue
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        functions = [getattr(module, n.name, None) for n in tree.body
-                     if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")]
-        python = [f for f in functions if inspect.isfunction(f)
-                  and Path(f.__code__.co_filename).resolve() == path.resolve()]
-        if len(python) >= 2:
+        if python_functions(name, path, ast.parse(path.read_text(encoding="utf-8"))) >= 2:
             candidates.append(name)
     if len(candidates) < 5:
         return candidates, []
@@ -180,13 +188,9 @@ def draw_third_party(seed: int, used: frozenset[str]) -> tuple[list[str], list[s
     distribution at most (the first of its candidates in that order), so that five
     distributions are drawn, not five files of one package.
     """
-    import contextlib
     import importlib
     import importlib.metadata
-    import inspect
-    import io
     import random
-    import warnings
 
     site = Path(sysconfig.get_paths()["purelib"]).resolve()
     by_distribution: dict[str, str] = {}
@@ -215,20 +219,7 @@ def draw_third_party(seed: int, used: frozenset[str]) -> tuple[list[str], list[s
                 continue
             if any(isinstance(n, ast.ImportFrom) and n.level for n in ast.walk(tree)):
                 continue
-            try:
-                with (contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()),
-                      warnings.catch_warnings()):
-                    warnings.simplefilter("ignore")
-                    module = importlib.import_module(name)
-            except BaseException:  # a module that does not import here is no candidate
-                continue
-            if Path(getattr(module, "__file__", "") or "").resolve() != path:
-                continue
-            functions = [getattr(module, n.name, None) for n in tree.body
-                         if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")]
-            python = [f for f in functions if inspect.isfunction(f)
-                      and Path(f.__code__.co_filename).resolve() == path]
-            if len(python) >= 2:
+            if python_functions(name, path, tree) >= 2:
                 by_distribution[label] = name
                 break
     candidates = sorted(by_distribution.values())

@@ -34,6 +34,7 @@ from symergion.config import VerifySpec
 from symergion.gitrepo import GitRepo
 from symergion.verify.candidate import verify_candidate
 from symergion.verify.names import module_of
+from symergion.verify.prune import Removed
 from symergion.verify.result import Observation, VerifyResult
 from symergion.verify.runner import EQUALITY_ASSERTIONS
 from symergion.verify.sandbox import Limits, Sandbox
@@ -68,14 +69,6 @@ class Stabilized:
 
 
 @dataclass(frozen=True)
-class Dropped:
-    """A test taken out by a repair, and why."""
-
-    test: str
-    reason: str
-
-
-@dataclass(frozen=True)
 class Rekinded:
     """A test whose wrong-kind argument was given a value of the kind the code uses."""
 
@@ -98,7 +91,7 @@ class RepairResult:
     truncated: tuple[str, ...] = ()  # tests cut before their first failing statement
     raising: tuple[str, ...] = ()  # tests whose first call now expects the exception it raised
     stabilized: tuple[Stabilized, ...] = ()  # unstable values checked by what every run agrees on
-    dropped: tuple[Dropped, ...] = ()  # tests with a value no check holds for
+    dropped: tuple[Removed, ...] = ()  # tests with a value no check holds for
     rekinded: tuple[Rekinded, ...] = ()  # wrong-kind arguments given a value of the right kind
     rerun: VerifyResult | None = field(default=None, compare=False)
     # (line, lines added) of each edit that moved the lines after it, in this step's text.
@@ -362,7 +355,7 @@ class _PinStep:
     pins: tuple[Pin, ...] = ()
     dropped_args: tuple[int, ...] = ()
     stabilized: tuple[Stabilized, ...] = ()
-    dropped: tuple[Dropped, ...] = ()
+    dropped: tuple[Removed, ...] = ()
     shifts: tuple[tuple[int, int], ...] = ()
 
 
@@ -498,7 +491,7 @@ def pin_values(
     pins: list[Pin] = []
     dropped: list[int] = []
     stabilized: list[Stabilized] = []
-    gone: list[Dropped] = []
+    gone: list[Removed] = []
     shifts: list[tuple[int, int]] = []
     needs_os = False
     done: set[int] = set()
@@ -596,7 +589,7 @@ def pin_values(
             edits.replace(drop_start, drop_end, keep)
             last = function.end_lineno or function.lineno  # type: ignore[attr-defined]
             shifts.append((last + 1, (1 if keep else 0) - (last - first + 1)))
-            gone.append(Dropped(test, reason))
+            gone.append(Removed(test, reason))
             continue
         for edit in planned:
             edits.replace(*edit)
@@ -723,15 +716,10 @@ def truncate_tests(test_source: str, result: VerifyResult, source: str, destinat
     for test, outcome in result.tests.items():
         if outcome.outcome not in ("failed", "error") or outcome.flaky:
             continue
-        parts = test.split(".")
-        function = methods.get((parts[-2], parts[-1])) if len(parts) >= 2 else None
-        lines = [int(n) for n in frame.findall(outcome.detail)]
-        if function is None or not lines:
+        found = _failing_statement(test, outcome.detail, methods, frame)
+        if found is None:
             continue
-        index = next((i for i, statement in enumerate(function.body)
-                      if statement.lineno <= lines[-1] <= (statement.end_lineno or statement.lineno)), None)
-        if index is None:
-            continue
+        function, index = found
         end = edits.starts[min(function.end_lineno or function.lineno, len(edits.lines))]
         derived = _derived_names(function, refs)
         files = any_frame.findall(outcome.detail)
@@ -851,7 +839,8 @@ def _kind_value(source_tree: ast.Module, function: ast.FunctionDef | ast.AsyncFu
         "number" if numeric_parameter(function, name) else "")
     if kind not in _KIND_VALUES or (kind in ("path", "folder") and not fixture):
         return None
-    types = _KIND_TYPES.get(kind, ())
+    # A number the code orders against is a boundary (the variants' to try): a plain one instead.
+    types = _KIND_TYPES.get(kind, ()) if kind != "number" else ()
     for constant in constant_values(source_tree, function, name):
         if isinstance(ast.literal_eval(constant), types) and not isinstance(ast.literal_eval(constant), bool):
             return kind, constant
@@ -905,15 +894,11 @@ def rekind_arguments(test_source: str, result: VerifyResult, source_text: str, d
             continue
         if _raised_by_source(outcome.detail, result.source):
             continue
-        parts = test.split(".")
-        function = methods.get((parts[-2], parts[-1])) if len(parts) >= 2 else None
-        lines = [int(n) for n in frame.findall(outcome.detail)]
-        if function is None or not lines:
+        failing = _failing_statement(test, outcome.detail, methods, frame)
+        if failing is None:
             continue
-        statement = next((st for st in function.body
-                          if st.lineno <= lines[-1] <= (st.end_lineno or st.lineno)), None)
-        if statement is None:
-            continue
+        function, index = failing
+        statement = function.body[index]
         call = _module_call(statement, refs, _derived_names(function, refs))
         if not isinstance(call, ast.Call):
             continue
@@ -927,9 +912,10 @@ def rekind_arguments(test_source: str, result: VerifyResult, source_text: str, d
         if outcome.outcome != "passed" or outcome.flaky or not outcome.records_error or test in retried:
             continue
         parts = test.split(".")
-        function = methods.get((parts[-2], parts[-1])) if len(parts) >= 2 else None
-        if function is None:
+        method = methods.get((parts[-2], parts[-1])) if len(parts) >= 2 else None
+        if method is None:
             continue
+        function = method
         for block in function.body:
             if not _expects_wrong_kind(block):
                 continue
@@ -995,6 +981,22 @@ def _rekind_call(call: ast.Call, function: ast.FunctionDef | ast.AsyncFunctionDe
         start, end = edits.span(value)
         found.append((start, end, kind[1], Rekinded(test, label, test_source[start:end], kind[1])))
     return found
+
+
+_Methods = dict[tuple[str, str], ast.FunctionDef | ast.AsyncFunctionDef]
+
+
+def _failing_statement(test: str, detail: str, methods: _Methods, frame: re.Pattern[str]
+                       ) -> tuple[ast.FunctionDef | ast.AsyncFunctionDef, int] | None:
+    """Return a test's method and the index of the statement its traceback stopped in, or None."""
+    parts = test.split(".")
+    function = methods.get((parts[-2], parts[-1])) if len(parts) >= 2 else None
+    lines = [int(n) for n in frame.findall(detail)]
+    if function is None or not lines:
+        return None
+    index = next((i for i, statement in enumerate(function.body)
+                  if statement.lineno <= lines[-1] <= (statement.end_lineno or statement.lineno)), None)
+    return (function, index) if index is not None else None
 
 
 def _statements(text: str, body: list[ast.stmt]) -> str:
