@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import dis
 import importlib
 import inspect
 import json
@@ -67,6 +68,8 @@ class Recorder(unittest.TestResult):
             self.coverage.switch_context("")
         outcome, detail = self.outcome.pop(test.id(), ("passed", ""))
         checks, wrong_kind = self.checks.pop(test.id(), [0, 0])
+        if not checks and _has_assert_statement(test):
+            checks = 1  # a plain ``assert`` checks too, though no method counted it
         self.emit(event="result", id=test.id(), outcome=outcome, detail=detail, checks=checks,
                   wrong_kind=wrong_kind)
 
@@ -165,6 +168,19 @@ def observe_assertions(recorder: Recorder, test_module: str) -> None:
                 raise
 
         setattr(unittest.TestCase, name, observing)
+
+
+def _has_assert_statement(test: unittest.TestCase) -> bool:
+    """Return whether a test method's code has an ``assert`` statement."""
+    method = getattr(test, getattr(test, "_testMethodName", ""), None)
+    code = getattr(method, "__code__", None)
+    if code is None:
+        return False
+    try:
+        return any(i.opname == "LOAD_ASSERTION_ERROR" or i.argval == "AssertionError"
+                   for i in dis.get_instructions(code))
+    except Exception:  # code the disassembler cannot read counts as no assert statement
+        return False
 
 
 def count_checks(recorder: Recorder, source: str | None) -> None:

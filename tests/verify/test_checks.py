@@ -398,3 +398,28 @@ def test_variants_of_one_target_take_the_edge_cases_the_code_branches_on() -> No
     # A list's edge case is the empty list.
     assert inputs["test_clamp"] == ["n = 5; low = 5", "n = 100; low = 5", "n = 0; low = 5"]
     assert inputs["test_first"] == ["items = [5]", "items = []"]
+
+
+PLAIN_ASSERT_TESTS = '''import unittest
+
+from utils import calc
+
+
+class TestCalc(unittest.TestCase):
+    def test_plain(self):
+        assert calc.add(1, 2) == 3
+
+    def test_bare(self):
+        calc.add(1, 2)
+'''
+
+
+@needs_bwrap
+def test_a_plain_assert_statement_counts_as_a_check(calc_repo: Path, sandbox: Sandbox) -> None:
+    commit = commit_files(calc_repo, {"test_calc.py": PLAIN_ASSERT_TESTS})
+    result = verify_candidate(GitRepo(calc_repo), commit, SPEC, "utils/calc.py", "test_calc.py",
+                              sandbox=sandbox)
+    assert result.tests["test_calc.TestCalc.test_plain"].checks == 1
+    assert result.tests["test_calc.TestCalc.test_bare"].checks == 0
+    assert [r.test for r in prune(PLAIN_ASSERT_TESTS, result, "test_calc.py").removed] == [
+        "test_calc.TestCalc.test_bare"]
