@@ -543,6 +543,33 @@ def bench_pass(name: str, sandbox: Sandbox) -> Row:
         return fill(row, text, verify_candidate(repo, tip, SPEC, source, destination, sandbox=sandbox))
 
 
+def recount(rows: list[Row], sandbox: Sandbox) -> list[Row]:
+    """Verify the final file of each saved row again, with the checks of this code; keep its cost.
+
+    An earlier run's files are measured as they are (no model, no repair): what their tests
+    assert, and what the asserting ones cover, which that run did not count.
+    """
+    counted: list[Row] = []
+    for old in rows:
+        row = Row(old.module, old.mode, tokens=old.tokens, generate_seconds=old.generate_seconds,
+                  verify_seconds=old.verify_seconds, notes=list(old.notes))
+        if not old.text:
+            counted.append(fill(row, old.text, None))
+            continue
+        source, destination = f"lib/{file_stem(old.module)}.py", f"test_{file_stem(old.module)}.py"
+        with tempfile.TemporaryDirectory(prefix=f"quality-recount-{old.module}-") as work:
+            path = Path(work)
+            git(path, "init", "-q", "-b", "main")
+            (path / "lib").mkdir()
+            (path / source).write_text(module_source(old.module), encoding="utf-8")
+            git(path, "add", source)
+            git(path, "commit", "-q", "-m", f"add {source}")
+            commit = commit_candidate(path, destination, old.text, "recount")
+            counted.append(fill(row, old.text, verify_candidate(GitRepo(path), commit, SPEC, source,
+                                                                destination, sandbox=sandbox)))
+    return counted
+
+
 def best_of(engine: LlamaEngine, repo: GitRepo, name: str, greedy: Generated, greedy_commit: str,
             samples: int, cap: int, sandbox: Sandbox, row: Row, log: Callable[[str], None]) -> Row:
     """Keep the best of the greedy candidate and ``samples - 1`` sampled ones, each repaired and pruned."""
@@ -644,6 +671,9 @@ def main(argv: list[str]) -> int:
                         help="few-shot code starter: open the class, or also a first test method")
     parser.add_argument("--out", default="bench-results/quality.json")
     parser.add_argument("--table", default="", help="print the table of an earlier JSON result and exit")
+    parser.add_argument("--recount", default="",
+                        help="verify the final files of an earlier JSON result again with today's "
+                             "checks (no model), print their table and write it to --out")
     parser.add_argument("--draw", type=int, default=0,
                         help="print the candidates of a new acceptance set and the draw with this seed")
     parser.add_argument("--third-party", action="store_true",
@@ -662,6 +692,17 @@ def main(argv: list[str]) -> int:
                   "or the modules of stdlib packages) before drawing another set", file=sys.stderr)
             return 1
         print(f"seed {args.draw}: {', '.join(drawn)}")
+        return 0
+    if args.recount:
+        saved = json.loads(Path(args.recount).read_text(encoding="utf-8"))
+        recounted = recount([Row(**r) for r in saved["rows"]], Sandbox())
+        saved_modes = tuple(saved["modes"])
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        report = {**saved, "recounted": args.recount, "totals": summarize(recounted, saved_modes),
+                  "rows": [asdict(r) for r in recounted]}
+        out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        print(table(recounted, summarize(recounted, saved_modes)))
         return 0
     if args.table:
         saved = json.loads(Path(args.table).read_text(encoding="utf-8"))
