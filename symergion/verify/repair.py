@@ -558,19 +558,25 @@ def pin_values(
                 continue
             observed = seen.first if actual == 0 else seen.second
             if observed is None:
-                kind = _type_expression(seen.first_type if actual == 0 else seen.second_type, module, refs)
+                type_name = seen.first_type if actual == 0 else seen.second_type
+                kind = _type_expression(type_name, module, refs)
+                named = foreign_type_name(type_name)
                 method = call.func.attr if isinstance(call.func, ast.Attribute) else ""
-                if kind is None or method not in _EQUALITY or not isinstance(call.func, ast.Attribute):
+                if (kind is None and named is None) or method not in _EQUALITY or not isinstance(
+                        call.func, ast.Attribute):
                     continue
-                # No literal to pin: the type of what the code returned is checked instead.
+                # No literal to pin: the type of what the code returned is checked instead, by
+                # its name when the file has none for it (another package's class).
                 call_start, call_end = edits.span(call)
                 first_start, first_end = edits.span(call.args[actual])
                 owner_start, owner_end = edits.span(call.func.value)
                 done.add(id(call))
+                checked, value = test_source[owner_start:owner_end], test_source[first_start:first_end]
                 planned.append((call_start, call_end,
-                                f"{test_source[owner_start:owner_end]}.assertIsInstance("
-                                f"{test_source[first_start:first_end]}, {kind})"))
-                test_pins.append(Pin(test, seen.line, before, f"an instance of {kind}"))
+                                f"{checked}.assertIsInstance({value}, {kind})" if kind is not None
+                                else f"{checked}.assertEqual(type({value}).__name__, {named!r})"))
+                test_pins.append(Pin(test, seen.line, before,
+                                     f"an instance of {kind}" if kind is not None else f"a {named}"))
                 continue
             if before == observed:
                 continue
@@ -625,10 +631,25 @@ def _stable(test_source: str, call: ast.Call, function: ast.AST, actual: int, sa
         again = text
     types = {s.facts.get("type") for s in samples}
     kind = next(iter(types)) if len(types) == 1 else None
+    type_name = kind if isinstance(kind, str) else None
     return stable_checks(owner or "self", text, samples,
-                         type_expression=_type_expression(kind if isinstance(kind, str) else None,
-                                                          module, refs),
+                         type_expression=_type_expression(type_name, module, refs),
+                         type_name=foreign_type_name(type_name),
                          again=again, inputs=_inputs(function, call.lineno))
+
+
+def foreign_type_name(name: str | None) -> str | None:
+    """Return the class name of a type ``module.qualname`` that is no builtin, else None.
+
+    A test checks it by name (``type(result).__name__``): importing the type's module on this
+    side, by a name a sandboxed run reported, is what the sandbox is there to avoid.
+    """
+    if name is None or "." not in name:
+        return None
+    owner, _, qualname = name.rpartition(".")
+    if owner == "builtins" or not re.fullmatch(r"[A-Za-z_]\w*", qualname):
+        return None
+    return qualname
 
 
 def _type_expression(name: str | None, module: str, refs: _ModuleRefs) -> str | None:

@@ -109,8 +109,8 @@ def _to_separator(affix: str | bytes, *, prefix: bool) -> str | bytes:
 
 
 def stable_checks(owner: str, actual: str, samples: list[Sample], *, type_expression: str | None,
-                  again: str | None = None, inputs: dict[str, object] | None = None,
-                  inverse: tuple[str, str] | None = None) -> Stable:
+                  type_name: str | None = None, again: str | None = None,
+                  inputs: dict[str, object] | None = None, inverse: tuple[str, str] | None = None) -> Stable:
     """Return the checks of a value that every sample agrees on (none: nothing holds).
 
     Args:
@@ -119,6 +119,7 @@ def stable_checks(owner: str, actual: str, samples: list[Sample], *, type_expres
         samples: the value as each run observed it.
         type_expression: how the test file names the samples' common type (None: it cannot, or
             the samples' types differ).
+        type_name: the common type's class name, checked by name when the file cannot name it.
         again: an expression that computes the value once more (the call), for determinism.
         inputs: the test's bound literal values by name, for membership.
         inverse: (call of the function that undoes the one observed, with ``{}`` for the value;
@@ -133,6 +134,9 @@ def stable_checks(owner: str, actual: str, samples: list[Sample], *, type_expres
     if type_expression is not None:
         lines.append(f"{owner}.assertIsInstance({actual}, {type_expression})")
         said.append(f"type {type_expression}")
+    elif type_name is not None:
+        lines.append(f"{owner}.assertEqual(type({actual}).__name__, {type_name!r})")
+        said.append(f"type {type_name}")
     lengths = {s.facts.get("len") for s in samples}
     if len(lengths) == 1 and isinstance(next(iter(lengths)), int):
         length = next(iter(lengths))
@@ -171,7 +175,7 @@ def stable_checks(owner: str, actual: str, samples: list[Sample], *, type_expres
     if samples and all(s.facts.get("sorted") is True for s in samples):
         lines.append(f"{owner}.assertEqual(list({actual}), sorted({actual}))")
         said.append("sorted")
-    properties = len(said) - (again is not None) - (type_expression is not None)
+    properties = len(said) - (again is not None) - (type_expression is not None or type_name is not None)
     if inverse is not None and not properties:
         call, given = inverse
         lines.append(f"{owner}.assertEqual({call.format(actual)}, {given})")

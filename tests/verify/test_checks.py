@@ -423,3 +423,36 @@ def test_a_plain_assert_statement_counts_as_a_check(calc_repo: Path, sandbox: Sa
     assert result.tests["test_calc.TestCalc.test_bare"].checks == 0
     assert [r.test for r in prune(PLAIN_ASSERT_TESTS, result, "test_calc.py").removed] == [
         "test_calc.TestCalc.test_bare"]
+
+
+THIRDS = '''import fractions
+
+
+def third(n):
+    return fractions.Fraction(n, 3)
+'''
+
+THIRDS_TESTS = '''import unittest
+
+from utils import thirds
+
+
+class TestThirds(unittest.TestCase):
+    def test_third(self):
+        n = 1
+        result = thirds.third(n)
+        self.assertEqual(result, 2)
+'''
+
+
+@needs_bwrap
+def test_a_value_of_another_modules_class_is_checked_by_its_class_name_not_cut_to_a_bare_call(
+        calc_repo: Path, sandbox: Sandbox) -> None:
+    repo = GitRepo(calc_repo)
+    commit = commit_files(calc_repo, {"utils/thirds.py": THIRDS, "test_thirds.py": THIRDS_TESTS})
+    first = verify_candidate(repo, commit, SPEC, "utils/thirds.py", "test_thirds.py", sandbox=sandbox)
+    repaired = repair_candidate(repo, commit, SPEC, "utils/thirds.py", "test_thirds.py", first,
+                                sandbox=sandbox)
+    # The file has no name for fractions.Fraction, and this side imports nothing a run named.
+    assert "        self.assertEqual(type(result).__name__, 'Fraction')\n" in repaired.text
+    assert repaired.rerun is not None and repaired.rerun.ok and repaired.rerun.unchecked == 0
