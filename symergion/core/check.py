@@ -56,7 +56,7 @@ from symergion.gitrepo import ZERO_OID
 from symergion.verify import guide
 from symergion.verify.candidate import verify_candidate
 from symergion.verify.examples import module_alias
-from symergion.verify.prune import prune
+from symergion.verify.prune import UNCHECKED, prune
 from symergion.verify.repair import repair_rounds
 from symergion.verify.result import (
     TRAILER,
@@ -401,8 +401,9 @@ class Checker:
         the commit to build on, its sample and its message ("" when nothing changed).
         """
         result = best.result
-        if (tp.task.template.guided is None or not spec.structured or result is None or result.ok
-                or tp.source_code is None):
+        # A file that passes is repaired still when a test only records Python's wrong-kind error.
+        if (tp.task.template.guided is None or not spec.structured or result is None
+                or (result.ok and not result.records_error) or tp.source_code is None):
             return commit, best, ""
 
         def run(content: str) -> VerifyResult:
@@ -473,6 +474,9 @@ class Checker:
             if redundant:
                 subject = (f"Prune: removed {count} test{'' if count == 1 else 's'} that failed "
                            "or added no coverage")
+            elif any(f": {UNCHECKED}" in line for line in removed):
+                subject = (f"Prune: removed {count} test{'' if count == 1 else 's'} that failed "
+                           "or asserted nothing")
             value = str(count)
         assert rerun is not None
         body = "\n\n".join(p for p in [subject, "\n".join(removed), rerun.excerpt()] if p)
@@ -585,10 +589,10 @@ def guided_file(engine: Engine, prompt: prompts.Prompt, source_text: str, source
     return written
 
 
-def _recorded_rank(result: VerifyResult) -> tuple[int, float, int]:
+def _recorded_rank(result: VerifyResult) -> tuple[float, int, float, int]:
     """Return a result's rank as its trailer records it (coverage in whole percent; no seconds)."""
     key = parse_trailer(result.trailer()).rank_key()
-    return key[0], key[1], key[2]
+    return key[0], key[1], key[2], key[3]
 
 
 def _trailer(message: str, key: str) -> str:

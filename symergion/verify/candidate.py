@@ -87,7 +87,7 @@ def verify_candidate(
         report = Report(checkout)
         outcomes = [
             _run_once(sandbox, checkout, spec, source, destination, limits, report,
-                      coverage=spec.coverage and i == 0)
+                      coverage=spec.coverage and i == 0, index=i)
             for i in range(spec.runs)
         ]
     result = _merge(outcomes, spec, source)
@@ -99,10 +99,10 @@ def verify_candidate(
 
 
 def _run_once(sandbox: Sandbox, checkout: Path, spec: VerifySpec, source: str, destination: str,
-              limits: Limits, report: Report, *, coverage: bool) -> _RunOutcome:
+              limits: Limits, report: Report, *, coverage: bool, index: int = 0) -> _RunOutcome:
     if spec.structured:
         argv = [sys.executable, sandbox.tool("runner.py"), "--module", module_of(destination),
-                "--out", sandbox.results_path(checkout)]
+                "--out", sandbox.results_path(checkout), "--source", source]
         if coverage:
             argv += ["--coverage", source]
     else:
@@ -111,11 +111,11 @@ def _run_once(sandbox: Sandbox, checkout: Path, spec: VerifySpec, source: str, d
     prefix = sandbox.checkout_path(checkout).rstrip("/") + "/"
     outcome = _RunOutcome(run=replace(run, output=run.output.replace(prefix, "")))
     if spec.structured:
-        _read_events(run.results.replace(prefix, ""), outcome, report)
+        _read_events(run.results.replace(prefix, ""), outcome, report, index)
     return outcome
 
 
-def _read_events(text: str, outcome: _RunOutcome, report: Report) -> None:
+def _read_events(text: str, outcome: _RunOutcome, report: Report, index: int = 0) -> None:
     """Read the runner's events; every text in them passes ``report`` before it is kept."""
     started: list[str] = []
     observed: dict[str, list[Observation]] = {}
@@ -131,7 +131,10 @@ def _read_events(text: str, outcome: _RunOutcome, report: Report) -> None:
             started.append(test)
         elif kind == "result" and event.get("outcome") in ("passed", "failed", "error", "skipped"):
             detail = report.detail(str(event.get("detail", "")))
-            outcome.tests[test] = TestOutcome(str(event["outcome"]), detail)
+            checks, wrong_kind = event.get("checks"), event.get("wrong_kind")
+            outcome.tests[test] = TestOutcome(
+                str(event["outcome"]), detail, checks=checks if isinstance(checks, int) else None,
+                wrong_kind=wrong_kind if isinstance(wrong_kind, int) else 0)
         elif kind == "fixture":
             outcome.tests[test] = TestOutcome("error", report.detail(str(event.get("detail", ""))))
         elif kind == "load":
@@ -146,7 +149,9 @@ def _read_events(text: str, outcome: _RunOutcome, report: Report) -> None:
                               event.get("second_type")))
             observed.setdefault(test, []).append(Observation(
                 event["line"], report.words_only(str(event.get("method", ""))[:100]),
-                first, second, first_type, second_type))
+                first, second, first_type, second_type,
+                first_facts=_facts(event.get("first_facts"), report),
+                second_facts=_facts(event.get("second_facts"), report), run=index))
     for test, seen in observed.items():
         if test in outcome.tests:
             outcome.tests[test] = replace(outcome.tests[test], observed=tuple(seen))
@@ -155,6 +160,19 @@ def _read_events(text: str, outcome: _RunOutcome, report: Report) -> None:
             why = (f"timed out after {outcome.run.seconds:.0f}s" if outcome.run.timed_out
                    else f"the test process ended during this test (exit {outcome.run.exit_code})")
             outcome.tests[test] = TestOutcome("error", why)
+
+
+def _facts(raw: object, report: Report) -> dict[str, object]:
+    """Keep what a value showed (its type's name, length, existence, order) as it may be recorded:
+    numbers and flags, and a type name only when every word of it is known."""
+    if not isinstance(raw, dict):
+        return {}
+    def recordable(key: object, value: object) -> bool:
+        if key == "type":
+            return isinstance(value, str) and report.literal(value) == value
+        return key in ("len", "exists", "sorted") and isinstance(value, (bool, int))
+
+    return {str(key): value for key, value in raw.items() if recordable(key, value)}
 
 
 def _merge(outcomes: list[_RunOutcome], spec: VerifySpec, source: str) -> VerifyResult:
@@ -166,6 +184,9 @@ def _merge(outcomes: list[_RunOutcome], spec: VerifySpec, source: str) -> Verify
             seen = tests.get(test)
             if seen is None:
                 tests[test] = result
+            elif seen.outcome == result.outcome and result.observed:
+                # Every run's values: one that differs between runs is no value to pin.
+                tests[test] = replace(seen, observed=seen.observed + result.observed)
             elif seen.outcome != result.outcome:
                 problem = seen if seen.outcome != "passed" else result
                 detail = f"{result.outcome} in one run, {seen.outcome} in another: {problem.detail}"
@@ -196,7 +217,7 @@ def _merge(outcomes: list[_RunOutcome], spec: VerifySpec, source: str) -> Verify
         if isinstance(raw, dict):
             lines = {str(c): tuple(n for n in ls if isinstance(n, int))
                      for c, ls in raw.items() if isinstance(ls, list)}
-    return VerifyResult(
+    merged = VerifyResult(
         source=source,
         passed=counts.get("passed", 0),
         failed=counts.get("failed", 0),
@@ -212,3 +233,10 @@ def _merge(outcomes: list[_RunOutcome], spec: VerifySpec, source: str) -> Verify
         exit_code=exit_code,
         load_error=load_error,
     )
+    steady_passing = [o for o in tests.values() if o.outcome == "passed" and not o.flaky]
+    if not spec.structured or any(o.checks is None for o in steady_passing):
+        return merged
+    return replace(merged, records_error=sum(o.records_error for o in steady_passing),
+                   unchecked=sum(not o.asserts for o in steady_passing),
+                   value_coverage=(round(merged.tested_coverage(only="values"), 1)
+                                   if statements is not None else None))

@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 from symergion.core.finish import Finisher
-from symergion.verify.repair import top_level_names
+from symergion.verify.repair import is_number, numeric_parameter, top_level_names
 
 # A test method's body is indented by eight spaces (class body four, method body eight).
 _BODY = " " * 8
@@ -275,6 +275,9 @@ def _definition(tree: ast.Module, name: str, owner: str = ""
         named = _aliases(tree).get(name)
         found = next((n for n in functions if n.name == named), None)
     return found
+
+
+definition = _definition  # for the repairs, which give a rejected argument a value of its kind
 
 
 def bindings(function: ast.FunctionDef | ast.AsyncFunctionDef | None, alias: str, *, method: bool = False,
@@ -815,8 +818,9 @@ def constant_values(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunct
     """Return the literals the code compares a parameter with, in source order (``_SEEDS`` at most).
 
     ``p == 'x'``, ``p in ('a', 'b')``, ``p in TABLE`` (a module-level literal dict's keys or a
-    collection's items) and ``p.startswith('x')``: each value takes a branch a model's guess may
-    miss (the constant seeding of search-based test generators). Strings, bytes and numbers only.
+    collection's items), ``p.startswith('x')`` and the number of ``p < 10`` (a boundary): each
+    value takes a branch a model's guess may miss (the constant seeding of search-based test
+    generators). Strings, bytes and numbers only.
     """
     containers: dict[str, list[ast.expr]] = {}
     for statement in tree.body:
@@ -837,6 +841,13 @@ def constant_values(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunct
             sides = [node.left, *node.comparators]
             for index, op in enumerate(node.ops):
                 left, right = sides[index], sides[index + 1]
+                if isinstance(op, (ast.Lt, ast.Gt, ast.LtE, ast.GtE)):
+                    # A boundary the code compares against: a number on the other side.
+                    if isinstance(left, ast.Name) and left.id == name and is_number(right):
+                        add([right])
+                    elif isinstance(right, ast.Name) and right.id == name and is_number(left):
+                        add([left])
+                    continue
                 if not isinstance(op, (ast.Eq, ast.NotEq, ast.In, ast.NotIn)):
                     continue
                 if isinstance(left, ast.Name) and left.id == name:
@@ -862,12 +873,29 @@ def _bound_parameters(tree: ast.Module, target: Target
     return function, [n for n, _ in required_parameters(function, method=instance, tree=tree)]
 
 
+# The edge cases of a kind: what code so often branches on (``if not data``, ``if n < 0``).
+_EDGES = {"str": ("''",), "bytes": ("b''",), "list": ("[]",), "strlist": ("[]",), "dict": ("{}",),
+          "tuple": ("()",), "number": ("0", "-1")}
+
+
+def seeds(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionDef, name: str) -> list[str]:
+    """Return the values the variant rounds bind a parameter to, without the model (``_SEEDS`` at most).
+
+    The constants the code compares it with (``constant_values``: its own branches), then the
+    edge cases of its kind (empty, zero, negative): each round's test has other inputs than the
+    greedy one's and each other's, not the same literal again.
+    """
+    constants = constant_values(tree, function, name)
+    kind = value_kind(tree, function, name) or ("number" if numeric_parameter(function, name) else "")
+    return [*constants, *(e for e in _EDGES.get(kind, ()) if e not in constants)][:_SEEDS]
+
+
 def value_seeds(tree: ast.Module, target: Target) -> list[list[str]]:
-    """Return, for each bound value of a target, the constants its code compares it with."""
+    """Return, for each bound value of a target, its variant rounds' values (``seeds``)."""
     function, names = _bound_parameters(tree, target)
     if function is None:
         return [[] for _ in target.binds or ()]
-    return [constant_values(tree, function, parameter) for parameter in names]
+    return [seeds(tree, function, parameter) for parameter in names]
 
 
 def value_kinds(tree: ast.Module, target: Target, hint: bool = True) -> list[str]:

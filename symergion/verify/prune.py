@@ -1,4 +1,5 @@
-"""Keep what passes: cut failing, erring and flaky test methods out of a test file.
+"""Keep what passes and checks: cut failing, erring and flaky test methods out of a test file,
+and passing ones that called no assertion (they pass whatever the code returns).
 
 Methods (and classes left without tests) are cut by their line ranges, with the comments and
 blank lines just above them, so every other byte of the file stays as the model wrote it.
@@ -17,6 +18,8 @@ from symergion.verify.names import imports_module, module_of
 from symergion.verify.result import VerifyResult, problem_line
 from symergion.verify.sandbox import Limits, Sandbox
 
+# The reason a passing test that called no assertion is removed.
+UNCHECKED = "asserts nothing"
 _FIXTURE = re.compile(r"(setUpClass|tearDownClass|setUpModule|tearDownModule) \(([\w.]+)\)")
 
 
@@ -55,7 +58,7 @@ class PruneResult:
         if self.drop_reason:
             subject = f"Prune: removed {self.destination} ({self.drop_reason})"
         else:
-            passing = any(r.reason == "adds no coverage" or r.reason.startswith("passed without")
+            passing = any(r.reason == "adds no coverage" or r.reason.startswith(("passed without", UNCHECKED))
                           for r in self.removed)
             subject = f"Prune: removed {count} {noun if passing else 'failing ' + noun}"
         lines = [f"- {r.test}: {r.reason}" for r in self.removed]
@@ -69,16 +72,18 @@ class PruneResult:
 def redundant_tests(result: VerifyResult) -> list[str]:
     """Return passing tests that run no line of the source that the other tests kept do not.
 
-    Only tests that ran module code are weighed (``idle`` is the rule for the others). Later
-    tests go first (by id, so ``test_f_2`` before ``test_f``): of several tests that run the same
-    lines, the first written stays.
+    Only tests that ran module code and called an assertion are weighed (``idle`` and the
+    unchecked rule are for the others). Tests that only record a wrong-kind error go first, then
+    later tests (by id, so ``test_f_2`` before ``test_f``): of several tests that run the same
+    lines, one that checks a value stays, and of those the first written.
     """
     if result.statements is None:
         return []
     kept = {t: set(result.lines[t]) for t, o in result.tests.items()
-            if o.outcome == "passed" and not o.flaky and result.lines.get(t)}
+            if o.outcome == "passed" and not o.flaky and result.lines.get(t) and o.asserts}
     dropped: list[str] = []
-    for test in sorted(kept, reverse=True):
+    order = sorted(sorted(kept, reverse=True), key=lambda t: not result.tests[t].records_error)
+    for test in order:
         others = set().union(*(lines for other, lines in kept.items() if other != test))
         if kept[test] <= others:
             dropped.append(test)
@@ -116,11 +121,14 @@ def prune(test_source: str, result: VerifyResult, destination: str, *, idle: boo
     for test, outcome in result.tests.items():
         ran_nothing = (idle and result.statements is not None and outcome.outcome == "passed"
                        and not outcome.flaky and not result.lines.get(test))
+        unchecked = outcome.outcome == "passed" and not outcome.flaky and not outcome.asserts
         if (outcome.outcome not in ("failed", "error") and not outcome.flaky and not ran_nothing
-                and test not in adds_nothing):
+                and test not in adds_nothing and not unchecked):
             continue
         reason = ("flaky: " if outcome.flaky else f"{outcome.outcome}: ") + problem_line(outcome.detail)
-        if ran_nothing:
+        if unchecked:
+            reason = f"{UNCHECKED}: it passes whatever the code returns"
+        elif ran_nothing:
             reason = f"passed without running a line of {result.source}"
         elif test in adds_nothing:
             reason = "adds no coverage"

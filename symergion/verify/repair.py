@@ -34,9 +34,11 @@ from symergion.config import VerifySpec
 from symergion.gitrepo import GitRepo
 from symergion.verify.candidate import verify_candidate
 from symergion.verify.names import module_of
-from symergion.verify.result import VerifyResult
+from symergion.verify.prune import Removed
+from symergion.verify.result import Observation, VerifyResult
 from symergion.verify.runner import EQUALITY_ASSERTIONS
 from symergion.verify.sandbox import Limits, Sandbox
+from symergion.verify.stable import Sample, Stable, differ, literal_facts, stable_checks
 
 # Equality assertions as a test file may spell them, deprecated aliases included.
 _EQUALITY = frozenset({*EQUALITY_ASSERTIONS, "assertEquals", "failUnlessEqual", "assertAlmostEquals",
@@ -57,6 +59,26 @@ class Pin:
 
 
 @dataclass(frozen=True)
+class Stabilized:
+    """An assertion whose value differs between runs, replaced by the checks every run agrees on."""
+
+    test: str
+    line: int
+    seen: tuple[str, ...]  # the values observed, as written (or their types)
+    said: tuple[str, ...]  # what the checks hold: "type str", "length 13", ...
+
+
+@dataclass(frozen=True)
+class Rekinded:
+    """A test whose wrong-kind argument was given a value of the kind the code uses."""
+
+    test: str
+    name: str
+    before: str
+    after: str
+
+
+@dataclass(frozen=True)
 class RepairResult:
     """The repaired file, what changed, and the re-run that checked it."""
 
@@ -68,22 +90,31 @@ class RepairResult:
     completed: tuple[int, ...] = ()  # lines where a one-argument assertion got an expected value
     truncated: tuple[str, ...] = ()  # tests cut before their first failing statement
     raising: tuple[str, ...] = ()  # tests whose first call now expects the exception it raised
+    stabilized: tuple[Stabilized, ...] = ()  # unstable values checked by what every run agrees on
+    dropped: tuple[Removed, ...] = ()  # tests with a value no check holds for
+    rekinded: tuple[Rekinded, ...] = ()  # wrong-kind arguments given a value of the right kind
     rerun: VerifyResult | None = field(default=None, compare=False)
+    # (line, lines added) of each edit that moved the lines after it, in this step's text.
+    shifts: tuple[tuple[int, int], ...] = field(default=(), compare=False)
 
     @property
     def changed(self) -> bool:
         """Return whether the file was edited."""
         return bool(self.pinned or self.qualified or self.dropped_args or self.completed or self.truncated
-                    or self.raising)
+                    or self.raising or self.stabilized or self.dropped or self.rekinded)
 
     def summary(self) -> str:
         """Return what changed in a few words: ``pinned 2 assertions, expected 1 exception``."""
         counts = [("pinned", len(self.pinned), "assertion"), ("qualified", len(self.qualified), "name"),
                   ("completed", len(self.completed), "assertion"),
                   ("dropped", len(self.dropped_args), "misplaced argument"),
-                  ("cut", len(self.truncated), "test"), ("expected", len(self.raising), "exception")]
+                  ("cut", len(self.truncated), "test"), ("expected", len(self.raising), "exception"),
+                  ("checked", sum(not s.said or not s.said[0].startswith("not deterministic")
+                                  for s in self.stabilized), "unstable value"),
+                  ("dropped", len(self.dropped), "unstable test"),
+                  ("gave", len(self.rekinded), "value of the right kind")]
         said = [f"{verb} {n} {noun}{'' if n == 1 else 's'}" for verb, n, noun in counts if n]
-        return ", ".join(said) or "no change"
+        return ", ".join(said).replace("values of the right kind", "values of the right kinds") or "no change"
 
     def commit_message(self) -> str:
         """Return the message of the commit that carries the repaired file."""
@@ -107,6 +138,20 @@ class RepairResult:
         if self.raising:
             parts.append("Expect the exception the module raised (review: recorded, not specified): "
                          + ", ".join(self.raising))
+        if self.stabilized:
+            lines = ["Values that differ between runs, checked by what every run agrees on instead:"]
+            lines += [f"- {s.test} (line {s.line}): seen {', '.join(s.seen)}; "
+                      f"checked: {', '.join(s.said) if s.said else 'the other checks'}"
+                      for s in self.stabilized]
+            parts.append("\n".join(lines))
+        if self.dropped:
+            lines = ["Dropped, no check holds in every run:"]
+            lines += [f"- {d.test}: {d.reason}" for d in self.dropped]
+            parts.append("\n".join(lines))
+        if self.rekinded:
+            lines = ["Python raised for a value of the wrong kind; given one of the kind the code uses:"]
+            lines += [f"- {r.test}: {r.name} = {r.before} -> {r.after}" for r in self.rekinded]
+            parts.append("\n".join(lines))
         if self.rerun is not None:
             parts.append(self.rerun.message_lines())
         return "\n\n".join(parts) + "\n"
@@ -302,11 +347,25 @@ def _derived_names(function: ast.AST, refs: _ModuleRefs) -> set[str]:
     return derived
 
 
+@dataclass(frozen=True)
+class _PinStep:
+    """What one pass of ``pin_values`` changed."""
+
+    text: str
+    pins: tuple[Pin, ...] = ()
+    dropped_args: tuple[int, ...] = ()
+    stabilized: tuple[Stabilized, ...] = ()
+    dropped: tuple[Removed, ...] = ()
+    shifts: tuple[tuple[int, int], ...] = ()
+
+
 def pin_assertions(
     test_source: str, result: VerifyResult, module: str, destination: str,
     *, module_names: frozenset[str] = frozenset(), skip: frozenset[tuple[str, int]] = frozenset(),
 ) -> tuple[str, tuple[Pin, ...], tuple[int, ...]]:
     """Set the expected side of failing equality assertions to the observed actual value.
+
+    A value that differs between runs is not pinned: see ``pin_values``.
 
     Args:
         test_source: the test file as verified.
@@ -314,15 +373,116 @@ def pin_assertions(
         module: the dotted module under test.
         destination: the test file's path (resolves relative imports).
         module_names: the module's top-level names (what ``from module import *`` brings).
-        skip: (test id, line) pairs not to pin again (pinned before and failing still).
+        skip: (test id, line) pairs pinned before (failing still: their value is unstable).
 
     Returns:
         The new text, the pins, and the lines where a misplaced third argument was removed.
     """
+    step = pin_values(test_source, result, module, destination, module_names=module_names, skip=skip)
+    return step.text, step.pins, step.dropped_args
+
+
+def _statement_of(function: ast.AST, call: ast.Call) -> ast.stmt | None:
+    """Return the statement of a function whose expression is the call (an assertion line)."""
+    return next((n for n in ast.walk(function) if isinstance(n, ast.Expr) and n.value is call), None)
+
+
+def _assigned_value(function: ast.AST, name: str, before: int) -> ast.expr | None:
+    """Return the value last assigned to a simple name before a line."""
+    found: ast.expr | None = None
+    for node in ast.walk(function):
+        if (isinstance(node, ast.Assign) and node.lineno < before and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name) and node.targets[0].id == name
+                and (found is None or node.lineno > found.lineno)):
+            found = node.value
+    return found
+
+
+def _inputs(function: ast.AST, before: int) -> dict[str, object]:
+    """Return the test's simple names bound to literals before a line, with their values."""
+    found: dict[str, object] = {}
+    for node in sorted((n for n in ast.walk(function) if isinstance(n, ast.Assign) and n.lineno < before),
+                       key=lambda n: n.lineno):
+        if len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                found[node.targets[0].id] = ast.literal_eval(node.value)
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                found.pop(node.targets[0].id, None)
+    return found
+
+
+def _same_computation(call: ast.Call, function: ast.AST) -> bool:
+    """Return whether an equality assertion compares a computation with itself (determinism)."""
+    first, second = call.args[0], call.args[1]
+    if not any(isinstance(n, ast.Call) for side in (first, second) for n in ast.walk(side)):
+        return False
+    dumps = []
+    for side in (first, second):
+        if isinstance(side, ast.Name):
+            value = _assigned_value(function, side.id, call.lineno)
+            dumps.append({ast.dump(side), ast.dump(value)} if value is not None else {ast.dump(side)})
+        else:
+            dumps.append({ast.dump(side)})
+    return bool(dumps[0] & dumps[1])
+
+
+def _asserts(function: ast.AST, besides: ast.stmt | None = None) -> bool:
+    """Return whether a test calls an assertion (or has an ``assert``) besides one statement."""
+    for node in ast.walk(function):
+        if besides is not None and node is besides:
+            continue
+        if isinstance(node, ast.Assert):
+            return True
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr.startswith(("assert", "fail"))
+                and (besides is None or not any(n is node for n in ast.walk(besides)))):
+            return True
+    return False
+
+
+def _drop_span(tree: ast.Module, function: ast.AST, edits: _Edits) -> tuple[int, int, str, int]:
+    """Return the text span that removes a test method, its replacement, and its first line.
+
+    A class left without a statement keeps ``pass``.
+    """
+    owner = next((c for c in ast.walk(tree) if isinstance(c, ast.ClassDef) and function in c.body), None)
+    decorators = getattr(function, "decorator_list", [])
+    first = min([function.lineno, *(d.lineno for d in decorators)])  # type: ignore[attr-defined]
+    while first > 1 and not edits.lines[first - 2].strip():  # the blank lines that set it apart
+        first -= 1
+    start = edits.starts[first - 1]
+    end = edits.starts[min(function.end_lineno or function.lineno, len(edits.lines))]  # type: ignore[attr-defined]
+    alone = owner is not None and len(owner.body) == 1
+    indent = " " * function.col_offset  # type: ignore[attr-defined]
+    return start, end, f"{indent}pass\n" if alone else "", first
+
+
+def _shown(samples: list[Sample]) -> tuple[str, ...]:
+    shown: list[str] = []
+    for sample in samples:
+        text = sample.literal if sample.literal is not None else f"a {sample.facts.get('type', 'value')}"
+        text = text if len(text) <= 60 else text[:57] + "..."
+        if text not in shown:
+            shown.append(text)
+    return tuple(shown)
+
+
+def pin_values(
+    test_source: str, result: VerifyResult, module: str, destination: str,
+    *, module_names: frozenset[str] = frozenset(), skip: frozenset[tuple[str, int]] = frozenset(),
+) -> _PinStep:
+    """Pin failing equality assertions to the observed value; check unstable values otherwise.
+
+    A value the runs observed differently, or one pinned before (``skip``) that failed again,
+    is no value to pin: the assertion is replaced by what every observed run agrees on
+    (``verify.stable``), and a test for which nothing holds is dropped. A determinism check
+    that failed (a computation compared with itself) is taken out; the test goes with it when
+    it checks nothing else.
+    """
     try:
         tree = ast.parse(test_source)
     except SyntaxError:
-        return test_source, (), ()
+        return _PinStep(test_source)
     refs = _module_refs(tree, module, destination)
     if refs.star:
         refs.names |= module_names
@@ -330,53 +490,166 @@ def pin_assertions(
     edits = _Edits(test_source)
     pins: list[Pin] = []
     dropped: list[int] = []
+    stabilized: list[Stabilized] = []
+    gone: list[Removed] = []
+    shifts: list[tuple[int, int]] = []
+    needs_os = False
     done: set[int] = set()
     for test, outcome in result.tests.items():
         if outcome.outcome != "failed":
             continue
+        by_line: dict[int, list[Observation]] = {}
         for seen in outcome.observed:
-            if (test, seen.line) in skip:
+            by_line.setdefault(seen.line, []).append(seen)
+        planned: list[tuple[int, int, str]] = []  # this test's edits: all of them, or its drop
+        test_pins: list[Pin] = []
+        test_dropped: list[int] = []
+        test_stable: list[Stabilized] = []
+        test_shifts: list[tuple[int, int]] = []
+        test_os = False
+        drop: tuple[ast.AST, str] | None = None
+        for line, seens in by_line.items():
+            seen = seens[0]
+            call, owner = _assertion_at(functions, line)
+            if call is None or owner is None or id(call) in done or len(call.args) < 2:
                 continue
-            call, owner = _assertion_at(functions, seen.line)
-            if call is None or id(call) in done or len(call.args) < 2:
+            statement = _statement_of(owner, call)
+            if statement is not None and _same_computation(call, owner):
+                # Two calls with the same input differ: the determinism check does not hold.
+                done.add(id(call))
+                if not _asserts(owner, statement):
+                    drop = (owner, "two calls with the same input differ, and nothing else holds")
+                    break
+                span_start = edits.starts[statement.lineno - 1]
+                span_end = edits.starts[min(statement.end_lineno or statement.lineno, len(edits.lines))]
+                planned.append((span_start, span_end, ""))
+                test_shifts.append(((statement.end_lineno or statement.lineno) + 1,
+                                    -((statement.end_lineno or statement.lineno) - statement.lineno + 1)))
+                seen_both = _shown(_samples(seens, 0) + _samples(seens, 1))
+                test_stable.append(Stabilized(test, line, seen_both,
+                                              ("not deterministic: that check taken out",)))
                 continue
-            derived = _derived_names(owner, refs) if owner is not None else set()
+            derived = _derived_names(owner, refs)
             sides = [_calls_module(arg, refs, derived) for arg in call.args[:2]]
             if sides.count(True) != 1:
                 continue
             actual = sides.index(True)
-            observed = seen.first if actual == 0 else seen.second
-            if observed is None:
-                kind = _type_expression(seen.first_type if actual == 0 else seen.second_type, module, refs)
-                method = call.func.attr if isinstance(call.func, ast.Attribute) else ""
-                if kind is None or method not in _EQUALITY or not isinstance(call.func, ast.Attribute):
-                    continue
-                # No literal to pin: the type of what the code returned is checked instead.
-                start, end = edits.span(call)
-                first_start, first_end = edits.span(call.args[actual])
-                owner_start, owner_end = edits.span(call.func.value)
-                done.add(id(call))
-                edits.replace(start, end, f"{test_source[owner_start:owner_end]}.assertIsInstance("
-                                          f"{test_source[first_start:first_end]}, {kind})")
-                expected_start, expected_end = edits.span(call.args[1 - actual])
-                pins.append(Pin(test, seen.line, test_source[expected_start:expected_end],
-                                f"an instance of {kind}"))
-                continue
             expected = call.args[1 - actual]
             start, end = edits.span(expected)
             before = test_source[start:end]
+            samples = _samples(seens, actual)
+            if (test, line) in skip:  # pinned before, and failing again
+                samples.append(Sample(before, literal_facts(before)))
+            if statement is not None and ((test, line) in skip or differ(samples)):
+                done.add(id(call))
+                stable = _stable(test_source, call, owner, actual, samples, module, refs, derived)
+                if not stable.lines:
+                    drop = (owner, f"its value differs between runs ({', '.join(_shown(samples))}) "
+                                   "and no type or property holds in every run")
+                    break
+                indent = " " * statement.col_offset
+                span_start = edits.starts[statement.lineno - 1]
+                span_end = edits.starts[min(statement.end_lineno or statement.lineno, len(edits.lines))]
+                planned.append((span_start, span_end, "".join(f"{indent}{x}\n" for x in stable.lines)))
+                last = statement.end_lineno or statement.lineno
+                test_shifts.append((last + 1, len(stable.lines) - (last - statement.lineno + 1)))
+                test_stable.append(Stabilized(test, line, _shown(samples), stable.said))
+                test_os = test_os or stable.needs_os
+                continue
+            observed = seen.first if actual == 0 else seen.second
+            if observed is None:
+                type_name = seen.first_type if actual == 0 else seen.second_type
+                kind = _type_expression(type_name, module, refs)
+                named = foreign_type_name(type_name)
+                method = call.func.attr if isinstance(call.func, ast.Attribute) else ""
+                if (kind is None and named is None) or method not in _EQUALITY or not isinstance(
+                        call.func, ast.Attribute):
+                    continue
+                # No literal to pin: the type of what the code returned is checked instead, by
+                # its name when the file has none for it (another package's class).
+                call_start, call_end = edits.span(call)
+                first_start, first_end = edits.span(call.args[actual])
+                owner_start, owner_end = edits.span(call.func.value)
+                done.add(id(call))
+                checked, value = test_source[owner_start:owner_end], test_source[first_start:first_end]
+                planned.append((call_start, call_end,
+                                f"{checked}.assertIsInstance({value}, {kind})" if kind is not None
+                                else f"{checked}.assertEqual(type({value}).__name__, {named!r})"))
+                test_pins.append(Pin(test, seen.line, before,
+                                     f"an instance of {kind}" if kind is not None else f"a {named}"))
+                continue
             if before == observed:
                 continue
             done.add(id(call))
-            edits.replace(start, end, observed)
-            pins.append(Pin(test, seen.line, before, observed))
+            planned.append((start, end, observed))
+            test_pins.append(Pin(test, seen.line, before, observed))
             method = call.func.attr if isinstance(call.func, ast.Attribute) else ""
             if len(call.args) >= 3 and method not in _ALMOST and _not_a_message(call.args[2]):
                 _, second_end = edits.span(call.args[1])
                 _, third_end = edits.span(call.args[2])
-                edits.replace(second_end, third_end, "")
-                dropped.append(call.lineno)
-    return edits.apply(), tuple(pins), tuple(dropped)
+                planned.append((second_end, third_end, ""))
+                test_dropped.append(call.lineno)
+        if drop is not None:
+            function, reason = drop
+            drop_start, drop_end, keep, first = _drop_span(tree, function, edits)
+            edits.replace(drop_start, drop_end, keep)
+            last = function.end_lineno or function.lineno  # type: ignore[attr-defined]
+            shifts.append((last + 1, (1 if keep else 0) - (last - first + 1)))
+            gone.append(Removed(test, reason))
+            continue
+        for edit in planned:
+            edits.replace(*edit)
+        pins += test_pins
+        dropped += test_dropped
+        stabilized += test_stable
+        shifts += test_shifts
+        needs_os = needs_os or test_os
+    if needs_os and "os" not in _bound_names(tree):
+        edits.replace(0, 0, "import os\n")
+        shifts.append((1, 1))
+    return _PinStep(edits.apply(), tuple(pins), tuple(dropped), tuple(stabilized), tuple(gone), tuple(shifts))
+
+
+def _samples(seens: list[Observation], side: int) -> list[Sample]:
+    """Return one side of the observations of an assertion, one sample per run."""
+    return [Sample(s.first, s.first_facts) if side == 0 else Sample(s.second, s.second_facts) for s in seens]
+
+
+def _stable(test_source: str, call: ast.Call, function: ast.AST, actual: int, samples: list[Sample],
+            module: str, refs: _ModuleRefs, derived: set[str]) -> Stable:
+    """Return the checks every sample of an assertion's actual side agrees on (``stable_checks``)."""
+    owner = (ast.get_source_segment(test_source, call.func.value) if isinstance(call.func, ast.Attribute)
+             else None)
+    side = call.args[actual]
+    text = ast.get_source_segment(test_source, side) or ""
+    again: str | None = None
+    if isinstance(side, ast.Name):
+        value = _assigned_value(function, side.id, call.lineno)
+        if value is not None and _calls_module(value, refs, derived - {side.id}):
+            again = ast.get_source_segment(test_source, value)
+    elif isinstance(side, ast.Call):
+        again = text
+    types = {s.facts.get("type") for s in samples}
+    kind = next(iter(types)) if len(types) == 1 else None
+    type_name = kind if isinstance(kind, str) else None
+    return stable_checks(owner or "self", text, samples,
+                         type_expression=_type_expression(type_name, module, refs),
+                         type_name=foreign_type_name(type_name),
+                         again=again, inputs=_inputs(function, call.lineno))
+
+
+def foreign_type_name(name: str | None) -> str | None:
+    """Return the class name of a type ``module.qualname`` that is no builtin, else None.
+
+    A test checks it by name (``type(result).__name__``): importing the type's module on this
+    side, by a name a sandboxed run reported, is what the sandbox is there to avoid.
+    """
+    if name is None or "." not in name:
+        return None
+    owner, _, qualname = name.rpartition(".")
+    if owner == "builtins" or not re.fullmatch(r"[A-Za-z_]\w*", qualname):
+        return None
+    return qualname
 
 
 def _type_expression(name: str | None, module: str, refs: _ModuleRefs) -> str | None:
@@ -464,15 +737,10 @@ def truncate_tests(test_source: str, result: VerifyResult, source: str, destinat
     for test, outcome in result.tests.items():
         if outcome.outcome not in ("failed", "error") or outcome.flaky:
             continue
-        parts = test.split(".")
-        function = methods.get((parts[-2], parts[-1])) if len(parts) >= 2 else None
-        lines = [int(n) for n in frame.findall(outcome.detail)]
-        if function is None or not lines:
+        found = _failing_statement(test, outcome.detail, methods, frame)
+        if found is None:
             continue
-        index = next((i for i, statement in enumerate(function.body)
-                      if statement.lineno <= lines[-1] <= (statement.end_lineno or statement.lineno)), None)
-        if index is None:
-            continue
+        function, index = found
         end = edits.starts[min(function.end_lineno or function.lineno, len(edits.lines))]
         derived = _derived_names(function, refs)
         files = any_frame.findall(outcome.detail)
@@ -488,8 +756,10 @@ def truncate_tests(test_source: str, result: VerifyResult, source: str, destinat
         setup_only = all(_module_call(s, refs, derived) is None for s in function.body[:index])
         if index > 0 and not (raised_inside and setup_only):
             kept = _statements(test_source, function.body[:index])
-            if kept in bodies or setup_only:
-                continue  # a repeat, or bindings alone that run no module code: the prune's
+            if kept in bodies or setup_only or not any(_asserts(s) for s in function.body[:index]):
+                # A repeat, bindings alone that run no module code, or calls that check nothing
+                # (the assertion cut was the test's only check): the prune's.
+                continue
             bodies.add(kept)
             edits.replace(edits.starts[function.body[index].lineno - 1], end, "")
             cut.append(test)
@@ -503,6 +773,251 @@ def truncate_tests(test_source: str, result: VerifyResult, source: str, destinat
                       f"{indent}with self.assertRaises({exception}):\n{indent}    {body}\n")
         raising.append(test)
     return edits.apply(), tuple(cut), tuple(raising)
+
+
+# Exceptions Python raises for a value of the wrong kind: a test that only expects one records
+# that Python rejects the value, not what the module's author wrote.
+WRONG_KIND = ("TypeError", "AttributeError")
+# A value of each kind the code uses (``guide.value_kind``), when the code compares the parameter
+# with no constant of that kind. The fixture's names exist only in a file that has its setUp.
+_KIND_VALUES = {"str": "'abc'", "bytes": "b'abc'", "list": "[1, 2, 3]", "strlist": "['a', 'b']",
+                "dict": "{'a': 1}", "tuple": "(1, 2)", "number": "1",
+                "callable": "lambda *args, **kwargs: None",
+                "path": "self.path", "folder": "self.folder"}
+_KIND_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "bytes": (bytes,), "list": (list,),
+                                            "strlist": (list,), "dict": (dict,), "tuple": (tuple,),
+                                            "number": (int, float), "path": (str,), "folder": (str,)}
+_ARITHMETIC = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow)
+
+
+def _raised_by_source(detail: str, source: str) -> bool:
+    """Return whether a traceback's innermost frame is a ``raise`` statement of the source."""
+    lines = detail.splitlines()
+    frames = [i for i, line in enumerate(lines) if re.match(r'\s*File "[^"]*", line \d+', line)]
+    if not frames:
+        return False
+    last = frames[-1]
+    path = re.match(r'\s*File "([^"]*)"', lines[last])
+    code = lines[last + 1].strip() if last + 1 < len(lines) else ""
+    return path is not None and _same_file(path.group(1), source) and code.startswith("raise")
+
+
+def is_number(node: ast.AST) -> bool:
+    """Return whether a node is a number literal (not a bool)."""
+    return (isinstance(node, ast.Constant) and isinstance(node.value, (int, float))
+            and not isinstance(node.value, bool))
+
+
+def numeric_parameter(function: ast.FunctionDef | ast.AsyncFunctionDef, name: str) -> bool:
+    """Return whether the code does arithmetic with a parameter or orders it against a number."""
+    def is_param(node: ast.AST) -> bool:
+        return isinstance(node, ast.Name) and node.id == name
+
+    for node in ast.walk(function):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, _ARITHMETIC):
+            if ((is_param(node.left) and is_number(node.right))
+                    or (is_param(node.right) and is_number(node.left))):
+                return True
+        elif isinstance(node, ast.Compare) and any(isinstance(op, (ast.Lt, ast.Gt, ast.LtE, ast.GtE))
+                                                   for op in node.ops):
+            sides = [node.left, *node.comparators]
+            if any(is_param(side) for side in sides) and any(is_number(side) for side in sides):
+                return True
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+              and node.func.id in ("range", "abs", "round") and any(is_param(a) for a in node.args)):
+            return True
+    return False
+
+
+def _called_definition(call: ast.Call, function: ast.AST, alias: str | None, source_tree: ast.Module
+                       ) -> tuple[ast.FunctionDef | ast.AsyncFunctionDef, bool] | None:
+    """Return the module's function a test's call runs and whether its first parameter is skipped."""
+    from symergion.verify.guide import definition  # guide builds on this module
+
+    func = call.func
+    if not isinstance(func, ast.Attribute) or not isinstance(func.value, ast.Name):
+        return None
+    if func.value.id == alias:
+        found = definition(source_tree, func.attr)
+        if found is not None:
+            return found, False
+        init = definition(source_tree, "__init__", func.attr)
+        return (init, True) if init is not None else None
+    built = _assigned_value(function, func.value.id, call.lineno)
+    if (isinstance(built, ast.Call) and isinstance(built.func, ast.Attribute)
+            and isinstance(built.func.value, ast.Name) and built.func.value.id == alias):
+        method = definition(source_tree, func.attr, built.func.attr)
+        return (method, True) if method is not None else None
+    return None
+
+
+def _kind_value(source_tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionDef, name: str,
+                fixture: bool) -> tuple[str, str] | None:
+    """Return the kind of value a parameter holds and a value of that kind, or None."""
+    from symergion.verify.guide import constant_values, value_kind  # guide builds on this module
+
+    kind = value_kind(source_tree, function, name) or (
+        "number" if numeric_parameter(function, name) else "")
+    if kind not in _KIND_VALUES or (kind in ("path", "folder") and not fixture):
+        return None
+    # A number the code orders against is a boundary (the variants' to try): a plain one instead.
+    types = _KIND_TYPES.get(kind, ()) if kind != "number" else ()
+    for constant in constant_values(source_tree, function, name):
+        if isinstance(ast.literal_eval(constant), types) and not isinstance(ast.literal_eval(constant), bool):
+            return kind, constant
+    return kind, _KIND_VALUES[kind]
+
+
+def _of_kind(value: ast.expr, kind: str) -> bool:
+    """Return whether a written value already is of a kind (a name or call: assume so)."""
+    if kind == "callable":
+        return not isinstance(value, ast.Constant)
+    try:
+        current = ast.literal_eval(value)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return True
+    if kind in ("path", "folder"):
+        return False  # a literal is no file the test made
+    return isinstance(current, _KIND_TYPES[kind]) and not isinstance(current, bool)
+
+
+def rekind_arguments(test_source: str, result: VerifyResult, source_text: str, destination: str,
+                     *, retried: frozenset[str] = frozenset()) -> tuple[str, tuple[Rekinded, ...]]:
+    """Give the arguments of a call that Python rejected a value of the kind the code uses.
+
+    A test whose call raised ``TypeError`` or ``AttributeError`` that no ``raise`` of the module
+    wrote (``len(1)``, ``'10' + 1``) would otherwise expect that error: a test that records that
+    Python rejects a value. Before that last resort, each argument of the call whose value is
+    not of the kind the code uses (``guide.value_kind``, else arithmetic with numbers) is given
+    one that is: a constant the code compares it with, else a plain value of the kind. Once per
+    test (``retried``): if it raises again, the error is expected.
+
+    Returns the new text and the values changed.
+    """
+    try:
+        tree = ast.parse(test_source)
+        source_tree = ast.parse(source_text)
+    except SyntaxError:
+        return test_source, ()
+    name = re.escape(PurePosixPath(destination).name)
+    frame = re.compile(rf'File "[^"]*{name}", line (\d+)')
+    refs = _module_refs(tree, module_of(result.source), destination)
+    alias = refs.aliases[0] if refs.aliases else None
+    fixture = "self.path =" in test_source
+    edits = _Edits(test_source)
+    changed: list[Rekinded] = []
+    methods = {(c.name, f.name): f for c in tree.body if isinstance(c, ast.ClassDef)
+               for f in c.body if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    for test, outcome in result.tests.items():
+        if outcome.outcome != "error" or outcome.flaky or test in retried:
+            continue
+        if _exception_name(outcome.detail, frozenset(), None) not in WRONG_KIND:
+            continue
+        if _raised_by_source(outcome.detail, result.source):
+            continue
+        failing = _failing_statement(test, outcome.detail, methods, frame)
+        if failing is None:
+            continue
+        function, index = failing
+        statement = function.body[index]
+        call = _module_call(statement, refs, _derived_names(function, refs))
+        if not isinstance(call, ast.Call):
+            continue
+        for value_start, value_end, value, change in _rekind_call(
+                call, function, statement.lineno, alias, source_tree, fixture, edits, test, test_source):
+            edits.replace(value_start, value_end, value)
+            changed.append(change)
+    # A passing test that only expects Python's error for a wrong-kind value: the call again,
+    # with values of the kind the code uses, and its result to pin.
+    for test, outcome in result.tests.items():
+        if outcome.outcome != "passed" or outcome.flaky or not outcome.records_error or test in retried:
+            continue
+        parts = test.split(".")
+        method = methods.get((parts[-2], parts[-1])) if len(parts) >= 2 else None
+        if method is None:
+            continue
+        function = method
+        for block in function.body:
+            if not _expects_wrong_kind(block):
+                continue
+            assert isinstance(block, ast.With)
+            inner = block.body[0]
+            call = _module_call(inner, refs, _derived_names(function, refs))
+            if not isinstance(call, ast.Call):
+                continue
+            found = _rekind_call(call, function, block.lineno, alias, source_tree, fixture, edits, test,
+                                 test_source)
+            if not found:
+                continue
+            block_start, block_end = edits.starts[block.lineno - 1], edits.starts[
+                min(block.end_lineno or block.lineno, len(edits.lines))]
+            call_start, call_end = edits.span(call)
+            text = test_source[call_start:call_end]
+            for value_start, value_end, value, change in sorted(found, key=lambda f: f[0], reverse=True):
+                if call_start <= value_start and value_end <= call_end:
+                    offset = value_start - call_start
+                    text = text[:offset] + value + text[offset + value_end - value_start:]
+                else:
+                    edits.replace(value_start, value_end, value)
+                changed.append(change)
+            indent = " " * block.col_offset
+            edits.replace(block_start, block_end, f"{indent}result = {text}\n"
+                                                  f"{indent}self.assertEqual(result, None)\n")
+            break
+    return edits.apply(), tuple(changed)
+
+
+def _expects_wrong_kind(statement: ast.stmt) -> bool:
+    """Return whether a statement is ``with self.assertRaises(TypeError or AttributeError):`` and
+    one statement."""
+    if not isinstance(statement, ast.With) or len(statement.items) != 1 or len(statement.body) != 1:
+        return False
+    context = statement.items[0].context_expr
+    return (isinstance(context, ast.Call) and isinstance(context.func, ast.Attribute)
+            and context.func.attr == "assertRaises" and len(context.args) == 1
+            and isinstance(context.args[0], ast.Name) and context.args[0].id in WRONG_KIND)
+
+
+def _rekind_call(call: ast.Call, function: ast.FunctionDef | ast.AsyncFunctionDef, line: int,
+                 alias: str | None, source_tree: ast.Module, fixture: bool, edits: _Edits, test: str,
+                 test_source: str) -> list[tuple[int, int, str, Rekinded]]:
+    """Return the replacements that give a call's wrong-kind arguments a value of their kind."""
+    called = _called_definition(call, function, alias, source_tree)
+    if called is None:
+        return []
+    definition, skip_first = called
+    parameters = [a.arg for a in [*definition.args.posonlyargs, *definition.args.args]][int(skip_first):]
+    passed = [*((parameters[i], a) for i, a in enumerate(call.args) if i < len(parameters)),
+              *((k.arg, k.value) for k in call.keywords if k.arg)]
+    found: list[tuple[int, int, str, Rekinded]] = []
+    for parameter, argument in passed:
+        value: ast.expr | None = argument
+        label = parameter
+        if isinstance(argument, ast.Name):
+            value = _assigned_value(function, argument.id, line)
+            label = argument.id
+        kind = _kind_value(source_tree, definition, parameter, fixture) if value is not None else None
+        if value is None or kind is None or _of_kind(value, kind[0]):
+            continue
+        start, end = edits.span(value)
+        found.append((start, end, kind[1], Rekinded(test, label, test_source[start:end], kind[1])))
+    return found
+
+
+_Methods = dict[tuple[str, str], ast.FunctionDef | ast.AsyncFunctionDef]
+
+
+def _failing_statement(test: str, detail: str, methods: _Methods, frame: re.Pattern[str]
+                       ) -> tuple[ast.FunctionDef | ast.AsyncFunctionDef, int] | None:
+    """Return a test's method and the index of the statement its traceback stopped in, or None."""
+    parts = test.split(".")
+    function = methods.get((parts[-2], parts[-1])) if len(parts) >= 2 else None
+    lines = [int(n) for n in frame.findall(detail)]
+    if function is None or not lines:
+        return None
+    index = next((i for i, statement in enumerate(function.body)
+                  if statement.lineno <= lines[-1] <= (statement.end_lineno or statement.lineno)), None)
+    return (function, index) if index is not None else None
 
 
 def _statements(text: str, body: list[ast.stmt]) -> str:
@@ -574,33 +1089,41 @@ def _assertion_at(functions: list[ast.FunctionDef | ast.AsyncFunctionDef], line:
 
 def repair(
     test_source: str, result: VerifyResult, source_text: str, destination: str,
-    *, skip: frozenset[tuple[str, int]] = frozenset(),
+    *, skip: frozenset[tuple[str, int]] = frozenset(), retried: frozenset[str] = frozenset(),
 ) -> RepairResult:
-    """Apply both repairs once to a verified test file's text (no run).
+    """Apply the repairs once to a verified test file's text (no run).
 
     Args:
         test_source: the test file as verified.
         result: its verification result (observed values come from the built-in runner).
         source_text: the module under test's code (its top-level names).
         destination: the test file's repository path.
-        skip: (test id, line) pairs not to pin again.
+        skip: (test id, line) pairs pinned before: failing again, their value is unstable.
+        retried: tests already given a value of the right kind once (the next wrong-kind error
+            they raise is expected, as the last resort).
     """
     module = module_of(result.source)
     names = frozenset(top_level_names(source_text))
-    pinned_text, pins, dropped = pin_assertions(test_source, result, module, destination,
-                                                module_names=names, skip=skip)
-    completed_text, completed = complete_assertions(pinned_text, module, destination, module_names=names)
+    step = pin_values(test_source, result, module, destination, module_names=names, skip=skip)
+    pins, dropped = step.pins, step.dropped_args
+    completed_text, completed = complete_assertions(step.text, module, destination, module_names=names)
     text, qualified, inserted = qualify_names(completed_text, source_text, module, destination)
-    if not (pins or dropped or completed or qualified):
+    if not (pins or dropped or completed or qualified or step.stabilized or step.dropped):
         # Only when nothing else applies: the lines of the traceback are those of this text.
+        text, rekinded = rekind_arguments(text, result, source_text, destination, retried=retried)
+        if rekinded:
+            return RepairResult(text, destination, rekinded=rekinded)
         text, truncated, raising = truncate_tests(text, result, result.source, destination,
                                                   module_names=names)
         return RepairResult(text, destination, truncated=truncated, raising=raising)
+    shifts = step.shifts
     if inserted is not None:  # keep the pins' lines those of the new text
         pins = tuple(replace(p, line=p.line + 1) if p.line >= inserted else p for p in pins)
         dropped = tuple(n + 1 if n >= inserted else n for n in dropped)
         completed = tuple(n + 1 if n >= inserted else n for n in completed)
-    return RepairResult(text, destination, pins, qualified, dropped, completed)
+        shifts += ((inserted, 1),)
+    return RepairResult(text, destination, pins, qualified, dropped, completed,
+                        stabilized=step.stabilized, dropped=step.dropped, shifts=shifts)
 
 
 def repair_candidate(
@@ -664,17 +1187,26 @@ def repair_rounds(
     """
     total = RepairResult(text, destination)
     pinned_at: set[tuple[str, int]] = set()
+    retried: set[str] = set()
     current = result
     for _ in range(rounds):
-        step = repair(total.text, current, source_text, destination, skip=frozenset(pinned_at))
+        step = repair(total.text, current, source_text, destination, skip=frozenset(pinned_at),
+                      retried=frozenset(retried))
         if not step.changed:
             break
+        # A pin's line in the text the next run reports: edits above it moved it.
+        pinned_at = {(test, line + sum(delta for at, delta in step.shifts if line >= at))
+                     for test, line in pinned_at}
         pinned_at.update((p.test, p.line) for p in step.pinned)
+        retried.update(r.test for r in step.rekinded)
         current = run(step.text)
         total = replace(total, text=step.text, pinned=total.pinned + step.pinned,
                         qualified=tuple(sorted({*total.qualified, *step.qualified})),
                         dropped_args=total.dropped_args + step.dropped_args,
                         completed=total.completed + step.completed,
                         truncated=total.truncated + step.truncated,
-                        raising=total.raising + step.raising, rerun=current)
+                        raising=total.raising + step.raising,
+                        stabilized=total.stabilized + step.stabilized,
+                        dropped=total.dropped + step.dropped,
+                        rekinded=total.rekinded + step.rekinded, rerun=current)
     return total

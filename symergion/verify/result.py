@@ -7,7 +7,10 @@ and read back from it::
 
 with optional segments (``1 skipped``, ``1 flaky``, ``5 passing exercise utils/x.py``,
 ``imports utils.x``, ``timed out``, ``exit 1``, ``unsandboxed``) and the first failure lines in
-the body, under ``Verify failures:``.
+the body, under ``Verify failures:``. Where the runner counted each test's checks, three more:
+``2 record an error`` (passing tests whose only checks caught an exception Python raised for a
+value of the wrong kind), ``1 assert nothing`` (passing tests that called no assertion), and
+``values cover 23%`` (what the passing tests that check values cover: the ranking's first key).
 """
 
 from __future__ import annotations
@@ -38,6 +41,10 @@ class Observation:
     second: str | None
     first_type: str | None = None
     second_type: str | None = None
+    # What each value showed besides itself (type, len, exists, sorted: the runner's ``facts``).
+    first_facts: dict[str, object] = field(default_factory=dict, compare=False)
+    second_facts: dict[str, object] = field(default_factory=dict, compare=False)
+    run: int = 0  # which of the verification's runs observed it
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,25 @@ class TestOutcome:
     detail: str = ""
     flaky: bool = False
     observed: tuple[Observation, ...] = field(default=(), compare=False)
+    # Assertion methods the test called (None: not counted), and how many of them only caught an
+    # exception Python raised for a value of the wrong kind (TypeError, AttributeError).
+    checks: int | None = field(default=None, compare=False)
+    wrong_kind: int = field(default=0, compare=False)
+
+    @property
+    def asserts(self) -> bool:
+        """Return whether the test checked anything (True when its checks were not counted)."""
+        return self.checks is None or self.checks > 0
+
+    @property
+    def records_error(self) -> bool:
+        """Return whether every check of the test caught a wrong-kind error Python raised."""
+        return self.checks is not None and 0 < self.checks <= self.wrong_kind
+
+    @property
+    def checks_values(self) -> bool:
+        """Return whether the test checks something beyond a wrong-kind error."""
+        return self.asserts and not self.records_error
 
 
 @dataclass(frozen=True)
@@ -74,6 +100,11 @@ class VerifyResult:
     statements: int | None = None
     # Lines of the source each coverage context ran: a test id, or "" for import time.
     lines: dict[str, tuple[int, ...]] = field(default_factory=dict, compare=False)
+    # Passing tests whose only checks are wrong-kind errors, passing tests without a check, and
+    # the coverage of passing tests that check values (None: the checks were not counted).
+    records_error: int | None = None
+    unchecked: int | None = None
+    value_coverage: float | None = None
 
     @property
     def flaky(self) -> tuple[str, ...]:
@@ -98,17 +129,20 @@ class VerifyResult:
             return self.exercising
         return self.passed if self.imports_source else 0
 
-    def tested_coverage(self, *, strict: bool = False) -> float:
+    def tested_coverage(self, *, strict: bool = False, only: str = "") -> float:
         """Return the percentage of the source's statements that passing tests account for.
 
         Only steady passing tests that ran a line of the source count. Lines run at import time
         count only when at least one such test exists (importing alone covers every ``def``);
-        ``strict`` leaves them out altogether. 0.0 without per-test coverage.
+        ``strict`` leaves them out altogether. ``only="asserting"`` counts the tests that called
+        an assertion, ``only="values"`` those that check more than a wrong-kind error. 0.0
+        without per-test coverage.
         """
         if not self.statements:
             return 0.0
         passing = [t for t, o in self.tests.items()
-                   if o.outcome == "passed" and not o.flaky and self.lines.get(t)]
+                   if o.outcome == "passed" and not o.flaky and self.lines.get(t)
+                   and (only != "asserting" or o.asserts) and (only != "values" or o.checks_values)]
         if not passing:
             return 0.0
         covered = {line for t in passing for line in self.lines[t]}
@@ -116,10 +150,15 @@ class VerifyResult:
             covered.update(self.lines.get("", ()))
         return 100.0 * len(covered) / self.statements
 
-    def rank_key(self) -> tuple[int, float, int, float]:
-        """Return a key that sorts better candidates first (use with ``sorted``)."""
+    def rank_key(self) -> tuple[float, int, float, int, float]:
+        """Return a key that sorts better candidates first (use with ``sorted``).
+
+        What the tests that check values cover comes first: a file of wrong-kind errors ranks
+        below one whose tests pin what the code returns.
+        """
         problems = self.failed + self.errors + len(self.flaky) + (1 if self.timed_out else 0)
-        return (-self.passing_exercising, -(self.coverage or 0.0), problems, self.seconds)
+        return (-(self.value_coverage or 0.0), -self.passing_exercising, -(self.coverage or 0.0),
+                problems, self.seconds)
 
     def trailer(self) -> str:
         """Return the value of the ``Symergion-Verify`` trailer."""
@@ -141,6 +180,12 @@ class VerifyResult:
             parts.append(f"exit {self.exit_code}")
         if not self.sandboxed:
             parts.append("unsandboxed")
+        if self.records_error:
+            parts.append(f"{self.records_error} record{'s' if self.records_error == 1 else ''} an error")
+        if self.unchecked:
+            parts.append(f"{self.unchecked} assert{'s' if self.unchecked == 1 else ''} nothing")
+        if self.value_coverage is not None:
+            parts.append(f"values cover {_percent(self.value_coverage)}%")
         return "; ".join(parts)
 
     def excerpt(self) -> str:
@@ -206,6 +251,12 @@ def parse_trailer(value: str) -> VerifyResult:
             fields["imports_source"] = match.group(1) == "imports"
             if not fields["source"]:
                 fields["source"] = match.group(2).replace(".", "/") + ".py"
+        elif match := re.fullmatch(r"(\d+) records? an error", part):
+            fields["records_error"] = int(match.group(1))
+        elif match := re.fullmatch(r"(\d+) asserts? nothing", part):
+            fields["unchecked"] = int(match.group(1))
+        elif match := re.fullmatch(r"values cover (\d+(?:\.\d+)?)%", part):
+            fields["value_coverage"] = float(match.group(1))
         elif match := re.fullmatch(r"(\d+(?:\.\d+)?)s", part):
             fields["seconds"] = float(match.group(1))
         elif match := re.fullmatch(r"exit (-?\d+)", part):

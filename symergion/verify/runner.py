@@ -9,14 +9,18 @@ Events: ``start`` and ``result`` per test (``passed``, ``failed``, ``error``, ``
 ``fixture`` for a failing setUpClass/setUpModule, ``load`` when the module cannot be imported,
 ``coverage`` (statements, covered lines, the tests that ran any line of the source, and the lines
 each context ran), ``observed`` (the values a failing equality assertion compared, see
-``observe_assertions``), ``done``.
+``observe_assertions``), ``done``. A ``result`` also counts the test's checks (``count_checks``):
+the assertion methods it called, and how many of them only caught an exception Python itself
+raised for a value of the wrong kind.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import dis
 import importlib
+import inspect
 import json
 import os
 import sys
@@ -27,6 +31,8 @@ from typing import IO, Any
 
 _ExcInfo = tuple[type[BaseException], BaseException, TracebackType]
 
+# Exceptions Python raises for a value of the wrong kind (``len(1)``, ``None.strip()``).
+WRONG_KIND = (TypeError, AttributeError)
 # The equality assertions whose failures are recorded with the values they compared.
 EQUALITY_ASSERTIONS = (
     "assertEqual", "assertAlmostEqual", "assertListEqual", "assertTupleEqual", "assertDictEqual",
@@ -43,6 +49,8 @@ class Recorder(unittest.TestResult):
         self.out = out
         self.coverage = coverage
         self.outcome: dict[str, tuple[str, str]] = {}
+        # Per test: the assertion methods called, and those that only caught a wrong-kind error.
+        self.checks: dict[str, list[int]] = {}
 
     def emit(self, **event: Any) -> None:
         self.out.write(json.dumps(event) + "\n")
@@ -59,7 +67,11 @@ class Recorder(unittest.TestResult):
         if self.coverage is not None:
             self.coverage.switch_context("")
         outcome, detail = self.outcome.pop(test.id(), ("passed", ""))
-        self.emit(event="result", id=test.id(), outcome=outcome, detail=detail)
+        checks, wrong_kind = self.checks.pop(test.id(), [0, 0])
+        if not checks and _has_assert_statement(test):
+            checks = 1  # a plain ``assert`` checks too, though no method counted it
+        self.emit(event="result", id=test.id(), outcome=outcome, detail=detail, checks=checks,
+                  wrong_kind=wrong_kind)
 
     def _record(self, test: Any, outcome: str, err: _ExcInfo | None, reason: str = "") -> None:
         detail = reason if err is None else "".join(traceback.format_exception(*err, limit=-6))
@@ -98,6 +110,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--module", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--coverage", default=None, help="the source file to measure")
+    parser.add_argument("--source", default=None, help="the module under test (its own raise statements)")
     args = parser.parse_args(argv)
     # The checkout, not this script's folder, is what the tests import from.
     sys.path[0] = os.getcwd()
@@ -105,6 +118,8 @@ def main(argv: list[str]) -> int:
         cov = _start_coverage(args.coverage, out)
         recorder = Recorder(out, cov)
         observe_assertions(recorder, args.module)
+        source = args.source or args.coverage
+        count_checks(recorder, os.path.abspath(source) if source else None)
         try:
             module = importlib.import_module(args.module)
             suite = unittest.defaultTestLoader.loadTestsFromModule(module)
@@ -140,17 +155,72 @@ def observe_assertions(recorder: Recorder, test_module: str) -> None:
                 # The test's own line: a deprecated alias (assertEquals) calls in from case.py.
                 module = sys.modules.get(test_module)
                 caller = sys._getframe(1)
-                for _ in range(4):
-                    if caller.f_back is None or caller.f_code.co_filename != unittest.case.__file__:
+                for _ in range(6):  # through unittest's own calls and ``count_checks``'s wrapper
+                    if caller.f_back is None or caller.f_code.co_filename not in (unittest.case.__file__,
+                                                                                  __file__):
                         break
                     caller = caller.f_back
                 if module is not None and caller.f_code.co_filename == getattr(module, "__file__", None):
                     recorder.emit(event="observed", id=self.id(), line=caller.f_lineno, method=_name,
                                   first=literal(first), second=literal(second),
-                                  first_type=type_name(first), second_type=type_name(second))
+                                  first_type=type_name(first), second_type=type_name(second),
+                                  first_facts=facts(first), second_facts=facts(second))
                 raise
 
         setattr(unittest.TestCase, name, observing)
+
+
+def _has_assert_statement(test: unittest.TestCase) -> bool:
+    """Return whether a test method's code has an ``assert`` statement."""
+    method = getattr(test, getattr(test, "_testMethodName", ""), None)
+    code = getattr(method, "__code__", None)
+    if code is None:
+        return False
+    try:
+        return any(i.opname == "LOAD_ASSERTION_ERROR" or i.argval == "AssertionError"
+                   for i in dis.get_instructions(code))
+    except Exception:  # code the disassembler cannot read counts as no assert statement
+        return False
+
+
+def count_checks(recorder: Recorder, source: str | None) -> None:
+    """Count, per test, the assertion methods it calls and the wrong-kind errors they caught.
+
+    Only the outermost call counts (``assertEqual`` calls ``assertMultiLineEqual`` itself). An
+    ``assertRaises`` that caught a ``TypeError`` or ``AttributeError`` counts as wrong-kind unless
+    the module under test (``source``, an absolute path) raised it with a ``raise`` statement of
+    its own: such a test records that Python rejects a value, not what the module's author wrote.
+    """
+    depth = [0]
+    for name, original in list(vars(unittest.TestCase).items()):
+        if not name.startswith(("assert", "fail")) or not inspect.isfunction(original):
+            continue
+
+        def counting(self: unittest.TestCase, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            if depth[0] == 0:
+                recorder.checks.setdefault(self.id(), [0, 0])[0] += 1
+            depth[0] += 1
+            try:
+                return _original(self, *args, **kwargs)
+            finally:
+                depth[0] -= 1
+
+        setattr(unittest.TestCase, name, counting)
+    context = unittest.case._AssertRaisesContext
+    exit_original = context.__exit__
+
+    def exiting(self: Any, exc_type: Any, exc_value: Any, tb: Any) -> Any:
+        own = False
+        if exc_type in WRONG_KIND and tb is not None:
+            last = traceback.extract_tb(tb)[-1]
+            own = (source is not None and os.path.abspath(last.filename) == source
+                   and (last.line or "").lstrip().startswith("raise"))
+        caught = exit_original(self, exc_type, exc_value, tb)
+        if caught and exc_type in WRONG_KIND and not own:
+            recorder.checks.setdefault(self.test_case.id(), [0, 0])[1] += 1
+        return caught
+
+    context.__exit__ = exiting  # type: ignore[method-assign]
 
 
 def literal(value: Any) -> str | None:
@@ -162,6 +232,26 @@ def literal(value: Any) -> str | None:
         return text if type(ast.literal_eval(text)) is type(value) else None
     except Exception:  # a repr that raises, is no literal, or a value that cannot compare
         return None
+
+
+def facts(value: Any) -> dict[str, Any]:
+    """Return what a value shows besides itself, for a check that holds when the value varies.
+
+    Its type (``module.qualname``), its length, whether it names a path that exists (a string,
+    bytes or path), whether its items are sorted (a list or tuple).
+    """
+    kind = type(value)
+    found: dict[str, Any] = {"type": f"{kind.__module__}.{kind.__qualname__}"}
+    try:
+        if isinstance(value, (str, bytes, list, tuple, dict, set, frozenset)):
+            found["len"] = len(value)
+        if isinstance(value, (str, bytes, os.PathLike)) and value:
+            found["exists"] = os.path.exists(value)
+        if isinstance(value, (list, tuple)) and len(value) > 1:
+            found["sorted"] = list(value) == sorted(value)
+    except Exception:  # a path with a NUL, items that do not compare
+        pass
+    return found
 
 
 def type_name(value: Any) -> str | None:

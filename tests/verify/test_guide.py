@@ -722,15 +722,15 @@ def test_variant_rounds_bind_the_seeds_and_ask_the_model_for_the_rest() -> None:
                              "# lib/consts.py\nSOURCE\n\n" + starter, starter, CONSTANTS, "consts",
                              "test_consts.py", budget=400, variants=3, sample=sample)
     # The greedy round is the model's; round 2 takes the first constants, round 3 the second,
-    # and a parameter out of constants ("text" has one) is sampled from the model.
+    # and a string out of constants ("text" has one) its edge case, the empty string.
     def bound(name: str, mode: str, level: int, text: str) -> str:
         lines = [f"def {name}(self):", f"    mode = {mode}", f"    level = {level}", f"    text = {text}"]
         return "".join(f"    {line}\n" for line in lines)
 
     assert bound("test_run", "'x'", 5, "'x'") in done.text
     assert bound("test_run_2", "'fast'", 3, "'#'") in done.text
-    assert bound("test_run_3", "'slow'", 7, "'y'") in done.text
-    assert [a for a in asked if a.endswith("= '")] == ["        text = '"]
+    assert bound("test_run_3", "'slow'", 7, "''") in done.text
+    assert [a for a in asked if a.endswith("= '")] == []
     ast.parse(done.text)
 
 
@@ -831,7 +831,8 @@ def test_a_variant_asks_the_model_for_a_value_the_greedy_test_had_written_for_it
     assert "    def test_size_of(self):\n        filename = self.path\n" in done.text
     assert "    def test_size_of_2(self):\n        filename = 'missing.txt'\n" in done.text
     assert "    def test_apply(self):\n        transform = lambda *args, **kwargs: None\n" in done.text
-    assert "    def test_apply_2(self):\n        transform = None\n        items = [1]\n" in done.text
+    # A list's edge case, the empty list, is the variant's without the model.
+    assert "    def test_apply_2(self):\n        transform = None\n        items = []\n" in done.text
     ast.parse(done.text)
 
 
