@@ -6,8 +6,10 @@ keeps each file's longest run by scope (inside a function body, or at module/cla
 period (1: one shape; 2, 3: a block of two or three shapes), and prints percentiles of those
 per-file maxima, the longest files, and whether the current limits would stop any of them.
 
-    PYTHONPATH=. python scripts/shape_runs.py --stdlib-tests tests \\
-        /work/venv/lib/python3.11/site-packages/{pip,typer,click,rich} --json out.json
+    PYTHONPATH=. python scripts/shape_runs.py --stdlib-tests --stdlib tests --json runs.json \\
+        --site-packages _pytest,hypothesis,click,rich,typer,git,huggingface_hub,numpy,pandas,jinja2,gguf
+
+The standard library is the running interpreter's; the packages are those installed beside it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 import math
 import os
 import sys
+import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -93,7 +96,7 @@ def measure(groups: dict[str, list[Path]], exclude: frozenset[str] = frozenset()
                     "p50": percentile(values, 50), "p90": percentile(values, 90),
                     "p99": percentile(values, 99), "p99.9": percentile(values, 99.9),
                     "max": max(values, default=0),
-                    "over_limit": sum(v > limits[period] for v in values),
+                    "over_limit": sum(v > limits.get(period, v) for v in values),
                     "longest": [f"{path}:{line} ({count})" for (count, line), path in longest],
                 }
         report["groups"][group] = summary
@@ -108,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="add the running Python's Lib/test")
     parser.add_argument("--stdlib", action="store_true",
                         help="add the running Python's Lib, without test/ and site-packages/")
+    parser.add_argument("--site-packages", default="",
+                        help="comma-separated installed packages, measured as one group")
     parser.add_argument("--exclude", action="append", default=[],
                         help="skip folders of this name (repeatable)")
     parser.add_argument("--json", type=Path, help="also write the report here")
@@ -122,14 +127,18 @@ def main(argv: list[str] | None = None) -> int:
         lib = Path(os.__file__).parent
         groups["Lib"] = [lib / name for name in sorted(os.listdir(lib))
                          if name not in ("test", "site-packages")]
+    packages = [name.strip() for name in args.site_packages.split(",") if name.strip()]
+    if packages:
+        purelib = Path(sysconfig.get_path("purelib"))
+        groups[f"site-packages ({len(packages)} packages)"] = [purelib / name for name in packages]
     for folder in args.folders:
         groups[str(folder)] = [folder]
     if not groups:
-        parser.error("give folders, or --stdlib-tests")
+        parser.error("give folders, --stdlib-tests, --stdlib or --site-packages")
     report = measure(groups, frozenset(exclude))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
-    print(f"limits: {LIMITS} (python {sys.version.split()[0]})")
+    print(f"limits: {LIMITS} (python {sys.version.split()[0]}; none: no limit)")
     print(f"{'group':<40}{'scope/period':>14}{'p50':>5}{'p90':>5}{'p99':>5}{'p99.9':>7}"
           f"{'max':>6}{'over':>6}")
     for group, summary in report["groups"].items():
