@@ -54,6 +54,19 @@ def main(argv: list[str] | None = None) -> int:
         median, p99, total = cost(text, args.repeats)
         print(f"{count:>6}{(len(text) + 3) // 4:>8}{median * 1e6:>11.1f}{p99 * 1e6:>9.1f}"
               f"{total * 1e3:>10.1f}")
+    try:
+        from symergion.core.shape import ShapeRuns
+    except ImportError:  # a checkout from before the shape reader
+        return 0
+    runs = []
+    for _ in range(args.repeats):
+        reader = ShapeRuns()
+        began = time.perf_counter()
+        for line in lines:
+            reader.feed(line.rstrip("\n"))
+        runs.append(time.perf_counter() - began)
+    print(f"shape reader: {statistics.median(runs) / len(lines) * 1e6:.1f} us per line "
+          f"(median of {args.repeats} passes over {len(lines)} lines)")
     return 0
 
 
