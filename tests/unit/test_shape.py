@@ -9,6 +9,7 @@ import pytest
 
 from symergion.core.finish import Finisher
 from symergion.core.shape import FUNCTION_LIMITS, TOP_LIMITS, ShapeRun, ShapeRuns
+from tests.unit.test_finish import feed
 
 DATA = Path(__file__).parent / "data" / "shape"
 REAL = sorted(DATA.glob("*.py.txt"))
@@ -28,17 +29,6 @@ class TestBisect(unittest.TestCase):
         bisect.insort(a, 2)
         self.assertEqual(a, [1, 2, 2, 3])
 '''
-
-
-def feed(finisher: Finisher, text: str, step: int = 3) -> tuple[str, str]:
-    """Feed ``text`` a few characters at a time, as tokens come; return (text so far, reason)."""
-    out = ""
-    for i in range(0, len(text), step):
-        out += text[i : i + step]
-        reason = finisher.check(out)
-        if reason:
-            return out, reason
-    return out, "eos"
 
 
 def runs_in(text: str) -> list[ShapeRun]:
