@@ -160,20 +160,22 @@ def cold_tasks(model: Path, threads: int, workdir: Path, count: int) -> dict[str
 
 
 def module_tasks(model: Path, threads: int, workdir: Path, modules: list[str],
-                 code: Path | None = None) -> dict[str, Any]:
+                 code: Path | None = None, folder: str = "") -> dict[str, Any]:
     """One cold sync of a task per copy of a standard library module (original format)."""
     import sysconfig
 
     repo, config, env = _new_repo(model, threads, workdir, verify=False, original=True, code=code)
+    (repo / folder).mkdir(parents=True, exist_ok=True)
     for name in modules:
         # The source file, also for modules the interpreter runs frozen (stat).
         source = Path(sysconfig.get_path("stdlib")) / f"{name}.py"
-        (repo / f"{name}.py").write_text(source.read_text(encoding="utf-8"))
+        (repo / folder / f"{name}.py").write_text(source.read_text(encoding="utf-8"))
     _git(repo, "add", ".")
     _git(repo, "-c", "user.name=b", "-c", "user.email=b@x", "commit", "-q", "-m", "init")
     for name in modules:
         _git(repo, "branch", f"TestCase_{name}")
-        _git(repo, "notes", "append", "-m", f"task_branch: TestCase_{name}, source: {name}.py,"
+        source = f"{folder}/{name}.py" if folder else f"{name}.py"
+        _git(repo, "notes", "append", "-m", f"task_branch: TestCase_{name}, source: {source},"
              f" destination: test_{name}.py", f"TestCase_{name}")
     seconds, report, _ = _cli(repo, config, env, "sync")
     rows = []
@@ -196,18 +198,19 @@ def module_tasks(model: Path, threads: int, workdir: Path, modules: list[str],
 
 
 def run_modules_bench(model: Path, *, threads: int, repeats: int, modules: list[str],
-                      code: Path | None = None) -> dict[str, Any]:
+                      code: Path | None = None, folder: str = "") -> dict[str, Any]:
     """Time all ``modules`` in one cold sync against each in its own, ``repeats`` times."""
     runs = []
     for _ in range(repeats):
         with tempfile.TemporaryDirectory(prefix="symergion-bench-") as tmp:
-            together = module_tasks(model, threads, Path(tmp) / "all", modules, code)
-            alone = [module_tasks(model, threads, Path(tmp) / name, [name], code)
+            together = module_tasks(model, threads, Path(tmp) / "all", modules, code, folder)
+            alone = [module_tasks(model, threads, Path(tmp) / name, [name], code, folder)
                      for name in modules]
         runs.append({"together": together, "alone": alone,
                      "alone_seconds": round(sum(a["seconds"] for a in alone), 3),
                      "gain": round(sum(a["seconds"] for a in alone) / together["seconds"], 2)})
     return {"model": str(model), "threads": threads, "repeats": repeats, "modules": modules,
+            "folder": folder,
             "code": str(code) if code else "", "runs": runs,
             "gain_median": statistics.median(r["gain"] for r in runs)}
 
@@ -273,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modules", default="",
                         help="comma-separated standard library modules: a task each, original "
                              "format, all in one sync against one sync each")
+    parser.add_argument("--folder", default="",
+                        help="with --modules: the repository folder the copies go in (e.g. src)")
     parser.add_argument("--code", type=Path,
                         help="run the syncs with the symergion package of this checkout")
     args = parser.parse_args(argv)
@@ -285,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.modules:
         modules = [m.strip() for m in args.modules.split(",") if m.strip()]
         found = run_modules_bench(model, threads=args.threads, repeats=args.repeats,
-                                  modules=modules, code=args.code)
+                                  modules=modules, code=args.code, folder=args.folder)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(found, indent=2))
         print(f"model {found['model']}, {found['threads']} threads, code {found['code'] or '-'}")
