@@ -168,8 +168,8 @@ def module_tasks(model: Path, threads: int, workdir: Path, modules: list[str],
     (repo / folder).mkdir(parents=True, exist_ok=True)
     for name in modules:
         # The source file, also for modules the interpreter runs frozen (stat).
-        source = Path(sysconfig.get_path("stdlib")) / f"{name}.py"
-        (repo / folder / f"{name}.py").write_text(source.read_text(encoding="utf-8"))
+        original = Path(sysconfig.get_path("stdlib")) / f"{name}.py"
+        (repo / folder / f"{name}.py").write_text(original.read_text(encoding="utf-8"))
     _git(repo, "add", ".")
     _git(repo, "-c", "user.name=b", "-c", "user.email=b@x", "commit", "-q", "-m", "init")
     for name in modules:
