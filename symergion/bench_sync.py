@@ -10,6 +10,13 @@ loading, the KV prefix restored from disk, and the response cache.
 sync of one task, paired in each repeat: the N branches of one model decode in one batch.
 These syncs use the built-in template without its ``verify`` section, so that they measure
 generation (prompts, decoding, commits) and not the running of the generated tests.
+
+``--modules bisect,colorsys,stat,nturl2path`` plays a new user's first sync instead: one task
+per copy of those standard library modules, with the template in the original format (code
+starter ``import unittest``, no guided generation, no verify), once all in one cold sync and
+once one task per cold sync; it reports each branch's stop, its published lines, and the
+tokens spent on text that was trimmed away (degenerate runs), and the batching gain of the
+whole sync. ``--code DIR`` runs the syncs with another checkout's ``symergion`` (before/after).
 """
 
 from __future__ import annotations
@@ -94,7 +101,8 @@ def run_once(model: Path, threads: int, workdir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _new_repo(model: Path, threads: int, workdir: Path, *, verify: bool = True
+def _new_repo(model: Path, threads: int, workdir: Path, *, verify: bool = True,
+              original: bool = False, code: Path | None = None
               ) -> tuple[Path, Path, dict[str, str]]:
     repo = workdir / "repo"
     repo.mkdir(parents=True)
@@ -102,6 +110,8 @@ def _new_repo(model: Path, threads: int, workdir: Path, *, verify: bool = True
     env.update({"SYMERGION_CACHE_DIR": str(workdir / "cache"), "GIT_AUTHOR_NAME": "bench",
                 "GIT_AUTHOR_EMAIL": "bench@example.invalid", "GIT_COMMITTER_NAME": "bench",
                 "GIT_COMMITTER_EMAIL": "bench@example.invalid"})
+    if code is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code), env.get("PYTHONPATH")]))
     config = workdir / "config.json"
     settings: dict[str, Any] = {
         "idle_cores": max(0, (os.cpu_count() or 1) - threads),
@@ -114,6 +124,9 @@ def _new_repo(model: Path, threads: int, workdir: Path, *, verify: bool = True
         for template in templates.values():
             template.pop("verify", None)
             template.pop("guided", None)
+        if original:
+            # The original SymErgion format: a code starter without placeholders.
+            templates["TestCase"]["code_starter"] = "import unittest\n"
         settings["templates"] = templates
     config.write_text(json.dumps(settings))
     _git(repo, "init", "-q", "-b", "main")
@@ -144,6 +157,62 @@ def cold_tasks(model: Path, threads: int, workdir: Path, count: int) -> dict[str
     return {"tasks": count, "seconds": round(seconds, 3), "tokens": tokens,
             "tok_s_wall": round(tokens / seconds, 2),
             "tok_s_generation": round(tokens / generating, 2) if generating else 0.0}
+
+
+def module_tasks(model: Path, threads: int, workdir: Path, modules: list[str],
+                 code: Path | None = None, folder: str = "") -> dict[str, Any]:
+    """One cold sync of a task per copy of a standard library module (original format)."""
+    import sysconfig
+
+    repo, config, env = _new_repo(model, threads, workdir, verify=False, original=True, code=code)
+    (repo / folder).mkdir(parents=True, exist_ok=True)
+    for name in modules:
+        # The source file, also for modules the interpreter runs frozen (stat).
+        original = Path(sysconfig.get_path("stdlib")) / f"{name}.py"
+        (repo / folder / f"{name}.py").write_text(original.read_text(encoding="utf-8"))
+    _git(repo, "add", ".")
+    _git(repo, "-c", "user.name=b", "-c", "user.email=b@x", "commit", "-q", "-m", "init")
+    for name in modules:
+        _git(repo, "branch", f"TestCase_{name}")
+        source = f"{folder}/{name}.py" if folder else f"{name}.py"
+        _git(repo, "notes", "append", "-m", f"task_branch: TestCase_{name}, source: {source},"
+             f" destination: test_{name}.py", f"TestCase_{name}")
+    seconds, report, _ = _cli(repo, config, env, "sync")
+    rows = []
+    for r in report["results"]:
+        message = _git(repo, "log", "-1", "--format=%B", r["branch"])
+        trailers = dict(line.split(": ", 1) for line in message.splitlines() if ": " in line)
+        trimmed_chars = int(trailers.get("Symergion-Trimmed", "0 chars").split()[0])
+        name = r["task"].removeprefix("TestCase_")
+        published = _git(repo, "show", f"{r['branch']}:test_{name}.py")
+        generated = len(published) + trimmed_chars - len("import unittest\n")
+        tokens = int(r["tokens"])
+        rows.append({
+            "task": name, "tokens": tokens, "stop": r["stop"],
+            "trimmed": trailers.get("Symergion-Trimmed", ""),
+            "published_lines": published.count("\n"),
+            # The tokens of the text trimmed away, in proportion to its characters.
+            "trimmed_tokens": round(tokens * trimmed_chars / generated) if generated > 0 else 0,
+        })
+    return {"seconds": round(seconds, 3), "tasks": rows}
+
+
+def run_modules_bench(model: Path, *, threads: int, repeats: int, modules: list[str],
+                      code: Path | None = None, folder: str = "") -> dict[str, Any]:
+    """Time all ``modules`` in one cold sync against each in its own, ``repeats`` times."""
+    runs = []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory(prefix="symergion-bench-") as tmp:
+            together = module_tasks(model, threads, Path(tmp) / "all", modules, code, folder)
+            alone = [module_tasks(model, threads, Path(tmp) / name, [name], code, folder)
+                     for name in modules]
+        runs.append({"together": together, "alone": alone,
+                     "alone_seconds": round(sum(a["seconds"] for a in alone), 3),
+                     "gain": round(sum(a["seconds"] for a in alone) / together["seconds"], 2)})
+    return {"model": str(model), "threads": threads, "repeats": repeats, "modules": modules,
+            "folder": folder,
+            "code": str(code) if code else "", "runs": runs,
+            "gain_median": statistics.median(r["gain"] for r in runs)}
 
 
 def run_tasks_bench(model: Path, *, threads: int, repeats: int, count: int) -> dict[str, Any]:
@@ -204,6 +273,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("bench-results/sync.json"))
     parser.add_argument("--tasks", type=int, default=0,
                         help="compare a cold sync of this many tasks with one of a single task")
+    parser.add_argument("--modules", default="",
+                        help="comma-separated standard library modules: a task each, original "
+                             "format, all in one sync against one sync each")
+    parser.add_argument("--folder", default="",
+                        help="with --modules: the repository folder the copies go in (e.g. src)")
+    parser.add_argument("--code", type=Path,
+                        help="run the syncs with the symergion package of this checkout")
     args = parser.parse_args(argv)
     model = args.model
     if model is None:
@@ -211,6 +287,24 @@ def main(argv: list[str] | None = None) -> int:
         from symergion.models import resolve_model
 
         model = resolve_model(EMBEDDED_MODEL, Path.cwd())
+    if args.modules:
+        modules = [m.strip() for m in args.modules.split(",") if m.strip()]
+        found = run_modules_bench(model, threads=args.threads, repeats=args.repeats,
+                                  modules=modules, code=args.code, folder=args.folder)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(found, indent=2))
+        print(f"model {found['model']}, {found['threads']} threads, code {found['code'] or '-'}")
+        print(f"{'run':<5}{'task':<14}{'tokens':>7}  {'stop':<11}{'lines':>6}{'trimmed tok':>12}"
+              f"  trimmed")
+        for number, run in enumerate(found["runs"], 1):
+            for row in run["together"]["tasks"]:
+                print(f"{number:<5}{row['task']:<14}{row['tokens']:>7}  {row['stop']:<11}"
+                      f"{row['published_lines']:>6}{row['trimmed_tokens']:>12}  {row['trimmed']}")
+            print(f"{number:<5}together {run['together']['seconds']:.1f} s, one at a time "
+                  f"{run['alone_seconds']:.1f} s: gain {run['gain']:.2f}x")
+        print(f"gain (median of {len(found['runs'])}): {found['gain_median']:.2f}x")
+        print(f"wrote {args.out}")
+        return 0
     if args.tasks:
         found = run_tasks_bench(model, threads=args.threads, repeats=args.repeats,
                                 count=args.tasks)

@@ -1,8 +1,10 @@
 """Finishing a file: stop when it is complete or degenerate, keep the longest valid prefix.
 
 A base model does not know when a file is done. Small models decoded greedily fall into loops
-(``mock_mock_mock...``), repeat whole blocks, or start a second file. ``Finisher.check`` runs on
-every token but looks only at the tail of the text, so it costs microseconds.
+(``mock_mock_mock...``), repeat whole blocks, count on in lines of one shape (``t = 55``,
+``u = 56`` ...; see ``symergion.core.shape``), or start a second file. ``Finisher.check`` runs
+on every token but reads only the text that is new since its last call, so it costs
+microseconds.
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
+from symergion.core.shape import ShapeRuns
+
 # Bumped whenever stop/trim behaviour changes, so cached responses made by older rules are
 # not served for the same prompt.
-FINISHER_VERSION = "1"
+FINISHER_VERSION = "2"
 
 _TAIL = 240
 _MIN_PERIODIC = 60
@@ -46,30 +50,50 @@ class Finisher:
         self.restart_line = first[0] if first else None
         self._cut: int | None = None
         self._reason = ""
-        self._checked_lines = 0
+        # What check has read: the complete lines, where each starts, the non-blank ones.
+        self._done = 0
+        self._offset = 0
+        self._lines: list[str] = []
+        self._starts: list[int] = []
+        self._body: list[str] = []
+        self._shapes = ShapeRuns() if self.python else None
+        self._run_lines: list[str] = []  # the first lines of a shape loop, kept if needed
 
     def check(self, text: str) -> str | None:
-        """Return a stop reason if generation should stop now, else None."""
+        """Return a stop reason if generation should stop now, else None.
+
+        ``text`` is everything so far; only what came since the last call is read (the lines
+        completed since), so a long generation costs time in its new text per call.
+        """
         if self._periodic_tail(text):
             self._reason = "repetition"
             return self._reason
-        if not text.endswith("\n"):
+        end = text.rfind("\n", self._done)
+        if end < 0:
             return None
-        lines = text.split("\n")[:-1]
-        if len(lines) <= self._checked_lines:
-            return None
-        start = self._checked_lines
-        self._checked_lines = len(lines)
-        offset = sum(len(line) + 1 for line in lines[:start])
-        for index in range(start, len(lines)):
-            line = lines[index]
-            reason = self._line_stop(lines, index)
+        new = text[self._done : end].split("\n")
+        self._done = end + 1
+        for line in new:
+            index = len(self._lines)
+            self._lines.append(line)
+            self._starts.append(self._offset)
+            self._offset += len(line) + 1
+            reason = self._line_stop(self._lines, index)
             if reason:
-                self._cut = offset
+                self._cut = self._starts[index]
                 self._reason = reason
                 return reason
-            offset += len(line) + 1
-        if self._repeated_block(lines):
+            if line.strip():
+                self._body.append(line)
+            if self._shapes is not None:
+                run = self._shapes.feed(line)
+                if run is not None:
+                    self._cut = self._starts[run.start_line]
+                    self._run_lines = self._lines[run.start_line : run.start_line + 2]
+                    self._reason = "shape-loop"
+                    return self._reason
+        if self._repeated_block(self._body):
+            self._cut = self._done  # the complete lines: a repeated block is cut whole
             self._reason = "repetition"
             return self._reason
         return None
@@ -112,8 +136,7 @@ class Finisher:
         return False
 
     @staticmethod
-    def _repeated_block(lines: list[str]) -> bool:
-        body = [line for line in lines if line.strip()]
+    def _repeated_block(body: list[str]) -> bool:
         for size in range(1, 9):
             repeats = 4 if size == 1 else 3
             if len(body) < size * repeats:
@@ -136,6 +159,14 @@ class Finisher:
         if stop == "repetition" or self._reason == "repetition":
             text = _drop_repetition(text)
         parses: bool | None = None
+        if self.python and self._reason == "shape-loop" and not _parses(text):
+            # Cut before the loop, the block it began in may be left empty: keep its first
+            # line or two, which real code has too, rather than drop the block's header.
+            for keep in range(1, len(self._run_lines) + 1):
+                candidate = text + "".join(line + "\n" for line in self._run_lines[:keep])
+                if _parses(candidate):
+                    text = candidate
+                    break
         if self.python:
             text, parses = _longest_parsing_prefix(text)
         elif not text.endswith("\n") and "\n" in text and stop in ("budget", "repetition"):
@@ -165,7 +196,8 @@ def _drop_repetition(text: str) -> str:
             count += 1
             pos -= period
         if count >= _MIN_REPEATS and count * period >= _MIN_PERIODIC:
-            return text[: text.rfind("\n", 0, pos) + 1]
+            # A run of whole lines may begin at a newline: the line before it is not part of it.
+            return text[: text.rfind("\n", 0, pos + 1) + 1]
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()

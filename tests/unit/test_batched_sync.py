@@ -94,3 +94,38 @@ def test_models_on_endpoints_generate_at_the_same_time(
     assert sorted(met) == ["east", "west"]
     assert sorted((r.model, r.status) for r in report.results) == [("east", "created"),
                                                                    ("west", "created")]
+
+
+def test_a_counting_loop_stops_its_branch_alone_and_is_not_published(
+        repo_dir: Path, make_reconciler: Callable[..., Reconciler]) -> None:
+    """One branch of the batch falls into a counting loop: it stops within a few lines of the
+    loop, takes no decode step after that, and its file is cut before the loop began."""
+    head = ("\n\nclass TestTwo(unittest.TestCase):\n    def test_two(self):\n"
+            "        self.assertEqual(two(), 'two')\n")
+    loop = "".join(f"        {chr(97 + i)} = {55 + i}\n" for i in range(26)) * 4
+
+    def reply(model: str, prompt: str) -> str:
+        return head + loop if "utils/two.py" in prompt else default_reply(model, prompt)
+
+    fleet = FakeFleet(reply)
+    start_tasks(repo_dir)
+    reconciler = make_reconciler(repo_dir, make_config(("alpha",)))
+    reconciler.engines = fleet
+    report = reconciler.sync()
+    assert {r.status for r in report.results} == {"created"}
+    engine = fleet.engines["alpha"]
+    assert engine.batches == [3]
+    index = next(i for i, p in enumerate(engine.calls) if "utils/two.py" in p)
+    stats = engine.batch_stats[index]
+    assert stats.stop == "stopped"
+    # Four characters a token: the loop's lines are 15 characters, the ninth ends the run, and
+    # the token that ends it is the last one decoded.
+    assert stats.generated_tokens == -(-(len(head) + 9 * 15) // 4)
+    assert git(repo_dir, "show", "alpha_TestCase_two:test_two.py") == "import unittest\n" + head
+    trailers = git(repo_dir, "log", "-1", "--format=%B", "alpha_TestCase_two")
+    assert "Symergion-Stop: shape-loop" in trailers
+    # Cut: the nine lines of the loop and the start of the tenth the last token brought.
+    cut = stats.generated_tokens * 4 - len(head)
+    assert f"Symergion-Trimmed: {cut} chars, 9 lines" in trailers
+    done = next(r for r in report.results if r.branch == "alpha_TestCase_two")
+    assert done.stop == "shape-loop" and done.tokens == stats.generated_tokens
