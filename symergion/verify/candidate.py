@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import hashlib
 import json
 import shlex
 import sys
@@ -12,9 +14,10 @@ from typing import Any
 from symergion.config import VerifySpec, is_safe_relative_path
 from symergion.errors import SymergionError
 from symergion.gitrepo import GitRepo
+from symergion.redact import redact
 from symergion.verify.checkout import export_commit
 from symergion.verify.names import command_values, fill, imports_module, module_of
-from symergion.verify.report import Report
+from symergion.verify.report import WITHHELD, Report
 from symergion.verify.result import Observation, TestOutcome, VerifyResult, summary_counts
 from symergion.verify.sandbox import Limits, Run, Sandbox
 from symergion.verify.scratch import scratch_dir
@@ -84,7 +87,7 @@ def verify_candidate(
                 target.unlink()
             target.write_text(replacement, encoding="utf-8")
         # The checkout's words, read before anything ran: all a report may be made of.
-        report = Report(checkout)
+        report = Report(checkout, sandboxed=sandbox.sandboxed)
         outcomes = [
             _run_once(sandbox, checkout, spec, source, destination, limits, report,
                       coverage=spec.coverage and i == 0, index=i)
@@ -143,15 +146,12 @@ def _read_events(text: str, outcome: _RunOutcome, report: Report, index: int = 0
         elif kind == "coverage":
             outcome.coverage = event
         elif kind == "observed" and isinstance(event.get("line"), int):
-            first, second, first_type, second_type = (
-                report.literal(value) if isinstance(value, str) else None
-                for value in (event.get("first"), event.get("second"), event.get("first_type"),
-                              event.get("second_type")))
+            (first, first_type, first_facts), (second, second_type, second_facts) = (
+                _side(event, name, report) for name in ("first", "second"))
             observed.setdefault(test, []).append(Observation(
                 event["line"], report.words_only(str(event.get("method", ""))[:100]),
                 first, second, first_type, second_type,
-                first_facts=_facts(event.get("first_facts"), report),
-                second_facts=_facts(event.get("second_facts"), report), run=index))
+                first_facts=first_facts, second_facts=second_facts, run=index))
     for test, seen in observed.items():
         if test in outcome.tests:
             outcome.tests[test] = replace(outcome.tests[test], observed=tuple(seen))
@@ -160,6 +160,45 @@ def _read_events(text: str, outcome: _RunOutcome, report: Report, index: int = 0
             why = (f"timed out after {outcome.run.seconds:.0f}s" if outcome.run.timed_out
                    else f"the test process ended during this test (exit {outcome.run.exit_code})")
             outcome.tests[test] = TestOutcome("error", why)
+
+
+def _side(event: dict[str, Any], name: str, report: Report
+          ) -> tuple[str | None, str | None, dict[str, object]]:
+    """Return one side of an observed assertion as it may be recorded: literal, type, facts.
+
+    A value with words the checkout does not hold (a temporary path, a secret read from a file)
+    is never kept as a literal, so no repair can pin it. What the runs still need of it is kept:
+    a digest, to tell whether it changes between runs (compared here, never recorded), its type,
+    and the head and tail of a string that are made of the checkout's words (``/tmp/``).
+    """
+    raw, raw_type = event.get(name), event.get(f"{name}_type")
+    literal = report.literal(raw) if isinstance(raw, str) else None
+    kind = report.literal(raw_type) if isinstance(raw_type, str) else None
+    facts = _facts(event.get(f"{name}_facts"), report)
+    if isinstance(raw, str) and literal is None:
+        facts.update(_withheld(raw, report))
+        recorded_type = facts.get("type")
+        kind = kind or (recorded_type if isinstance(recorded_type, str) else None)
+    return literal, kind, facts
+
+
+def _withheld(raw: str, report: Report) -> dict[str, object]:
+    """Return the comparable digest of a withheld value, and its recordable head and tail."""
+    found: dict[str, object] = {
+        "digest": hashlib.sha256(raw.encode("utf-8", "replace")).hexdigest()[:16]}
+    try:
+        value = ast.literal_eval(raw)
+    except Exception:  # no literal, or one too deep: the digest is all there is
+        return found
+    if isinstance(value, str):
+        masked = report.words_only(value)
+        if WITHHELD in masked:
+            head = masked[:masked.index(WITHHELD)]
+            tail = masked[masked.rindex(WITHHELD) + len(WITHHELD):]
+            for key, part in (("head", head), ("tail", tail)):
+                if part and redact(part) == part:
+                    found[key] = part
+    return found
 
 
 def _facts(raw: object, report: Report) -> dict[str, object]:

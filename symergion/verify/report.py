@@ -19,6 +19,12 @@ filtered on the host, before anything else reads them:
 
 A value read from outside the checkout can therefore only leave as digits or as words the
 checkout already has; the sandbox is what keeps files outside the checkout out of reach.
+
+The values a repair pins are the exception where the run was sandboxed: there the code saw the
+checkout, the interpreter's files and an empty environment, nothing of the host that is not
+already public, and a value it computed (``'ab' * 2``) is the test's subject, not a leak. Such
+values pass the cap and the secret detection only. Without the sandboxes' walls
+(``SYMERGION_SANDBOX=none``) values obey the word rule like everything else.
 """
 
 from __future__ import annotations
@@ -70,7 +76,8 @@ _INTERPRETER = (
 class Report:
     """Filters the text of one candidate's runs, knowing the words of its checkout."""
 
-    def __init__(self, checkout: Path) -> None:
+    def __init__(self, checkout: Path, *, sandboxed: bool = False) -> None:
+        self.sandboxed = sandboxed
         self.paths: set[str] = set()
         self.words: set[str] = set(_builtin_words())
         total = 0
@@ -119,8 +126,10 @@ class Report:
         return word in self.words or (word.isdigit() and len(word) <= _DIGITS)
 
     def literal(self, text: str | None) -> str | None:
-        """Return a compared value's repr when every word of it is known, else None."""
-        if text is None or len(text) > DETAIL_CHARS or self.words_only(text) != text:
+        """Return a compared value's repr when it may be pinned (see the module), else None."""
+        if text is None or len(text) > DETAIL_CHARS:
+            return None
+        if not self.sandboxed and self.words_only(text) != text:
             return None
         return text if redact(text) == text else None
 

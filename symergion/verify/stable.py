@@ -59,6 +59,10 @@ def differ(samples: list[Sample]) -> bool:
     literals = {s.literal for s in samples if s.literal is not None}
     if len(literals) > 1:
         return True
+    # A value withheld from the record (words not from the checkout) still has its digest.
+    digests = {s.facts.get("digest") for s in samples if s.literal is None and s.facts.get("digest")}
+    if len(digests) > 1:
+        return True
     types = {s.facts.get("type") for s in samples if s.facts.get("type")}
     return len(types) > 1 or (bool(literals) and any(s.literal is None for s in samples))
 
@@ -108,6 +112,21 @@ def _to_separator(affix: str | bytes, *, prefix: bool) -> str | bytes:
     return affix[: places[-1] + 1] if prefix else affix[places[0]:]
 
 
+def _affixes(owner: str, actual: str, starts: list[str] | list[bytes], ends: list[str] | list[bytes],
+             lines: list[str], said: list[str]) -> None:
+    """Add the prefix every start shares and the suffix every end shares, cut to separators."""
+    prefix = _to_separator(_common_prefix(starts)[:_AFFIX_CHARS], prefix=True)
+    if prefix:
+        lines.append(f"{owner}.assertTrue({actual}.startswith({prefix!r}))")
+        said.append(f"prefix {prefix!r}")
+    reversed_ = [t[::-1] for t in ends]
+    suffix = _to_separator(_common_prefix(reversed_)[:_AFFIX_CHARS][::-1],  # type: ignore[arg-type]
+                           prefix=False)
+    if suffix:
+        lines.append(f"{owner}.assertTrue({actual}.endswith({suffix!r}))")
+        said.append(f"suffix {suffix!r}")
+
+
 def stable_checks(owner: str, actual: str, samples: list[Sample], *, type_expression: str | None,
                   type_name: str | None = None, again: str | None = None,
                   inputs: dict[str, object] | None = None, inverse: tuple[str, str] | None = None) -> Stable:
@@ -143,19 +162,18 @@ def stable_checks(owner: str, actual: str, samples: list[Sample], *, type_expres
         lines.append(f"{owner}.assertEqual(len({actual}), {length})")
         said.append(f"length {length}")
     values = [_value(s.literal) for s in samples]
+    heads, tails = [s.facts.get("head") for s in samples], [s.facts.get("tail") for s in samples]
     for kind in (str, bytes):
         if all(isinstance(v, kind) for v in values) and len(set(values)) > 1:
             texts: list[str] | list[bytes] = values  # type: ignore[assignment]
-            prefix = _to_separator(_common_prefix(texts)[:_AFFIX_CHARS], prefix=True)
-            if prefix:
-                lines.append(f"{owner}.assertTrue({actual}.startswith({prefix!r}))")
-                said.append(f"prefix {prefix!r}")
-            reversed_ = [t[::-1] for t in texts]
-            suffix = _to_separator(_common_prefix(reversed_)[:_AFFIX_CHARS][::-1],  # type: ignore[arg-type]
-                                   prefix=False)
-            if suffix:
-                lines.append(f"{owner}.assertTrue({actual}.endswith({suffix!r}))")
-                said.append(f"suffix {suffix!r}")
+            _affixes(owner, actual, texts, texts, lines, said)
+            break
+    else:
+        # Withheld strings: their recordable head and tail stand for them.
+        if samples and differ(samples) and all(isinstance(h, str) or isinstance(t, str)
+                                                for h, t in zip(heads, tails, strict=True)):
+            _affixes(owner, actual, [h if isinstance(h, str) else "" for h in heads],
+                     [t if isinstance(t, str) else "" for t in tails], lines, said)
     if samples and all(s.facts.get("exists") is True for s in samples):
         lines.append(f"{owner}.assertTrue(os.path.exists({actual}))")
         said.append("a path that exists")

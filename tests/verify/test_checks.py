@@ -6,6 +6,8 @@ import ast
 import json
 from pathlib import Path
 
+import pytest
+
 from symergion.config import DEFAULT_CONFIG, VerifySpec, parse_config
 from symergion.core.ops import current_views
 from symergion.gitrepo import GitRepo
@@ -23,7 +25,9 @@ SPEC = VerifySpec(coverage=True, runs=2)
 DRIFT = '''import os
 import tempfile
 
-_MARK = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".drift-mark")
+# Each sandboxed run starts from the commit's files in a private /tmp, so only a mark outside
+# both survives from one run to the next: without the sandbox (DRIFT_MARK reaches the module).
+_MARK = os.environ.get("DRIFT_MARK") or os.path.join(os.path.dirname(__file__), ".drift-mark")
 
 
 def scratch(prefix):
@@ -32,7 +36,7 @@ def scratch(prefix):
 
 
 def flip(name):
-    """Return the name in capitals on one call and None on the next (a mark beside the module)."""
+    """Return the name in capitals on one call and None on the next (a mark file says which)."""
     if os.path.exists(_MARK):
         os.remove(_MARK)
         return None
@@ -78,16 +82,21 @@ def _asserts(function: ast.FunctionDef) -> bool:
                and n.func.attr.startswith("assert") for n in ast.walk(function))
 
 
-@needs_bwrap
+@pytest.mark.parametrize("mode", ["bwrap", "none"])
 def test_an_unstable_value_gets_the_checks_every_run_agrees_on_or_its_test_goes(
-        calc_repo: Path, sandbox: Sandbox) -> None:
+        calc_repo: Path, mode: str, bwrap_available: None, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DRIFT_MARK", str(tmp_path / "drift-mark"))
+    sandbox = Sandbox(mode=mode)
     repo = GitRepo(calc_repo)
     commit = commit_files(calc_repo, {"utils/drift.py": DRIFT, "test_drift.py": DRIFT_TESTS})
     first = verify_candidate(repo, commit, SPEC, "utils/drift.py", "test_drift.py", sandbox=sandbox)
     scratch = first.tests["test_drift.TestDrift.test_scratch"]
-    # Both runs' values are kept: two different paths.
+    # Both runs' values are kept: two different paths (without the sandbox, where a value with
+    # words the checkout does not hold is never kept as a literal, as their digests).
     assert {o.run for o in scratch.observed} == {0, 1}
-    assert len({o.first for o in scratch.observed}) == 2
+    seen = {o.first or o.first_facts["digest"] for o in scratch.observed}
+    assert len(seen) == 2
     repaired = repair_candidate(repo, commit, SPEC, "utils/drift.py", "test_drift.py", first,
                                 sandbox=sandbox)
     text = repaired.text
@@ -102,13 +111,19 @@ def test_an_unstable_value_gets_the_checks_every_run_agrees_on_or_its_test_goes(
     assert "/tmp/tmp" not in text.replace("startswith('/tmp/')", "")
     # Two calls of scratch differ: the determinism check was tried and taken out again.
     assert "self.assertEqual(result, drift.scratch(prefix))" not in text
-    # flip's value is a string in one run and None in the other, and differs between two calls:
-    # nothing holds, so the test is dropped and the message says why.
-    assert _test_method(text, "test_flip") is None
     message = repaired.commit_message()
-    assert "Dropped, no check holds in every run:\n- test_drift.TestDrift.test_flip: " in message
-    # A stable value is still pinned.
-    assert "        self.assertEqual(result, 'abab')\n" in text
+    if mode == "bwrap":
+        # Every run starts afresh: flip's first call is the same in both runs, and is pinned;
+        # so is a stable value the code computed.
+        assert "        self.assertEqual(result, 'X')\n" in text
+        assert "        self.assertEqual(result, 'abab')\n" in text
+    else:
+        # flip's value is a string in one run and None in the other, and differs between two
+        # calls: nothing holds, so the test is dropped and the message says why.
+        assert _test_method(text, "test_flip") is None
+        assert "Dropped, no check holds in every run:\n- test_drift.TestDrift.test_flip: " in message
+        # Unsandboxed, a value is pinned only in the checkout's words: 'abab' is not one.
+        assert "'abab'" not in text and "        self.assertIsInstance(result, str)\n" in text
     # Every kept test called an assertion.
     assert repaired.rerun.unchecked == 0
     assert all(o.checks for o in repaired.rerun.tests.values())
