@@ -38,9 +38,9 @@ from symergion.core.chain import (
     repair_feedback,
     useful,
 )
-from symergion.core.finish import FINISHER_VERSION, Finisher
+from symergion.core.finish import FINISHER_VERSION, Finished, Finisher
 from symergion.core.plan import TRAILER_PROMPT, Action, TaskPlan, own_commits
-from symergion.core.publish import commit_message, notes_trailer
+from symergion.core.publish import commit_message, figure_trailers, figures, notes_trailer
 from symergion.core.report import Event, Result
 from symergion.core.state import (
     TRAILER_MODEL,
@@ -49,8 +49,8 @@ from symergion.core.state import (
     RepoState,
     shadow_ref,
 )
-from symergion.engine.base import Engine, GenerationRequest
-from symergion.engine.jobs import Job, run_jobs
+from symergion.engine.base import Engine, GenerationRequest, engine_totals
+from symergion.engine.jobs import Job, JobResult, run_jobs
 from symergion.errors import TaskInputError
 from symergion.gitrepo import ZERO_OID
 from symergion.verify import guide
@@ -98,6 +98,8 @@ class Stack:
     final: VerifyResult | None = None
     tokens: int = 0
     seconds: float = 0.0
+    kept: int = 0
+    decode_seconds: float = 0.0
     cache: str = "hit"
     stop: str = ""
 
@@ -149,12 +151,16 @@ class Checker:
             if self.repo.update_refs(updates, f"symergion: {action.model} on {tp.task.name}"):
                 subject = stack.first_message.splitlines()[0][:72]
                 self.rec.on_event(Event("done", action.task, action.model, tokens=stack.tokens,
-                                        seconds=stack.seconds, cache=stack.cache, detail=subject))
+                                        seconds=stack.seconds, cache=stack.cache, detail=subject,
+                                        kept=stack.kept if stack.cache == "miss" else None,
+                                        decode_seconds=stack.decode_seconds))
                 return Result(
                     action.task, action.model, action.branch,
                     "updated" if action.head else "created", commit=final,
                     message=stack.first_message.split("\n\n" + TRAILER_MODEL)[0],
                     tokens=stack.tokens, seconds=stack.seconds, cache=stack.cache,
+                    kept_tokens=stack.kept if stack.cache == "miss" else None,
+                    decode_seconds=stack.decode_seconds if stack.cache == "miss" else None,
                     stop=stack.stop, verify=stack.final.trailer() if stack.final else None,
                 )
             state, fresh = self.rec.replan(state, tp, coder, action)
@@ -312,10 +318,7 @@ class Checker:
             rec.cancel_check()
             for i, job_result in zip(missing, results, strict=True):
                 done = finishers[i].finish(job_result.text, job_result.stop)
-                record = {"text": done.text, "tokens": job_result.tokens, "budget": budget,
-                          "seconds": round(job_result.seconds, 3), "stop": done.stop,
-                          "trimmed_chars": done.trimmed_chars, "trimmed_lines": done.trimmed_lines,
-                          "parses": done.parses}
+                record = response_record(engine, done, job_result, budget, prompt.code_starter)
                 rec.store.put(keys[i], record)
                 records[i] = {**record, "cache": "miss"}
         return [r for r in records if r is not None]
@@ -340,14 +343,21 @@ class Checker:
         rec.on_event(Event("start", task.name, coder.model_name, budget=budget,
                            detail=f"{prompt_tokens} prompt tokens, budget {budget}, guided"))
         began = time.monotonic()
+        before = engine_totals(engine)
         written = guided_file(engine, fitted, tp.source_code, source, tp.destination, budget,
                               spec, coder, cancel=rec.cancel,
                               on_token=lambda count: rec._progress(task.name, coder.model_name,
                                                                    count, began, budget))
         rec.cancel_check()
+        spent = engine_totals(engine).since(before)
+        discarded = dict(written.discarded)
+        if not written.text:
+            discarded = {"no valid file": written.tokens}
         record = {"text": written.text, "tokens": written.tokens, "budget": budget,
                   "seconds": round(time.monotonic() - began, 3), "stop": "guided",
-                  "trimmed_chars": 0, "trimmed_lines": 0, "parses": bool(written.text)}
+                  "trimmed_chars": 0, "trimmed_lines": 0, "parses": bool(written.text),
+                  "kept_tokens": written.kept_tokens if written.text else 0,
+                  "discarded": discarded, "decode_seconds": round(spent.decode_seconds, 3)}
         rec.store.put(key, record)
         return {**record, "cache": "miss"}
 
@@ -359,6 +369,9 @@ class Checker:
         checked = [Sample(s) for s in samples]
         valid = [s for s in checked if s.response["text"]]
         if not valid:
+            for record in samples:
+                if record.get("cache") == "miss":
+                    self.rec.spend.discard("no valid file", int(record.get("tokens", 0)))
             first = samples[0]
             raise TaskInputError(
                 f"task {action.task}: nothing {action.model} wrote is a valid "
@@ -374,7 +387,12 @@ class Checker:
             sample.result = self.verify(action, base, sample.tree, blob, spec, source,
                                         tp.destination, label)
         ranked = rank((f"{i:04d}", s.result) for i, s in enumerate(valid) if s.result is not None)
-        return valid[int(ranked[0][0])], checked
+        best = valid[int(ranked[0][0])]
+        for other in checked:
+            if other is not best and other.response.get("cache") == "miss":
+                self.rec.spend.discard("samples not published" if other.response["text"]
+                                       else "no valid file", int(other.response.get("tokens", 0)))
+        return best, checked
 
     def verify(self, action: Action, base: str, tree: str, blob: str, spec: VerifySpec,
                source: str, destination: str, label: str) -> VerifyResult:
@@ -388,8 +406,13 @@ class Checker:
         self.rec.on_event(Event("check", action.task, action.model,
                                 detail=f"verifying {label} ({spec.runs} run{'s' * (spec.runs > 1)})"))
         text = self.repo.read_blob_bytes(blob).decode("utf-8", "replace")
+        began, git_before = time.monotonic(), self.repo.git_seconds
         result = verify_candidate(self.repo, base, spec, source, destination, content=text,
                                   sandbox=self.sandbox)
+        spend = self.rec.spend
+        spend.verify_runs += spec.runs
+        spend.verify_seconds += time.monotonic() - began
+        self.rec.verify_git_seconds += self.repo.git_seconds - git_before
         self.rec.store.put(key, dump_result(result))
         self.rec.on_event(Event("check", action.task, action.model, seconds=result.seconds,
                                 detail=f"verified {label}: {result.trailer()}"))
@@ -496,6 +519,10 @@ class Checker:
                 stack.cache = "miss"
                 stack.tokens += int(response.get("tokens", 0))
                 stack.seconds += float(response.get("seconds", 0.0))
+                kept, decoding = figures(response)
+                stack.kept += kept if kept is not None else int(response.get("tokens", 0))
+                stack.decode_seconds += decoding or 0.0
+                self.rec.spend.keep(response)
             stack.stop = stack.stop or str(response.get("stop", ""))
         return commit
 
@@ -513,11 +540,7 @@ class Checker:
 
     @staticmethod
     def _figures(response: dict[str, Any]) -> list[str]:
-        return [f"Symergion-Tokens: {response['tokens']}",
-                f"Symergion-Seconds: {float(response['seconds']):.1f}",
-                f"Symergion-Cache: {response['cache']}",
-                f"Symergion-Stop: {response['stop']}",
-                f"Symergion-Trimmed: {response['trimmed_chars']} chars, {response['trimmed_lines']} lines"]
+        return figure_trailers(response)
 
     @staticmethod
     def _with(message: str, paragraphs: list[str], trailers: list[str]) -> str:
@@ -584,6 +607,27 @@ def guided_file(engine: Engine, prompt: prompts.Prompt, source_text: str, source
     return written
 
 
+def response_record(engine: Engine, done: Finished, result: JobResult, budget: int,
+                    code_starter: str) -> dict[str, Any]:
+    """Return the stored record of one finished generation, with its honest figures.
+
+    ``tokens`` are all the tokens decoded; ``kept_tokens`` those of the finished text (the
+    code starter, which the model did not write, aside); ``decode_seconds`` the time spent
+    decoding them (in a batch, the time of the steps this sequence took part in).
+    """
+    kept = 0
+    if done.text:
+        kept = max(0, engine.count_tokens(done.text) - engine.count_tokens(code_starter))
+        kept = min(kept, result.tokens)
+    discarded = {("trimmed" if done.text else "no valid file"): result.tokens - kept}
+    return {"text": done.text, "tokens": result.tokens, "budget": budget,
+            "seconds": round(result.seconds, 3), "stop": done.stop,
+            "trimmed_chars": done.trimmed_chars, "trimmed_lines": done.trimmed_lines,
+            "parses": done.parses, "kept_tokens": kept,
+            "discarded": {k: v for k, v in discarded.items() if v > 0},
+            "decode_seconds": round(result.stats.generation_seconds, 3)}
+
+
 def _recorded_rank(result: VerifyResult) -> tuple[int, float, int]:
     """Return a result's rank as its trailer records it (coverage in whole percent; no seconds)."""
     key = parse_trailer(result.trailer()).rank_key()
@@ -618,4 +662,4 @@ def load_result(data: dict[str, Any]) -> VerifyResult:
     return VerifyResult(**fields)
 
 
-__all__ = ["Checker", "dump_result", "load_result"]
+__all__ = ["Checker", "dump_result", "load_result", "response_record"]

@@ -25,6 +25,54 @@ class GenerationStats:
     stop: str = ""
 
 
+@dataclass
+class EngineTotals:
+    """What an engine has done since it was loaded: the running sums a pass's ledger reads.
+
+    Prompt tokens are those llama.cpp evaluated; the ones a prompt took from the KV cache (in
+    memory or restored from disk) are ``reused_tokens``. Decoded tokens are every token
+    generated, whatever the caller kept of them. Seconds are llama.cpp's own time: a batch's
+    decoding counts once, not once per sequence.
+    """
+
+    requests: int = 0
+    prompt_tokens: int = 0
+    reused_tokens: int = 0
+    prompt_seconds: float = 0.0
+    decoded_tokens: int = 0
+    decode_seconds: float = 0.0
+
+    def add(self, other: EngineTotals) -> None:
+        """Add another engine's (or call's) figures to these."""
+        for name, value in vars(other).items():
+            setattr(self, name, getattr(self, name) + value)
+
+    def since(self, earlier: EngineTotals) -> EngineTotals:
+        """Return what was done between ``earlier`` and now."""
+        return EngineTotals(**{name: value - getattr(earlier, name)
+                               for name, value in vars(self).items()})
+
+    def copy(self) -> EngineTotals:
+        """Return a snapshot of these figures."""
+        return EngineTotals(**vars(self))
+
+    def count(self, stats: GenerationStats) -> None:
+        """Add one single-sequence generation's figures."""
+        self.requests += 1
+        if stats.prompt_seconds:  # else stopped before its prompt was evaluated
+            self.prompt_tokens += max(0, stats.prompt_tokens - stats.reused_prefix_tokens)
+            self.reused_tokens += stats.reused_prefix_tokens
+            self.prompt_seconds += stats.prompt_seconds
+        self.decoded_tokens += stats.generated_tokens
+        self.decode_seconds += stats.generation_seconds
+
+
+def engine_totals(engine: object) -> EngineTotals:
+    """Return an engine's running figures; zeros for an engine that keeps none."""
+    totals = getattr(engine, "totals", None)
+    return totals.copy() if isinstance(totals, EngineTotals) else EngineTotals()
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     """One prompt of ``generate_many``, with its own budget and stable prefix.
@@ -149,6 +197,11 @@ class Engine(Protocol):
     @property
     def batch_stats(self) -> list[GenerationStats]:
         """Return the figures of each request of the last ``generate_many`` call."""
+        ...
+
+    @property
+    def totals(self) -> EngineTotals:
+        """Return the running figures of every call since the engine was made."""
         ...
 
     def close(self) -> None:

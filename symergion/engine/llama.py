@@ -34,7 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from symergion.config import Sampling
-from symergion.engine.base import ChatPrompt, GenerationRequest, GenerationStats, prompt_segments
+from symergion.engine.base import (
+    ChatPrompt,
+    EngineTotals,
+    GenerationRequest,
+    GenerationStats,
+    prompt_segments,
+)
 from symergion.engine.batch import (
     BatchContext,
     BatchFigures,
@@ -198,6 +204,7 @@ class LlamaEngine:
         self.model_path = Path(model_path)
         self.sampling = sampling
         self._stats = GenerationStats()
+        self._totals = EngineTotals()
         # The tokens in the KV cache, and the positions where each of their batches began.
         self._cached: list[int] = []
         self._starts: list[int] = []
@@ -270,6 +277,11 @@ class LlamaEngine:
     def batch_stats(self) -> list[GenerationStats]:
         """Return the figures of each request of the last ``generate_many`` call."""
         return self._batch_stats
+
+    @property
+    def totals(self) -> EngineTotals:
+        """Return the running figures of every call since the engine was loaded."""
+        return self._totals
 
     def count_tokens(self, text: str) -> int:
         """Return how many tokens ``text`` encodes to (with BOS; see ``tokenize``)."""
@@ -454,7 +466,21 @@ class LlamaEngine:
         run = BatchRun(self, context, requests, ids, cancel, stopped, generation)
         self._batch_stats = run.stats
         self.batch_figures = run.figures
-        yield from run.pieces()
+        try:
+            yield from run.pieces()
+        finally:
+            # The prompts are evaluated one after another, the answers in shared steps: the
+            # steps' time is the decoding time, once for all sequences.
+            totals = self._totals
+            totals.requests += len(run.stats)
+            for stats in run.stats:
+                if not stats.prompt_seconds:
+                    continue  # never admitted: its prompt was not evaluated
+                totals.prompt_tokens += max(0, stats.prompt_tokens - stats.reused_prefix_tokens)
+                totals.reused_tokens += stats.reused_prefix_tokens
+                totals.prompt_seconds += stats.prompt_seconds
+            totals.decoded_tokens += run.figures.generated_tokens
+            totals.decode_seconds += run.figures.step_seconds
 
     def _drop_batch_context(self) -> None:
         if self._batch_context is not None:
@@ -679,6 +705,7 @@ class LlamaEngine:
                     loop = self._sample_loop(generation, chain, stats, started, max_tokens, cancel)
                 yield from loop
         finally:
+            self._totals.count(stats)
             if chain is not None:
                 self._llama.llama_sampler_free(chain)
 

@@ -40,7 +40,7 @@ from typing import Any
 import httpx2
 
 from symergion.config import Sampling
-from symergion.engine.base import GenerationRequest, GenerationStats
+from symergion.engine.base import EngineTotals, GenerationRequest, GenerationStats
 from symergion.errors import ModelError
 
 CONNECT_TIMEOUT = 5.0
@@ -184,6 +184,7 @@ class RemoteEngine:
         self._tokenizer: str | None = None
         self._local = threading.local()
         self._batch_stats: list[GenerationStats] = []
+        self._totals = EngineTotals()  # the server's own prompt work is not seen here
         self._closed = False
 
     # -- what the server says ------------------------------------------------------------
@@ -228,6 +229,12 @@ class RemoteEngine:
     def batch_stats(self) -> list[GenerationStats]:
         """Return the figures of each request of the last ``generate_many`` call."""
         return self._batch_stats
+
+    @property
+    def totals(self) -> EngineTotals:
+        """Return the running figures of every call (the server's time as this side saw it)."""
+        with self._lock:
+            return self._totals.copy()
 
     # -- tokens --------------------------------------------------------------------------
 
@@ -429,6 +436,15 @@ class RemoteEngine:
                 "min_p": s.min_p, "repeat_penalty": s.repeat_penalty, "seed": s.seed}
 
     def _stream(
+        self, body: dict[str, Any], stats: GenerationStats, cancel: threading.Event | None
+    ) -> Iterator[str]:
+        try:
+            yield from self._attempts(body, stats, cancel)
+        finally:
+            with self._lock:
+                self._totals.count(stats)
+
+    def _attempts(
         self, body: dict[str, Any], stats: GenerationStats, cancel: threading.Event | None
     ) -> Iterator[str]:
         started = time.perf_counter()

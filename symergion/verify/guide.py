@@ -86,6 +86,13 @@ class Guided:
     tested: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # targets whose segment did not parse
     variants: list[str] = field(default_factory=list)  # targets that got a sampled test besides
+    kept_tokens: int = 0  # the tokens of the tests the file holds
+    discarded: dict[str, int] = field(default_factory=dict)  # the others' tokens, by why
+
+    def discard(self, reason: str, tokens: int) -> None:
+        """Count generated tokens no test of the file holds."""
+        if tokens > 0:
+            self.discarded[reason] = self.discarded.get(reason, 0) + tokens
 
 
 def public_names(source_text: str) -> list[tuple[str, str]]:
@@ -1089,7 +1096,9 @@ def guided_file(
                 if index == 0:
                     result.skipped.append(f"{target.name}+{target.inverse}" if target.inverse
                                           else target.name)
+                result.discard("tests left out" if index == 0 else "variants left out", used)
                 continue
+            result.kept_tokens += used
             bodies.add(what)
             text += kept + "\n"
             label = f"{target.name}+{target.inverse}" if target.inverse else target.name

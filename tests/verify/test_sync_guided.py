@@ -200,3 +200,34 @@ def test_a_prompt_that_fills_the_context_even_compacted_fails_its_branch_with_th
     assert result.status == "failed"
     assert "fills the 64-token context of alpha, even with the source's bodies" in (result.reason or "")
     assert git(calc_repo, "branch", "--list", f"alpha_{TASK}") == ""
+
+
+@needs_bwrap
+def test_the_pass_accounts_for_every_token_and_second(
+        calc_repo: Path, make_reconciler: Any, fleet: FakeFleet) -> None:
+    start(calc_repo)
+    report = make_reconciler(calc_repo, config(variants=2)).sync()
+    assert not report.failed
+    spend = report.spend
+    engine = fleet.engines["alpha"]
+    # Every token the engine decoded is in the ledger, kept by a commit or discarded with a why.
+    assert spend.decoded_tokens == engine.totals.decoded_tokens > 0
+    assert spend.kept_tokens + sum(spend.discarded.values()) == spend.decoded_tokens
+    assert spend.kept_tokens > 0
+    # The variants repeat the greedy tests (the fake answers alike): their tokens are discarded.
+    assert spend.discarded.get("variants left out", 0) > 0
+    assert spend.prompt_tokens == engine.totals.prompt_tokens > 0
+    # The candidate and the pinned file were verified, twice each (the template's runs: 2).
+    assert spend.verify_runs == 4 and spend.verify_seconds > 0
+    assert spend.git_calls > 0 and spend.git_seconds > 0
+    measured = (spend.load_seconds + spend.prompt_seconds + spend.decode_seconds
+                + spend.verify_seconds + spend.git_seconds)
+    assert measured <= spend.wall_seconds and spend.other_seconds >= 0
+    data = report.as_dict()["spend"]
+    assert data["decoded_tokens"] == spend.decoded_tokens and "other_seconds" in data
+    # The candidate's trailer gives the honest split: all decoded, kept, the decoding rate.
+    candidate = messages(calc_repo)[0]
+    assert (f"Symergion-Decode: {spend.decoded_tokens} decoded, {spend.kept_tokens} kept, "
+            in candidate)
+    (result,) = report.results
+    assert result.tokens == spend.decoded_tokens and result.kept_tokens == spend.kept_tokens
