@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from collections.abc import Collection, Iterator, Sequence
@@ -67,6 +68,13 @@ class EngineTotals:
         self.decode_seconds += stats.generation_seconds
 
 
+def batch_starts(length: int, bounds: Sequence[int], n_batch: int) -> list[int]:
+    """Return where the batches of a ``length``-token prompt begin: every ``n_batch`` tokens,
+    counted again from each of ``bounds`` (token positions: the stable prefix, the marks)."""
+    edges = sorted({0, *(b for b in bounds if 0 < b < length), length})
+    return [start for begin, end in itertools.pairwise(edges) for start in range(begin, end, n_batch)]
+
+
 def engine_totals(engine: object) -> EngineTotals:
     """Return an engine's running figures; zeros for an engine that keeps none."""
     totals = getattr(engine, "totals", None)
@@ -81,6 +89,7 @@ class GenerationRequest:
     of one prompt (best of n) differ; it changes nothing when decoding is greedy.
     ``temperature`` replaces the checkpoint's temperature: a sampled request of a greedy
     checkpoint (the variants of guided generation).
+    ``marks`` are more prefixes later prompts share, see ``Engine.generate``.
     """
 
     prompt: str
@@ -88,6 +97,7 @@ class GenerationRequest:
     stable_prefix: int = 0
     seed: int | None = None
     temperature: float | None = None
+    marks: tuple[int, ...] = ()
 
 
 class ChatPrompt(str):
@@ -163,12 +173,17 @@ class Engine(Protocol):
         max_tokens: int,
         cancel: threading.Event | None = None,
         stable_prefix: int = 0,
+        marks: tuple[int, ...] = (),
     ) -> Iterator[str]:
         """Yield the text of each generated token until EOS, ``max_tokens`` or cancel.
 
         ``stable_prefix`` is the length in characters of the start of ``prompt`` that later
         prompts are likely to share (everything before the feedback section): an engine may
         keep or persist the KV state of that prefix so the next round evaluates only the rest.
+        ``marks`` are other such lengths (a file written piece by piece, each piece a mark):
+        the KV of the prompt up to a mark the next prompt also has is kept for it. A llama.cpp
+        engine starts a batch at each mark, so a prompt evaluated cold with the same marks
+        gets the same KV, and the same greedy text.
         """
         ...
 

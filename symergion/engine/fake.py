@@ -74,8 +74,9 @@ class FakeEngine:
         max_tokens: int,
         cancel: threading.Event | None = None,
         stable_prefix: int = 0,
+        marks: tuple[int, ...] = (),
     ) -> Iterator[str]:
-        """Yield the canned reply in four-character tokens."""
+        """Yield the canned reply in four-character tokens (no KV: the marks change nothing)."""
         self.calls.append(prompt)
         text = self._reply(prompt)
         stats = self._stats = GenerationStats(prompt_tokens=self.count_tokens(prompt))

@@ -39,6 +39,7 @@ from symergion.engine.base import (
     EngineTotals,
     GenerationRequest,
     GenerationStats,
+    batch_starts,
     prompt_segments,
 )
 from symergion.engine.batch import (
@@ -60,6 +61,8 @@ DEFAULT_SLOTS = 4
 BATCH_TOKENS = 512
 # Repetition penalty window, as in llama.cpp's defaults.
 PENALTY_LAST_N = 64
+# Tokenized prompt heads kept: a guided file's marks, one per test, and some to spare.
+_HEADS_KEPT = 128
 # Shorter prefixes are cheaper to evaluate than to save and load.
 MIN_STATE_TOKENS = 32
 # Prompt lookup decoding: the n-gram that must recur, and the bounds of a draft. A draft of k
@@ -210,6 +213,7 @@ class LlamaEngine:
         self._starts: list[int] = []
         self._generation = 0
         self._pieces: dict[int, bytes] = {}
+        self._heads: dict[str, list[int]] = {}  # prompt heads (stable prefix, marks) tokenized
         self._state_dir = state_dir
         self._state_max_bytes = state_max_bytes
         self.prompt_lookup = prompt_lookup
@@ -345,6 +349,7 @@ class LlamaEngine:
         max_tokens: int,
         cancel: threading.Event | None = None,
         stable_prefix: int = 0,
+        marks: tuple[int, ...] = (),
     ) -> Iterator[str]:
         """Yield the text of each generated token until EOS, ``max_tokens`` or cancel.
 
@@ -354,13 +359,16 @@ class LlamaEngine:
             cancel: when set, generation stops before the next llama.cpp call.
             stable_prefix: how many leading characters of ``prompt`` later prompts will
                 share; their KV state is saved in the state store for other processes.
+            marks: more prefix lengths (characters) the next prompts share; batches start
+                there too, so their KV is reused by a prompt with the same marks.
 
         Raises:
             ModelError: the prompt does not fit the context, or llama.cpp failed.
         """
         self._check_open()
         self._generation += 1
-        return self._generate(self._generation, prompt, max_tokens, cancel, stable_prefix)
+        return self._generate(self._generation, prompt, max_tokens, cancel, stable_prefix,
+                              marks=marks)
 
     def generate_many(
         self,
@@ -424,7 +432,8 @@ class LlamaEngine:
     ) -> Iterator[tuple[int, str]]:
         """Play one request of ``generate_many`` on the single-sequence path."""
         pieces = self._generate(generation, request.prompt, request.max_tokens, cancel,
-                                request.stable_prefix, request.seed, request.temperature)
+                                request.stable_prefix, request.seed, request.temperature,
+                                request.marks)
         stop = "cancelled"
         try:
             for piece in pieces:
@@ -647,7 +656,20 @@ class LlamaEngine:
         # The prefix's last token may merge with what follows, so only the tokens both
         # tokenizations agree on are stable.
         head = prompt.head(stable_prefix) if isinstance(prompt, ChatPrompt) else prompt[:stable_prefix]
-        return _common_prefix(self.tokenize(head), ids)
+        tokens = self._heads.get(head)
+        if tokens is None:
+            # A writer's marks come back with every prompt: tokenize each head once.
+            tokens = self._heads[head] = self.tokenize(head)
+            while len(self._heads) > _HEADS_KEPT:
+                del self._heads[next(iter(self._heads))]
+        return _common_prefix(tokens, ids)
+
+    def batch_bounds(self, prompt: str, ids: list[int], stable_prefix: int,
+                     marks: Sequence[int], n_batch: int | None = None) -> tuple[int, list[int]]:
+        """Return the stable prefix in tokens and the starts of the prompt's batches."""
+        stable = min(self._stable_tokens(prompt, ids, stable_prefix), len(ids))
+        bounds = [stable, *(self._stable_tokens(prompt, ids, m) for m in marks if 0 < m < len(prompt))]
+        return stable, batch_starts(len(ids), bounds, n_batch or self._n_batch)
 
     def _sampler(self, seed: int | None = None, temperature: float | None = None) -> Any:
         """Return a llama.cpp sampler chain, or None for plain greedy decoding."""
@@ -685,6 +707,7 @@ class LlamaEngine:
         stable_prefix: int,
         seed: int | None = None,
         temperature: float | None = None,
+        marks: Sequence[int] = (),
     ) -> Iterator[str]:
         started = time.perf_counter()
         stats = GenerationStats()
@@ -698,7 +721,7 @@ class LlamaEngine:
 
         chain = self._sampler(seed, temperature)
         try:
-            if self._evaluate_prompt(prompt, ids, stable_prefix, stats, started, cancel):
+            if self._evaluate_prompt(prompt, ids, stable_prefix, stats, started, cancel, marks):
                 if chain is None and self.prompt_lookup:
                     loop = self._lookup_loop(generation, stats, started, max_tokens, cancel)
                 else:
@@ -717,12 +740,13 @@ class LlamaEngine:
         stats: GenerationStats,
         started: float,
         cancel: threading.Event | None,
+        marks: Sequence[int] = (),
     ) -> bool:
         """Bring the KV cache to ``ids``, reusing what it can; return False if cancelled."""
-        # Batches start at multiples of n_batch, and again at the end of the stable prefix, so
-        # that every prompt sharing that prefix evaluates it, and what follows, alike.
-        stable = min(self._stable_tokens(prompt, ids, stable_prefix), len(ids))
-        starts = [*range(0, stable, self._n_batch), *range(stable, len(ids), self._n_batch)]
+        # Batches start at multiples of n_batch, and again at the end of the stable prefix and
+        # at each mark, so that every prompt sharing that prefix evaluates it, and what
+        # follows, alike.
+        stable, starts = self.batch_bounds(prompt, ids, stable_prefix, marks)
         reused = self._truncate(self._reuse_point(ids, starts))
         source = "memory" if reused else "none"
         store = self._state_store()

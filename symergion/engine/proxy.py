@@ -119,10 +119,12 @@ class WorkerEngine:
         max_tokens: int,
         cancel: threading.Event | None = None,
         stable_prefix: int = 0,
+        marks: tuple[int, ...] = (),
     ) -> Iterator[str]:
         """Yield the text of each generated token; see ``Engine.generate``."""
         return self._stream("generate", (prompt,), {"max_tokens": max_tokens,
-                                                    "stable_prefix": stable_prefix}, cancel)
+                                                    "stable_prefix": stable_prefix,
+                                                    "marks": tuple(marks)}, cancel)
 
     def generate_many(
         self,

@@ -303,11 +303,12 @@ class RemoteEngine:
         max_tokens: int,
         cancel: threading.Event | None = None,
         stable_prefix: int = 0,
+        marks: tuple[int, ...] = (),
     ) -> Iterator[str]:
         """Yield the text the server streams, piece by piece, until it finishes or cancel.
 
-        ``stable_prefix`` is not sent: a llama.cpp server keeps the KV cache of each slot's
-        last prompt by itself (``cache_prompt``), which serves the same purpose.
+        ``stable_prefix`` and ``marks`` are not sent: a llama.cpp server keeps the KV cache of
+        each slot's last prompt by itself (``cache_prompt``), which serves the same purpose.
 
         Raises:
             ModelError: the server is down, refuses the request, or the stream broke.
