@@ -94,10 +94,14 @@ class ProgressPrinter:
                                                         total=event.budget or None, rate=0.0,
                                                         eta="?")
         rate = event.tokens / event.seconds if event.seconds else 0.0
-        # The budget is an upper bound: most files finish before it, so this ETA is a ceiling.
-        left = (event.budget - event.tokens) / rate if rate and event.budget else None
+        if event.eta is not None:
+            eta = f"{_duration(event.eta)} (pass)"  # the whole pass, as the pass estimates it
+        else:
+            # The budget is an upper bound: most files finish before it, so this is a ceiling.
+            left = (event.budget - event.tokens) / rate if rate and event.budget else None
+            eta = _duration(left)
         self._bar.update(row, completed=event.tokens, rate=rate,
-                         total=event.budget or None, eta=_duration(left))
+                         total=event.budget or None, eta=eta)
         self._bar.refresh()
 
     def __call__(self, event: Event) -> None:

@@ -36,13 +36,15 @@ def _sync(
     quiet: bool,
     remote: str | None = None,
     verbose: bool = False,
+    max_seconds: float | None = None,
 ) -> int:
     """Run one locked reconcile pass and render its report; return the exit code."""
     from symergion.service import sync_once
 
     printer = _printer(quiet or as_json)
     try:
-        report = sync_once(repo_path, config_path, models, printer=printer, remote=remote)
+        report = sync_once(repo_path, config_path, models, printer=printer, remote=remote,
+                           max_seconds=max_seconds)
     finally:
         printer.close()
     data = report.as_dict()
@@ -220,10 +222,14 @@ def sync(
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
+    max_seconds: Annotated[float | None, typer.Option(
+        "--max-seconds", min=0.001,
+        help="Time budget of each branch: when it runs out, the best file so far is checked "
+             "and published.", show_default="the config's max_seconds, else no limit")] = None,
 ) -> None:
     """Reconcile once: generate what is missing; exit 0 when everything is up to date."""
     raise typer.Exit(_sync(repo, config, models, as_json=as_json, quiet=quiet, remote=remote,
-                           verbose=verbose))
+                           verbose=verbose, max_seconds=max_seconds))
 
 
 def watch(

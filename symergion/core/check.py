@@ -76,6 +76,7 @@ CHECK_VERSION = 2
 GUIDE_VERSION = guide.GUIDE_VERSION
 VARIANT_TEMPERATURE = 0.8  # the variants of a greedy checkpoint's guided file
 CAS_RETRIES = 3
+TRAILER_CUT = "Symergion-Cut"  # "max_seconds <s>: <what the time budget left out>"
 _PRUNE_PASSES = 3  # a pruned file whose re-run fails again is pruned again, this many times at most
 STATUS = {"up-to-date": "up-to-date", "keep": "kept", "skip": "skipped", "problem": "failed"}
 
@@ -112,6 +113,7 @@ class Checker:
         self.repo = reconciler.repo
         self._sandbox: Sandbox | None = None
         self._lock = threading.Lock()
+        self._deadline: float | None = None  # the branch's time budget ends here (monotonic)
 
     @property
     def sandbox(self) -> Sandbox:
@@ -177,6 +179,8 @@ class Checker:
         spec = task.template.verify
         source = task.spec.params.get("source")
         assert spec is not None and source is not None and tp.prompt is not None
+        budget = self.rec.config.max_seconds
+        self._deadline = time.monotonic() + budget if budget else None
         stack = Stack()
         parents = [action.head] if action.head else []
         if action.head is None or not action.has_tip:
@@ -210,7 +214,8 @@ class Checker:
             best, checked = self._best(tp, action, base, samples, spec, source)
             extra = [best.result.excerpt() if best.result else "", self._scores(checked, best)]
             message = self._with(commit_message(state, self.rec.config, tp, action, best.response),
-                                 extra, [f"{TRAILER}: {best.result.trailer()}"] if best.result else [])
+                                 extra, [*([f"{TRAILER}: {best.result.trailer()}"] if best.result
+                                           else []), *self._cut(best.response)])
             commit = self._add(stack, best.tree, parents, message, action.model, best.response)
             stack.final = best.result
             commit, best, fixed = self._fix(stack, tp, action, commit, best, spec, source,
@@ -220,6 +225,10 @@ class Checker:
         while spec.repair_rounds > round_:
             recorded_result = VerifyResult.from_message(last_message)
             if recorded_result is None or useful(recorded_result):
+                break
+            if self.out_of_time():
+                # The next sync plans this round again (the branch records the failure).
+                self._mark_cut(stack, action.model, f"repair round {round_ + 1} left for the next sync")
                 break
             round_ += 1
             # Human notes first, then the failures as the candidate's message records them.
@@ -243,7 +252,7 @@ class Checker:
             trailers = [*self._prompt_trailers(tp, action, prompt.digest),
                         *self._figures(best.response),
                         f"{TRAILER_REPAIR}: {repair}",
-                        f"{TRAILER}: {best.result.trailer()}"]
+                        f"{TRAILER}: {best.result.trailer()}", *self._cut(best.response)]
             message = body + "\n\n" + "\n".join(trailers) + "\n"
             commit = self._add(stack, best.tree, [on], message, action.model, best.response)
             stack.final = best.result
@@ -253,6 +262,29 @@ class Checker:
             last_message = self._keep_better(stack, tp, action, on, before, prompt.digest, repair) \
                 or fixed or message
         return stack
+
+    def out_of_time(self) -> bool:
+        """Return whether the branch's time budget (``max_seconds``) is spent."""
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
+    def _cut(self, response: dict[str, Any]) -> list[str]:
+        """Return the trailer saying a response was cut short by the time budget, if it was."""
+        if not response.get("cut"):
+            return []
+        return [f"{TRAILER_CUT}: max_seconds {self.rec.config.max_seconds:g}: {response['cut']}"]
+
+    def _mark_cut(self, stack: Stack, model: str, what: str) -> None:
+        """Add the cut-short trailer to the stack's last commit (nothing is published yet)."""
+        if not stack.commits:
+            return
+        last = stack.commits[-1]
+        message = self._message(last).rstrip("\n")
+        message += f"\n{TRAILER_CUT}: max_seconds {self.rec.config.max_seconds:g}: {what}\n"
+        stack.commits[-1] = self.repo.commit_tree(self.repo.tree_of(last),
+                                                  self.repo.commit_parents(last), message,
+                                                  author=model, email=f"{model}@symergion.invalid")
+        if len(stack.commits) == 1:
+            stack.first_message = message
 
     def _keep_better(self, stack: Stack, tp: TaskPlan, action: Action, before_commit: str,
                      before: VerifyResult | None, digest: str, repair: str) -> str:
@@ -344,10 +376,37 @@ class Checker:
                            detail=f"{prompt_tokens} prompt tokens, budget {budget}, guided"))
         began = time.monotonic()
         before = engine_totals(engine)
+        verify = task.template.verify
+        # A first prompt's file may be followed by a repair round: a whole file again.
+        first = tp.prompt is None or len(prompt.feedback) <= len(tp.prompt.feedback)
+        files_left = 2 if first and verify is not None and verify.repair_rounds else 1
+        tokens = 0
+
+        def on_token(count: int) -> None:
+            nonlocal tokens
+            tokens = count
+            rec._progress(task.name, coder.model_name, count, began, budget)
+
+        def on_test(tried: int, planned: int) -> None:
+            # The pass's time left: the tests left at this file's pace, the verifications after
+            # it at the pass's pace so far, a repair round's file when one may follow; never
+            # past the time budget.
+            now = time.monotonic()
+            per_test = (now - began) / tried
+            spent = rec.spend
+            per_check = spent.verify_seconds / spent.verify_runs * (verify.runs if verify else 1) \
+                if spent.verify_runs else 0.0
+            eta = per_test * (planned - tried) + (files_left - 1) * per_test * planned \
+                + files_left * 3 * per_check
+            if self._deadline is not None:
+                eta = min(eta, max(0.0, self._deadline - now))
+            rec.on_event(Event("progress", task.name, coder.model_name, tokens=tokens,
+                               seconds=now - began, budget=budget, eta=eta))
+
         written = guided_file(engine, fitted, tp.source_code, source, tp.destination, budget,
-                              spec, coder, cancel=rec.cancel,
-                              on_token=lambda count: rec._progress(task.name, coder.model_name,
-                                                                   count, began, budget))
+                              spec, coder, cancel=rec.cancel, on_token=on_token,
+                              marks=fitted.earlier_marks, out_of_time=self.out_of_time,
+                              on_test=on_test)
         rec.cancel_check()
         spent = engine_totals(engine).since(before)
         discarded = dict(written.discarded)
@@ -358,6 +417,11 @@ class Checker:
                   "trimmed_chars": 0, "trimmed_lines": 0, "parses": bool(written.text),
                   "kept_tokens": written.kept_tokens if written.text else 0,
                   "discarded": discarded, "decode_seconds": round(spent.decode_seconds, 3)}
+        if written.cut:
+            # Not stored: a pass with more time writes the whole file for this prompt.
+            done = len(written.tested) + len(written.variants)
+            record["cut"] = f"the guided file stopped after {done} tests"
+            return {**record, "cache": "miss"}
         rec.store.put(key, record)
         return {**record, "cache": "miss"}
 
@@ -564,11 +628,16 @@ class Checker:
 
 def guided_file(engine: Engine, prompt: prompts.Prompt, source_text: str, source: str,
                 destination: str, budget: int, spec: GuideSpec, coder: Checkpoint, *,
-                cancel: threading.Event, on_token: Callable[[int], None]) -> guide.Guided:
+                cancel: threading.Event, on_token: Callable[[int], None],
+                marks: tuple[int, ...] = (),
+                out_of_time: Callable[[], bool] | None = None,
+                on_test: Callable[[int, int], None] | None = None) -> guide.Guided:
     """Write a test file with ``symergion.verify.guide`` through an engine; text "" if invalid.
 
     Variants after the first are sampled with their own seeds, at the checkpoint's temperature
     when it samples, else at ``VARIANT_TEMPERATURE`` (greedy decoding would repeat the first).
+    ``marks`` are prefixes of the prompt an earlier prompt of the pass ended its shared part
+    at (a repair round's prompt is the first prompt with more feedback): their KV is kept.
     """
     count = 0
 
@@ -586,20 +655,29 @@ def guided_file(engine: Engine, prompt: prompts.Prompt, source_text: str, source
             if close is not None:
                 close()
 
+    # Where the file so far ends in the prompt: every later prompt of this file shares it, and
+    # the engine keeps its KV instead of evaluating the file again for each test.
+    shared: list[int] = [*marks]
+
+    def marked(text: str) -> tuple[int, ...]:
+        return tuple(m for m in shared if m < len(text))
+
     def generate(text: str, max_tokens: int, stable_prefix: int) -> Iterator[str]:
         return counted(engine.generate(text, max_tokens=max_tokens, cancel=cancel,
-                                       stable_prefix=stable_prefix))
+                                       stable_prefix=stable_prefix, marks=marked(text)))
 
     temperature = None if coder.sampling.temperature > 0 else VARIANT_TEMPERATURE
 
     def sample(text: str, max_tokens: int, stable_prefix: int, seed: int) -> Iterator[str]:
-        request = GenerationRequest(text, max_tokens, stable_prefix, seed, temperature)
+        request = GenerationRequest(text, max_tokens, stable_prefix, seed, temperature,
+                                    marked(text))
         return counted(engine.generate_many([request], cancel=cancel))  # (index, piece) pairs
 
     written = guide.guided_file(
         generate, prompt.text, prompt.code_starter, source_text, module_alias(source), destination,
         budget=budget, limit=spec.targets, variants=spec.variants, sample=sample,
-        room=lambda text: engine.n_ctx - engine.count_tokens(text))
+        room=lambda text: engine.n_ctx - engine.count_tokens(text), on_shared=shared.append,
+        out_of_time=out_of_time, on_test=on_test)
     try:
         ast.parse(written.text)
     except SyntaxError:

@@ -89,3 +89,23 @@ def test_sync_verbose_shows_where_the_time_went_and_json_carries_it(
     data = cli("sync", "--repo", repo_dir, "--config", cfg, "--json").json()
     spend = data["spend"]
     assert spend["decoded_tokens"] == 0 and spend["wall_seconds"] > 0 and spend["git_calls"] > 0
+
+
+def test_sync_takes_a_time_budget(repo_dir, cfg, cli, fake_runtime, monkeypatch):
+    import symergion.runtime as runtime
+
+    passes = []
+    real = runtime.build_reconciler
+
+    def build(repo, config, **kwargs):
+        passes.append(config.max_seconds)
+        return real(repo, config, **kwargs)
+
+    monkeypatch.setattr(runtime, "build_reconciler", build)
+    start_task(repo_dir)
+    assert cli("sync", "--max-seconds", "0", "--repo", repo_dir, "--config", cfg).code == 2
+    result = cli("sync", "--max-seconds", "90", "--repo", repo_dir, "--config", cfg)
+    assert result.code == 0, result.err
+    assert cli("sync", "--repo", repo_dir, "--config", cfg).code == 0
+    # The option replaces the config's budget for its pass only.
+    assert passes == [90.0, None]

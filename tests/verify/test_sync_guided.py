@@ -231,3 +231,43 @@ def test_the_pass_accounts_for_every_token_and_second(
             in candidate)
     (result,) = report.results
     assert result.tokens == spend.decoded_tokens and result.kept_tokens == spend.kept_tokens
+
+
+@needs_bwrap
+def test_a_spent_time_budget_publishes_the_tests_written_so_far(
+        calc_repo: Path, make_reconciler: Any) -> None:
+    import time
+
+    calls: list[str] = []
+
+    def slow(model: str, prompt: str) -> str:
+        calls.append(prompt)
+        if len(calls) == 1:
+            time.sleep(1.5)  # the budget runs out while the first test is written
+        return guided_reply(model, prompt)
+
+    fleet = FakeFleet(slow)
+    start(calc_repo)
+    raw = config()
+    limited = type(raw)(**{**raw.__dict__, "max_seconds": 1.0})
+    reconciler = make_reconciler(calc_repo, limited)
+    reconciler.engines = fleet
+    events: list[Any] = []
+    reconciler.on_event = events.append
+    report = reconciler.sync()
+    assert not report.failed
+    candidate = messages(calc_repo)[0]
+    assert "Symergion-Cut: max_seconds 1: the guided file stopped after 1 tests" in candidate
+    first = git(calc_repo, "show", f"alpha_{TASK}~1:test_calc.py")
+    assert "def test_add(self):" in first and "def test_sub" not in first
+    # The progress estimated the whole pass's time left, within the budget.
+    etas = [e.eta for e in events if e.kind == "progress" and e.eta is not None]
+    assert etas and all(0 <= eta <= 1.0 for eta in etas)
+    # The cut file is not stored: a sync with time writes every test for this prompt.
+    for ref in (f"refs/heads/alpha_{TASK}", shadow_ref(TASK, "alpha")):
+        git(calc_repo, "update-ref", "-d", ref)
+    again = make_reconciler(calc_repo, config())
+    again.engines = fleet
+    again.sync()
+    whole = git(calc_repo, "show", f"alpha_{TASK}:test_calc.py")
+    assert "def test_add(self):" in whole and "def test_sub(self):" in whole
