@@ -62,7 +62,7 @@ BATCH_TOKENS = 512
 # Repetition penalty window, as in llama.cpp's defaults.
 PENALTY_LAST_N = 64
 # Tokenized prompt heads kept: a guided file's marks, one per test, and some to spare.
-_HEADS_KEPT = 128
+_HEADS_KEPT = 64
 # Shorter prefixes are cheaper to evaluate than to save and load.
 MIN_STATE_TOKENS = 32
 # Prompt lookup decoding: the n-gram that must recur, and the bounds of a draft. A draft of k
