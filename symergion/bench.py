@@ -42,6 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from symergion.config import EMBEDDED_MODEL, Sampling
+from symergion.engine.extra_buffers import llama_cpp_params
+from symergion.engine.serve import serve_command
 
 Progress = Callable[[str], None]
 
@@ -305,7 +307,8 @@ def feedback_prompts(count: Callable[[str], int], tokens: int, salt: str) -> Fee
     )
 
 
-def _engine(model_path: Path, threads: int, state_dir: Path | None, extra_buffers: bool) -> Any:
+def _engine(model_path: Path, threads: int, state_dir: Path | None,
+            extra_buffers: bool | None) -> Any:
     from symergion.engine.llama import LlamaEngine
 
     return LlamaEngine(
@@ -397,7 +400,7 @@ def bench_ttft(
     gen_tokens: int,
     repeats: int,
     progress: Progress,
-    extra_buffers: bool = True,
+    extra_buffers: bool | None = None,
 ) -> dict[str, Any]:
     """Measure time to first token: cold, feedback and revoke in-process, feedback in a new process."""
     rows: list[dict[str, Any]] = []
@@ -485,7 +488,7 @@ def bench_prompt_lookup(
     gen_tokens: int,
     repeats: int,
     progress: Progress,
-    extra_buffers: bool = True,
+    extra_buffers: bool | None = None,
 ) -> dict[str, Any]:
     """Measure prompt lookup decoding: llama-cpp-python's, and symergion's own.
 
@@ -597,17 +600,15 @@ def bench_isolation(
     elsewhere). Every contender gets a fresh prompt per repeat, so none reuses a cached prefix;
     times are wall-clock in this process, the worker's messages included.
     """
-    from symergion.config import cache_dir
-    from symergion.engine.extra_buffers import CACHE_FILE, VerdictCache, resolve
+    from symergion.engine.extra_buffers import machine_decision
     from symergion.engine.llama import LlamaEngine, _load_llama_cpp
     from symergion.engine.proxy import WorkerEngine
     from symergion.engine.worker import EngineSpec
 
-    decision = resolve("auto", "bench", model_path, llama=_load_llama_cpp(),
-                       cache=VerdictCache(cache_dir() / CACHE_FILE))
+    decision = machine_decision(model_path, llama=_load_llama_cpp())
     best = "on" if decision.use_extra_buffers else "off"
     spec = EngineSpec(model_path, "bench", threads, Sampling(), BENCH_CONTEXT,
-                      extra_buffers=best, extra_buffers_source="bench")
+                      extra_buffers=best, extra_buffers_source=decision.source)
     startup: dict[str, list[float]] = {"in_process": [], "worker": []}
 
     def timed(load: Callable[[], Any], key: str) -> Any:
@@ -750,7 +751,7 @@ def run_bench(
     model_path = Path(model_path)
     say("deciding on extra buffer types")
     extra_buffers = machine_extra_buffers(model_path)
-    with llama_params(extra_buffers):
+    with llama_cpp_params(extra_buffers):
         return _run_bench(model_path, llama_cpp, say, extra_buffers, threads=threads,
                           prompt_tokens=prompt_tokens, gen_tokens=gen_tokens, repeats=repeats,
                           out_json=out_json, long_prompt_tokens=long_prompt_tokens,
@@ -759,33 +760,9 @@ def run_bench(
 
 def machine_extra_buffers(model_path: Path) -> bool:
     """Return whether this machine's llama.cpp may use extra buffer types (probed once, cached)."""
-    from symergion.config import cache_dir
-    from symergion.engine.extra_buffers import CACHE_FILE, VerdictCache, resolve
-    from symergion.engine.llama import _load_llama_cpp
+    from symergion.engine.extra_buffers import machine_decision
 
-    return resolve("auto", "bench", model_path, llama=_load_llama_cpp(),
-                   cache=VerdictCache(cache_dir() / CACHE_FILE)).use_extra_buffers
-
-
-@contextlib.contextmanager
-def llama_params(extra_buffers: bool) -> Iterator[None]:
-    """Make llama-cpp-python's ``Llama`` load models with or without extra buffer types.
-
-    ``Llama`` has no such argument, and with extra buffers it crashes where the probe did.
-    """
-    bindings: Any = importlib.import_module("llama_cpp.llama_cpp")
-    real = bindings.llama_model_default_params
-
-    def params() -> Any:
-        value = real()
-        value.use_extra_bufts = extra_buffers
-        return value
-
-    bindings.llama_model_default_params = params
-    try:
-        yield
-    finally:
-        bindings.llama_model_default_params = real
+    return machine_decision(model_path, llama=_llama_cpp()).use_extra_buffers
 
 
 def _run_bench(
@@ -991,7 +968,7 @@ def _start_server(model_path: Path, threads: int, log: Path) -> tuple[subprocess
         port = int(sock.getsockname()[1])
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path),
+            [*serve_command(), "--model", str(model_path),
              "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(BENCH_CONTEXT),
              "--n_threads", str(threads), "--n_threads_batch", str(threads),
              "--verbose", "False", "--interrupt_requests", "False"],
@@ -1028,7 +1005,7 @@ def bench_remote(
 
     say: Progress = progress or (lambda _message: None)
     server_threads = max(1, threads // 2)
-    engine = _engine(model_path, threads, None, extra_buffers=True)
+    engine = _engine(model_path, threads, None, extra_buffers=None)
     processes: list[subprocess.Popen[bytes]] = []
     remotes: list[RemoteEngine] = []
     rows: list[dict[str, float]] = []

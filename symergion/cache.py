@@ -4,11 +4,14 @@ It is a cache, never state: deleting it costs time, never correctness. A key cov
 file's fingerprint, the exact prompt, sampling, context and budget settings and the finisher
 version, so a changed model, prompt or setting can never be served a stale response. A store
 that cannot be opened because it is corrupt is moved aside and rebuilt; one that another
-process holds locked is waited for, never moved aside.
+process holds locked is waited for, never moved aside; on a full disk the pass goes on without
+caching (the store is healthy, and its answers wait for checked-out branches).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -40,6 +43,7 @@ class ResponseStore:
         self.timeout = timeout
         self._cache: Any = None
         self.rebuilt: Path | None = None  # where a corrupt store was moved aside, if it was
+        self.unavailable: str | None = None  # why this pass stopped caching (a full disk)
 
     def open(self) -> None:
         """Open the store now, so that an unusable cache directory stops a pass before any work.
@@ -50,7 +54,7 @@ class ResponseStore:
         self._open()
 
     def _open(self) -> Any:
-        if self._cache is not None:
+        if self._cache is not None or self.unavailable is not None:
             return self._cache
         import diskcache
 
@@ -75,13 +79,25 @@ class ResponseStore:
             self._cache.get("__probe__")
         except sqlite3.OperationalError as exc:
             self._cache = None
-            if not _busy(exc):
-                self._cache = self._rebuild(diskcache)
-            else:
+            if _busy(exc):
                 raise self._locked() from None
-        except (sqlite3.DatabaseError, OSError):
+            if _unwritable(exc):
+                return self._disable(exc)
+            self._cache = self._rebuild(diskcache)
+        except (sqlite3.DatabaseError, OSError) as exc:
+            if _unwritable(exc):
+                return self._disable(exc)
             self._cache = self._rebuild(diskcache)
         return self._cache
+
+    def _disable(self, exc: BaseException) -> None:
+        # A full disk is not corruption: moving the store aside would lose the answers waiting
+        # for checked-out branches. The pass goes on without caching; the next one retries.
+        if self._cache is not None:
+            with contextlib.suppress(sqlite3.Error, OSError):
+                self._cache.close()
+        self._cache = None
+        self.unavailable = f"the response cache at {self.directory} cannot be written ({exc})"
 
     def _locked(self) -> CacheError:
         # Another process (a second symergion, a backup tool) holds the database: the store is
@@ -112,11 +128,17 @@ class ResponseStore:
 
     def get(self, key: str) -> dict[str, Any] | None:
         """Return the record for ``key``, or None."""
+        cache = self._open()
+        if cache is None:
+            return None
         try:
-            value = self._open().get(key)
+            value = cache.get(key)
         except sqlite3.OperationalError as exc:
             if _busy(exc):
                 raise self._locked() from None
+            if _unwritable(exc):
+                self._disable(exc)
+                return None
             self._cache = self._rebuild(__import__("diskcache"))
             return None
         except sqlite3.DatabaseError:
@@ -127,28 +149,47 @@ class ResponseStore:
     def put(self, key: str, record: dict[str, Any]) -> None:
         """Store ``record`` and evict the oldest records beyond ``max_entries``."""
         cache = self._open()
+        if cache is None:
+            return
         try:
             cache.set(key, record)
+            while len(cache) > self.max_entries:
+                try:
+                    # With "least-recently-stored" eviction the first item is the oldest stored.
+                    oldest, _ = cache.peekitem(last=False)
+                except KeyError:
+                    break
+                cache.delete(oldest)
         except sqlite3.OperationalError as exc:
             if _busy(exc):
                 raise self._locked() from None
-            raise
-        while len(cache) > self.max_entries:
-            try:
-                # With "least-recently-stored" eviction the first item is the oldest stored.
-                oldest, _ = cache.peekitem(last=False)
-            except KeyError:
-                break
-            cache.delete(oldest)
+            if not _unwritable(exc):
+                raise
+            self._disable(exc)
+        except OSError as exc:  # a large value is a file of its own
+            if not _unwritable(exc):
+                raise
+            self._disable(exc)
 
     def __len__(self) -> int:
-        return len(self._open())
+        cache = self._open()
+        return len(cache) if cache is not None else 0
 
     def close(self) -> None:
         """Close the store."""
         if self._cache is not None:
             self._cache.close()
             self._cache = None
+
+
+def _unwritable(exc: BaseException) -> bool:
+    """Return whether a store operation failed for want of space or a failing disk: the store
+    is not corrupt then (sqlite reports a full disk as "database or disk is full", or as a
+    "disk I/O error" when it cannot grow its journal)."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
+    text = str(exc).lower()
+    return "full" in text or "disk i/o error" in text
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:

@@ -391,9 +391,11 @@ def parse_config(
         if names.count(name) > 1:
             raise fail("checkpoints", f"two checkpoints share the branch name {name!r}",
                        "give one of them a distinct \"name\"")
-        if not regex.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._\-]*", name) or name.endswith(".lock"):
+        # ".." anywhere makes every branch name <model>_<task> one git refuses.
+        if (not regex.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._\-]*", name) or name.endswith(".lock")
+                or ".." in name):
             raise fail("checkpoints", f"model name {name!r} cannot be used in a branch name",
-                       'set "name" to letters, digits, ".", "_" or "-"')
+                       'set "name" to letters, digits, ".", "_" or "-", without ".."')
 
     templates_raw = raw.get("templates", DEFAULT_CONFIG["templates"])
     if not isinstance(templates_raw, dict) or not templates_raw:

@@ -27,10 +27,19 @@ from symergion.errors import GitError
 if TYPE_CHECKING:
     from git.cmd import Git
 
+# "No object" in ``update_refs``: a ref that must not exist yet, or one to delete. It is never
+# handed to git as an object id (``create``/``delete`` say it instead), so the same value works in
+# SHA-1 and SHA-256 repositories. git's own null ids (in ``log --raw``) are ``is_null_oid``.
 ZERO_OID = "0" * 40
+# symergion reads and writes its tasks in this notes ref, whatever core.notesRef or GIT_NOTES_REF
+# say: the tasks are the repository's state, and a shell variable or a config line must not make
+# every task look ended (nor start a pass from another set of notes). A different configured
+# ref is reported (``configured_notes_ref``), since plain ``git notes`` would write there.
+NOTES_REF = "refs/notes/commits"
 SYMERGION_REFS = "refs/symergion"
 ARCHIVE_REFS = f"{SYMERGION_REFS}/archive"
 SHADOW_REFS = f"{SYMERGION_REFS}/tasks"
+REMOTE_NOTES_REFS = f"{SYMERGION_REFS}/remote-notes"
 MAX_FILE_BYTES = 1024 * 1024
 REGULAR_MODES = ("100644", "100755")
 
@@ -107,6 +116,11 @@ def _hint(args: Sequence[str], stderr: str) -> str:
     if "bad object" in text or "missing" in text or "corrupt" in text:
         return "the repository is missing objects or damaged: run `git fsck` to see what"
     return f"run `git {args[0]}` in the repository to see the full error; `git fsck` checks it"
+
+
+def is_null_oid(oid: str) -> bool:
+    """Return whether ``oid`` is git's null object id (all zeros, of any hash length)."""
+    return bool(oid) and set(oid) == {"0"}
 
 
 def _normal_parts(path: str) -> list[str]:
@@ -203,6 +217,14 @@ class Entry:
     size: int
 
 
+@dataclass(frozen=True)
+class Merge:
+    """A three-way merge of two commits: its tree, or the paths that conflict (tree "")."""
+
+    tree: str
+    conflicts: tuple[str, ...] = ()
+
+
 @dataclass
 class Snapshot:
     """The refs and notes symergion derives everything from, read at one moment."""
@@ -254,6 +276,7 @@ class GitRepo:
         # another one, so the work tree is found from the path instead.
         self.work_tree = None if self.bare else _work_tree_above(self._cwd)
         self._git: Git = repo.git
+        self._merge_tree: bool | None = None
         # Every command this object ran, and their wall time: a pass's ledger reads them.
         self.git_calls = 0
         self.git_seconds = 0.0
@@ -273,6 +296,7 @@ class GitRepo:
 
     def _environment(self, extra: Mapping[str, str] | None) -> dict[str, str]:
         env = dict(GIT_LOCALE)
+        env["GIT_NOTES_REF"] = NOTES_REF
         # A git hook exports these for its own repository. GitPython starts from os.environ and
         # cannot unset a variable, so each one is pinned to this repository instead.
         if "GIT_DIR" in os.environ:
@@ -350,8 +374,19 @@ class GitRepo:
     # -- reading -------------------------------------------------------------------------
 
     def notes_ref(self) -> str:
-        """Return the notes ref in use (honours core.notesRef and GIT_NOTES_REF)."""
+        """Return the notes ref symergion reads and writes (always ``NOTES_REF``)."""
         return self._run(["notes", "get-ref"]).strip()
+
+    def configured_notes_ref(self) -> str:
+        """Return the notes ref plain ``git notes`` uses here (GIT_NOTES_REF, core.notesRef)."""
+        value = os.environ.get("GIT_NOTES_REF") or self._run(
+            ["config", "--get", "core.notesRef"], check=False).strip()
+        if not value:
+            return NOTES_REF
+        # git's expand_notes_ref: "x" and "notes/x" both mean refs/notes/x.
+        if value.startswith("refs/notes/"):
+            return value
+        return f"refs/{value}" if value.startswith("notes/") else f"refs/notes/{value}"
 
     def snapshot(self) -> Snapshot:
         """Read refs, notes and the order notes were added in, with a handful of git calls."""
@@ -548,6 +583,95 @@ class GitRepo:
         listing = ("\0".join(entries) + "\0").encode("utf-8", "surrogateescape")
         return self._run(["mktree", "-z"], input=listing).strip()
 
+    def merge(self, ours: str, theirs: str, *, replaced: str = "") -> Merge:
+        """Merge two commits' trees three-way (their merge base as the base), touching no index.
+
+        Args:
+            ours: one commit (a model branch's tip).
+            theirs: the other (the task branch's tip).
+            replaced: a path the caller overwrites in the result: a conflict there is no
+                conflict (its content in the tree is then either side's or git's markers).
+
+        Returns:
+            The merged tree, or ``Merge("", paths)`` naming what conflicts; commits without a
+            common ancestor conflict as a whole (``("(no common history)",)``).
+        """
+        if self._has_merge_tree():
+            status, out, err = self._execute(["merge-tree", "--write-tree", "--name-only",
+                                              "--no-messages", "-z", ours, theirs])
+            if status in (0, 1):
+                tree, *paths = out.decode("utf-8", "surrogateescape").split("\0")
+                conflicts = tuple(dict.fromkeys(p for p in paths if p and p != replaced))
+                return Merge("" if conflicts else tree, conflicts)
+            if "unrelated histories" in err:
+                return Merge("", ("(no common history)",))
+            raise GitError(f"git merge-tree failed: {err.strip()}", hint=_hint(["merge-tree"], err))
+        return self._merge_in_private_index(ours, theirs, replaced)
+
+    def _has_merge_tree(self) -> bool:
+        """Return whether this git merges without a work tree (``merge-tree --write-tree``, 2.38+)."""
+        if self._merge_tree is None:
+            out = self._run(["version"]).split()
+            numbers = [int(n) for n in re.findall(r"\d+", out[2] if len(out) > 2 else "")[:2]]
+            self._merge_tree = numbers >= [2, 38]
+        return self._merge_tree
+
+    def _merge_in_private_index(self, ours: str, theirs: str, replaced: str) -> Merge:
+        """Merge as ``merge-tree --write-tree`` does, for a git before 2.38: ``read-tree -m`` in
+        a private index, then ``merge-file`` for each file both sides changed."""
+        import tempfile
+
+        base = self.merge_base(ours, theirs)
+        if base is None:
+            return Merge("", ("(no common history)",))
+        with tempfile.TemporaryDirectory(prefix="symergion-merge-") as scratch:
+            env = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
+            self._run(["read-tree", "-i", "-m", "--aggressive", base, ours, theirs], env=env)
+            stages: dict[str, dict[str, tuple[str, str]]] = {}
+            for item in self._run(["ls-files", "-u", "-z"], env=env).split("\0"):
+                meta, _, path = item.partition("\t")
+                if item:
+                    mode, oid, stage = meta.split()
+                    stages.setdefault(path, {})[stage] = (mode, oid)
+            conflicts: list[str] = []
+            for path, entry in stages.items():
+                merged = self._merge_file(entry, Path(scratch))
+                if merged is not None:
+                    self._run(["update-index", "--cacheinfo", f"{merged[0]},{merged[1]},{path}"],
+                              env=env)
+                elif path == replaced:
+                    self._run(["update-index", "--force-remove", "--", path], env=env)
+                else:
+                    conflicts.append(path)
+            if conflicts:
+                return Merge("", tuple(conflicts))
+            return Merge(self._run(["write-tree"], env=env).strip())
+
+    def _merge_file(self, entry: dict[str, tuple[str, str]], scratch: Path
+                    ) -> tuple[str, str] | None:
+        """Return (mode, blob) of a file both sides changed, merged line by line; None when
+        it conflicts or is not a regular file on all three sides."""
+        if set(entry) != {"1", "2", "3"} or {mode for mode, _ in entry.values()} - set(REGULAR_MODES):
+            return None
+        if entry["2"][0] != entry["3"][0]:
+            return None
+        names = []
+        for stage in ("2", "1", "3"):  # merge-file takes: current, base, other
+            name = scratch / f"stage{stage}"
+            name.write_bytes(self.read_blob_bytes(entry[stage][1]))
+            names.append(str(name))
+        status, out, _err = self._execute(["merge-file", "-p", *names])
+        if status != 0:
+            return None
+        return entry["2"][0], self.write_blob(out)
+
+    def restore_file(self, base_commit: str, path: str, origin: str) -> str:
+        """Return ``base_commit``'s tree with ``path`` as it is in ``origin`` (absent if absent)."""
+        entry = self.tree_entry(origin, path)
+        if entry is not None and entry.kind == "blob" and entry.mode in REGULAR_MODES:
+            return self.tree_with_file(base_commit, path, entry.oid, mode=entry.mode)
+        return self.tree_without_file(base_commit, path)
+
     def tree_without_file(self, base_commit: str, path: str) -> str:
         """Return a tree equal to ``base_commit``'s without ``path`` (directories left empty go too)."""
         return self._remove(f"{base_commit}^{{tree}}", _normal_parts(path))
@@ -593,8 +717,12 @@ class GitRepo:
         """
         lines = ["start"]
         for ref, new, old in updates:
+            # ``create``/``delete`` instead of a null id: git's is as long as the repository's
+            # object ids (SHA-1 or SHA-256).
             if new == ZERO_OID:
                 lines.append(f"delete {ref} {old}")
+            elif old == ZERO_OID:
+                lines.append(f"create {ref} {new}")
             else:
                 lines.append(f"update {ref} {new} {old}")
         lines += ["prepare", "commit"]
@@ -638,7 +766,7 @@ class GitRepo:
 
         ``progress`` receives git's transfer progress as it comes.
         """
-        tracking = f"refs/symergion/remote-notes/{remote}"
+        tracking = f"{REMOTE_NOTES_REFS}/{remote}"
         # Branches and notes are fetched apart: one fetch fails as a whole when the remote has
         # no notes ref yet, which silently left the branches unfetched. A remote that cannot be
         # reached stops the pass before any model runs.
@@ -732,8 +860,9 @@ class GitRepo:
         """Return every change the notes ref's history made, oldest first.
 
         Each change is ``(step, status, target, old_blob, new_blob)``: ``step`` counts notes
-        commits from 1, ``status`` is git's A/M/D, and a missing blob is ZERO_OID. Notes that
-        a merge brought in count as changes of that merge (against its first parent).
+        commits from 1, ``status`` is git's A/M/D, and a missing blob is git's null id
+        (``is_null_oid``). Notes that a merge brought in count as changes of that merge
+        (against its first parent).
         """
         out = self._run(["log", "--reverse", "--first-parent", "-m", "--raw", "--no-renames",
                          "--no-abbrev", "--format=@%H", notes_ref, "--"], check=False)
@@ -869,6 +998,16 @@ class GitRepo:
                 mode, kind, oid, size = meta.split()
                 found[name] = Entry(mode, kind, oid, int(size) if size != "-" else 0)
         return found
+
+    def notes_at(self, ref: str) -> dict[str, str]:
+        """Return the notes a notes commit holds (annotated object -> note blob)."""
+        out = self._run(["ls-tree", "-r", "-z", ref])
+        notes: dict[str, str] = {}
+        for item in out.split("\0"):
+            meta, _, path = item.partition("\t")
+            if item and meta.split()[1] == "blob":
+                notes[path.replace("/", "")] = meta.split()[2]  # fanout dirs join the id back
+        return notes
 
     def replace_note(self, target: str, text: str) -> None:
         """Overwrite the note on ``target`` in place (the notes history shows a modification)."""

@@ -18,8 +18,6 @@ import json
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from typing import Any
 from symergion.config import Config
 from symergion.gitrepo import GitRepo
 from symergion.history import Candidate, History, Progress, TaskHistory, read_history
+from symergion.redact import Scrubber, scrubber
 
 PREFERENCE = "preference.jsonl"
 SFT = "sft.jsonl"
@@ -54,61 +53,6 @@ class HarvestReport:
             "duplicates": self.duplicates, "left_out": self.left_out,
             "secrets": self.secrets, "rows_redacted": self.rows_redacted,
         }
-
-
-class Scrubber:
-    """Redact what detect-secrets' plugins flag, caching per distinct text."""
-
-    def __init__(self, workdir: Path) -> None:
-        self._path = workdir / "scan.txt"
-        self._cache: dict[str, tuple[str, int]] = {}
-        self.found: Counter[str] = Counter()
-
-    def scrub(self, text: str) -> tuple[str, int]:
-        """Return the text with every flagged secret redacted, and how many were."""
-        if text not in self._cache:
-            self._cache[text] = self._scrub(text)
-        return self._cache[text]
-
-    def _scrub(self, text: str) -> tuple[str, int]:
-        from detect_secrets.core.scan import scan_file
-
-        # scan_file runs the plugins with detect-secrets' own false-positive filters, which
-        # its ad-hoc string scan skips; it reads the file in the locale's encoding.
-        self._path.write_text(text, encoding=_locale_encoding(), errors="replace")
-        hits = sorted({(s.line_number, s.type, s.secret_value or "")
-                       for s in scan_file(str(self._path))})
-        if not hits:
-            return text, 0
-        lines = text.split("\n")
-        for line_number, kind, value in hits:
-            self.found[kind] += 1
-            index = line_number - 1
-            if kind == "Private Key":
-                # The plugin flags the BEGIN line; the key body follows it up to the END line.
-                end = next((i for i in range(index, len(lines))
-                            if "END" in lines[i] and "PRIVATE KEY" in lines[i]), len(lines) - 1)
-                for i in range(index, end + 1):
-                    lines[i] = f"[redacted {kind}]" if i == index else ""
-                continue
-            if 0 <= index < len(lines) and value:
-                lines[index] = lines[index].replace(value, f"[redacted {kind}]")
-        return "\n".join(lines), len(hits)
-
-
-def _locale_encoding() -> str:
-    import locale
-
-    return locale.getpreferredencoding(False)
-
-
-@contextmanager
-def scrubber() -> Iterator[Scrubber]:
-    """Yield a scrubber with detect-secrets' default plugins and filters enabled."""
-    from detect_secrets.settings import default_settings
-
-    with default_settings(), tempfile.TemporaryDirectory(prefix="symergion-scan-") as tmp:
-        yield Scrubber(Path(tmp))
 
 
 @dataclass

@@ -29,7 +29,7 @@ from symergion.core.state import (
     parse_trailers,
 )
 from symergion.errors import SymergionError
-from symergion.gitrepo import ARCHIVE_REFS, SHADOW_REFS, ZERO_OID, GitRepo
+from symergion.gitrepo import ARCHIVE_REFS, SHADOW_REFS, GitRepo, is_null_oid
 
 TRAILER_CACHE = "Symergion-Cache"
 TRAILER_VERIFY = "Symergion-Verify"
@@ -293,9 +293,9 @@ def read_history(
     # notes of ended tasks) are still there.
     changes = repo.note_changes(snap.notes_ref) if snap.notes_ref in refs else []
     added = [_NoteRecord(target, new, step) for step, status, target, _old, new in changes
-             if status in ("A", "M") and new != ZERO_OID]
+             if status in ("A", "M") and not is_null_oid(new)]
     note_texts = repo.read_blobs(
-        [r.blob for r in added] + [old for *_, old, _new in changes if old != ZERO_OID])
+        [r.blob for r in added] + [old for *_, old, _new in changes if not is_null_oid(old)])
 
     specs: dict[str, list[TaskSpec]] = {}
     for record in added:

@@ -9,7 +9,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from symergion.errors import LockedError
+from symergion.errors import GitError, LockedError
+
+
+def _unusable(path: Path, exc: OSError) -> GitError:
+    """Return the error for a lock file that cannot be made: what stopped it, and the fix."""
+    if exc.errno == errno.EROFS:
+        hint = ("the repository is on a read-only file system: run symergion in a writable "
+                "clone (`git clone` it elsewhere), or remount it read-write")
+    elif exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        hint = f"the disk holding {path.parent} is full: free some space, then run it again"
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        hint = (f"you may not write to {path.parent}: run symergion as the repository's owner, "
+                "or fix the permissions of its .git directory")
+    else:
+        hint = f"check that {path.parent} is a writable directory"
+    return GitError(f"cannot create the lock file {path}: {exc.strerror or exc}", hint=hint)
 
 
 @contextmanager
@@ -23,9 +38,12 @@ def repo_lock(common_dir: Path) -> Iterator[None]:
         LockedError: another live process holds the lock; the message names its pid.
     """
     directory = common_dir / "symergion"
-    directory.mkdir(parents=True, exist_ok=True)
     path = directory / "lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise _unusable(path, exc) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -37,8 +55,12 @@ def repo_lock(common_dir: Path) -> Iterator[None]:
                 f"another symergion (pid {holder}) is already working on this repository",
                 hint="wait for it to finish, or stop it (e.g. kill " + holder + ")",
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            raise _unusable(path, exc) from None
         try:
             yield
         finally:

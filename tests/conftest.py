@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,29 +20,149 @@ from symergion.core.execute import Event, Reconciler
 from symergion.demo import SOURCE
 from symergion.engine.fake import FakeEngine
 from symergion.gitrepo import GitRepo
+from tests.needs import bwrap_problem, missing
+
+# Extra buffer types: what the machine decides, and the rule every model load must keep.
+LOAD_GUARD = Path(__file__).parent / "load_guard"
+# "off" makes this machine act as an Intel AMX machine whose probe crashed (the verdict is
+# seeded as a crash), so that the guard below shows, on any CPU, every load that would crash there.
+ENV_SIMULATE = "SYMERGION_TEST_EXTRA_BUFFERS"
+SIMULATE_CRASH = os.environ.get(ENV_SIMULATE, "").strip().lower() == "off"
+_spec = importlib.util.spec_from_file_location("symergion_test_load_guard", LOAD_GUARD / "sitecustomize.py")
+assert _spec is not None and _spec.loader is not None
+load_guard = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(load_guard)
 
 
-@pytest.fixture(autouse=True)
-def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Give every test its own HOME, cache and git config; forbid the real ones."""
-    home = tmp_path_factory.mktemp("home")
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    monkeypatch.setenv("SYMERGION_CACHE_DIR", str(home / ".cache" / "symergion"))
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / ".gitconfig"))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(home / ".cache" / "huggingface"))
-    monkeypatch.setenv("NO_COLOR", "1")
-    for var in ("SYMERGION_CONFIG", "SYMERGION_MODELS", "SYMERGION_DEBUG", "GIT_DIR",
-                "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_NOTES_REF"):
-        monkeypatch.delenv(var, raising=False)
+def _isolate(env: dict[str, str] | os._Environ[str], home: Path, log: Path) -> None:
+    """Point HOME, caches and git config into ``home``; record model loads into ``log``."""
+    env["HOME"] = str(home)
+    env["XDG_CACHE_HOME"] = str(home / ".cache")
+    env["XDG_CONFIG_HOME"] = str(home / ".config")
+    env["SYMERGION_CACHE_DIR"] = str(home / ".cache" / "symergion")
+    env["GIT_CONFIG_GLOBAL"] = str(home / ".gitconfig")
+    env["GIT_CONFIG_NOSYSTEM"] = "1"
+    env["HF_HUB_OFFLINE"] = "1"
+    env["HF_HOME"] = str(home / ".cache" / "huggingface")
+    env["NO_COLOR"] = "1"
+    for var in ("SYMERGION_CONFIG", "SYMERGION_MODELS", "SYMERGION_DEBUG", "SYMERGION_EXTRA_BUFFERS",
+                "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_NOTES_REF"):
+        env.pop(var, None)
+    # Children (model workers, servers, the probe) record their loads too.
+    env[load_guard.ENV_LOG] = str(log)
+    paths = [str(LOAD_GUARD), *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     (home / ".gitconfig").write_text(
         "[user]\n\tname = Test User\n\temail = test@example.com\n"
         "[init]\n\tdefaultBranch = main\n"
     )
-    return home
+
+
+@pytest.fixture(autouse=True, scope="session")
+def session_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Isolate the whole session before any fixture runs; return the file model loads go to.
+
+    Session and module fixtures (a shared server, a base engine) start before any test's own
+    environment: they get this one, never the real HOME. Its cache holds the session's
+    extra-buffer verdict, seeded into every test's cache: the first test that needs a probe runs
+    it, the others reuse its verdict. Under ``SYMERGION_TEST_EXTRA_BUFFERS=off`` the verdict is a
+    crash from the start, as on an Intel AMX machine. The whole log of loads is checked at the
+    end, for the loads made outside every test.
+    """
+    saved = dict(os.environ)
+    home = tmp_path_factory.mktemp("session-home")
+    log = home / "loads.jsonl"
+    log.touch()
+    _isolate(os.environ, home, log)
+    os.environ["SYMERGION_SESSION_CACHE"] = os.environ["SYMERGION_CACHE_DIR"]
+    load_guard.install()
+    if SIMULATE_CRASH:
+        from symergion.engine.extra_buffers import (
+            CACHE_FILE,
+            Verdict,
+            VerdictCache,
+            build_identity,
+            cpu_identity,
+            identity_key,
+        )
+        from symergion.engine.llama import _load_llama_cpp
+
+        cpu, build = cpu_identity(), build_identity(_load_llama_cpp())
+        verdict = Verdict(False, f"a probe with extra buffer types died by SIGSEGV ({ENV_SIMULATE}=off)",
+                          "simulated")
+        cache = VerdictCache(home / ".cache" / "symergion" / CACHE_FILE)
+        cache.put(identity_key(cpu, build), verdict, {"cpu": cpu, "build": build})
+    try:
+        yield log
+        check_loads(log.read_text(encoding="utf-8").splitlines())
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def session_verdicts() -> Path:
+    """The session cache's extra-buffer verdicts (``session_env``)."""
+    from symergion.engine.extra_buffers import CACHE_FILE
+
+    return Path(os.environ["SYMERGION_SESSION_CACHE"]) / CACHE_FILE
+
+
+def extra_buffers_forbidden() -> bool:
+    """Return whether the session's verdict keeps models out of extra buffer types."""
+    from symergion.engine.extra_buffers import VerdictCache
+
+    entries = VerdictCache(session_verdicts())._read().values()
+    return any(isinstance(e, dict) and e.get("use_extra_buffers") is False for e in entries)
+
+
+def forbidden_loads(lines: list[str]) -> list[dict[str, Any]]:
+    """Return the loads with extra buffer types, except the probe's own (it exists to try them)."""
+    loads = [json.loads(line) for line in lines if line.strip()]
+    return [load for load in loads if load["use_extra_bufts"]
+            and not str(load["argv"][0]).endswith(os.path.join("engine", "extra_buffers.py"))]
+
+
+def check_loads(lines: list[str]) -> None:
+    """Fail when a model was loaded with extra buffer types where the machine's decision is off."""
+    if extra_buffers_forbidden() and (loads := forbidden_loads(lines)):
+        pytest.fail("loaded a model with extra buffer types where this machine's decision is off "
+                    f"(it would crash on an Intel AMX machine): {loads}", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch,
+                 session_env: Path) -> Iterator[Path]:
+    """Give every test its own HOME, cache and git config; forbid the real ones.
+
+    Also fails a test that loaded a model with extra buffer types where the machine's decision
+    is off: on the Intel machines where llama.cpp's AMX kernel faults, that load kills the run.
+    """
+    home = tmp_path_factory.mktemp("home")
+    env = dict(os.environ)
+    _isolate(env, home, session_env)
+    for var in set(os.environ) - set(env):
+        monkeypatch.delenv(var)
+    for var, value in env.items():
+        if os.environ.get(var) != value:
+            monkeypatch.setenv(var, value)
+    shared, own = session_verdicts(), Path(env["SYMERGION_CACHE_DIR"]) / session_verdicts().name
+    if shared.exists():
+        own.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shared, own)
+    start = session_env.stat().st_size
+    yield home
+    if not shared.exists() and own.exists():
+        shutil.copyfile(own, shared)  # the first probe's verdict, for the rest of the session
+    with session_env.open(encoding="utf-8") as log:
+        log.seek(start)
+        check_loads(log.read().splitlines())
+
+
+@pytest.fixture
+def bwrap_available() -> None:
+    """Skip (fail under CI) a test that needs the real bubblewrap sandbox where it cannot run."""
+    if (problem := bwrap_problem()) is not None:
+        missing(f"bubblewrap unavailable: {problem}")
 
 
 def git(cwd: Path, *args: str, input: str | None = None) -> str:

@@ -162,13 +162,19 @@ def verify(path: Path, *, n_tokens: int = 8, prompt: str = "def add(a, b):\n",
         ModelError: the file is not a sound GGUF, llama.cpp cannot load it, or it generates
             nothing.
     """
+    import llama_cpp
     from llama_cpp import Llama
+
+    from symergion.engine.extra_buffers import llama_cpp_params, machine_decision
 
     meta = read_metadata(path)
     started = time.perf_counter()
+    # This machine's extra-buffer decision: Llama would use them, and crash where they do.
+    use_extra = machine_decision(path, llama=llama_cpp).use_extra_buffers
     try:
-        llm = Llama(model_path=str(path), n_ctx=min(meta.context_length or 512, 512),
-                    n_threads=threads, verbose=False)
+        with llama_cpp_params(use_extra):
+            llm = Llama(model_path=str(path), n_ctx=min(meta.context_length or 512, 512),
+                        n_threads=threads, verbose=False)
     except (ValueError, RuntimeError, OSError) as exc:
         raise ModelError(f"llama.cpp cannot load {path}: {exc}",
                          hint="the file may be damaged, or its architecture newer than this "

@@ -40,7 +40,13 @@ from symergion.core.chain import (
 )
 from symergion.core.finish import FINISHER_VERSION, Finished, Finisher
 from symergion.core.plan import TRAILER_PROMPT, Action, TaskPlan, own_commits
-from symergion.core.publish import commit_message, figure_trailers, figures, notes_trailer
+from symergion.core.publish import (
+    attempt_base,
+    commit_message,
+    figure_trailers,
+    figures,
+    notes_trailer,
+)
 from symergion.core.report import Event, Result
 from symergion.core.state import (
     TRAILER_MODEL,
@@ -182,10 +188,6 @@ class Checker:
         budget = self.rec.config.max_seconds
         self._deadline = time.monotonic() + budget if budget else None
         stack = Stack()
-        parents = [action.head] if action.head else []
-        if action.head is None or not action.has_tip:
-            parents.append(task.tip)
-        base = action.head if action.head is not None and parents == [action.head] else task.tip
         if action.repair:
             # The prompt's candidate is on the branch already; go on with its recorded failure.
             assert action.head is not None
@@ -196,6 +198,7 @@ class Checker:
             round_ = action.repair - 1
             parents, base = [action.head], action.head
         else:
+            parents, base = attempt_base(self.repo, tp, action)
             reused = self.rec._reused(tp, action)
             if reused is None and response is not None and response.get("blob") is None:
                 first: dict[str, Any] | None = response  # the batch's answer: sample 1
@@ -550,8 +553,12 @@ class Checker:
             return
         count = len(removed)
         if drop:
-            subject = f"Prune: removed {tp.destination} ({drop})"
-            tree = self.repo.tree_without_file(commit, tp.destination)
+            # The candidate goes, not the user's file: a destination the task branch already
+            # had comes back as it was there.
+            existed = self.repo.tree_entry(tp.task.tip, tp.destination) is not None
+            subject = (f"Prune: restored {tp.destination} as on {tp.task.name} ({drop})" if existed
+                       else f"Prune: removed {tp.destination} ({drop})")
+            tree = self.repo.restore_file(commit, tp.destination, tp.task.tip)
             rerun = VerifyResult(source=source)
             value = "dropped"
         else:

@@ -218,6 +218,10 @@ class Reconciler:
         if rebuilt is not None:
             report.notices.append(f"the response cache was corrupt: moved it aside to {rebuilt} "
                                   "and started a new one (delete the old one when done)")
+        unavailable = getattr(self.store, "unavailable", None)
+        if unavailable is not None:
+            report.notices.append(f"{unavailable}: this pass ran without caching responses "
+                                  "(is the disk full? the cache is kept as it was)")
         return report
 
     def _wanted(self, ready: Sequence[TaskPlan], index: int) -> list[tuple[TaskPlan, Action]]:

@@ -16,22 +16,55 @@ from symergion.gitrepo import MAX_FILE_BYTES
 if TYPE_CHECKING:
     from symergion.core.plan import Task
 
+# CI, hook, editor-task and git metadata paths: a file written there runs (or changes how git
+# and tools run) on the next push, checkout or editor start. Directories end with "/"; they and
+# the top-level files are matched from the top of the tree, case-insensitively (a checkout on a
+# case-insensitive disk, and some CI services, read `.GITHUB/` as `.github/`).
 PROTECTED_DESTINATIONS = (
-    ".github/", ".gitlab/", ".gitlab-ci.yml", ".circleci/", ".travis.yml", ".buildkite/",
-    "azure-pipelines.yml", "Jenkinsfile", ".drone.yml", ".woodpecker/", ".woodpecker.yml",
-    ".pre-commit-config.yaml", ".pre-commit-hooks.yaml", ".husky/", ".githooks/",
-    ".gitmodules", ".gitattributes", ".gitignore", ".envrc",
+    ".github/", ".gitlab/", ".gitea/", ".forgejo/", ".circleci/", ".buildkite/", ".woodpecker/",
+    ".semaphore/", ".husky/", ".githooks/", ".vscode/", ".idea/", ".devcontainer/",
+    ".gitlab-ci.yml", ".travis.yml", "azure-pipelines.yml", "Jenkinsfile", ".drone.yml",
+    ".woodpecker.yml", "bitbucket-pipelines.yml", ".cirrus.yml", ".cirrus.star", "appveyor.yml",
+    ".appveyor.yml", ".gitpod.yml", ".pre-commit-config.yaml", ".pre-commit-hooks.yaml",
+    ".gitmodules",
 )
+# Files git or a shell reads in whatever directory they are in.
+PROTECTED_NAMES = (".gitattributes", ".gitignore", ".lfsconfig", ".envrc")
 
 
-def destination_allowed(path: str, config: Config) -> bool:
-    """Return whether symergion may write ``path``: CI, hook and git metadata paths need the
-    config's ``allow_destinations``, since a fetched note could otherwise make a pass write a
-    workflow that a push would run."""
+def destination_allowed(path: str, config: Config, *, remote: bool = False) -> bool:
+    """Return whether symergion may write ``path``.
+
+    CI, hook, editor and git metadata paths need the config's ``allow_destinations``, since a
+    fetched note could otherwise make a pass write a workflow that a push would run. A task
+    whose note came from a remote (``sync --remote``) gets an allow-list instead: no part of
+    its path may start with a dot (no dot-directory, no dot-file), whatever the denylist knows.
+    """
     if any(fnmatch.fnmatchcase(path, pattern) for pattern in config.allow_destinations):
         return True
-    return not any(path == p.rstrip("/") or (p.endswith("/") and path.startswith(p))
+    folded = path.casefold()
+    parts = folded.split("/")
+    if remote and any(part.startswith(".") for part in parts):
+        return False
+    if any(part in PROTECTED_NAMES for part in parts):
+        return False
+    return not any(folded == p.rstrip("/").casefold()
+                   or (p.endswith("/") and folded.startswith(p.casefold()))
                    for p in PROTECTED_DESTINATIONS)
+
+
+def same_file(source: str | None, destination: str, where: str = "") -> None:
+    """Refuse a destination that is the source: the model's file would replace the code under
+    test. Paths equal but for case count as one (they are one file on a case-insensitive disk).
+
+    Raises:
+        TaskInputError: the two name the same file.
+    """
+    if source is not None and source.casefold() == destination.casefold():
+        raise TaskInputError(
+            f"{where + ': ' if where else ''}the destination {destination!r} is the source "
+            "itself; the model's file would replace the code under test",
+            hint="name a file of its own for the result, e.g. test_<module>.py")
 
 
 def task_inputs(state: RepoState, config: Config, task: Task) -> tuple[
@@ -45,11 +78,20 @@ def task_inputs(state: RepoState, config: Config, task: Task) -> tuple[
     params = task.spec.params
     destination = params["destination"]
     where = f"task {task.name}"
-    if is_safe_relative_path(destination) and not destination_allowed(destination, config):
+    remote = task.name in state.remote_tasks
+    if is_safe_relative_path(destination) and not destination_allowed(destination, config,
+                                                                        remote=remote):
+        if remote and destination_allowed(destination, config):
+            raise TaskInputError(
+                f"{where}: destination {destination!r} starts with a dot-directory or is a "
+                "dot-file, and the note came from a remote",
+                hint="a note fetched by `sync --remote` may only name a plain path (no part "
+                     "starting with '.'); list it in \"allow_destinations\" to allow it")
         raise TaskInputError(
             f"{where}: destination {destination!r} is a CI, hook or git metadata path",
             hint="symergion does not write those unless the config lists them in "
                  "\"allow_destinations\" (a fetched note could otherwise run code in CI)")
+    same_file(params.get("source"), destination, where)
     files: list[tuple[str, str]] = []
     dest = _read_text(state, task, destination, where, "destination", must_exist=False)
     if dest is not None:

@@ -11,8 +11,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from symergion.config import Config, is_safe_relative_path
+from symergion.core.inputs import same_file
 from symergion.core.plan import Plan, Task, discover, plan
-from symergion.core.spec import Section, normalise_path, split_sections, write_sections, write_spec
+from symergion.core.spec import (
+    Section,
+    feedback_text,
+    normalise_path,
+    parse_params,
+    split_sections,
+    write_sections,
+    write_spec,
+)
 from symergion.core.state import (
     TRAILER_TASK,
     RepoState,
@@ -72,6 +81,7 @@ def start_task(
         if path is not None and not is_safe_relative_path(path):
             raise TaskInputError(f"{role} {path!r} is not a path inside the repository",
                                  hint="use a relative path without '..', a leading '/' or '.git'")
+    same_file(source, destination)
     if "source" in template.params and source is None:
         raise TaskInputError(f"the {template.name} template needs a source",
                              hint="pass --source path/to/file")
@@ -187,13 +197,28 @@ def revoke_feedback(repo: GitRepo, config: Config, branch: str | None) -> tuple[
     latest = task.feedback[-1]
     note = state.notes[latest.target]
     sections = split_sections(note.text, config.task_branch_spec)
-    others = [s for s in sections if s.task_branch not in (None, task_name)]
-    unnamed = [s for s in sections if s.task_branch is None]
-    if unnamed and not any(s.task_branch == task_name for s in sections):
-        # The unnamed text was this task's feedback (a note on its model branch).
-        unnamed = []
-    if others or unnamed:
-        kept = [Section(s.task_branch, s.text) for s in [*unnamed, *others]]
+    template = config.template_for(task_name)
+
+    def feedback_of_task(section: Section) -> bool:
+        # Text before any task_branch: (a note on a model branch's commit), or a section that
+        # names the task without starting it: never the section with the task's destination.
+        if section.task_branch is None:
+            return True
+        if section.task_branch != task_name or template is None:
+            return False
+        return "destination" not in parse_params(section.text, template)[0]
+
+    mine = [i for i, s in enumerate(sections) if feedback_of_task(s)]
+    same = [i for i in mine if feedback_text(sections[i]) == latest.text]
+    if not (same or mine):
+        raise NoteError(f"the note on {latest.target[:12]} has no feedback section of task "
+                        f"{task_name!r} to remove", hint=f"edit it with `git notes edit "
+                        f"{latest.target}`")
+    drop = (same or mine)[-1]
+    # Only the feedback goes: the task's own spec and other tasks' sections stay, and the note
+    # is edited in place, so the other feedback keeps its place in the order.
+    kept = [Section(s.task_branch, s.text) for i, s in enumerate(sections) if i != drop]
+    if kept:
         repo.replace_note(latest.target, write_sections(config.task_branch_spec, kept))
     else:
         repo.remove_note(latest.target)

@@ -13,6 +13,7 @@ branch had this very prompt), up-to-date, keep (checked out), skip (deleted by h
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 
 from symergion.config import Checkpoint, Config, Template
@@ -20,7 +21,13 @@ from symergion.core import prompt as prompts
 from symergion.core.chain import TRAILER_PROMPT as TRAILER_PROMPT
 from symergion.core.chain import base_digest, next_repair, prompt_chain
 from symergion.core.inputs import task_inputs
-from symergion.core.spec import TaskSpec, feedback_text, looks_like_task_spec, split_sections
+from symergion.core.spec import (
+    TaskSpec,
+    feedback_text,
+    looks_like_task_spec,
+    parse_params,
+    split_sections,
+)
 from symergion.core.state import (
     TRAILER_MODEL,
     TRAILER_NOTES,
@@ -112,12 +119,31 @@ def plan(state: RepoState, config: Config) -> Plan:
     """Return the action of every model branch, from one state read; touches nothing."""
     tasks, problems, held = discover(state, config)
     result = Plan(problems=problems)
+    if state.configured_notes_ref not in ("", state.notes_ref):
+        result.problems.append(Problem(
+            "notes", f"git is set to keep notes in {state.configured_notes_ref} (core.notesRef "
+            f"or GIT_NOTES_REF), but symergion reads its tasks from {state.notes_ref}: notes "
+            "added with plain `git notes` are not seen\n  hint: unset GIT_NOTES_REF and "
+            f"`git config --unset core.notesRef`, or use `git notes --ref {state.notes_ref}`"))
     active = {t.name for t in tasks}
     for ref, shadow in sorted(state.refs.items()):
         if not ref.startswith(SHADOW_REFS + "/"):
             continue
         name, _, model = ref[len(SHADOW_REFS) + 1:].rpartition("/")
         if name in active or name in held:
+            continue
+        naming = notes_naming(state, name) if state.branch(name) is not None else []
+        if naming:
+            # A note still names the task while its branch exists: it stopped parsing (a typo,
+            # a hand edit). Ending the task would archive its branches and lose its feedback,
+            # so they wait for the note to be fixed.
+            held.add(name)
+            result.problems.append(Problem(
+                f"note on {naming[0][:12]}",
+                f"the note names task {name!r} but no longer starts it; its model branches "
+                f"are kept\n  hint: fix the note (`git notes edit {naming[0]}`) so it reads "
+                f"'task_branch: {name}, ... destination: path', or delete branch {name} to "
+                "end the task"))
             continue
         branch = model_branch(model, name)
         head = state.branch(branch)
@@ -146,6 +172,12 @@ def plan(state: RepoState, config: Config) -> Plan:
         tp.actions = [branch_action(state, tp, coder) for coder in config.coders]
         result.tasks.append(tp)
     return result
+
+
+def notes_naming(state: RepoState, task: str) -> list[str]:
+    """Return the commits whose note mentions ``task`` by name, whether or not it parses."""
+    pattern = re.compile(rf"(?<![\w./-]){re.escape(task)}(?![\w./-])")
+    return sorted(t for t, note in state.notes.items() if pattern.search(note.text))
 
 
 def task_prompt(tp: TaskPlan, reasoning: list[str]) -> prompts.Prompt:
@@ -261,12 +293,15 @@ def applied_notes(state: RepoState, commit: Commit) -> list[tuple[str, str]]:
 def old_feedback(state: RepoState, config: Config, ident: str, blob: str, task: str) -> str:
     """Return the text a removed feedback had for ``task`` (its annotated commit and blob)."""
     candidates = [blob, *reversed(state.note_blobs.get(ident, []))]
+    template = config.template_for(task)
     for blob in candidates:
         text = state.texts.get(blob)
         if text is None:
             continue
         sections = split_sections(text, config.task_branch_spec)
-        named = [s for s in sections if s.task_branch == task]
+        # Feedback appended to the task's own note: the spec section is not the feedback.
+        named = [s for s in sections if s.task_branch == task and (
+            template is None or "destination" not in parse_params(s.text, template)[0])]
         unnamed = [s for s in sections if s.task_branch is None]
         if named or unnamed:
             return feedback_text((named or unnamed)[0])
@@ -302,8 +337,6 @@ def discover(state: RepoState, config: Config) -> tuple[list[Task], list[Problem
                         f"task branch {name!r} matches no template "
                         f"({', '.join(config.templates)}); its model branches are kept"))
                 continue
-            from symergion.core.spec import parse_params
-
             params, rows = parse_params(section.text, template)
             if "destination" in params:
                 specs.setdefault(name, []).append(TaskSpec(name, params, rows, target, note.blob))
@@ -354,12 +387,16 @@ def discover(state: RepoState, config: Config) -> tuple[list[Task], list[Problem
         task = tasks.get(name)
         if task is None:
             if name not in specs and name not in reported and state.branch(name) is not None:
+                # Kept, not ended: this may be the task's own note, edited by hand into one
+                # that no longer parses (``destnation:``); the feedback is on its branches.
                 reported.add(name)
+                held.add(name)
                 problems.append(Problem(
                     f"note on {target[:12]}",
                     f"the note on task branch {name!r} names no destination, so the task "
-                    "cannot start\n  hint: write 'destination: path/to/file' in the note on "
-                    f"{target[:12]}"))
+                    "cannot start; its model branches, if any, are kept\n  hint: write "
+                    f"'destination: path/to/file' in the note on {target[:12]} "
+                    f"(`git notes edit {target}`), or delete branch {name} to end the task"))
             continue
         if not text:
             continue

@@ -25,6 +25,7 @@ from symergion.core.state import (
     RepoState,
     shadow_ref,
 )
+from symergion.errors import GitError
 from symergion.gitrepo import ARCHIVE_REFS, ZERO_OID, GitRepo
 
 TRAILER_RESTART = "Symergion-Restart"
@@ -116,16 +117,44 @@ def notes_trailer(tp: TaskPlan) -> str:
     return " ".join(f"{f.target}:{f.blob}" for f in tp.task.feedback) or "-"
 
 
+def attempt_base(repo: GitRepo, tp: TaskPlan, action: Action) -> tuple[list[str], str]:
+    """Return the parents of a new attempt's first commit and the commit whose files it keeps.
+
+    A new branch starts from the task tip. A branch that holds the task tip keeps its own
+    files: what the user committed there (a helper file, a hand fix elsewhere) stays. When the
+    task branch moved on, the attempt merges both, three-way: the user's work on the branch and
+    the task's new commits both stay, and the attempt has both tips as parents.
+
+    Raises:
+        GitError: the branch and the task tip conflict outside the destination (which the
+            attempt rewrites anyway); nothing is published until the user merges them.
+    """
+    task, head = tp.task, action.head
+    if head is None:
+        return [task.tip], task.tip
+    if action.has_tip:
+        return [head], head
+    merged = repo.merge(head, task.tip, replaced=tp.destination)
+    if not merged.tree:
+        listed = ", ".join(merged.conflicts[:5]) + (" ..." if len(merged.conflicts) > 5 else "")
+        raise GitError(
+            f"task {task.name}: {action.branch} and {task.name} both changed {listed}; "
+            "nothing was published for this branch",
+            hint=f"merge them by hand: `git switch {action.branch} && git merge {task.name}`, "
+                 "resolve, commit, switch away, and sync again (your merge is built upon)")
+    # The merged files need a commit to be checked out and verified; it is never referenced
+    # (the attempt's own commit has both tips as parents), so `git gc` removes it.
+    base = repo.commit_tree(merged.tree, [head, task.tip],
+                            f"Merge {task.name} into {action.branch}\n",
+                            author="symergion", email="symergion@symergion.invalid")
+    return [head, task.tip], base
+
+
 def publish(repo: GitRepo, tp: TaskPlan, action: Action, blob: str, message: str) -> str | None:
     """Commit ``blob`` at the destination on top of the branch; return the commit, or None when
     a ref moved since it was read (nothing changed then)."""
     task, model, head = tp.task, action.model, action.head
-    parents = [head] if head else []
-    if head is None or not action.has_tip:
-        parents.append(task.tip)
-    # On a branch that already holds the task tip, start from the branch's own files: what the
-    # user committed there (a helper file, a hand fix elsewhere) stays.
-    base = head if head is not None and parents == [head] else task.tip
+    parents, base = attempt_base(repo, tp, action)
     tree = repo.tree_with_file(base, tp.destination, blob)
     commit = repo.commit_tree(tree, parents, message, author=model,
                               email=f"{model}@symergion.invalid")

@@ -12,8 +12,15 @@ import hashlib
 from dataclasses import dataclass, field
 
 from symergion.config import Config
-from symergion.core.spec import TaskSpec, split_sections
-from symergion.gitrepo import MAX_FILE_BYTES, SHADOW_REFS, Entry, GitRepo, Note
+from symergion.core.spec import TaskSpec, parse_params, split_sections
+from symergion.gitrepo import (
+    MAX_FILE_BYTES,
+    REMOTE_NOTES_REFS,
+    SHADOW_REFS,
+    Entry,
+    GitRepo,
+    Note,
+)
 
 TRAILER_MODEL = "Symergion-Model"
 TRAILER_TASK = "Symergion-Task"
@@ -77,6 +84,10 @@ class RepoState:
     contains_tip: dict[str, set[str]] = field(default_factory=dict)
     files: dict[tuple[str, str], FileRead] = field(default_factory=dict)
     bad_names: set[str] = field(default_factory=set)
+    # The notes ref plain `git notes` uses here, when it is not the one symergion reads.
+    configured_notes_ref: str = ""
+    # Tasks started by a note that a remote's notes (fetched by `sync --remote`) also hold.
+    remote_tasks: set[str] = field(default_factory=set)
 
     def branch(self, name: str) -> str | None:
         """Return the commit a local branch points to, or None."""
@@ -133,14 +144,13 @@ def read_state(repo: GitRepo, config: Config) -> RepoState:
         refs=snap.refs, notes_ref=snap.notes_ref, notes=notes, note_order=order,
         note_blobs=blobs, texts={n.blob: n.text for n in notes.values()},
         checked_out=repo.checked_out_branches(),
+        configured_notes_ref=repo.configured_notes_ref(),
     )
     _read_tasks(repo, config, state)
     return state
 
 
 def _read_tasks(repo: GitRepo, config: Config, state: RepoState) -> None:
-    from symergion.core.spec import parse_params
-
     specs: dict[str, list[TaskSpec]] = {}
     named: dict[str, set[str]] = {}
     for target, note in state.notes.items():
@@ -154,6 +164,7 @@ def _read_tasks(repo: GitRepo, config: Config, state: RepoState) -> None:
                 specs.setdefault(name, []).append(TaskSpec(name, params, rows, target, note.blob))
             else:
                 named.setdefault(name, set()).add(target)
+    state.remote_tasks = _remote_tasks(repo, config, state, set(specs))
     wanted_commits: set[str] = set()
     wanted_blobs: set[str] = set()
     for name, candidates in specs.items():
@@ -210,6 +221,25 @@ def _read_tasks(repo: GitRepo, config: Config, state: RepoState) -> None:
             state.texts[blob] = data.decode("utf-8", "replace")
 
 
+def _remote_tasks(repo: GitRepo, config: Config, state: RepoState, names: set[str]) -> set[str]:
+    """Return which of the tasks ``names`` a note fetched from a remote starts.
+
+    Anyone who may push to the remote wrote those notes, so their destinations get the remote
+    allow-list (``core.inputs.destination_allowed``); the local notes merged with them do not
+    hide that.
+    """
+    found: set[str] = set()
+    for ref in sorted(r for r in state.refs if r.startswith(REMOTE_NOTES_REFS + "/")):
+        blobs = repo.notes_at(state.refs[ref])
+        for text in repo.read_blobs(blobs.values()).values():
+            for section in split_sections(text, config.task_branch_spec):
+                name = section.task_branch
+                template = config.template_for(name) if name in names and name else None
+                if template is not None and "destination" in parse_params(section.text, template)[0]:
+                    found.add(section.task_branch or "")
+    return found
+
+
 def _read_files(repo: GitRepo, state: RepoState, tip: str, paths: list[str],
                 wanted: set[str]) -> None:
     from symergion.config import is_safe_relative_path
@@ -261,5 +291,6 @@ def refresh_branch(repo: GitRepo, state: RepoState, task: str, base: str, model:
         note_blobs=state.note_blobs, texts=state.texts, checked_out=repo.checked_out_branches(),
         commits=commits, history=state.history, ancestry=state.ancestry,
         contains_tip={**state.contains_tip, task: contains}, files=state.files,
-        bad_names=state.bad_names,
+        bad_names=state.bad_names, configured_notes_ref=state.configured_notes_ref,
+        remote_tasks=state.remote_tasks,
     )

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import json
 import os
 import platform
@@ -38,7 +39,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -224,6 +225,46 @@ def resolve(
                         "probed again next time", probed=True)
     cache.put(key, verdict, {"cpu": cpu, "build": build})
     return Decision(verdict.use_extra_buffers, setting, source, verdict.reason, probed=True)
+
+
+def machine_decision(model_path: Path, *, llama: Any, config: Any = None) -> Decision:
+    """Decide for a model load as the CLI does: the setting (env var, else config), then the probe.
+
+    This is what a ``LlamaEngine`` built without an explicit ``extra_buffers`` uses, so no caller
+    can load a model with the setting that crashes this machine.
+
+    Args:
+        model_path: the GGUF about to be loaded (the probe loads it too).
+        llama: the imported llama_cpp module.
+        config: the config whose ``extra_buffers`` applies, if any.
+    """
+    from symergion.config import cache_dir, extra_buffers_setting
+
+    setting, source = extra_buffers_setting(config)
+    return resolve(setting, source, model_path, llama=llama,
+                   cache=VerdictCache(cache_dir() / CACHE_FILE))
+
+
+@contextlib.contextmanager
+def llama_cpp_params(use_extra_buffers: bool) -> Iterator[None]:
+    """Make llama-cpp-python's own ``Llama`` (and its server) load models with this decision.
+
+    ``Llama`` has no argument for it: it takes ``llama_model_default_params()`` from the
+    bindings at load time, so the bindings' function is wrapped while the block runs.
+    """
+    bindings: Any = importlib.import_module("llama_cpp.llama_cpp")
+    real = bindings.llama_model_default_params
+
+    def params() -> Any:
+        value = real()
+        value.use_extra_bufts = use_extra_buffers
+        return value
+
+    bindings.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        bindings.llama_model_default_params = real
 
 
 def child_env() -> dict[str, str]:

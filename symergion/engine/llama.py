@@ -11,7 +11,8 @@ them in one batch (see ``docs/benchmarks.md`` for when it pays).
 
 Special tokens are parsed only in a chat template's own text (``ChatPrompt``): a source file or
 a note that contains ``<end_of_turn>`` is tokenized as the text it is. Whether llama.cpp may
-use its extra buffer types is decided by the caller (``engine.extra_buffers``).
+use its extra buffer types is this machine's decision (``engine.extra_buffers``) unless the
+caller passes ``extra_buffers`` explicitly (a measurement).
 
 ``llama_cpp`` is imported when the first engine is created, never when this module is
 imported, so commands that need no model stay fast.
@@ -191,7 +192,7 @@ class LlamaEngine:
         state_dir: Path | None = None,
         state_max_bytes: int = 2 * 1024**3,
         prompt_lookup: bool = False,
-        extra_buffers: bool = True,
+        extra_buffers: bool | None = None,
         lora: Path | None = None,
         lora_scale: float = 1.0,
         slots: int = DEFAULT_SLOTS,
@@ -228,6 +229,12 @@ class LlamaEngine:
         self._llama = llama
         # numpy comes with llama-cpp-python; imported here to keep module import cheap.
         self._numpy: Any = importlib.import_module("numpy")
+        if extra_buffers is None:
+            # The machine's decision, as the CLI makes it: on the Intel machines where
+            # llama.cpp's AMX kernel faults, extra buffer types would kill this process.
+            from symergion.engine.extra_buffers import machine_decision
+
+            extra_buffers = machine_decision(self.model_path, llama=llama).use_extra_buffers
         self.extra_buffers = extra_buffers
         self._model = _load_model(llama, self.model_path, extra_buffers)
         # What llama.cpp reported while loading: shows whether extra buffer types are in use.

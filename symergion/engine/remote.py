@@ -23,6 +23,11 @@ piece was streamed: the caller has then already used it. A stream that ends with
 reason (the server died, or ``llama_cpp.server`` cut it for another request) is an error, not a
 short answer. One engine may serve several threads at once: the HTTP client is thread-safe and
 each generation keeps its state to itself (``stats`` is per thread).
+
+The server's stream is not trusted to end: the client stops after ``max_tokens`` pieces
+whatever the server sends, gives each request a total deadline, checks cancellation and the
+deadline on every line (keep-alive comments included), refuses a line longer than
+``MAX_LINE_BYTES`` instead of buffering it, and reports a redirect with its ``Location``.
 """
 
 from __future__ import annotations
@@ -54,6 +59,11 @@ BACKOFF_SECONDS = (0.25, 0.75)
 # pass with many tasks on a down server does not wait for it again for each task.
 DOWN_SECONDS = 10.0
 ESTIMATE_BYTES_PER_TOKEN = 3
+# A request's total time: the prompt's silence (READ_TIMEOUT) and this much per token asked for,
+# which a CPU generating half a token per second still meets.
+SECONDS_PER_TOKEN = 2.0
+# An event line holds one token's JSON; llama-server's longest (with probabilities) stays far below.
+MAX_LINE_BYTES = 1024 * 1024
 DOWN_HINT = ("start the server (e.g. `llama-server -m MODEL.gguf --host 0.0.0.0 --port PORT`), "
              "or fix the checkpoint's endpoint; the other models go on without it")
 
@@ -63,6 +73,10 @@ _down: dict[str, tuple[float, str]] = {}
 
 class _Retryable(Exception):
     """A failure that happened before anything was streamed and may pass on a new attempt."""
+
+
+class _Overdue(Exception):
+    """The request's deadline passed while the server kept the stream open."""
 
 
 @dataclass(frozen=True)
@@ -160,6 +174,8 @@ class RemoteEngine:
         context_size: the checkpoint's ``context_size``, a cap on what the server reports.
         sampling: sent with every request; the defaults decode greedily.
         transport: an httpx transport (tests).
+        request_seconds: the most one request may take, whatever the server streams;
+            default ``READ_TIMEOUT`` plus ``SECONDS_PER_TOKEN`` per token asked for.
     """
 
     def __init__(
@@ -171,8 +187,10 @@ class RemoteEngine:
         context_size: int | None = None,
         sampling: Sampling | None = None,
         transport: httpx2.BaseTransport | None = None,
+        request_seconds: float | None = None,
     ) -> None:
         self.model_name = model_name
+        self.request_seconds = request_seconds
         self.endpoint = endpoint
         self.served_model = served_model
         self.context_size = context_size
@@ -451,14 +469,21 @@ class RemoteEngine:
         started = time.perf_counter()
         streamed = False
         paused = 0.0
+        budget = int(body["max_tokens"])
+        limit = self.request_seconds if self.request_seconds is not None \
+            else READ_TIMEOUT + SECONDS_PER_TOKEN * budget
+        deadline = time.monotonic() + limit
         for attempt in range(ATTEMPTS):
             if cancel is not None and cancel.is_set():
                 return
+            # No single read may wait past the deadline either.
+            remaining = max(0.001, deadline - time.monotonic())
+            timeout = httpx2.Timeout(min(READ_TIMEOUT, remaining), connect=min(CONNECT_TIMEOUT, remaining))
             try:
-                with self._client.stream("POST", "/v1/completions", json=body) as response:
+                with self._client.stream("POST", "/v1/completions", json=body, timeout=timeout) as response:
                     _check_status(response, self.endpoint, streaming=True)
                     finished = False
-                    for piece, finish in _events(response, self.endpoint):
+                    for piece, finish in _events(response, self.endpoint, deadline, cancel):
                         if piece:
                             stats.generated_tokens += 1
                             if not streamed:
@@ -470,8 +495,15 @@ class RemoteEngine:
                             paused += time.perf_counter() - before
                             if cancel is not None and cancel.is_set():
                                 return
+                            if stats.generated_tokens >= budget:
+                                # The budget is the client's: a server that ignores max_tokens
+                                # is cut here (closing the stream stops its generation).
+                                finished = True
+                                break
                         if finish:
                             finished = True
+                    if cancel is not None and cancel.is_set():
+                        return
                     if not finished:
                         problem = "the stream ended before the server said it was finished"
                         if streamed:
@@ -484,7 +516,11 @@ class RemoteEngine:
                     stats.generation_seconds = (time.perf_counter() - started
                                                 - stats.first_token_seconds - paused)
                     return
+            except _Overdue:
+                raise _overdue(self.endpoint, self.model_name, limit) from None
             except (httpx2.TransportError, _Retryable) as exc:
+                if isinstance(exc, httpx2.TimeoutException) and time.monotonic() >= deadline:
+                    raise _overdue(self.endpoint, self.model_name, limit) from None
                 if streamed:
                     raise ModelError(
                         f"the model server {self.endpoint} broke off while streaming "
@@ -494,12 +530,46 @@ class RemoteEngine:
                 if isinstance(exc, httpx2.ReadTimeout) or attempt + 1 == ATTEMPTS:
                     _mark_down(self.endpoint, _describe(exc))
                     raise _unreachable(self.endpoint, _describe(exc), attempt + 1) from None
-                time.sleep(BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS) - 1)])
+                time.sleep(min(BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS) - 1)],
+                               max(0.0, deadline - time.monotonic())))
 
 
-def _events(response: httpx2.Response, endpoint: str) -> Iterator[tuple[str, bool]]:
-    """Yield (text, finished) for each completion chunk of a server-sent event stream."""
-    for line in response.iter_lines():
+def _overdue(endpoint: str, model_name: str, limit: float) -> ModelError:
+    return ModelError(f"the model server {endpoint} did not finish {model_name}'s answer within "
+                      f"{limit:.0f} s", hint="the server keeps the stream open without ending it; "
+                      "check that it honours max_tokens, or restart it, and run sync again")
+
+
+def _lines(response: httpx2.Response, endpoint: str) -> Iterator[str]:
+    """Yield the lines of a response body, refusing one longer than ``MAX_LINE_BYTES``."""
+    pending = b""
+    for chunk in response.iter_bytes():
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            yield line.rstrip(b"\r").decode("utf-8", "replace")
+        if not complete:
+            yield ""  # a chunk without an end of line: the caller still checks the time
+        if len(pending) > MAX_LINE_BYTES:
+            raise ModelError(f"the model server {endpoint} sent a line longer than "
+                             f"{MAX_LINE_BYTES // 1024} KiB",
+                             hint="point the endpoint at an OpenAI-compatible completions server")
+    if pending:
+        yield pending.rstrip(b"\r").decode("utf-8", "replace")
+
+
+def _events(response: httpx2.Response, endpoint: str, deadline: float = float("inf"),
+            cancel: threading.Event | None = None) -> Iterator[tuple[str, bool]]:
+    """Yield (text, finished) for each completion chunk of a server-sent event stream.
+
+    Stops (yielding nothing more) once ``cancel`` is set, and raises once ``deadline`` (on
+    ``time.monotonic``) passed; both are checked on every line, keep-alive comments included.
+    """
+    for line in _lines(response, endpoint):
+        if cancel is not None and cancel.is_set():
+            return
+        if time.monotonic() >= deadline:
+            raise _Overdue
         if not line.startswith("data:"):
             continue  # blank separators, comments (": ping"), event names
         payload = line[5:].strip()
@@ -557,7 +627,13 @@ def _request_json(
 
 
 def _check_status(response: httpx2.Response, endpoint: str, *, streaming: bool) -> None:
-    """Raise _Retryable for 5xx, ModelError for other errors; pass 2xx."""
+    """Raise _Retryable for 5xx, ModelError for redirects and other errors; pass 2xx."""
+    if 300 <= response.status_code < 400:
+        # Redirects are not followed: the request would go to an address the checkpoint never named.
+        location = response.headers.get("location", "")[:300] or "no Location given"
+        raise ModelError(f"the model server {endpoint} redirects (HTTP {response.status_code}) "
+                         f"to {location}",
+                         hint="set the checkpoint's endpoint to the server's own address")
     if response.status_code < 400:
         return
     if streaming:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -16,11 +14,10 @@ from symergion.errors import SymergionError
 from symergion.gitrepo import GitRepo
 from symergion.verify.checkout import export_commit
 from symergion.verify.names import command_values, fill, imports_module, module_of
+from symergion.verify.report import Report
 from symergion.verify.result import Observation, TestOutcome, VerifyResult, summary_counts
 from symergion.verify.sandbox import Limits, Run, Sandbox
-
-RESULTS = ".symergion-verify.jsonl"
-_RESULTS_BYTES = 8 * 1024 * 1024
+from symergion.verify.scratch import scratch_dir
 
 
 class VerifyError(SymergionError):
@@ -77,8 +74,8 @@ def verify_candidate(
             raise VerifyError(f"{commit[:12]} has no file {destination} to verify",
                               hint="verify the candidate commit the task's model branch points at")
         content = repo.read_blob_bytes(entry.oid).decode("utf-8", "replace")
-    with tempfile.TemporaryDirectory(prefix="symergion-verify-") as work:
-        checkout = Path(work) / "checkout"
+    with scratch_dir("symergion-verify-") as work:
+        checkout = work / "checkout"
         export_commit(repo, commit, checkout)
         if replacement is not None:
             target = checkout / destination
@@ -86,8 +83,11 @@ def verify_candidate(
             if target.is_symlink():
                 target.unlink()
             target.write_text(replacement, encoding="utf-8")
+        # The checkout's words, read before anything ran: all a report may be made of.
+        report = Report(checkout)
         outcomes = [
-            _run_once(sandbox, checkout, spec, source, destination, limits, coverage=spec.coverage and i == 0)
+            _run_once(sandbox, checkout, spec, source, destination, limits, report,
+                      coverage=spec.coverage and i == 0)
             for i in range(spec.runs)
         ]
     result = _merge(outcomes, spec, source)
@@ -99,13 +99,10 @@ def verify_candidate(
 
 
 def _run_once(sandbox: Sandbox, checkout: Path, spec: VerifySpec, source: str, destination: str,
-              limits: Limits, *, coverage: bool) -> _RunOutcome:
-    results = checkout / RESULTS
-    if results.exists() or results.is_symlink():
-        results.unlink()
+              limits: Limits, report: Report, *, coverage: bool) -> _RunOutcome:
     if spec.structured:
         argv = [sys.executable, sandbox.tool("runner.py"), "--module", module_of(destination),
-                "--out", RESULTS]
+                "--out", sandbox.results_path(checkout)]
         if coverage:
             argv += ["--coverage", source]
     else:
@@ -114,21 +111,12 @@ def _run_once(sandbox: Sandbox, checkout: Path, spec: VerifySpec, source: str, d
     prefix = sandbox.checkout_path(checkout).rstrip("/") + "/"
     outcome = _RunOutcome(run=replace(run, output=run.output.replace(prefix, "")))
     if spec.structured:
-        _read_events(_read_results(results).replace(prefix, ""), outcome)
+        _read_events(run.results.replace(prefix, ""), outcome, report)
     return outcome
 
 
-def _read_results(path: Path) -> str:
-    """Read the runner's events; the file is the tests' to write, so never follow a link there."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return ""
-    with os.fdopen(fd, "rb") as handle:
-        return handle.read(_RESULTS_BYTES).decode("utf-8", "replace")
-
-
-def _read_events(text: str, outcome: _RunOutcome) -> None:
+def _read_events(text: str, outcome: _RunOutcome, report: Report) -> None:
+    """Read the runner's events; every text in them passes ``report`` before it is kept."""
     started: list[str] = []
     observed: dict[str, list[Observation]] = {}
     for line in text.splitlines():
@@ -138,25 +126,27 @@ def _read_events(text: str, outcome: _RunOutcome) -> None:
             continue  # a line cut short by a kill
         if not isinstance(event, dict):
             continue
-        kind, test = event.get("event"), str(event.get("id", ""))
+        kind, test = event.get("event"), report.test_id(str(event.get("id", "")))
         if kind == "start":
             started.append(test)
         elif kind == "result" and event.get("outcome") in ("passed", "failed", "error", "skipped"):
-            outcome.tests[test] = TestOutcome(str(event["outcome"]), str(event.get("detail", "")))
+            detail = report.detail(str(event.get("detail", "")))
+            outcome.tests[test] = TestOutcome(str(event["outcome"]), detail)
         elif kind == "fixture":
-            outcome.tests[test] = TestOutcome("error", str(event.get("detail", "")))
+            outcome.tests[test] = TestOutcome("error", report.detail(str(event.get("detail", ""))))
         elif kind == "load":
-            outcome.load_error = str(event.get("detail", "")) or "the test module cannot be imported"
+            outcome.load_error = report.detail(str(event.get("detail", ""))) \
+                or "the test module cannot be imported"
         elif kind == "coverage":
             outcome.coverage = event
         elif kind == "observed" and isinstance(event.get("line"), int):
-            first, second = event.get("first"), event.get("second")
-            types = [t if isinstance(t, str) else None
-                     for t in (event.get("first_type"), event.get("second_type"))]
+            first, second, first_type, second_type = (
+                report.literal(value) if isinstance(value, str) else None
+                for value in (event.get("first"), event.get("second"), event.get("first_type"),
+                              event.get("second_type")))
             observed.setdefault(test, []).append(Observation(
-                event["line"], str(event.get("method", "")),
-                first if isinstance(first, str) else None, second if isinstance(second, str) else None,
-                *types))
+                event["line"], report.words_only(str(event.get("method", ""))[:100]),
+                first, second, first_type, second_type))
     for test, seen in observed.items():
         if test in outcome.tests:
             outcome.tests[test] = replace(outcome.tests[test], observed=tuple(seen))

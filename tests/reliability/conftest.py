@@ -196,6 +196,18 @@ def cfg(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture
+def team(repo_dir: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
+    """(remote bare repo, this clone, a teammate's clone), all at main."""
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(remote))
+    git(repo_dir, "remote", "add", "origin", str(remote))
+    git(repo_dir, "push", "-q", "origin", "main")
+    mate = tmp_path / "mate"
+    git(tmp_path, "clone", "-q", str(remote), str(mate))
+    return remote, repo_dir, mate
+
+
 # -- fake engines plugged into the real runtime -------------------------------------------------
 
 

@@ -1,10 +1,14 @@
 """Model-based: a small pure reference model of the workflow runs beside the real pass.
 
 The user works with plain git only: feedback notes on model branches (on symergion's commits
-and on hand commits), removing notes, hand commits, ending a task and starting it again. After
-every pass:
+and on hand commits), feedback appended to the task's own note, removing notes, ``revoke``,
+hand commits, commits on the task branch, breaking the task note by hand and fixing it, ending a
+task and starting it again. After every pass:
 
 - the feedback each model branch applied (``Symergion-Notes``) is what the model says;
+- hand work on a model branch survives every later pass (also when the task branch moved on);
+- a note edited by hand never archives a branch while its task branch exists (the pass reports
+  the note instead), and ``revoke`` removes only feedback, never a task's own spec;
 - a pass on a copy of the repository with an empty response cache publishes the same files;
 - the user's work tree, index and HEAD are untouched;
 - a second pass changes nothing and calls no model.
@@ -40,6 +44,7 @@ from hypothesis.stateful import (
 
 from symergion.cache import ResponseStore
 from symergion.core.execute import Reconciler
+from symergion.core.ops import revoke_feedback
 from symergion.core.state import parse_trailers
 from symergion.gitrepo import GitRepo
 
@@ -57,6 +62,8 @@ class TaskModel:
     alive: bool = True  # the task branch exists
     synced_since_end: bool = False  # a pass saw the task ended, so its branches are archived
     feedback: list[str] = field(default_factory=list)  # annotated commits, in order
+    named: str = ""  # feedback appended to the task's own note (on main), applied first
+    broken: bool = False  # the task's section of the note on main was mistyped by hand
 
 
 class Workflow(RuleBasedStateMachine):
@@ -69,6 +76,7 @@ class Workflow(RuleBasedStateMachine):
         self.fleet = FakeFleet()
         self.model = {t: TaskModel() for t in TASKS}
         self.counter = 0
+        self.hand: dict[str, str] = {}  # model branch -> what helper.py holds there, by hand
 
     @initialize()
     def make_repo(self) -> None:
@@ -80,9 +88,8 @@ class Workflow(RuleBasedStateMachine):
         git(p, "commit", "-q", "-m", "initial")
         for task in TASKS:
             git(p, "branch", task)
-        git(p, "notes", "add", "-m", "\n".join(
-            f"task_branch: {t}, source: utils/capture_output.py, destination: test_{t}.py"
-            for t in TASKS), "main")
+        self.main = git(p, "rev-parse", "main").strip()
+        git(p, "notes", "add", "-m", self.main_note(), "main")
         (p / "staged.txt").write_text("staged\n")
         git(p, "add", "staged.txt")
         (p / "untracked.txt").write_text("untracked\n")
@@ -99,13 +106,24 @@ class Workflow(RuleBasedStateMachine):
         return Reconciler(GitRepo(path), make_config(MODELS), engines=self.fleet,
                           fingerprint=lambda c: f"fp-{c.model_name}", store=store), store
 
+    def main_note(self) -> str:
+        """Return the note on main as the model says: each task's spec, then named feedback."""
+        lines = []
+        for t in TASKS:
+            key = "destnation" if self.model[t].broken else "destination"
+            lines.append(f"task_branch: {t}, source: utils/capture_output.py, {key}: test_{t}.py")
+        lines += [f"task_branch: {t}, {m.named}" for t, m in self.model.items() if m.named]
+        return "\n".join(lines)
+
     def sync_at(self, path: Path, store_dir: Path) -> list[str]:
         reconciler, store = self.reconciler(path, store_dir)
         try:
             report = reconciler.sync()
         finally:
             store.close()
-        assert not report.problems, report.problems
+        held = {t for t, m in self.model.items() if m.alive and m.broken}
+        assert {p.message.split("'")[1] for p in report.problems} == held, report.problems
+        assert all("kept" in p.message for p in report.problems), report.problems
         return [r.status for r in report.results]
 
     def run_pass(self) -> None:
@@ -114,7 +132,16 @@ class Workflow(RuleBasedStateMachine):
         shutil.copytree(self.path / ".git", copy / ".git")
         empty = Path(tempfile.mkdtemp(dir=self.base))
         before = user_state(self.path)
+        refs_before = all_refs(self.path)
         self.sync_at(self.path, self.store_dir)
+        refs_after = all_refs(self.path)
+        for task, known in self.model.items():
+            if known.alive and known.broken:
+                # A note that stopped parsing holds the task: no branch is archived or moved.
+                ours = [r for r in set(refs_before) | set(refs_after)
+                        if r.startswith(("refs/symergion/archive/" + task + "/",
+                                         *(f"refs/heads/{m}_{task}" for m in MODELS)))]
+                assert all(refs_before.get(r) == refs_after.get(r) for r in ours), task
         self.sync_at(copy, empty)
         assert user_state(self.path) == before, "the pass touched the work tree, index or HEAD"
         for task in TASKS:
@@ -130,10 +157,12 @@ class Workflow(RuleBasedStateMachine):
         statuses = self.sync_at(self.path, self.store_dir)
         assert set(statuses) <= {"up-to-date"}, statuses
         assert all_refs(self.path) == refs and self.fleet.calls == calls, "a second pass acted"
-        for known in self.model.values():
+        for task, known in self.model.items():
             if not known.alive:
                 known.synced_since_end = True
                 known.feedback = []
+                for model in MODELS:
+                    self.hand.pop(f"{model}_{task}", None)  # archived with its branch
 
     # -- what the user does with git ---------------------------------------------------------------
 
@@ -170,6 +199,50 @@ class Workflow(RuleBasedStateMachine):
         commit = commit_files(self.path, {"helper.py": ("100644", f"# fix {self.counter}\n")},
                               at=branch, message="hand fix")
         git(self.path, "update-ref", f"refs/heads/{branch}", commit)
+        self.hand[branch] = f"# fix {self.counter}\n"
+
+    @rule(task=st.sampled_from(TASKS))
+    def move_task_branch(self, task: str) -> None:
+        """A commit on the task branch that changes the source: every model regenerates, on
+        top of both its branch and the new task tip."""
+        if not self.model[task].alive:
+            return
+        self.counter += 1
+        commit = commit_files(self.path, {"utils/capture_output.py": (
+            "100644", f"{SOURCE}\n# change {self.counter}\n")}, at=task, message="source change")
+        git(self.path, "update-ref", f"refs/heads/{task}", commit)
+
+    @rule(task=st.sampled_from(TASKS))
+    def append_feedback_to_task_note(self, task: str) -> None:
+        """``git notes append -m "task_branch: T, ..." T``, as the README invites."""
+        known = self.model[task]
+        if known.named:
+            return
+        self.counter += 1
+        known.named = f"Feedback number {self.counter}"
+        git(self.path, "notes", "add", "-f", "-m", self.main_note(), self.main)
+
+    @rule(task=st.sampled_from(TASKS), broken=st.booleans())
+    def edit_task_note(self, task: str, broken: bool) -> None:
+        """Rewrite the task's note in place by hand, with or without a typo in it."""
+        self.model[task].broken = broken
+        git(self.path, "notes", "add", "-f", "-m", self.main_note(), self.main)
+
+    @rule(task=st.sampled_from(TASKS), model=st.sampled_from(MODELS))
+    def revoke(self, task: str, model: str) -> None:
+        known = self.model[task]
+        branch = f"{model}_{task}"
+        if (not known.alive or known.broken or self.tip(branch) is None
+                or not (known.feedback or known.named)):
+            return
+        revoke_feedback(GitRepo(self.path), make_config(MODELS), branch)
+        if known.feedback:
+            known.feedback.pop()
+        else:
+            known.named = ""
+        note = git(self.path, "notes", "show", self.main)
+        for t in TASKS:
+            assert f"task_branch: {t}, source:" in note, "revoke removed a task's own spec"
 
     @rule(task=st.sampled_from(TASKS), model=st.sampled_from(MODELS))
     def fix_by_hand_then_give_feedback(self, task: str, model: str) -> None:
@@ -225,6 +298,11 @@ class Workflow(RuleBasedStateMachine):
                 if not known.alive:
                     assert f"refs/heads/{branch}" not in refs, f"{branch} outlived its task"
                     continue
+                if branch in self.hand:
+                    assert git(self.path, "show", f"{branch}:helper.py") == self.hand[branch], \
+                        f"a pass dropped the hand work on {branch}"
+                if known.broken:
+                    continue  # held: its feedback applies once the note is fixed
                 applied = None
                 for _oid, message in GitRepo(self.path).first_parent_log(branch, limit=50):
                     trailers = parse_trailers(message)
@@ -232,7 +310,8 @@ class Workflow(RuleBasedStateMachine):
                         notes = trailers["Symergion-Notes"]
                         applied = [] if notes == "-" else [i.split(":")[0] for i in notes.split()]
                         break
-                assert applied == known.feedback, (branch, applied, known.feedback)
+                expected = ([self.main] if known.named else []) + known.feedback
+                assert applied == expected, (branch, applied, expected)
 
     @invariant()
     def head_is_main(self) -> None:

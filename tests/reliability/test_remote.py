@@ -6,23 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from .conftest import TASK, all_refs, git, start_task, symergion_commits
 
 ALPHA, BETA = f"alpha_{TASK}", f"beta_{TASK}"
-
-
-@pytest.fixture
-def team(repo_dir: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
-    """(remote bare repo, this clone, a teammate's clone), all at main."""
-    remote = tmp_path / "remote.git"
-    git(tmp_path, "init", "-q", "--bare", str(remote))
-    git(repo_dir, "remote", "add", "origin", str(remote))
-    git(repo_dir, "push", "-q", "origin", "main")
-    mate = tmp_path / "mate"
-    git(tmp_path, "clone", "-q", str(remote), str(mate))
-    return remote, repo_dir, mate
 
 
 def teammate_commit(mate: Path, branch: str, text: str) -> str:

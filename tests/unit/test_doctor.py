@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from symergion.cli.main import main
+from tests.needs import need_module
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 
 
 def test_json_report_has_every_part(capsys, offline_probe, tmp_path: Path, monkeypatch) -> None:
-    pytest.importorskip("llama_cpp")
+    need_module("llama_cpp", "pip install -e '.[demo]'")
     monkeypatch.chdir(tmp_path)  # not a repository: doctor needs none
     code, out, _err = run(capsys, "--json")
     data = json.loads(out)
@@ -43,7 +44,7 @@ def test_json_report_has_every_part(capsys, offline_probe, tmp_path: Path, monke
 
 
 def test_text_report(capsys, offline_probe) -> None:
-    pytest.importorskip("llama_cpp")
+    need_module("llama_cpp", "pip install -e '.[demo]'")
     code, out, _err = run(capsys)
     assert code == 0
     assert "extra buffers off (setting off from SYMERGION_EXTRA_BUFFERS)" in out

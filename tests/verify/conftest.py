@@ -6,22 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from symergion.verify.sandbox import Sandbox, SandboxUnavailable
+from symergion.verify.sandbox import Sandbox
 from tests.conftest import git
+from tests.needs import bwrap_problem, needs_bwrap
+
+__all__ = ["BWRAP_PROBLEM", "CALC", "commit_files", "needs_bwrap"]
 
 CALC = "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n"
 
 
-def _bwrap_problem() -> str | None:
-    try:
-        Sandbox(mode="bwrap")
-    except SandboxUnavailable as exc:
-        return str(exc)
-    return None
-
-
-BWRAP_PROBLEM = _bwrap_problem()
-needs_bwrap = pytest.mark.skipif(BWRAP_PROBLEM is not None, reason=f"bubblewrap unavailable: {BWRAP_PROBLEM}")
+BWRAP_PROBLEM = bwrap_problem()
 
 
 def commit_files(repo: Path, files: dict[str, str], message: str = "candidate") -> str:

@@ -36,7 +36,7 @@ class TestOther(unittest.TestCase):
         self.assertTrue(True)
 '''
 
-FLAKY = '''import os
+FLAKY = '''import sys
 import unittest
 
 import utils.calc
@@ -44,9 +44,8 @@ import utils.calc
 
 class TestFlaky(unittest.TestCase):
     def test_first_run_only(self):
-        seen = os.path.exists("seen")
-        open("seen", "w").close()
-        self.assertFalse(seen)
+        # Each run starts from the commit's files; only the first run measures coverage.
+        self.assertNotIn("coverage", sys.modules)
 
     def test_sub(self):
         self.assertEqual(utils.calc.sub(3, 1), 2)
@@ -105,7 +104,8 @@ def test_prune_then_rerun_confirms(calc_repo: Path) -> None:
 def test_runs_mark_flaky_tests(calc_repo: Path) -> None:
     commit = commit_files(calc_repo, {"test_flaky.py": FLAKY})
     repo = GitRepo(calc_repo)
-    result = verify_candidate(repo, commit, VerifySpec(runs=2), "utils/calc.py", "test_flaky.py")
+    result = verify_candidate(repo, commit, VerifySpec(runs=2, coverage=True), "utils/calc.py",
+                              "test_flaky.py")
     assert result.flaky == ("test_flaky.TestFlaky.test_first_run_only",)
     assert result.passed == 1 and not result.ok
     assert "1 flaky" in result.trailer()
