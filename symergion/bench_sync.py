@@ -17,6 +17,12 @@ starter ``import unittest``, no guided generation, no verify), once all in one c
 once one task per cold sync; it reports each branch's stop, its published lines, and the
 tokens spent on text that was trimmed away (degenerate runs), and the batching gain of the
 whole sync. ``--code DIR`` runs the syncs with another checkout's ``symergion`` (before/after).
+``--checked`` measures the first checked sync with the default config (guided writing,
+verification, prune, repair) of a 60-line module (a copy of the standard library's
+``bisect.py``) and of the demo's source: the wall time, where it went (``sync --json``'s
+``spend``) and the pipeline's efficiency, (prompt tokens / the engine's prompt speed + decoded
+tokens / its generation speed) / wall, with both speeds measured on this machine just before
+each sync.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import os
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -238,6 +245,119 @@ def run_tasks_bench(model: Path, *, threads: int, repeats: int, count: int) -> d
             "ratio": ratios, "pairs": pairs}
 
 
+CHECKED_MODULE = "bisect"  # the standard library's bisect.py: 4 public functions
+
+
+def engine_speeds(model: Path, threads: int) -> tuple[float, float]:
+    """Return this machine's prompt and generation tokens/s now: a 500-token prompt, 64 tokens.
+
+    The model loads in this process (with the machine's extra-buffer decision), as the worker
+    of a sync does; the figures are the references of the efficiency.
+    """
+    from symergion.bench import machine_extra_buffers, source_text
+    from symergion.config import Sampling
+    from symergion.engine.llama import LlamaEngine
+
+    engine = LlamaEngine(model, model_name="bench", n_ctx=2048, n_threads=threads,
+                         sampling=Sampling(), extra_buffers=machine_extra_buffers(model))
+    try:
+        prompt = source_text(1, "speeds")
+        n = 1
+        while engine.count_tokens(prompt) < 500:
+            n += 1
+            prompt = source_text(n, "speeds")
+        for _ in engine.generate(prompt, max_tokens=64):
+            pass
+        stats = engine.stats
+        return (stats.prompt_tokens / stats.prompt_seconds,
+                stats.generated_tokens / stats.generation_seconds)
+    finally:
+        engine.close()
+
+
+def efficiency(spend: dict[str, Any], wall: float, prompt_speed: float, gen_speed: float) -> float:
+    """Return the engine's share of a wall time at its reference speeds (1.0: nothing else)."""
+    busy = spend["prompt_tokens"] / prompt_speed + spend["decoded_tokens"] / gen_speed
+    return busy / wall if wall else 0.0
+
+
+def checked_sync(model: Path, threads: int, workdir: Path, name: str, source: str) -> dict[str, Any]:
+    """Start a task on ``lib/<name>.py`` and time the first sync with the default config."""
+    repo, config, env = _new_repo(model, threads, workdir)
+    path = f"lib/{name}.py"
+    (repo / "lib").mkdir()
+    (repo / path).write_text(source)
+    _git(repo, "add", ".")
+    _git(repo, "-c", "user.name=b", "-c", "user.email=b@x", "commit", "-q", "-m", "init")
+    task = f"TestCase_{name}"
+    _git(repo, "branch", task)
+    _git(repo, "notes", "append", "-m",
+         f"task_branch: {task}, source: {path}, destination: test_{name}.py", task)
+    seconds, report, _ = _cli(repo, config, env, "sync")
+    [result] = report["results"]
+    if result["status"] not in ("created", "updated"):
+        raise RuntimeError(f"the checked sync of {path} did not publish: {result}")
+    return {"module": path, "lines": len(source.splitlines()), "seconds": round(seconds, 3),
+            "status": result["status"], "verify": result["verify"], "spend": report["spend"]}
+
+
+def run_checked_bench(model: Path, *, threads: int, repeats: int) -> dict[str, Any]:
+    """Time the first checked sync of the 60-line module and of the demo, ``repeats`` times.
+
+    Each sync is paired with the engine's speeds measured just before it, so the efficiency of
+    every run is taken against the machine as it was in that minute.
+    """
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    sources = {CHECKED_MODULE: (stdlib / f"{CHECKED_MODULE}.py").read_text(encoding="utf-8"),
+               "capture_output": SOURCE}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in sources}
+    for _ in range(repeats):
+        for name, text in sources.items():
+            prompt_speed, gen_speed = engine_speeds(model, threads)
+            with tempfile.TemporaryDirectory(prefix="symergion-bench-") as tmp:
+                row = checked_sync(model, threads, Path(tmp), name, text)
+            row["prompt_speed"] = round(prompt_speed, 1)
+            row["gen_speed"] = round(gen_speed, 1)
+            row["efficiency"] = round(efficiency(row["spend"], row["seconds"], prompt_speed,
+                                                 gen_speed), 3)
+            runs[name].append(row)
+    rows = []
+    for found in runs.values():
+        walls = [r["seconds"] for r in found]
+        middle = sorted(found, key=lambda r: r["seconds"])[len(found) // 2]
+        rows.append({"module": found[0]["module"], "lines": found[0]["lines"],
+                     "seconds_median": round(statistics.median(walls), 3), "seconds_all": walls,
+                     "efficiency_median": round(statistics.median(r["efficiency"] for r in found),
+                                                3),
+                     "median_run": middle})
+    return {"model": str(model), "threads": threads, "repeats": repeats, "rows": rows,
+            "runs": runs}
+
+
+def format_checked(found: dict[str, Any]) -> list[str]:
+    """Return the checked-sync rows as a table: wall, efficiency and the median run's split."""
+    lines = [f"model {found['model']}, {found['threads']} threads, {found['repeats']} runs "
+             "(medians; the split is the median run's)",
+             f"{'first checked sync':<26}{'wall s':>8}{'eff.':>6}  {'load':>5}{'prompt':>7}"
+             f"{'decode':>7}{'verify':>7}{'git':>5}{'other':>6}{'start':>6}  decoded/kept"]
+    for row in found["rows"]:
+        run = row["median_run"]
+        spend = run["spend"]
+        start = run["seconds"] - spend["wall_seconds"]  # interpreter, config, lock
+        label = f"{row['module']} ({row['lines']} lines)"
+        lines.append(
+            f"{label:<26}{row['seconds_median']:>8.1f}{row['efficiency_median']:>6.2f}  "
+            f"{spend['load_seconds']:>5.1f}{spend['prompt_seconds']:>7.1f}"
+            f"{spend['decode_seconds']:>7.1f}{spend['verify_seconds']:>7.1f}"
+            f"{spend['git_seconds']:>5.1f}{spend['other_seconds']:>6.1f}{start:>6.1f}  "
+            f"{spend['decoded_tokens']}/{spend['kept_tokens']}")
+        lines.append(f"{'':<26}prompt {spend['prompt_tokens']} tokens evaluated, "
+                     f"{spend['reused_tokens']} reused; engine {run['prompt_speed']:.0f} / "
+                     f"{run['gen_speed']:.1f} tok/s; verify runs {spend['verify_runs']}; "
+                     f"{run['verify']}")
+    return lines
+
+
 def help_seconds(repeats: int) -> float:
     """Return the median wall time of `symergion --help` in a new process."""
     times = []
@@ -280,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --modules: the repository folder the copies go in (e.g. src)")
     parser.add_argument("--code", type=Path,
                         help="run the syncs with the symergion package of this checkout")
+    parser.add_argument("--checked", action="store_true",
+                        help="time the first checked sync of a 60-line module and of the demo")
     args = parser.parse_args(argv)
     model = args.model
     if model is None:
@@ -303,6 +425,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{number:<5}together {run['together']['seconds']:.1f} s, one at a time "
                   f"{run['alone_seconds']:.1f} s: gain {run['gain']:.2f}x")
         print(f"gain (median of {len(found['runs'])}): {found['gain_median']:.2f}x")
+        print(f"wrote {args.out}")
+        return 0
+    if args.checked:
+        checked = run_checked_bench(model, threads=args.threads, repeats=args.repeats)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(checked, indent=2))
+        print("\n".join(format_checked(checked)))
         print(f"wrote {args.out}")
         return 0
     if args.tasks:

@@ -197,6 +197,7 @@ class Config:
     source: Path | None = None
     extra_buffers: str = "auto"
     allow_destinations: tuple[str, ...] = ()  # glob patterns of CI/hook paths tasks may write
+    max_seconds: float | None = None  # each branch's time budget in a pass; None: no limit
 
     @property
     def coders(self) -> tuple[Checkpoint, ...]:
@@ -337,9 +338,9 @@ def parse_config(
 
     if not isinstance(raw, dict):
         raise fail("(top level)", "expected a JSON object", 'wrap the settings in { ... }')
-    # extra_buffers and allow_destinations are not in DEFAULT_CONFIG: the original format has
-    # no such fields.
-    known = set(DEFAULT_CONFIG) | {"models_dir", "extra_buffers", "allow_destinations"}
+    # extra_buffers, allow_destinations and max_seconds are not in DEFAULT_CONFIG: the
+    # original format has no such fields.
+    known = set(DEFAULT_CONFIG) | {"models_dir", "extra_buffers", "allow_destinations", "max_seconds"}
     for key in raw:
         if key not in known:
             raise fail(key, "unknown field", f"remove it, or use one of: {', '.join(sorted(known))}")
@@ -433,6 +434,13 @@ def parse_config(
         raise fail("extra_buffers", f"expected \"auto\", \"on\" or \"off\", got {json.dumps(extra_buffers)}",
                    "use \"auto\" (probe once per machine), \"on\" or \"off\"")
 
+    max_seconds = raw.get("max_seconds")
+    if max_seconds is not None and (isinstance(max_seconds, bool)
+                                    or not isinstance(max_seconds, (int, float))
+                                    or not 0 < max_seconds < float("inf")):
+        raise fail("max_seconds", f"expected a number of seconds above 0, got {json.dumps(max_seconds)}",
+                   "set max_seconds to e.g. 60, or null for no limit")
+
     return Config(
         idle_cores=integer("idle_cores", 0),
         model_cache_size=integer("model_cache_size", 1),
@@ -446,6 +454,7 @@ def parse_config(
         source=source,
         extra_buffers=extra_buffers,
         allow_destinations=_patterns(raw.get("allow_destinations", []), fail),
+        max_seconds=float(max_seconds) if max_seconds is not None else None,
     )
 
 

@@ -15,6 +15,7 @@ import os
 import re
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -276,6 +277,9 @@ class GitRepo:
         self.work_tree = None if self.bare else _work_tree_above(self._cwd)
         self._git: Git = repo.git
         self._merge_tree: bool | None = None
+        # Every command this object ran, and their wall time: a pass's ledger reads them.
+        self.git_calls = 0
+        self.git_seconds = 0.0
 
     def close(self) -> None:
         """Release what GitPython caches for this repository (no git process outlives a call)."""
@@ -318,6 +322,7 @@ class GitRepo:
 
         command = ["git", *args]
         _count_running(1)
+        began = time.monotonic()
         try:
             # One process per command, waited for here: nothing is left running or unreaped.
             handle = self._git.execute(
@@ -338,6 +343,8 @@ class GitRepo:
                            hint="check that git on PATH is a working executable") from None
         finally:
             _count_running(-1)
+            self.git_calls += 1
+            self.git_seconds += time.monotonic() - began
 
     def _run(
         self,

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from symergion.config import Config, Template
 from symergion.core import prompt as prompts
 from symergion.core.plan import TRAILER_PROMPT, code_starter
+from symergion.core.publish import TRAILER_SECONDS as TRAILER_SECONDS
+from symergion.core.publish import TRAILER_TOKENS as TRAILER_TOKENS
 from symergion.core.spec import TaskSpec, feedback_text, parse_params, split_sections
 from symergion.core.state import (
     TRAILER_MODEL,
@@ -29,8 +31,6 @@ from symergion.core.state import (
 from symergion.errors import SymergionError
 from symergion.gitrepo import ARCHIVE_REFS, SHADOW_REFS, GitRepo, is_null_oid
 
-TRAILER_TOKENS = "Symergion-Tokens"
-TRAILER_SECONDS = "Symergion-Seconds"
 TRAILER_CACHE = "Symergion-Cache"
 TRAILER_VERIFY = "Symergion-Verify"
 # Without a task note to bound the walk, a model branch is read this far back at most.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import signal
 import threading
 from collections.abc import Iterator
@@ -94,11 +95,17 @@ def sync_once(
     *,
     printer: Printer,
     remote: str | None = None,
+    max_seconds: float | None = None,
 ) -> Report:
-    """Load config, take the repository lock and run one pass on real models."""
+    """Load config, take the repository lock and run one pass on real models.
+
+    ``max_seconds`` replaces the config's time budget of each branch.
+    """
     from symergion.runtime import build_reconciler
 
     config = load_config(config_path, models)
+    if max_seconds is not None:
+        config = dataclasses.replace(config, max_seconds=max_seconds)
     repo = GitRepo(repo_path)
     cancel = threading.Event()
     with repo_lock(repo.common_dir), stop_on_signals(cancel):

@@ -94,10 +94,14 @@ class ProgressPrinter:
                                                         total=event.budget or None, rate=0.0,
                                                         eta="?")
         rate = event.tokens / event.seconds if event.seconds else 0.0
-        # The budget is an upper bound: most files finish before it, so this ETA is a ceiling.
-        left = (event.budget - event.tokens) / rate if rate and event.budget else None
+        if event.eta is not None:
+            eta = f"{_duration(event.eta)} (pass)"  # the whole pass, as the pass estimates it
+        else:
+            # The budget is an upper bound: most files finish before it, so this is a ceiling.
+            left = (event.budget - event.tokens) / rate if rate and event.budget else None
+            eta = _duration(left)
         self._bar.update(row, completed=event.tokens, rate=rate,
-                         total=event.budget or None, eta=_duration(left))
+                         total=event.budget or None, eta=eta)
         self._bar.refresh()
 
     def __call__(self, event: Event) -> None:
@@ -118,12 +122,8 @@ class ProgressPrinter:
                 self._write(f"{stamp} {event.task} {event.model}: {event.detail or 'done'} "
                             "[cache=hit]")
             elif event.tokens or event.cache:
-                rate = event.tokens / event.seconds if event.seconds else 0.0
-                self._write(
-                    f"{stamp} {event.task} {event.model}: {event.detail or 'done'} "
-                    f"[tokens={event.tokens} seconds={event.seconds:.1f} "
-                    f"tok/s={rate:.1f} cache={event.cache}]"
-                )
+                self._write(f"{stamp} {event.task} {event.model}: {event.detail or 'done'} "
+                            f"[{figures_text(event)}]")
             else:
                 self._write(f"{stamp} {event.task} {event.model}: {event.detail}")
         elif event.kind in ("check", "compacted"):
@@ -131,6 +131,23 @@ class ProgressPrinter:
         elif event.kind == "problem":
             where = f"{event.task} {event.model}".strip()
             self._write(f"{stamp} problem: {where}: {event.detail}", style="yellow")
+
+
+def figures_text(event: Event) -> str:
+    """Return a finished generation's figures: tokens decoded and kept, time, decoding rate.
+
+    The rate divides the decoded tokens by the decoding time alone: the kept tokens over the
+    whole time (prompts, verification) would make a healthy engine look slow.
+    """
+    parts = [f"decoded={event.tokens}"]
+    if event.kept is not None:
+        parts.append(f"kept={event.kept}")
+    parts.append(f"seconds={event.seconds:.1f}")
+    if event.decode_seconds > 0:
+        parts.append(f"decoding={event.decode_seconds:.1f}s "
+                     f"tok/s={event.tokens / event.decode_seconds:.1f}")
+    parts.append(f"cache={event.cache}")
+    return " ".join(parts)
 
 
 def _duration(seconds: float | None) -> str:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from symergion.cli.options import ConfigOpt, JsonOpt, ModelsOpt, QuietOpt, RepoOpt
+from symergion.cli.options import ConfigOpt, JsonOpt, ModelsOpt, QuietOpt, RepoOpt, VerboseOpt
 from symergion.cli.output import emit_json, info
 
 ergon_app = typer.Typer(help="Start and list tasks (ergons).", no_args_is_help=True,
@@ -35,13 +35,16 @@ def _sync(
     as_json: bool,
     quiet: bool,
     remote: str | None = None,
+    verbose: bool = False,
+    max_seconds: float | None = None,
 ) -> int:
     """Run one locked reconcile pass and render its report; return the exit code."""
     from symergion.service import sync_once
 
     printer = _printer(quiet or as_json)
     try:
-        report = sync_once(repo_path, config_path, models, printer=printer, remote=remote)
+        report = sync_once(repo_path, config_path, models, printer=printer, remote=remote,
+                           max_seconds=max_seconds)
     finally:
         printer.close()
     data = report.as_dict()
@@ -49,6 +52,9 @@ def _sync(
         emit_json(data)
     else:
         _print_report(data)
+    if verbose and not quiet:
+        for line in report.spend.lines():
+            info(line)
     return EXIT_PROBLEMS if report.failed else 0
 
 
@@ -215,9 +221,15 @@ def sync(
     remote: RemoteOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+    max_seconds: Annotated[float | None, typer.Option(
+        "--max-seconds", min=0.001,
+        help="Time budget of each branch: when it runs out, the best file so far is checked "
+             "and published.", show_default="the config's max_seconds, else no limit")] = None,
 ) -> None:
     """Reconcile once: generate what is missing; exit 0 when everything is up to date."""
-    raise typer.Exit(_sync(repo, config, models, as_json=as_json, quiet=quiet, remote=remote))
+    raise typer.Exit(_sync(repo, config, models, as_json=as_json, quiet=quiet, remote=remote,
+                           verbose=verbose, max_seconds=max_seconds))
 
 
 def watch(

@@ -38,9 +38,15 @@ from symergion.core.chain import (
     repair_feedback,
     useful,
 )
-from symergion.core.finish import FINISHER_VERSION, Finisher
+from symergion.core.finish import FINISHER_VERSION, Finished, Finisher
 from symergion.core.plan import TRAILER_PROMPT, Action, TaskPlan, own_commits
-from symergion.core.publish import attempt_base, commit_message, notes_trailer
+from symergion.core.publish import (
+    attempt_base,
+    commit_message,
+    figure_trailers,
+    figures,
+    notes_trailer,
+)
 from symergion.core.report import Event, Result
 from symergion.core.state import (
     TRAILER_MODEL,
@@ -49,8 +55,8 @@ from symergion.core.state import (
     RepoState,
     shadow_ref,
 )
-from symergion.engine.base import Engine, GenerationRequest
-from symergion.engine.jobs import Job, run_jobs
+from symergion.engine.base import Engine, GenerationRequest, engine_totals
+from symergion.engine.jobs import Job, JobResult, run_jobs
 from symergion.errors import TaskInputError
 from symergion.gitrepo import ZERO_OID
 from symergion.verify import guide
@@ -76,6 +82,7 @@ CHECK_VERSION = 2
 GUIDE_VERSION = guide.GUIDE_VERSION
 VARIANT_TEMPERATURE = 0.8  # the variants of a greedy checkpoint's guided file
 CAS_RETRIES = 3
+TRAILER_CUT = "Symergion-Cut"  # "max_seconds <s>: <what the time budget left out>"
 _PRUNE_PASSES = 3  # a pruned file whose re-run fails again is pruned again, this many times at most
 STATUS = {"up-to-date": "up-to-date", "keep": "kept", "skip": "skipped", "problem": "failed"}
 
@@ -98,6 +105,8 @@ class Stack:
     final: VerifyResult | None = None
     tokens: int = 0
     seconds: float = 0.0
+    kept: int = 0
+    decode_seconds: float = 0.0
     cache: str = "hit"
     stop: str = ""
 
@@ -110,6 +119,7 @@ class Checker:
         self.repo = reconciler.repo
         self._sandbox: Sandbox | None = None
         self._lock = threading.Lock()
+        self._deadline: float | None = None  # the branch's time budget ends here (monotonic)
 
     @property
     def sandbox(self) -> Sandbox:
@@ -149,12 +159,16 @@ class Checker:
             if self.repo.update_refs(updates, f"symergion: {action.model} on {tp.task.name}"):
                 subject = stack.first_message.splitlines()[0][:72]
                 self.rec.on_event(Event("done", action.task, action.model, tokens=stack.tokens,
-                                        seconds=stack.seconds, cache=stack.cache, detail=subject))
+                                        seconds=stack.seconds, cache=stack.cache, detail=subject,
+                                        kept=stack.kept if stack.cache == "miss" else None,
+                                        decode_seconds=stack.decode_seconds))
                 return Result(
                     action.task, action.model, action.branch,
                     "updated" if action.head else "created", commit=final,
                     message=stack.first_message.split("\n\n" + TRAILER_MODEL)[0],
                     tokens=stack.tokens, seconds=stack.seconds, cache=stack.cache,
+                    kept_tokens=stack.kept if stack.cache == "miss" else None,
+                    decode_seconds=stack.decode_seconds if stack.cache == "miss" else None,
                     stop=stack.stop, verify=stack.final.trailer() if stack.final else None,
                 )
             state, fresh = self.rec.replan(state, tp, coder, action)
@@ -171,6 +185,8 @@ class Checker:
         spec = task.template.verify
         source = task.spec.params.get("source")
         assert spec is not None and source is not None and tp.prompt is not None
+        budget = self.rec.config.max_seconds
+        self._deadline = time.monotonic() + budget if budget else None
         stack = Stack()
         if action.repair:
             # The prompt's candidate is on the branch already; go on with its recorded failure.
@@ -201,7 +217,8 @@ class Checker:
             best, checked = self._best(tp, action, base, samples, spec, source)
             extra = [best.result.excerpt() if best.result else "", self._scores(checked, best)]
             message = self._with(commit_message(state, self.rec.config, tp, action, best.response),
-                                 extra, [f"{TRAILER}: {best.result.trailer()}"] if best.result else [])
+                                 extra, [*([f"{TRAILER}: {best.result.trailer()}"] if best.result
+                                           else []), *self._cut(best.response)])
             commit = self._add(stack, best.tree, parents, message, action.model, best.response)
             stack.final = best.result
             commit, best, fixed = self._fix(stack, tp, action, commit, best, spec, source,
@@ -211,6 +228,10 @@ class Checker:
         while spec.repair_rounds > round_:
             recorded_result = VerifyResult.from_message(last_message)
             if recorded_result is None or useful(recorded_result):
+                break
+            if self.out_of_time():
+                # The next sync plans this round again (the branch records the failure).
+                self._mark_cut(stack, action.model, f"repair round {round_ + 1} left for the next sync")
                 break
             round_ += 1
             # Human notes first, then the failures as the candidate's message records them.
@@ -234,7 +255,7 @@ class Checker:
             trailers = [*self._prompt_trailers(tp, action, prompt.digest),
                         *self._figures(best.response),
                         f"{TRAILER_REPAIR}: {repair}",
-                        f"{TRAILER}: {best.result.trailer()}"]
+                        f"{TRAILER}: {best.result.trailer()}", *self._cut(best.response)]
             message = body + "\n\n" + "\n".join(trailers) + "\n"
             commit = self._add(stack, best.tree, [on], message, action.model, best.response)
             stack.final = best.result
@@ -244,6 +265,29 @@ class Checker:
             last_message = self._keep_better(stack, tp, action, on, before, prompt.digest, repair) \
                 or fixed or message
         return stack
+
+    def out_of_time(self) -> bool:
+        """Return whether the branch's time budget (``max_seconds``) is spent."""
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
+    def _cut(self, response: dict[str, Any]) -> list[str]:
+        """Return the trailer saying a response was cut short by the time budget, if it was."""
+        if not response.get("cut"):
+            return []
+        return [f"{TRAILER_CUT}: max_seconds {self.rec.config.max_seconds:g}: {response['cut']}"]
+
+    def _mark_cut(self, stack: Stack, model: str, what: str) -> None:
+        """Add the cut-short trailer to the stack's last commit (nothing is published yet)."""
+        if not stack.commits:
+            return
+        last = stack.commits[-1]
+        message = self._message(last).rstrip("\n")
+        message += f"\n{TRAILER_CUT}: max_seconds {self.rec.config.max_seconds:g}: {what}\n"
+        stack.commits[-1] = self.repo.commit_tree(self.repo.tree_of(last),
+                                                  self.repo.commit_parents(last), message,
+                                                  author=model, email=f"{model}@symergion.invalid")
+        if len(stack.commits) == 1:
+            stack.first_message = message
 
     def _keep_better(self, stack: Stack, tp: TaskPlan, action: Action, before_commit: str,
                      before: VerifyResult | None, digest: str, repair: str) -> str:
@@ -309,10 +353,7 @@ class Checker:
             rec.cancel_check()
             for i, job_result in zip(missing, results, strict=True):
                 done = finishers[i].finish(job_result.text, job_result.stop)
-                record = {"text": done.text, "tokens": job_result.tokens, "budget": budget,
-                          "seconds": round(job_result.seconds, 3), "stop": done.stop,
-                          "trimmed_chars": done.trimmed_chars, "trimmed_lines": done.trimmed_lines,
-                          "parses": done.parses}
+                record = response_record(engine, done, job_result, budget, prompt.code_starter)
                 rec.store.put(keys[i], record)
                 records[i] = {**record, "cache": "miss"}
         return [r for r in records if r is not None]
@@ -337,14 +378,53 @@ class Checker:
         rec.on_event(Event("start", task.name, coder.model_name, budget=budget,
                            detail=f"{prompt_tokens} prompt tokens, budget {budget}, guided"))
         began = time.monotonic()
+        before = engine_totals(engine)
+        verify = task.template.verify
+        # A first prompt's file may be followed by a repair round: a whole file again.
+        first = tp.prompt is None or len(prompt.feedback) <= len(tp.prompt.feedback)
+        files_left = 2 if first and verify is not None and verify.repair_rounds else 1
+        tokens = 0
+
+        def on_token(count: int) -> None:
+            nonlocal tokens
+            tokens = count
+            rec._progress(task.name, coder.model_name, count, began, budget)
+
+        def on_test(tried: int, planned: int) -> None:
+            # The pass's time left: the tests left at this file's pace, the verifications after
+            # it at the pass's pace so far, a repair round's file when one may follow; never
+            # past the time budget.
+            now = time.monotonic()
+            per_test = (now - began) / tried
+            spent = rec.spend
+            per_check = spent.verify_seconds / spent.verify_runs * (verify.runs if verify else 1) \
+                if spent.verify_runs else 0.0
+            eta = per_test * (planned - tried) + (files_left - 1) * per_test * planned \
+                + files_left * 3 * per_check
+            if self._deadline is not None:
+                eta = min(eta, max(0.0, self._deadline - now))
+            rec.on_event(Event("progress", task.name, coder.model_name, tokens=tokens,
+                               seconds=now - began, budget=budget, eta=eta))
+
         written = guided_file(engine, fitted, tp.source_code, source, tp.destination, budget,
-                              spec, coder, cancel=rec.cancel,
-                              on_token=lambda count: rec._progress(task.name, coder.model_name,
-                                                                   count, began, budget))
+                              spec, coder, cancel=rec.cancel, on_token=on_token,
+                              marks=fitted.earlier_marks, out_of_time=self.out_of_time,
+                              on_test=on_test)
         rec.cancel_check()
+        spent = engine_totals(engine).since(before)
+        discarded = dict(written.discarded)
+        if not written.text:
+            discarded = {"no valid file": written.tokens}
         record = {"text": written.text, "tokens": written.tokens, "budget": budget,
                   "seconds": round(time.monotonic() - began, 3), "stop": "guided",
-                  "trimmed_chars": 0, "trimmed_lines": 0, "parses": bool(written.text)}
+                  "trimmed_chars": 0, "trimmed_lines": 0, "parses": bool(written.text),
+                  "kept_tokens": written.kept_tokens if written.text else 0,
+                  "discarded": discarded, "decode_seconds": round(spent.decode_seconds, 3)}
+        if written.cut:
+            # Not stored: a pass with more time writes the whole file for this prompt.
+            done = len(written.tested) + len(written.variants)
+            record["cut"] = f"the guided file stopped after {done} tests"
+            return {**record, "cache": "miss"}
         rec.store.put(key, record)
         return {**record, "cache": "miss"}
 
@@ -356,6 +436,9 @@ class Checker:
         checked = [Sample(s) for s in samples]
         valid = [s for s in checked if s.response["text"]]
         if not valid:
+            for record in samples:
+                if record.get("cache") == "miss":
+                    self.rec.spend.discard("no valid file", int(record.get("tokens", 0)))
             first = samples[0]
             raise TaskInputError(
                 f"task {action.task}: nothing {action.model} wrote is a valid "
@@ -371,7 +454,12 @@ class Checker:
             sample.result = self.verify(action, base, sample.tree, blob, spec, source,
                                         tp.destination, label)
         ranked = rank((f"{i:04d}", s.result) for i, s in enumerate(valid) if s.result is not None)
-        return valid[int(ranked[0][0])], checked
+        best = valid[int(ranked[0][0])]
+        for other in checked:
+            if other is not best and other.response.get("cache") == "miss":
+                self.rec.spend.discard("samples not published" if other.response["text"]
+                                       else "no valid file", int(other.response.get("tokens", 0)))
+        return best, checked
 
     def verify(self, action: Action, base: str, tree: str, blob: str, spec: VerifySpec,
                source: str, destination: str, label: str) -> VerifyResult:
@@ -385,8 +473,13 @@ class Checker:
         self.rec.on_event(Event("check", action.task, action.model,
                                 detail=f"verifying {label} ({spec.runs} run{'s' * (spec.runs > 1)})"))
         text = self.repo.read_blob_bytes(blob).decode("utf-8", "replace")
+        began, git_before = time.monotonic(), self.repo.git_seconds
         result = verify_candidate(self.repo, base, spec, source, destination, content=text,
                                   sandbox=self.sandbox)
+        spend = self.rec.spend
+        spend.verify_runs += spec.runs
+        spend.verify_seconds += time.monotonic() - began
+        self.rec.verify_git_seconds += self.repo.git_seconds - git_before
         self.rec.store.put(key, dump_result(result))
         self.rec.on_event(Event("check", action.task, action.model, seconds=result.seconds,
                                 detail=f"verified {label}: {result.trailer()}"))
@@ -501,6 +594,10 @@ class Checker:
                 stack.cache = "miss"
                 stack.tokens += int(response.get("tokens", 0))
                 stack.seconds += float(response.get("seconds", 0.0))
+                kept, decoding = figures(response)
+                stack.kept += kept if kept is not None else int(response.get("tokens", 0))
+                stack.decode_seconds += decoding or 0.0
+                self.rec.spend.keep(response)
             stack.stop = stack.stop or str(response.get("stop", ""))
         return commit
 
@@ -518,11 +615,7 @@ class Checker:
 
     @staticmethod
     def _figures(response: dict[str, Any]) -> list[str]:
-        return [f"Symergion-Tokens: {response['tokens']}",
-                f"Symergion-Seconds: {float(response['seconds']):.1f}",
-                f"Symergion-Cache: {response['cache']}",
-                f"Symergion-Stop: {response['stop']}",
-                f"Symergion-Trimmed: {response['trimmed_chars']} chars, {response['trimmed_lines']} lines"]
+        return figure_trailers(response)
 
     @staticmethod
     def _with(message: str, paragraphs: list[str], trailers: list[str]) -> str:
@@ -546,11 +639,16 @@ class Checker:
 
 def guided_file(engine: Engine, prompt: prompts.Prompt, source_text: str, source: str,
                 destination: str, budget: int, spec: GuideSpec, coder: Checkpoint, *,
-                cancel: threading.Event, on_token: Callable[[int], None]) -> guide.Guided:
+                cancel: threading.Event, on_token: Callable[[int], None],
+                marks: tuple[int, ...] = (),
+                out_of_time: Callable[[], bool] | None = None,
+                on_test: Callable[[int, int], None] | None = None) -> guide.Guided:
     """Write a test file with ``symergion.verify.guide`` through an engine; text "" if invalid.
 
     Variants after the first are sampled with their own seeds, at the checkpoint's temperature
     when it samples, else at ``VARIANT_TEMPERATURE`` (greedy decoding would repeat the first).
+    ``marks`` are prefixes of the prompt an earlier prompt of the pass ended its shared part
+    at (a repair round's prompt is the first prompt with more feedback): their KV is kept.
     """
     count = 0
 
@@ -568,25 +666,55 @@ def guided_file(engine: Engine, prompt: prompts.Prompt, source_text: str, source
             if close is not None:
                 close()
 
+    # Where the file so far ends in the prompt: every later prompt of this file shares it, and
+    # the engine keeps its KV instead of evaluating the file again for each test.
+    shared: list[int] = [*marks]
+
+    def marked(text: str) -> tuple[int, ...]:
+        return tuple(m for m in shared if m < len(text))
+
     def generate(text: str, max_tokens: int, stable_prefix: int) -> Iterator[str]:
         return counted(engine.generate(text, max_tokens=max_tokens, cancel=cancel,
-                                       stable_prefix=stable_prefix))
+                                       stable_prefix=stable_prefix, marks=marked(text)))
 
     temperature = None if coder.sampling.temperature > 0 else VARIANT_TEMPERATURE
 
     def sample(text: str, max_tokens: int, stable_prefix: int, seed: int) -> Iterator[str]:
-        request = GenerationRequest(text, max_tokens, stable_prefix, seed, temperature)
+        request = GenerationRequest(text, max_tokens, stable_prefix, seed, temperature,
+                                    marked(text))
         return counted(engine.generate_many([request], cancel=cancel))  # (index, piece) pairs
 
     written = guide.guided_file(
         generate, prompt.text, prompt.code_starter, source_text, module_alias(source), destination,
         budget=budget, limit=spec.targets, variants=spec.variants, sample=sample,
-        room=lambda text: engine.n_ctx - engine.count_tokens(text))
+        room=lambda text: engine.n_ctx - engine.count_tokens(text), on_shared=shared.append,
+        out_of_time=out_of_time, on_test=on_test)
     try:
         ast.parse(written.text)
     except SyntaxError:
         written.text = ""
     return written
+
+
+def response_record(engine: Engine, done: Finished, result: JobResult, budget: int,
+                    code_starter: str) -> dict[str, Any]:
+    """Return the stored record of one finished generation, with its honest figures.
+
+    ``tokens`` are all the tokens decoded; ``kept_tokens`` those of the finished text (the
+    code starter, which the model did not write, aside); ``decode_seconds`` the time spent
+    decoding them (in a batch, the time of the steps this sequence took part in).
+    """
+    kept = 0
+    if done.text:
+        kept = max(0, engine.count_tokens(done.text) - engine.count_tokens(code_starter))
+        kept = min(kept, result.tokens)
+    discarded = {("trimmed" if done.text else "no valid file"): result.tokens - kept}
+    return {"text": done.text, "tokens": result.tokens, "budget": budget,
+            "seconds": round(result.seconds, 3), "stop": done.stop,
+            "trimmed_chars": done.trimmed_chars, "trimmed_lines": done.trimmed_lines,
+            "parses": done.parses, "kept_tokens": kept,
+            "discarded": {k: v for k, v in discarded.items() if v > 0},
+            "decode_seconds": round(result.stats.generation_seconds, 3)}
 
 
 def _recorded_rank(result: VerifyResult) -> tuple[float, int, float, int]:
@@ -623,4 +751,4 @@ def load_result(data: dict[str, Any]) -> VerifyResult:
     return VerifyResult(**fields)
 
 
-__all__ = ["Checker", "dump_result", "load_result"]
+__all__ = ["Checker", "dump_result", "load_result", "response_record"]

@@ -6,6 +6,7 @@ crash is just another pass. A lost compare-and-swap re-reads and re-plans only t
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -15,7 +16,7 @@ from typing import Any
 from symergion.cache import ResponseStore, response_key
 from symergion.config import Checkpoint, Config
 from symergion.core import prompt as prompts
-from symergion.core.check import Checker
+from symergion.core.check import Checker, response_record
 from symergion.core.compact import LEVELS
 from symergion.core.finish import FINISHER_VERSION, Finisher
 from symergion.core.plan import (
@@ -30,8 +31,8 @@ from symergion.core.plan import (
     plan,
     task_prompt,
 )
-from symergion.core.publish import archive, commit_message, publish
-from symergion.core.report import Event, Report, Result
+from symergion.core.publish import archive, commit_message, figures, publish
+from symergion.core.report import Event, Report, Result, Spend
 from symergion.core.state import (
     TRAILER_MODEL,
     RepoState,
@@ -41,7 +42,7 @@ from symergion.core.state import (
     refresh_branch,
     shadow_ref,
 )
-from symergion.engine.base import Engine, max_new_tokens
+from symergion.engine.base import Engine, EngineTotals, engine_totals, max_new_tokens
 from symergion.engine.jobs import Job, run_jobs
 from symergion.errors import Cancelled, SymergionError, TaskInputError
 from symergion.gitrepo import GitRepo
@@ -94,6 +95,12 @@ class Reconciler:
         self.cancel = cancel or threading.Event()
         self._fingerprints: dict[tuple[str, str | None, float], str] = {}
         self.checker = Checker(self)
+        # The running pass's ledger, and what the engines and git had done when it began.
+        self.spend = Spend()
+        self._depth = 0
+        self._engines_used: dict[int, tuple[Engine, EngineTotals]] = {}
+        self._git_before = (0, 0.0)
+        self.verify_git_seconds = 0.0
 
     def read(self) -> RepoState:
         """Read the repository state one pass decides from."""
@@ -105,8 +112,50 @@ class Reconciler:
 
     def sync(self) -> Report:
         """Run one reconcile pass and return what it did."""
-        state = self.read()
-        return self.execute(state, plan(state, self.config))
+        with self.accounting():
+            state = self.read()
+            return self.execute(state, plan(state, self.config))
+
+    @contextlib.contextmanager
+    def accounting(self) -> Iterator[Spend]:
+        """Keep the ledger of a pass (``Report.spend``); the outermost use opens and closes it."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self.spend
+            finally:
+                self._depth -= 1
+            return
+        self._depth = 1
+        spend = self.spend = Spend()
+        self._engines_used = {}
+        self._git_before = (self.repo.git_calls, self.repo.git_seconds)
+        self.verify_git_seconds = 0.0
+        began = time.monotonic()
+        try:
+            yield spend
+        finally:
+            self._depth = 0
+            spend.wall_seconds = time.monotonic() - began
+            for engine, before in self._engines_used.values():
+                done = engine_totals(engine).since(before)
+                spend.prompt_tokens += done.prompt_tokens
+                spend.reused_tokens += done.reused_tokens
+                spend.prompt_seconds += done.prompt_seconds
+                spend.decoded_tokens += done.decoded_tokens
+                spend.decode_seconds += done.decode_seconds
+            calls, seconds = self._git_before
+            spend.git_calls = self.repo.git_calls - calls
+            spend.git_seconds = max(0.0, self.repo.git_seconds - seconds - self.verify_git_seconds)
+
+    def engine(self, checkpoint: Checkpoint) -> Engine:
+        """Return a checkpoint's engine (loading it takes the pass's load time)."""
+        began = time.monotonic()
+        engine = self.engines(checkpoint)
+        self.spend.load_seconds += time.monotonic() - began  # a loaded engine comes back at once
+        if id(engine) not in self._engines_used:
+            self._engines_used[id(engine)] = (engine, engine_totals(engine))
+        return engine
 
     def cancel_check(self) -> None:
         """Raise Cancelled if a stop was requested."""
@@ -118,7 +167,11 @@ class Reconciler:
 
     def execute(self, state: RepoState, the_plan: Plan) -> Report:
         """Carry out a plan: retire, reason, generate or reuse, publish; return the report."""
-        report = Report(problems=list(the_plan.problems))
+        with self.accounting() as spend:
+            return self._execute(state, the_plan, Report(problems=list(the_plan.problems),
+                                                         spend=spend))
+
+    def _execute(self, state: RepoState, the_plan: Plan, report: Report) -> Report:
         for problem in the_plan.problems:
             self.on_event(Event("problem", problem.where, "", detail=problem.message))
         for action in the_plan.retire:
@@ -215,6 +268,8 @@ class Reconciler:
             return self.checker.carry_out(state, tp, coder, action, response)
         assert response is not None, f"no response was made for {action.branch}"
         if not response["text"]:
+            if response.get("cache") == "miss":
+                self.spend.discard("no valid file", int(response.get("tokens", 0)))
             raise TaskInputError(
                 f"task {action.task}: nothing {action.model} wrote is a valid "
                 f"{tp.destination.rsplit('.', 1)[-1]} file (stop: {response['stop']}); "
@@ -229,16 +284,21 @@ class Reconciler:
             message = commit_message(state, self.config, tp, action, response)
             commit = publish(self.repo, tp, action, blob, message)
             if commit is not None:
+                kept, decoding = figures(response)
+                if response["cache"] == "miss":
+                    self.spend.keep(response)
                 self.on_event(Event("done", action.task, action.model,
                                     tokens=int(response["tokens"]),
                                     seconds=float(response["seconds"]), cache=response["cache"],
-                                    detail=message.splitlines()[0][:72]))
+                                    detail=message.splitlines()[0][:72], kept=kept,
+                                    decode_seconds=decoding or 0.0))
                 return Result(
                     action.task, action.model, action.branch,
                     "updated" if action.head else "created", commit=commit,
                     message=message.split("\n\n" + TRAILER_MODEL)[0],
                     tokens=int(response["tokens"]), seconds=float(response["seconds"]),
                     cache=str(response["cache"]), stop=str(response["stop"]),
+                    kept_tokens=kept, decode_seconds=decoding,
                 )
             state, fresh = self.replan(state, tp, coder, action)
             if isinstance(fresh, Result):
@@ -321,7 +381,7 @@ class Reconciler:
             self.on_event(Event("done", task.name, reasoner.model_name, cache="hit",
                                 detail="reasoning"))
             return str(cached["text"])
-        engine = self.engines(reasoner)
+        engine = self.engine(reasoner)
         chat = engine.chat_prompt(text)
         start_marker, stop_marker = self._markers(engine, reasoner)
         budget = max_new_tokens(engine.n_ctx, engine.count_tokens(chat), self.config.ntokens)
@@ -408,7 +468,7 @@ class Reconciler:
         Raises:
             TaskInputError: the prompt fills the model's context even at the last level.
         """
-        engine = self.engines(coder)
+        engine = self.engine(coder)
         fitted = prompts.fit(prompt, engine.count_tokens, engine.n_ctx, self.config.ntokens)
         if fitted is None:
             raise TaskInputError(
@@ -491,15 +551,6 @@ class Reconciler:
             raise Cancelled(STOPPED, hint="run sync again to finish the work")
         for result, (i, finisher, budget) in zip(results, owners, strict=True):
             done = finisher.finish(result.text, result.stop)
-            record = {
-                "text": done.text,
-                "tokens": result.tokens,
-                "budget": budget,
-                "seconds": round(result.seconds, 3),
-                "stop": done.stop,
-                "trimmed_chars": done.trimmed_chars,
-                "trimmed_lines": done.trimmed_lines,
-                "parses": done.parses,
-            }
+            record = response_record(engine, done, result, budget, asks[i][1].code_starter)
             self.store.put(keys[i], record)
             answers[i] = {**record, "cache": "miss"}

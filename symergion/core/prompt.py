@@ -37,6 +37,21 @@ class Prompt:
         return len(self.text) - len(self.code_starter)
 
     @property
+    def earlier_marks(self) -> tuple[int, ...]:
+        """Return where the prompts of the earlier feedback rounds end their stable prefix.
+
+        A round's prompt is the one before with one more feedback row: it begins with that
+        prompt's stable prefix, whose KV an engine can keep (``Engine.generate``'s ``marks``).
+        """
+        marks = []
+        for count in range(len(self.feedback)):
+            head = render(list(self.files), list(self.initial), list(self.feedback[:count]),
+                          self.code_starter)
+            if head.stable_prefix > 0 and self.text.startswith(head.text[:head.stable_prefix]):
+                marks.append(head.stable_prefix)
+        return tuple(marks)
+
+    @property
     def digest(self) -> str:
         """Return the sha256 of the prompt text."""
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()

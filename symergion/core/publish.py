@@ -7,6 +7,7 @@ read makes ``update_refs`` change nothing and return False; the caller re-plans 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from symergion.config import Config
@@ -28,6 +29,9 @@ from symergion.errors import GitError
 from symergion.gitrepo import ARCHIVE_REFS, ZERO_OID, GitRepo
 
 TRAILER_RESTART = "Symergion-Restart"
+TRAILER_TOKENS = "Symergion-Tokens"  # every token decoded for the commit's file
+TRAILER_SECONDS = "Symergion-Seconds"  # the whole generation, prompts included
+TRAILER_DECODE = "Symergion-Decode"  # "<decoded> decoded, <kept> kept, <s> s decoding, <r> tok/s"
 
 
 def commit_message(
@@ -50,12 +54,7 @@ def commit_message(
         f"{TRAILER_TASK}: {action.task}",
         f"{TRAILER_PROMPT}: {tp.prompt.digest}",
         f"{TRAILER_NOTES}: {notes_trailer(tp)}",
-        f"Symergion-Tokens: {response['tokens']}",
-        f"Symergion-Seconds: {float(response['seconds']):.1f}",
-        f"Symergion-Cache: {response['cache']}",
-        f"Symergion-Stop: {response['stop']}",
-        f"Symergion-Trimmed: {response['trimmed_chars']} chars, "
-        f"{response['trimmed_lines']} lines",
+        *figure_trailers(response),
     ]
     if reasoning:
         trailers.append(f"{TRAILER_REASONING}: {reasoning}")
@@ -66,6 +65,36 @@ def commit_message(
         # to an archived one, and that commit's notes, the ended task's feedback, would apply.
         trailers.append(f"{TRAILER_RESTART}: {ended}")
     return f"{body}\n\n" + "\n".join(trailers) + "\n"
+
+
+def figures(response: Mapping[str, Any]) -> tuple[int | None, float | None]:
+    """Return a response's kept tokens and decoding seconds; None where it does not record them."""
+    kept = response.get("kept_tokens")
+    decoding = response.get("decode_seconds")
+    return (int(kept) if kept is not None else None,
+            float(decoding) if decoding is not None else None)
+
+
+def figure_trailers(response: Mapping[str, Any]) -> list[str]:
+    """Return the trailers with a response's figures.
+
+    ``Symergion-Tokens`` counts every token decoded and ``Symergion-Seconds`` the whole
+    generation (prompts included); ``Symergion-Decode`` splits them honestly: the tokens a
+    commit keeps, and the decoding rate over the decoding time alone.
+    """
+    trailers = [
+        f"{TRAILER_TOKENS}: {response['tokens']}",
+        f"{TRAILER_SECONDS}: {float(response['seconds']):.1f}",
+        f"Symergion-Cache: {response['cache']}",
+        f"Symergion-Stop: {response['stop']}",
+        f"Symergion-Trimmed: {response['trimmed_chars']} chars, {response['trimmed_lines']} lines",
+    ]
+    kept, decoding = figures(response)
+    if kept is not None and decoding is not None:
+        rate = int(response["tokens"]) / decoding if decoding > 0 else 0.0
+        trailers.append(f"{TRAILER_DECODE}: {response['tokens']} decoded, {kept} kept, "
+                        f"{decoding:.1f} s decoding, {rate:.1f} tok/s")
+    return trailers
 
 
 def ended_attempts(state: RepoState, action: Action) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from collections.abc import Collection, Iterator, Sequence
@@ -25,6 +26,61 @@ class GenerationStats:
     stop: str = ""
 
 
+@dataclass
+class EngineTotals:
+    """What an engine has done since it was loaded: the running sums a pass's ledger reads.
+
+    Prompt tokens are those llama.cpp evaluated; the ones a prompt took from the KV cache (in
+    memory or restored from disk) are ``reused_tokens``. Decoded tokens are every token
+    generated, whatever the caller kept of them. Seconds are llama.cpp's own time: a batch's
+    decoding counts once, not once per sequence.
+    """
+
+    requests: int = 0
+    prompt_tokens: int = 0
+    reused_tokens: int = 0
+    prompt_seconds: float = 0.0
+    decoded_tokens: int = 0
+    decode_seconds: float = 0.0
+
+    def add(self, other: EngineTotals) -> None:
+        """Add another engine's (or call's) figures to these."""
+        for name, value in vars(other).items():
+            setattr(self, name, getattr(self, name) + value)
+
+    def since(self, earlier: EngineTotals) -> EngineTotals:
+        """Return what was done between ``earlier`` and now."""
+        return EngineTotals(**{name: value - getattr(earlier, name)
+                               for name, value in vars(self).items()})
+
+    def copy(self) -> EngineTotals:
+        """Return a snapshot of these figures."""
+        return EngineTotals(**vars(self))
+
+    def count(self, stats: GenerationStats) -> None:
+        """Add one single-sequence generation's figures."""
+        self.requests += 1
+        if stats.prompt_seconds:  # else stopped before its prompt was evaluated
+            self.prompt_tokens += max(0, stats.prompt_tokens - stats.reused_prefix_tokens)
+            self.reused_tokens += stats.reused_prefix_tokens
+            self.prompt_seconds += stats.prompt_seconds
+        self.decoded_tokens += stats.generated_tokens
+        self.decode_seconds += stats.generation_seconds
+
+
+def batch_starts(length: int, bounds: Sequence[int], n_batch: int) -> list[int]:
+    """Return where the batches of a ``length``-token prompt begin: every ``n_batch`` tokens,
+    counted again from each of ``bounds`` (token positions: the stable prefix, the marks)."""
+    edges = sorted({0, *(b for b in bounds if 0 < b < length), length})
+    return [start for begin, end in itertools.pairwise(edges) for start in range(begin, end, n_batch)]
+
+
+def engine_totals(engine: object) -> EngineTotals:
+    """Return an engine's running figures; zeros for an engine that keeps none."""
+    totals = getattr(engine, "totals", None)
+    return totals.copy() if isinstance(totals, EngineTotals) else EngineTotals()
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     """One prompt of ``generate_many``, with its own budget and stable prefix.
@@ -33,6 +89,7 @@ class GenerationRequest:
     of one prompt (best of n) differ; it changes nothing when decoding is greedy.
     ``temperature`` replaces the checkpoint's temperature: a sampled request of a greedy
     checkpoint (the variants of guided generation).
+    ``marks`` are more prefixes later prompts share, see ``Engine.generate``.
     """
 
     prompt: str
@@ -40,6 +97,7 @@ class GenerationRequest:
     stable_prefix: int = 0
     seed: int | None = None
     temperature: float | None = None
+    marks: tuple[int, ...] = ()
 
 
 class ChatPrompt(str):
@@ -115,12 +173,17 @@ class Engine(Protocol):
         max_tokens: int,
         cancel: threading.Event | None = None,
         stable_prefix: int = 0,
+        marks: tuple[int, ...] = (),
     ) -> Iterator[str]:
         """Yield the text of each generated token until EOS, ``max_tokens`` or cancel.
 
         ``stable_prefix`` is the length in characters of the start of ``prompt`` that later
         prompts are likely to share (everything before the feedback section): an engine may
         keep or persist the KV state of that prefix so the next round evaluates only the rest.
+        ``marks`` are other such lengths (a file written piece by piece, each piece a mark):
+        the KV of the prompt up to a mark the next prompt also has is kept for it. A llama.cpp
+        engine starts a batch at each mark, so a prompt evaluated cold with the same marks
+        gets the same KV, and the same greedy text.
         """
         ...
 
@@ -149,6 +212,11 @@ class Engine(Protocol):
     @property
     def batch_stats(self) -> list[GenerationStats]:
         """Return the figures of each request of the last ``generate_many`` call."""
+        ...
+
+    @property
+    def totals(self) -> EngineTotals:
+        """Return the running figures of every call since the engine was made."""
         ...
 
     def close(self) -> None:

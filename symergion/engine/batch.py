@@ -294,9 +294,8 @@ class BatchRun:
         ids = self.ids[index]
         began = time.perf_counter()
         stats = self.stats[index]
-        stable = min(engine._stable_tokens(request.prompt, ids, request.stable_prefix), len(ids))
-        n_batch = self.context.n_batch
-        starts = [*range(0, stable, n_batch), *range(stable, len(ids), n_batch)]
+        stable, starts = engine.batch_bounds(request.prompt, ids, request.stable_prefix,
+                                             request.marks, self.context.n_batch)
         slot, source = self._best_slot(ids, starts, free)
         reused = reuse_point(source.cached, source.starts, ids, starts)
         if source is not slot:

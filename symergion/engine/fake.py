@@ -6,7 +6,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Collection, Iterator, Sequence
 
-from symergion.engine.base import GenerationRequest, GenerationStats
+from symergion.engine.base import EngineTotals, GenerationRequest, GenerationStats
 
 Reply = Callable[[str], str]
 SeededReply = Callable[[str, int], str]
@@ -30,6 +30,7 @@ class FakeEngine:
         self._seeded = seeded
         self._n_ctx = n_ctx
         self._stats = GenerationStats()
+        self._totals = EngineTotals()
         self.calls: list[str] = []
         self.batches: list[int] = []  # the size of each generate_many call
         self.closed = False
@@ -48,6 +49,11 @@ class FakeEngine:
     def batch_stats(self) -> list[GenerationStats]:
         """Return the figures of each request of the last ``generate_many`` call."""
         return self._batch_stats
+
+    @property
+    def totals(self) -> EngineTotals:
+        """Return the running figures: every prompt evaluated whole, no time spent."""
+        return self._totals
 
     def count_tokens(self, text: str) -> int:
         """Count four characters as one token."""
@@ -68,16 +74,26 @@ class FakeEngine:
         max_tokens: int,
         cancel: threading.Event | None = None,
         stable_prefix: int = 0,
+        marks: tuple[int, ...] = (),
     ) -> Iterator[str]:
-        """Yield the canned reply in four-character tokens."""
+        """Yield the canned reply in four-character tokens (no KV: the marks change nothing)."""
         self.calls.append(prompt)
         text = self._reply(prompt)
-        self._stats = GenerationStats(prompt_tokens=self.count_tokens(prompt))
-        for count, start in enumerate(range(0, len(text), 4)):
-            if count >= max_tokens or (cancel is not None and cancel.is_set()):
-                return
-            self._stats.generated_tokens = count + 1
-            yield text[start : start + 4]
+        stats = self._stats = GenerationStats(prompt_tokens=self.count_tokens(prompt))
+        try:
+            for count, start in enumerate(range(0, len(text), 4)):
+                if count >= max_tokens or (cancel is not None and cancel.is_set()):
+                    return
+                stats.generated_tokens = count + 1
+                yield text[start : start + 4]
+        finally:
+            self._count(stats)
+
+    def _count(self, stats: GenerationStats) -> None:
+        totals = self._totals
+        totals.requests += 1
+        totals.prompt_tokens += stats.prompt_tokens
+        totals.decoded_tokens += stats.generated_tokens
 
     def generate_many(
         self,
@@ -120,6 +136,8 @@ class FakeEngine:
             for index in [*pending, *(i for i, _ in running)]:
                 if not stats[index].stop:
                     stats[index].stop = "cancelled"
+            for figures in stats:
+                self._count(figures)
 
     def _reply_to(self, request: GenerationRequest) -> str:
         if request.seed is not None and self._seeded is not None:

@@ -35,7 +35,14 @@ from pathlib import Path
 from typing import Any
 
 from symergion.config import Sampling
-from symergion.engine.base import ChatPrompt, GenerationRequest, GenerationStats, prompt_segments
+from symergion.engine.base import (
+    ChatPrompt,
+    EngineTotals,
+    GenerationRequest,
+    GenerationStats,
+    batch_starts,
+    prompt_segments,
+)
 from symergion.engine.batch import (
     BatchContext,
     BatchFigures,
@@ -55,6 +62,8 @@ DEFAULT_SLOTS = 4
 BATCH_TOKENS = 512
 # Repetition penalty window, as in llama.cpp's defaults.
 PENALTY_LAST_N = 64
+# Tokenized prompt heads kept: a guided file's marks, one per test, and some to spare.
+_HEADS_KEPT = 64
 # Shorter prefixes are cheaper to evaluate than to save and load.
 MIN_STATE_TOKENS = 32
 # Prompt lookup decoding: the n-gram that must recur, and the bounds of a draft. A draft of k
@@ -199,11 +208,13 @@ class LlamaEngine:
         self.model_path = Path(model_path)
         self.sampling = sampling
         self._stats = GenerationStats()
+        self._totals = EngineTotals()
         # The tokens in the KV cache, and the positions where each of their batches began.
         self._cached: list[int] = []
         self._starts: list[int] = []
         self._generation = 0
         self._pieces: dict[int, bytes] = {}
+        self._heads: dict[str, list[int]] = {}  # prompt heads (stable prefix, marks) tokenized
         self._state_dir = state_dir
         self._state_max_bytes = state_max_bytes
         self.prompt_lookup = prompt_lookup
@@ -278,6 +289,11 @@ class LlamaEngine:
         """Return the figures of each request of the last ``generate_many`` call."""
         return self._batch_stats
 
+    @property
+    def totals(self) -> EngineTotals:
+        """Return the running figures of every call since the engine was loaded."""
+        return self._totals
+
     def count_tokens(self, text: str) -> int:
         """Return how many tokens ``text`` encodes to (with BOS; see ``tokenize``)."""
         return len(self.tokenize(text))
@@ -340,6 +356,7 @@ class LlamaEngine:
         max_tokens: int,
         cancel: threading.Event | None = None,
         stable_prefix: int = 0,
+        marks: tuple[int, ...] = (),
     ) -> Iterator[str]:
         """Yield the text of each generated token until EOS, ``max_tokens`` or cancel.
 
@@ -349,13 +366,16 @@ class LlamaEngine:
             cancel: when set, generation stops before the next llama.cpp call.
             stable_prefix: how many leading characters of ``prompt`` later prompts will
                 share; their KV state is saved in the state store for other processes.
+            marks: more prefix lengths (characters) the next prompts share; batches start
+                there too, so their KV is reused by a prompt with the same marks.
 
         Raises:
             ModelError: the prompt does not fit the context, or llama.cpp failed.
         """
         self._check_open()
         self._generation += 1
-        return self._generate(self._generation, prompt, max_tokens, cancel, stable_prefix)
+        return self._generate(self._generation, prompt, max_tokens, cancel, stable_prefix,
+                              marks=marks)
 
     def generate_many(
         self,
@@ -419,7 +439,8 @@ class LlamaEngine:
     ) -> Iterator[tuple[int, str]]:
         """Play one request of ``generate_many`` on the single-sequence path."""
         pieces = self._generate(generation, request.prompt, request.max_tokens, cancel,
-                                request.stable_prefix, request.seed, request.temperature)
+                                request.stable_prefix, request.seed, request.temperature,
+                                request.marks)
         stop = "cancelled"
         try:
             for piece in pieces:
@@ -461,7 +482,21 @@ class LlamaEngine:
         run = BatchRun(self, context, requests, ids, cancel, stopped, generation)
         self._batch_stats = run.stats
         self.batch_figures = run.figures
-        yield from run.pieces()
+        try:
+            yield from run.pieces()
+        finally:
+            # The prompts are evaluated one after another, the answers in shared steps: the
+            # steps' time is the decoding time, once for all sequences.
+            totals = self._totals
+            totals.requests += len(run.stats)
+            for stats in run.stats:
+                if not stats.prompt_seconds:
+                    continue  # never admitted: its prompt was not evaluated
+                totals.prompt_tokens += max(0, stats.prompt_tokens - stats.reused_prefix_tokens)
+                totals.reused_tokens += stats.reused_prefix_tokens
+                totals.prompt_seconds += stats.prompt_seconds
+            totals.decoded_tokens += run.figures.generated_tokens
+            totals.decode_seconds += run.figures.step_seconds
 
     def _drop_batch_context(self) -> None:
         if self._batch_context is not None:
@@ -628,7 +663,20 @@ class LlamaEngine:
         # The prefix's last token may merge with what follows, so only the tokens both
         # tokenizations agree on are stable.
         head = prompt.head(stable_prefix) if isinstance(prompt, ChatPrompt) else prompt[:stable_prefix]
-        return _common_prefix(self.tokenize(head), ids)
+        tokens = self._heads.get(head)
+        if tokens is None:
+            # A writer's marks come back with every prompt: tokenize each head once.
+            tokens = self._heads[head] = self.tokenize(head)
+            while len(self._heads) > _HEADS_KEPT:
+                del self._heads[next(iter(self._heads))]
+        return _common_prefix(tokens, ids)
+
+    def batch_bounds(self, prompt: str, ids: list[int], stable_prefix: int,
+                     marks: Sequence[int], n_batch: int | None = None) -> tuple[int, list[int]]:
+        """Return the stable prefix in tokens and the starts of the prompt's batches."""
+        stable = min(self._stable_tokens(prompt, ids, stable_prefix), len(ids))
+        bounds = [stable, *(self._stable_tokens(prompt, ids, m) for m in marks if 0 < m < len(prompt))]
+        return stable, batch_starts(len(ids), bounds, n_batch or self._n_batch)
 
     def _sampler(self, seed: int | None = None, temperature: float | None = None) -> Any:
         """Return a llama.cpp sampler chain, or None for plain greedy decoding."""
@@ -666,6 +714,7 @@ class LlamaEngine:
         stable_prefix: int,
         seed: int | None = None,
         temperature: float | None = None,
+        marks: Sequence[int] = (),
     ) -> Iterator[str]:
         started = time.perf_counter()
         stats = GenerationStats()
@@ -679,13 +728,14 @@ class LlamaEngine:
 
         chain = self._sampler(seed, temperature)
         try:
-            if self._evaluate_prompt(prompt, ids, stable_prefix, stats, started, cancel):
+            if self._evaluate_prompt(prompt, ids, stable_prefix, stats, started, cancel, marks):
                 if chain is None and self.prompt_lookup:
                     loop = self._lookup_loop(generation, stats, started, max_tokens, cancel)
                 else:
                     loop = self._sample_loop(generation, chain, stats, started, max_tokens, cancel)
                 yield from loop
         finally:
+            self._totals.count(stats)
             if chain is not None:
                 self._llama.llama_sampler_free(chain)
 
@@ -697,12 +747,13 @@ class LlamaEngine:
         stats: GenerationStats,
         started: float,
         cancel: threading.Event | None,
+        marks: Sequence[int] = (),
     ) -> bool:
         """Bring the KV cache to ``ids``, reusing what it can; return False if cancelled."""
-        # Batches start at multiples of n_batch, and again at the end of the stable prefix, so
-        # that every prompt sharing that prefix evaluates it, and what follows, alike.
-        stable = min(self._stable_tokens(prompt, ids, stable_prefix), len(ids))
-        starts = [*range(0, stable, self._n_batch), *range(stable, len(ids), self._n_batch)]
+        # Batches start at multiples of n_batch, and again at the end of the stable prefix and
+        # at each mark, so that every prompt sharing that prefix evaluates it, and what
+        # follows, alike.
+        stable, starts = self.batch_bounds(prompt, ids, stable_prefix, marks)
         reused = self._truncate(self._reuse_point(ids, starts))
         source = "memory" if reused else "none"
         store = self._state_store()

@@ -23,11 +23,12 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Collection, Iterator, Sequence
 from typing import IO, Any
 
 from symergion import errors
-from symergion.engine.base import GenerationRequest, GenerationStats
+from symergion.engine.base import EngineTotals, GenerationRequest, GenerationStats
 from symergion.engine.extra_buffers import child_env
 from symergion.engine.worker import EngineSpec, receive, send
 from symergion.errors import ModelError
@@ -53,6 +54,11 @@ class WorkerEngine:
         self.model_name = spec.model_name
         self._stats = GenerationStats()
         self._batch_stats: list[GenerationStats] = []
+        # The worker's running figures as of its last finished stream; a new worker after a
+        # crash starts from zero, so what the earlier ones did is kept in ``_before``.
+        self._totals = EngineTotals()
+        self._before = EngineTotals()
+        self.load_seconds = 0.0
         self._proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
         self._stderr: IO[bytes] | None = None
@@ -85,6 +91,14 @@ class WorkerEngine:
         self._finish_stream()
         return self._batch_stats
 
+    @property
+    def totals(self) -> EngineTotals:
+        """Return the running figures of every call, all workers of this engine together."""
+        self._finish_stream()
+        totals = self._before.copy()
+        totals.add(self._totals)
+        return totals
+
     def count_tokens(self, text: str) -> int:
         """Return how many tokens ``text`` encodes to."""
         return int(self._call("count_tokens", text))
@@ -105,10 +119,12 @@ class WorkerEngine:
         max_tokens: int,
         cancel: threading.Event | None = None,
         stable_prefix: int = 0,
+        marks: tuple[int, ...] = (),
     ) -> Iterator[str]:
         """Yield the text of each generated token; see ``Engine.generate``."""
         return self._stream("generate", (prompt,), {"max_tokens": max_tokens,
-                                                    "stable_prefix": stable_prefix}, cancel)
+                                                    "stable_prefix": stable_prefix,
+                                                    "marks": tuple(marks)}, cancel)
 
     def generate_many(
         self,
@@ -144,6 +160,7 @@ class WorkerEngine:
     # -- the worker ------------------------------------------------------------------------
 
     def _start(self) -> None:
+        began = time.monotonic()  # the process start and imports are part of loading
         parent, child = socket.socketpair()
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the worker
         try:
@@ -159,7 +176,11 @@ class WorkerEngine:
         finally:
             child.close()
         self._sock = parent
+        # A new worker counts from zero: keep what the last one did.
+        self._before.add(self._totals)
+        self._totals = EngineTotals()
         self.info = self._answer(("load", self.spec), "loading")
+        self.load_seconds += time.monotonic() - began
 
     def _ready(self) -> socket.socket:
         """Return the socket of a worker ready for a request, starting one if needed."""
@@ -178,7 +199,7 @@ class WorkerEngine:
                 # The abandoned generation's crash concerns no caller: the next call starts anew.
                 return
             if message[0] == "end":
-                self._keep_stats(message[1])
+                self._keep_stats(message[1], message[2])
             if message[0] in ("end", "error"):
                 self._unfinished = False
 
@@ -199,7 +220,9 @@ class WorkerEngine:
             raise _rebuild_error(message)
         return message[1]
 
-    def _keep_stats(self, stats: GenerationStats | list[GenerationStats]) -> None:
+    def _keep_stats(self, stats: GenerationStats | list[GenerationStats], totals: EngineTotals
+                    ) -> None:
+        self._totals = totals
         if isinstance(stats, list):
             self._batch_stats = stats
         else:
@@ -231,7 +254,7 @@ class WorkerEngine:
                     yield message[1]
                 elif message[0] == "end":
                     self._unfinished = False
-                    self._keep_stats(message[1])
+                    self._keep_stats(message[1], message[2])
                     return
                 elif message[0] == "error":
                     self._unfinished = False

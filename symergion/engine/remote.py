@@ -45,7 +45,7 @@ from typing import Any
 import httpx2
 
 from symergion.config import Sampling
-from symergion.engine.base import GenerationRequest, GenerationStats
+from symergion.engine.base import EngineTotals, GenerationRequest, GenerationStats
 from symergion.errors import ModelError
 
 CONNECT_TIMEOUT = 5.0
@@ -202,6 +202,7 @@ class RemoteEngine:
         self._tokenizer: str | None = None
         self._local = threading.local()
         self._batch_stats: list[GenerationStats] = []
+        self._totals = EngineTotals()  # the server's own prompt work is not seen here
         self._closed = False
 
     # -- what the server says ------------------------------------------------------------
@@ -246,6 +247,12 @@ class RemoteEngine:
     def batch_stats(self) -> list[GenerationStats]:
         """Return the figures of each request of the last ``generate_many`` call."""
         return self._batch_stats
+
+    @property
+    def totals(self) -> EngineTotals:
+        """Return the running figures of every call (the server's time as this side saw it)."""
+        with self._lock:
+            return self._totals.copy()
 
     # -- tokens --------------------------------------------------------------------------
 
@@ -314,11 +321,12 @@ class RemoteEngine:
         max_tokens: int,
         cancel: threading.Event | None = None,
         stable_prefix: int = 0,
+        marks: tuple[int, ...] = (),
     ) -> Iterator[str]:
         """Yield the text the server streams, piece by piece, until it finishes or cancel.
 
-        ``stable_prefix`` is not sent: a llama.cpp server keeps the KV cache of each slot's
-        last prompt by itself (``cache_prompt``), which serves the same purpose.
+        ``stable_prefix`` and ``marks`` are not sent: a llama.cpp server keeps the KV cache of
+        each slot's last prompt by itself (``cache_prompt``), which serves the same purpose.
 
         Raises:
             ModelError: the server is down, refuses the request, or the stream broke.
@@ -447,6 +455,15 @@ class RemoteEngine:
                 "min_p": s.min_p, "repeat_penalty": s.repeat_penalty, "seed": s.seed}
 
     def _stream(
+        self, body: dict[str, Any], stats: GenerationStats, cancel: threading.Event | None
+    ) -> Iterator[str]:
+        try:
+            yield from self._attempts(body, stats, cancel)
+        finally:
+            with self._lock:
+                self._totals.count(stats)
+
+    def _attempts(
         self, body: dict[str, Any], stats: GenerationStats, cancel: threading.Event | None
     ) -> Iterator[str]:
         started = time.perf_counter()

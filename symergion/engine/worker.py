@@ -6,9 +6,9 @@ it into an error that names the model. Messages are pickled tuples, each framed 
 
 - parent to worker: ``("call", method, args, kwargs)`` answered by ``("ok", value)``;
   ``("stream", method, args, kwargs)`` answered by ``("piece", text)`` ... then
-  ``("end", stats)``; ``("cancel",)`` ends the running stream at its next token. In a
-  ``generate_many`` stream a piece is ``(index, text)``, the stats a list, and ``("stop", i)``
-  ends sequence ``i`` only.
+  ``("end", stats, totals)`` (the engine's running ``EngineTotals``); ``("cancel",)`` ends
+  the running stream at its next token. In a ``generate_many`` stream a piece is
+  ``(index, text)``, the stats a list, and ``("stop", i)`` ends sequence ``i`` only.
 - any request may be answered by ``("error", class name, message, hint)``.
 
 The first request is ``("load", spec)``. The worker ignores SIGINT and SIGTERM: the parent
@@ -168,7 +168,7 @@ def serve(sock: socket.socket) -> None:
                     for piece in getattr(engine, method)(*args, cancel=requests.cancel, **kwargs):
                         send(sock, ("piece", piece))
                     stats = engine.batch_stats if method == "generate_many" else engine.stats
-                    send(sock, ("end", stats))
+                    send(sock, ("end", stats, engine.totals))
                 else:
                     send(sock, ("ok", getattr(engine, method)(*args, **kwargs)))
             except (OSError, pickle.PicklingError):

@@ -86,6 +86,14 @@ class Guided:
     tested: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # targets whose segment did not parse
     variants: list[str] = field(default_factory=list)  # targets that got a sampled test besides
+    kept_tokens: int = 0  # the tokens of the tests the file holds
+    cut: bool = False  # the time ran out before every test was written
+    discarded: dict[str, int] = field(default_factory=dict)  # the others' tokens, by why
+
+    def discard(self, reason: str, tokens: int) -> None:
+        """Count generated tokens no test of the file holds."""
+        if tokens > 0:
+            self.discarded[reason] = self.discarded.get(reason, 0) + tokens
 
 
 def public_names(source_text: str) -> list[tuple[str, str]]:
@@ -1042,6 +1050,9 @@ def guided_file(
     variants: int = 1,
     sample: Sample | None = None,
     room: Callable[[str], int] | None = None,
+    on_shared: Callable[[int], None] | None = None,
+    out_of_time: Callable[[], bool] | None = None,
+    on_test: Callable[[int, int], None] | None = None,
 ) -> Guided:
     """Write a test file one target at a time, within ``budget`` generated tokens.
 
@@ -1067,6 +1078,13 @@ def guided_file(
             without it only the greedy round runs.
         room: the tokens a prompt leaves of the model's context; the file ends, with the tests
             written so far, before a test that might not fit (twice ``segment_tokens``).
+        on_shared: told, whenever the file grows, the length of the prompt start (prompt and file
+            so far) that every later prompt of this file begins with: an engine keeps its KV
+            (``Engine.generate``'s ``marks``) instead of evaluating the file again per test.
+        out_of_time: asked before each test; when it says so, the file ends with the tests
+            written so far (``Guided.cut``).
+        on_test: told after each test tried, kept or not: how many were tried, of how many
+            the file may have (for an estimate of the time left).
     """
     if not prompt_text.endswith(code_starter):
         raise ValueError("the prompt must end with the code starter")
@@ -1082,10 +1100,14 @@ def guided_file(
                            for target in chosen for opening in openings(tree, target))
     text = with_fixture(code_starter, alias) if fixture else code_starter
     result = Guided(text)
+    if on_shared is not None:
+        on_shared(len(base) + len(text))
     built: dict[str, str] = {}  # class -> the lines of its test that constructed one
     bodies: set[str] = set()  # what each test does, without its name: a variant must differ
     full = False  # the context is full
-    for index in range(max(1, variants) if sample is not None else 1):
+    rounds = max(1, variants) if sample is not None else 1
+    planned, tried = len(chosen) + len(pairs) + (rounds - 1) * len(chosen), 0
+    for index in range(rounds):
         if index == 0:
             complete: Generate = generate
         else:
@@ -1094,7 +1116,10 @@ def guided_file(
                 return sample(prompt, max_tokens, stable, seed)
         for target in chosen + pairs if index == 0 else chosen:  # round trips: one value each
             share = min(segment_tokens, budget - result.tokens)
-            if share <= 0 or full:
+            if share <= 0 or full or result.cut:
+                break
+            if out_of_time is not None and out_of_time():
+                result.cut = True  # the time budget is spent: keep the tests written so far
                 break
             if room is not None and room(base + text) < 2 * segment_tokens:
                 full = True  # the file so far fills the context: keep it as it is
@@ -1112,14 +1137,21 @@ def guided_file(
                 complete, base, text, target, alias, share, tree, known, destination, code_starter,
                 max_lines=max_lines, value_tokens=value_tokens, hint=hint, round_=index)
             result.tokens += used
+            tried += 1
+            if on_test is not None:
+                on_test(tried, planned)
             what = kept.split("\n", 1)[1] if kept is not None else ""
             if kept is None or what in bodies:
                 if index == 0:
                     result.skipped.append(f"{target.name}+{target.inverse}" if target.inverse
                                           else target.name)
+                result.discard("tests left out" if index == 0 else "variants left out", used)
                 continue
+            result.kept_tokens += used
             bodies.add(what)
             text += kept + "\n"
+            if on_shared is not None:
+                on_shared(len(base) + len(text))
             label = f"{target.name}+{target.inverse}" if target.inverse else target.name
             (result.tested if index == 0 else result.variants).append(label)
             if constructed is not None and target.name not in built:

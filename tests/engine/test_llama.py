@@ -145,6 +145,46 @@ def test_feedback_round_reuses_the_prefix_and_matches_a_cold_run(make_engine: Ma
     assert warm.stats.prefix_source == "memory"
 
 
+PIECES = ["class TestScaling(unittest.TestCase):\n",
+          "    def test_scale_1(self):\n        self.assertEqual(scaling.scale_1(2.0), 3.0)\n",
+          "    def test_scale_2(self):\n        self.assertEqual(scaling.scale_2(1.0), 6.0)\n"]
+
+
+@pytest.mark.model
+def test_a_file_written_piece_by_piece_evaluates_each_piece_once_and_matches_cold_runs(
+        make_engine: MakeEngine) -> None:
+    """A writer marks where its file so far ends: the next prompt evaluates only what follows."""
+    warm, texts, marks = make_engine(), [], [len(ROUND_1)]
+    for count in range(1, len(PIECES) + 1):
+        prompt = ROUND_1 + "".join(PIECES[:count])
+        texts.append(run(warm, prompt, stable_prefix=len(STABLE), marks=tuple(marks)))
+        if count > 1:
+            # Only the last piece (and perhaps a token merged across its mark) is evaluated.
+            new = warm.stats.prompt_tokens - warm.stats.reused_prefix_tokens
+            assert new <= warm.count_tokens(PIECES[count - 1]) + 1
+        marks.append(len(prompt))
+    assert warm.totals.reused_tokens > 2 * warm.count_tokens(ROUND_1)
+    # Each prompt evaluated cold, with the same marks, gives the same text: batches start at
+    # the marks whether or not the KV before them was kept.
+    for count, text in enumerate(texts, start=1):
+        prompt = ROUND_1 + "".join(PIECES[:count])
+        cold = make_engine()
+        assert run(cold, prompt, stable_prefix=len(STABLE),
+                   marks=tuple(marks[:count])) == text
+        assert cold.stats.reused_prefix_tokens == 0
+        cold.close()
+
+
+@pytest.mark.model
+def test_without_marks_the_file_so_far_is_evaluated_again(make_engine: MakeEngine) -> None:
+    engine = make_engine()
+    run(engine, ROUND_1 + PIECES[0], stable_prefix=len(STABLE))
+    run(engine, ROUND_1 + PIECES[0] + PIECES[1], stable_prefix=len(STABLE))
+    # Only the stable prefix is kept: the starter and the first piece are evaluated again.
+    assert engine.stats.prompt_tokens - engine.stats.reused_prefix_tokens >= engine.count_tokens(
+        "import unittest\n" + PIECES[0] + PIECES[1]) - 2
+
+
 @pytest.mark.model
 def test_unrelated_prompt_reuses_nothing(make_engine: MakeEngine) -> None:
     engine = make_engine()

@@ -58,6 +58,11 @@ def test_the_worker_gives_what_the_engine_gives_in_process(worker: WorkerEngine,
     assert worker.pid != os.getpid() and alive(worker.pid)
     assert "".join(engine.generate(PROMPT, max_tokens=24)) == "".join(local.generate(PROMPT, max_tokens=24))
     assert worker.stats.generated_tokens == 24 and worker.stats.prompt_tokens == local.stats.prompt_tokens
+    # The running figures cross the process boundary with each stream's end.
+    assert worker.totals.decoded_tokens == local.totals.decoded_tokens == 24
+    assert worker.totals.prompt_tokens == local.totals.prompt_tokens == local.stats.prompt_tokens
+    assert worker.totals.decode_seconds > 0 and worker.totals.requests == 1
+    assert worker.load_seconds > 0
     hostile = ChatPrompt("<start_of_turn>user\n<eos><end_of_turn>\n", (20, 25))
     assert worker.count_tokens(hostile) == local.count_tokens(hostile)
     assert worker.token_text([2, 105]) == local.token_text([2, 105])
@@ -263,5 +268,8 @@ def test_a_batch_through_the_worker_gives_the_in_process_texts_and_stops(worker:
     assert run(worker) == run(local)
     assert [s.stop for s in worker.batch_stats] == [s.stop for s in local.batch_stats]
     assert worker.batch_stats[1].stop == "stopped"
+    # A batch's steps count once: decoded tokens are those of both sequences.
+    assert worker.totals.decoded_tokens == sum(s.generated_tokens for s in worker.batch_stats)
+    assert worker.totals.requests == 2 and worker.totals.decode_seconds > 0
     # A plain generate still works after a batch.
     assert "".join(worker.generate(PROMPT, max_tokens=8)) == "".join(local.generate(PROMPT, max_tokens=8))

@@ -151,4 +151,4 @@ def test_watch_runs_passes_and_stops(repo_dir, cfg, fake_runtime, capsys):
     assert git(repo_dir, "branch", "--list", f"*_{TASK}").split() == [f"alpha_{TASK}",
                                                                       f"beta_{TASK}"]
     # One line per event, with tokens, seconds and cache.
-    assert "alpha: " in err and "cache=miss" in err and "tokens=" in err
+    assert "alpha: " in err and "cache=miss" in err and "decoded=" in err

@@ -23,8 +23,8 @@ def test_watch_logs_one_line_per_event(repo_dir, cfg, cli, fake_runtime):
                  "--config", cfg)
     assert result.code == 0, result.err
     done = [line for line in result.err.splitlines() if "cache=" in line]
-    pattern = re.compile(r"^\d\d:\d\d:\d\d (\S+) (alpha|beta): .* \[tokens=(\d+) "
-                         r"seconds=(\d+\.\d) tok/s=[\d.]+ cache=(hit|miss)\]$")
+    pattern = re.compile(r"^\d\d:\d\d:\d\d (\S+) (alpha|beta): .* \[decoded=(\d+) kept=\d+ "
+                         r"seconds=(\d+\.\d)( decoding=[\d.]+s tok/s=[\d.]+)? cache=(hit|miss)\]$")
     events = [pattern.match(line) for line in done]
     assert all(events), done
     assert sorted((m[1], m[2]) for m in events if m) == sorted(
@@ -73,3 +73,39 @@ def test_exit_codes_match_the_readme(repo_dir, cfg, cli, fake_runtime, tmp_path:
     observed[cli("sync", *common).code] = "some task failed"
     assert observed == {0: "done", 1: "bad config", 2: "usage", 3: "locked", 4: "some task failed"}
     # 130 is observed with real signals in test_crash.py.
+
+
+def test_sync_verbose_shows_where_the_time_went_and_json_carries_it(
+        repo_dir, cfg, cli, fake_runtime):
+    start_task(repo_dir)
+    result = cli("sync", "-v", "--repo", repo_dir, "--config", cfg)
+    assert result.code == 0, result.err
+    lines = result.err.splitlines()
+    split = lines[next(i for i, line in enumerate(lines) if line.startswith("pass: ")):]
+    assert [line.split(":")[0].strip() for line in split] == [
+        "pass", "prompts", "decoding", "verification", "git", "model load", "other"]
+    assert "tokens evaluated" in split[1] and " kept" in split[2]
+    git(repo_dir, "branch", "-D", f"alpha_{TASK}")  # nothing to generate: a second, quiet pass
+    data = cli("sync", "--repo", repo_dir, "--config", cfg, "--json").json()
+    spend = data["spend"]
+    assert spend["decoded_tokens"] == 0 and spend["wall_seconds"] > 0 and spend["git_calls"] > 0
+
+
+def test_sync_takes_a_time_budget(repo_dir, cfg, cli, fake_runtime, monkeypatch):
+    import symergion.runtime as runtime
+
+    passes = []
+    real = runtime.build_reconciler
+
+    def build(repo, config, **kwargs):
+        passes.append(config.max_seconds)
+        return real(repo, config, **kwargs)
+
+    monkeypatch.setattr(runtime, "build_reconciler", build)
+    start_task(repo_dir)
+    assert cli("sync", "--max-seconds", "0", "--repo", repo_dir, "--config", cfg).code == 2
+    result = cli("sync", "--max-seconds", "90", "--repo", repo_dir, "--config", cfg)
+    assert result.code == 0, result.err
+    assert cli("sync", "--repo", repo_dir, "--config", cfg).code == 0
+    # The option replaces the config's budget for its pass only.
+    assert passes == [90.0, None]

@@ -129,3 +129,20 @@ def test_a_counting_loop_stops_its_branch_alone_and_is_not_published(
     assert f"Symergion-Trimmed: {cut} chars, 9 lines" in trailers
     done = next(r for r in report.results if r.branch == "alpha_TestCase_two")
     assert done.stop == "shape-loop" and done.tokens == stats.generated_tokens
+
+
+def test_a_batched_pass_accounts_for_its_tokens(
+        repo_dir: Path, make_reconciler: Callable[..., Reconciler], fleet: FakeFleet) -> None:
+    start_tasks(repo_dir)
+    report = make_reconciler(repo_dir).sync()
+    spend = report.spend
+    decoded = sum(engine.totals.decoded_tokens for engine in fleet.engines.values())
+    assert spend.decoded_tokens == decoded == sum(r.tokens or 0 for r in report.results) > 0
+    assert spend.kept_tokens + sum(spend.discarded.values()) == spend.decoded_tokens
+    assert all(r.kept_tokens is not None and 0 < r.kept_tokens <= (r.tokens or 0)
+               for r in report.results)
+    assert spend.verify_runs == 0 and spend.git_calls > 0
+    assert report.as_dict()["spend"]["decoded_tokens"] == decoded
+    # A pass that generates nothing decodes nothing.
+    again = make_reconciler(repo_dir).sync()
+    assert again.spend.decoded_tokens == 0 and again.spend.prompt_tokens == 0

@@ -118,3 +118,13 @@ def test_invalid_config_names_the_field(tmp_path, data, fragment):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.json")
+
+
+def test_max_seconds_is_a_positive_number_or_no_limit(tmp_path):
+    assert parse_config({}, base_dir=tmp_path).max_seconds is None
+    assert parse_config({"max_seconds": 60}, base_dir=tmp_path).max_seconds == 60.0
+    assert parse_config({"max_seconds": None}, base_dir=tmp_path).max_seconds is None
+    for bad in (0, -5, "60", True, 1e400):
+        with pytest.raises(ConfigError, match="max_seconds") as caught:
+            parse_config({"max_seconds": bad}, base_dir=tmp_path)
+        assert "60" in (caught.value.hint or "")

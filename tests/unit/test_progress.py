@@ -24,7 +24,7 @@ def play(printer: ProgressPrinter) -> None:
         printer(Event("progress", "TestCase_x", "gemma", tokens=tokens, seconds=tokens / 40,
                       budget=200))
     printer(Event("done", "TestCase_x", "gemma", tokens=50, seconds=1.25, cache="miss",
-                  detail="committed"))
+                  detail="committed", kept=30, decode_seconds=1.0))
 
 
 def test_log_stream_gets_plain_event_lines_only() -> None:
@@ -33,7 +33,8 @@ def test_log_stream_gets_plain_event_lines_only() -> None:
     lines = stream.getvalue().splitlines()
     assert len(lines) == 2, lines
     assert lines[0].endswith("TestCase_x gemma: generating (120 prompt tokens, budget 200)")
-    assert "tokens=50 seconds=1.2 tok/s=40.0 cache=miss" in lines[1]
+    # The rate is of decoding alone (50 tokens in 1.0 s), not kept tokens over the whole 1.25 s.
+    assert "decoded=50 kept=30 seconds=1.2 decoding=1.0s tok/s=50.0 cache=miss" in lines[1]
     assert "\x1b" not in stream.getvalue() and "\r" not in stream.getvalue()
 
 
@@ -51,7 +52,7 @@ def test_terminal_shows_tokens_rate_and_eta_against_the_budget() -> None:
                   detail="committed"))
     # The bar is transient: it is gone, and the event line stays.
     assert printer._bar is None
-    assert "committed [tokens=50" in stream.getvalue()
+    assert "committed [decoded=50" in stream.getvalue()
 
 
 def test_a_batch_shows_one_row_per_generation_until_each_ends() -> None:
@@ -71,8 +72,8 @@ def test_a_batch_shows_one_row_per_generation_until_each_ends() -> None:
     printer(Event("done", "TestCase_b", "gemma", tokens=40, seconds=1.3, cache="miss",
                   detail="committed b"))
     assert printer._bar is None
-    assert "committed a [tokens=20" in stream.getvalue()
-    assert "committed b [tokens=40" in stream.getvalue()
+    assert "committed a [decoded=20" in stream.getvalue()
+    assert "committed b [decoded=40" in stream.getvalue()
 
 
 def test_quiet_prints_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -96,3 +97,12 @@ def test_problems_are_coloured_unless_no_color(monkeypatch: pytest.MonkeyPatch,
     assert "problem: TestCase_x gemma: model file missing" in shown
     # SGR colour sequences (ESC [ ... m) appear exactly when colour is allowed.
     assert ("\x1b[33m" in shown) is not no_color
+
+
+def test_a_generation_without_decoding_figures_shows_no_rate() -> None:
+    stream = io.StringIO()
+    printer = ProgressPrinter(stream=stream)
+    printer(Event("done", "TestCase_x", "gemma", tokens=50, seconds=9.0, cache="miss",
+                  detail="committed"))
+    line = stream.getvalue()
+    assert "decoded=50 seconds=9.0 cache=miss" in line and "tok/s" not in line

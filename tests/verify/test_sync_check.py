@@ -420,3 +420,23 @@ def test_a_repair_round_that_ranks_lower_is_kept_in_history_and_the_better_file_
     assert [r.status for r in make_reconciler(calc_repo, config()).sync().results] == [
         "up-to-date"]
     assert fleet.calls == calls
+
+
+def test_a_spent_time_budget_leaves_the_repair_round_to_the_next_sync(
+        calc_repo, make_reconciler, fleet):
+    start(calc_repo)
+    raw = config()
+    spent = make_reconciler(calc_repo, type(raw)(**{**raw.__dict__, "max_seconds": 1e-6})).sync()
+    [result] = spent.results
+    assert result.status == "created"
+    # The candidate was checked and pruned; the repair round waits, and the tip says why.
+    assert subjects(calc_repo) == [
+        "Create unittest TestCase for the function add, the function sub",
+        "Prune: removed 2 failing tests",
+    ]
+    assert messages(calc_repo)[-1].endswith(
+        "Symergion-Cut: max_seconds 1e-06: repair round 1 left for the next sync")
+    assert not [p for p in fleet.engines["alpha"].calls if "were run:" in p]
+    # The next sync, with time, makes the round the branch records it still needs.
+    make_reconciler(calc_repo, config()).sync()
+    assert subjects(calc_repo)[-1].startswith("Repair: FAIL test_calc.TestCalc.test_sub")

@@ -200,3 +200,74 @@ def test_a_prompt_that_fills_the_context_even_compacted_fails_its_branch_with_th
     assert result.status == "failed"
     assert "fills the 64-token context of alpha, even with the source's bodies" in (result.reason or "")
     assert git(calc_repo, "branch", "--list", f"alpha_{TASK}") == ""
+
+
+@needs_bwrap
+def test_the_pass_accounts_for_every_token_and_second(
+        calc_repo: Path, make_reconciler: Any, fleet: FakeFleet) -> None:
+    start(calc_repo)
+    report = make_reconciler(calc_repo, config(variants=2)).sync()
+    assert not report.failed
+    spend = report.spend
+    engine = fleet.engines["alpha"]
+    # Every token the engine decoded is in the ledger, kept by a commit or discarded with a why.
+    assert spend.decoded_tokens == engine.totals.decoded_tokens > 0
+    assert spend.kept_tokens + sum(spend.discarded.values()) == spend.decoded_tokens
+    assert spend.kept_tokens > 0
+    # The variants repeat the greedy tests (the fake answers alike): their tokens are discarded.
+    assert spend.discarded.get("variants left out", 0) > 0
+    assert spend.prompt_tokens == engine.totals.prompt_tokens > 0
+    # The candidate and the pinned file were verified, twice each (the template's runs: 2).
+    assert spend.verify_runs == 4 and spend.verify_seconds > 0
+    assert spend.git_calls > 0 and spend.git_seconds > 0
+    measured = (spend.load_seconds + spend.prompt_seconds + spend.decode_seconds
+                + spend.verify_seconds + spend.git_seconds)
+    assert measured <= spend.wall_seconds and spend.other_seconds >= 0
+    data = report.as_dict()["spend"]
+    assert data["decoded_tokens"] == spend.decoded_tokens and "other_seconds" in data
+    # The candidate's trailer gives the honest split: all decoded, kept, the decoding rate.
+    candidate = messages(calc_repo)[0]
+    assert (f"Symergion-Decode: {spend.decoded_tokens} decoded, {spend.kept_tokens} kept, "
+            in candidate)
+    (result,) = report.results
+    assert result.tokens == spend.decoded_tokens and result.kept_tokens == spend.kept_tokens
+
+
+@needs_bwrap
+def test_a_spent_time_budget_publishes_the_tests_written_so_far(
+        calc_repo: Path, make_reconciler: Any) -> None:
+    import time
+
+    calls: list[str] = []
+
+    def slow(model: str, prompt: str) -> str:
+        calls.append(prompt)
+        if len(calls) == 1:
+            time.sleep(1.5)  # the budget runs out while the first test is written
+        return guided_reply(model, prompt)
+
+    fleet = FakeFleet(slow)
+    start(calc_repo)
+    raw = config()
+    limited = type(raw)(**{**raw.__dict__, "max_seconds": 1.0})
+    reconciler = make_reconciler(calc_repo, limited)
+    reconciler.engines = fleet
+    events: list[Any] = []
+    reconciler.on_event = events.append
+    report = reconciler.sync()
+    assert not report.failed
+    candidate = messages(calc_repo)[0]
+    assert "Symergion-Cut: max_seconds 1: the guided file stopped after 1 tests" in candidate
+    first = git(calc_repo, "show", f"alpha_{TASK}~1:test_calc.py")
+    assert "def test_add(self):" in first and "def test_sub" not in first
+    # The progress estimated the whole pass's time left, within the budget.
+    etas = [e.eta for e in events if e.kind == "progress" and e.eta is not None]
+    assert etas and all(0 <= eta <= 1.0 for eta in etas)
+    # The cut file is not stored: a sync with time writes every test for this prompt.
+    for ref in (f"refs/heads/alpha_{TASK}", shadow_ref(TASK, "alpha")):
+        git(calc_repo, "update-ref", "-d", ref)
+    again = make_reconciler(calc_repo, config())
+    again.engines = fleet
+    again.sync()
+    whole = git(calc_repo, "show", f"alpha_{TASK}:test_calc.py")
+    assert "def test_add(self):" in whole and "def test_sub(self):" in whole
