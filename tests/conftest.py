@@ -152,6 +152,7 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     start = session_env.stat().st_size
     yield home
     if not shared.exists() and own.exists():
+        shared.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(own, shared)  # the first probe's verdict, for the rest of the session
     with session_env.open(encoding="utf-8") as log:
         log.seek(start)
