@@ -31,6 +31,7 @@ import argparse
 import copy
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -40,8 +41,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from symergion.config import DEFAULT_CONFIG
+from symergion.config import DEFAULT_CONFIG, cache_dir
 from symergion.demo import SOURCE
+from symergion.engine.extra_buffers import CACHE_FILE
 
 TASK = "TestCase_capture_output"
 PROBE = (
@@ -51,6 +53,19 @@ PROBE = (
     "sys.stderr.write('LLAMA_IMPORTED=%s\\n' % ('llama_cpp' in sys.modules))\n"
     "sys.exit(code)\n"
 )
+
+
+def fresh_cache(directory: Path) -> Path:
+    """Create an empty cache in ``directory`` that keeps only the machine's extra-buffer verdict.
+
+    The verdict is a fact about the CPU, not cached work: without it every round would pay the
+    probe again, and a run that simulates an Intel AMX machine would lose its simulated crash.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    verdicts = cache_dir() / CACHE_FILE
+    if verdicts.is_file():
+        shutil.copyfile(verdicts, directory / CACHE_FILE)
+    return directory
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -114,7 +129,7 @@ def _new_repo(model: Path, threads: int, workdir: Path, *, verify: bool = True,
     repo = workdir / "repo"
     repo.mkdir(parents=True)
     env = dict(os.environ)
-    env.update({"SYMERGION_CACHE_DIR": str(workdir / "cache"), "GIT_AUTHOR_NAME": "bench",
+    env.update({"SYMERGION_CACHE_DIR": str(fresh_cache(workdir / "cache")), "GIT_AUTHOR_NAME": "bench",
                 "GIT_AUTHOR_EMAIL": "bench@example.invalid", "GIT_COMMITTER_NAME": "bench",
                 "GIT_COMMITTER_EMAIL": "bench@example.invalid"})
     if code is not None:
