@@ -78,7 +78,7 @@ if TYPE_CHECKING:
     from symergion.core.execute import Reconciler
 
 # Part of the verification cache key: bump when the runner's results change meaning.
-CHECK_VERSION = 2
+CHECK_VERSION = 3  # 3: compiled stand-ins of the source's definitions count as run
 GUIDE_VERSION = guide.GUIDE_VERSION
 VARIANT_TEMPERATURE = 0.8  # the variants of a greedy checkpoint's guided file
 CAS_RETRIES = 3

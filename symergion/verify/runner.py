@@ -8,10 +8,11 @@ hangs or kills its own process still leaves the outcomes of the tests before it.
 Events: ``start`` and ``result`` per test (``passed``, ``failed``, ``error``, ``skipped``),
 ``fixture`` for a failing setUpClass/setUpModule, ``load`` when the module cannot be imported,
 ``coverage`` (statements, covered lines, the tests that ran any line of the source, and the lines
-each context ran), ``observed`` (the values a failing equality assertion compared, see
-``observe_assertions``), ``done``. A ``result`` also counts the test's checks (``count_checks``):
-the assertion methods it called, and how many of them only caught an exception Python itself
-raised for a value of the wrong kind.
+each context ran; a call to a compiled function that replaced one of the source's definitions at
+import time counts as running that definition's line, see ``compiled_stand_ins``), ``observed``
+(the values a failing equality assertion compared, see ``observe_assertions``), ``done``. A
+``result`` also counts the test's checks (``count_checks``): the assertion methods it called, and
+how many of them only caught an exception Python itself raised for a value of the wrong kind.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ import json
 import os
 import sys
 import traceback
+import types
 import unittest
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import IO, Any
 
 _ExcInfo = tuple[type[BaseException], BaseException, TracebackType]
@@ -49,6 +51,9 @@ class Recorder(unittest.TestResult):
         self.out = out
         self.coverage = coverage
         self.outcome: dict[str, tuple[str, str]] = {}
+        self.current = ""  # the running test's id, for the profile hook of ``watch_compiled``
+        # Per test: the lines of the source's definitions it ran as compiled stand-ins.
+        self.compiled: dict[str, set[int]] = {}
         # Per test: the assertion methods called, and those that only caught a wrong-kind error.
         self.checks: dict[str, list[int]] = {}
 
@@ -58,12 +63,14 @@ class Recorder(unittest.TestResult):
 
     def startTest(self, test: unittest.TestCase) -> None:
         super().startTest(test)
+        self.current = test.id()
         if self.coverage is not None:
             self.coverage.switch_context(test.id())
         self.emit(event="start", id=test.id())
 
     def stopTest(self, test: unittest.TestCase) -> None:
         super().stopTest(test)
+        self.current = ""
         if self.coverage is not None:
             self.coverage.switch_context("")
         outcome, detail = self.outcome.pop(test.id(), ("passed", ""))
@@ -127,7 +134,10 @@ def main(argv: list[str]) -> int:
             recorder.emit(event="load", detail=traceback.format_exc(limit=-4))
             suite = None
         if suite is not None:
+            if cov is not None:
+                watch_compiled(recorder, os.path.abspath(args.coverage))
             suite.run(recorder)
+            sys.setprofile(None)
         if cov is not None:
             cov.stop()
             _report_coverage(cov, os.path.abspath(args.coverage), recorder)
@@ -275,6 +285,51 @@ def _start_coverage(source: str | None, out: IO[str]) -> Any:
     return cov
 
 
+def compiled_stand_ins(path: str) -> dict[int, tuple[int, ...]]:
+    """Map each compiled function that replaced a definition of the source to that def's lines.
+
+    Modules such as ``bisect`` and ``heapq`` define their functions in Python and then replace
+    them with compiled ones (``from _bisect import *``). A test that calls them runs no line of
+    the source that coverage can see, yet it calls the module's own public function. The map is
+    keyed by the compiled object's ``id`` (the profile hook sees the object) and gives the lines
+    coverage may report for the replaced ``def`` (its decorators' and its own).
+    """
+    module = next((m for m in list(sys.modules.values())
+                   if os.path.abspath(str(getattr(m, "__file__", None) or "")) == path), None)
+    if module is None:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            tree = ast.parse(handle.read())
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return {}
+    found: dict[int, tuple[int, ...]] = {}
+    pending: list[ast.stmt] = list(tree.body)
+    while pending:  # top level, and inside its if/try blocks
+        node = pending.pop()
+        if isinstance(node, (ast.If, ast.Try)):
+            pending.extend([*node.body, *node.orelse, *getattr(node, "finalbody", [])])
+            pending.extend(s for h in getattr(node, "handlers", []) for s in h.body)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            value = getattr(module, node.name, None)
+            if isinstance(value, types.BuiltinFunctionType):
+                found[id(value)] = (*(d.lineno for d in node.decorator_list), node.lineno)
+    return found
+
+
+def watch_compiled(recorder: Recorder, path: str) -> None:
+    """Record, per test, the source's definitions it called as compiled stand-ins."""
+    stand_ins = compiled_stand_ins(path)
+    if not stand_ins:
+        return
+
+    def hook(_frame: FrameType, event: str, arg: Any) -> None:
+        if event == "c_call" and recorder.current and (lines := stand_ins.get(id(arg))):
+            recorder.compiled.setdefault(recorder.current, set()).update(lines)
+
+    sys.setprofile(hook)
+
+
 def _report_coverage(cov: Any, path: str, recorder: Recorder) -> None:
     try:
         _, statements, _, missing, _ = cov.analysis2(path)
@@ -282,12 +337,16 @@ def _report_coverage(cov: Any, path: str, recorder: Recorder) -> None:
     except Exception as exc:  # the source is not Python coverage.py can parse
         recorder.emit(event="coverage", error=str(exc))
         return
-    exercised = sorted({c for contexts in by_line.values() for c in contexts if c})
     lines: dict[str, list[int]] = {}
     counted = set(statements)  # a function's entry can be reported on its decorator or def line
     for line, contexts in sorted(by_line.items()):
         for context in contexts if line in counted else ():
             lines.setdefault(context, []).append(line)
+    for context, called in recorder.compiled.items():  # the definitions run as compiled code
+        if ran := called & counted:
+            lines[context] = sorted(ran | set(lines.get(context, ())))
+    exercised = sorted({c for contexts in by_line.values() for c in contexts if c}
+                       | {c for c, own in lines.items() if c and own})
     recorder.emit(event="coverage", statements=len(statements), covered=len(statements) - len(missing),
                   exercised_by=exercised, lines=lines)
 

@@ -190,3 +190,69 @@ def test_paths_outside_the_repository_are_refused(calc_repo: Path) -> None:
     with pytest.raises(VerifyError, match=r"has no file missing\.py"):
         verify_candidate(GitRepo(calc_repo), commit, VerifySpec(), "utils/calc.py", "missing.py",
                          sandbox=Sandbox(mode="none"))
+
+
+# A module in the manner of the standard library's bisect: Python definitions, then the compiled
+# ones imported over them.
+ACCELERATED = '''def bisect_right(a, x):
+    lo, hi = 0, len(a)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if x < a[mid]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def halve(n):
+    return n // 2
+
+
+try:
+    from _bisect import *
+except ImportError:
+    pass
+'''
+
+ACCELERATED_SUITE = '''import unittest
+
+from utils import fast
+
+
+class TestFast(unittest.TestCase):
+    def test_bisect_right(self):
+        self.assertEqual(fast.bisect_right([1, 2, 3], 2), 2)
+
+    def test_bisect_right_2(self):
+        self.assertEqual(fast.bisect_right([], 5), 0)
+
+    def test_len(self):
+        self.assertEqual(len([1, 2]), 2)
+
+    def test_halve(self):
+        self.assertEqual(fast.halve(4), 2)
+'''
+
+
+@needs_bwrap
+def test_a_call_to_a_compiled_function_that_replaced_a_definition_exercises_the_source(
+        calc_repo: Path) -> None:
+    commit = commit_files(calc_repo, {"utils/fast.py": ACCELERATED, "test_fast.py": ACCELERATED_SUITE})
+    repo, spec = GitRepo(calc_repo), VerifySpec(coverage=True)
+    result = verify_candidate(repo, commit, spec, "utils/fast.py", "test_fast.py")
+    assert result.ok and result.passed == 4
+    # bisect_right's body never runs (the compiled one replaced it), yet both tests that call it
+    # exercise the module; test_len calls nothing of it.
+    assert result.exercising == 3
+    assert tuple(result.lines["test_fast.TestFast.test_bisect_right"]) == (1,)
+    assert tuple(result.lines["test_fast.TestFast.test_bisect_right_2"]) == (1,)
+    assert not result.lines.get("test_fast.TestFast.test_len")
+    pruned = prune_candidate(repo, commit, spec, "utils/fast.py", "test_fast.py", result,
+                             idle=True, redundant=True)
+    assert not pruned.drop_reason
+    assert sorted(r.test for r in pruned.removed) == [
+        "test_fast.TestFast.test_bisect_right_2",  # adds nothing to test_bisect_right
+        "test_fast.TestFast.test_len",  # runs no line of the module, compiled or not
+    ]
+    assert "def test_bisect_right(self)" in pruned.text and "def test_halve" in pruned.text
