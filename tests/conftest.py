@@ -122,9 +122,14 @@ def forbidden_loads(lines: list[str]) -> list[dict[str, Any]]:
             and not str(load["argv"][0]).endswith(os.path.join("engine", "extra_buffers.py"))]
 
 
-def check_loads(lines: list[str]) -> None:
-    """Fail when a model was loaded with extra buffer types where the machine's decision is off."""
-    if extra_buffers_forbidden() and (loads := forbidden_loads(lines)):
+def check_loads(lines: list[str], forbidden: bool | None = None) -> None:
+    """Fail when a model was loaded with extra buffer types where the machine's decision is off.
+
+    ``forbidden`` says whether the decision is off; by default the session's verdict says it.
+    """
+    if forbidden is None:
+        forbidden = extra_buffers_forbidden()
+    if forbidden and (loads := forbidden_loads(lines)):
         pytest.fail("loaded a model with extra buffer types where this machine's decision is off "
                     f"(it would crash on an Intel AMX machine): {loads}", pytrace=False)
 
