@@ -24,7 +24,6 @@ from symergion.core.plan import (
     Action,
     Plan,
     Problem,
-    Task,
     TaskPlan,
     branch_action,
     code_starter,
@@ -42,6 +41,7 @@ from symergion.core.state import (
     refresh_branch,
     shadow_ref,
 )
+from symergion.core.task import Task
 from symergion.engine.base import Engine, EngineTotals, engine_totals, max_new_tokens
 from symergion.engine.jobs import Job, run_jobs
 from symergion.errors import Cancelled, SymergionError, TaskInputError
