@@ -38,7 +38,6 @@ from symergion.core.chain import (
     repair_feedback,
     useful,
 )
-from symergion.core.finish import FINISHER_VERSION, Finished, Finisher
 from symergion.core.plan import TRAILER_PROMPT, Action, TaskPlan, own_commits
 from symergion.core.publish import (
     attempt_base,
@@ -62,6 +61,7 @@ from symergion.gitrepo import ZERO_OID
 from symergion.verify import guide
 from symergion.verify.candidate import verify_candidate
 from symergion.verify.examples import module_alias
+from symergion.verify.finish import FINISHER_VERSION, Finished, Finisher
 from symergion.verify.prune import UNCHECKED, prune
 from symergion.verify.repair import repair_rounds
 from symergion.verify.result import (

@@ -18,7 +18,6 @@ from symergion.config import Checkpoint, Config
 from symergion.core import prompt as prompts
 from symergion.core.check import Checker, response_record
 from symergion.core.compact import LEVELS
-from symergion.core.finish import FINISHER_VERSION, Finisher
 from symergion.core.plan import (
     TRAILER_PROMPT,
     Action,
@@ -46,6 +45,7 @@ from symergion.engine.base import Engine, EngineTotals, engine_totals, max_new_t
 from symergion.engine.jobs import Job, run_jobs
 from symergion.errors import Cancelled, SymergionError, TaskInputError
 from symergion.gitrepo import GitRepo
+from symergion.verify.finish import FINISHER_VERSION, Finisher
 
 __all__ = ["TRAILER_PROMPT", "Event", "Problem", "Reconciler", "Report", "Result", "Task",
            "model_branch", "parse_trailers", "shadow_ref"]

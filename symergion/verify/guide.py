@@ -41,7 +41,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
-from symergion.core.finish import Finisher
+from symergion.verify.finish import Finisher
 from symergion.verify.params import (
     OPENING,
     SEEDS,
