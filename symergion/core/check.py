@@ -366,7 +366,7 @@ class Checker:
         if count == 1:
             return [first or rec.respond(task, coder, prompt, tp.destination)]
         keys = [rec.cache_key("coder", coder, prompt.text, path=tp.destination, finisher=FINISHER_VERSION,
-                         **({} if i == 0 else {"sample": i})) for i in range(count)]
+                              **({} if i == 0 else {"sample": i})) for i in range(count)]
         records: list[dict[str, Any] | None] = [first] if first is not None else []
         for key in keys[len(records):]:
             cached = rec.store.get(key)
@@ -403,7 +403,8 @@ class Checker:
         source = task.spec.params.get("source")
         assert spec is not None and source is not None and tp.source_code is not None
         key = rec.cache_key("coder", coder, prompt.text, path=tp.destination, finisher=FINISHER_VERSION,
-                       guide=GUIDE_VERSION, guided=asdict(spec), variants_at=VARIANT_TEMPERATURE)
+                            guide=GUIDE_VERSION, guided=asdict(spec),
+                            variants_at=VARIANT_TEMPERATURE)
         cached = rec.store.get(key)
         if cached is not None:
             return {**cached, "cache": "hit"}

@@ -374,9 +374,9 @@ class Reconciler:
 
     def _reason(self, task: Task, reasoner: Checkpoint, text: str) -> str:
         key = self.cache_key("reasoning", reasoner, text,
-                        start=list(reasoner.reasoning_start_tokens),
-                        stop=list(reasoner.reasoning_stop_tokens),
-                        markers=reasoner.reasoning_markers)
+                             start=list(reasoner.reasoning_start_tokens),
+                             stop=list(reasoner.reasoning_stop_tokens),
+                             markers=reasoner.reasoning_markers)
         cached = self.store.get(key)
         if cached is not None:
             self.on_event(Event("done", task.name, reasoner.model_name, cache="hit",
@@ -507,7 +507,7 @@ class Reconciler:
         for i, (task, prompt, destination) in enumerate(asks):
             try:
                 keys[i] = self.cache_key("coder", coder, prompt.text, path=destination,
-                                    finisher=FINISHER_VERSION)
+                                         finisher=FINISHER_VERSION)
                 cached = self.store.get(keys[i])
                 if cached is not None:
                     answers[i] = {**cached, "cache": "hit"}

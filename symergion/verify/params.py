@@ -47,7 +47,7 @@ def function_aliases(tree: ast.Module) -> dict[str, str]:
 
 
 def definition(tree: ast.Module, name: str, owner: str = ""
-                ) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+               ) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
     """Return the top-level function ``name`` (or the one a module-level alias ``name`` names), or
     the method ``name`` of the top-level class ``owner``."""
     body: list[ast.stmt] = tree.body
@@ -212,7 +212,7 @@ def _kind_votes(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionD
 
 
 def passed_to(tree: ast.Module, call: ast.Call, is_param: Callable[[ast.AST], bool]
-               ) -> tuple[ast.FunctionDef | ast.AsyncFunctionDef, str] | None:
+              ) -> tuple[ast.FunctionDef | ast.AsyncFunctionDef, str] | None:
     """Return the module's own function a call passes what ``is_param`` matches to, and its
     parameter there: ``helper(x)`` or ``helper(data=x)``, or a class of the module built with it
     (its ``__init__``, past ``self``). None when the call is to anything else."""
