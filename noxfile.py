@@ -30,9 +30,10 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Check style with ruff."""
-    session.install("ruff")
+    """Check style with ruff, and the layers and import cycles with lint-imports (pyproject.toml)."""
+    session.install("ruff", "import-linter")
     session.run("ruff", "check", "symergion", "tests", "scripts", "noxfile.py", *session.posargs)
+    session.run("lint-imports")
 
 
 @nox.session

@@ -49,12 +49,12 @@ from pathlib import Path
 
 from symergion.config import Sampling, VerifySpec
 from symergion.core import prompt as prompts
-from symergion.core.finish import Finisher
 from symergion.engine.llama import LlamaEngine
 from symergion.errors import ModelError
 from symergion.gitrepo import GitRepo
 from symergion.verify import examples, guide
 from symergion.verify.candidate import verify_candidate
+from symergion.verify.finish import Finisher
 from symergion.verify.prune import prune_candidate, redundant_tests
 from symergion.verify.repair import repair_candidate
 from symergion.verify.result import VerifyResult, rank

@@ -16,7 +16,7 @@ import sysconfig
 import time
 from pathlib import Path
 
-from symergion.core.finish import Finisher
+from symergion.verify.finish import Finisher
 
 
 def cost(text: str, repeats: int) -> tuple[float, float, float]:
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{count:>6}{(len(text) + 3) // 4:>8}{median * 1e6:>11.1f}{p99 * 1e6:>9.1f}"
               f"{total * 1e3:>10.1f}")
     try:
-        from symergion.core.shape import ShapeRuns
+        from symergion.verify.shape import ShapeRuns
     except ImportError:  # a checkout from before the shape reader
         return 0
     runs = []

@@ -1,6 +1,6 @@
 """Measure how long runs of same-shape statements are in real Python code.
 
-The degenerate-generation limits of ``symergion/core/shape.py`` must sit above what real code
+The degenerate-generation limits of ``symergion/verify/shape.py`` must sit above what real code
 does. This reads every ``.py`` file below the given folders with ``ShapeRuns`` (limits off),
 keeps each file's longest run by scope (inside a function body, or at module/class level) and
 period (1: one shape; 2, 3: a block of two or three shapes), and prints percentiles of those
@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from symergion.core.shape import FUNCTION_LIMITS, PERIODS, TOP_LIMITS, Limits, ShapeRuns
+from symergion.verify.shape import FUNCTION_LIMITS, PERIODS, TOP_LIMITS, Limits, ShapeRuns
 
 # Where a run is (a function body, or module/class level) and whether it counts.
 SCOPES = ("function", "top", "function-counting", "top-counting")

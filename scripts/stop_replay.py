@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from symergion.core import prompt as prompts
-from symergion.core.finish import Finisher
+from symergion.verify.finish import Finisher
 
 START = "import unittest\n"
 
@@ -90,8 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         rows = generate(args.modules.split(","), args.folders.split(","), args.budget, args.threads)
     finishers: dict[str, Any] = {"after": Finisher}
     if args.before:
-        spec = importlib.util.spec_from_file_location(
-            "before_finish", args.before / "symergion" / "core" / "finish.py")
+        finish = args.before / "symergion" / "verify" / "finish.py"
+        if not finish.is_file():
+            finish = args.before / "symergion" / "core" / "finish.py"  # where it was until it moved
+        spec = importlib.util.spec_from_file_location("before_finish", finish)
         assert spec is not None and spec.loader is not None
         before = importlib.util.module_from_spec(spec)
         sys.modules["before_finish"] = before

@@ -15,10 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from symergion.bench import BATCH_COUNTS
 from symergion.config import Sampling
-
-COUNTS = (1, 2, 4, 8)
-_MB = 1024 * 1024
 
 
 def _prompts(count: int, functions: int = 3) -> list[str]:
@@ -44,7 +42,7 @@ def bench_batched(
     gen_tokens: int = 64,
     prompt_tokens: int = 120,
     repeats: int = 3,
-    counts: Sequence[int] = COUNTS,
+    counts: Sequence[int] = BATCH_COUNTS,
     progress: Callable[[str], None] = lambda _m: None,
 ) -> dict[str, Any]:
     """Measure aggregate generation tokens/s and ms per step of ``generate_many``.
@@ -144,25 +142,6 @@ def main(argv: list[str] | None = None) -> int:
     result.update(threads=args.threads, extra_buffers=extra, seconds=time.perf_counter() - started)
     print(json.dumps(result))
     return 0
-
-
-def format_rows(result: dict[str, Any]) -> list[str]:
-    """Render the batched row in the benchmark table's layout."""
-    mem = result["memory"]
-    lines = [f"batched generation, {result['gen_tokens']} tokens each after"
-             f" {result.get('prompt_tokens', '~120')}, {result['repeats']} repeats"
-             "       tokens/s   ms/step   vs one",]
-    for n in COUNTS:
-        row = result[str(n)]
-        target = "  >= 2.2x " + ("met" if row["vs_one"] >= 2.2 else "MISSED") if n == 4 else ""
-        lines.append(f"  {n} sequence{'s' if n > 1 else ' '}{'':<32}{row['tokens_per_second']:>10.1f}"
-                     f"{row['ms_per_step']:>10.1f}{row['vs_one']:>8.2f}x{target}")
-    over = (mem["peak_rss_bytes"] - mem["gguf_bytes"] - mem["kv_allocated_bytes"]) / _MB
-    lines.append(f"  peak RSS {mem['peak_rss_bytes'] / _MB:.0f} MB = GGUF {mem['gguf_bytes'] / _MB:.0f} MB"
-                 f" + KV {mem['kv_allocated_bytes'] / _MB:.0f} MB allocated"
-                 f" ({mem['kv_used_bytes'] / _MB:.0f} MB used) + {over:.0f} MB"
-                 f"  (< +400 MB {'met' if over < 400 else 'MISSED'})")
-    return lines
 
 
 if __name__ == "__main__":

@@ -24,10 +24,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from symergion.cache import response_key
-from symergion.config import Checkpoint, GuideSpec, VerifySpec
+from symergion.cache import ResponseStore, response_key
+from symergion.config import Checkpoint, Config, GuideSpec, VerifySpec
 from symergion.core import prompt as prompts
 from symergion.core.chain import (
     TRAILER_FIX,
@@ -38,7 +38,6 @@ from symergion.core.chain import (
     repair_feedback,
     useful,
 )
-from symergion.core.finish import FINISHER_VERSION, Finished, Finisher
 from symergion.core.plan import TRAILER_PROMPT, Action, TaskPlan, own_commits
 from symergion.core.publish import (
     attempt_base,
@@ -47,7 +46,7 @@ from symergion.core.publish import (
     figures,
     notes_trailer,
 )
-from symergion.core.report import Event, Result
+from symergion.core.report import Event, Result, Spend
 from symergion.core.state import (
     TRAILER_MODEL,
     TRAILER_NOTES,
@@ -55,13 +54,15 @@ from symergion.core.state import (
     RepoState,
     shadow_ref,
 )
+from symergion.core.task import Task
 from symergion.engine.base import Engine, GenerationRequest, engine_totals
 from symergion.engine.jobs import Job, JobResult, run_jobs
 from symergion.errors import TaskInputError
-from symergion.gitrepo import ZERO_OID
+from symergion.gitrepo import ZERO_OID, GitRepo
 from symergion.verify import guide
 from symergion.verify.candidate import verify_candidate
 from symergion.verify.examples import module_alias
+from symergion.verify.finish import FINISHER_VERSION, Finished, Finisher
 from symergion.verify.prune import UNCHECKED, prune
 from symergion.verify.repair import repair_rounds
 from symergion.verify.result import (
@@ -74,9 +75,6 @@ from symergion.verify.result import (
 )
 from symergion.verify.sandbox import Sandbox
 
-if TYPE_CHECKING:
-    from symergion.core.execute import Reconciler
-
 # Part of the verification cache key: bump when the runner's results change meaning.
 CHECK_VERSION = 3  # 3: compiled stand-ins of the source's definitions count as run
 GUIDE_VERSION = guide.GUIDE_VERSION
@@ -85,6 +83,46 @@ CAS_RETRIES = 3
 TRAILER_CUT = "Symergion-Cut"  # "max_seconds <s>: <what the time budget left out>"
 _PRUNE_PASSES = 3  # a pruned file whose re-run fails again is pruned again, this many times at most
 STATUS = {"up-to-date": "up-to-date", "keep": "kept", "skip": "skipped", "problem": "failed"}
+
+
+class Pass(Protocol):
+    """What a check needs of the pass that runs it (``core.execute.Reconciler`` is one).
+
+    The pass owns the engines, the response store, the ledger and the events; the checker
+    asks it for answers and re-plans, so it never imports the module that drives it.
+    """
+
+    repo: GitRepo
+    config: Config
+    store: ResponseStore
+    cancel: threading.Event
+    spend: Spend
+    verify_git_seconds: float
+    on_event: Callable[[Event], None]
+
+    def cancel_check(self) -> None:
+        """Raise ``Cancelled`` if the pass was asked to stop."""
+
+    def replan(self, state: RepoState, tp: TaskPlan, coder: Checkpoint,
+               action: Action) -> tuple[RepoState, Action | Result]:
+        """Re-plan one branch after a lost compare-and-swap: its new action, or its result."""
+
+    def reused(self, tp: TaskPlan, action: Action) -> dict[str, Any] | None:
+        """Return the response of an earlier commit on the branch made from the same prompt."""
+
+    def cache_key(self, kind: str, checkpoint: Checkpoint, text: str, **extra: Any) -> str:
+        """Return the response store's key of a ``kind`` of answer by ``checkpoint`` to ``text``."""
+
+    def fit(self, task: Task, coder: Checkpoint, prompt: prompts.Prompt
+            ) -> tuple[prompts.Prompt, Engine, int, int]:
+        """Return the prompt to generate from, the coder's engine, its tokens and token budget."""
+
+    def respond(self, task: Task, coder: Checkpoint, prompt: prompts.Prompt,
+                destination: str) -> dict[str, Any]:
+        """Return the finished file for a prompt: from the store, else from the model."""
+
+    def progress(self, task: str, model: str, count: int, began: float, budget: int = 0) -> None:
+        """Send a progress event for ``count`` generated tokens."""
 
 
 @dataclass
@@ -114,7 +152,7 @@ class Stack:
 class Checker:
     """Turn a branch's action into a checked stack of commits and publish it."""
 
-    def __init__(self, reconciler: Reconciler) -> None:
+    def __init__(self, reconciler: Pass) -> None:
         self.rec = reconciler
         self.repo = reconciler.repo
         self._sandbox: Sandbox | None = None
@@ -199,7 +237,7 @@ class Checker:
             parents, base = [action.head], action.head
         else:
             parents, base = attempt_base(self.repo, tp, action)
-            reused = self.rec._reused(tp, action)
+            reused = self.rec.reused(tp, action)
             if reused is None and response is not None and response.get("blob") is None:
                 first: dict[str, Any] | None = response  # the batch's answer: sample 1
             else:
@@ -327,8 +365,8 @@ class Checker:
             first = self._guided(tp, coder, prompt)
         if count == 1:
             return [first or rec.respond(task, coder, prompt, tp.destination)]
-        keys = [rec._key("coder", coder, prompt.text, path=tp.destination, finisher=FINISHER_VERSION,
-                         **({} if i == 0 else {"sample": i})) for i in range(count)]
+        keys = [rec.cache_key("coder", coder, prompt.text, path=tp.destination, finisher=FINISHER_VERSION,
+                              **({} if i == 0 else {"sample": i})) for i in range(count)]
         records: list[dict[str, Any] | None] = [first] if first is not None else []
         for key in keys[len(records):]:
             cached = rec.store.get(key)
@@ -347,7 +385,7 @@ class Checker:
 
             def progress(index: int, _piece: str, count: int) -> None:
                 if index == 0:
-                    rec._progress(task.name, coder.model_name, count, began, budget)
+                    rec.progress(task.name, coder.model_name, count, began, budget)
 
             results = run_jobs(engine, jobs, cancel=rec.cancel, on_piece=progress)
             rec.cancel_check()
@@ -364,8 +402,9 @@ class Checker:
         spec = task.template.guided
         source = task.spec.params.get("source")
         assert spec is not None and source is not None and tp.source_code is not None
-        key = rec._key("coder", coder, prompt.text, path=tp.destination, finisher=FINISHER_VERSION,
-                       guide=GUIDE_VERSION, guided=asdict(spec), variants_at=VARIANT_TEMPERATURE)
+        key = rec.cache_key("coder", coder, prompt.text, path=tp.destination, finisher=FINISHER_VERSION,
+                            guide=GUIDE_VERSION, guided=asdict(spec),
+                            variants_at=VARIANT_TEMPERATURE)
         cached = rec.store.get(key)
         if cached is not None:
             return {**cached, "cache": "hit"}
@@ -388,7 +427,7 @@ class Checker:
         def on_token(count: int) -> None:
             nonlocal tokens
             tokens = count
-            rec._progress(task.name, coder.model_name, count, began, budget)
+            rec.progress(task.name, coder.model_name, count, began, budget)
 
         def on_test(tried: int, planned: int) -> None:
             # The pass's time left: the tests left at this file's pace, the verifications after

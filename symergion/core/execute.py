@@ -18,13 +18,11 @@ from symergion.config import Checkpoint, Config
 from symergion.core import prompt as prompts
 from symergion.core.check import Checker, response_record
 from symergion.core.compact import LEVELS
-from symergion.core.finish import FINISHER_VERSION, Finisher
 from symergion.core.plan import (
     TRAILER_PROMPT,
     Action,
     Plan,
     Problem,
-    Task,
     TaskPlan,
     branch_action,
     code_starter,
@@ -42,10 +40,12 @@ from symergion.core.state import (
     refresh_branch,
     shadow_ref,
 )
+from symergion.core.task import Task
 from symergion.engine.base import Engine, EngineTotals, engine_totals, max_new_tokens
 from symergion.engine.jobs import Job, run_jobs
 from symergion.errors import Cancelled, SymergionError, TaskInputError
 from symergion.gitrepo import GitRepo
+from symergion.verify.finish import FINISHER_VERSION, Finisher
 
 __all__ = ["TRAILER_PROMPT", "Event", "Problem", "Reconciler", "Report", "Result", "Task",
            "model_branch", "parse_trailers", "shadow_ref"]
@@ -325,7 +325,7 @@ class Reconciler:
         return state, Result(action.task, action.model, action.branch, STATUS[fresh.kind],
                              commit=fresh.head, reason=reason or None)
 
-    def _reused(self, tp: TaskPlan, action: Action) -> dict[str, Any] | None:
+    def reused(self, tp: TaskPlan, action: Action) -> dict[str, Any] | None:
         """Return the response of an earlier commit on the branch made from the same prompt."""
         if action.kind != "publish" or action.reuse is None:
             return None
@@ -350,7 +350,8 @@ class Reconciler:
             self._fingerprints[key] = self.fingerprint(checkpoint)
         return self._fingerprints[key]
 
-    def _key(self, kind: str, checkpoint: Checkpoint, text: str, **extra: Any) -> str:
+    def cache_key(self, kind: str, checkpoint: Checkpoint, text: str, **extra: Any) -> str:
+        """Return the response store's key of a ``kind`` of answer by ``checkpoint`` to ``text``."""
         return response_key(
             kind=kind,
             model=self._model_fingerprint(checkpoint),
@@ -372,10 +373,10 @@ class Reconciler:
         return rows
 
     def _reason(self, task: Task, reasoner: Checkpoint, text: str) -> str:
-        key = self._key("reasoning", reasoner, text,
-                        start=list(reasoner.reasoning_start_tokens),
-                        stop=list(reasoner.reasoning_stop_tokens),
-                        markers=reasoner.reasoning_markers)
+        key = self.cache_key("reasoning", reasoner, text,
+                             start=list(reasoner.reasoning_start_tokens),
+                             stop=list(reasoner.reasoning_stop_tokens),
+                             markers=reasoner.reasoning_markers)
         cached = self.store.get(key)
         if cached is not None:
             self.on_event(Event("done", task.name, reasoner.model_name, cache="hit",
@@ -390,7 +391,7 @@ class Reconciler:
         began = time.monotonic()
         for count, piece in enumerate(self._tokens(engine, chat, budget, 0), start=1):
             out.append(piece)
-            self._progress(task.name, reasoner.model_name, count, began, budget)
+            self.progress(task.name, reasoner.model_name, count, began, budget)
             if stop_marker and piece and stop_marker[-1] in piece and stop_marker in "".join(out):
                 break
         reasoning = "".join(out)
@@ -427,7 +428,8 @@ class Reconciler:
         if self.cancel.is_set():
             raise Cancelled(STOPPED, hint="run sync again to finish the work")
 
-    def _progress(self, task: str, model: str, count: int, began: float, budget: int = 0) -> None:
+    def progress(self, task: str, model: str, count: int, began: float, budget: int = 0) -> None:
+        """Send a progress event every 16 generated tokens."""
         if count % 16 == 0:
             self.on_event(Event("progress", task, model, tokens=count,
                                 seconds=time.monotonic() - began, budget=budget))
@@ -444,7 +446,7 @@ class Reconciler:
         for tp, action in wanted:
             assert tp.prompt is not None
             try:
-                reused = self._reused(tp, action)
+                reused = self.reused(tp, action)
             except SymergionError as exc:
                 out[action.branch] = exc
                 continue
@@ -504,8 +506,8 @@ class Reconciler:
         engine: Engine | None = None
         for i, (task, prompt, destination) in enumerate(asks):
             try:
-                keys[i] = self._key("coder", coder, prompt.text, path=destination,
-                                    finisher=FINISHER_VERSION)
+                keys[i] = self.cache_key("coder", coder, prompt.text, path=destination,
+                                         finisher=FINISHER_VERSION)
                 cached = self.store.get(keys[i])
                 if cached is not None:
                     answers[i] = {**cached, "cache": "hit"}
@@ -544,7 +546,7 @@ class Reconciler:
 
         def on_piece(job: int, _piece: str, count: int) -> None:
             i, _finisher, budget = owners[job]
-            self._progress(asks[i][0].name, coder.model_name, count, began, budget)
+            self.progress(asks[i][0].name, coder.model_name, count, began, budget)
 
         results = run_jobs(engine, jobs, cancel=self.cancel, on_piece=on_piece)
         if self.cancel.is_set():

@@ -6,15 +6,12 @@ Reads only the ``RepoState`` (the files were read with it), so it is part of the
 from __future__ import annotations
 
 import fnmatch
-from typing import TYPE_CHECKING
 
 from symergion.config import Config, is_safe_relative_path
 from symergion.core.state import RepoState
+from symergion.core.task import Task
 from symergion.errors import TaskInputError
 from symergion.gitrepo import MAX_FILE_BYTES
-
-if TYPE_CHECKING:
-    from symergion.core.plan import Task
 
 # CI, hook, editor-task and git metadata paths: a file written there runs (or changes how git
 # and tools run) on the next push, checkout or editor start. Directories end with "/"; they and

@@ -12,7 +12,7 @@ from typing import Any
 
 from symergion.config import Config, is_safe_relative_path
 from symergion.core.inputs import same_file
-from symergion.core.plan import Plan, Task, discover, plan
+from symergion.core.plan import Plan, discover, plan
 from symergion.core.spec import (
     Section,
     feedback_text,
@@ -30,6 +30,7 @@ from symergion.core.state import (
     read_state,
     shadow_ref,
 )
+from symergion.core.task import Task
 from symergion.errors import GitError, NoteError, TaskInputError
 from symergion.gitrepo import ZERO_OID, GitRepo
 from symergion.verify.result import VerifyResult, rank

@@ -37,32 +37,12 @@ from symergion.core.state import (
     model_branch,
     shadow_ref,
 )
+from symergion.core.task import Feedback, Task
 from symergion.errors import TaskInputError
 from symergion.gitrepo import SHADOW_REFS
 
 TRAILER_REASONING = "Symergion-Reasoning"
 CHECKED_OUT = "the branch is checked out; switch away and sync again to get the new attempt"
-
-
-@dataclass(frozen=True)
-class Feedback:
-    """One active feedback note for a task; ``target`` is the commit it annotates."""
-
-    target: str
-    blob: str
-    text: str
-    order: int
-
-
-@dataclass
-class Task:
-    """An active task: its branch, template, spec and ordered feedback."""
-
-    name: str
-    tip: str
-    template: Template
-    spec: TaskSpec
-    feedback: list[Feedback] = field(default_factory=list)
 
 
 @dataclass

@@ -28,16 +28,46 @@ import time
 from collections import deque
 from collections.abc import Collection, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from symergion.engine.base import GenerationRequest, GenerationStats
+from symergion.engine.state import MIN_STATE_TOKENS, StateStore
 from symergion.errors import ModelError
-
-if TYPE_CHECKING:
-    from symergion.engine.llama import LlamaEngine
 
 # Per-sequence lengths are rounded up to this, so that a slightly longer batch reuses the context.
 _CTX_STEP = 1024
+
+
+class BatchEngine(Protocol):
+    """What a batch run uses of its engine (``LlamaEngine``): the model's handles and helpers.
+
+    A batch run is the engine's own decoding loop for several sequences; naming what it uses
+    here lets ``engine.llama`` build on this module without this module importing it back.
+    """
+
+    model_name: str
+    _llama: Any
+    _vocab: Any
+    _n_vocab: int
+    _numpy: Any
+    _generation: int
+
+    @property
+    def n_ctx(self) -> int:
+        """Return the context length the model was loaded with."""
+
+    def batch_bounds(self, prompt: str, ids: list[int], stable_prefix: int,
+                     marks: Sequence[int], n_batch: int | None = None) -> tuple[int, list[int]]:
+        """Return the stable prefix in tokens and the starts of the prompt's batches."""
+
+    def _piece(self, token: int) -> bytes:
+        """Return the bytes of a token."""
+
+    def _state_store(self, batch: bool = False) -> StateStore | None:
+        """Return the prefix-state store of the single-sequence context, or of the batch one."""
+
+    def _sampler(self, seed: int | None = None, temperature: float | None = None) -> Any:
+        """Return a llama.cpp sampler chain, or None for plain greedy decoding."""
 
 
 @dataclass
@@ -76,21 +106,11 @@ class _Running:
 class BatchContext:
     """A llama.cpp context of ``slots`` sequences, each ``per_seq`` tokens, on an engine's model."""
 
-    def __init__(self, engine: LlamaEngine, slots: int, per_seq: int) -> None:
-        from symergion.engine.llama import _new_context, set_lora
-
-        llama = engine._llama
+    def __init__(self, llama: Any, ctx: Any, slots: int, per_seq: int) -> None:
         self.slots_count = slots
         self.per_seq = per_seq
         self._llama = llama
-        self.ctx = _new_context(llama, engine._model, per_seq * slots, engine.n_threads,
-                                engine.model_path, n_seq_max=slots)
-        if engine._adapter is not None and engine.lora is not None:
-            try:
-                set_lora(llama, self.ctx, engine._adapter, engine.lora_scale, engine.lora)
-            except BaseException:
-                llama.llama_free(self.ctx)
-                raise
+        self.ctx = ctx  # made by the engine (``LlamaEngine._new_batch_context``), freed here
         self.memory = llama.llama_get_memory(self.ctx)
         self.n_batch = int(llama.llama_n_batch(self.ctx))
         self.batch = llama.llama_batch_init(max(self.n_batch, slots), 0, 1)
@@ -139,7 +159,7 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 class BatchRun:
     """One ``generate_many`` call: admits requests into slots and steps them together."""
 
-    def __init__(self, engine: LlamaEngine, context: BatchContext, requests: Sequence[GenerationRequest],
+    def __init__(self, engine: BatchEngine, context: BatchContext, requests: Sequence[GenerationRequest],
                  ids: list[list[int]], cancel: threading.Event | None,
                  stopped: Collection[int] | None, generation: int) -> None:
         self.engine = engine
@@ -305,8 +325,6 @@ class BatchRun:
         store = engine._state_store(batch=True)
         if store is not None and self._restore(store, slot, ids, starts, stable):
             stats.prefix_source = "disk"
-        from symergion.engine.llama import MIN_STATE_TOKENS
-
         save = store is not None and stable >= MIN_STATE_TOKENS and not store.contains(ids[:stable])
         if save and len(slot.cached) > stable:
             self._truncate(slot, max((s for s in slot.starts if s <= stable), default=0))
@@ -371,8 +389,6 @@ class BatchRun:
         return True
 
     def _restore(self, store: Any, slot: _Slot, ids: list[int], starts: list[int], stable: int) -> bool:
-        from symergion.engine.llama import MIN_STATE_TOKENS
-
         usable = {s for s in starts if MIN_STATE_TOKENS <= s <= stable and s > len(slot.cached)}
         if not usable:
             return False

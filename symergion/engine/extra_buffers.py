@@ -177,7 +177,7 @@ class VerdictCache:
 
 def probe_command(model_path: Path) -> list[str]:
     """Return the command of the probe child for a model."""
-    return [sys.executable, "-m", "symergion.engine.extra_buffers", str(model_path)]
+    return [sys.executable, "-m", "symergion.engine.probe", str(model_path)]
 
 
 def run_probe(command: Sequence[str], *, timeout: float = PROBE_TIMEOUT) -> int:
@@ -274,21 +274,3 @@ def child_env() -> dict[str, str]:
     root = str(Path(symergion.__file__).resolve().parents[1])
     paths = [root, *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
     return {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
-
-
-def _probe(model_path: Path) -> None:
-    """Load a model with extra buffer types and decode one batch: the crash, if any, is here."""
-    from symergion.config import Sampling
-    from symergion.engine.llama import LlamaEngine
-
-    engine = LlamaEngine(model_path, model_name="probe", n_ctx=512, n_threads=os.cpu_count() or 1,
-                         sampling=Sampling(), extra_buffers=True)
-    # About PROBE_TOKENS tokens (six a line), evaluated in one batch, then one single-token decode.
-    prompt = "".join(f"value_{i} = {i}\n" for i in range(PROBE_TOKENS // 6 + 1))
-    for _ in engine.generate(prompt, max_tokens=2):
-        pass
-    engine.close()
-
-
-if __name__ == "__main__":
-    _probe(Path(sys.argv[1]))

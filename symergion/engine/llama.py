@@ -50,7 +50,7 @@ from symergion.engine.batch import (
     _common_prefix,
     context_size,
 )
-from symergion.engine.state import StateStore, model_fingerprint
+from symergion.engine.state import MIN_STATE_TOKENS, StateStore, model_fingerprint
 from symergion.errors import ModelError
 
 DEFAULT_MAX_CONTEXT = 8192
@@ -64,8 +64,6 @@ BATCH_TOKENS = 512
 PENALTY_LAST_N = 64
 # Tokenized prompt heads kept: a guided file's marks, one per test, and some to spare.
 _HEADS_KEPT = 64
-# Shorter prefixes are cheaper to evaluate than to save and load.
-MIN_STATE_TOKENS = 32
 # Prompt lookup decoding: the n-gram that must recur, and the bounds of a draft. A draft of k
 # tokens costs about as much as k/4 to k/3 single-token decodes here (the 262k-row output matrix is
 # multiplied once per drafted position), so drafts stay short until they keep being accepted.
@@ -476,7 +474,7 @@ class LlamaEngine:
         if context is None or context.slots_count < slots or context.per_seq < need:
             self._drop_batch_context()
             per_seq = context_size(need, self._n_ctx)
-            context = BatchContext(self, slots, per_seq)
+            context = self._new_batch_context(slots, per_seq)
             self._batch_context = context
             self._contexts.append(context)
         run = BatchRun(self, context, requests, ids, cancel, stopped, generation)
@@ -512,6 +510,19 @@ class LlamaEngine:
         if token < 0:
             return ""
         return self._piece(token).decode("utf-8", errors="replace")
+
+    def _new_batch_context(self, slots: int, per_seq: int) -> BatchContext:
+        """Return a context of ``slots`` sequences of ``per_seq`` tokens, with the LoRA if any."""
+        llama = self._llama
+        ctx = _new_context(llama, self._model, per_seq * slots, self.n_threads, self.model_path,
+                           n_seq_max=slots)
+        if self._adapter is not None and self.lora is not None:
+            try:
+                set_lora(llama, ctx, self._adapter, self.lora_scale, self.lora)
+            except BaseException:
+                llama.llama_free(ctx)
+                raise
+        return BatchContext(llama, ctx, slots, per_seq)
 
     def _piece(self, token: int) -> bytes:
         piece = self._pieces.get(token)

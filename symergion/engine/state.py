@@ -23,6 +23,8 @@ from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+# Shorter prefixes are cheaper to evaluate than to save and load.
+MIN_STATE_TOKENS = 32
 MAGIC = b"SYMKV01\n"
 # magic, token count, payload length, CRC-32 of tokens + payload
 _HEADER = struct.Struct("<8sIQI")

@@ -34,6 +34,7 @@ from symergion.config import VerifySpec
 from symergion.gitrepo import GitRepo
 from symergion.verify.candidate import verify_candidate
 from symergion.verify.names import module_of
+from symergion.verify.params import constant_values, definition, is_number, value_kind
 from symergion.verify.prune import Removed
 from symergion.verify.result import Observation, VerifyResult
 from symergion.verify.runner import EQUALITY_ASSERTIONS
@@ -778,7 +779,7 @@ def truncate_tests(test_source: str, result: VerifyResult, source: str, destinat
 # Exceptions Python raises for a value of the wrong kind: a test that only expects one records
 # that Python rejects the value, not what the module's author wrote.
 WRONG_KIND = ("TypeError", "AttributeError")
-# A value of each kind the code uses (``guide.value_kind``), when the code compares the parameter
+# A value of each kind the code uses (``params.value_kind``), when the code compares the parameter
 # with no constant of that kind. The fixture's names exist only in a file that has its setUp.
 _KIND_VALUES = {"str": "'abc'", "bytes": "b'abc'", "list": "[1, 2, 3]", "strlist": "['a', 'b']",
                 "dict": "{'a': 1}", "tuple": "(1, 2)", "number": "1",
@@ -800,12 +801,6 @@ def _raised_by_source(detail: str, source: str) -> bool:
     path = re.match(r'\s*File "([^"]*)"', lines[last])
     code = lines[last + 1].strip() if last + 1 < len(lines) else ""
     return path is not None and _same_file(path.group(1), source) and code.startswith("raise")
-
-
-def is_number(node: ast.AST) -> bool:
-    """Return whether a node is a number literal (not a bool)."""
-    return (isinstance(node, ast.Constant) and isinstance(node.value, (int, float))
-            and not isinstance(node.value, bool))
 
 
 def numeric_parameter(function: ast.FunctionDef | ast.AsyncFunctionDef, name: str) -> bool:
@@ -832,7 +827,6 @@ def numeric_parameter(function: ast.FunctionDef | ast.AsyncFunctionDef, name: st
 def _called_definition(call: ast.Call, function: ast.AST, alias: str | None, source_tree: ast.Module
                        ) -> tuple[ast.FunctionDef | ast.AsyncFunctionDef, bool] | None:
     """Return the module's function a test's call runs and whether its first parameter is skipped."""
-    from symergion.verify.guide import definition  # guide builds on this module
 
     func = call.func
     if not isinstance(func, ast.Attribute) or not isinstance(func.value, ast.Name):
@@ -854,7 +848,6 @@ def _called_definition(call: ast.Call, function: ast.AST, alias: str | None, sou
 def _kind_value(source_tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionDef, name: str,
                 fixture: bool) -> tuple[str, str] | None:
     """Return the kind of value a parameter holds and a value of that kind, or None."""
-    from symergion.verify.guide import constant_values, value_kind  # guide builds on this module
 
     kind = value_kind(source_tree, function, name) or (
         "number" if numeric_parameter(function, name) else "")
@@ -888,7 +881,7 @@ def rekind_arguments(test_source: str, result: VerifyResult, source_text: str, d
     A test whose call raised ``TypeError`` or ``AttributeError`` that no ``raise`` of the module
     wrote (``len(1)``, ``'10' + 1``) would otherwise expect that error: a test that records that
     Python rejects a value. Before that last resort, each argument of the call whose value is
-    not of the kind the code uses (``guide.value_kind``, else arithmetic with numbers) is given
+    not of the kind the code uses (``params.value_kind``, else arithmetic with numbers) is given
     one that is: a constant the code compares it with, else a plain value of the kind. Once per
     test (``retried``): if it raises again, the error is expected.
 

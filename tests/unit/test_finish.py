@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 
-from symergion.core.finish import Finisher
+from symergion.verify.finish import Finisher
 
 STARTER = "import unittest\n"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from symergion.core.finish import Finisher
-from symergion.core.shape import FUNCTION_LIMITS, TOP_LIMITS, ShapeRun, ShapeRuns
+from symergion.verify.finish import Finisher
+from symergion.verify.shape import FUNCTION_LIMITS, TOP_LIMITS, ShapeRun, ShapeRuns
 from tests.unit.test_finish import feed
 
 DATA = Path(__file__).parent / "data" / "shape"

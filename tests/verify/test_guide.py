@@ -10,7 +10,7 @@ from typing import Any
 from symergion.config import VerifySpec
 from symergion.engine.fake import FakeEngine
 from symergion.gitrepo import GitRepo
-from symergion.verify import examples, guide
+from symergion.verify import examples, guide, params
 from symergion.verify.candidate import verify_candidate
 from symergion.verify.repair import RepairResult, repair_candidate
 from symergion.verify.result import VerifyResult
@@ -235,7 +235,7 @@ def test_a_parameter_whose_missing_default_the_code_rejects_is_bound_by_keyword(
     mac = next(t for t in guide.targets(source, "mod") if t.name == "Mac")
     assert mac.binds == (("key", "key"), ("digest", "digest=digest"))
     # The evidence of the class's constructor reaches the function that builds it: key is bytes.
-    assert guide.parameter_kind(tree, tree.body[1], "key") == "bytes"
+    assert params.parameter_kind(tree, tree.body[1], "key") == "bytes"
     assert guide.rejects_missing(tree, tree.body[1], "digest", depth=0) is False  # only deeper
 
 
@@ -501,17 +501,17 @@ def first(args, pat):
 def test_a_parameter_kind_is_read_from_its_annotation_and_its_use() -> None:
     tree = ast.parse(KINDS)
     find, match_, decode, anything, first = (n for n in tree.body if isinstance(n, ast.FunctionDef))
-    assert guide.parameter_kind(tree, find, "pathname") == "str"  # a string method, os.path
-    assert guide.parameter_kind(tree, find, "names") == "list"  # iterated
-    assert guide.parameter_kind(tree, find, "flags") == ""  # an int: the model picks the number
-    assert guide.parameter_kind(tree, match_, "name") == "str"
-    assert guide.parameter_kind(tree, decode, "data") == "bytes"  # .decode(), BytesIO
-    assert guide.parameter_kind(tree, decode, "table") == "dict"  # annotated
-    assert guide.parameter_kind(tree, decode, "sep") == "str"  # compared with a string
-    assert guide.parameter_kind(tree, anything, "value") == ""
+    assert params.parameter_kind(tree, find, "pathname") == "str"  # a string method, os.path
+    assert params.parameter_kind(tree, find, "names") == "list"  # iterated
+    assert params.parameter_kind(tree, find, "flags") == ""  # an int: the model picks the number
+    assert params.parameter_kind(tree, match_, "name") == "str"
+    assert params.parameter_kind(tree, decode, "data") == "bytes"  # .decode(), BytesIO
+    assert params.parameter_kind(tree, decode, "table") == "dict"  # annotated
+    assert params.parameter_kind(tree, decode, "sep") == "str"  # compared with a string
+    assert params.parameter_kind(tree, anything, "value") == ""
     # Indexing counts once, for a list; a string method on the same parameter outweighs it.
-    assert guide.parameter_kind(tree, first, "args") == "list"
-    assert guide.parameter_kind(tree, first, "pat") == "str"
+    assert params.parameter_kind(tree, first, "args") == "list"
+    assert params.parameter_kind(tree, first, "pat") == "str"
     target = next(t for t in guide.targets(KINDS, "kinds") if t.name == "decode")
     assert guide.openings(tree, target) == ["b'", "{", "'"]
     assert guide.openings(tree, target, hint=False) == ["", "", ""]
@@ -606,22 +606,22 @@ def test_a_parameter_that_must_name_an_existing_file_or_folder_is_a_path_or_a_fo
     tree = ast.parse(FILES)
     size_of, count_entries, header, _first, describe, apply, summary = (
         n for n in tree.body if isinstance(n, ast.FunctionDef))
-    assert guide.parameter_kind(tree, size_of, "filename") == "path"  # open() needs it to exist
-    assert guide.parameter_kind(tree, count_entries, "folder") == "folder"  # os.listdir
-    assert guide.parameter_kind(tree, header, "path") == "path"  # through the module's own function
-    assert guide.parameter_kind(tree, header, "n") == ""
+    assert params.parameter_kind(tree, size_of, "filename") == "path"  # open() needs it to exist
+    assert params.parameter_kind(tree, count_entries, "folder") == "folder"  # os.listdir
+    assert params.parameter_kind(tree, header, "path") == "path"  # through the module's own function
+    assert params.parameter_kind(tree, header, "n") == ""
     # More string evidence than file evidence still makes a path: a file name is a string too.
-    assert guide.parameter_kind(tree, summary, "filename") == "path"
+    assert params.parameter_kind(tree, summary, "filename") == "path"
     # Without evidence in the code, the name decides; a name that says nothing gives "".
-    assert guide.parameter_kind(tree, describe, "data") == ""
+    assert params.parameter_kind(tree, describe, "data") == ""
     target = next(t for t in guide.targets(FILES, "files") if t.name == "describe")
     assert guide.value_kinds(tree, target) == ["bytes", "path", "str"]
     assert guide.openings(tree, target) == ["b'", "self.path", "'"]
-    assert [guide.name_kind(n) for n in ("config_path", "cachedir", "module_name", "x", "ITEMS", "sort_func")
+    assert [params.name_kind(n) for n in ("config_path", "cachedir", "module_name", "x", "ITEMS", "sort_func")
             ] == ["path", "folder", "str", "", "list", "callable"]
     # A parameter the code calls is a callable, whatever its name; the method writes one that
     # takes anything.
-    assert guide.parameter_kind(tree, apply, "transform") == "callable"
+    assert params.parameter_kind(tree, apply, "transform") == "callable"
     target = next(t for t in guide.targets(FILES, "files") if t.name == "apply")
     assert guide.openings(tree, target) == ["lambda *args, **kwargs: None", "["]
 
@@ -703,9 +703,9 @@ def run(mode, level, text):
 def test_the_constants_a_parameter_is_compared_with_are_its_seeds() -> None:
     tree = ast.parse(CONSTANTS)
     [function] = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
-    assert guide.constant_values(tree, function, "mode") == ["'fast'", "'slow'"]  # a module table's keys
-    assert guide.constant_values(tree, function, "level") == ["3", "7"]
-    assert guide.constant_values(tree, function, "text") == ["'#'"]
+    assert params.constant_values(tree, function, "mode") == ["'fast'", "'slow'"]  # a module table's keys
+    assert params.constant_values(tree, function, "level") == ["3", "7"]
+    assert params.constant_values(tree, function, "text") == ["'#'"]
 
 
 def test_variant_rounds_bind_the_seeds_and_ask_the_model_for_the_rest() -> None:
@@ -753,9 +753,9 @@ def test_a_parameter_read_or_written_like_a_file_gets_a_file_object_closed_after
     tree = ast.parse(STREAMS)
     copy_lines, shout = (n for n in tree.body if isinstance(n, ast.FunctionDef))
     # Bytes literals in the function make it a binary stream, else a text one.
-    assert guide.parameter_kind(tree, copy_lines, "source") == "binary reader"
-    assert guide.parameter_kind(tree, copy_lines, "sink") == "binary writer"
-    assert guide.parameter_kind(tree, shout, "stream") == "text reader"
+    assert params.parameter_kind(tree, copy_lines, "source") == "binary reader"
+    assert params.parameter_kind(tree, copy_lines, "sink") == "binary writer"
+    assert params.parameter_kind(tree, shout, "stream") == "text reader"
     engine = FakeEngine("fake", lambda p: "0)\n")
     done, first, repaired = guided_in_sandbox(tmp_path, "streams", STREAMS, engine, budget=200)
     assert ("        source = open(self.path, 'rb')\n        self.addCleanup(source.close)\n"
@@ -806,9 +806,9 @@ def numbers(values):
 def test_a_list_whose_items_are_used_as_strings_is_a_list_of_strings() -> None:
     tree = ast.parse(ITEMS)
     options, numbers = (n for n in tree.body if isinstance(n, ast.FunctionDef))
-    assert guide.parameter_kind(tree, options, "args") == "strlist"  # args[0].startswith
-    assert guide.parameter_kind(tree, options, "names") == "strlist"  # an item compared with '--'
-    assert guide.parameter_kind(tree, numbers, "values") == "list"
+    assert params.parameter_kind(tree, options, "args") == "strlist"  # args[0].startswith
+    assert params.parameter_kind(tree, options, "names") == "strlist"  # an item compared with '--'
+    assert params.parameter_kind(tree, numbers, "values") == "list"
     target = next(t for t in guide.targets(ITEMS, "items") if t.name == "options")
     assert guide.openings(tree, target) == ["['", "['"]
 
@@ -854,7 +854,7 @@ def test_a_constructor_parameter_kept_as_an_attribute_has_the_kind_its_methods_u
     tree = ast.parse(KEPT)
     [cls] = [n for n in tree.body if isinstance(n, ast.ClassDef)]
     init = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
-    kinds = [guide.parameter_kind(tree, init, name) for name in ("a", "b", "label")]
+    kinds = [params.parameter_kind(tree, init, name) for name in ("a", "b", "label")]
     assert kinds == ["folder", "folder", ""]
     target = next(t for t in guide.targets(KEPT, "kept") if t.name == "Compare")
     assert guide.openings(tree, target) == ["self.folder", "self.folder", "'"]  # label: by its name

@@ -2,9 +2,12 @@
 
 A base model does not know when a file is done. Small models decoded greedily fall into loops
 (``mock_mock_mock...``), repeat whole blocks, count on in lines of one shape (``t = 55``,
-``u = 56`` ...; see ``symergion.core.shape``), or start a second file. ``Finisher.check`` runs
+``u = 56`` ...; see ``symergion.verify.shape``), or start a second file. ``Finisher.check`` runs
 on every token but reads only the text that is new since its last call, so it costs
 microseconds.
+
+A check of generated text, like the rest of ``verify``: the pass (``core``) and guided
+generation (``verify.guide``) both stop and trim with it.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
-from symergion.core.shape import ShapeRuns
+from symergion.verify.shape import ShapeRuns
 
 # Bumped whenever stop/trim behaviour changes, so cached responses made by older rules are
 # not served for the same prompt.
