@@ -17,22 +17,13 @@ from dataclasses import dataclass, field
 
 from symergion.config import Config, Template
 from symergion.core import prompt as prompts
-from symergion.core.plan import TRAILER_PROMPT, code_starter
-from symergion.core.publish import TRAILER_SECONDS as TRAILER_SECONDS
-from symergion.core.publish import TRAILER_TOKENS as TRAILER_TOKENS
+from symergion.core.plan import code_starter
 from symergion.core.spec import TaskSpec, feedback_text, parse_params, split_sections
-from symergion.core.state import (
-    TRAILER_MODEL,
-    TRAILER_NOTES,
-    TRAILER_TASK,
-    model_branch,
-    parse_trailers,
-)
+from symergion.core.state import model_branch
 from symergion.errors import SymergionError
 from symergion.gitrepo import ARCHIVE_REFS, SHADOW_REFS, GitRepo, is_null_oid
+from symergion.trailers import Trailers, body_of
 
-TRAILER_CACHE = "Symergion-Cache"
-TRAILER_VERIFY = "Symergion-Verify"
 # Without a task note to bound the walk, a model branch is read this far back at most.
 UNBOUNDED_WALK = 1000
 
@@ -54,7 +45,7 @@ class Candidate:
     prompt_sha256: str
     notes: tuple[str, ...]
     body: str
-    trailers: dict[str, str]
+    trailers: Trailers
     parents: tuple[str, ...]
     time: int
     round: int = 0
@@ -62,7 +53,7 @@ class Candidate:
     @property
     def verified(self) -> bool | None:
         """Return the verification outcome recorded in the trailers, or None without one."""
-        value = self.trailers.get(TRAILER_VERIFY, "").strip()
+        value = (self.trailers.verify or "").strip()
         if not value:
             return None
         from symergion.verify.result import parse_trailer
@@ -390,9 +381,8 @@ def _read_chain(
     records.reverse()
     own: list[int] = []
     for i, (_oid, _parents, _time, message) in enumerate(records):
-        trailers = parse_trailers(message)
-        if trailers.get(TRAILER_MODEL) == model and trailers.get(TRAILER_TASK) == history.name \
-                and TRAILER_PROMPT in trailers:
+        trailers = Trailers.parse(message)
+        if trailers.model == model and trailers.task == history.name and trailers.prompt is not None:
             own.append(i)
     if not own:
         return None
@@ -400,17 +390,15 @@ def _read_chain(
     candidates: list[Candidate] = []
     for oid, parents, stamp, message in records:
         times[oid] = stamp
-        trailers = parse_trailers(message)
-        if trailers.get(TRAILER_MODEL) != model or trailers.get(TRAILER_TASK) != history.name \
-                or TRAILER_PROMPT not in trailers:
+        trailers = Trailers.parse(message)
+        if trailers.model != model or trailers.task != history.name or trailers.prompt is None:
             continue
         candidates.append(Candidate(
             commit=oid, task=history.name, model=model, attempt=len(candidates) + 1,
-            prompt_sha256=trailers[TRAILER_PROMPT],
+            prompt_sha256=trailers.prompt,
             # Items are ``<annotated commit>:<note blob>`` (a bare blob in older commits).
-            notes=tuple(item.rpartition(":")[2] for item in trailers.get(TRAILER_NOTES, "").split()
-                        if item != "-"),
-            body=message.split("\n\n" + TRAILER_MODEL + ":")[0].strip(),
+            notes=tuple(str(ref).rpartition(":")[2] for ref in trailers.notes or ()),
+            body=body_of(message).strip(),
             trailers=trailers, parents=tuple(parents), time=stamp,
         ))
     return Chain(history.name, model, ref, archived, [r[0] for r in records], candidates)

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 
 from symergion.config import Checkpoint, Config, Template
 from symergion.core import prompt as prompts
-from symergion.core.chain import TRAILER_PROMPT as TRAILER_PROMPT
 from symergion.core.chain import base_digest, next_repair, prompt_chain
 from symergion.core.inputs import task_inputs
 from symergion.core.spec import (
@@ -28,19 +27,10 @@ from symergion.core.spec import (
     parse_params,
     split_sections,
 )
-from symergion.core.state import (
-    TRAILER_MODEL,
-    TRAILER_NOTES,
-    TRAILER_TASK,
-    Commit,
-    RepoState,
-    model_branch,
-    shadow_ref,
-)
+from symergion.core.state import Commit, RepoState, model_branch, shadow_ref
 from symergion.errors import TaskInputError
 from symergion.gitrepo import SHADOW_REFS
 
-TRAILER_REASONING = "Symergion-Reasoning"
 CHECKED_OUT = "the branch is checked out; switch away and sync again to get the new attempt"
 
 
@@ -200,7 +190,7 @@ def code_starter(template: Template, spec: TaskSpec) -> str:
 def own_commits(state: RepoState, head: str, model: str, task: str) -> list[Commit]:
     """Return symergion's commits for (model, task) on ``head``'s first-parent chain, newest first."""
     return [c for c in state.first_parent_chain(head)
-            if c.trailers.get(TRAILER_MODEL) == model and c.trailers.get(TRAILER_TASK) == task]
+            if c.trailers.model == model and c.trailers.task == task]
 
 
 def branch_action(state: RepoState, tp: TaskPlan, coder: Checkpoint) -> Action:
@@ -251,10 +241,10 @@ def recorded_reasoning(state: RepoState, task: Task, digest: str) -> list[str] |
     commits = state.history.get((task.name, task.spec.target), set())
     for oid in sorted(commits):
         commit = state.commits.get(oid)
-        fields = commit.trailers.get(TRAILER_REASONING, "").split() if commit else []
-        if commit is None or len(fields) != 2 or fields[0] != digest or not fields[1].isdigit():
+        recorded = commit.trailers.reasoning if commit else None
+        if commit is None or recorded is None or recorded.digest != digest:
             continue
-        count = int(fields[1])
+        count = recorded.rows
         body = commit.message.strip().rsplit("\n\n", 1)[0].splitlines()
         return body[len(body) - count:] if count else []
     return None
@@ -283,10 +273,11 @@ def applied_notes(state: RepoState, commit: Commit) -> list[tuple[str, str]]:
     """
     by_blob = {note.blob: target for target, note in state.notes.items()}
     pairs = []
-    for item in commit.trailers.get(TRAILER_NOTES, "").split():
-        target, _, blob = item.partition(":")
-        if item != "-":
-            pairs.append((target, blob) if blob else (by_blob.get(item, item), item))
+    for ref in commit.trailers.notes or ():
+        if ref.target is not None and ref.blob:
+            pairs.append((ref.target, ref.blob))
+        else:
+            pairs.append((by_blob.get(str(ref), str(ref)), str(ref)))
     return pairs
 
 
