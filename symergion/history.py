@@ -6,8 +6,9 @@ trailers of their commits, the notes ref's own log (which note was added on whic
 the ancestry of the user's branches (which model branch a human merged). ``harvest`` and
 ``stats`` are views of it.
 
-This is the one module that imports the pass's helpers (trailer names, note grammar, prompt
-builder), so they can move without touching the views.
+This is the one module of the views that imports the pass's helpers (note grammar, prompt
+builder) and reads trailers (through ``symergion.trailers``), so they can move without
+touching the views.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from symergion.config import Config, Template
 from symergion.core import prompt as prompts
 from symergion.core.plan import code_starter
-from symergion.core.spec import TaskSpec, feedback_text, parse_params, split_sections
+from symergion.core.spec import TaskSpec, feedback_text, read_note, split_sections
 from symergion.core.state import model_branch
 from symergion.errors import SymergionError
 from symergion.gitrepo import ARCHIVE_REFS, SHADOW_REFS, GitRepo, is_null_oid
@@ -290,16 +291,11 @@ def read_history(
 
     specs: dict[str, list[TaskSpec]] = {}
     for record in added:
-        for section in split_sections(note_texts.get(record.blob, ""), config.task_branch_spec):
-            template = config.template_for(section.task_branch or "")
-            if section.task_branch is None or template is None:
-                continue
-            params, rows = parse_params(section.text, template)
-            if "destination" in params:
-                spec = TaskSpec(section.task_branch, params, rows, record.target, record.blob)
-                found = specs.setdefault(section.task_branch, [])
-                if spec not in found:
-                    found.append(spec)
+        for read in read_note(note_texts.get(record.blob, ""), record.target, record.blob, config):
+            if read.spec is not None:
+                found = specs.setdefault(read.spec.task_branch, [])
+                if read.spec not in found:
+                    found.append(read.spec)
 
     sources = _branch_tips(refs)
     known_pairs = {(t, m) for t, m, _ref, _tip, _archived in sources}
@@ -439,15 +435,14 @@ def _read_choices(
         if chain is None or chain.task not in tasks:
             continue
         history = tasks[chain.task]
-        for section in split_sections(note_texts.get(record.blob, ""), config.task_branch_spec):
-            text = feedback_text(section)
-            if not text or section.task_branch not in (None, chain.task):
+        for read in read_note(note_texts.get(record.blob, ""), record.target, record.blob, config):
+            text, named = read.feedback, read.section.task_branch
+            if not text or named not in (None, chain.task):
                 continue
-            if section.task_branch is not None and history.template is not None and \
-                    "destination" in parse_params(section.text, history.template)[0]:
+            if read.spec is not None:
                 continue  # a task note, not feedback
             answer = chain.answer_at(record.target)
-            if section.task_branch is None and (answer is None or answer.commit != record.target):
+            if named is None and (answer is None or answer.commit != record.target):
                 continue  # the pass reads an unnamed note only on its own commits
             # An edited or re-added note on the same commit is still one choice.
             if answer is None or (chain.task, record.target) in seen:
