@@ -23,7 +23,7 @@ from symergion.core.spec import TaskSpec, feedback_text, read_note, split_sectio
 from symergion.core.state import model_branch
 from symergion.errors import SymergionError
 from symergion.gitrepo import ARCHIVE_REFS, SHADOW_REFS, GitRepo, is_null_oid
-from symergion.trailers import Trailers, body_of
+from symergion.trailers import PROMPT, Trailers, body_of
 
 # Without a task note to bound the walk, a model branch is read this far back at most.
 UNBOUNDED_WALK = 1000
@@ -205,7 +205,7 @@ class History:
                     rendered = prompts.render(files, initial, feedback, code_starter(template, spec))
                     if rendered.digest == candidate.prompt_sha256:
                         return Rebuilt(rendered, spec.params["destination"])
-        return "no rebuilt prompt matches its Symergion-Prompt sha256"
+        return f"no rebuilt prompt matches its {PROMPT} sha256"
 
     def _feedback(self, candidate: Candidate) -> list[str] | None:
         """Return the feedback texts a candidate applied, in order; None if a note is gone."""
