@@ -192,7 +192,7 @@ class Trailers:
             REASONING: self.reasoning, RESTART: self.restart, REPAIR: self.repair, FIX: self.fix,
             PRUNE: self.prune, VERIFY: self.verify,
         }
-        pairs = [(name, str(values[name])) for name in ORDER[:-1] if values[name] is not None]
+        pairs = [(name, str(values[name])) for name in ORDER if name != CUT and values[name] is not None]
         pairs += [(CUT, value) for value in self.cut]
         return pairs + list(self.other.items())
 
