@@ -52,6 +52,7 @@ from symergion.core import prompt as prompts
 from symergion.engine.llama import LlamaEngine
 from symergion.errors import ModelError
 from symergion.gitrepo import GitRepo
+from symergion.trailers import SECONDS, TOKENS
 from symergion.verify import examples, guide
 from symergion.verify.candidate import verify_candidate
 from symergion.verify.finish import Finisher
@@ -524,8 +525,8 @@ def bench_pass(name: str, sandbox: Sandbox) -> Row:
         [result] = json.loads(proc.stdout)["results"]
         branch = result["branch"]
         log = subprocess.run(
-            ["git", "log", "--reverse", "--format=%s%x1f%(trailers:key=Symergion-Tokens,valueonly)"
-             "%x1f%(trailers:key=Symergion-Seconds,valueonly)%x1e", f"{task}..{branch}"],
+            ["git", "log", "--reverse", f"--format=%s%x1f%(trailers:key={TOKENS},valueonly)"
+             f"%x1f%(trailers:key={SECONDS},valueonly)%x1e", f"{task}..{branch}"],
             cwd=path, check=True, capture_output=True, text=True).stdout
         # Not str.strip() (nor git() here): Python counts the separators \x1e, \x1f as whitespace.
         for entry in (e.strip("\n") for e in log.split("\x1e") if e.strip("\n")):

@@ -44,6 +44,7 @@ from typing import Any
 from symergion.config import DEFAULT_CONFIG, cache_dir
 from symergion.demo import SOURCE
 from symergion.engine.extra_buffers import CACHE_FILE
+from symergion.trailers import TRIMMED, Trailers, parse_trailers
 
 TASK = "TestCase_capture_output"
 PROBE = (
@@ -97,10 +98,9 @@ def _round(repo: Path, config: Path, env: dict[str, str], name: str, *args: str
         r = results[0]
         row.update({"status": r["status"], "cache": r["cache"], "tokens": r["tokens"],
                     "stop": r["stop"]})
-        trailers = _git(repo, "log", "-1", "--format=%B", r["branch"])
-        for line in trailers.splitlines():
-            if line.startswith("Symergion-Trimmed: "):
-                row["trimmed"] = line.split(": ", 1)[1]
+        trimmed = parse_trailers(_git(repo, "log", "-1", "--format=%B", r["branch"])).get(TRIMMED)
+        if trimmed is not None:
+            row["trimmed"] = trimmed
     return row
 
 
@@ -203,15 +203,15 @@ def module_tasks(model: Path, threads: int, workdir: Path, modules: list[str],
     rows = []
     for r in report["results"]:
         message = _git(repo, "log", "-1", "--format=%B", r["branch"])
-        trailers = dict(line.split(": ", 1) for line in message.splitlines() if ": " in line)
-        trimmed_chars = int(trailers.get("Symergion-Trimmed", "0 chars").split()[0])
+        trailers = Trailers.parse(message)
+        trimmed_chars = trailers.trimmed.chars if trailers.trimmed is not None else 0
         name = r["task"].removeprefix("TestCase_")
         published = _git(repo, "show", f"{r['branch']}:test_{name}.py")
         generated = len(published) + trimmed_chars - len("import unittest\n")
         tokens = int(r["tokens"])
         rows.append({
             "task": name, "tokens": tokens, "stop": r["stop"],
-            "trimmed": trailers.get("Symergion-Trimmed", ""),
+            "trimmed": parse_trailers(message).get(TRIMMED, ""),
             "published_lines": published.count("\n"),
             # The tokens of the text trimmed away, in proportion to its characters.
             "trimmed_tokens": round(tokens * trimmed_chars / generated) if generated > 0 else 0,

@@ -6,8 +6,9 @@ trailers of their commits, the notes ref's own log (which note was added on whic
 the ancestry of the user's branches (which model branch a human merged). ``harvest`` and
 ``stats`` are views of it.
 
-This is the one module that imports the pass's helpers (trailer names, note grammar, prompt
-builder), so they can move without touching the views.
+This is the one module of the views that imports the pass's helpers (note grammar, prompt
+builder) and reads trailers (through ``symergion.trailers``), so they can move without
+touching the views.
 """
 
 from __future__ import annotations
@@ -17,22 +18,13 @@ from dataclasses import dataclass, field
 
 from symergion.config import Config, Template
 from symergion.core import prompt as prompts
-from symergion.core.plan import TRAILER_PROMPT, code_starter
-from symergion.core.publish import TRAILER_SECONDS as TRAILER_SECONDS
-from symergion.core.publish import TRAILER_TOKENS as TRAILER_TOKENS
-from symergion.core.spec import TaskSpec, feedback_text, parse_params, split_sections
-from symergion.core.state import (
-    TRAILER_MODEL,
-    TRAILER_NOTES,
-    TRAILER_TASK,
-    model_branch,
-    parse_trailers,
-)
+from symergion.core.plan import code_starter
+from symergion.core.spec import TaskSpec, feedback_text, read_note, split_sections
+from symergion.core.state import model_branch
 from symergion.errors import SymergionError
 from symergion.gitrepo import ARCHIVE_REFS, SHADOW_REFS, GitRepo, is_null_oid
+from symergion.trailers import PROMPT, Trailers, body_of
 
-TRAILER_CACHE = "Symergion-Cache"
-TRAILER_VERIFY = "Symergion-Verify"
 # Without a task note to bound the walk, a model branch is read this far back at most.
 UNBOUNDED_WALK = 1000
 
@@ -54,7 +46,7 @@ class Candidate:
     prompt_sha256: str
     notes: tuple[str, ...]
     body: str
-    trailers: dict[str, str]
+    trailers: Trailers
     parents: tuple[str, ...]
     time: int
     round: int = 0
@@ -62,7 +54,7 @@ class Candidate:
     @property
     def verified(self) -> bool | None:
         """Return the verification outcome recorded in the trailers, or None without one."""
-        value = self.trailers.get(TRAILER_VERIFY, "").strip()
+        value = (self.trailers.verify or "").strip()
         if not value:
             return None
         from symergion.verify.result import parse_trailer
@@ -213,7 +205,7 @@ class History:
                     rendered = prompts.render(files, initial, feedback, code_starter(template, spec))
                     if rendered.digest == candidate.prompt_sha256:
                         return Rebuilt(rendered, spec.params["destination"])
-        return "no rebuilt prompt matches its Symergion-Prompt sha256"
+        return f"no rebuilt prompt matches its {PROMPT} sha256"
 
     def _feedback(self, candidate: Candidate) -> list[str] | None:
         """Return the feedback texts a candidate applied, in order; None if a note is gone."""
@@ -299,16 +291,11 @@ def read_history(
 
     specs: dict[str, list[TaskSpec]] = {}
     for record in added:
-        for section in split_sections(note_texts.get(record.blob, ""), config.task_branch_spec):
-            template = config.template_for(section.task_branch or "")
-            if section.task_branch is None or template is None:
-                continue
-            params, rows = parse_params(section.text, template)
-            if "destination" in params:
-                spec = TaskSpec(section.task_branch, params, rows, record.target, record.blob)
-                found = specs.setdefault(section.task_branch, [])
-                if spec not in found:
-                    found.append(spec)
+        for read in read_note(note_texts.get(record.blob, ""), record.target, record.blob, config):
+            if read.spec is not None:
+                found = specs.setdefault(read.spec.task_branch, [])
+                if read.spec not in found:
+                    found.append(read.spec)
 
     sources = _branch_tips(refs)
     known_pairs = {(t, m) for t, m, _ref, _tip, _archived in sources}
@@ -390,9 +377,8 @@ def _read_chain(
     records.reverse()
     own: list[int] = []
     for i, (_oid, _parents, _time, message) in enumerate(records):
-        trailers = parse_trailers(message)
-        if trailers.get(TRAILER_MODEL) == model and trailers.get(TRAILER_TASK) == history.name \
-                and TRAILER_PROMPT in trailers:
+        trailers = Trailers.parse(message)
+        if trailers.model == model and trailers.task == history.name and trailers.prompt is not None:
             own.append(i)
     if not own:
         return None
@@ -400,17 +386,15 @@ def _read_chain(
     candidates: list[Candidate] = []
     for oid, parents, stamp, message in records:
         times[oid] = stamp
-        trailers = parse_trailers(message)
-        if trailers.get(TRAILER_MODEL) != model or trailers.get(TRAILER_TASK) != history.name \
-                or TRAILER_PROMPT not in trailers:
+        trailers = Trailers.parse(message)
+        if trailers.model != model or trailers.task != history.name or trailers.prompt is None:
             continue
         candidates.append(Candidate(
             commit=oid, task=history.name, model=model, attempt=len(candidates) + 1,
-            prompt_sha256=trailers[TRAILER_PROMPT],
+            prompt_sha256=trailers.prompt,
             # Items are ``<annotated commit>:<note blob>`` (a bare blob in older commits).
-            notes=tuple(item.rpartition(":")[2] for item in trailers.get(TRAILER_NOTES, "").split()
-                        if item != "-"),
-            body=message.split("\n\n" + TRAILER_MODEL + ":")[0].strip(),
+            notes=tuple(str(ref).rpartition(":")[2] for ref in trailers.notes or ()),
+            body=body_of(message).strip(),
             trailers=trailers, parents=tuple(parents), time=stamp,
         ))
     return Chain(history.name, model, ref, archived, [r[0] for r in records], candidates)
@@ -451,15 +435,14 @@ def _read_choices(
         if chain is None or chain.task not in tasks:
             continue
         history = tasks[chain.task]
-        for section in split_sections(note_texts.get(record.blob, ""), config.task_branch_spec):
-            text = feedback_text(section)
-            if not text or section.task_branch not in (None, chain.task):
+        for read in read_note(note_texts.get(record.blob, ""), record.target, record.blob, config):
+            text, named = read.feedback, read.section.task_branch
+            if not text or named not in (None, chain.task):
                 continue
-            if section.task_branch is not None and history.template is not None and \
-                    "destination" in parse_params(section.text, history.template)[0]:
+            if read.spec is not None:
                 continue  # a task note, not feedback
             answer = chain.answer_at(record.target)
-            if section.task_branch is None and (answer is None or answer.commit != record.target):
+            if named is None and (answer is None or answer.commit != record.target):
                 continue  # the pass reads an unnamed note only on its own commits
             # An edited or re-added note on the same commit is still one choice.
             if answer is None or (chain.task, record.target) in seen:

@@ -7,14 +7,8 @@ from typing import Any
 
 from symergion.config import Config
 from symergion.gitrepo import GitRepo
-from symergion.history import (
-    TRAILER_CACHE,
-    TRAILER_SECONDS,
-    TRAILER_TOKENS,
-    History,
-    Progress,
-    read_history,
-)
+from symergion.history import History, Progress, read_history
+from symergion.trailers import SECONDS
 
 NO_TEMPLATE = "(none)"
 
@@ -109,16 +103,12 @@ def tally(history: History) -> list[ModelStats]:
                 stats.verified += 1
                 stats.passed += answer.verified
             # A cache hit repeats the figures of the answer it reuses: count each once.
+            # Figures that do not parse (kept in ``other``) leave the answer's figures out.
             figures = answer.trailers
-            if figures.get(TRAILER_CACHE) == "miss" and TRAILER_TOKENS in figures:
-                try:
-                    tokens = int(figures[TRAILER_TOKENS])
-                    seconds = float(figures.get(TRAILER_SECONDS, "0"))
-                except ValueError:
-                    continue
+            if figures.cache == "miss" and figures.tokens is not None and SECONDS not in figures.other:
                 stats.generated += 1
-                stats.tokens += tokens
-                stats.seconds += seconds
+                stats.tokens += figures.tokens
+                stats.seconds += figures.seconds if figures.seconds is not None else 0.0
         for choice in task.choices:
             if history.is_new(choice.candidate.commit):
                 row(choice.candidate.model, template).chosen += 1

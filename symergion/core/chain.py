@@ -24,26 +24,20 @@ from symergion.core.state import Commit
 from symergion.verify.names import module_of
 from symergion.verify.result import VerifyResult, problem_line
 
-TRAILER_PROMPT = "Symergion-Prompt"
-TRAILER_REPAIR = "Symergion-Repair"  # "<digest of the notes' prompt> <round>"
-TRAILER_PRUNE = "Symergion-Prune"  # "<tests removed>", or "dropped"
-TRAILER_FIX = "Symergion-Fix"  # what repairs without a model changed: "pinned 2 assertions, ..."
 REPAIR_LINES = 6
 _LINE_CHARS = 200
 
 
 def base_digest(commit: Commit) -> str | None:
     """Return the digest of the prompt a commit belongs to: its own, or the one it repairs."""
-    fields = commit.trailers.get(TRAILER_REPAIR, "").split()
-    if len(fields) == 2:
-        return fields[0]
-    return commit.trailers.get(TRAILER_PROMPT)
+    repair = commit.trailers.repair
+    return repair.digest if repair is not None else commit.trailers.prompt
 
 
 def repair_round(commit: Commit) -> int:
     """Return the repair round a commit answers (0 for the notes' own prompt)."""
-    fields = commit.trailers.get(TRAILER_REPAIR, "").split()
-    return int(fields[1]) if len(fields) == 2 and fields[1].isdigit() else 0
+    repair = commit.trailers.repair
+    return repair.round if repair is not None else 0
 
 
 def prompt_chain(own: list[Commit], digest: str) -> list[Commit]:
@@ -58,7 +52,7 @@ def prompt_chain(own: list[Commit], digest: str) -> list[Commit]:
 
 def candidate(chain: list[Commit]) -> Commit | None:
     """Return the newest commit of a chain that a model wrote (not a prune of one)."""
-    return next((c for c in chain if TRAILER_PRUNE not in c.trailers), None)
+    return next((c for c in chain if c.trailers.prune is None), None)
 
 
 def next_repair(chain: list[Commit], spec: VerifySpec | None) -> int | None:

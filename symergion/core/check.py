@@ -30,35 +30,27 @@ from symergion.cache import ResponseStore, response_key
 from symergion.config import Checkpoint, Config, GuideSpec, VerifySpec
 from symergion.core import prompt as prompts
 from symergion.core.chain import (
-    TRAILER_FIX,
-    TRAILER_PRUNE,
-    TRAILER_REPAIR,
     candidate,
     prompt_chain,
     repair_feedback,
     useful,
 )
-from symergion.core.plan import TRAILER_PROMPT, Action, TaskPlan, own_commits
+from symergion.core.plan import Action, TaskPlan, own_commits
 from symergion.core.publish import (
     attempt_base,
     commit_message,
     figure_trailers,
     figures,
-    notes_trailer,
+    prompt_trailers,
 )
 from symergion.core.report import Event, Result, Spend
-from symergion.core.state import (
-    TRAILER_MODEL,
-    TRAILER_NOTES,
-    TRAILER_TASK,
-    RepoState,
-    shadow_ref,
-)
+from symergion.core.state import RepoState, shadow_ref
 from symergion.core.task import Task
 from symergion.engine.base import Engine, GenerationRequest, engine_totals
 from symergion.engine.jobs import Job, JobResult, run_jobs
 from symergion.errors import TaskInputError
 from symergion.gitrepo import ZERO_OID, GitRepo
+from symergion.trailers import Repair, Trailers, body_of
 from symergion.verify import guide
 from symergion.verify.candidate import verify_candidate
 from symergion.verify.examples import module_alias
@@ -66,7 +58,6 @@ from symergion.verify.finish import FINISHER_VERSION, Finished, Finisher
 from symergion.verify.prune import UNCHECKED, prune
 from symergion.verify.repair import repair_rounds
 from symergion.verify.result import (
-    TRAILER,
     Observation,
     TestOutcome,
     VerifyResult,
@@ -80,7 +71,6 @@ CHECK_VERSION = 3  # 3: compiled stand-ins of the source's definitions count as 
 GUIDE_VERSION = guide.GUIDE_VERSION
 VARIANT_TEMPERATURE = 0.8  # the variants of a greedy checkpoint's guided file
 CAS_RETRIES = 3
-TRAILER_CUT = "Symergion-Cut"  # "max_seconds <s>: <what the time budget left out>"
 _PRUNE_PASSES = 3  # a pruned file whose re-run fails again is pruned again, this many times at most
 STATUS = {"up-to-date": "up-to-date", "keep": "kept", "skip": "skipped", "problem": "failed"}
 
@@ -203,7 +193,7 @@ class Checker:
                 return Result(
                     action.task, action.model, action.branch,
                     "updated" if action.head else "created", commit=final,
-                    message=stack.first_message.split("\n\n" + TRAILER_MODEL)[0],
+                    message=body_of(stack.first_message),
                     tokens=stack.tokens, seconds=stack.seconds, cache=stack.cache,
                     kept_tokens=stack.kept if stack.cache == "miss" else None,
                     decode_seconds=stack.decode_seconds if stack.cache == "miss" else None,
@@ -254,14 +244,14 @@ class Checker:
             samples = [reused] if reused is not None else self._responses(tp, coder, tp.prompt, first)
             best, checked = self._best(tp, action, base, samples, spec, source)
             extra = [best.result.excerpt() if best.result else "", self._scores(checked, best)]
+            verified = Trailers(verify=best.result.trailer() if best.result else None)
             message = self._with(commit_message(state, self.rec.config, tp, action, best.response),
-                                 extra, [*([f"{TRAILER}: {best.result.trailer()}"] if best.result
-                                           else []), *self._cut(best.response)])
+                                 extra, verified.merged(self._cut(best.response)))
             commit = self._add(stack, best.tree, parents, message, action.model, best.response)
             stack.final = best.result
             commit, best, fixed = self._fix(stack, tp, action, commit, best, spec, source,
-                                            tp.prompt.digest, "")
-            self._prune(stack, tp, action, commit, best, spec, source, tp.prompt.digest, "")
+                                            tp.prompt.digest, None)
+            self._prune(stack, tp, action, commit, best, spec, source, tp.prompt.digest, None)
             last_message, round_ = fixed or message, 0
         while spec.repair_rounds > round_:
             recorded_result = VerifyResult.from_message(last_message)
@@ -289,12 +279,10 @@ class Checker:
             subject = f"Repair: {named[0].strip() if named else 'the tests failed'}"[:120]
             body = "\n\n".join(p for p in [subject, feedback, best.result.excerpt(),
                                              self._scores(checked, best)] if p)
-            repair = f"{tp.prompt.digest} {round_}"  # the Symergion-Repair value of this round
-            trailers = [*self._prompt_trailers(tp, action, prompt.digest),
-                        *self._figures(best.response),
-                        f"{TRAILER_REPAIR}: {repair}",
-                        f"{TRAILER}: {best.result.trailer()}", *self._cut(best.response)]
-            message = body + "\n\n" + "\n".join(trailers) + "\n"
+            repair = Repair(tp.prompt.digest, round_)
+            trailers = prompt_trailers(tp, action, prompt.digest).merged(figure_trailers(best.response))
+            trailers = trailers.merged(Trailers(repair=repair, verify=best.result.trailer()))
+            message = trailers.merged(self._cut(best.response)).write(body)
             commit = self._add(stack, best.tree, [on], message, action.model, best.response)
             stack.final = best.result
             commit, best, fixed = self._fix(stack, tp, action, commit, best, spec, source,
@@ -308,19 +296,20 @@ class Checker:
         """Return whether the branch's time budget (``max_seconds``) is spent."""
         return self._deadline is not None and time.monotonic() >= self._deadline
 
-    def _cut(self, response: dict[str, Any]) -> list[str]:
+    def _cut(self, response: dict[str, Any]) -> Trailers:
         """Return the trailer saying a response was cut short by the time budget, if it was."""
         if not response.get("cut"):
-            return []
-        return [f"{TRAILER_CUT}: max_seconds {self.rec.config.max_seconds:g}: {response['cut']}"]
+            return Trailers()
+        return Trailers(cut=(f"max_seconds {self.rec.config.max_seconds:g}: {response['cut']}",))
 
     def _mark_cut(self, stack: Stack, model: str, what: str) -> None:
         """Add the cut-short trailer to the stack's last commit (nothing is published yet)."""
         if not stack.commits:
             return
         last = stack.commits[-1]
-        message = self._message(last).rstrip("\n")
-        message += f"\n{TRAILER_CUT}: max_seconds {self.rec.config.max_seconds:g}: {what}\n"
+        message = self._message(last)
+        cut = Trailers(cut=(f"max_seconds {self.rec.config.max_seconds:g}: {what}",))
+        message = Trailers.parse(message).merged(cut).write(body_of(message))
         stack.commits[-1] = self.repo.commit_tree(self.repo.tree_of(last),
                                                   self.repo.commit_parents(last), message,
                                                   author=model, email=f"{model}@symergion.invalid")
@@ -328,7 +317,7 @@ class Checker:
             stack.first_message = message
 
     def _keep_better(self, stack: Stack, tp: TaskPlan, action: Action, before_commit: str,
-                     before: VerifyResult | None, digest: str, repair: str) -> str:
+                     before: VerifyResult | None, digest: str, repair: Repair) -> str:
         """Restore the file a repair round started from when the round's file ranks below it.
 
         The round's commits stay in the history for review; a commit on top brings back the
@@ -339,13 +328,13 @@ class Checker:
         if before is None or after is None or not _recorded_rank(before) < _recorded_rank(after):
             return ""
         tree = self.repo.tree_of(before_commit)
-        round_ = repair.rsplit(" ", 1)[-1]
+        round_ = repair.round
         subject = f"Repair: kept the file from before round {round_}, which ranks higher"
         body = (f"{subject}\n\nRound {round_}: {after.trailer()}\n"
                 f"Kept ({before_commit[:12]}): {before.trailer()}")
-        trailers = [*self._prompt_trailers(tp, action, digest),
-                    f"{TRAILER_REPAIR}: {repair}", f"{TRAILER}: {before.trailer()}"]
-        message = body + "\n\n" + "\n".join(trailers) + "\n"
+        trailers = prompt_trailers(tp, action, digest).merged(
+            Trailers(repair=repair, verify=before.trailer()))
+        message = trailers.write(body)
         self._add(stack, tree, [stack.commits[-1]], message, action.model, None)
         stack.final = before
         return message
@@ -525,7 +514,7 @@ class Checker:
         return result
 
     def _fix(self, stack: Stack, tp: TaskPlan, action: Action, commit: str, best: Sample,
-             spec: VerifySpec, source: str, digest: str, repair: str) -> tuple[str, Sample, str]:
+             spec: VerifySpec, source: str, digest: str, repair: Repair | None) -> tuple[str, Sample, str]:
         """Add ``Repair: pinned ...`` on top when repairs without a model apply to a guided file.
 
         Each round re-runs the file (``verify.repair``). The commit names every change and
@@ -551,17 +540,16 @@ class Checker:
         tree = self.repo.tree_with_file(commit, tp.destination, blob)
         body = replace(fixed, rerun=None).commit_message().rstrip("\n")
         excerpt = fixed.rerun.excerpt()
-        trailers = [*self._prompt_trailers(tp, action, digest),
-                    *([f"{TRAILER_REPAIR}: {repair}"] if repair else []),
-                    f"{TRAILER_FIX}: {fixed.summary()}", f"{TRAILER}: {fixed.rerun.trailer()}"]
-        message = "\n\n".join(p for p in [body, excerpt] if p) + "\n\n" + "\n".join(trailers) + "\n"
+        trailers = prompt_trailers(tp, action, digest).merged(
+            Trailers(repair=repair, fix=fixed.summary(), verify=fixed.rerun.trailer()))
+        message = trailers.write("\n\n".join(p for p in [body, excerpt] if p))
         fixed_commit = self._add(stack, tree, [commit], message, action.model, None)
         stack.final = fixed.rerun
         return fixed_commit, Sample({**best.response, "text": fixed.text, "blob": blob},
                                     fixed.rerun, tree), message
 
     def _prune(self, stack: Stack, tp: TaskPlan, action: Action, commit: str, best: Sample,
-               spec: VerifySpec, source: str, digest: str, repair: str) -> None:
+               spec: VerifySpec, source: str, digest: str, repair: Repair | None) -> None:
         """Add ``Prune: ...`` on top when tests should go; re-run what is left to confirm."""
         result = best.result
         if not spec.prune or not spec.structured or result is None:
@@ -612,10 +600,9 @@ class Checker:
             value = str(count)
         assert rerun is not None
         body = "\n\n".join(p for p in [subject, "\n".join(removed), rerun.excerpt()] if p)
-        trailers = [*self._prompt_trailers(tp, action, digest),
-                    *([f"{TRAILER_REPAIR}: {repair}"] if repair else []),
-                    f"{TRAILER_PRUNE}: {value}", f"{TRAILER}: {rerun.trailer()}"]
-        message = body + "\n\n" + "\n".join(trailers) + "\n"
+        trailers = prompt_trailers(tp, action, digest).merged(
+            Trailers(repair=repair, prune=value, verify=rerun.trailer()))
+        message = trailers.write(body)
         self._add(stack, tree, [commit], message, action.model, None)
         stack.final = rerun
 
@@ -643,25 +630,15 @@ class Checker:
     def _message(self, commit: str | None) -> str:
         return self.repo.commit_message(commit) if commit else ""
 
-    def _copied_trailers(self, commit: str | None, copied: VerifyResult) -> list[str]:
-        repair = _trailer(self._message(commit), TRAILER_REPAIR)
-        return [*([f"{TRAILER_REPAIR}: {repair}"] if repair else []), f"{TRAILER}: {copied.trailer()}"]
+    def _copied_trailers(self, commit: str | None, copied: VerifyResult) -> Trailers:
+        repair = Trailers.parse(self._message(commit)).repair
+        return Trailers(repair=repair, verify=copied.trailer())
 
     @staticmethod
-    def _prompt_trailers(tp: TaskPlan, action: Action, digest: str) -> list[str]:
-        return [f"{TRAILER_MODEL}: {action.model}", f"{TRAILER_TASK}: {action.task}",
-                f"{TRAILER_PROMPT}: {digest}", f"{TRAILER_NOTES}: {notes_trailer(tp)}"]
-
-    @staticmethod
-    def _figures(response: dict[str, Any]) -> list[str]:
-        return figure_trailers(response)
-
-    @staticmethod
-    def _with(message: str, paragraphs: list[str], trailers: list[str]) -> str:
-        """Return a message with paragraphs added before its trailers and trailers at the end."""
-        body, sep, rest = message.partition("\n\n" + TRAILER_MODEL + ":")
+    def _with(message: str, paragraphs: list[str], trailers: Trailers) -> str:
+        """Return a message with paragraphs added before its trailers, and ``trailers`` added."""
         added = "".join(f"\n\n{p}" for p in paragraphs if p)
-        return body + added + sep + rest.rstrip("\n") + "".join(f"\n{t}" for t in trailers) + "\n"
+        return Trailers.parse(message).merged(trailers).write(body_of(message) + added)
 
     @staticmethod
     def _scores(samples: list[Sample], best: Sample) -> str:
@@ -760,14 +737,6 @@ def _recorded_rank(result: VerifyResult) -> tuple[float, int, float, int]:
     """Return a result's rank as its trailer records it (coverage in whole percent; no seconds)."""
     key = parse_trailer(result.trailer()).rank_key()
     return key[0], key[1], key[2], key[3]
-
-
-def _trailer(message: str, key: str) -> str:
-    value = ""
-    for line in message.splitlines():
-        if line.startswith(f"{key}: "):
-            value = line[len(key) + 2:].strip()
-    return value
 
 
 def dump_result(result: VerifyResult) -> dict[str, Any]:

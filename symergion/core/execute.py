@@ -19,7 +19,6 @@ from symergion.core import prompt as prompts
 from symergion.core.check import Checker, response_record
 from symergion.core.compact import LEVELS
 from symergion.core.plan import (
-    TRAILER_PROMPT,
     Action,
     Plan,
     Problem,
@@ -32,10 +31,8 @@ from symergion.core.plan import (
 from symergion.core.publish import archive, commit_message, figures, publish
 from symergion.core.report import Event, Report, Result, Spend
 from symergion.core.state import (
-    TRAILER_MODEL,
     RepoState,
     model_branch,
-    parse_trailers,
     read_state,
     refresh_branch,
     shadow_ref,
@@ -45,10 +42,11 @@ from symergion.engine.base import Engine, EngineTotals, engine_totals, max_new_t
 from symergion.engine.jobs import Job, run_jobs
 from symergion.errors import Cancelled, SymergionError, TaskInputError
 from symergion.gitrepo import GitRepo
+from symergion.trailers import Trailers, Trimmed, body_of
 from symergion.verify.finish import FINISHER_VERSION, Finisher
 
-__all__ = ["TRAILER_PROMPT", "Event", "Problem", "Reconciler", "Report", "Result", "Task",
-           "model_branch", "parse_trailers", "shadow_ref"]
+__all__ = ["Event", "Problem", "Reconciler", "Report", "Result", "Task", "model_branch",
+           "shadow_ref"]
 
 CAS_RETRIES = 3
 STOPPED = "stopped before the response was finished; nothing was published"
@@ -295,7 +293,7 @@ class Reconciler:
                 return Result(
                     action.task, action.model, action.branch,
                     "updated" if action.head else "created", commit=commit,
-                    message=message.split("\n\n" + TRAILER_MODEL)[0],
+                    message=body_of(message),
                     tokens=int(response["tokens"]), seconds=float(response["seconds"]),
                     cache=str(response["cache"]), stop=str(response["stop"]),
                     kept_tokens=kept, decode_seconds=decoding,
@@ -332,14 +330,13 @@ class Reconciler:
         entry = self.repo.tree_entry(action.reuse, tp.destination)
         if entry is None or entry.kind != "blob":
             return None
-        trailers = parse_trailers(self.repo.commit_message(action.reuse))
-        chars, _, lines = trailers.get("Symergion-Trimmed", "0 chars, 0 lines").partition(", ")
+        trailers = Trailers.parse(self.repo.commit_message(action.reuse))
+        trimmed = trailers.trimmed or Trimmed(0, 0)
         return {"text": "reused", "blob": entry.oid,
-                "tokens": int(trailers.get("Symergion-Tokens", "0")),
-                "seconds": float(trailers.get("Symergion-Seconds", "0")), "cache": "hit",
-                "stop": trailers.get("Symergion-Stop", "eos"),
-                "trimmed_chars": int(chars.split()[0] or 0),
-                "trimmed_lines": int(lines.split()[0] if lines else 0)}
+                "tokens": trailers.tokens if trailers.tokens is not None else 0,
+                "seconds": trailers.seconds if trailers.seconds is not None else 0.0, "cache": "hit",
+                "stop": trailers.stop if trailers.stop is not None else "eos",
+                "trimmed_chars": trimmed.chars, "trimmed_lines": trimmed.lines}
 
     # -- responses ---------------------------------------------------------------------------
 

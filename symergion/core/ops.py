@@ -23,16 +23,15 @@ from symergion.core.spec import (
     write_spec,
 )
 from symergion.core.state import (
-    TRAILER_TASK,
     RepoState,
     model_branch,
-    parse_trailers,
     read_state,
     shadow_ref,
 )
 from symergion.core.task import Task
 from symergion.errors import GitError, NoteError, TaskInputError
 from symergion.gitrepo import ZERO_OID, GitRepo
+from symergion.trailers import Trailers
 from symergion.verify.result import VerifyResult, rank
 
 
@@ -123,7 +122,7 @@ def _task_of_branch(state: RepoState, repo: GitRepo, config: Config, branch: str
         raise GitError(f"branch {branch!r} does not exist",
                        hint="name a model branch, e.g. from `symergion status`")
     for _oid, message in repo.first_parent_log(tip, limit=50):
-        task = parse_trailers(message).get(TRAILER_TASK)
+        task = Trailers.parse(message).task
         if task:
             return task
     for coder in config.coders:
@@ -166,7 +165,7 @@ def add_feedback(repo: GitRepo, config: Config, text: str, branch: str | None) -
         raise GitError(f"branch {branch!r} does not exist",
                        hint="name a model branch, e.g. from `symergion status`")
     for _oid, message in repo.first_parent_log(tip, limit=50):
-        if parse_trailers(message).get(TRAILER_TASK):
+        if Trailers.parse(message).task:
             break
     else:
         if not any(branch.startswith(f"{c.model_name}_") for c in config.coders):

@@ -18,30 +18,14 @@ from dataclasses import dataclass, field
 
 from symergion.config import Checkpoint, Config, Template
 from symergion.core import prompt as prompts
-from symergion.core.chain import TRAILER_PROMPT as TRAILER_PROMPT
 from symergion.core.chain import base_digest, next_repair, prompt_chain
 from symergion.core.inputs import task_inputs
-from symergion.core.spec import (
-    TaskSpec,
-    feedback_text,
-    looks_like_task_spec,
-    parse_params,
-    split_sections,
-)
-from symergion.core.state import (
-    TRAILER_MODEL,
-    TRAILER_NOTES,
-    TRAILER_TASK,
-    Commit,
-    RepoState,
-    model_branch,
-    shadow_ref,
-)
+from symergion.core.spec import TaskSpec, looks_like_task_spec, read_note
+from symergion.core.state import Commit, RepoState, model_branch, shadow_ref
 from symergion.core.task import Feedback, Task
 from symergion.errors import TaskInputError
 from symergion.gitrepo import SHADOW_REFS
 
-TRAILER_REASONING = "Symergion-Reasoning"
 CHECKED_OUT = "the branch is checked out; switch away and sync again to get the new attempt"
 
 
@@ -180,7 +164,7 @@ def code_starter(template: Template, spec: TaskSpec) -> str:
 def own_commits(state: RepoState, head: str, model: str, task: str) -> list[Commit]:
     """Return symergion's commits for (model, task) on ``head``'s first-parent chain, newest first."""
     return [c for c in state.first_parent_chain(head)
-            if c.trailers.get(TRAILER_MODEL) == model and c.trailers.get(TRAILER_TASK) == task]
+            if c.trailers.model == model and c.trailers.task == task]
 
 
 def branch_action(state: RepoState, tp: TaskPlan, coder: Checkpoint) -> Action:
@@ -231,10 +215,10 @@ def recorded_reasoning(state: RepoState, task: Task, digest: str) -> list[str] |
     commits = state.history.get((task.name, task.spec.target), set())
     for oid in sorted(commits):
         commit = state.commits.get(oid)
-        fields = commit.trailers.get(TRAILER_REASONING, "").split() if commit else []
-        if commit is None or len(fields) != 2 or fields[0] != digest or not fields[1].isdigit():
+        recorded = commit.trailers.reasoning if commit else None
+        if commit is None or recorded is None or recorded.digest != digest:
             continue
-        count = int(fields[1])
+        count = recorded.rows
         body = commit.message.strip().rsplit("\n\n", 1)[0].splitlines()
         return body[len(body) - count:] if count else []
     return None
@@ -263,28 +247,27 @@ def applied_notes(state: RepoState, commit: Commit) -> list[tuple[str, str]]:
     """
     by_blob = {note.blob: target for target, note in state.notes.items()}
     pairs = []
-    for item in commit.trailers.get(TRAILER_NOTES, "").split():
-        target, _, blob = item.partition(":")
-        if item != "-":
-            pairs.append((target, blob) if blob else (by_blob.get(item, item), item))
+    for ref in commit.trailers.notes or ():
+        if ref.target is not None and ref.blob:
+            pairs.append((ref.target, ref.blob))
+        else:
+            pairs.append((by_blob.get(str(ref), str(ref)), str(ref)))
     return pairs
 
 
 def old_feedback(state: RepoState, config: Config, ident: str, blob: str, task: str) -> str:
     """Return the text a removed feedback had for ``task`` (its annotated commit and blob)."""
     candidates = [blob, *reversed(state.note_blobs.get(ident, []))]
-    template = config.template_for(task)
     for blob in candidates:
         text = state.texts.get(blob)
         if text is None:
             continue
-        sections = split_sections(text, config.task_branch_spec)
+        sections = read_note(text, ident, blob, config)
         # Feedback appended to the task's own note: the spec section is not the feedback.
-        named = [s for s in sections if s.task_branch == task and (
-            template is None or "destination" not in parse_params(s.text, template)[0])]
-        unnamed = [s for s in sections if s.task_branch is None]
+        named = [s for s in sections if s.section.task_branch == task and s.spec is None]
+        unnamed = [s for s in sections if s.section.task_branch is None]
         if named or unnamed:
-            return feedback_text((named or unnamed)[0])
+            return (named or unnamed)[0].feedback
     return f"note on {ident[:12]}"
 
 
@@ -303,26 +286,22 @@ def discover(state: RepoState, config: Config) -> tuple[list[Task], list[Problem
     spec_targets: set[str] = set()
     for target in sorted(state.notes, key=lambda t: (state.note_order.get(t, 0), t)):
         note = state.notes[target]
-        for section in split_sections(note.text, config.task_branch_spec):
-            name = section.task_branch
+        for read in read_note(note.text, target, note.blob, config):
+            name = read.section.task_branch
             if name is None:
-                unnamed.append((target, note.blob, feedback_text(section)))
-                continue
-            template = config.template_for(name)
-            if template is None:
+                unnamed.append((target, note.blob, read.feedback))
+            elif read.template is None:
                 held.add(name)
-                if looks_like_task_spec(section.text, config.templates):
+                if looks_like_task_spec(read.section.text, config.templates):
                     problems.append(Problem(
                         f"note on {target[:12]}",
                         f"task branch {name!r} matches no template "
                         f"({', '.join(config.templates)}); its model branches are kept"))
-                continue
-            params, rows = parse_params(section.text, template)
-            if "destination" in params:
-                specs.setdefault(name, []).append(TaskSpec(name, params, rows, target, note.blob))
+            elif read.spec is not None:
+                specs.setdefault(name, []).append(read.spec)
                 spec_targets.add(target)
             else:
-                named.append((name, target, note.blob, feedback_text(section)))
+                named.append((name, target, note.blob, read.feedback))
 
     tasks: dict[str, Task] = {}
     for name, candidates in specs.items():

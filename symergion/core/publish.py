@@ -11,27 +11,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from symergion.config import Config
-from symergion.core.plan import (
-    TRAILER_PROMPT,
-    TRAILER_REASONING,
-    Action,
-    TaskPlan,
-    message_body,
-)
-from symergion.core.state import (
-    TRAILER_MODEL,
-    TRAILER_NOTES,
-    TRAILER_TASK,
-    RepoState,
-    shadow_ref,
-)
+from symergion.core.plan import Action, TaskPlan, message_body
+from symergion.core.state import RepoState, shadow_ref
 from symergion.errors import GitError
 from symergion.gitrepo import ARCHIVE_REFS, ZERO_OID, GitRepo
-
-TRAILER_RESTART = "Symergion-Restart"
-TRAILER_TOKENS = "Symergion-Tokens"  # every token decoded for the commit's file
-TRAILER_SECONDS = "Symergion-Seconds"  # the whole generation, prompts included
-TRAILER_DECODE = "Symergion-Decode"  # "<decoded> decoded, <kept> kept, <s> s decoding, <r> tok/s"
+from symergion.trailers import Decode, NoteRef, Reasoning, Trailers, Trimmed
 
 
 def commit_message(
@@ -40,31 +24,21 @@ def commit_message(
     """Return the commit message: what changed, the reasoning when new here, the trailers."""
     assert tp.prompt is not None
     body = message_body(state, config, tp, action.previous).strip()
-    previous = action.previous.trailers if action.previous is not None else {}
-    reasoning = ""
-    if config.reasoners and previous.get(TRAILER_REASONING, "").split()[:1] != [tp.base_digest]:
+    previous = action.previous.trailers.reasoning if action.previous is not None else None
+    reasoning = None
+    if config.reasoners and (previous is None or previous.digest != tp.base_digest):
         # The reasoning lives in the repository, at the end of the body as in the original's
         # initial prompt: a later pass (or a clone without the cache) rebuilds the same prompt
         # from it instead of running the reasoner again.
         rows = tp.reasoning or []
         body = "\n".join([body, *rows])
-        reasoning = f"{tp.base_digest} {len(rows)}"
-    trailers = [
-        f"{TRAILER_MODEL}: {action.model}",
-        f"{TRAILER_TASK}: {action.task}",
-        f"{TRAILER_PROMPT}: {tp.prompt.digest}",
-        f"{TRAILER_NOTES}: {notes_trailer(tp)}",
-        *figure_trailers(response),
-    ]
-    if reasoning:
-        trailers.append(f"{TRAILER_REASONING}: {reasoning}")
+        reasoning = Reasoning(tp.base_digest, len(rows))
+    # A task started again under its old name begins on the same tip with the same prompt:
+    # without Symergion-Restart its first commit could be byte-identical (same second, or fixed
+    # dates) to an archived one, and that commit's notes, the ended task's feedback, would apply.
     ended = ended_attempts(state, action)
-    if ended:
-        # A task started again under its old name begins on the same tip with the same prompt:
-        # without this its first commit could be byte-identical (same second, or fixed dates)
-        # to an archived one, and that commit's notes, the ended task's feedback, would apply.
-        trailers.append(f"{TRAILER_RESTART}: {ended}")
-    return f"{body}\n\n" + "\n".join(trailers) + "\n"
+    trailers = prompt_trailers(tp, action, tp.prompt.digest).merged(figure_trailers(response))
+    return trailers.merged(Trailers(reasoning=reasoning, restart=ended or None)).write(body)
 
 
 def figures(response: Mapping[str, Any]) -> tuple[int | None, float | None]:
@@ -75,26 +49,27 @@ def figures(response: Mapping[str, Any]) -> tuple[int | None, float | None]:
             float(decoding) if decoding is not None else None)
 
 
-def figure_trailers(response: Mapping[str, Any]) -> list[str]:
+def prompt_trailers(tp: TaskPlan, action: Action, digest: str) -> Trailers:
+    """Return the trailers that say which prompt a commit answers, with which feedback."""
+    return Trailers(model=action.model, task=action.task, prompt=digest, notes=notes_trailer(tp))
+
+
+def figure_trailers(response: Mapping[str, Any]) -> Trailers:
     """Return the trailers with a response's figures.
 
     ``Symergion-Tokens`` counts every token decoded and ``Symergion-Seconds`` the whole
     generation (prompts included); ``Symergion-Decode`` splits them honestly: the tokens a
     commit keeps, and the decoding rate over the decoding time alone.
     """
-    trailers = [
-        f"{TRAILER_TOKENS}: {response['tokens']}",
-        f"{TRAILER_SECONDS}: {float(response['seconds']):.1f}",
-        f"Symergion-Cache: {response['cache']}",
-        f"Symergion-Stop: {response['stop']}",
-        f"Symergion-Trimmed: {response['trimmed_chars']} chars, {response['trimmed_lines']} lines",
-    ]
+    tokens = int(response["tokens"])
     kept, decoding = figures(response)
+    decode = None
     if kept is not None and decoding is not None:
-        rate = int(response["tokens"]) / decoding if decoding > 0 else 0.0
-        trailers.append(f"{TRAILER_DECODE}: {response['tokens']} decoded, {kept} kept, "
-                        f"{decoding:.1f} s decoding, {rate:.1f} tok/s")
-    return trailers
+        decode = Decode(tokens, kept, decoding, tokens / decoding if decoding > 0 else 0.0)
+    return Trailers(tokens=tokens, seconds=float(response["seconds"]), cache=str(response["cache"]),
+                    stop=str(response["stop"]),
+                    trimmed=Trimmed(int(response["trimmed_chars"]), int(response["trimmed_lines"])),
+                    decode=decode)
 
 
 def ended_attempts(state: RepoState, action: Action) -> int:
@@ -107,14 +82,14 @@ def ended_attempts(state: RepoState, action: Action) -> int:
                and "/" not in ref[len(prefix):])
 
 
-def notes_trailer(tp: TaskPlan) -> str:
-    """Return the applied feedback, in order, as ``<annotated commit>:<note blob>`` items.
+def notes_trailer(tp: TaskPlan) -> tuple[NoteRef, ...]:
+    """Return the applied feedback, in order, as (annotated commit, note blob) items.
 
     The commit identifies a feedback (an edit of a shared note for another task keeps it);
     the blob keeps its text reachable for a later ``Revert:`` line, even after the notes
     history is rewritten.
     """
-    return " ".join(f"{f.target}:{f.blob}" for f in tp.task.feedback) or "-"
+    return tuple(NoteRef(f.target, f.blob) for f in tp.task.feedback)
 
 
 def attempt_base(repo: GitRepo, tp: TaskPlan, action: Action) -> tuple[list[str], str]:

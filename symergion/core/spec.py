@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import regex
 
-from symergion.config import Template
+from symergion.config import Config, Template
 from symergion.errors import NoteError
 
 PATH_PARAMS = ("source", "destination")
@@ -56,6 +56,47 @@ def split_sections(text: str, task_branch_spec: str) -> list[Section]:
         body = text[match.end() : end].strip(" \t\n,;")
         sections.append(Section(match.group(1), body))
     return sections
+
+
+@dataclass(frozen=True)
+class NoteSection:
+    """A section of a note as a pass reads it: the task it starts, else feedback.
+
+    ``template`` is the config's template for the task branch the section names (None for an
+    unnamed section, or a name no template matches); ``spec`` is the task it starts, when that
+    template finds a destination in it.
+    """
+
+    section: Section
+    template: Template | None
+    spec: TaskSpec | None
+
+    @property
+    def feedback(self) -> str:
+        """Return the section's text as feedback."""
+        return feedback_text(self.section)
+
+
+def read_note(text: str, target: str, blob: str, config: Config) -> list[NoteSection]:
+    """Return a note's sections, each with the task it starts (the one reader of task specs).
+
+    Args:
+        text: the note text.
+        target: the commit the note annotates.
+        blob: the note's blob.
+        config: the config whose ``task_branch_spec`` and templates the note is read with.
+    """
+    read: list[NoteSection] = []
+    for section in split_sections(text, config.task_branch_spec):
+        name = section.task_branch
+        template = config.template_for(name) if name is not None else None
+        spec = None
+        if name is not None and template is not None:
+            params, rows = parse_params(section.text, template)
+            if "destination" in params:
+                spec = TaskSpec(name, params, rows, target, blob)
+        read.append(NoteSection(section, template, spec))
+    return read
 
 
 def normalise_path(path: str) -> str:

@@ -21,21 +21,7 @@ from symergion.gitrepo import (
     GitRepo,
     Note,
 )
-
-TRAILER_MODEL = "Symergion-Model"
-TRAILER_TASK = "Symergion-Task"
-TRAILER_NOTES = "Symergion-Notes"
-
-
-def parse_trailers(message: str) -> dict[str, str]:
-    """Return the ``Symergion-*`` trailers of a commit message's last paragraph."""
-    paragraphs = message.strip().split("\n\n")
-    trailers: dict[str, str] = {}
-    for line in paragraphs[-1].splitlines() if paragraphs else []:
-        key, sep, value = line.partition(": ")
-        if sep and key.startswith("Symergion-"):
-            trailers[key] = value.strip()
-    return trailers
+from symergion.trailers import Trailers
 
 
 def model_branch(model: str, task: str) -> str:
@@ -55,7 +41,7 @@ class Commit:
     oid: str
     parents: tuple[str, ...]
     message: str
-    trailers: dict[str, str]
+    trailers: Trailers
 
 
 @dataclass(frozen=True)
@@ -205,14 +191,13 @@ def _read_tasks(repo: GitRepo, config: Config, state: RepoState) -> None:
         parents = tuple(line.split()[1].decode() for line in head.splitlines()
                         if line.startswith(b"parent "))
         message = body.decode("utf-8", "replace")
-        state.commits[oid] = Commit(oid, parents, message, parse_trailers(message))
+        state.commits[oid] = Commit(oid, parents, message, Trailers.parse(message))
     for key, read in list(state.files.items()):
         if read.entry is not None and read.entry.oid in objects:
             state.files[key] = FileRead(read.entry, objects[read.entry.oid], read.bad_parent)
     # Texts of notes that were removed since symergion applied them: their "Revert:" lines.
-    applied = {part for c in state.commits.values()
-               for item in c.trailers.get(TRAILER_NOTES, "").split() if item != "-"
-               for part in item.split(":")}
+    applied = {part for c in state.commits.values() for ref in c.trailers.notes or ()
+               for part in str(ref).split(":")}
     past = {blob for target in applied for blob in state.note_blobs.get(target, [])}
     past |= applied  # the note blobs the trailers name (and the commits, filtered out below)
     missing = [b for b in past if b not in state.texts]
@@ -282,7 +267,7 @@ def refresh_branch(repo: GitRepo, state: RepoState, task: str, base: str, model:
         parents = tuple(line.split()[1].decode() for line in head.splitlines()
                         if line.startswith(b"parent "))
         message = body.decode("utf-8", "replace")
-        commits[oid] = Commit(oid, parents, message, parse_trailers(message))
+        commits[oid] = Commit(oid, parents, message, Trailers.parse(message))
     contains = set(state.contains_tip.get(task, set())) - {branch_ref}
     if branch_ref in refs:
         contains |= repo.refs_containing(tip, [branch_ref])

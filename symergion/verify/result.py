@@ -19,9 +19,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
+from symergion.trailers import VERIFY, Trailers
 from symergion.verify.names import module_of
 
-TRAILER = "Symergion-Verify"
+TRAILER = VERIFY  # the trailer's name, as symergion.verify exports it
 FAILURES_HEADING = "Verify failures:"
 OUTCOMES = ("passed", "failed", "error", "skipped")
 _EXCERPT_TESTS = 5
@@ -204,16 +205,13 @@ class VerifyResult:
     def message_lines(self) -> str:
         """Return the excerpt and the trailer, ready to append to a commit message."""
         excerpt = self.excerpt()
-        trailer = f"{TRAILER}: {self.trailer()}"
+        trailer = Trailers(verify=self.trailer()).block()
         return f"{excerpt}\n\n{trailer}" if excerpt else trailer
 
     @classmethod
     def from_message(cls, message: str) -> VerifyResult | None:
         """Read a result back from a commit message; None when it carries no verify trailer."""
-        value = None
-        for line in message.splitlines():
-            if line.startswith(f"{TRAILER}:"):
-                value = line[len(TRAILER) + 1 :].strip()
+        value = Trailers.parse(message).verify
         if value is None:
             return None
         result = parse_trailer(value)

@@ -8,8 +8,8 @@ import pytest
 
 from symergion.config import parse_config
 from symergion.core.ops import add_feedback, revoke_feedback, start_task
-from symergion.core.state import parse_trailers
 from symergion.errors import Cancelled, NoteError
+from symergion.trailers import parse_trailers
 
 from ..conftest import FakeFleet, default_reply, git, make_config, original_templates, start_task_with_git
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from symergion.core.execute import Event, parse_trailers
+from symergion.core.execute import Event
 from symergion.gitrepo import ARCHIVE_REFS
+from symergion.trailers import parse_trailers
 
 from ..conftest import git, make_config, repo_state, start_task_with_git
 

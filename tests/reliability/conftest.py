@@ -103,7 +103,7 @@ def leftovers(git_dir: Path) -> list[str]:
 
 def symergion_commits(path: Path, base: str, branch: str) -> list[dict[str, str]]:
     """Return the trailers of every symergion commit in ``base..branch``, newest first."""
-    from symergion.core.execute import parse_trailers
+    from symergion.trailers import parse_trailers
 
     out = git(path, "log", "--format=%H%x00%B%x1e", f"{base}..{branch}")
     commits = []

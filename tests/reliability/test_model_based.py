@@ -45,8 +45,8 @@ from hypothesis.stateful import (
 from symergion.cache import ResponseStore
 from symergion.core.execute import Reconciler
 from symergion.core.ops import revoke_feedback
-from symergion.core.state import parse_trailers
 from symergion.gitrepo import GitRepo
+from symergion.trailers import parse_trailers
 
 from ..conftest import SOURCE, FakeFleet, make_config
 from .conftest import all_refs, commit_files, git, user_state

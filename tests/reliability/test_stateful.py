@@ -27,9 +27,10 @@ from hypothesis.stateful import (
 )
 
 from symergion.cache import ResponseStore
-from symergion.core.execute import Reconciler, parse_trailers
+from symergion.core.execute import Reconciler
 from symergion.engine.fake import FakeEngine
 from symergion.gitrepo import GitRepo
+from symergion.trailers import parse_trailers
 
 from ..conftest import SOURCE, default_reply, make_config
 from .conftest import all_refs, commit_files, git, is_symergion_ref, user_state

@@ -14,6 +14,7 @@ from symergion.core.spec import (
     literal_label,
     normalise_path,
     parse_params,
+    read_note,
     split_sections,
     write_sections,
     write_spec,
@@ -89,3 +90,23 @@ def test_labels_come_from_the_configs_patterns():
     assert literal_label(TEMPLATE.params["source"]) == "source: "
     with pytest.raises(NoteError):
         literal_label(r"(?:task|ergon):(\w+)")
+
+
+def test_read_note_gives_each_section_the_task_it_starts_or_its_feedback():
+    note = ("Use setUp\n"
+            "task_branch: TestCase_a, source: utils/a.py, destination: ./test_a.py, mock the clock\n"
+            "task_branch: TestCase_b, use subTest\n"
+            "task_branch: Other_c, destination: c.py")
+    read = read_note(note, "c0ffee", "b10b", CONFIG)
+    assert [r.section.task_branch for r in read] == [None, "TestCase_a", "TestCase_b", "Other_c"]
+    assert [r.template for r in read] == [None, TEMPLATE, TEMPLATE, None]
+    assert [r.spec is not None for r in read] == [False, True, False, False]
+    spec = read[1].spec
+    assert spec is not None
+    assert (spec.task_branch, spec.target, spec.blob) == ("TestCase_a", "c0ffee", "b10b")
+    assert spec.params == {"source": "utils/a.py", "destination": "test_a.py"}
+    assert spec.rows == ("mock the clock",)
+    assert [r.feedback for r in read] == [
+        "Use setUp", "source: utils/a.py, destination: ./test_a.py, mock the clock", "use subTest",
+        "destination: c.py"]
+    assert read_note("", "c0ffee", "b10b", CONFIG) == []

@@ -15,6 +15,7 @@ from symergion.core.spec import TaskSpec
 from symergion.core.state import Commit
 from symergion.errors import ConfigError
 from symergion.gitrepo import GitRepo
+from symergion.trailers import Trailers
 from symergion.verify.result import Observation, TestOutcome, VerifyResult
 from tests.conftest import git
 from tests.verify.conftest import commit_files
@@ -26,7 +27,7 @@ PASSING = VerifyResult(source="utils/calc.py", passed=2, imports_source=True, ex
 
 def commit(oid: str, result: VerifyResult | None, **trailers: str) -> Commit:
     message = "subject\n\n" + (result.message_lines() if result else "")
-    return Commit(oid, (), message, {f"Symergion-{k}": v for k, v in trailers.items()})
+    return Commit(oid, (), message, Trailers.from_items((f"Symergion-{k}", v) for k, v in trailers.items()))
 
 
 def test_a_prompts_chain_holds_its_candidate_prunes_and_repairs_and_stops_at_another_prompt():
