@@ -316,14 +316,15 @@ def checked_sync(model: Path, threads: int, workdir: Path, name: str, source: st
             "status": result["status"], "verify": result["verify"], "spend": report["spend"]}
 
 
-def run_checked_bench(model: Path, *, threads: int, repeats: int) -> dict[str, Any]:
-    """Time the first checked sync of the 60-line module and of the demo, ``repeats`` times.
+def run_checked_bench(model: Path, *, threads: int, repeats: int,
+                      module: str = CHECKED_MODULE) -> dict[str, Any]:
+    """Time the first checked sync of a standard library module and of the demo, ``repeats`` times.
 
     Each sync is paired with the engine's speeds measured just before it, so the efficiency of
     every run is taken against the machine as it was in that minute.
     """
     stdlib = Path(sysconfig.get_paths()["stdlib"])
-    sources = {CHECKED_MODULE: (stdlib / f"{CHECKED_MODULE}.py").read_text(encoding="utf-8"),
+    sources = {module: (stdlib / f"{module}.py").read_text(encoding="utf-8"),
                "capture_output": SOURCE}
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in sources}
     for _ in range(repeats):
@@ -417,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the syncs with the symergion package of this checkout")
     parser.add_argument("--checked", action="store_true",
                         help="time the first checked sync of a 60-line module and of the demo")
+    parser.add_argument("--checked-module", default=CHECKED_MODULE,
+                        help="with --checked: the standard library module to copy (default: bisect)")
     args = parser.parse_args(argv)
     model = args.model
     if model is None:
@@ -443,7 +446,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.out}")
         return 0
     if args.checked:
-        checked = run_checked_bench(model, threads=args.threads, repeats=args.repeats)
+        checked = run_checked_bench(model, threads=args.threads, repeats=args.repeats,
+                                    module=args.checked_module)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(checked, indent=2))
         print("\n".join(format_checked(checked)))
