@@ -44,6 +44,7 @@ from symergion.core.publish import (
     prompt_trailers,
 )
 from symergion.core.report import Event, Result, Spend
+from symergion.core.response import Response
 from symergion.core.state import RepoState, shadow_ref
 from symergion.core.task import Task
 from symergion.engine.base import Engine, GenerationRequest, engine_totals
@@ -97,7 +98,7 @@ class Pass(Protocol):
                action: Action) -> tuple[RepoState, Action | Result]:
         """Re-plan one branch after a lost compare-and-swap: its new action, or its result."""
 
-    def reused(self, tp: TaskPlan, action: Action) -> dict[str, Any] | None:
+    def reused(self, tp: TaskPlan, action: Action) -> Response | None:
         """Return the response of an earlier commit on the branch made from the same prompt."""
 
     def cache_key(self, kind: str, checkpoint: Checkpoint, text: str, **extra: Any) -> str:
@@ -108,7 +109,7 @@ class Pass(Protocol):
         """Return the prompt to generate from, the coder's engine, its tokens and token budget."""
 
     def respond(self, task: Task, coder: Checkpoint, prompt: prompts.Prompt,
-                destination: str) -> dict[str, Any]:
+                destination: str) -> Response:
         """Return the finished file for a prompt: from the store, else from the model."""
 
     def progress(self, task: str, model: str, count: int, began: float, budget: int = 0) -> None:
@@ -117,11 +118,15 @@ class Pass(Protocol):
 
 @dataclass
 class Sample:
-    """One generated file and what verifying it showed."""
+    """One generated file and what verifying it showed.
 
-    response: dict[str, Any]
+    ``blob`` and ``tree`` are the file and the tree it was verified in, once it was.
+    """
+
+    response: Response
     result: VerifyResult | None = None
     tree: str = ""
+    blob: str = ""
 
 
 @dataclass
@@ -165,7 +170,7 @@ class Checker:
     # -- the branch ------------------------------------------------------------------------
 
     def carry_out(self, state: RepoState, tp: TaskPlan, coder: Checkpoint, action: Action,
-                  response: dict[str, Any] | None = None) -> Result:
+                  response: Response | None = None) -> Result:
         """Check and publish one model branch; a lost race re-plans it and tries again.
 
         ``response`` is the pass's answer to the task's prompt (reused or from the batch the
@@ -207,7 +212,7 @@ class Checker:
                       reason="the branch kept moving while publishing; run sync again")
 
     def _stack(self, state: RepoState, tp: TaskPlan, coder: Checkpoint, action: Action,
-               response: dict[str, Any] | None) -> Stack:
+               response: Response | None) -> Stack:
         """Make the commits of one prompt: candidate, prune, and repair rounds."""
         task = tp.task
         spec = task.template.verify
@@ -228,8 +233,8 @@ class Checker:
         else:
             parents, base = attempt_base(self.repo, tp, action)
             reused = self.rec.reused(tp, action)
-            if reused is None and response is not None and response.get("blob") is None:
-                first: dict[str, Any] | None = response  # the batch's answer: sample 1
+            if reused is None and response is not None and not response.reused:
+                first: Response | None = response  # the batch's answer: sample 1
             else:
                 first = None
             copied = VerifyResult.from_message(self._message(action.reuse)) if reused else None
@@ -237,7 +242,8 @@ class Checker:
                 # The same file an earlier attempt made for this prompt: it keeps its results.
                 message = self._with(commit_message(state, self.rec.config, tp, action, reused),
                                      [copied.excerpt()], self._copied_trailers(action.reuse, copied))
-                tree = self.repo.tree_with_file(base, tp.destination, reused["blob"])
+                assert reused.blob is not None
+                tree = self.repo.tree_with_file(base, tp.destination, reused.blob)
                 self._add(stack, tree, parents, message, action.model, reused)
                 stack.final = copied
                 return stack
@@ -267,7 +273,7 @@ class Checker:
             prompt = prompts.render(tp.files, list(tp.prompt.initial),
                                     [*tp.prompt.feedback, feedback], tp.prompt.code_starter)
             samples = self._responses(tp, coder, prompt)
-            if not any(s["text"] for s in samples):
+            if not any(s.has_file for s in samples):
                 break  # nothing valid this time: what the branch has stays
             on = stack.commits[-1] if stack.commits else base
             before = stack.final if stack.commits else VerifyResult.from_message(self._message(on))
@@ -296,11 +302,11 @@ class Checker:
         """Return whether the branch's time budget (``max_seconds``) is spent."""
         return self._deadline is not None and time.monotonic() >= self._deadline
 
-    def _cut(self, response: dict[str, Any]) -> Trailers:
+    def _cut(self, response: Response) -> Trailers:
         """Return the trailer saying a response was cut short by the time budget, if it was."""
-        if not response.get("cut"):
+        if not response.cut:
             return Trailers()
-        return Trailers(cut=(f"max_seconds {self.rec.config.max_seconds:g}: {response['cut']}",))
+        return Trailers(cut=(f"max_seconds {self.rec.config.max_seconds:g}: {response.cut}",))
 
     def _mark_cut(self, stack: Stack, model: str, what: str) -> None:
         """Add the cut-short trailer to the stack's last commit (nothing is published yet)."""
@@ -342,7 +348,7 @@ class Checker:
     # -- responses -------------------------------------------------------------------------
 
     def _responses(self, tp: TaskPlan, coder: Checkpoint, prompt: prompts.Prompt,
-                   first: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+                   first: Response | None = None) -> list[Response]:
         """Return the checkpoint's samples for a prompt: from the store, else generated together.
 
         ``first``, when given, is the first sample (the one with the checkpoint's own seed).
@@ -356,10 +362,10 @@ class Checker:
             return [first or rec.respond(task, coder, prompt, tp.destination)]
         keys = [rec.cache_key("coder", coder, prompt.text, path=tp.destination, finisher=FINISHER_VERSION,
                               **({} if i == 0 else {"sample": i})) for i in range(count)]
-        records: list[dict[str, Any] | None] = [first] if first is not None else []
+        records: list[Response | None] = [first] if first is not None else []
         for key in keys[len(records):]:
             cached = rec.store.get(key)
-            records.append({**cached, "cache": "hit"} if cached is not None else None)
+            records.append(Response.from_record(cached) if cached is not None else None)
         missing = [i for i, r in enumerate(records) if r is None]
         if missing:
             fitted, engine, prompt_tokens, budget = rec.fit(task, coder, prompt)
@@ -380,12 +386,12 @@ class Checker:
             rec.cancel_check()
             for i, job_result in zip(missing, results, strict=True):
                 done = finishers[i].finish(job_result.text, job_result.stop)
-                record = response_record(engine, done, job_result, budget, prompt.code_starter)
-                rec.store.put(keys[i], record)
-                records[i] = {**record, "cache": "miss"}
+                response = response_record(engine, done, job_result, budget, prompt.code_starter)
+                rec.store.put(keys[i], response.to_record())
+                records[i] = response
         return [r for r in records if r is not None]
 
-    def _guided(self, tp: TaskPlan, coder: Checkpoint, prompt: prompts.Prompt) -> dict[str, Any]:
+    def _guided(self, tp: TaskPlan, coder: Checkpoint, prompt: prompts.Prompt) -> Response:
         """Return the guided file for a prompt: from the store, else written test by test."""
         rec, task = self.rec, tp.task
         spec = task.template.guided
@@ -396,7 +402,7 @@ class Checker:
                             variants_at=VARIANT_TEMPERATURE)
         cached = rec.store.get(key)
         if cached is not None:
-            return {**cached, "cache": "hit"}
+            return Response.from_record(cached)
         if not tp.destination.endswith(".py"):
             raise TaskInputError(
                 f"task {task.name}: guided generation writes Python unittest files, and "
@@ -443,40 +449,41 @@ class Checker:
         discarded = dict(written.discarded)
         if not written.text:
             discarded = {"no valid file": written.tokens}
-        record = {"text": written.text, "tokens": written.tokens, "budget": budget,
-                  "seconds": round(time.monotonic() - began, 3), "stop": "guided",
-                  "trimmed_chars": 0, "trimmed_lines": 0, "parses": bool(written.text),
-                  "kept_tokens": written.kept_tokens if written.text else 0,
-                  "discarded": discarded, "decode_seconds": round(spent.decode_seconds, 3)}
+        response = Response(text=written.text, tokens=written.tokens, budget=budget,
+                            seconds=round(time.monotonic() - began, 3), stop="guided",
+                            trimmed_chars=0, trimmed_lines=0, parses=bool(written.text),
+                            kept_tokens=written.kept_tokens if written.text else 0,
+                            discarded=discarded, decode_seconds=round(spent.decode_seconds, 3),
+                            cache="miss")
         if written.cut:
             # Not stored: a pass with more time writes the whole file for this prompt.
             done = len(written.tested) + len(written.variants)
-            record["cut"] = f"the guided file stopped after {done} tests"
-            return {**record, "cache": "miss"}
-        rec.store.put(key, record)
-        return {**record, "cache": "miss"}
+            return replace(response, cut=f"the guided file stopped after {done} tests")
+        rec.store.put(key, response.to_record())
+        return response
 
     # -- verification ----------------------------------------------------------------------
 
-    def _best(self, tp: TaskPlan, action: Action, base: str, samples: list[dict[str, Any]],
+    def _best(self, tp: TaskPlan, action: Action, base: str, samples: list[Response],
               spec: VerifySpec, source: str) -> tuple[Sample, list[Sample]]:
         """Verify every sample with a valid file; return the best by rank (the first on a tie)."""
         checked = [Sample(s) for s in samples]
-        valid = [s for s in checked if s.response["text"]]
+        valid = [s for s in checked if s.response.has_file]
         if not valid:
-            for record in samples:
-                if record.get("cache") == "miss":
-                    self.rec.spend.discard("no valid file", int(record.get("tokens", 0)))
+            for response in samples:
+                if response.cache == "miss":
+                    self.rec.spend.discard("no valid file", int(response.tokens))
             first = samples[0]
             raise TaskInputError(
                 f"task {action.task}: nothing {action.model} wrote is a valid "
-                f"{tp.destination.rsplit('.', 1)[-1]} file (stop: {first['stop']}); "
+                f"{tp.destination.rsplit('.', 1)[-1]} file (stop: {first.stop}); "
                 "nothing was published",
                 hint="give feedback, raise ntokens, or start the file with a code_starter")
         for number, sample in enumerate(valid, start=1):
-            blob = sample.response.get("blob") or self.repo.write_blob(
-                sample.response["text"].encode("utf-8"))
-            sample.response["blob"] = blob
+            blob = sample.response.blob
+            if blob is None:
+                blob = self.repo.write_blob(sample.response.generated.encode("utf-8"))
+            sample.blob = blob
             sample.tree = self.repo.tree_with_file(base, tp.destination, blob)
             label = f"sample {number} of {len(valid)}" if len(valid) > 1 else "the candidate"
             sample.result = self.verify(action, base, sample.tree, blob, spec, source,
@@ -484,9 +491,9 @@ class Checker:
         ranked = rank((f"{i:04d}", s.result) for i, s in enumerate(valid) if s.result is not None)
         best = valid[int(ranked[0][0])]
         for other in checked:
-            if other is not best and other.response.get("cache") == "miss":
-                self.rec.spend.discard("samples not published" if other.response["text"]
-                                       else "no valid file", int(other.response.get("tokens", 0)))
+            if other is not best and other.response.cache == "miss":
+                self.rec.spend.discard("samples not published" if other.response.has_file
+                                       else "no valid file", int(other.response.tokens))
         return best, checked
 
     def verify(self, action: Action, base: str, tree: str, blob: str, spec: VerifySpec,
@@ -533,7 +540,7 @@ class Checker:
             return self.verify(action, commit, tree, blob, spec, source, tp.destination,
                                "the repaired file")
 
-        fixed = repair_rounds(best.response["text"], result, tp.source_code, tp.destination, run)
+        fixed = repair_rounds(self._text(best), result, tp.source_code, tp.destination, run)
         if not fixed.changed or fixed.rerun is None:
             return commit, best, ""
         blob = self.repo.write_blob(fixed.text.encode("utf-8"))
@@ -545,8 +552,8 @@ class Checker:
         message = trailers.write("\n\n".join(p for p in [body, excerpt] if p))
         fixed_commit = self._add(stack, tree, [commit], message, action.model, None)
         stack.final = fixed.rerun
-        return fixed_commit, Sample({**best.response, "text": fixed.text, "blob": blob},
-                                    fixed.rerun, tree), message
+        return fixed_commit, Sample(replace(best.response, text=fixed.text, blob=None),
+                                    fixed.rerun, tree, blob), message
 
     def _prune(self, stack: Stack, tp: TaskPlan, action: Action, commit: str, best: Sample,
                spec: VerifySpec, source: str, digest: str, repair: Repair | None) -> None:
@@ -554,7 +561,7 @@ class Checker:
         result = best.result
         if not spec.prune or not spec.structured or result is None:
             return
-        text = best.response["text"]
+        text = self._text(best)
         removed: list[str] = []
         drop = ""
         rerun: VerifyResult | None = None
@@ -609,23 +616,29 @@ class Checker:
     # -- messages and commits --------------------------------------------------------------
 
     def _add(self, stack: Stack, tree: str, parents: list[str], message: str, model: str,
-             response: dict[str, Any] | None) -> str:
+             response: Response | None) -> str:
         commit = self.repo.commit_tree(tree, parents, message, author=model,
                                        email=f"{model}@symergion.invalid")
         stack.commits.append(commit)
         if not stack.first_message:
             stack.first_message = message
         if response is not None:
-            if response.get("cache") == "miss":
+            if response.cache == "miss":
                 stack.cache = "miss"
-                stack.tokens += int(response.get("tokens", 0))
-                stack.seconds += float(response.get("seconds", 0.0))
+                stack.tokens += int(response.tokens)
+                stack.seconds += float(response.seconds)
                 kept, decoding = figures(response)
-                stack.kept += kept if kept is not None else int(response.get("tokens", 0))
+                stack.kept += kept if kept is not None else int(response.tokens)
                 stack.decode_seconds += decoding or 0.0
                 self.rec.spend.keep(response)
-            stack.stop = stack.stop or str(response.get("stop", ""))
+            stack.stop = stack.stop or str(response.stop)
         return commit
+
+    def _text(self, sample: Sample) -> str:
+        """Return a sample's file: the text the model wrote, or the reused blob's content."""
+        if sample.response.text is not None:
+            return sample.response.text
+        return self.repo.read_blob_bytes(sample.blob).decode("utf-8", "replace")
 
     def _message(self, commit: str | None) -> str:
         return self.repo.commit_message(commit) if commit else ""
@@ -713,8 +726,8 @@ def guided_file(engine: Engine, prompt: prompts.Prompt, source_text: str, source
 
 
 def response_record(engine: Engine, done: Finished, result: JobResult, budget: int,
-                    code_starter: str) -> dict[str, Any]:
-    """Return the stored record of one finished generation, with its honest figures.
+                    code_starter: str) -> Response:
+    """Return the response of one finished generation in this pass, with its honest figures.
 
     ``tokens`` are all the tokens decoded; ``kept_tokens`` those of the finished text (the
     code starter, which the model did not write, aside); ``decode_seconds`` the time spent
@@ -725,12 +738,12 @@ def response_record(engine: Engine, done: Finished, result: JobResult, budget: i
         kept = max(0, engine.count_tokens(done.text) - engine.count_tokens(code_starter))
         kept = min(kept, result.tokens)
     discarded = {("trimmed" if done.text else "no valid file"): result.tokens - kept}
-    return {"text": done.text, "tokens": result.tokens, "budget": budget,
-            "seconds": round(result.seconds, 3), "stop": done.stop,
-            "trimmed_chars": done.trimmed_chars, "trimmed_lines": done.trimmed_lines,
-            "parses": done.parses, "kept_tokens": kept,
-            "discarded": {k: v for k, v in discarded.items() if v > 0},
-            "decode_seconds": round(result.stats.generation_seconds, 3)}
+    return Response(text=done.text, tokens=result.tokens, budget=budget,
+                    seconds=round(result.seconds, 3), stop=done.stop,
+                    trimmed_chars=done.trimmed_chars, trimmed_lines=done.trimmed_lines,
+                    parses=done.parses, kept_tokens=kept,
+                    discarded={k: v for k, v in discarded.items() if v > 0},
+                    decode_seconds=round(result.stats.generation_seconds, 3), cache="miss")
 
 
 def _recorded_rank(result: VerifyResult) -> tuple[float, int, float, int]:

@@ -30,6 +30,7 @@ from symergion.core.plan import (
 )
 from symergion.core.publish import archive, commit_message, figures, publish
 from symergion.core.report import Event, Report, Result, Spend
+from symergion.core.response import Response
 from symergion.core.state import (
     RepoState,
     model_branch,
@@ -56,8 +57,8 @@ EventSink = Callable[[Event], None]
 EngineFactory = Callable[[Checkpoint], Engine]
 FingerprintFn = Callable[[Checkpoint], str]
 STATUS = {"up-to-date": "up-to-date", "keep": "kept", "skip": "skipped", "problem": "failed"}
-# A response record, or why a branch has none.
-Response = dict[str, Any] | SymergionError
+# A branch's response, or why it has none.
+Answer = Response | SymergionError
 
 
 class Reconciler:
@@ -195,7 +196,7 @@ class Reconciler:
         remote = [(i, c) for i, c in coders if c.endpoint is not None]
         with ThreadPoolExecutor(max_workers=max(1, len(remote)),
                                 thread_name_prefix="endpoint") as pool:
-            futures: dict[int, Future[dict[str, Response]]] = {
+            futures: dict[int, Future[dict[str, Answer]]] = {
                 i: pool.submit(self._responses, coder, self._wanted(ready, i))
                 for i, coder in remote}
             try:
@@ -232,7 +233,7 @@ class Reconciler:
                 and not (sampled and self.checker.applies(tp)) and tp.task.template.guided is None]
 
     def _result(self, state: RepoState, tp: TaskPlan, coder: Checkpoint, action: Action,
-                responses: dict[str, Response]) -> Result:
+                responses: dict[str, Answer]) -> Result:
         try:
             return self._carry_out(state, tp, coder, action, responses.get(action.branch))
         except Cancelled:
@@ -255,7 +256,7 @@ class Reconciler:
                                 detail=f"task ended; archived {archived}"))
 
     def _carry_out(self, state: RepoState, tp: TaskPlan, coder: Checkpoint,
-                   action: Action, response: Response | None) -> Result:
+                   action: Action, response: Answer | None) -> Result:
         if action.kind in STATUS:
             commit = action.head if action.kind in ("up-to-date", "keep") else None
             return Result(action.task, action.model, action.branch, STATUS[action.kind],
@@ -265,37 +266,39 @@ class Reconciler:
         if self.checker.applies(tp):
             return self.checker.carry_out(state, tp, coder, action, response)
         assert response is not None, f"no response was made for {action.branch}"
-        if not response["text"]:
-            if response.get("cache") == "miss":
-                self.spend.discard("no valid file", int(response.get("tokens", 0)))
+        if not response.has_file:
+            if response.cache == "miss":
+                self.spend.discard("no valid file", int(response.tokens))
             raise TaskInputError(
                 f"task {action.task}: nothing {action.model} wrote is a valid "
-                f"{tp.destination.rsplit('.', 1)[-1]} file (stop: {response['stop']}); "
+                f"{tp.destination.rsplit('.', 1)[-1]} file (stop: {response.stop}); "
                 "nothing was published",
                 hint="give feedback, raise ntokens, or start the file with a code_starter")
         if action.branch in self.repo.checked_out_branches():
             # Checked out while the model was generating: the response waits in the cache.
             return Result(action.task, action.model, action.branch, "kept",
                           commit=action.head, reason=action.reason)
-        blob = response.get("blob") or self.repo.write_blob(response["text"].encode("utf-8"))
+        blob = response.blob
+        if blob is None:
+            blob = self.repo.write_blob(response.generated.encode("utf-8"))
         for _attempt in range(CAS_RETRIES):
             message = commit_message(state, self.config, tp, action, response)
             commit = publish(self.repo, tp, action, blob, message)
             if commit is not None:
                 kept, decoding = figures(response)
-                if response["cache"] == "miss":
+                if response.cache == "miss":
                     self.spend.keep(response)
                 self.on_event(Event("done", action.task, action.model,
-                                    tokens=int(response["tokens"]),
-                                    seconds=float(response["seconds"]), cache=response["cache"],
+                                    tokens=int(response.tokens),
+                                    seconds=float(response.seconds), cache=response.cache,
                                     detail=message.splitlines()[0][:72], kept=kept,
                                     decode_seconds=decoding or 0.0))
                 return Result(
                     action.task, action.model, action.branch,
                     "updated" if action.head else "created", commit=commit,
                     message=body_of(message),
-                    tokens=int(response["tokens"]), seconds=float(response["seconds"]),
-                    cache=str(response["cache"]), stop=str(response["stop"]),
+                    tokens=int(response.tokens), seconds=float(response.seconds),
+                    cache=str(response.cache), stop=str(response.stop),
                     kept_tokens=kept, decode_seconds=decoding,
                 )
             state, fresh = self.replan(state, tp, coder, action)
@@ -323,7 +326,7 @@ class Reconciler:
         return state, Result(action.task, action.model, action.branch, STATUS[fresh.kind],
                              commit=fresh.head, reason=reason or None)
 
-    def reused(self, tp: TaskPlan, action: Action) -> dict[str, Any] | None:
+    def reused(self, tp: TaskPlan, action: Action) -> Response | None:
         """Return the response of an earlier commit on the branch made from the same prompt."""
         if action.kind != "publish" or action.reuse is None:
             return None
@@ -332,11 +335,11 @@ class Reconciler:
             return None
         trailers = Trailers.parse(self.repo.commit_message(action.reuse))
         trimmed = trailers.trimmed or Trimmed(0, 0)
-        return {"text": "reused", "blob": entry.oid,
-                "tokens": trailers.tokens if trailers.tokens is not None else 0,
-                "seconds": trailers.seconds if trailers.seconds is not None else 0.0, "cache": "hit",
-                "stop": trailers.stop if trailers.stop is not None else "eos",
-                "trimmed_chars": trimmed.chars, "trimmed_lines": trimmed.lines}
+        return Response(blob=entry.oid,
+                        tokens=trailers.tokens if trailers.tokens is not None else 0,
+                        seconds=trailers.seconds if trailers.seconds is not None else 0.0,
+                        cache="hit", stop=trailers.stop if trailers.stop is not None else "eos",
+                        trimmed_chars=trimmed.chars, trimmed_lines=trimmed.lines)
 
     # -- responses ---------------------------------------------------------------------------
 
@@ -432,13 +435,13 @@ class Reconciler:
                                 seconds=time.monotonic() - began, budget=budget))
 
     def _responses(self, coder: Checkpoint,
-                   wanted: Sequence[tuple[TaskPlan, Action]]) -> dict[str, Response]:
+                   wanted: Sequence[tuple[TaskPlan, Action]]) -> dict[str, Answer]:
         """Return a response, or the error that stopped it, for each branch in ``wanted``.
 
         A branch reuses its earlier commit's answer, else the store's; the rest are generated
         together in one batch of ``coder``'s engine.
         """
-        out: dict[str, Response] = {}
+        out: dict[str, Answer] = {}
         asks: list[tuple[str, Task, prompts.Prompt, str]] = []
         for tp, action in wanted:
             assert tp.prompt is not None
@@ -485,7 +488,7 @@ class Reconciler:
 
     def respond(
         self, task: Task, coder: Checkpoint, prompt: prompts.Prompt, destination: str
-    ) -> dict[str, Any]:
+    ) -> Response:
         """Return the finished file for a prompt: from the store, else from the model."""
         (answer,) = self._respond_many(coder, [(task, prompt, destination)])
         if isinstance(answer, SymergionError):
@@ -494,9 +497,9 @@ class Reconciler:
 
     def _respond_many(
         self, coder: Checkpoint, asks: Sequence[tuple[Task, prompts.Prompt, str]]
-    ) -> list[Response]:
+    ) -> list[Answer]:
         """Answer each (task, prompt, destination) from the store, or generate them together."""
-        answers: list[Response | None] = [None] * len(asks)
+        answers: list[Answer | None] = [None] * len(asks)
         keys = [""] * len(asks)
         jobs: list[Job] = []
         owners: list[tuple[int, Finisher, int]] = []  # ask index, finisher, budget
@@ -507,7 +510,7 @@ class Reconciler:
                                          finisher=FINISHER_VERSION)
                 cached = self.store.get(keys[i])
                 if cached is not None:
-                    answers[i] = {**cached, "cache": "hit"}
+                    answers[i] = Response.from_record(cached)
                     continue
                 fitted, engine, prompt_tokens, budget = self.fit(task, coder, prompt)
             except Cancelled:
@@ -537,7 +540,7 @@ class Reconciler:
     def _generate(self, engine: Engine, coder: Checkpoint,
                   asks: Sequence[tuple[Task, prompts.Prompt, str]], keys: list[str],
                   jobs: list[Job], owners: list[tuple[int, Finisher, int]],
-                  answers: list[Response | None]) -> None:
+                  answers: list[Answer | None]) -> None:
         """Run ``jobs`` in one batch; finish, store and record each answer."""
         began = time.monotonic()
 
@@ -550,6 +553,6 @@ class Reconciler:
             raise Cancelled(STOPPED, hint="run sync again to finish the work")
         for result, (i, finisher, budget) in zip(results, owners, strict=True):
             done = finisher.finish(result.text, result.stop)
-            record = response_record(engine, done, result, budget, asks[i][1].code_starter)
-            self.store.put(keys[i], record)
-            answers[i] = {**record, "cache": "miss"}
+            response = response_record(engine, done, result, budget, asks[i][1].code_starter)
+            self.store.put(keys[i], response.to_record())
+            answers[i] = response

@@ -7,11 +7,10 @@ read makes ``update_refs`` change nothing and return False; the caller re-plans 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from typing import Any
 
 from symergion.config import Config
 from symergion.core.plan import Action, TaskPlan, message_body
+from symergion.core.response import Response
 from symergion.core.state import RepoState, shadow_ref
 from symergion.errors import GitError
 from symergion.gitrepo import ARCHIVE_REFS, ZERO_OID, GitRepo
@@ -19,7 +18,7 @@ from symergion.trailers import Decode, NoteRef, Reasoning, Trailers, Trimmed
 
 
 def commit_message(
-    state: RepoState, config: Config, tp: TaskPlan, action: Action, response: dict[str, Any]
+    state: RepoState, config: Config, tp: TaskPlan, action: Action, response: Response
 ) -> str:
     """Return the commit message: what changed, the reasoning when new here, the trailers."""
     assert tp.prompt is not None
@@ -41,10 +40,9 @@ def commit_message(
     return trailers.merged(Trailers(reasoning=reasoning, restart=ended or None)).write(body)
 
 
-def figures(response: Mapping[str, Any]) -> tuple[int | None, float | None]:
+def figures(response: Response) -> tuple[int | None, float | None]:
     """Return a response's kept tokens and decoding seconds; None where it does not record them."""
-    kept = response.get("kept_tokens")
-    decoding = response.get("decode_seconds")
+    kept, decoding = response.kept_tokens, response.decode_seconds
     return (int(kept) if kept is not None else None,
             float(decoding) if decoding is not None else None)
 
@@ -54,21 +52,21 @@ def prompt_trailers(tp: TaskPlan, action: Action, digest: str) -> Trailers:
     return Trailers(model=action.model, task=action.task, prompt=digest, notes=notes_trailer(tp))
 
 
-def figure_trailers(response: Mapping[str, Any]) -> Trailers:
+def figure_trailers(response: Response) -> Trailers:
     """Return the trailers with a response's figures.
 
     ``Symergion-Tokens`` counts every token decoded and ``Symergion-Seconds`` the whole
     generation (prompts included); ``Symergion-Decode`` splits them honestly: the tokens a
     commit keeps, and the decoding rate over the decoding time alone.
     """
-    tokens = int(response["tokens"])
+    tokens = int(response.tokens)
     kept, decoding = figures(response)
     decode = None
     if kept is not None and decoding is not None:
         decode = Decode(tokens, kept, decoding, tokens / decoding if decoding > 0 else 0.0)
-    return Trailers(tokens=tokens, seconds=float(response["seconds"]), cache=str(response["cache"]),
-                    stop=str(response["stop"]),
-                    trimmed=Trimmed(int(response["trimmed_chars"]), int(response["trimmed_lines"])),
+    return Trailers(tokens=tokens, seconds=float(response.seconds), cache=str(response.cache),
+                    stop=str(response.stop),
+                    trimmed=Trimmed(int(response.trimmed_chars), int(response.trimmed_lines)),
                     decode=decode)
 
 

@@ -6,11 +6,11 @@ The CLI renders both (``cli/progress.py``, ``cli/tasks.py``); ``Report.as_dict``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from symergion.core.plan import Problem
+from symergion.core.response import Response
 
 
 @dataclass
@@ -80,11 +80,11 @@ class Spend:
         if tokens > 0:
             self.discarded[reason] = self.discarded.get(reason, 0) + tokens
 
-    def keep(self, record: Mapping[str, Any]) -> None:
+    def keep(self, response: Response) -> None:
         """Count a generated response a commit holds: its kept tokens, and what it left out."""
-        tokens = int(record.get("tokens", 0))
-        self.kept_tokens += int(record.get("kept_tokens", tokens))
-        for reason, count in dict(record.get("discarded") or {}).items():
+        tokens = int(response.tokens)
+        self.kept_tokens += int(response.kept_tokens if response.kept_tokens is not None else tokens)
+        for reason, count in dict(response.discarded or {}).items():
             self.discard(str(reason), int(count))
 
     def as_dict(self) -> dict[str, Any]:
