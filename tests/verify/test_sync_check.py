@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -440,3 +441,28 @@ def test_a_spent_time_budget_leaves_the_repair_round_to_the_next_sync(
     # The next sync, with time, makes the round the branch records it still needs.
     make_reconciler(calc_repo, config()).sync()
     assert subjects(calc_repo)[-1].startswith("Repair: FAIL test_calc.TestCalc.test_sub")
+
+
+def test_a_file_reused_without_a_recorded_result_is_checked_as_the_file_it_is(
+        calc_repo, make_reconciler, fleet):
+    # The first attempt was made before the template verified: its commit records no result.
+    start(calc_repo)
+    plain = config()
+    plain.templates["TestCase"] = replace(plain.templates["TestCase"], verify=None)
+    make_reconciler(calc_repo, plain).sync()
+    first = git(calc_repo, "rev-parse", f"alpha_{TASK}").strip()
+    assert VerifyResult.from_message(messages(calc_repo)[0]) is None
+    git(calc_repo, "notes", "add", "-m", "Use setUp method", first)
+    assert [r.status for r in make_reconciler(calc_repo, plain).sync().results] == ["updated"]
+
+    # Revoked under a verifying template: the earlier file is reused, verified and pruned.
+    git(calc_repo, "notes", "remove", first)
+    calls = fleet.calls
+    report = make_reconciler(calc_repo, config(repair_rounds=0)).sync()
+    assert [r.status for r in report.results] == ["updated"], report.as_dict()
+    assert fleet.calls == calls, "the earlier commit's file is reused, not generated again"
+    assert subjects(calc_repo)[2:] == ["Revert: Use setUp method", "Prune: removed 2 failing tests"]
+    reverted = git(calc_repo, "show", f"alpha_{TASK}~1:test_calc.py")
+    assert reverted == git(calc_repo, "show", f"{first}:test_calc.py")
+    pruned = git(calc_repo, "show", f"alpha_{TASK}:test_calc.py")
+    assert "def test_add" in pruned and "test_sub" not in pruned and "test_truth" not in pruned
