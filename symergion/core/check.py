@@ -237,7 +237,7 @@ class Checker:
                 first: Response | None = response  # the batch's answer: sample 1
             else:
                 first = None
-            copied = VerifyResult.from_message(self._message(action.reuse)) if reused else None
+            copied = VerifyResult.from_message(self._message(action.reuse)) if reused is not None else None
             if reused is not None and copied is not None:
                 # The same file an earlier attempt made for this prompt: it keeps its results.
                 message = self._with(commit_message(state, self.rec.config, tp, action, reused),
