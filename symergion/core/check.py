@@ -44,7 +44,7 @@ from symergion.core.publish import (
     prompt_trailers,
 )
 from symergion.core.report import Event, Result, Spend
-from symergion.core.response import Response
+from symergion.core.response import Response, cached
 from symergion.core.state import RepoState, shadow_ref
 from symergion.core.task import Task
 from symergion.engine.base import Engine, GenerationRequest, engine_totals
@@ -364,8 +364,7 @@ class Checker:
                               **({} if i == 0 else {"sample": i})) for i in range(count)]
         records: list[Response | None] = [first] if first is not None else []
         for key in keys[len(records):]:
-            cached = rec.store.get(key)
-            records.append(Response.from_record(cached) if cached is not None else None)
+            records.append(cached(rec.store.get(key)))
         missing = [i for i, r in enumerate(records) if r is None]
         if missing:
             fitted, engine, prompt_tokens, budget = rec.fit(task, coder, prompt)
@@ -400,9 +399,8 @@ class Checker:
         key = rec.cache_key("coder", coder, prompt.text, path=tp.destination, finisher=FINISHER_VERSION,
                             guide=GUIDE_VERSION, guided=asdict(spec),
                             variants_at=VARIANT_TEMPERATURE)
-        cached = rec.store.get(key)
-        if cached is not None:
-            return Response.from_record(cached)
+        if (hit := cached(rec.store.get(key))) is not None:
+            return hit
         if not tp.destination.endswith(".py"):
             raise TaskInputError(
                 f"task {task.name}: guided generation writes Python unittest files, and "
@@ -501,9 +499,9 @@ class Checker:
         """Return a tree's verification: from the store when this tree was verified, else run."""
         key = response_key(kind="verify", version=CHECK_VERSION, tree=tree, spec=asdict(spec),
                            source=source, destination=destination, sandbox=self.sandbox.mode)
-        cached = self.rec.store.get(key)
-        if cached is not None:
-            return load_result(cached)
+        entry = self.rec.store.get(key)
+        if entry is not None:
+            return load_result(entry)
         self.rec.cancel_check()
         self.rec.on_event(Event("check", action.task, action.model,
                                 detail=f"verifying {label} ({spec.runs} run{'s' * (spec.runs > 1)})"))

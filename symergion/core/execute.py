@@ -30,7 +30,7 @@ from symergion.core.plan import (
 )
 from symergion.core.publish import archive, commit_message, figures, publish
 from symergion.core.report import Event, Report, Result, Spend
-from symergion.core.response import Response
+from symergion.core.response import Response, cached
 from symergion.core.state import (
     RepoState,
     model_branch,
@@ -377,11 +377,11 @@ class Reconciler:
                              start=list(reasoner.reasoning_start_tokens),
                              stop=list(reasoner.reasoning_stop_tokens),
                              markers=reasoner.reasoning_markers)
-        cached = self.store.get(key)
-        if cached is not None:
+        entry = self.store.get(key)
+        if entry is not None:
             self.on_event(Event("done", task.name, reasoner.model_name, cache="hit",
                                 detail="reasoning"))
-            return str(cached["text"])
+            return str(entry["text"])
         engine = self.engine(reasoner)
         chat = engine.chat_prompt(text)
         start_marker, stop_marker = self._markers(engine, reasoner)
@@ -508,9 +508,8 @@ class Reconciler:
             try:
                 keys[i] = self.cache_key("coder", coder, prompt.text, path=destination,
                                          finisher=FINISHER_VERSION)
-                cached = self.store.get(keys[i])
-                if cached is not None:
-                    answers[i] = Response.from_record(cached)
+                if (hit := cached(self.store.get(keys[i]))) is not None:
+                    answers[i] = hit
                     continue
                 fitted, engine, prompt_tokens, budget = self.fit(task, coder, prompt)
             except Cancelled:

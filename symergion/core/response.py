@@ -108,4 +108,18 @@ class Response:
                    decode_seconds=record.get("decode_seconds"), cache="hit")
 
 
-__all__ = ["RECORD_KEYS", "Response"]
+def cached(record: Mapping[str, Any] | None) -> Response | None:
+    """Return the response a store entry holds, or None for a miss.
+
+    The store is only a cache: an entry that does not read as a response (written by another
+    version, or damaged) is a miss, and the pass generates again instead of failing.
+    """
+    if record is None:
+        return None
+    try:
+        return Response.from_record(record)
+    except (ValueError, TypeError):
+        return None
+
+
+__all__ = ["RECORD_KEYS", "Response", "cached"]

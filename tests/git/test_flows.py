@@ -321,3 +321,26 @@ def test_a_lost_race_re_reads_and_re_plans_only_that_branch(repo_dir, make_recon
     assert {r.branch: r.status for r in report.results} == {ALPHA: "updated", BETA: "updated"}
     assert (len(reads), refreshed) == (1, ["alpha"])
     assert git(repo_dir, "log", "-1", "--format=%P", ALPHA).split() == raced
+
+
+def test_a_damaged_response_in_the_store_is_a_miss_not_a_failure(repo_dir, make_reconciler, fleet,
+                                                                 tmp_path):
+    import diskcache
+
+    other = tmp_path / "other"  # the same repository and task: the pass asks for the same keys
+    git(tmp_path, "clone", "-q", str(repo_dir), str(other))
+    start_task_with_git(repo_dir)
+    start_task_with_git(other)
+    store = tmp_path / "store"
+    assert not make_reconciler(repo_dir, store_dir=store).sync().problems
+    with diskcache.Cache(str(store)) as raw:  # written by another version, or damaged
+        keys = list(raw)
+        assert keys
+        for key in keys:
+            raw[key] = {"text": "x", "unknown": 1}
+    calls = sum(len(engine.calls) for engine in fleet.engines.values())
+    report = make_reconciler(other, store_dir=store).sync()
+    assert not report.problems
+    assert sum(len(engine.calls) for engine in fleet.engines.values()) > calls  # generated again
+    assert (git(other, "show", f"alpha_{TASK}:test_capture_output.py")
+            == git(repo_dir, "show", f"alpha_{TASK}:test_capture_output.py"))
