@@ -134,7 +134,7 @@ def test_the_served_models_identity_enters_the_cache_key(
             (tp,) = reconciler.plan().tasks
             assert tp.prompt is not None
             caches.append(reconciler.respond(tp.task, config.coders[0], tp.prompt,
-                                             tp.destination)["cache"])
+                                             tp.destination).cache)
         finally:
             pool.close()
             store.close()
