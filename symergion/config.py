@@ -102,6 +102,11 @@ class Sampling:
         return {k: getattr(self, k) for k in _SAMPLING_KEYS}
 
 
+# The kinds of checkpoint (``Checkpoint.kind``); ``symergion.runtime`` registers an engine for each.
+LLAMA_KIND = "llama"
+REMOTE_KIND = "remote"
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """One model: where its GGUF (or its server) is, what it does, and how it samples.
@@ -131,11 +136,20 @@ class Checkpoint:
         return (self.name_or_path, self.lora, self.lora_scale)
 
     @property
+    def kind(self) -> str:
+        """Return which engine runs this checkpoint: ``"remote"`` (its ``endpoint``) or ``"llama"``.
+
+        A ``"llama"`` checkpoint is a local GGUF that llama.cpp runs in a worker process. The
+        kind follows from the fields, so a config never states it and cannot contradict it.
+        """
+        return REMOTE_KIND if self.endpoint is not None else LLAMA_KIND
+
+    @property
     def model_name(self) -> str:
         """Return the name used in branch names: ``name``, else the GGUF file stem."""
         if self.name:
             return self.name
-        source = self.served_model if self.endpoint else self.name_or_path
+        source = self.served_model if self.kind == REMOTE_KIND else self.name_or_path
         tail = (source or "").rstrip("/").split("/")[-1].split(":")[-1]
         return tail[: -len(".gguf")] if tail.lower().endswith(".gguf") else tail
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from symergion.config import EMBEDDED_MODEL, Checkpoint, Config, cache_dir
+from symergion.config import EMBEDDED_MODEL, REMOTE_KIND, Checkpoint, Config, cache_dir
 from symergion.errors import ModelError
 
 if TYPE_CHECKING:
@@ -996,7 +996,7 @@ def list_models(config: Config, *, scan_models_dir: bool = True) -> list[ModelEn
     entries: list[ModelEntry] = []
     seen: set[Path] = set()
     for checkpoint in config.checkpoints:
-        if checkpoint.endpoint is not None:
+        if checkpoint.kind == REMOTE_KIND and checkpoint.endpoint is not None:
             entries.append(_endpoint_entry(checkpoint.endpoint, checkpoint.served_model,
                                            branch_name=checkpoint.model_name,
                                            trait=checkpoint.trait))

@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from symergion.cache import ResponseStore, response_key
-from symergion.config import Checkpoint, Config
+from symergion.config import REMOTE_KIND, Checkpoint, Config
 from symergion.core import prompt as prompts
 from symergion.core.check import Checker, response_record
 from symergion.core.compact import LEVELS
@@ -193,7 +193,7 @@ class Reconciler:
         # All the branches one model must generate decode together, in one batch. Models on
         # remote endpoints generate in threads of their own, beside the local ones.
         coders = list(enumerate(self.config.coders))
-        remote = [(i, c) for i, c in coders if c.endpoint is not None]
+        remote = [(i, c) for i, c in coders if c.kind == REMOTE_KIND]
         with ThreadPoolExecutor(max_workers=max(1, len(remote)),
                                 thread_name_prefix="endpoint") as pool:
             futures: dict[int, Future[dict[str, Answer]]] = {

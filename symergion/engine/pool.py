@@ -7,7 +7,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 
-from symergion.config import Checkpoint
+from symergion.config import REMOTE_KIND, Checkpoint
 from symergion.engine.base import Engine
 
 
@@ -51,7 +51,7 @@ class EnginePool:
     def __call__(self, checkpoint: Checkpoint) -> Engine:
         """Return the engine for ``checkpoint``, loading it (and evicting the LRU) if needed."""
         key = engine_key(checkpoint)
-        if checkpoint.endpoint is not None:
+        if checkpoint.kind == REMOTE_KIND:
             with self._lock:
                 remote = self._remote.get(key)
                 if remote is None:
