@@ -45,6 +45,7 @@ from symergion.verify.finish import Finisher
 from symergion.verify.params import (
     OPENING,
     SEEDS,
+    class_values,
     constant_values,
     definition,
     function_aliases,
@@ -554,18 +555,21 @@ def _bound_parameters(tree: ast.Module, target: Target
 
 # The edge cases of a kind: what code so often branches on (``if not data``, ``if n < 0``).
 _EDGES = {"str": ("''",), "bytes": ("b''",), "list": ("[]",), "strlist": ("[]",), "dict": ("{}",),
-          "tuple": ("()",), "number": ("0", "-1")}
+          "tuple": ("()",), "number": ("0", "-1"), "class": ("object",)}
 
 
 def seeds(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionDef, name: str) -> list[str]:
     """Return the values the variant rounds bind a parameter to, without the model (``SEEDS`` at most).
 
     The constants the code compares it with (``constant_values``: its own branches), then the
-    edge cases of its kind (empty, zero, negative): each round's test has other inputs than the
+    edge cases of its kind (empty, zero, negative; for a class, the built-in classes the code
+    checks it against, then ``object``): each round's test has other inputs than the
     greedy one's and each other's, not the same literal again.
     """
     constants = constant_values(tree, function, name)
     kind = value_kind(tree, function, name) or ("number" if numeric_parameter(function, name) else "")
+    if kind == "class":  # the built-in classes it is checked against: ``exc_type is SyntaxError``
+        constants = [*constants, *class_values(tree, function, name)]
     return [*constants, *(e for e in _EDGES.get(kind, ()) if e not in constants)][:SEEDS]
 
 

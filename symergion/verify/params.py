@@ -8,6 +8,7 @@ parameters with these; the repairs give a rejected argument a value of its kind 
 from __future__ import annotations
 
 import ast
+import builtins
 from collections.abc import Callable
 
 
@@ -113,6 +114,10 @@ _NAMED = {
 _READS = frozenset({"read", "readline", "readlines", "readinto", "seek", "tell"})
 
 
+# Attributes only a class has (``exc_type.__name__`` is a function's too, so it votes less).
+_CLASS_ATTRIBUTES = frozenset({"__mro__", "__bases__", "__subclasses__", "__qualname__"})
+
+
 _WRITES = frozenset({"write", "writelines", "flush"})
 
 
@@ -172,6 +177,10 @@ def _kind_votes(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionD
             positions = [i for i, a in enumerate(node.args) if is_param(a)]
             if is_param(func) or (dotted == "callable" and positions == [0]):
                 vote("callable", 3)  # called: no literal would do
+            elif dotted == "issubclass" and positions == [0]:
+                vote("class", 3)
+            elif dotted == "isinstance" and len(node.args) == 2 and is_param(node.args[1]):
+                vote("class", 3)  # ``isinstance(x, cls)``: the parameter is the class
             elif dotted == "isinstance" and positions == [0] and len(node.args) == 2:
                 kinds = node.args[1].elts if isinstance(node.args[1], ast.Tuple) else [node.args[1]]
                 for checked in kinds:
@@ -192,6 +201,13 @@ def _kind_votes(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionD
                     vote(kind, 2)
         elif isinstance(node, ast.Attribute) and is_param(node.value) and node.attr in _READS | _WRITES:
             vote("reader" if node.attr in _READS else "writer", 3)  # a file object: a method called, passed
+        elif isinstance(node, ast.Attribute) and is_param(node.value) and (
+                node.attr in _CLASS_ATTRIBUTES or node.attr == "__name__"):
+            vote("class", 2 if node.attr == "__name__" else 3)  # a class's name, bases, MRO
+        elif isinstance(node, ast.ExceptHandler) and node.type is not None and (
+                is_param(node.type) or (isinstance(node.type, ast.Tuple)
+                and any(is_param(e) for e in node.type.elts))):
+            vote("class", 3)  # ``except kind:`` catches the exception class it names
         elif isinstance(node, (ast.For, ast.comprehension)) and is_param(node.iter):
             vote("list")
         elif isinstance(node, ast.Subscript) and is_param(node.value):
@@ -199,6 +215,10 @@ def _kind_votes(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionD
         elif isinstance(node, (ast.Compare, ast.BinOp)):
             sides = ([node.left, *node.comparators] if isinstance(node, ast.Compare)
                      else [node.left, node.right])
+            if isinstance(node, ast.Compare) and any(is_param(side) for side in sides) and any(
+                    isinstance(op, (ast.Is, ast.IsNot)) for op in node.ops) and any(
+                    _names_class(tree, side) for side in sides):
+                vote("class", 3)  # ``exc_type is SyntaxError``: the parameter is a class
             if any(is_param(side) for side in sides):
                 for side in sides:
                     if isinstance(side, ast.Constant) and isinstance(side.value, (str, bytes)):
@@ -253,8 +273,8 @@ def _kept_as(function: ast.FunctionDef | ast.AsyncFunctionDef, name: str) -> lis
 def parameter_kind(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionDef, name: str,
                    depth: int = 2) -> str:
     """Guess what a parameter holds: ``str``, ``bytes``, ``list``, ``strlist`` (of strings),
-    ``dict``, ``tuple``, ``path``, ``folder``, ``callable``, ``text reader``, ``binary writer``,
-    ..., or "".
+    ``dict``, ``tuple``, ``path``, ``folder``, ``callable``, ``class``, ``text reader``,
+    ``binary writer``, ..., or "".
 
     The evidence is generic: its annotation; the methods called on it (``.startswith`` is a
     string's, ``.append`` a list's, ``.decode`` bytes'); ``isinstance`` checks; iterating or
@@ -264,7 +284,9 @@ def parameter_kind(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFuncti
     it to ``open``, ``os.stat`` and the like (an existing file: ``path``) or ``os.listdir``
     (``folder``); and (``depth`` levels deep) what the module's own function or class it is
     passed to (by position or keyword) does with it. Calling it, or ``callable(it)``, makes it
-    a ``callable``; calling ``.read()``, ``.readline()``, ``.seek()`` on it a reader,
+    a ``callable``; reading its ``__name__``, ``__mro__`` or ``__bases__``, ``issubclass(it, ...)``,
+    ``isinstance(x, it)``, ``except it:`` or ``it is SyntaxError`` (a class the test can name)
+    make it a ``class``; calling ``.read()``, ``.readline()``, ``.seek()`` on it a reader,
     ``.write()`` a writer, of bytes when the function has a bytes literal. A constructor's
     parameter that it keeps as an attribute (``self.left = a``) counts what the class's other
     methods do with the attribute.
@@ -309,6 +331,58 @@ def parameter_kind(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFuncti
 
 
 SEEDS = 4  # constants per parameter, at most: one for each variant round after the greedy one
+
+
+def _names_class(tree: ast.Module, node: ast.AST) -> bool:
+    """Return whether a node names a class a test can name too: a built-in class (an exception
+    among them) or a top-level class of the module."""
+    if not isinstance(node, ast.Name):
+        return False
+    if isinstance(getattr(builtins, node.id, None), type):
+        return True
+    return any(isinstance(n, ast.ClassDef) and n.name == node.id for n in tree.body)
+
+
+def class_values(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionDef, name: str,
+                 alias: str = "") -> list[str]:
+    """Return the classes the code checks a parameter against, in source order (``SEEDS`` at most).
+
+    ``p is SyntaxError``, ``p in (KeyError, IndexError)``, ``issubclass(p, Base)``: each takes a
+    branch of the code. A built-in class is written by its name; the module's own class through
+    ``alias`` (the name the test imported the module as), and left out without one.
+    """
+    found: list[str] = []
+
+    def add(node: ast.AST) -> None:
+        candidates = node.elts if isinstance(node, ast.Tuple) else [node]
+        for candidate in candidates:
+            if not _names_class(tree, candidate):
+                continue
+            assert isinstance(candidate, ast.Name)
+            if isinstance(getattr(builtins, candidate.id, None), type):
+                written = candidate.id
+            elif alias:
+                written = f"{alias}.{candidate.id}"
+            else:
+                continue
+            if written not in found:
+                found.append(written)
+
+    def is_param(node: ast.AST) -> bool:
+        return isinstance(node, ast.Name) and node.id == name
+
+    for node in ast.walk(function):
+        if isinstance(node, ast.Compare) and any(
+                isinstance(op, (ast.Is, ast.IsNot, ast.Eq, ast.NotEq, ast.In, ast.NotIn)) for op in node.ops):
+            sides = [node.left, *node.comparators]
+            if any(is_param(side) for side in sides):
+                for side in sides:
+                    if not is_param(side):
+                        add(side)
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "issubclass"
+              and len(node.args) == 2 and is_param(node.args[0])):
+            add(node.args[1])
+    return found[:SEEDS]
 
 
 def _literals(node: ast.expr, containers: dict[str, list[ast.expr]]) -> list[ast.expr]:

@@ -34,7 +34,7 @@ from symergion.config import VerifySpec
 from symergion.gitrepo import GitRepo
 from symergion.verify.candidate import verify_candidate
 from symergion.verify.names import module_of
-from symergion.verify.params import constant_values, definition, is_number, value_kind
+from symergion.verify.params import class_values, constant_values, definition, is_number, value_kind
 from symergion.verify.prune import Removed
 from symergion.verify.result import Observation, VerifyResult
 from symergion.verify.runner import EQUALITY_ASSERTIONS
@@ -783,7 +783,7 @@ WRONG_KIND = ("TypeError", "AttributeError")
 # with no constant of that kind. The fixture's names exist only in a file that has its setUp.
 _KIND_VALUES = {"str": "'abc'", "bytes": "b'abc'", "list": "[1, 2, 3]", "strlist": "['a', 'b']",
                 "dict": "{'a': 1}", "tuple": "(1, 2)", "number": "1",
-                "callable": "lambda *args, **kwargs: None",
+                "callable": "lambda *args, **kwargs: None", "class": "object",
                 "path": "self.path", "folder": "self.folder"}
 _KIND_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "bytes": (bytes,), "list": (list,),
                                             "strlist": (list,), "dict": (dict,), "tuple": (tuple,),
@@ -846,13 +846,19 @@ def _called_definition(call: ast.Call, function: ast.AST, alias: str | None, sou
 
 
 def _kind_value(source_tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionDef, name: str,
-                fixture: bool) -> tuple[str, str] | None:
-    """Return the kind of value a parameter holds and a value of that kind, or None."""
+                fixture: bool, alias: str | None = None) -> tuple[str, str] | None:
+    """Return the kind of value a parameter holds and a value of that kind, or None.
+
+    A class is the first one the code checks the parameter against (``class_values``: a branch
+    of its own), else ``object``.
+    """
 
     kind = value_kind(source_tree, function, name) or (
         "number" if numeric_parameter(function, name) else "")
     if kind not in _KIND_VALUES or (kind in ("path", "folder") and not fixture):
         return None
+    if kind == "class":
+        return kind, next(iter(class_values(source_tree, function, name, alias or "")), _KIND_VALUES[kind])
     # A number the code orders against is a boundary (the variants' to try): a plain one instead.
     types = _KIND_TYPES.get(kind, ()) if kind != "number" else ()
     for constant in constant_values(source_tree, function, name):
@@ -863,7 +869,7 @@ def _kind_value(source_tree: ast.Module, function: ast.FunctionDef | ast.AsyncFu
 
 def _of_kind(value: ast.expr, kind: str) -> bool:
     """Return whether a written value already is of a kind (a name or call: assume so)."""
-    if kind == "callable":
+    if kind in ("callable", "class"):
         return not isinstance(value, ast.Constant)
     try:
         current = ast.literal_eval(value)
@@ -989,7 +995,7 @@ def _rekind_call(call: ast.Call, function: ast.FunctionDef | ast.AsyncFunctionDe
         if isinstance(argument, ast.Name):
             value = _assigned_value(function, argument.id, line)
             label = argument.id
-        kind = _kind_value(source_tree, definition, parameter, fixture) if value is not None else None
+        kind = _kind_value(source_tree, definition, parameter, fixture, alias) if value is not None else None
         if value is None or kind is None or _of_kind(value, kind[0]):
             continue
         start, end = edits.span(value)

@@ -471,3 +471,38 @@ def test_a_value_of_another_modules_class_is_checked_by_its_class_name_not_cut_t
     # The file has no name for fractions.Fraction, and this side imports nothing a run named.
     assert "        self.assertEqual(type(result).__name__, 'Fraction')\n" in repaired.text
     assert repaired.rerun is not None and repaired.rerun.ok and repaired.rerun.unchecked == 0
+
+
+REPORT = '''def describe(exc_type, value):
+    name = exc_type.__name__
+    if exc_type is SyntaxError:
+        return 'syntax error: ' + str(value)
+    return name + ': ' + str(value)
+'''
+
+RECORDED_CLASS_TESTS = '''import unittest
+
+from utils import report
+
+
+class TestReport(unittest.TestCase):
+    def test_describe(self):
+        with self.assertRaises(AttributeError):
+            report.describe(1, 'bad')
+'''
+
+
+@needs_bwrap
+def test_a_test_that_records_a_class_parameter_rejected_is_tried_with_a_class_the_code_checks(
+        calc_repo: Path, sandbox: Sandbox) -> None:
+    # ``exc_type.__name__`` on 1 raises Python's AttributeError: the code reads a class there,
+    # and compares it with SyntaxError, so the repair passes that class and pins the result.
+    repo = GitRepo(calc_repo)
+    commit = commit_files(calc_repo, {"utils/report.py": REPORT, "test_report.py": RECORDED_CLASS_TESTS})
+    first = verify_candidate(repo, commit, SPEC, "utils/report.py", "test_report.py", sandbox=sandbox)
+    assert first.ok and first.records_error == 1
+    repaired = repair_candidate(repo, commit, SPEC, "utils/report.py", "test_report.py", first,
+                                sandbox=sandbox)
+    assert ("        result = report.describe(SyntaxError, 'bad')\n"
+            "        self.assertEqual(result, 'syntax error: bad')\n") in repaired.text
+    assert repaired.rerun is not None and repaired.rerun.ok and repaired.rerun.records_error == 0

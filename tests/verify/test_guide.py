@@ -858,3 +858,50 @@ def test_a_constructor_parameter_kept_as_an_attribute_has_the_kind_its_methods_u
     assert kinds == ["folder", "folder", ""]
     target = next(t for t in guide.targets(KEPT, "kept") if t.name == "Compare")
     assert guide.openings(tree, target) == ["self.folder", "self.folder", "'"]  # label: by its name
+
+
+CLASSES = '''class Unknown(Exception):
+    pass
+
+
+def describe(exc_type, value):
+    name = exc_type.__name__
+    if exc_type is SyntaxError:
+        return 'syntax: ' + str(value)
+    return name + ': ' + str(value)
+
+
+def catch(kind, func):
+    try:
+        return func()
+    except kind:
+        return None
+
+
+def family(cls):
+    if issubclass(cls, (KeyError, Unknown)):
+        return 'lookup'
+    return [base.__name__ for base in cls.__mro__]
+
+
+def label(func):
+    return func.__name__ + str(func())
+'''
+
+
+def test_a_parameter_used_as_a_class_is_a_class_and_the_classes_it_is_checked_against_seed_it() -> None:
+    tree = ast.parse(CLASSES)
+    describe, catch, family, label = (n for n in tree.body if isinstance(n, ast.FunctionDef))
+    assert params.parameter_kind(tree, describe, "exc_type") == "class"  # __name__, ``is SyntaxError``
+    assert params.parameter_kind(tree, describe, "value") == ""
+    assert params.parameter_kind(tree, catch, "kind") == "class"  # ``except kind:``
+    assert params.parameter_kind(tree, family, "cls") == "class"  # issubclass, __mro__
+    # A function has a __name__ too: being called outweighs it.
+    assert params.parameter_kind(tree, label, "func") == "callable"
+    assert params.class_values(tree, describe, "exc_type") == ["SyntaxError"]
+    # The module's own class is written through the test's name for the module, or left out.
+    assert params.class_values(tree, family, "cls", "errors") == ["KeyError", "errors.Unknown"]
+    assert params.class_values(tree, family, "cls") == ["KeyError"]
+    assert params.class_values(tree, catch, "kind") == []
+    # The variant rounds bind it to the class it is checked against, then to a plain class.
+    assert guide.seeds(tree, describe, "exc_type") == ["SyntaxError", "object"]
