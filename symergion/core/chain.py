@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from symergion.config import VerifySpec
 from symergion.core.state import Commit
+from symergion.trailers import Trailers
 from symergion.verify.names import module_of
 from symergion.verify.result import VerifyResult, problem_line
 
@@ -61,18 +62,42 @@ def next_repair(chain: list[Commit], spec: VerifySpec | None) -> int | None:
     A chain needs a repair when its latest candidate's recorded verification failed, or passed
     without a test that exercises the source (an empty suite, or tests that call nothing), and
     fewer than ``repair_rounds`` repairs were made for this prompt. A candidate without a result
-    (made before the template verified) needs none.
+    (made before the template verified) needs none, and neither does one whose prune left a
+    useful file (``pruned_useful``).
     """
-    if spec is None or spec.repair_rounds <= 0:
+    if spec is None or spec.repair_rounds <= 0 or not chain:
         return None
     latest = candidate(chain)
     if latest is None:
         return None
     result = VerifyResult.from_message(latest.message)
     done = repair_round(latest)
-    if result is None or useful(result) or done >= spec.repair_rounds:
+    if result is None or useful(result) or done >= spec.repair_rounds or pruned_useful(chain[0]):
         return None
     return done + 1
+
+
+def pruned_useful(newest: Commit) -> bool:
+    """Return whether a chain's newest commit is a prune that left a useful file.
+
+    The model repair round rewrites the whole file to fix tests the prune already took out: on
+    the acceptance sets of docs/quality.md it never added coverage to a pruned file that passed
+    and ran module code, at 42-56% of a pass's tokens. It stays due where the prune left nothing
+    useful (every test failed, or the file was dropped).
+    """
+    return _pruned_useful(newest.trailers, newest.message)
+
+
+def pruned_useful_message(message: str) -> bool:
+    """Return whether a commit message is a prune's whose recorded result is useful."""
+    return _pruned_useful(Trailers.parse(message), message)
+
+
+def _pruned_useful(trailers: Trailers, message: str) -> bool:
+    if trailers.prune is None:
+        return False
+    result = VerifyResult.from_message(message)
+    return result is not None and useful(result)
 
 
 def useful(result: VerifyResult) -> bool:

@@ -32,6 +32,7 @@ from symergion.core import prompt as prompts
 from symergion.core.chain import (
     candidate,
     prompt_chain,
+    pruned_useful_message,
     repair_feedback,
     useful,
 )
@@ -263,6 +264,8 @@ class Checker:
             recorded_result = VerifyResult.from_message(last_message)
             if recorded_result is None or useful(recorded_result):
                 break
+            if stack.commits and pruned_useful_message(self._message(stack.commits[-1])):
+                break  # the prune left a useful file: no round (``chain.pruned_useful``)
             if self.out_of_time():
                 # The next sync plans this round again (the branch records the failure).
                 self._mark_cut(stack, action.model, f"repair round {round_ + 1} left for the next sync")

@@ -40,7 +40,12 @@ def test_a_prompts_chain_holds_its_candidate_prunes_and_repairs_and_stops_at_ano
 
 @pytest.mark.parametrize(("chain", "rounds", "due"), [
     ([commit("c", FAILING, Prompt="p")], 1, 1),
-    ([commit("q", PASSING, Prompt="p", Prune="1"), commit("c", FAILING, Prompt="p")], 1, 1),
+    # The prune left a passing file that runs the module: no model round rewrites it.
+    ([commit("q", PASSING, Prompt="p", Prune="1"), commit("c", FAILING, Prompt="p")], 1, None),
+    # The prune left nothing useful (every test failed, the file dropped): the round is due.
+    ([commit("q", VerifyResult(source="utils/calc.py"), Prompt="p", Prune="dropped"),
+      commit("c", FAILING, Prompt="p")], 1, 1),
+    ([commit("q", FAILING, Prompt="p", Prune="1"), commit("c", FAILING, Prompt="p")], 1, 1),
     ([commit("c", FAILING, Prompt="p")], 0, None),
     ([commit("c", PASSING, Prompt="p")], 2, None),
     ([commit("r", FAILING, Prompt="p1", Repair="p 1")], 1, None),
@@ -48,7 +53,8 @@ def test_a_prompts_chain_holds_its_candidate_prunes_and_repairs_and_stops_at_ano
     ([commit("c", None, Prompt="p")], 1, None),  # made before the template verified
     ([commit("c", VerifyResult(source="utils/calc.py", exit_code=0), Prompt="p")], 1, 1),  # no tests
 ])
-def test_a_repair_is_due_while_the_candidate_is_not_useful_and_rounds_are_left(chain, rounds, due):
+def test_a_repair_is_due_while_neither_the_candidate_nor_its_prune_is_useful_and_rounds_are_left(
+        chain, rounds, due):
     assert next_repair(chain, VerifySpec(repair_rounds=rounds)) == due
 
 
