@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
 
 from symergion.cache import ResponseStore
@@ -319,3 +320,10 @@ def _real_home_untouched() -> Iterator[None]:
     before = _stamp(_WATCHED)
     yield
     assert _stamp(_WATCHED) == before, "a test wrote into the real HOME"
+
+
+# The properties are about values, not speed: on a shared 2-core machine under load, generating
+# inputs can take over a second, which is no defect of the code under test.
+hypothesis.settings.register_profile(
+    "symergion", deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow])
+hypothesis.settings.load_profile("symergion")
