@@ -47,7 +47,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from symergion.config import Sampling, VerifySpec
+from symergion.config.sampling import Sampling
+from symergion.config.schema import VerifySpec
 from symergion.core import prompt as prompts
 from symergion.engine.llama import LlamaEngine
 from symergion.errors import ModelError

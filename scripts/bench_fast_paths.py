@@ -41,7 +41,7 @@ def _run(root: Path, env: dict[str, str], *args: str) -> float:
 def _prepare(root: Path, workdir: Path, env: dict[str, str]) -> tuple[Path, Path]:
     """Create a repository whose task is up to date; return it and its config."""
     sys.path.insert(0, str(root))
-    from symergion.config import EMBEDDED_MODEL
+    from symergion.config.schema import EMBEDDED_MODEL
     from symergion.demo import SOURCE
     from symergion.models import resolve_model
 

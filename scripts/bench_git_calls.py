@@ -16,7 +16,7 @@ from typing import Any
 
 import symergion.gitrepo as gitrepo
 from symergion.cache import ResponseStore
-from symergion.config import parse_config
+from symergion.config.parse import parse_config
 from symergion.engine.fake import FakeEngine
 
 try:

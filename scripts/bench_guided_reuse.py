@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from symergion.config import Sampling
+from symergion.config.sampling import Sampling
 from symergion.core import prompt as prompts
 from symergion.engine.base import GenerationRequest, max_new_tokens
 from symergion.verify import examples, guide
@@ -82,7 +82,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     model = args.model
     if model is None:
-        from symergion.config import EMBEDDED_MODEL
+        from symergion.config.schema import EMBEDDED_MODEL
         from symergion.models import resolve_model
 
         model = resolve_model(EMBEDDED_MODEL, Path.cwd())

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from symergion.config import VerifySpec
+from symergion.config.schema import VerifySpec
 from symergion.gitrepo import GitRepo
 from symergion.verify import verify_candidate
 from symergion.verify.sandbox import Limits, Sandbox

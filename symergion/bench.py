@@ -41,7 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from symergion.config import EMBEDDED_MODEL, Sampling
+from symergion.config.sampling import Sampling
+from symergion.config.schema import EMBEDDED_MODEL
 from symergion.engine.extra_buffers import llama_cpp_params
 from symergion.engine.serve import serve_command
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from symergion.bench import BATCH_COUNTS
-from symergion.config import Sampling
+from symergion.config.sampling import Sampling
 
 
 def _prompts(count: int, functions: int = 3) -> list[str]:

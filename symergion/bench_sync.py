@@ -41,7 +41,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from symergion.config import DEFAULT_CONFIG, cache_dir
+from symergion.config.environment import cache_dir
+from symergion.config.schema import DEFAULT_CONFIG
 from symergion.demo import SOURCE
 from symergion.engine.extra_buffers import CACHE_FILE
 from symergion.trailers import TRIMMED, Trailers, parse_trailers
@@ -270,7 +271,7 @@ def engine_speeds(model: Path, threads: int) -> tuple[float, float]:
     of a sync does; the figures are the references of the efficiency.
     """
     from symergion.bench import machine_extra_buffers, source_text
-    from symergion.config import Sampling
+    from symergion.config.sampling import Sampling
     from symergion.engine.llama import LlamaEngine
 
     engine = LlamaEngine(model, model_name="bench", n_ctx=2048, n_threads=threads,
@@ -423,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     model = args.model
     if model is None:
-        from symergion.config import EMBEDDED_MODEL
+        from symergion.config.schema import EMBEDDED_MODEL
         from symergion.models import resolve_model
 
         model = resolve_model(EMBEDDED_MODEL, Path.cwd())

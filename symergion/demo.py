@@ -8,7 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from symergion.config import load_config
+from symergion.config.load import load_config
 from symergion.errors import SymergionError
 from symergion.service import Printer
 

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from symergion.config import Config, cache_dir, extra_buffers_setting, load_config
+from symergion.config.environment import cache_dir, extra_buffers_setting
+from symergion.config.load import load_config
+from symergion.config.schema import Config
 from symergion.errors import SymergionError
 
 # CPU features that decide which llama.cpp kernels run; the full flag list is in the JSON.

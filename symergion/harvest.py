@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from symergion.config import Config
+from symergion.config.schema import Config
 from symergion.gitrepo import GitRepo
 from symergion.history import Candidate, History, Progress, TaskHistory, read_history
 from symergion.redact import Scrubber, scrubber

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from symergion.config import Config, Template
+from symergion.config.schema import Config, Template
 from symergion.core import prompt as prompts
 from symergion.core.plan import code_starter
 from symergion.core.spec import TaskSpec, feedback_text, read_note, split_sections

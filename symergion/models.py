@@ -32,7 +32,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from symergion.config import EMBEDDED_MODEL, REMOTE_KIND, Checkpoint, Config, cache_dir
+from symergion.config.environment import cache_dir
+from symergion.config.schema import EMBEDDED_MODEL, REMOTE_KIND, Checkpoint, Config
 from symergion.errors import ModelError
 
 if TYPE_CHECKING:

@@ -9,14 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from symergion.cache import ResponseStore
-from symergion.config import (
-    LLAMA_KIND,
-    REMOTE_KIND,
-    Checkpoint,
-    Config,
-    cache_dir,
-    extra_buffers_setting,
-)
+from symergion.config.environment import cache_dir, extra_buffers_setting
+from symergion.config.schema import LLAMA_KIND, REMOTE_KIND, Checkpoint, Config
 from symergion.core.execute import EventSink, Reconciler
 from symergion.engine.base import Engine
 from symergion.engine.pool import EnginePool

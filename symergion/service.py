@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from symergion.config import load_config
+from symergion.config.load import load_config
 from symergion.core.execute import Event, Problem, Reconciler, Report
 from symergion.core.ops import Views
 from symergion.core.remote import pull, push

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from symergion.config import Config
+from symergion.config.schema import Config
 from symergion.gitrepo import GitRepo
 from symergion.history import History, Progress, read_history
 from symergion.trailers import SECONDS

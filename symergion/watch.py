@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from symergion.config import load_config
+from symergion.config.load import load_config
 from symergion.core.execute import Event
 from symergion.core.state import poll_digest
 from symergion.errors import Cancelled, SymergionError

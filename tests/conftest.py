@@ -16,7 +16,8 @@ import hypothesis
 import pytest
 
 from symergion.cache import ResponseStore
-from symergion.config import DEFAULT_CONFIG, Checkpoint, Config, parse_config
+from symergion.config.parse import parse_config
+from symergion.config.schema import DEFAULT_CONFIG, Checkpoint, Config
 from symergion.core.execute import Event, Reconciler
 from symergion.demo import SOURCE
 from symergion.engine.fake import FakeEngine

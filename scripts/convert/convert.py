@@ -34,7 +34,7 @@ from typing import Annotated, Any
 
 import typer
 
-from symergion.config import parse_config
+from symergion.config.parse import parse_config
 from symergion.errors import ConfigError, ModelError, SymergionError
 from symergion.models import HF_SCHEME, ModelInfo, check_gguf, read_metadata
 

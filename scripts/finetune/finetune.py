@@ -270,7 +270,7 @@ def check_adapter(adapter: Path, base_gguf: Path, *, prompt: str = "def ",
     Raises:
         ModelError: the adapter does not fit the model, or llama.cpp cannot load or run it.
     """
-    from symergion.config import Sampling
+    from symergion.config.sampling import Sampling
     from symergion.engine.llama import LlamaEngine
 
     problem = adapter_mismatch(read_adapter(adapter), base_gguf)

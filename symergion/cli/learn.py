@@ -58,7 +58,7 @@ def harvest(
     quiet: QuietOpt = False,
 ) -> None:
     """Write TRL-ready preference, SFT and KTO datasets from the human's choices."""
-    from symergion.config import load_config
+    from symergion.config.load import load_config
     from symergion.gitrepo import GitRepo
     from symergion.harvest import DATASETS
     from symergion.harvest import harvest as run_harvest
@@ -90,7 +90,7 @@ def stats(
     quiet: QuietOpt = False,
 ) -> None:
     """Rank the models per template: chosen, merged, verified, hand edits, speed."""
-    from symergion.config import load_config
+    from symergion.config.load import load_config
     from symergion.gitrepo import GitRepo
     from symergion.stats import leaderboard
 

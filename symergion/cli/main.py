@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import traceback
 
-from symergion.config import debug_enabled
+from symergion.config.environment import debug_enabled
 from symergion.errors import SymergionError
 
 

@@ -46,7 +46,7 @@ def list_models_cmd(
     checkpoint (or its adapter) is missing, unreadable or mismatched, or its server is down; each
     is shown with the fix.
     """
-    from symergion.config import load_config
+    from symergion.config.load import load_config
     from symergion.models import list_models
 
     cfg = load_config(config, models)
@@ -231,7 +231,7 @@ def pull_cmd(
 
     manual_dir = models
     if manual_dir is None and config is not None:
-        from symergion.config import load_config
+        from symergion.config.load import load_config
 
         manual_dir = load_config(config).models_dir
     result = pull_model(repo_id, pattern=file, quant=quant, models_dir=models,

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from symergion.config import color_enabled
+from symergion.config.environment import color_enabled
 
 
 def emit_json(data: Any) -> None:

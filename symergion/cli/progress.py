@@ -13,7 +13,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
-from symergion.config import color_enabled
+from symergion.config.environment import color_enabled
 from symergion.core.execute import Event
 
 if TYPE_CHECKING:

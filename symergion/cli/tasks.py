@@ -105,7 +105,7 @@ def ergon_start(
     quiet: QuietOpt = False,
 ) -> None:
     """Start a task: create BRANCH and its note, then sync."""
-    from symergion.config import load_config
+    from symergion.config.load import load_config
     from symergion.core.ops import start_task
     from symergion.errors import TaskInputError
     from symergion.gitrepo import GitRepo
@@ -177,7 +177,7 @@ def feedback(
     quiet: QuietOpt = False,
 ) -> None:
     """Give feedback on the best model branch; every model regenerates."""
-    from symergion.config import load_config
+    from symergion.config.load import load_config
     from symergion.core.ops import add_feedback
     from symergion.gitrepo import GitRepo
 

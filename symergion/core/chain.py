@@ -19,7 +19,7 @@ the failures recorded in the candidate's message. Pure functions: no git, no eng
 
 from __future__ import annotations
 
-from symergion.config import VerifySpec
+from symergion.config.schema import VerifySpec
 from symergion.core.state import Commit
 from symergion.trailers import Trailers
 from symergion.verify.names import module_of

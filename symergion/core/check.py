@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 from symergion.cache import ResponseStore, response_key
-from symergion.config import Checkpoint, Config, GuideSpec, VerifySpec
+from symergion.config.schema import Checkpoint, Config, GuideSpec, VerifySpec
 from symergion.core import prompt as prompts
 from symergion.core.chain import (
     candidate,

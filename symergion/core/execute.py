@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from symergion.cache import ResponseStore, response_key
-from symergion.config import REMOTE_KIND, Checkpoint, Config
+from symergion.config.schema import REMOTE_KIND, Checkpoint, Config
 from symergion.core import prompt as prompts
 from symergion.core.check import Checker, response_record
 from symergion.core.compact import LEVELS

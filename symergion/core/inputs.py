@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import fnmatch
 
-from symergion.config import Config, is_safe_relative_path
+from symergion.config.paths import is_safe_relative_path
+from symergion.config.schema import Config
 from symergion.core.state import RepoState
 from symergion.core.task import Task
 from symergion.errors import TaskInputError

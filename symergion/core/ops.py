@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from symergion.config import Config, is_safe_relative_path
+from symergion.config.paths import is_safe_relative_path
+from symergion.config.schema import Config
 from symergion.core.inputs import same_file
 from symergion.core.plan import Plan, discover, plan
 from symergion.core.spec import (

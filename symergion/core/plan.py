@@ -16,7 +16,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
-from symergion.config import Checkpoint, Config, Template
+from symergion.config.schema import Checkpoint, Config, Template
 from symergion.core import prompt as prompts
 from symergion.core.chain import base_digest, next_repair, prompt_chain
 from symergion.core.inputs import task_inputs

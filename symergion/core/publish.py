@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from symergion.config import Config
+from symergion.config.schema import Config
 from symergion.core.plan import Action, TaskPlan, message_body
 from symergion.core.response import Response
 from symergion.core.state import RepoState, shadow_ref

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from symergion.config import Config
+from symergion.config.schema import Config
 from symergion.core.spec import split_sections
 from symergion.core.state import model_branch, shadow_ref
 from symergion.errors import GitError

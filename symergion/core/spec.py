@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import regex
 
-from symergion.config import Config, Template
+from symergion.config.schema import Config, Template
 from symergion.errors import NoteError
 
 PATH_PARAMS = ("source", "destination")

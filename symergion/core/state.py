@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from symergion.config import Config
+from symergion.config.schema import Config
 from symergion.core.spec import TaskSpec, parse_params, split_sections
 from symergion.gitrepo import (
     MAX_FILE_BYTES,
@@ -227,7 +227,7 @@ def _remote_tasks(repo: GitRepo, config: Config, state: RepoState, names: set[st
 
 def _read_files(repo: GitRepo, state: RepoState, tip: str, paths: list[str],
                 wanted: set[str]) -> None:
-    from symergion.config import is_safe_relative_path
+    from symergion.config.paths import is_safe_relative_path
 
     safe = [p for p in paths if is_safe_relative_path(p)]
     parents = {"/".join(p.split("/")[:i]) for p in safe for i in range(1, len(p.split("/")))}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from symergion.config import Template
+from symergion.config.schema import Template
 from symergion.core.spec import TaskSpec
 
 

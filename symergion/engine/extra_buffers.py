@@ -238,7 +238,7 @@ def machine_decision(model_path: Path, *, llama: Any, config: Any = None) -> Dec
         llama: the imported llama_cpp module.
         config: the config whose ``extra_buffers`` applies, if any.
     """
-    from symergion.config import cache_dir, extra_buffers_setting
+    from symergion.config.environment import cache_dir, extra_buffers_setting
 
     setting, source = extra_buffers_setting(config)
     return resolve(setting, source, model_path, llama=llama,

@@ -34,7 +34,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from symergion.config import Sampling
+from symergion.config.sampling import Sampling
 from symergion.engine.base import (
     ChatPrompt,
     EngineTotals,

@@ -7,7 +7,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 
-from symergion.config import REMOTE_KIND, Checkpoint
+from symergion.config.schema import REMOTE_KIND, Checkpoint
 from symergion.engine.base import Engine
 
 

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from symergion.config import Sampling
+from symergion.config.sampling import Sampling
 from symergion.engine.extra_buffers import PROBE_TOKENS
 from symergion.engine.llama import LlamaEngine
 

@@ -44,7 +44,7 @@ from typing import Any
 
 import httpx2
 
-from symergion.config import Sampling
+from symergion.config.sampling import Sampling
 from symergion.engine.base import EngineTotals, GenerationRequest, GenerationStats
 from symergion.errors import ModelError
 

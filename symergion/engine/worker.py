@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from symergion.config import Sampling
+from symergion.config.sampling import Sampling
 from symergion.engine.extra_buffers import CACHE_FILE, Decision, VerdictCache, resolve
 from symergion.errors import SymergionError
 
@@ -61,7 +61,7 @@ class EngineSpec:
 
 def load_in_process(spec: EngineSpec) -> tuple[LlamaEngine, Decision]:
     """Decide on extra buffer types, then load the model in this process."""
-    from symergion.config import cache_dir
+    from symergion.config.environment import cache_dir
     from symergion.engine.llama import LlamaEngine, _load_llama_cpp
 
     decision = resolve(spec.extra_buffers, spec.extra_buffers_source, spec.model_path,

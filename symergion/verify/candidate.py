@@ -11,7 +11,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from symergion.config import VerifySpec, is_safe_relative_path
+from symergion.config.paths import is_safe_relative_path
+from symergion.config.schema import VerifySpec
 from symergion.errors import SymergionError
 from symergion.gitrepo import GitRepo
 from symergion.redact import redact

@@ -19,7 +19,7 @@ from __future__ import annotations
 import ast
 from pathlib import PurePosixPath
 
-from symergion.config import DEFAULT_CONFIG
+from symergion.config.schema import DEFAULT_CONFIG
 from symergion.verify.names import import_line, module_name, render_code_starter, test_class_name
 
 __all__ = ["EXAMPLE_SOURCE", "few_shot_files", "import_line", "module_alias", "public_functions",

@@ -11,7 +11,7 @@ import ast
 import re
 from dataclasses import dataclass, field, replace
 
-from symergion.config import VerifySpec
+from symergion.config.schema import VerifySpec
 from symergion.gitrepo import GitRepo
 from symergion.verify.candidate import verify_candidate
 from symergion.verify.names import imports_module, module_of

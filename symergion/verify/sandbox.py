@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from symergion.config import ENV_SANDBOX, sandbox_mode
+from symergion.config.environment import ENV_SANDBOX, sandbox_mode
 from symergion.errors import SymergionError
 from symergion.verify.scratch import scratch_dir
 

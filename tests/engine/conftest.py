@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from symergion.config import Sampling
+from symergion.config.sampling import Sampling
 from symergion.engine.extra_buffers import llama_cpp_params
 from tests.needs import model_package
 

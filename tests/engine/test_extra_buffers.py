@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from symergion.config import ENV_EXTRA_BUFFERS, extra_buffers_setting, parse_config
+from symergion.config.environment import ENV_EXTRA_BUFFERS, extra_buffers_setting
+from symergion.config.parse import parse_config
 from symergion.engine.base import ChatPrompt, prompt_segments
 from symergion.engine.extra_buffers import (
     Verdict,
@@ -181,7 +182,7 @@ def test_off_keeps_out_of_extra_buffers_and_generates_llama_cpps_text(
 
 @pytest.mark.model
 def test_env_off_reaches_the_loaded_model(gguf_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from symergion.config import Sampling
+    from symergion.config.sampling import Sampling
     from symergion.engine.worker import EngineSpec, load_in_process
 
     monkeypatch.setenv(ENV_EXTRA_BUFFERS, "off")
@@ -199,7 +200,7 @@ def test_env_off_reaches_the_loaded_model(gguf_path: Path, monkeypatch: pytest.M
 @pytest.mark.model
 def test_an_engine_built_without_a_setting_obeys_the_env(gguf_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from symergion.config import Sampling
+    from symergion.config.sampling import Sampling
     from symergion.engine.llama import LlamaEngine
 
     monkeypatch.setenv(ENV_EXTRA_BUFFERS, "off")
@@ -214,7 +215,7 @@ def test_an_engine_built_without_a_setting_obeys_the_env(gguf_path: Path,
 def test_an_engine_built_without_a_setting_keeps_a_cached_crash_verdict(
         gguf_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The Intel AMX machine: setting auto, the probe's crash cached; a plain engine stays out."""
-    from symergion.config import Sampling
+    from symergion.config.sampling import Sampling
     from symergion.engine.extra_buffers import CACHE_FILE, build_identity, cpu_identity, identity_key
     from symergion.engine.llama import LlamaEngine, _load_llama_cpp
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from symergion.config import Sampling
+from symergion.config.sampling import Sampling
 from symergion.engine.base import ChatPrompt, Engine
 from symergion.engine.llama import LOOKUP_MAX_DRAFT, LlamaEngine, render_chat_template
 from symergion.errors import ModelError

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from symergion.config import Sampling
+from symergion.config.sampling import Sampling
 from symergion.engine.jobs import Job, JobResult, run_jobs
 from symergion.engine.proxy import WorkerEngine
 from symergion.engine.worker import EngineSpec

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from symergion.config import Sampling
+from symergion.config.sampling import Sampling
 from symergion.engine.base import ChatPrompt, Engine
 from symergion.engine.proxy import WorkerCrashed, WorkerEngine
 from symergion.engine.worker import EngineSpec

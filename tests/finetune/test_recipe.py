@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from symergion import runtime
-from symergion.config import parse_config
+from symergion.config.parse import parse_config
 from symergion.errors import ModelError, TaskInputError
 from symergion.models import adapter_mismatch, read_adapter, read_metadata
 from tests.finetune.conftest import PROMPT, write_harvest

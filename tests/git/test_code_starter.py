@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from symergion.config import DEFAULT_CONFIG
+from symergion.config.schema import DEFAULT_CONFIG
 from symergion.gitrepo import GitRepo
 from symergion.history import read_history
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from symergion.config import parse_config
+from symergion.config.parse import parse_config
 from symergion.core.ops import add_feedback, revoke_feedback, start_task
 from symergion.errors import Cancelled, NoteError
 from symergion.trailers import parse_trailers

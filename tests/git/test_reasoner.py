@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from symergion.config import parse_config
+from symergion.config.parse import parse_config
 from symergion.core.prompt import LACONIC
 
 from ..conftest import FakeFleet, git, original_templates, start_task_with_git

@@ -46,7 +46,8 @@ from typing import Any
 
 import pytest
 
-from symergion.config import DEFAULT_CONFIG, Config, parse_config
+from symergion.config.parse import parse_config
+from symergion.config.schema import DEFAULT_CONFIG, Config
 from symergion.core.execute import Reconciler
 from symergion.core.ops import add_feedback, revoke_feedback, start_task
 from symergion.engine.fake import FakeEngine

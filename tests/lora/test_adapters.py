@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from symergion import runtime
 from symergion.cli.app import app
-from symergion.config import Checkpoint, parse_config
+from symergion.config.parse import parse_config
+from symergion.config.schema import Checkpoint
 from symergion.engine.fake import FakeEngine
 from symergion.engine.pool import EnginePool
 from symergion.engine.state import model_fingerprint as state_fingerprint

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from symergion import runtime
-from symergion.config import Sampling, parse_config
+from symergion.config.parse import parse_config
+from symergion.config.sampling import Sampling
 from symergion.engine import llama as llama_engine
 from symergion.engine.llama import LlamaEngine
 from symergion.errors import ModelError

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from symergion.config import Sampling, VerifySpec
+from symergion.config.sampling import Sampling
+from symergion.config.schema import VerifySpec
 from symergion.core import prompt as prompts
 from symergion.engine.llama import LlamaEngine
 from symergion.gitrepo import GitRepo

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from symergion.config import DEFAULT_CONFIG, EMBEDDED_MODEL, load_config
+from symergion.config.load import load_config
+from symergion.config.schema import DEFAULT_CONFIG, EMBEDDED_MODEL
 from tests.models.conftest import ROOT
 
 CONFIGS = ROOT / "configs"

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from symergion.config import load_config
+from symergion.config.load import load_config
 from symergion.errors import ConfigError, ModelError
 from symergion.models import read_metadata
 from tests.models.conftest import CONVERT_SCRIPT, ROOT, write_tiny_gguf

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from symergion import models
-from symergion.config import EMBEDDED_MODEL, parse_config
+from symergion.config.parse import parse_config
+from symergion.config.schema import EMBEDDED_MODEL
 from symergion.errors import ModelError
 from symergion.models import (
     ModelNotFoundError,

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from symergion.cli.main import main
-from symergion.config import Checkpoint
+from symergion.config.schema import Checkpoint
 from symergion.engine.fake import FakeEngine
 
 from ..conftest import SOURCE, default_reply, git, original_templates

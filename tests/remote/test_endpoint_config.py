@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from symergion.config import parse_config
+from symergion.config.parse import parse_config
 from symergion.errors import ConfigError
 
 

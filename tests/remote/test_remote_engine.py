@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from symergion.config import Sampling
+from symergion.config.sampling import Sampling
 from symergion.core import prompt as prompts
 from symergion.demo import SOURCE
 from symergion.engine.remote import RemoteEngine, remote_fingerprint

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from symergion.config import load_config
+from symergion.config.load import load_config
 from symergion.core.report import Event
 from symergion.gitrepo import GitRepo
 from symergion.runtime import build_reconciler

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from symergion.config import parse_config
+from symergion.config.parse import parse_config
 from symergion.core.execute import Reconciler
 from tests.conftest import FakeFleet, default_reply, git, make_config, original_templates
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from symergion.config import DEFAULT_CONFIG, EMBEDDED_MODEL, load_config, parse_config
+from symergion.config.load import load_config
+from symergion.config.parse import parse_config
+from symergion.config.schema import DEFAULT_CONFIG, EMBEDDED_MODEL
 from symergion.errors import ConfigError
 
 ORIGINAL = {

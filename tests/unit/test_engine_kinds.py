@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from symergion.config import LLAMA_KIND, REMOTE_KIND, Checkpoint, Config, parse_config
+from symergion.config.parse import parse_config
+from symergion.config.schema import LLAMA_KIND, REMOTE_KIND, Checkpoint, Config
 from symergion.engine.base import Engine
 from symergion.engine.fake import FakeEngine
 from symergion.engine.remote import RemoteEngine

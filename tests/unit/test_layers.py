@@ -66,7 +66,7 @@ def test_the_copy_of_the_tree_passes_before_anything_is_planted(tree_copy: Path)
      "symergion.verify is not allowed to import symergion.engine"),
     # errors is the bottom layer: an import only for type checking counts too.
     ("errors.py", "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n"
-     "    from symergion.config import Config  # noqa: F401\n",
+     "    from symergion.config.schema import Config  # noqa: F401\n",
      "symergion.errors is not allowed to import symergion.config"),
 ])
 def test_an_upward_import_breaks_the_layers(tree_copy: Path, module: str, text: str, broken: str) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from symergion.cache import ResponseStore, response_key
-from symergion.config import Checkpoint, Sampling
+from symergion.config.sampling import Sampling
+from symergion.config.schema import Checkpoint
 from symergion.engine.fake import FakeEngine
 from symergion.engine.pool import EnginePool
 

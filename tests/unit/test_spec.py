@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from symergion.config import DEFAULT_CONFIG, parse_config
+from symergion.config.parse import parse_config
+from symergion.config.schema import DEFAULT_CONFIG
 from symergion.core.spec import (
     Section,
     literal_label,

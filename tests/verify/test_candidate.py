@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from symergion.config import VerifySpec
+from symergion.config.schema import VerifySpec
 from symergion.gitrepo import GitRepo
 from symergion.verify import VerifyError, VerifyResult, prune_candidate, verify_candidate
 from symergion.verify.checkout import export_commit

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from symergion.config import DEFAULT_CONFIG, VerifySpec, parse_config
+from symergion.config.parse import parse_config
+from symergion.config.schema import DEFAULT_CONFIG, VerifySpec
 from symergion.core.chain import base_digest, next_repair, prompt_chain, repair_feedback
 from symergion.core.check import dump_result, load_result
 from symergion.core.plan import code_starter

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from symergion.config import DEFAULT_CONFIG, VerifySpec, parse_config
+from symergion.config.parse import parse_config
+from symergion.config.schema import DEFAULT_CONFIG, VerifySpec
 from symergion.core.ops import current_views
 from symergion.gitrepo import GitRepo
 from symergion.verify.candidate import verify_candidate

@@ -8,7 +8,10 @@ from typing import Any
 
 import pytest
 
-from symergion.config import DEFAULT_CONFIG, VerifySpec, load_config, parse_config, sandbox_mode
+from symergion.config.environment import sandbox_mode
+from symergion.config.load import load_config
+from symergion.config.parse import parse_config
+from symergion.config.schema import DEFAULT_CONFIG, VerifySpec
 from symergion.errors import ConfigError
 
 

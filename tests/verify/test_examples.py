@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from symergion.config import VerifySpec
+from symergion.config.schema import VerifySpec
 from symergion.gitrepo import GitRepo
 from symergion.verify import examples
 from symergion.verify.candidate import verify_candidate

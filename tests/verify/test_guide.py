@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from symergion.config import VerifySpec
+from symergion.config.schema import VerifySpec
 from symergion.engine.fake import FakeEngine
 from symergion.gitrepo import GitRepo
 from symergion.verify import examples, guide, params

@@ -50,7 +50,7 @@ def test_imports_module(text: str, expected: bool) -> None:
 
 
 def test_built_in_starter_placeholders_import_the_module_and_name_its_test_class() -> None:
-    from symergion.config import DEFAULT_CONFIG
+    from symergion.config.schema import DEFAULT_CONFIG
     from symergion.core.prompt import code_starter
 
     starter = DEFAULT_CONFIG["templates"]["TestCase"]["code_starter"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from symergion.config import VerifySpec
+from symergion.config.schema import VerifySpec
 from symergion.gitrepo import GitRepo
 from symergion.verify.candidate import verify_candidate
 from symergion.verify.prune import Removed, prune, prune_candidate, redundant_tests

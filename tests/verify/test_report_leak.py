@@ -16,7 +16,7 @@ import pytest
 
 import symergion.runtime as runtime
 from symergion.cli.main import main
-from symergion.config import DEFAULT_CONFIG
+from symergion.config.schema import DEFAULT_CONFIG
 from symergion.engine.fake import FakeEngine
 from symergion.verify.report import WITHHELD, Report
 from tests.conftest import git

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from symergion.config import VerifySpec
+from symergion.config.schema import VerifySpec
 from symergion.gitrepo import GitRepo
 from symergion.verify import VerifyResult, verify_candidate
 from symergion.verify.sandbox import Limits

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from symergion.config import VerifySpec
+from symergion.config.schema import VerifySpec
 from symergion.gitrepo import GitRepo
 from symergion.verify import verify_candidate
 from symergion.verify.sandbox import Sandbox

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from symergion.cache import ResponseStore
-from symergion.config import DEFAULT_CONFIG, parse_config
+from symergion.config.parse import parse_config
+from symergion.config.schema import DEFAULT_CONFIG
 from symergion.core.execute import Event, Reconciler
 from symergion.core.ops import current_views
 from symergion.engine.fake import FakeEngine

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from symergion.config import DEFAULT_CONFIG, parse_config
+from symergion.config.parse import parse_config
+from symergion.config.schema import DEFAULT_CONFIG
 from symergion.core import check
 from symergion.core.state import shadow_ref
 from symergion.engine.fake import FakeEngine
