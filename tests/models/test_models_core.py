@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from symergion import models
 from symergion.config import EMBEDDED_MODEL, parse_config
 from symergion.errors import ModelError
 from symergion.models import (
@@ -24,6 +23,7 @@ from symergion.models import (
     read_metadata,
     resolve_model,
 )
+from symergion.models import metadata as models_metadata
 from tests.models.conftest import THINKING_TEMPLATE, tiny_vocab, write_tiny_gguf
 
 # --- check_gguf ---------------------------------------------------------------------------
@@ -197,7 +197,7 @@ def test_fast_reader_reads_the_same_fields_as_the_stock_reader(thinking_gguf: Pa
     import gguf
 
     stock = gguf.GGUFReader(thinking_gguf)
-    fast = models._fast_reader_class()(thinking_gguf)
+    fast = models_metadata._fast_reader_class()(thinking_gguf)
     assert list(fast.fields) == list(stock.fields)
     for key, field in stock.fields.items():
         assert fast.fields[key].contents() == field.contents(), key
