@@ -12,18 +12,12 @@ import pytest
 
 from symergion.config import EMBEDDED_MODEL, parse_config
 from symergion.errors import ModelError
-from symergion.models import (
-    ModelNotFoundError,
-    check_gguf,
-    find_model_files,
-    find_thinking_markers,
-    list_models,
-    model_fingerprint,
-    parse_hf_ref,
-    read_metadata,
-    resolve_model,
-)
-from symergion.models import metadata as models_metadata
+from symergion.models import gguf_reader
+from symergion.models.errors import ModelNotFoundError
+from symergion.models.hub import parse_hf_ref
+from symergion.models.listing import find_model_files, list_models
+from symergion.models.metadata import check_gguf, find_thinking_markers, model_fingerprint, read_metadata
+from symergion.models.resolve import resolve_model
 from tests.models.conftest import THINKING_TEMPLATE, tiny_vocab, write_tiny_gguf
 
 # --- check_gguf ---------------------------------------------------------------------------
@@ -197,7 +191,7 @@ def test_fast_reader_reads_the_same_fields_as_the_stock_reader(thinking_gguf: Pa
     import gguf
 
     stock = gguf.GGUFReader(thinking_gguf)
-    fast = models_metadata._fast_reader_class()(thinking_gguf)
+    fast = gguf_reader.fast_reader_class()(thinking_gguf)
     assert list(fast.fields) == list(stock.fields)
     for key, field in stock.fields.items():
         assert fast.fields[key].contents() == field.contents(), key
