@@ -43,7 +43,7 @@ def _prepare(root: Path, workdir: Path, env: dict[str, str]) -> tuple[Path, Path
     sys.path.insert(0, str(root))
     from symergion.config.schema import EMBEDDED_MODEL
     from symergion.demo import SOURCE
-    from symergion.models import resolve_model
+    from symergion.models.resolve import resolve_model
 
     model = resolve_model(EMBEDDED_MODEL, Path.cwd())
     config = workdir / "config.json"

@@ -83,7 +83,7 @@ def main(argv: list[str]) -> int:
     model = args.model
     if model is None:
         from symergion.config.schema import EMBEDDED_MODEL
-        from symergion.models import resolve_model
+        from symergion.models.resolve import resolve_model
 
         model = resolve_model(EMBEDDED_MODEL, Path.cwd())
     if args.demo:

@@ -1118,7 +1118,7 @@ def format_remote(remote: dict[str, Any], threads: int) -> list[str]:
 
 
 def _default_model() -> Path:
-    from symergion.models import resolve_model
+    from symergion.models.resolve import resolve_model
 
     return resolve_model(EMBEDDED_MODEL, Path.cwd())
 

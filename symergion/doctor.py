@@ -93,7 +93,7 @@ def _config(report: DoctorReport, path: Path | None, models_dir: Path | None) ->
         report.sections["config"] = {"error": str(exc)}
         report.problems.append(f"config: {exc}")
         return None
-    from symergion.models import list_models
+    from symergion.models.listing import list_models
 
     entries = list_models(config, scan_models_dir=False)
     for entry in entries:
@@ -155,7 +155,7 @@ def _extra_buffers(report: DoctorReport, config: Config | None, llama: Any) -> d
 def _first_usable_model(config: Config | None) -> Path | None:
     if config is None:
         return None
-    from symergion.models import resolve_model
+    from symergion.models.resolve import resolve_model
 
     for checkpoint in config.checkpoints:
         try:

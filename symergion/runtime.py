@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 def model_path(config: Config, checkpoint: Checkpoint) -> Path:
     """Resolve a checkpoint to its GGUF file (never downloads)."""
-    from symergion.models import resolve_model
+    from symergion.models.resolve import resolve_model
 
     return resolve_model(checkpoint.name_or_path, config.models_dir)
 
@@ -38,7 +38,9 @@ def _llama_fingerprint(config: Config, checkpoint: Checkpoint) -> str:
 
     A forced extra-buffer setting (on or off) is part of it.
     """
-    from symergion.models import locate_model, model_fingerprint, resolve_adapter, resolve_model
+    from symergion.models.adapters import resolve_adapter
+    from symergion.models.metadata import model_fingerprint
+    from symergion.models.resolve import locate_model, resolve_model
 
     path = locate_model(checkpoint.name_or_path, config.models_dir)
     if not path.is_file():
@@ -87,7 +89,7 @@ def engine_spec(config: Config, checkpoint: Checkpoint) -> EngineSpec:
 
 def adapter_path(config: Config, checkpoint: Checkpoint) -> Path | None:
     """Resolve a checkpoint's LoRA adapter, checked to be a GGUF adapter (never downloads)."""
-    from symergion.models import resolve_adapter
+    from symergion.models.adapters import resolve_adapter
 
     return resolve_adapter(checkpoint.lora, config.models_dir) if checkpoint.lora else None
 

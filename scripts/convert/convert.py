@@ -36,7 +36,8 @@ import typer
 
 from symergion.config.parse import parse_config
 from symergion.errors import ConfigError, ModelError, SymergionError
-from symergion.models import HF_SCHEME, ModelInfo, check_gguf, read_metadata
+from symergion.models.hub import HF_SCHEME
+from symergion.models.metadata import ModelInfo, check_gguf, read_metadata
 
 DEFAULT_QUANT = "Q4_K_M"
 CONVERTER = "convert_hf_to_gguf.py"

@@ -37,7 +37,7 @@ from typing import Annotated, Any
 import typer
 
 from symergion.errors import ModelError, TaskInputError
-from symergion.models import adapter_mismatch, read_adapter
+from symergion.models.adapters import adapter_mismatch, read_adapter
 
 LORA_CONVERTER = "convert_lora_to_gguf.py"
 DEFAULT_BASE_QUANT = "Q4_K_M"

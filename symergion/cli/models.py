@@ -12,7 +12,9 @@ from symergion.cli.options import ConfigOpt, JsonOpt, ModelsOpt
 from symergion.cli.output import emit_json, info
 
 if TYPE_CHECKING:
-    from symergion.models import AdapterInfo, ModelEntry, ModelInfo
+    from symergion.models.adapters import AdapterInfo
+    from symergion.models.listing import ModelEntry
+    from symergion.models.metadata import ModelInfo
 
 app = typer.Typer(help="List, inspect and pull GGUF models.", no_args_is_help=True,
                   rich_markup_mode=None)
@@ -47,7 +49,7 @@ def list_models_cmd(
     is shown with the fix.
     """
     from symergion.config.load import load_config
-    from symergion.models import list_models
+    from symergion.models.listing import list_models
 
     cfg = load_config(config, models)
     entries = list_models(cfg)
@@ -128,7 +130,9 @@ def info_cmd(
     For a reasoning model it suggests reasoning_start_tokens and reasoning_stop_tokens; for a
     LoRA adapter it shows its type, alpha, rank and the base model it was trained on.
     """
-    from symergion.models import read_adapter, read_metadata, resolve_model
+    from symergion.models.adapters import read_adapter
+    from symergion.models.metadata import read_metadata
+    from symergion.models.resolve import resolve_model
 
     # A path that exists from here is meant as given; otherwise resolve like a config entry.
     base = Path.cwd() if models is None or Path(model).expanduser().exists() else models
@@ -185,7 +189,7 @@ def _info_lines(meta: ModelInfo) -> list[tuple[str, str]]:
 
 
 def _adapter_lines(adapter: AdapterInfo) -> list[tuple[str, str]]:
-    from symergion.models import describe_adapter_base
+    from symergion.models.adapters import describe_adapter_base
 
     tensors = sorted({t.tensor.split(".")[-2] if t.tensor.startswith("blk.") else t.tensor
                       for t in adapter.targets})
@@ -227,7 +231,7 @@ def pull_cmd(
     honoured; without network, files downloaded before are used, and the error says where a
     file fetched by hand belongs.
     """
-    from symergion.models import pull_model
+    from symergion.models.pull import pull_model
 
     manual_dir = models
     if manual_dir is None and config is not None:

@@ -16,7 +16,8 @@ import pytest
 from symergion import runtime
 from symergion.config.parse import parse_config
 from symergion.errors import ModelError, TaskInputError
-from symergion.models import adapter_mismatch, read_adapter, read_metadata
+from symergion.models.adapters import adapter_mismatch, read_adapter
+from symergion.models.metadata import read_metadata
 from tests.finetune.conftest import PROMPT, write_harvest
 
 # --- the harvest's rows -------------------------------------------------------------------------

@@ -21,19 +21,16 @@ from symergion.engine.fake import FakeEngine
 from symergion.engine.pool import EnginePool
 from symergion.engine.state import model_fingerprint as state_fingerprint
 from symergion.errors import ModelError
-from symergion.models import (
+from symergion.models.adapters import adapter_mismatch, read_adapter, resolve_adapter
+from symergion.models.errors import ModelNotFoundError
+from symergion.models.listing import (
     STATUS_LORA_MISMATCH,
     STATUS_MISSING,
     STATUS_NO_BASE,
     STATUS_OK,
-    ModelNotFoundError,
-    adapter_mismatch,
     list_models,
-    model_fingerprint,
-    read_adapter,
-    read_metadata,
-    resolve_adapter,
 )
+from symergion.models.metadata import model_fingerprint, read_metadata
 from tests.lora.conftest import write_adapter
 
 runner = CliRunner()

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from symergion.models import locate_model, model_fingerprint, resolve_model
+from symergion.models.metadata import model_fingerprint
+from symergion.models.resolve import locate_model, resolve_model
 
 
 def test_locate_does_not_read_the_file(tmp_path):

@@ -10,21 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from symergion import models
 from symergion.config.parse import parse_config
 from symergion.config.schema import EMBEDDED_MODEL
 from symergion.errors import ModelError
-from symergion.models import (
-    ModelNotFoundError,
-    check_gguf,
-    find_model_files,
-    find_thinking_markers,
-    list_models,
-    model_fingerprint,
-    parse_hf_ref,
-    read_metadata,
-    resolve_model,
-)
+from symergion.models import gguf_reader
+from symergion.models.errors import ModelNotFoundError
+from symergion.models.hub import parse_hf_ref
+from symergion.models.listing import find_model_files, list_models
+from symergion.models.metadata import check_gguf, find_thinking_markers, model_fingerprint, read_metadata
+from symergion.models.resolve import resolve_model
 from tests.models.conftest import THINKING_TEMPLATE, tiny_vocab, write_tiny_gguf
 
 # --- check_gguf ---------------------------------------------------------------------------
@@ -198,7 +192,7 @@ def test_fast_reader_reads_the_same_fields_as_the_stock_reader(thinking_gguf: Pa
     import gguf
 
     stock = gguf.GGUFReader(thinking_gguf)
-    fast = models._fast_reader_class()(thinking_gguf)
+    fast = gguf_reader.fast_reader_class()(thinking_gguf)
     assert list(fast.fields) == list(stock.fields)
     for key, field in stock.fields.items():
         assert fast.fields[key].contents() == field.contents(), key

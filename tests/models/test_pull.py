@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from symergion.errors import ModelError
-from symergion.models import ModelNotFoundError, pull_model, select_gguf
+from symergion.models.errors import ModelNotFoundError
+from symergion.models.pull import pull_model, select_gguf
 
 REPO = "org/tiny-GGUF"
 

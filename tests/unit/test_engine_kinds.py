@@ -17,7 +17,8 @@ from symergion.engine.base import Engine
 from symergion.engine.fake import FakeEngine
 from symergion.engine.remote import RemoteEngine
 from symergion.errors import ConfigError, ModelError
-from symergion.models import ModelNotFoundError, model_fingerprint
+from symergion.models.errors import ModelNotFoundError
+from symergion.models.metadata import model_fingerprint
 from symergion.runtime import EngineKind, EngineKinds, engine_kind, fingerprint, load_engine
 
 
