@@ -45,6 +45,7 @@ from symergion.config.environment import cache_dir
 from symergion.config.schema import DEFAULT_CONFIG
 from symergion.demo import SOURCE
 from symergion.engine.extra_buffers import CACHE_FILE
+from symergion.gitrepo import run_git
 from symergion.trailers import TRIMMED, Trailers, parse_trailers
 
 TASK = "TestCase_capture_output"
@@ -71,8 +72,9 @@ def fresh_cache(directory: Path) -> Path:
 
 
 def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True,
-                          text=True).stdout
+    proc = run_git(*args, cwd=repo)
+    proc.check_returncode()
+    return proc.stdout
 
 
 def _cli(repo: Path, config: Path, env: dict[str, str], *args: str) -> tuple[float, dict[str, Any],

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import shlex
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from symergion.config.load import load_config
 from symergion.errors import SymergionError
+from symergion.gitrepo import run_git
 from symergion.service import Printer
 
 TASK = "TestCase_capture_output"
@@ -34,7 +34,7 @@ def _say(text: str) -> None:
 def _git(repo: Path, *args: str, show: bool = True) -> str:
     if show:
         _say(f"\n$ git {shlex.join(args)}")
-    proc = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False)
+    proc = run_git(*args, cwd=repo)
     if proc.returncode != 0:
         raise SymergionError(f"git {args[0]} failed in the demo repository: {proc.stderr.strip()}")
     if show and proc.stdout.strip():

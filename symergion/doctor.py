@@ -20,6 +20,7 @@ from symergion.config.environment import cache_dir, extra_buffers_setting
 from symergion.config.load import load_config
 from symergion.config.schema import Config
 from symergion.errors import SymergionError
+from symergion.gitrepo import run_git
 
 # CPU features that decide which llama.cpp kernels run; the full flag list is in the JSON.
 NOTABLE_FEATURES = (
@@ -168,8 +169,7 @@ def _first_usable_model(config: Config | None) -> Path | None:
 def _git(report: DoctorReport) -> dict[str, Any]:
     # The git binary on PATH, outside any repository: gitrepo's commands all need one.
     try:
-        proc = subprocess.run(["git", "--version"], capture_output=True, text=True, check=False,
-                              timeout=30)
+        proc = run_git("--version", timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
         report.problems.append(f"git cannot be run ({exc}); install git and put it on PATH")
         return {"error": str(exc)}

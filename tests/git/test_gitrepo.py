@@ -1,5 +1,6 @@
 """The git layer on real repositories: discovery, exact bytes, compare-and-swap under a translated
-git, notes merges that keep lines in order, file modes, tree entry names, transfer progress."""
+git, notes merges that keep lines in order, file modes, tree entry names, transfer progress, and
+git run outside a repository."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from symergion.errors import GitError
-from symergion.gitrepo import ZERO_OID, GitRepo, TransferProgress, parse_progress
+from symergion.gitrepo import ZERO_OID, GitRepo, TransferProgress, parse_progress, run_git
 
 from ..conftest import git, make_config, start_task_with_git
 
@@ -434,3 +435,28 @@ def test_without_git_on_path_the_error_says_to_install_it(repo_dir):
     )
     assert proc.returncode == 0, proc.stderr
     assert "HINT install git and put it on PATH" in proc.stdout
+
+
+# -- git outside a GitRepo -----------------------------------------------------------------------
+
+
+def test_run_git_runs_in_its_directory_and_returns_a_failure_without_raising(repo_dir, tmp_path,
+                                                                            monkeypatch):
+    monkeypatch.setenv("LC_ALL", "C")  # it runs in the caller's locale; the message is matched
+    done = run_git("rev-parse", "HEAD", cwd=repo_dir)
+    assert done.returncode == 0
+    assert done.stdout.strip() == head(repo_dir)
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    failed = run_git("rev-parse", "HEAD", cwd=outside)
+    assert failed.returncode != 0
+    assert "not a git repository" in failed.stderr
+
+    assert run_git("--version").stdout.startswith("git version")
+
+
+def test_run_git_without_git_on_path_raises_oserror(repo_dir, monkeypatch):
+    monkeypatch.setenv("PATH", str(repo_dir / "no-bin"))
+    with pytest.raises(OSError):
+        run_git("--version")
