@@ -87,7 +87,7 @@ def main(argv: list[str]) -> int:
 
         model = resolve_model(EMBEDDED_MODEL, Path.cwd())
     if args.demo:
-        from symergion.demo import SOURCE
+        from symergion.app.demo import SOURCE
 
         name, code = "capture_output", SOURCE
     else:

@@ -41,8 +41,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from symergion.app.demo import SOURCE
 from symergion.config import DEFAULT_CONFIG, cache_dir
-from symergion.demo import SOURCE
 from symergion.engine.extra_buffers import CACHE_FILE
 from symergion.trailers import TRIMMED, Trailers, parse_trailers
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
+from symergion.app.demo import SOURCE
 from symergion.cache import ResponseStore
 from symergion.config import DEFAULT_CONFIG, Checkpoint, Config, parse_config
 from symergion.core.execute import Event, Reconciler
-from symergion.demo import SOURCE
 from symergion.engine.fake import FakeEngine
 from symergion.gitrepo import GitRepo
 from tests.needs import bwrap_problem, missing

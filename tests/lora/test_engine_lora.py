@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from symergion import runtime
+from symergion.app import runtime
 from symergion.config import Sampling, parse_config
 from symergion.engine import llama as llama_engine
 from symergion.engine.llama import LlamaEngine

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
+from symergion.app.runtime import EngineKind, EngineKinds, engine_kind, fingerprint, load_engine
 from symergion.config import LLAMA_KIND, REMOTE_KIND, Checkpoint, Config, parse_config
 from symergion.engine.base import Engine
 from symergion.engine.fake import FakeEngine
 from symergion.engine.remote import RemoteEngine
 from symergion.errors import ConfigError, ModelError
 from symergion.models import ModelNotFoundError, model_fingerprint
-from symergion.runtime import EngineKind, EngineKinds, engine_kind, fingerprint, load_engine
 
 
 @dataclass(frozen=True)
