@@ -4,7 +4,7 @@ Each round runs `symergion sync --json` as a new process, the way cron, CI or a 
 on a scratch repository with a fresh cache, so the figures include interpreter start-up, model
 loading, the KV prefix restored from disk, and the response cache.
 
-    python -m symergion.bench_sync --model PATH.gguf --repeats 3 --out bench-results/sync.json
+    python -m symergion.bench.sync --model PATH.gguf --repeats 3 --out bench-results/sync.json
 
 ``--tasks N`` measures instead a cold sync of N tasks on N different sources against a cold
 sync of one task, paired in each repeat: the N branches of one model decode in one batch.
@@ -157,7 +157,7 @@ def _new_repo(model: Path, threads: int, workdir: Path, *, verify: bool = True,
 
 def cold_tasks(model: Path, threads: int, workdir: Path, count: int) -> dict[str, Any]:
     """Start ``count`` tasks on different sources with plain git; time one cold sync of all."""
-    from symergion.bench import source_text
+    from symergion.bench.engine import source_text
 
     repo, config, env = _new_repo(model, threads, workdir, verify=False)
     (repo / "utils").mkdir()
@@ -269,7 +269,7 @@ def engine_speeds(model: Path, threads: int) -> tuple[float, float]:
     The model loads in this process (with the machine's extra-buffer decision), as the worker
     of a sync does; the figures are the references of the efficiency.
     """
-    from symergion.bench import machine_extra_buffers, source_text
+    from symergion.bench.engine import machine_extra_buffers, source_text
     from symergion.config import Sampling
     from symergion.engine.llama import LlamaEngine
 

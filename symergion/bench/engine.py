@@ -19,7 +19,7 @@ noise of a shared machine hits both alike:
 with and without llama.cpp's extra buffer types, in this process and through a worker process,
 and the startup time of a worker against an in-process load.
 
-Run it with ``python -m symergion.bench`` (``nox -s bench``); ``--help`` lists the options.
+Run it with ``python -m symergion.bench.engine`` (``nox -s bench``); ``--help`` lists the options.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ TARGETS = {
 BENCH_CONTEXT = 4096
 TTFT_GEN_TOKENS = 16
 _MB = 1024 * 1024
-# The batched row's sequence counts (``symergion.bench_batch`` measures them).
+# The batched row's sequence counts (``symergion.bench.batch`` measures them).
 BATCH_COUNTS = (1, 2, 4, 8)
 
 
@@ -366,9 +366,9 @@ def _llama_cpp() -> Any:
 
 def _run_batched(model_path: Path, threads: int, extra_buffers: bool, *, gen_tokens: int,
                  repeats: int) -> dict[str, Any]:
-    """Run ``symergion.bench_batch`` in a child process, so that its peak RSS is its own."""
+    """Run ``symergion.bench.batch`` in a child process, so that its peak RSS is its own."""
     proc = subprocess.run(
-        [sys.executable, "-m", "symergion.bench_batch", "--model", str(model_path), "--threads",
+        [sys.executable, "-m", "symergion.bench.batch", "--model", str(model_path), "--threads",
          str(threads), "--gen-tokens", str(gen_tokens), "--repeats", str(repeats),
          "--extra-buffers", "on" if extra_buffers else "off"],
         capture_output=True, text=True, check=False,
@@ -382,7 +382,7 @@ def _run_batched(model_path: Path, threads: int, extra_buffers: bool, *, gen_tok
 def _run_child(spec: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "symergion.bench", "--child", json.dumps(spec)],
+        [sys.executable, "-m", "symergion.bench.engine", "--child", json.dumps(spec)],
         capture_output=True,
         text=True,
         check=False,
@@ -1125,7 +1125,7 @@ def _default_model() -> Path:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its table; the JSON goes to --out."""
     parser = argparse.ArgumentParser(
-        prog="python -m symergion.bench",
+        prog="python -m symergion.bench.engine",
         description="Benchmark symergion's llama.cpp engine against llama-cpp-python.",
     )
     parser.add_argument("--model", type=Path, help="GGUF file (default: the embedded model)")
@@ -1137,7 +1137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("bench-results/bench.json"))
     parser.add_argument("--no-prompt-lookup", action="store_true")
     parser.add_argument("--no-batched", action="store_true",
-                        help="skip the batched generation row (python -m symergion.bench_batch)")
+                        help="skip the batched generation row (python -m symergion.bench.batch)")
     parser.add_argument("--isolation", action="store_true",
                         help="measure only extra buffers on/off and in-process/worker")
     parser.add_argument("--remote", action="store_true",

@@ -1,7 +1,8 @@
 """The batched-generation row of the benchmarks: 1, 2, 4 and 8 sequences decoded together.
 
-``python -m symergion.bench_batch --threads 2`` prints the figures as JSON; ``symergion.bench``
-runs it in a child process (so that its peak RSS is its own) and puts it in its table.
+``python -m symergion.bench.batch --threads 2`` prints the figures as JSON;
+``symergion.bench.engine`` runs it in a child process (so that its peak RSS is its own) and puts
+it in its table.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from symergion.bench import BATCH_COUNTS
+from symergion.bench.engine import BATCH_COUNTS
 from symergion.config import Sampling
 
 
 def _prompts(count: int, functions: int = 3) -> list[str]:
     """Return ``count`` different code prompts of ``functions`` functions (3 make ~120 tokens)."""
-    from symergion.bench import source_text
+    from symergion.bench.engine import source_text
 
     return [source_text(functions, f"batch{i}") + f"\ndef task_{i}(values):\n" for i in range(count)]
 
@@ -53,7 +54,7 @@ def bench_batched(
     Ratios to one sequence are taken within each repeat and their median reported; the counts
     take turns in rotating order.
     """
-    from symergion.bench import peak_rss_bytes
+    from symergion.bench.engine import peak_rss_bytes
     from symergion.engine.base import GenerationRequest
     from symergion.engine.llama import LlamaEngine
 
@@ -120,7 +121,7 @@ def bench_batched(
 
 def main(argv: list[str] | None = None) -> int:
     """Print the batched row's figures as one JSON line."""
-    parser = argparse.ArgumentParser(prog="python -m symergion.bench_batch")
+    parser = argparse.ArgumentParser(prog="python -m symergion.bench.batch")
     parser.add_argument("--model", type=Path, help="GGUF file (default: the embedded model)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--gen-tokens", type=int, default=64)
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--extra-buffers", choices=("on", "off", "auto"), default="auto")
     args = parser.parse_args(argv)
-    from symergion.bench import _default_model, machine_extra_buffers
+    from symergion.bench.engine import _default_model, machine_extra_buffers
 
     model = args.model or _default_model()
     extra = {"on": True, "off": False}.get(args.extra_buffers)
