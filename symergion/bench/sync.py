@@ -157,7 +157,7 @@ def _new_repo(model: Path, threads: int, workdir: Path, *, verify: bool = True,
 
 def cold_tasks(model: Path, threads: int, workdir: Path, count: int) -> dict[str, Any]:
     """Start ``count`` tasks on different sources with plain git; time one cold sync of all."""
-    from symergion.bench.engine import source_text
+    from symergion.bench.measure import source_text
 
     repo, config, env = _new_repo(model, threads, workdir, verify=False)
     (repo / "utils").mkdir()
@@ -269,7 +269,7 @@ def engine_speeds(model: Path, threads: int) -> tuple[float, float]:
     The model loads in this process (with the machine's extra-buffer decision), as the worker
     of a sync does; the figures are the references of the efficiency.
     """
-    from symergion.bench.engine import machine_extra_buffers, source_text
+    from symergion.bench.measure import machine_extra_buffers, source_text
     from symergion.config import Sampling
     from symergion.engine.llama import LlamaEngine
 
@@ -400,8 +400,8 @@ def run_bench(model: Path, *, threads: int, repeats: int) -> dict[str, Any]:
             "help_seconds_median": round(help_seconds(max(5, repeats)), 3), "rounds": table}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the end-to-end benchmark and print a table."""
+def _parser() -> argparse.ArgumentParser:
+    """Return the command line's parser: a plain run, or --modules, --checked or --tasks."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="GGUF file (default: the embedded model)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
@@ -420,7 +420,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="time the first checked sync of a 60-line module and of the demo")
     parser.add_argument("--checked-module", default=CHECKED_MODULE,
                         help="with --checked: the standard library module to copy (default: bisect)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the end-to-end benchmark and print a table."""
+    args = _parser().parse_args(argv)
     model = args.model
     if model is None:
         from symergion.config import EMBEDDED_MODEL

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from symergion.bench.engine import format_table, main, run_bench
+from symergion.bench.engine import main, run_bench
+from symergion.bench.report import format_table
 
 
 @pytest.mark.model
