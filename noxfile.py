@@ -51,8 +51,8 @@ def bench(session: nox.Session) -> None:
     go to the engine benchmark (e.g. `nox -s bench -- --repeats 3`).
     """
     session.install("-e", ".[demo]", *DEV)
-    session.run("python", "-m", "symergion.bench", *session.posargs)
-    session.run("python", "-m", "symergion.bench_sync")
+    session.run("python", "-m", "symergion.bench.engine", *session.posargs)
+    session.run("python", "-m", "symergion.bench.sync")
 
 
 @nox.session

@@ -41,8 +41,8 @@ def _run(root: Path, env: dict[str, str], *args: str) -> float:
 def _prepare(root: Path, workdir: Path, env: dict[str, str]) -> tuple[Path, Path]:
     """Create a repository whose task is up to date; return it and its config."""
     sys.path.insert(0, str(root))
+    from symergion.app.demo import SOURCE
     from symergion.config.schema import EMBEDDED_MODEL
-    from symergion.demo import SOURCE
     from symergion.models.resolve import resolve_model
 
     model = resolve_model(EMBEDDED_MODEL, Path.cwd())

@@ -30,7 +30,7 @@ from symergion.verify import examples, guide
 
 def write(model: Path, threads: int, name: str, code: str, marks: bool) -> dict[str, Any]:
     """Write one guided file; return the engine's figures, the wall time and the text."""
-    from symergion.bench import machine_extra_buffers
+    from symergion.bench.measure import machine_extra_buffers
     from symergion.engine.llama import LlamaEngine
 
     source, destination = f"lib/{name}.py", f"test_{name}.py"
@@ -87,7 +87,7 @@ def main(argv: list[str]) -> int:
 
         model = resolve_model(EMBEDDED_MODEL, Path.cwd())
     if args.demo:
-        from symergion.demo import SOURCE
+        from symergion.app.demo import SOURCE
 
         name, code = "capture_output", SOURCE
     else:

@@ -15,11 +15,11 @@ from typing import Any
 import hypothesis
 import pytest
 
+from symergion.app.demo import SOURCE
 from symergion.cache import ResponseStore
 from symergion.config.parse import parse_config
 from symergion.config.schema import DEFAULT_CONFIG, Checkpoint, Config
 from symergion.core.execute import Event, Reconciler
-from symergion.demo import SOURCE
 from symergion.engine.fake import FakeEngine
 from symergion.gitrepo import GitRepo
 from tests.needs import bwrap_problem, missing

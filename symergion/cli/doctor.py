@@ -20,7 +20,7 @@ def doctor(config: ConfigOpt = None, models: ModelsOpt = None, as_json: JsonOpt 
 
     Exits with 1 when it finds a problem; each problem is listed with its fix.
     """
-    from symergion.doctor import diagnose
+    from symergion.app.doctor import diagnose
 
     report = diagnose(config, models)
     if as_json:

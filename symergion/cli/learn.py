@@ -12,7 +12,7 @@ from symergion.cli.options import ConfigOpt, JsonOpt, ModelsOpt, QuietOpt, RepoO
 from symergion.cli.output import emit_json, info
 
 if TYPE_CHECKING:
-    from symergion.stats import ModelStats
+    from symergion.learn.stats import ModelStats
 
 SinceOpt = Annotated[
     str | None,
@@ -60,8 +60,8 @@ def harvest(
     """Write TRL-ready preference, SFT and KTO datasets from the human's choices."""
     from symergion.config.load import load_config
     from symergion.gitrepo import GitRepo
-    from symergion.harvest import DATASETS
-    from symergion.harvest import harvest as run_harvest
+    from symergion.learn.harvest import DATASETS
+    from symergion.learn.harvest import harvest as run_harvest
 
     cfg = load_config(config, models)
     report = run_harvest(GitRepo(repo), cfg, out, since=since, task=task,
@@ -92,7 +92,7 @@ def stats(
     """Rank the models per template: chosen, merged, verified, hand edits, speed."""
     from symergion.config.load import load_config
     from symergion.gitrepo import GitRepo
-    from symergion.stats import leaderboard
+    from symergion.learn.stats import leaderboard
 
     cfg = load_config(config, models)
     rows = leaderboard(GitRepo(repo), cfg, since=since, progress=_progress(quiet or as_json))

@@ -39,7 +39,7 @@ def _sync(
     max_seconds: float | None = None,
 ) -> int:
     """Run one locked reconcile pass and render its report; return the exit code."""
-    from symergion.service import sync_once
+    from symergion.app.service import sync_once
 
     printer = _printer(quiet or as_json)
     try:
@@ -133,7 +133,7 @@ def ergon_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List active tasks and their model branches."""
-    from symergion.service import task_views
+    from symergion.app.service import task_views
 
     result = task_views(repo, config, models)
     views, problems = result.tasks, result.problems
@@ -202,7 +202,7 @@ def revoke(
     quiet: QuietOpt = False,
 ) -> None:
     """Revoke the latest feedback of a task; earlier responses come back from the cache."""
-    from symergion.service import revoke_latest
+    from symergion.app.service import revoke_latest
 
     commit, text = revoke_latest(repo, config, models, branch)
     if not as_json or no_sync:
@@ -243,7 +243,7 @@ def watch(
     quiet: QuietOpt = False,
 ) -> None:
     """Sync in a loop, picking up notes and branches made with plain git; Ctrl-C stops."""
-    from symergion.watch import watch_loop
+    from symergion.app.watch import watch_loop
 
     raise typer.Exit(watch_loop(repo, config, models, interval=interval, remote=remote,
                                 printer=_printer(quiet), max_passes=max_passes))
@@ -256,7 +256,7 @@ def status(
     as_json: JsonOpt = False,
 ) -> None:
     """Show each task's model branches and whether they are up to date (loads no model)."""
-    from symergion.service import task_views
+    from symergion.app.service import task_views
 
     result = task_views(repo, config, models)
     rows, problems = result.rows, result.problems
@@ -281,6 +281,6 @@ def demo(
     models: ModelsOpt = None,
 ) -> None:
     """Play the whole workflow on a scratch repository, showing the git commands."""
-    from symergion.demo import run_demo
+    from symergion.app.demo import run_demo
 
     run_demo(directory, config, models, _printer(False))

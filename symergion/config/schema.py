@@ -68,7 +68,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
 # The command that the structured unittest runner stands in for (per-test outcomes, coverage).
 DEFAULT_VERIFY_COMMAND = "python -m unittest {module}"
 
-# The kinds of checkpoint (``Checkpoint.kind``); ``symergion.runtime`` registers an engine for each.
+# The kinds of checkpoint (``Checkpoint.kind``); ``symergion.app.runtime`` registers an engine for each.
 LLAMA_KIND = "llama"
 REMOTE_KIND = "remote"
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from symergion.bench import format_table, main, run_bench
+from symergion.bench.engine import main, run_bench
+from symergion.bench.report import format_table
 
 
 @pytest.mark.model
@@ -77,7 +78,7 @@ def test_isolation_bench_pairs_the_contenders(gguf_path: Path, tmp_path: Path,
 
 @pytest.mark.model
 def test_batched_row_makes_prompts_of_the_length_asked(gguf_path: Path) -> None:
-    from symergion.bench_batch import bench_batched
+    from symergion.bench.batch import bench_batched
 
     result = bench_batched(gguf_path, threads=2, extra_buffers=False, gen_tokens=4,
                            prompt_tokens=300, repeats=1, counts=(1, 2))

@@ -141,7 +141,7 @@ def test_a_crash_in_one_model_is_a_problem_and_the_other_models_branch_is_genera
         gguf_path: Path, extra_buffers: bool, repo_dir: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """A real worker killed by a real SIGSEGV mid-generation, through `symergion sync`."""
-    import symergion.runtime as runtime
+    import symergion.app.runtime as runtime
     from symergion.cli.main import main
 
     config = tmp_path / "symergion.json"

@@ -13,7 +13,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from symergion import runtime
+from symergion.app import runtime
 from symergion.config.parse import parse_config
 from symergion.errors import ModelError, TaskInputError
 from symergion.models.adapters import adapter_mismatch, read_adapter

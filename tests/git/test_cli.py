@@ -24,8 +24,8 @@ CONFIG = {
 def fake_runtime(monkeypatch: pytest.MonkeyPatch) -> FakeFleet:
     """Serve every model from fake engines; no model file is needed."""
     fleet = FakeFleet()
-    monkeypatch.setattr("symergion.runtime.load_engine", lambda config, c: fleet(c))
-    monkeypatch.setattr("symergion.runtime.fingerprint", lambda config, c: f"fp-{c.model_name}")
+    monkeypatch.setattr("symergion.app.runtime.load_engine", lambda config, c: fleet(c))
+    monkeypatch.setattr("symergion.app.runtime.fingerprint", lambda config, c: f"fp-{c.model_name}")
     return fleet
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from symergion.config.schema import DEFAULT_CONFIG
 from symergion.gitrepo import GitRepo
-from symergion.history import read_history
+from symergion.learn.history import read_history
 
 from ..conftest import FakeFleet, git, make_config, start_task_with_git
 

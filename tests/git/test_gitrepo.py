@@ -414,7 +414,7 @@ def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
 def test_help_and_imports_do_not_load_gitpython():
     proc = run_python(
         "import sys\n"
-        "import symergion.gitrepo, symergion.service, symergion.watch, symergion.core.execute\n"
+        "import symergion.gitrepo, symergion.app.service, symergion.app.watch, symergion.core.execute\n"
         "from symergion.cli.main import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
         "print('GITPYTHON', 'git' in sys.modules)\n"

@@ -10,9 +10,9 @@ import pytest
 
 from symergion.cli.main import main
 from symergion.gitrepo import ARCHIVE_REFS, GitRepo
-from symergion.harvest import harvest
-from symergion.history import HistoryError, read_history
-from symergion.stats import leaderboard
+from symergion.learn.harvest import harvest
+from symergion.learn.history import HistoryError, read_history
+from symergion.learn.stats import leaderboard
 
 from ..conftest import FakeFleet, git, make_config, original_templates, start_task_with_git
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from symergion import runtime
+from symergion.app import runtime
 from symergion.cli.app import app
 from symergion.config.parse import parse_config
 from symergion.config.schema import Checkpoint

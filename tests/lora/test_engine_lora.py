@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from symergion import runtime
+from symergion.app import runtime
 from symergion.config.parse import parse_config
 from symergion.config.sampling import Sampling
 from symergion.engine import llama as llama_engine

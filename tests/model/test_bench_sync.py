@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from symergion.bench_sync import main
+from symergion.bench.sync import main
 
 pytestmark = pytest.mark.model
 
@@ -25,7 +25,7 @@ def test_bench_sync_runs_every_round(tmp_path, gguf_path, capsys):
 
 
 def test_the_multi_task_sync_generates_without_verifying(tmp_path, gguf_path):
-    from symergion.bench_sync import cold_tasks
+    from symergion.bench.sync import cold_tasks
 
     found = cold_tasks(gguf_path, 2, tmp_path, 2)
 

@@ -236,7 +236,7 @@ class Fleet:
 def fake_runtime(monkeypatch: pytest.MonkeyPatch) -> Fleet:
     """Serve models from fake engines (all, or only ``fleet.only``; the rest go to the real
     runtime, which checks the GGUF files)."""
-    import symergion.runtime as runtime
+    import symergion.app.runtime as runtime
 
     fleet = Fleet()
     real_load, real_fingerprint = runtime.load_engine, runtime.fingerprint
@@ -283,7 +283,7 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
 CHILD = textwrap.dedent('''
     import os, signal, sys, time, json
     sys.path.insert(0, {root!r})
-    from symergion import runtime
+    from symergion.app import runtime
     from symergion.engine.fake import FakeEngine
     from symergion.gitrepo import GitRepo
     from tests.conftest import default_reply

@@ -221,8 +221,8 @@ def test_a_signal_during_a_git_command_of_an_idle_watch_still_says_stopped(
         repo_dir, cfg, fake_runtime, monkeypatch):
     # A signal that lands while git runs only sets the cancel flag (killing git inside a ref
     # transaction would leave .lock files); the loop must still stop with its message.
-    import symergion.service as service
-    from symergion.watch import watch_loop
+    import symergion.app.service as service
+    from symergion.app.watch import watch_loop
 
     monkeypatch.setattr(service, "git_running", lambda: True)
     events: list[str] = []

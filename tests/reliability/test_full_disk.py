@@ -122,7 +122,7 @@ LOCK = '''
     import sys
     from pathlib import Path
     from symergion.errors import SymergionError
-    from symergion.lock import repo_lock
+    from symergion.app.lock import repo_lock
 
     try:
         with repo_lock(Path(sys.argv[1])):

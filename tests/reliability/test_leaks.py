@@ -7,8 +7,8 @@ from pathlib import Path
 
 import psutil
 
+from symergion.app.watch import watch_loop
 from symergion.gitrepo import GitRepo
-from symergion.watch import watch_loop
 
 from .conftest import MODELS, TASK, git, start_task, symergion_commits
 

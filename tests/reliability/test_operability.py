@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from symergion.lock import repo_lock
+from symergion.app.lock import repo_lock
 
 from .conftest import ROOT, TASK, git, start_task
 
@@ -92,7 +92,7 @@ def test_sync_verbose_shows_where_the_time_went_and_json_carries_it(
 
 
 def test_sync_takes_a_time_budget(repo_dir, cfg, cli, fake_runtime, monkeypatch):
-    import symergion.runtime as runtime
+    import symergion.app.runtime as runtime
 
     passes = []
     real = runtime.build_reconciler

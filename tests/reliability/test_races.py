@@ -141,7 +141,7 @@ def test_second_sync_or_watch_is_refused_while_the_lock_is_held(repo_dir, cfg, c
 def test_ergon_start_while_locked_records_the_task_for_the_holder(repo_dir, cfg, cli,
                                                                    fake_runtime):
     """start writes the branch and note (plain git would too), then its sync is refused."""
-    from symergion.lock import repo_lock
+    from symergion.app.lock import repo_lock
 
     with repo_lock(repo_dir / ".git"):
         result = cli("ergon", "start", TASK, "-s", "utils/capture_output.py", "-d", "t.py",

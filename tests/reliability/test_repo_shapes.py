@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from symergion.app.lock import repo_lock
+from symergion.app.watch import refs_state
 from symergion.gitrepo import GitRepo
-from symergion.lock import repo_lock
-from symergion.watch import refs_state
 
 from .conftest import TASK, all_refs, git, start_task, symergion_commits, user_state
 
@@ -206,7 +206,7 @@ def test_watch_polls_and_sees_a_change_that_leaves_no_loose_ref(repo_dir, cfg, f
     refs/, yet the next poll runs a pass."""
     import threading
 
-    from symergion.watch import watch_loop
+    from symergion.app.watch import watch_loop
 
     start_task(repo_dir)
     printer = Collect()

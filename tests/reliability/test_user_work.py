@@ -68,8 +68,8 @@ def test_every_command_leaves_user_work_untouched(repo_dir, cfg, cli, fake_runti
 
 
 def test_checked_out_model_branch_is_never_moved(repo_dir, cfg, cli, fake_runtime):
+    from symergion.app.watch import refs_state
     from symergion.gitrepo import GitRepo
-    from symergion.watch import refs_state
 
     start_task(repo_dir)
     common = ("--repo", repo_dir, "--config", cfg)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from symergion.app.demo import SOURCE
 from symergion.config.sampling import Sampling
 from symergion.core import prompt as prompts
-from symergion.demo import SOURCE
 from symergion.engine.remote import RemoteEngine, remote_fingerprint
 from symergion.errors import ModelError
 from tests.remote.conftest import N_CTX, THREADS, Server, free_port

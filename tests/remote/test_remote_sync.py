@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from symergion.app.runtime import build_reconciler
 from symergion.config.load import load_config
 from symergion.core.report import Event
 from symergion.gitrepo import GitRepo
-from symergion.runtime import build_reconciler
 from tests.conftest import git, original_templates, repo_state, start_task_with_git
 from tests.remote.conftest import N_CTX, Server, free_port
 

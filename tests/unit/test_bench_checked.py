@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from symergion.bench_sync import efficiency, format_checked
+from symergion.bench.sync import efficiency, format_checked
 from symergion.core.report import Spend
 
 

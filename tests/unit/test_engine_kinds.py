@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from symergion.app.runtime import EngineKind, EngineKinds, engine_kind, fingerprint, load_engine
 from symergion.config.parse import parse_config
 from symergion.config.schema import LLAMA_KIND, REMOTE_KIND, Checkpoint, Config
 from symergion.engine.base import Engine
@@ -19,7 +20,6 @@ from symergion.engine.remote import RemoteEngine
 from symergion.errors import ConfigError, ModelError
 from symergion.models.errors import ModelNotFoundError
 from symergion.models.metadata import model_fingerprint
-from symergion.runtime import EngineKind, EngineKinds, engine_kind, fingerprint, load_engine
 
 
 @dataclass(frozen=True)

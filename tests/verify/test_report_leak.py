@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-import symergion.runtime as runtime
+import symergion.app.runtime as runtime
 from symergion.cli.main import main
 from symergion.config.schema import DEFAULT_CONFIG
 from symergion.engine.fake import FakeEngine

@@ -320,8 +320,8 @@ def test_without_bubblewrap_the_branch_reports_it_and_nothing_is_lost(
 def test_the_cli_shows_each_candidates_result_and_rank(calc_repo, tmp_path, fleet, monkeypatch, capsys):
     from symergion.cli.main import main
 
-    monkeypatch.setattr("symergion.runtime.load_engine", lambda config, c: fleet(c))
-    monkeypatch.setattr("symergion.runtime.fingerprint", lambda config, c: f"fp-{c.model_name}")
+    monkeypatch.setattr("symergion.app.runtime.load_engine", lambda config, c: fleet(c))
+    monkeypatch.setattr("symergion.app.runtime.fingerprint", lambda config, c: f"fp-{c.model_name}")
     cfg = tmp_path / "symergion.json"
     templates = json.loads(json.dumps(DEFAULT_CONFIG["templates"]))
     templates["TestCase"]["guided"] = False

@@ -7,10 +7,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from symergion.app.service import Printer
 from symergion.config.load import load_config
 from symergion.errors import SymergionError
 from symergion.gitrepo import run_git
-from symergion.service import Printer
 
 TASK = "TestCase_capture_output"
 SOURCE = '''\
@@ -43,7 +43,7 @@ def _git(repo: Path, *args: str, show: bool = True) -> str:
 
 
 def _sync(repo: Path, config_path: Path | None, models: Path | None, printer: Printer) -> None:
-    from symergion.service import sync_once
+    from symergion.app.service import sync_once
 
     _say("\n$ symergion sync")
     report = sync_once(repo, config_path, models, printer=printer)

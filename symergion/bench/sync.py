@@ -4,7 +4,7 @@ Each round runs `symergion sync --json` as a new process, the way cron, CI or a 
 on a scratch repository with a fresh cache, so the figures include interpreter start-up, model
 loading, the KV prefix restored from disk, and the response cache.
 
-    python -m symergion.bench_sync --model PATH.gguf --repeats 3 --out bench-results/sync.json
+    python -m symergion.bench.sync --model PATH.gguf --repeats 3 --out bench-results/sync.json
 
 ``--tasks N`` measures instead a cold sync of N tasks on N different sources against a cold
 sync of one task, paired in each repeat: the N branches of one model decode in one batch.
@@ -41,9 +41,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from symergion.app.demo import SOURCE
 from symergion.config.environment import cache_dir
 from symergion.config.schema import DEFAULT_CONFIG
-from symergion.demo import SOURCE
 from symergion.engine.extra_buffers import CACHE_FILE
 from symergion.gitrepo import run_git
 from symergion.trailers import TRIMMED, Trailers, parse_trailers
@@ -160,7 +160,7 @@ def _new_repo(model: Path, threads: int, workdir: Path, *, verify: bool = True,
 
 def cold_tasks(model: Path, threads: int, workdir: Path, count: int) -> dict[str, Any]:
     """Start ``count`` tasks on different sources with plain git; time one cold sync of all."""
-    from symergion.bench import source_text
+    from symergion.bench.measure import source_text
 
     repo, config, env = _new_repo(model, threads, workdir, verify=False)
     (repo / "utils").mkdir()
@@ -272,7 +272,7 @@ def engine_speeds(model: Path, threads: int) -> tuple[float, float]:
     The model loads in this process (with the machine's extra-buffer decision), as the worker
     of a sync does; the figures are the references of the efficiency.
     """
-    from symergion.bench import machine_extra_buffers, source_text
+    from symergion.bench.measure import machine_extra_buffers, source_text
     from symergion.config.sampling import Sampling
     from symergion.engine.llama import LlamaEngine
 
@@ -403,8 +403,8 @@ def run_bench(model: Path, *, threads: int, repeats: int) -> dict[str, Any]:
             "help_seconds_median": round(help_seconds(max(5, repeats)), 3), "rounds": table}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the end-to-end benchmark and print a table."""
+def _parser() -> argparse.ArgumentParser:
+    """Return the command line's parser: a plain run, or --modules, --checked or --tasks."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="GGUF file (default: the embedded model)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
@@ -423,7 +423,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="time the first checked sync of a 60-line module and of the demo")
     parser.add_argument("--checked-module", default=CHECKED_MODULE,
                         help="with --checked: the standard library module to copy (default: bisect)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the end-to-end benchmark and print a table."""
+    args = _parser().parse_args(argv)
     model = args.model
     if model is None:
         from symergion.config.schema import EMBEDDED_MODEL

@@ -1,7 +1,8 @@
 """The batched-generation row of the benchmarks: 1, 2, 4 and 8 sequences decoded together.
 
-``python -m symergion.bench_batch --threads 2`` prints the figures as JSON; ``symergion.bench``
-runs it in a child process (so that its peak RSS is its own) and puts it in its table.
+``python -m symergion.bench.batch --threads 2`` prints the figures as JSON;
+``symergion.bench.engine`` runs it in a child process (so that its peak RSS is its own) and puts
+it in its table.
 """
 
 from __future__ import annotations
@@ -15,14 +16,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from symergion.bench import BATCH_COUNTS
+from symergion.bench.measure import (
+    BATCH_COUNTS,
+    default_model,
+    machine_extra_buffers,
+    peak_rss_bytes,
+    source_text,
+)
 from symergion.config.sampling import Sampling
 
 
 def _prompts(count: int, functions: int = 3) -> list[str]:
     """Return ``count`` different code prompts of ``functions`` functions (3 make ~120 tokens)."""
-    from symergion.bench import source_text
-
     return [source_text(functions, f"batch{i}") + f"\ndef task_{i}(values):\n" for i in range(count)]
 
 
@@ -53,7 +58,6 @@ def bench_batched(
     Ratios to one sequence are taken within each repeat and their median reported; the counts
     take turns in rotating order.
     """
-    from symergion.bench import peak_rss_bytes
     from symergion.engine.base import GenerationRequest
     from symergion.engine.llama import LlamaEngine
 
@@ -99,8 +103,18 @@ def bench_batched(
             kv_allocated = kv_bytes_per_token * context.per_seq * context.slots_count
     finally:
         engine.close()
+    kv = {"kv_bytes_per_token": kv_bytes_per_token, "kv_allocated_bytes": kv_allocated,
+          "kv_used_bytes": kv_used}
+    return _summary(model_path, runs, counts, kv, gen_tokens=gen_tokens, repeats=repeats,
+                    prompt_tokens=measured_prompt)
+
+
+def _summary(model_path: Path, runs: list[dict[int, dict[str, float]]], counts: Sequence[int],
+             kv: dict[str, float], *, gen_tokens: int, repeats: int,
+             prompt_tokens: int) -> dict[str, Any]:
+    """Return the medians per sequence count, paired ratios to one sequence, and the memory."""
     result: dict[str, Any] = {"gen_tokens": gen_tokens, "repeats": repeats, "runs": runs,
-                              "prompt_tokens": measured_prompt}
+                              "prompt_tokens": prompt_tokens}
     for n in counts:
         result[str(n)] = {
             "tokens_per_second": statistics.median(r[n]["tokens_per_second"] for r in runs),
@@ -111,16 +125,14 @@ def bench_batched(
     result["memory"] = {
         "peak_rss_bytes": peak_rss_bytes(),
         "gguf_bytes": model_path.stat().st_size,
-        "kv_bytes_per_token": kv_bytes_per_token,
-        "kv_allocated_bytes": kv_allocated,
-        "kv_used_bytes": kv_used,
+        **kv,
     }
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
     """Print the batched row's figures as one JSON line."""
-    parser = argparse.ArgumentParser(prog="python -m symergion.bench_batch")
+    parser = argparse.ArgumentParser(prog="python -m symergion.bench.batch")
     parser.add_argument("--model", type=Path, help="GGUF file (default: the embedded model)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--gen-tokens", type=int, default=64)
@@ -129,9 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--extra-buffers", choices=("on", "off", "auto"), default="auto")
     args = parser.parse_args(argv)
-    from symergion.bench import _default_model, machine_extra_buffers
-
-    model = args.model or _default_model()
+    model = args.model or default_model()
     extra = {"on": True, "off": False}.get(args.extra_buffers)
     if extra is None:
         extra = machine_extra_buffers(model)

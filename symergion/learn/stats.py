@@ -7,7 +7,7 @@ from typing import Any
 
 from symergion.config.schema import Config
 from symergion.gitrepo import GitRepo
-from symergion.history import History, Progress, read_history
+from symergion.learn.history import History, Progress, read_history
 from symergion.trailers import SECONDS
 
 NO_TEMPLATE = "(none)"

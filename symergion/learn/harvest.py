@@ -24,7 +24,7 @@ from typing import Any
 
 from symergion.config.schema import Config
 from symergion.gitrepo import GitRepo
-from symergion.history import Candidate, History, Progress, TaskHistory, read_history
+from symergion.learn.history import Candidate, History, Progress, TaskHistory, read_history
 from symergion.redact import Scrubber, scrubber
 
 PREFERENCE = "preference.jsonl"

@@ -6,13 +6,13 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from symergion.app.lock import repo_lock
+from symergion.app.service import Printer, run_pass, stop_on_signals
 from symergion.config.load import load_config
 from symergion.core.execute import Event
 from symergion.core.state import poll_digest
 from symergion.errors import Cancelled, SymergionError
 from symergion.gitrepo import GitRepo
-from symergion.lock import repo_lock
-from symergion.service import Printer, run_pass, stop_on_signals
 
 
 def refs_state(repo: GitRepo) -> str:
@@ -44,7 +44,7 @@ def watch_loop(
     ``max_passes``/``max_polls`` stop the loop after that many (0: never); ``on_poll`` is
     called with the poll count after each poll.
     """
-    from symergion.runtime import build_reconciler
+    from symergion.app.runtime import build_reconciler
 
     config = load_config(config_path, models)
     repo = GitRepo(repo_path)

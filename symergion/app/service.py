@@ -10,13 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+from symergion.app.lock import repo_lock
 from symergion.config.load import load_config
 from symergion.core.execute import Event, Problem, Reconciler, Report
 from symergion.core.ops import Views
 from symergion.core.remote import pull, push
 from symergion.errors import Cancelled
 from symergion.gitrepo import GitRepo, git_running
-from symergion.lock import repo_lock
 
 
 class Printer(Protocol):
@@ -101,7 +101,7 @@ def sync_once(
 
     ``max_seconds`` replaces the config's time budget of each branch.
     """
-    from symergion.runtime import build_reconciler
+    from symergion.app.runtime import build_reconciler
 
     config = load_config(config_path, models)
     if max_seconds is not None:
