@@ -22,8 +22,9 @@ The API the reconcile pass uses:
 
 from symergion.verify.candidate import VerifyError, verify_candidate
 from symergion.verify.names import imports_module, module_of, render_code_starter
+from symergion.verify.pin import Pin
 from symergion.verify.prune import PruneResult, Removed, prune, prune_candidate
-from symergion.verify.repair import Pin, RepairResult, repair, repair_candidate
+from symergion.verify.repair import RepairResult, repair, repair_candidate
 from symergion.verify.result import TRAILER, TestOutcome, VerifyResult, rank
 from symergion.verify.sandbox import Limits, Sandbox, SandboxUnavailable
 

@@ -51,7 +51,8 @@ from symergion.verify.params import (
     passed_to,
     value_kind,
 )
-from symergion.verify.repair import numeric_parameter, top_level_names
+from symergion.verify.rekind import numeric_parameter
+from symergion.verify.syntax import top_level_names
 
 # A test method's body is indented by eight spaces (class body four, method body eight).
 _BODY = " " * 8

@@ -13,10 +13,11 @@ from symergion.core.ops import current_views
 from symergion.gitrepo import GitRepo
 from symergion.verify.candidate import verify_candidate
 from symergion.verify.prune import prune
-from symergion.verify.repair import repair, repair_candidate, truncate_tests
+from symergion.verify.repair import repair, repair_candidate
 from symergion.verify.result import Observation, TestOutcome, VerifyResult, parse_trailer, rank
 from symergion.verify.sandbox import Sandbox
 from symergion.verify.stable import Sample, differ, stable_checks
+from symergion.verify.truncate import truncate_tests
 from tests.verify.conftest import CALC, commit_files, needs_bwrap
 
 # Two runs per verification, as the template's default: a value that changes shows it.
