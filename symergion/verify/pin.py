@@ -15,7 +15,7 @@ from __future__ import annotations
 import ast
 import builtins
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from symergion.verify.prune import Removed
 from symergion.verify.result import Observation, VerifyResult
@@ -173,128 +173,200 @@ def pin_values(
     refs = module_refs(tree, module, destination)
     if refs.star:
         refs.names |= module_names
-    functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
-    edits = Edits(test_source)
-    pins: list[Pin] = []
-    dropped: list[int] = []
-    stabilized: list[Stabilized] = []
-    gone: list[Removed] = []
-    shifts: list[tuple[int, int]] = []
-    needs_os = False
-    done: set[int] = set()
-    for test, outcome in result.tests.items():
-        if outcome.outcome != "failed":
-            continue
+    return _Pinner(test_source, tree, refs, module, skip).run(result)
+
+
+@dataclass
+class _TestEdits:
+    """One failing test's edits: all of them are made, or the test is dropped (``drop``: why)."""
+
+    planned: list[tuple[int, int, str]] = field(default_factory=list)
+    pins: list[Pin] = field(default_factory=list)
+    dropped_args: list[int] = field(default_factory=list)
+    stabilized: list[Stabilized] = field(default_factory=list)
+    shifts: list[tuple[int, int]] = field(default_factory=list)
+    needs_os: bool = False
+    drop: tuple[ast.AST, str] | None = None  # the test method, and why it goes
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """A failing equality assertion of a test, what the runs observed at its line, and where it is."""
+
+    test: str
+    line: int
+    seens: list[Observation]
+    call: ast.Call
+    function: ast.AST
+    statement: ast.stmt | None
+
+
+class _Pinner:
+    """The edits of ``pin_values`` to one test file, planned test by test, then made."""
+
+    def __init__(self, test_source: str, tree: ast.Module, refs: ModuleRefs, module: str,
+                 skip: frozenset[tuple[str, int]]) -> None:
+        self.test_source = test_source
+        self.tree = tree
+        self.refs = refs
+        self.module = module
+        self.skip = skip
+        self.functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        self.edits = Edits(test_source)
+        self.done: set[int] = set()  # the assertions edited already, by id
+
+    def run(self, result: VerifyResult) -> _PinStep:
+        """Plan each failing test's edits and make them (or drop the test); return the new text."""
+        pins: list[Pin] = []
+        dropped: list[int] = []
+        stabilized: list[Stabilized] = []
+        gone: list[Removed] = []
+        shifts: list[tuple[int, int]] = []
+        needs_os = False
+        for test, outcome in result.tests.items():
+            if outcome.outcome != "failed":
+                continue
+            planned = self.plan(test, outcome.observed)
+            if planned.drop is not None:
+                function, reason = planned.drop
+                shifts.append(self.drop(function))
+                gone.append(Removed(test, reason))
+                continue
+            for edit in planned.planned:
+                self.edits.replace(*edit)
+            pins += planned.pins
+            dropped += planned.dropped_args
+            stabilized += planned.stabilized
+            shifts += planned.shifts
+            needs_os = needs_os or planned.needs_os
+        if needs_os and "os" not in bound_names(self.tree):
+            self.edits.replace(0, 0, "import os\n")
+            shifts.append((1, 1))
+        return _PinStep(self.edits.apply(), tuple(pins), tuple(dropped), tuple(stabilized), tuple(gone),
+                        tuple(shifts))
+
+    def plan(self, test: str, observed: tuple[Observation, ...]) -> _TestEdits:
+        """Return a failing test's edits, one per failing equality assertion the runs observed."""
         by_line: dict[int, list[Observation]] = {}
-        for seen in outcome.observed:
+        for seen in observed:
             by_line.setdefault(seen.line, []).append(seen)
-        planned: list[tuple[int, int, str]] = []  # this test's edits: all of them, or its drop
-        test_pins: list[Pin] = []
-        test_dropped: list[int] = []
-        test_stable: list[Stabilized] = []
-        test_shifts: list[tuple[int, int]] = []
-        test_os = False
-        drop: tuple[ast.AST, str] | None = None
+        planned = _TestEdits()
         for line, seens in by_line.items():
-            seen = seens[0]
-            call, owner = _assertion_at(functions, line)
-            if call is None or owner is None or id(call) in done or len(call.args) < 2:
+            call, function = _assertion_at(self.functions, line)
+            if call is None or function is None or id(call) in self.done or len(call.args) < 2:
                 continue
-            statement = _statement_of(owner, call)
-            if statement is not None and _same_computation(call, owner):
-                # Two calls with the same input differ: the determinism check does not hold.
-                done.add(id(call))
-                if not asserts(owner, statement):
-                    drop = (owner, "two calls with the same input differ, and nothing else holds")
-                    break
-                span_start = edits.starts[statement.lineno - 1]
-                span_end = edits.starts[min(statement.end_lineno or statement.lineno, len(edits.lines))]
-                planned.append((span_start, span_end, ""))
-                test_shifts.append(((statement.end_lineno or statement.lineno) + 1,
-                                    -((statement.end_lineno or statement.lineno) - statement.lineno + 1)))
-                seen_both = _shown(_samples(seens, 0) + _samples(seens, 1))
-                test_stable.append(Stabilized(test, line, seen_both,
-                                              ("not deterministic: that check taken out",)))
-                continue
-            derived = derived_names(owner, refs)
-            sides = [calls_module(arg, refs, derived) for arg in call.args[:2]]
-            if sides.count(True) != 1:
-                continue
-            actual = sides.index(True)
-            expected = call.args[1 - actual]
-            start, end = edits.span(expected)
-            before = test_source[start:end]
-            samples = _samples(seens, actual)
-            if (test, line) in skip:  # pinned before, and failing again
-                samples.append(Sample(before, literal_facts(before)))
-            if statement is not None and ((test, line) in skip or differ(samples)):
-                done.add(id(call))
-                stable = _stable(test_source, call, owner, actual, samples, module, refs, derived)
-                if not stable.lines:
-                    drop = (owner, f"its value differs between runs ({', '.join(_shown(samples))}) "
-                                   "and no type or property holds in every run")
-                    break
-                indent = " " * statement.col_offset
-                span_start = edits.starts[statement.lineno - 1]
-                span_end = edits.starts[min(statement.end_lineno or statement.lineno, len(edits.lines))]
-                planned.append((span_start, span_end, "".join(f"{indent}{x}\n" for x in stable.lines)))
-                last = statement.end_lineno or statement.lineno
-                test_shifts.append((last + 1, len(stable.lines) - (last - statement.lineno + 1)))
-                test_stable.append(Stabilized(test, line, _shown(samples), stable.said))
-                test_os = test_os or stable.needs_os
-                continue
-            observed = seen.first if actual == 0 else seen.second
-            if observed is None:
-                type_name = seen.first_type if actual == 0 else seen.second_type
-                kind = _type_expression(type_name, module, refs)
-                named = foreign_type_name(type_name)
-                method = call.func.attr if isinstance(call.func, ast.Attribute) else ""
-                if (kind is None and named is None) or method not in _EQUALITY or not isinstance(
-                        call.func, ast.Attribute):
-                    continue
-                # No literal to pin: the type of what the code returned is checked instead, by
-                # its name when the file has none for it (another package's class).
-                call_start, call_end = edits.span(call)
-                first_start, first_end = edits.span(call.args[actual])
-                owner_start, owner_end = edits.span(call.func.value)
-                done.add(id(call))
-                checked, value = test_source[owner_start:owner_end], test_source[first_start:first_end]
-                planned.append((call_start, call_end,
+            self.assertion(planned, _Failed(test, line, seens, call, function, _statement_of(function, call)))
+            if planned.drop is not None:
+                break
+        return planned
+
+    def assertion(self, planned: _TestEdits, failed: _Failed) -> None:
+        """Plan the edit of one failing equality assertion, when one applies."""
+        call, statement = failed.call, failed.statement
+        if statement is not None and _same_computation(call, failed.function):
+            # Two calls with the same input differ: the determinism check does not hold.
+            self.done.add(id(call))
+            self.take_out(planned, failed, statement)
+            return
+        derived = derived_names(failed.function, self.refs)
+        sides = [calls_module(arg, self.refs, derived) for arg in call.args[:2]]
+        if sides.count(True) != 1:
+            return
+        actual = sides.index(True)
+        start, end = self.edits.span(call.args[1 - actual])
+        before = self.test_source[start:end]
+        samples = _samples(failed.seens, actual)
+        again = (failed.test, failed.line) in self.skip  # pinned before, and failing again
+        if again:
+            samples.append(Sample(before, literal_facts(before)))
+        if statement is not None and (again or differ(samples)):
+            self.done.add(id(call))
+            self.stabilize(planned, failed, statement, actual, samples, derived)
+            return
+        seen = failed.seens[0]
+        observed = seen.first if actual == 0 else seen.second
+        if observed is None:
+            self.check_type(planned, failed, actual, before)
+        elif before != observed:
+            self.done.add(id(call))
+            self.pin(planned, failed, (start, end), before, observed)
+
+    def take_out(self, planned: _TestEdits, failed: _Failed, statement: ast.stmt) -> None:
+        """Take out a determinism check that failed; drop the test when it checks nothing else."""
+        if not asserts(failed.function, statement):
+            planned.drop = (failed.function, "two calls with the same input differ, and nothing else holds")
+            return
+        last = statement.end_lineno or statement.lineno
+        planned.planned.append((*self.statement_span(statement), ""))
+        planned.shifts.append((last + 1, -(last - statement.lineno + 1)))
+        seen_both = _shown(_samples(failed.seens, 0) + _samples(failed.seens, 1))
+        planned.stabilized.append(Stabilized(failed.test, failed.line, seen_both,
+                                             ("not deterministic: that check taken out",)))
+
+    def stabilize(self, planned: _TestEdits, failed: _Failed, statement: ast.stmt, actual: int,
+                  samples: list[Sample], derived: set[str]) -> None:
+        """Replace an assertion on a value that differs between runs by the checks they agree on."""
+        stable = _stable(self.test_source, failed.call, failed.function, actual, samples, self.module,
+                         self.refs, derived)
+        if not stable.lines:
+            planned.drop = (failed.function, f"its value differs between runs ({', '.join(_shown(samples))}) "
+                                             "and no type or property holds in every run")
+            return
+        indent = " " * statement.col_offset
+        planned.planned.append((*self.statement_span(statement),
+                                "".join(f"{indent}{x}\n" for x in stable.lines)))
+        last = statement.end_lineno or statement.lineno
+        planned.shifts.append((last + 1, len(stable.lines) - (last - statement.lineno + 1)))
+        planned.stabilized.append(Stabilized(failed.test, failed.line, _shown(samples), stable.said))
+        planned.needs_os = planned.needs_os or stable.needs_os
+
+    def check_type(self, planned: _TestEdits, failed: _Failed, actual: int, before: str) -> None:
+        """Check the type of a value that is no literal, by its name when the file has none for it."""
+        call, seen = failed.call, failed.seens[0]
+        type_name = seen.first_type if actual == 0 else seen.second_type
+        kind = _type_expression(type_name, self.module, self.refs)
+        named = foreign_type_name(type_name)
+        method = call.func.attr if isinstance(call.func, ast.Attribute) else ""
+        if (kind is None and named is None) or method not in _EQUALITY or not isinstance(
+                call.func, ast.Attribute):
+            return
+        # No literal to pin: the type of what the code returned is checked instead, by
+        # its name when the file has none for it (another package's class).
+        call_start, call_end = self.edits.span(call)
+        first_start, first_end = self.edits.span(call.args[actual])
+        owner_start, owner_end = self.edits.span(call.func.value)
+        self.done.add(id(call))
+        checked, value = self.test_source[owner_start:owner_end], self.test_source[first_start:first_end]
+        planned.planned.append((call_start, call_end,
                                 f"{checked}.assertIsInstance({value}, {kind})" if kind is not None
                                 else f"{checked}.assertEqual(type({value}).__name__, {named!r})"))
-                test_pins.append(Pin(test, seen.line, before,
-                                     f"an instance of {kind}" if kind is not None else f"a {named}"))
-                continue
-            if before == observed:
-                continue
-            done.add(id(call))
-            planned.append((start, end, observed))
-            test_pins.append(Pin(test, seen.line, before, observed))
-            method = call.func.attr if isinstance(call.func, ast.Attribute) else ""
-            if len(call.args) >= 3 and method not in _ALMOST and _not_a_message(call.args[2]):
-                _, second_end = edits.span(call.args[1])
-                _, third_end = edits.span(call.args[2])
-                planned.append((second_end, third_end, ""))
-                test_dropped.append(call.lineno)
-        if drop is not None:
-            function, reason = drop
-            drop_start, drop_end, keep, first = _drop_span(tree, function, edits)
-            edits.replace(drop_start, drop_end, keep)
-            last = function.end_lineno or function.lineno  # type: ignore[attr-defined]
-            shifts.append((last + 1, (1 if keep else 0) - (last - first + 1)))
-            gone.append(Removed(test, reason))
-            continue
-        for edit in planned:
-            edits.replace(*edit)
-        pins += test_pins
-        dropped += test_dropped
-        stabilized += test_stable
-        shifts += test_shifts
-        needs_os = needs_os or test_os
-    if needs_os and "os" not in bound_names(tree):
-        edits.replace(0, 0, "import os\n")
-        shifts.append((1, 1))
-    return _PinStep(edits.apply(), tuple(pins), tuple(dropped), tuple(stabilized), tuple(gone), tuple(shifts))
+        planned.pins.append(Pin(failed.test, seen.line, before,
+                                f"an instance of {kind}" if kind is not None else f"a {named}"))
+
+    def pin(self, planned: _TestEdits, failed: _Failed, span: tuple[int, int], before: str,
+            observed: str) -> None:
+        """Set an assertion's expected value to the observed one; drop a third argument that is no message."""
+        call = failed.call
+        planned.planned.append((*span, observed))
+        planned.pins.append(Pin(failed.test, failed.seens[0].line, before, observed))
+        method = call.func.attr if isinstance(call.func, ast.Attribute) else ""
+        if len(call.args) >= 3 and method not in _ALMOST and _not_a_message(call.args[2]):
+            _, second_end = self.edits.span(call.args[1])
+            _, third_end = self.edits.span(call.args[2])
+            planned.planned.append((second_end, third_end, ""))
+            planned.dropped_args.append(call.lineno)
+
+    def statement_span(self, statement: ast.stmt) -> tuple[int, int]:
+        """Return the text span of a statement's whole lines."""
+        return (self.edits.starts[statement.lineno - 1],
+                self.edits.starts[min(statement.end_lineno or statement.lineno, len(self.edits.lines))])
+
+    def drop(self, function: ast.AST) -> tuple[int, int]:
+        """Remove a test method; return the shift of the lines after it."""
+        start, end, keep, first = _drop_span(self.tree, function, self.edits)
+        self.edits.replace(start, end, keep)
+        last = function.end_lineno or function.lineno  # type: ignore[attr-defined]
+        return last + 1, (1 if keep else 0) - (last - first + 1)
 
 
 def _samples(seens: list[Observation], side: int) -> list[Sample]:
