@@ -17,6 +17,8 @@ from symergion.verify.params import constant_values, definition, is_number, valu
 from symergion.verify.result import VerifyResult
 from symergion.verify.syntax import (
     Edits,
+    Methods,
+    ModuleRefs,
     assigned_value,
     derived_names,
     exception_name,
@@ -155,69 +157,127 @@ def rekind_arguments(test_source: str, result: VerifyResult, source_text: str, d
         return test_source, ()
     name = re.escape(PurePosixPath(destination).name)
     frame = re.compile(rf'File "[^"]*{name}", line (\d+)')
-    refs = module_refs(tree, module_of(result.source), destination)
-    alias = refs.aliases[0] if refs.aliases else None
-    fixture = "self.path =" in test_source
-    edits = Edits(test_source)
-    changed: list[Rekinded] = []
-    methods = methods_by_name(tree)
-    for test, outcome in result.tests.items():
-        if outcome.outcome != "error" or outcome.flaky or test in retried:
-            continue
-        if exception_name(outcome.detail, frozenset(), None) not in WRONG_KIND:
-            continue
-        if _raised_by_source(outcome.detail, result.source):
-            continue
-        failing = failing_statement(test, outcome.detail, methods, frame)
-        if failing is None:
-            continue
-        function, index = failing
-        statement = function.body[index]
-        call = module_call(statement, refs, derived_names(function, refs))
-        if not isinstance(call, ast.Call):
-            continue
-        for value_start, value_end, value, change in _rekind_call(
-                call, function, statement.lineno, alias, source_tree, fixture, edits, test, test_source):
-            edits.replace(value_start, value_end, value)
-            changed.append(change)
-    # A passing test that only expects Python's error for a wrong-kind value: the call again,
-    # with values of the kind the code uses, and its result to pin.
-    for test, outcome in result.tests.items():
-        if outcome.outcome != "passed" or outcome.flaky or not outcome.records_error or test in retried:
-            continue
-        parts = test.split(".")
-        method = methods.get((parts[-2], parts[-1])) if len(parts) >= 2 else None
-        if method is None:
-            continue
-        function = method
-        for block in function.body:
-            if not _expects_wrong_kind(block):
+    rekinder = _Rekinder(test_source, source_tree, module_refs(tree, module_of(result.source), destination),
+                         methods_by_name(tree), Edits(test_source), fixture="self.path =" in test_source)
+    changed = [*rekinder.erring(result, frame, retried), *rekinder.expecting(result, retried)]
+    return rekinder.edits.apply(), tuple(changed)
+
+
+@dataclass(frozen=True)
+class _Rekinder:
+    """A test file and the module under test, read once, and the edits ``rekind_arguments`` makes."""
+
+    test_source: str
+    source_tree: ast.Module
+    refs: ModuleRefs
+    methods: Methods
+    edits: Edits
+    fixture: bool  # the file has the fixture's setUp: ``self.path`` and ``self.folder`` exist
+
+    def erring(self, result: VerifyResult, frame: re.Pattern[str], retried: frozenset[str]
+               ) -> list[Rekinded]:
+        """Give values of the right kind to each erring test's call that Python rejected."""
+        changed: list[Rekinded] = []
+        for test, outcome in result.tests.items():
+            if outcome.outcome != "error" or outcome.flaky or test in retried:
                 continue
-            assert isinstance(block, ast.With)
-            inner = block.body[0]
-            call = module_call(inner, refs, derived_names(function, refs))
+            if exception_name(outcome.detail, frozenset(), None) not in WRONG_KIND:
+                continue
+            if _raised_by_source(outcome.detail, result.source):
+                continue
+            failing = failing_statement(test, outcome.detail, self.methods, frame)
+            if failing is None:
+                continue
+            function, index = failing
+            statement = function.body[index]
+            call = module_call(statement, self.refs, derived_names(function, self.refs))
             if not isinstance(call, ast.Call):
                 continue
-            found = _rekind_call(call, function, block.lineno, alias, source_tree, fixture, edits, test,
-                                 test_source)
-            if not found:
-                continue
-            block_start, block_end = edits.starts[block.lineno - 1], edits.starts[
-                min(block.end_lineno or block.lineno, len(edits.lines))]
-            call_start, call_end = edits.span(call)
-            text = test_source[call_start:call_end]
-            for value_start, value_end, value, change in sorted(found, key=lambda f: f[0], reverse=True):
-                if call_start <= value_start and value_end <= call_end:
-                    offset = value_start - call_start
-                    text = text[:offset] + value + text[offset + value_end - value_start:]
-                else:
-                    edits.replace(value_start, value_end, value)
+            for value_start, value_end, value, change in self.arguments(call, function, statement.lineno,
+                                                                        test):
+                self.edits.replace(value_start, value_end, value)
                 changed.append(change)
-            indent = " " * block.col_offset
-            edits.replace(block_start, block_end, f"{indent}result = {text}\n"
-                                                  f"{indent}self.assertEqual(result, None)\n")
-            break
-    return edits.apply(), tuple(changed)
+        return changed
+
+    def expecting(self, result: VerifyResult, retried: frozenset[str]) -> list[Rekinded]:
+        """Call again, with values of the right kind, what a passing test expects Python's error of.
+
+        A passing test that only expects Python's error for a wrong-kind value gets the call
+        with values of the kind the code uses, and its result to pin.
+        """
+        changed: list[Rekinded] = []
+        for test, outcome in result.tests.items():
+            if outcome.outcome != "passed" or outcome.flaky or not outcome.records_error or test in retried:
+                continue
+            parts = test.split(".")
+            function = self.methods.get((parts[-2], parts[-1])) if len(parts) >= 2 else None
+            if function is None:
+                continue
+            for block in function.body:
+                if not _expects_wrong_kind(block):
+                    continue
+                assert isinstance(block, ast.With)
+                found = self.unexpect(block, function, test)
+                if found is None:
+                    continue
+                changed += found
+                break
+        return changed
+
+    def unexpect(self, block: ast.With, function: ast.FunctionDef | ast.AsyncFunctionDef, test: str
+                 ) -> list[Rekinded] | None:
+        """Replace ``with self.assertRaises(...)`` around a call by the call with right-kind values.
+
+        Returns the values changed, or None when the call has no wrong-kind value to change.
+        """
+        call = module_call(block.body[0], self.refs, derived_names(function, self.refs))
+        if not isinstance(call, ast.Call):
+            return None
+        found = self.arguments(call, function, block.lineno, test)
+        if not found:
+            return None
+        changed: list[Rekinded] = []
+        block_start, block_end = self.edits.starts[block.lineno - 1], self.edits.starts[
+            min(block.end_lineno or block.lineno, len(self.edits.lines))]
+        call_start, call_end = self.edits.span(call)
+        text = self.test_source[call_start:call_end]
+        for value_start, value_end, value, change in sorted(found, key=lambda f: f[0], reverse=True):
+            if call_start <= value_start and value_end <= call_end:
+                offset = value_start - call_start
+                text = text[:offset] + value + text[offset + value_end - value_start:]
+            else:
+                self.edits.replace(value_start, value_end, value)
+            changed.append(change)
+        indent = " " * block.col_offset
+        self.edits.replace(block_start, block_end, f"{indent}result = {text}\n"
+                                                   f"{indent}self.assertEqual(result, None)\n")
+        return changed
+
+    def arguments(self, call: ast.Call, function: ast.FunctionDef | ast.AsyncFunctionDef, line: int,
+                  test: str) -> list[tuple[int, int, str, Rekinded]]:
+        """Return the replacements that give a call's wrong-kind arguments a value of their kind."""
+        alias = self.refs.aliases[0] if self.refs.aliases else None
+        called = _called_definition(call, function, alias, self.source_tree)
+        if called is None:
+            return []
+        definition, skip_first = called
+        parameters = [a.arg for a in [*definition.args.posonlyargs, *definition.args.args]][int(skip_first):]
+        passed = [*((parameters[i], a) for i, a in enumerate(call.args) if i < len(parameters)),
+                  *((k.arg, k.value) for k in call.keywords if k.arg)]
+        found: list[tuple[int, int, str, Rekinded]] = []
+        for parameter, argument in passed:
+            value: ast.expr | None = argument
+            label = parameter
+            if isinstance(argument, ast.Name):
+                value = assigned_value(function, argument.id, line)
+                label = argument.id
+            kind = (_kind_value(self.source_tree, definition, parameter, self.fixture)
+                    if value is not None else None)
+            if value is None or kind is None or _of_kind(value, kind[0]):
+                continue
+            start, end = self.edits.span(value)
+            found.append((start, end, kind[1], Rekinded(test, label, self.test_source[start:end], kind[1])))
+        return found
 
 
 def _expects_wrong_kind(statement: ast.stmt) -> bool:
@@ -229,29 +289,3 @@ def _expects_wrong_kind(statement: ast.stmt) -> bool:
     return (isinstance(context, ast.Call) and isinstance(context.func, ast.Attribute)
             and context.func.attr == "assertRaises" and len(context.args) == 1
             and isinstance(context.args[0], ast.Name) and context.args[0].id in WRONG_KIND)
-
-
-def _rekind_call(call: ast.Call, function: ast.FunctionDef | ast.AsyncFunctionDef, line: int,
-                 alias: str | None, source_tree: ast.Module, fixture: bool, edits: Edits, test: str,
-                 test_source: str) -> list[tuple[int, int, str, Rekinded]]:
-    """Return the replacements that give a call's wrong-kind arguments a value of their kind."""
-    called = _called_definition(call, function, alias, source_tree)
-    if called is None:
-        return []
-    definition, skip_first = called
-    parameters = [a.arg for a in [*definition.args.posonlyargs, *definition.args.args]][int(skip_first):]
-    passed = [*((parameters[i], a) for i, a in enumerate(call.args) if i < len(parameters)),
-              *((k.arg, k.value) for k in call.keywords if k.arg)]
-    found: list[tuple[int, int, str, Rekinded]] = []
-    for parameter, argument in passed:
-        value: ast.expr | None = argument
-        label = parameter
-        if isinstance(argument, ast.Name):
-            value = assigned_value(function, argument.id, line)
-            label = argument.id
-        kind = _kind_value(source_tree, definition, parameter, fixture) if value is not None else None
-        if value is None or kind is None or _of_kind(value, kind[0]):
-            continue
-        start, end = edits.span(value)
-        found.append((start, end, kind[1], Rekinded(test, label, test_source[start:end], kind[1])))
-    return found
