@@ -217,7 +217,7 @@ def methods_by_name(tree: ast.Module) -> Methods:
 
 
 def failing_statement(test: str, detail: str, methods: Methods, frame: re.Pattern[str]
-                       ) -> tuple[ast.FunctionDef | ast.AsyncFunctionDef, int] | None:
+                      ) -> tuple[ast.FunctionDef | ast.AsyncFunctionDef, int] | None:
     """Return a test's method and the index of the statement its traceback stopped in, or None."""
     parts = test.split(".")
     function = methods.get((parts[-2], parts[-1])) if len(parts) >= 2 else None
