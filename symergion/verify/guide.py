@@ -48,16 +48,14 @@ from symergion.verify.openers import (
     FIXTURE_VALUES,
     WRITTEN,
     Target,
-    bound_parameters,
     call_text,
     class_variable,
     method_opener,
     openings,
     roundtrips,
     targets,
+    value_seeds,
 )
-from symergion.verify.params import SEEDS, constant_values, value_kind
-from symergion.verify.rekind import numeric_parameter
 from symergion.verify.syntax import top_level_names
 
 MAIN_GUARD = '\n\nif __name__ == "__main__":\n    unittest.main()\n'
@@ -197,31 +195,6 @@ def keep_valid(head: str, opener: str, lines: list[str]) -> str | None:
     return None
 
 
-# The edge cases of a kind: what code so often branches on (``if not data``, ``if n < 0``).
-_EDGES = {"str": ("''",), "bytes": ("b''",), "list": ("[]",), "strlist": ("[]",), "dict": ("{}",),
-          "tuple": ("()",), "number": ("0", "-1")}
-
-
-def seeds(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionDef, name: str) -> list[str]:
-    """Return the values the variant rounds bind a parameter to, without the model (``SEEDS`` at most).
-
-    The constants the code compares it with (``constant_values``: its own branches), then the
-    edge cases of its kind (empty, zero, negative): each round's test has other inputs than the
-    greedy one's and each other's, not the same literal again.
-    """
-    constants = constant_values(tree, function, name)
-    kind = value_kind(tree, function, name) or ("number" if numeric_parameter(function, name) else "")
-    return [*constants, *(e for e in _EDGES.get(kind, ()) if e not in constants)][:SEEDS]
-
-
-def value_seeds(tree: ast.Module, target: Target) -> list[list[str]]:
-    """Return, for each bound value of a target, its variant rounds' values (``seeds``)."""
-    function, names = bound_parameters(tree, target)
-    if function is None:
-        return [[] for _ in target.binds or ()]
-    return [seeds(tree, function, parameter) for parameter in names]
-
-
 def _complete_line(generate: Generate, prompt: str, max_tokens: int, stable_prefix: int) -> tuple[str, int]:
     """Return the model's completion of ``prompt`` up to the end of its line, and the tokens it took."""
     pieces: Iterator[str] = iter(generate(prompt, max_tokens, stable_prefix))
@@ -242,112 +215,30 @@ def _assigned(lines: str) -> set[str]:
     return set(re.findall(rf"^{BODY}(\w+) = ", lines, flags=re.MULTILINE))
 
 
-def _write_test(
-    generate: Generate, base: str, text: str, target: Target, alias: str, share: int, tree: ast.Module,
-    known: frozenset[str], destination: str, code_starter: str, *, max_lines: int, value_tokens: int,
-    hint: bool, round_: int = 0,
-) -> tuple[str | None, int, str | None]:
-    """Write one target's test after ``text``: (its text or None, tokens used, a class's construction).
+@dataclass(frozen=True)
+class GuidedTask:
+    """What a guided file is written for: the prompt it continues and the module it tests.
 
-    In variant round ``round_`` (1, 2, ...) a value the code compares with constants is the
-    round's constant (``value_seeds``) while there is one, written without the model; a value
-    the method writes in the greedy round (the fixture's, a callable) is the model's.
-    """
-    opener = target.opener
-    tokens = 0
-    if target.binds is not None:
-        defined = {alias, *_assigned(opener)}
-        seeds = value_seeds(tree, target) if hint and round_ else [[] for _ in target.binds]
-        for (variable, _), opening, constants in zip(target.binds, openings(tree, target, hint), seeds,
-                                                     strict=True):
-            by_method = opening in WRITTEN.values()
-            if (by_method and round_ == 0) or len(constants) >= round_ > 0:
-                value = opening if round_ == 0 else constants[round_ - 1]
-                opener += f"{BODY}{variable} = {value}\n"  # the fixture's file, a callable, a constant
-                if value.startswith("open("):
-                    opener += f"{BODY}self.addCleanup({variable}.close)\n"
-                defined.add(variable)
-                continue
-            if by_method:
-                # The greedy test has the value that works; a variant tries the model's own, which
-                # takes the branches that check it (a file name that is not there, no callable).
-                opening = "'" if opening in (FIXTURE_VALUES["path"], FIXTURE_VALUES["folder"]) else ""
-            prompt = base + text + opener + f"{BODY}{variable} = {opening}"
-            value, used = _complete_line(generate, prompt, min(value_tokens, share - tokens), len(base))
-            value = opening + value
-            tokens += used
-            if opening and not value_ok(value, defined):
-                value += _CLOSING[opening]  # a literal the model did not close within its share
-            if not value_ok(value, defined):
-                return None, tokens, None  # no expression, or a name the test never defined
-            opener += f"{BODY}{variable} = {value.strip()}\n"
-            defined.add(variable)
-        if target.kind == "roundtrip":
-            values = [variable for variable, _ in target.binds]
-            expected = values[0] if len(values) == 1 else f"({', '.join(values)})"
-            return (f"{opener}{BODY}result = {call_text(target, alias)}\n"
-                    f"{BODY}self.assertEqual(result, {expected})\n"), tokens, None
-        if target.kind == "class":
-            variable = class_variable(target.name, alias)
-            built_line = f"{BODY}{variable} = {call_text(target, alias)}"
-            written = (f"{opener}{built_line}\n"
-                       f"{BODY}self.assertIsInstance({variable}, {alias}.{target.name})\n")
-            return written, tokens, opener.split("\n", 1)[1] + built_line
-        opener += f"{BODY}result = {call_text(target, alias)}\n{BODY}self.assertEqual(result, "
-    head = text + opener
-    generated = ""
-    if share - tokens > 0:
-        pieces: Iterator[str] = iter(generate(base + head, share - tokens, len(base)))
-        finisher = Finisher(destination, code_starter)
-        for piece in pieces:
-            tokens += 1
-            generated += piece
-            lines, ended = _segment_lines(generated, max_lines, alias, known, opener)
-            if ended or finisher.check(head + generated):
-                break
-        close = getattr(pieces, "close", None)
-        if close is not None:
-            close()  # stop the engine's generation before the next prompt
-    lines, _ = _segment_lines(generated, max_lines, alias, known, opener)
-    kept = keep_valid(text, opener, lines)
-    if kept is None and target.binds is not None:
-        # The call is sound; an expected value the repairs pin is better than no test.
-        kept = keep_valid(text, opener, ["None)"])
-    construction = _construction(kept) if kept is not None and target.kind == "class" else None
-    return kept, tokens, construction
-
-
-def guided_file(
-    generate: Generate,
-    prompt_text: str,
-    code_starter: str,
-    source_text: str,
-    alias: str,
-    destination: str,
-    *,
-    budget: int,
-    limit: int = DEFAULT_TARGETS,
-    segment_tokens: int = DEFAULT_SEGMENT_TOKENS,
-    max_lines: int = DEFAULT_MAX_LINES,
-    bind: bool = True,
-    value_tokens: int = DEFAULT_VALUE_TOKENS,
-    hint: bool = True,
-    variants: int = 1,
-    sample: Sample | None = None,
-    room: Callable[[str], int] | None = None,
-    on_shared: Callable[[int], None] | None = None,
-    out_of_time: Callable[[], bool] | None = None,
-    on_test: Callable[[int, int], None] | None = None,
-) -> Guided:
-    """Write a test file one target at a time, within ``budget`` generated tokens.
-
-    Args:
-        generate: the engine's generation, ``(prompt, max_tokens, stable_prefix) -> pieces``.
+    Attributes:
         prompt_text: the rendered prompt, ending with ``code_starter``.
         code_starter: the file's opening (imports and the TestCase class line).
         source_text: the module under test's code (its public names).
         alias: how the test file refers to the module (``colorsys`` for ``from lib import colorsys``).
         destination: the test file's path (the finisher's language check).
+    """
+
+    prompt_text: str
+    code_starter: str
+    source_text: str
+    alias: str
+    destination: str
+
+
+@dataclass(frozen=True)
+class GuideOptions:
+    """How a guided file is generated: its budgets, its rounds, and what the caller is told.
+
+    Attributes:
         budget: the most tokens to generate for the whole file.
         limit: the most targets to write a test for.
         segment_tokens: the most tokens one test may take (its bound values included).
@@ -371,77 +262,228 @@ def guided_file(
         on_test: told after each test tried, kept or not: how many were tried, of how many
             the file may have (for an estimate of the time left).
     """
-    if not prompt_text.endswith(code_starter):
+
+    budget: int
+    limit: int = DEFAULT_TARGETS
+    segment_tokens: int = DEFAULT_SEGMENT_TOKENS
+    max_lines: int = DEFAULT_MAX_LINES
+    bind: bool = True
+    value_tokens: int = DEFAULT_VALUE_TOKENS
+    hint: bool = True
+    variants: int = 1
+    sample: Sample | None = None
+    room: Callable[[str], int] | None = None
+    on_shared: Callable[[int], None] | None = None
+    out_of_time: Callable[[], bool] | None = None
+    on_test: Callable[[int, int], None] | None = None
+
+
+def guided_file(generate: Generate, task: GuidedTask, options: GuideOptions) -> Guided:
+    """Write a test file one target at a time, within ``options.budget`` generated tokens.
+
+    Args:
+        generate: the engine's generation, ``(prompt, max_tokens, stable_prefix) -> pieces``.
+        task: the prompt, the file's opening and the module under test.
+        options: the budgets, the variant rounds, and the hooks the caller is told through.
+    """
+    if not task.prompt_text.endswith(task.code_starter):
         raise ValueError("the prompt must end with the code starter")
-    base = prompt_text[: len(prompt_text) - len(code_starter)]
-    known = frozenset(top_level_names(source_text))
-    try:
-        tree = ast.parse(source_text)
-    except SyntaxError:
-        tree = ast.Module(body=[], type_ignores=[])
-    chosen = targets(source_text, alias, limit, bind=bind)
-    pairs = roundtrips(tree, targets(source_text, alias, len(source_text), bind=bind)) if bind else []
-    fixture = hint and any(opening in FIXTURE_VALUES.values()
-                           for target in chosen for opening in openings(tree, target))
-    text = with_fixture(code_starter, alias) if fixture else code_starter
-    result = Guided(text)
-    if on_shared is not None:
-        on_shared(len(base) + len(text))
-    built: dict[str, str] = {}  # class -> the lines of its test that constructed one
-    bodies: set[str] = set()  # what each test does, without its name: a variant must differ
-    full = False  # the context is full
-    rounds = max(1, variants) if sample is not None else 1
-    planned, tried = len(chosen) + len(pairs) + (rounds - 1) * len(chosen), 0
-    for index in range(rounds):
-        if index == 0:
-            complete: Generate = generate
-        else:
-            def complete(prompt: str, max_tokens: int, stable: int, seed: int = index) -> Iterable[str]:
-                assert sample is not None
-                return sample(prompt, max_tokens, stable, seed)
-        for target in chosen + pairs if index == 0 else chosen:  # round trips: one value each
-            share = min(segment_tokens, budget - result.tokens)
-            if share <= 0 or full or result.cut:
-                break
-            if out_of_time is not None and out_of_time():
-                result.cut = True  # the time budget is spent: keep the tests written so far
-                break
-            if room is not None and room(base + text) < 2 * segment_tokens:
-                full = True  # the file so far fills the context: keep it as it is
-                break
-            if target.kind == "method":
-                if target.owner not in built:
-                    if index == 0:
-                        result.skipped.append(target.name)
-                    continue
-                target = replace(target, opener=method_opener(target, built[target.owner], alias))
-            if index > 0:  # test_f_2, test_f_3, ...
-                renamed = target.opener.replace("(self):\n", f"_{index + 1}(self):\n", 1)
-                target = replace(target, opener=renamed)
-            kept, used, constructed = _write_test(
-                complete, base, text, target, alias, share, tree, known, destination, code_starter,
-                max_lines=max_lines, value_tokens=value_tokens, hint=hint, round_=index)
-            result.tokens += used
-            tried += 1
-            if on_test is not None:
-                on_test(tried, planned)
-            what = kept.split("\n", 1)[1] if kept is not None else ""
-            if kept is None or what in bodies:
+    return _Writer(generate, task, options).write()
+
+
+class _Writer:
+    """One guided file being written: the prompt's start, the file so far, and what each test did."""
+
+    def __init__(self, generate: Generate, task: GuidedTask, options: GuideOptions) -> None:
+        self.generate = generate
+        self.task = task
+        self.options = options
+        self.base = task.prompt_text[: len(task.prompt_text) - len(task.code_starter)]
+        self.known = frozenset(top_level_names(task.source_text))
+        try:
+            self.tree = ast.parse(task.source_text)
+        except SyntaxError:
+            self.tree = ast.Module(body=[], type_ignores=[])
+        source, alias, bind = task.source_text, task.alias, options.bind
+        self.chosen = targets(source, alias, options.limit, bind=bind)
+        self.pairs = roundtrips(self.tree, targets(source, alias, len(source), bind=bind)) if bind else []
+        fixture = options.hint and any(opening in FIXTURE_VALUES.values()
+                                       for target in self.chosen for opening in openings(self.tree, target))
+        self.text = with_fixture(task.code_starter, alias) if fixture else task.code_starter
+        self.result = Guided(self.text)
+        self.built: dict[str, str] = {}  # class -> the lines of its test that constructed one
+        self.bodies: set[str] = set()  # what each test does, without its name: a variant must differ
+        self.full = False  # the context is full
+        self.rounds = max(1, options.variants) if options.sample is not None else 1
+        self.planned = len(self.chosen) + len(self.pairs) + (self.rounds - 1) * len(self.chosen)
+        self.tried = 0
+
+    def write(self) -> Guided:
+        """Write the greedy round's tests, then each variant round's, while budget and time last."""
+        self.shared()
+        for index in range(self.rounds):
+            complete = self.generate if index == 0 else self.sampled(index)
+            # Round trips are tested in the greedy round only: one value each.
+            for target in self.chosen + self.pairs if index == 0 else self.chosen:
+                if not self.attempt(target, index, complete):
+                    break
+        if not self.result.tested:
+            self.text += "    pass\n"  # the class needs a body; a file without tests is the prune's to drop
+        self.result.text = self.text.rstrip("\n") + "\n" + MAIN_GUARD
+        return self.result
+
+    def shared(self) -> None:
+        """Tell the caller the length of the prompt start every later prompt begins with."""
+        if self.options.on_shared is not None:
+            self.options.on_shared(len(self.base) + len(self.text))
+
+    def sampled(self, seed: int) -> Generate:
+        """Return the generation of a variant round: sampled with the round's seed."""
+        sample = self.options.sample
+        assert sample is not None
+
+        def complete(prompt: str, max_tokens: int, stable: int) -> Iterable[str]:
+            return sample(prompt, max_tokens, stable, seed)
+        return complete
+
+    def attempt(self, target: Target, index: int, complete: Generate) -> bool:
+        """Write one target's test in round ``index``; return False when the round ends before it."""
+        options, result = self.options, self.result
+        share = min(options.segment_tokens, options.budget - result.tokens)
+        if share <= 0 or self.full or result.cut:
+            return False
+        if options.out_of_time is not None and options.out_of_time():
+            result.cut = True  # the time budget is spent: keep the tests written so far
+            return False
+        if options.room is not None and options.room(self.base + self.text) < 2 * options.segment_tokens:
+            self.full = True  # the file so far fills the context: keep it as it is
+            return False
+        if target.kind == "method":
+            if target.owner not in self.built:
                 if index == 0:
-                    result.skipped.append(f"{target.name}+{target.inverse}" if target.inverse
-                                          else target.name)
-                result.discard("tests left out" if index == 0 else "variants left out", used)
+                    result.skipped.append(target.name)
+                return True
+            target = replace(target, opener=method_opener(target, self.built[target.owner], self.task.alias))
+        if index > 0:  # test_f_2, test_f_3, ...
+            renamed = target.opener.replace("(self):\n", f"_{index + 1}(self):\n", 1)
+            target = replace(target, opener=renamed)
+        kept, used, constructed = self.write_test(complete, target, share, index)
+        self.keep(target, index, kept, used, constructed)
+        return True
+
+    def keep(self, target: Target, index: int, kept: str | None, used: int, constructed: str | None) -> None:
+        """Count a test's tokens, and add it to the file unless it did not parse or repeats another."""
+        result = self.result
+        result.tokens += used
+        self.tried += 1
+        if self.options.on_test is not None:
+            self.options.on_test(self.tried, self.planned)
+        what = kept.split("\n", 1)[1] if kept is not None else ""
+        label = f"{target.name}+{target.inverse}" if target.inverse else target.name
+        if kept is None or what in self.bodies:
+            if index == 0:
+                result.skipped.append(label)
+            result.discard("tests left out" if index == 0 else "variants left out", used)
+            return
+        result.kept_tokens += used
+        self.bodies.add(what)
+        self.text += kept + "\n"
+        self.shared()
+        (result.tested if index == 0 else result.variants).append(label)
+        if constructed is not None and target.name not in self.built:
+            self.built[target.name] = constructed
+
+    def write_test(self, generate: Generate, target: Target, share: int, round_: int
+                   ) -> tuple[str | None, int, str | None]:
+        """Write one target's test after the file: (its text or None, tokens used, a class's construction).
+
+        In variant round ``round_`` (1, 2, ...) a value the code compares with constants is the
+        round's constant (``value_seeds``) while there is one, written without the model; a value
+        the method writes in the greedy round (the fixture's, a callable) is the model's.
+        """
+        opener: str | None = target.opener
+        tokens = 0
+        if target.binds is not None:
+            opener, tokens = self.bind(generate, target, share, round_)
+            if opener is None:
+                return None, tokens, None  # no expression, or a name the test never defined
+            alias = self.task.alias
+            if target.kind == "roundtrip":
+                values = [variable for variable, _ in target.binds]
+                expected = values[0] if len(values) == 1 else f"({', '.join(values)})"
+                return (f"{opener}{BODY}result = {call_text(target, alias)}\n"
+                        f"{BODY}self.assertEqual(result, {expected})\n"), tokens, None
+            if target.kind == "class":
+                variable = class_variable(target.name, alias)
+                built_line = f"{BODY}{variable} = {call_text(target, alias)}"
+                written = (f"{opener}{built_line}\n"
+                           f"{BODY}self.assertIsInstance({variable}, {alias}.{target.name})\n")
+                return written, tokens, opener.split("\n", 1)[1] + built_line
+            opener += f"{BODY}result = {call_text(target, alias)}\n{BODY}self.assertEqual(result, "
+        assert opener is not None
+        kept, used = self.complete_test(generate, target, opener, share - tokens)
+        construction = _construction(kept) if kept is not None and target.kind == "class" else None
+        return kept, tokens + used, construction
+
+    def bind(self, generate: Generate, target: Target, share: int, round_: int) -> tuple[str | None, int]:
+        """Return a bound target's opener with each bound value written, and the tokens it took.
+
+        The opener is None when the model's value is no expression, or uses a name the test
+        never defined.
+        """
+        assert target.binds is not None
+        opener, tokens = target.opener, 0
+        hint, tree = self.options.hint, self.tree
+        defined = {self.task.alias, *_assigned(opener)}
+        seeds = value_seeds(tree, target) if hint and round_ else [[] for _ in target.binds]
+        for (variable, _), opening, constants in zip(target.binds, openings(tree, target, hint), seeds,
+                                                     strict=True):
+            by_method = opening in WRITTEN.values()
+            if (by_method and round_ == 0) or len(constants) >= round_ > 0:
+                value = opening if round_ == 0 else constants[round_ - 1]
+                opener += f"{BODY}{variable} = {value}\n"  # the fixture's file, a callable, a constant
+                if value.startswith("open("):
+                    opener += f"{BODY}self.addCleanup({variable}.close)\n"
+                defined.add(variable)
                 continue
-            result.kept_tokens += used
-            bodies.add(what)
-            text += kept + "\n"
-            if on_shared is not None:
-                on_shared(len(base) + len(text))
-            label = f"{target.name}+{target.inverse}" if target.inverse else target.name
-            (result.tested if index == 0 else result.variants).append(label)
-            if constructed is not None and target.name not in built:
-                built[target.name] = constructed
-    if not result.tested:
-        text += "    pass\n"  # the class needs a body; a file without tests is the prune's to drop
-    result.text = text.rstrip("\n") + "\n" + MAIN_GUARD
-    return result
+            if by_method:
+                # The greedy test has the value that works; a variant tries the model's own, which
+                # takes the branches that check it (a file name that is not there, no callable).
+                opening = "'" if opening in (FIXTURE_VALUES["path"], FIXTURE_VALUES["folder"]) else ""
+            prompt = self.base + self.text + opener + f"{BODY}{variable} = {opening}"
+            value, used = _complete_line(generate, prompt, min(self.options.value_tokens, share - tokens),
+                                         len(self.base))
+            value = opening + value
+            tokens += used
+            if opening and not value_ok(value, defined):
+                value += _CLOSING[opening]  # a literal the model did not close within its share
+            if not value_ok(value, defined):
+                return None, tokens
+            opener += f"{BODY}{variable} = {value.strip()}\n"
+            defined.add(variable)
+        return opener, tokens
+
+    def complete_test(self, generate: Generate, target: Target, opener: str, share: int
+                      ) -> tuple[str | None, int]:
+        """Let the model complete a test from its opener; return what of it parses, and the tokens."""
+        head = self.text + opener
+        max_lines, alias, known = self.options.max_lines, self.task.alias, self.known
+        generated, tokens = "", 0
+        if share > 0:
+            pieces: Iterator[str] = iter(generate(self.base + head, share, len(self.base)))
+            finisher = Finisher(self.task.destination, self.task.code_starter)
+            for piece in pieces:
+                tokens += 1
+                generated += piece
+                _, ended = _segment_lines(generated, max_lines, alias, known, opener)
+                if ended or finisher.check(head + generated):
+                    break
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()  # stop the engine's generation before the next prompt
+        lines, _ = _segment_lines(generated, max_lines, alias, known, opener)
+        kept = keep_valid(self.text, opener, lines)
+        if kept is None and target.binds is not None:
+            # The call is sound; an expected value the repairs pin is better than no test.
+            kept = keep_valid(self.text, opener, ["None)"])
+        return kept, tokens

@@ -12,7 +12,16 @@ import ast
 import re
 from dataclasses import dataclass
 
-from symergion.verify.params import OPENING, definition, function_aliases, passed_to, value_kind
+from symergion.verify.params import (
+    OPENING,
+    SEEDS,
+    constant_values,
+    definition,
+    function_aliases,
+    passed_to,
+    value_kind,
+)
+from symergion.verify.rekind import numeric_parameter
 
 # A test method's body is indented by eight spaces (class body four, method body eight).
 BODY = " " * 8
@@ -410,3 +419,28 @@ def openings(tree: ast.Module, target: Target, hint: bool = True) -> list[str]:
     """Return how each bound value of a target starts: its kind's opening, a value the method
     writes itself (the fixture's file or folder, a callable), or ""."""
     return [WRITTEN.get(kind) or OPENING.get(kind, "") for kind in value_kinds(tree, target, hint)]
+
+
+# The edge cases of a kind: what code so often branches on (``if not data``, ``if n < 0``).
+_EDGES = {"str": ("''",), "bytes": ("b''",), "list": ("[]",), "strlist": ("[]",), "dict": ("{}",),
+          "tuple": ("()",), "number": ("0", "-1")}
+
+
+def seeds(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionDef, name: str) -> list[str]:
+    """Return the values the variant rounds bind a parameter to, without the model (``SEEDS`` at most).
+
+    The constants the code compares it with (``constant_values``: its own branches), then the
+    edge cases of its kind (empty, zero, negative): each round's test has other inputs than the
+    greedy one's and each other's, not the same literal again.
+    """
+    constants = constant_values(tree, function, name)
+    kind = value_kind(tree, function, name) or ("number" if numeric_parameter(function, name) else "")
+    return [*constants, *(e for e in _EDGES.get(kind, ()) if e not in constants)][:SEEDS]
+
+
+def value_seeds(tree: ast.Module, target: Target) -> list[list[str]]:
+    """Return, for each bound value of a target, its variant rounds' values (``seeds``)."""
+    function, names = bound_parameters(tree, target)
+    if function is None:
+        return [[] for _ in target.binds or ()]
+    return [seeds(tree, function, parameter) for parameter in names]

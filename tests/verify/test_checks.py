@@ -401,8 +401,9 @@ def test_variants_of_one_target_take_the_edge_cases_the_code_branches_on() -> No
 
     starter = examples.test_case_starter("lib/clamp.py", "test_clamp.py")
     done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
-                             "# lib/clamp.py\nSOURCE\n\n" + starter, starter, CLAMP, "clamp",
-                             "test_clamp.py", budget=600, variants=3, sample=sample)
+                             guide.GuidedTask("# lib/clamp.py\nSOURCE\n\n" + starter, starter, CLAMP, "clamp",
+                                              "test_clamp.py"),
+                             guide.GuideOptions(budget=600, variants=3, sample=sample))
     tree = ast.parse(done.text)
     inputs: dict[str, list[str]] = {}
     tests = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name.startswith("test")]

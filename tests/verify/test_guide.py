@@ -151,7 +151,9 @@ def test_a_property_is_read_and_static_and_class_methods_bind_their_own_paramete
     engine = FakeEngine("fake", lambda p: "2\n" if p.endswith(" = ") else "4)\n")
     starter = examples.test_case_starter("lib/boxes.py", "test_boxes.py")
     done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
-                             "SOURCE\n" + starter, starter, MEMBERS, "boxes", "test_boxes.py", budget=300)
+                             guide.GuidedTask("SOURCE\n" + starter, starter, MEMBERS, "boxes",
+                                              "test_boxes.py"),
+                             guide.GuideOptions(budget=300))
     assert ("    def test_box_size(self):\n        size = 2\n        box = boxes.Box(size)\n"
             "        result = box.size\n        self.assertEqual(result, 4)\n") in done.text
     ast.parse(done.text)
@@ -196,7 +198,9 @@ def test_functions_that_undo_each_other_get_a_round_trip_test_whose_oracle_is_th
     engine = FakeEngine("fake", lambda p: "1\n")
     starter = examples.test_case_starter("lib/codec.py", "test_codec.py")
     done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
-                             "SOURCE\n" + starter, starter, ROUNDTRIP, "codec", "test_codec.py", budget=300)
+                             guide.GuidedTask("SOURCE\n" + starter, starter, ROUNDTRIP, "codec",
+                                              "test_codec.py"),
+                             guide.GuideOptions(budget=300))
     assert ("    def test_compress_decompress(self):\n        data = [1]\n"
             "        result = codec.decompress(codec.compress(data))\n"
             "        self.assertEqual(result, data)\n") in done.text
@@ -206,9 +210,10 @@ def test_functions_that_undo_each_other_get_a_round_trip_test_whose_oracle_is_th
     ast.parse(done.text)
     # Variant rounds sample other values for the targets; a round trip has its one test.
     sampled = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
-                                "SOURCE\n" + starter, starter, ROUNDTRIP, "codec", "test_codec.py",
-                                budget=600, variants=2,
-                                sample=lambda p, n, s, seed: iter(["2", "\n"]))
+                                guide.GuidedTask("SOURCE\n" + starter, starter, ROUNDTRIP, "codec",
+                                                 "test_codec.py"),
+                                guide.GuideOptions(budget=600, variants=2,
+                                                   sample=lambda p, n, s, seed: iter(["2", "\n"])))
     assert "def test_compress_2(self)" in sampled.text and "test_compress_decompress_2" not in sampled.text
 
 
@@ -289,8 +294,9 @@ def test_required_parameters_are_bound_to_variables_named_after_them() -> None:
     engine = FakeEngine("fake", lambda p: "'monday')\n")
     starter = examples.test_case_starter("lib/clock.py", "test_clock.py")
     done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
-                             "SOURCE\n" + starter, starter, "def today():\n    pass\n", "clock",
-                             "test_clock.py", budget=50)
+                             guide.GuidedTask("SOURCE\n" + starter, starter, "def today():\n    pass\n",
+                                              "clock", "test_clock.py"),
+                             guide.GuideOptions(budget=50))
     assert ("    def test_today(self):\n        result = clock.today()\n"
             "        self.assertEqual(result, 'monday')\n") in done.text
 
@@ -321,7 +327,9 @@ def bound_replies(prompt: str) -> str:
 def test_a_bound_test_defines_every_name_its_call_uses() -> None:
     engine = FakeEngine("fake", bound_replies)
     prompt = "# lib/shapes.py\nSOURCE\n\n" + STARTER
-    done = guide.guided_file(run(engine), prompt, STARTER, SOURCE, "shapes", "test_shapes.py", budget=400)
+    done = guide.guided_file(run(engine),
+                             guide.GuidedTask(prompt, STARTER, SOURCE, "shapes", "test_shapes.py"),
+                             guide.GuideOptions(budget=400))
     assert done.tested == ["area", "Square"] and done.skipped == ["scale"]
     assert done.text == STARTER + (
         "    def test_area(self):\n        w = 2\n        h = 3\n"
@@ -346,8 +354,9 @@ def test_the_file_ends_with_the_tests_written_when_the_next_one_might_not_fit_th
         asked.append(text)
         return n_ctx - engine.count_tokens(text)
 
-    done = guide.guided_file(run(engine), prompt, STARTER, SOURCE, "shapes", "test_shapes.py", budget=400,
-                             room=room)
+    done = guide.guided_file(run(engine),
+                             guide.GuidedTask(prompt, STARTER, SOURCE, "shapes", "test_shapes.py"),
+                             guide.GuideOptions(budget=400, room=room))
     assert done.tested == ["area"] and "def test_square" not in done.text
     assert done.text.endswith("self.assertEqual(result, 6)\n\n\nif __name__ == \"__main__\":\n"
                               "    unittest.main()\n")
@@ -359,7 +368,9 @@ def test_the_file_ends_with_the_tests_written_when_the_next_one_might_not_fit_th
 def test_a_bound_call_without_a_usable_expected_value_still_gets_an_assertion() -> None:
     engine = FakeEngine("fake", lambda p: "1\n" if p.endswith(" = ") else "[[[\n")
     prompt = "# lib/shapes.py\nSOURCE\n\n" + STARTER
-    done = guide.guided_file(run(engine), prompt, STARTER, SOURCE, "shapes", "test_shapes.py", budget=400)
+    done = guide.guided_file(run(engine),
+                             guide.GuidedTask(prompt, STARTER, SOURCE, "shapes", "test_shapes.py"),
+                             guide.GuideOptions(budget=400))
     assert "        result = shapes.area(w, h)\n        self.assertEqual(result, None)\n" in done.text
     ast.parse(done.text)
 
@@ -386,8 +397,9 @@ def run(engine: FakeEngine) -> guide.Generate:
 def test_each_test_ends_where_the_model_leaves_it_repeats_or_invents_a_name() -> None:
     engine = FakeEngine("fake", replies)
     prompt = "# lib/shapes.py\nSOURCE\n\n" + STARTER
-    done = guide.guided_file(run(engine), prompt, STARTER, SOURCE, "shapes", "test_shapes.py", budget=400,
-                             bind=False)
+    done = guide.guided_file(run(engine),
+                             guide.GuidedTask(prompt, STARTER, SOURCE, "shapes", "test_shapes.py"),
+                             guide.GuideOptions(budget=400, bind=False))
     assert done.tested == ["area", "scale"] and done.skipped == ["Square"]
     assert done.text == STARTER + (
         "    def test_area(self):\n        self.assertEqual(shapes.area(2, 3), 6)\n\n"
@@ -403,8 +415,9 @@ def test_each_test_ends_where_the_model_leaves_it_repeats_or_invents_a_name() ->
 def test_the_budget_bounds_every_segment_and_the_whole_file() -> None:
     engine = FakeEngine("fake", lambda p: "1" * 400)
     prompt = "# lib/shapes.py\nSOURCE\n\n" + STARTER
-    done = guide.guided_file(run(engine), prompt, STARTER, SOURCE, "shapes", "test_shapes.py", budget=30,
-                             segment_tokens=20, bind=False)
+    done = guide.guided_file(run(engine),
+                             guide.GuidedTask(prompt, STARTER, SOURCE, "shapes", "test_shapes.py"),
+                             guide.GuideOptions(budget=30, segment_tokens=20, bind=False))
     assert done.tokens == 30 and len(engine.calls) == 2
     assert done.tested == [] and done.text == STARTER + "    pass\n" + guide.MAIN_GUARD
     ast.parse(done.text)
@@ -430,8 +443,9 @@ def test_a_guided_file_repaired_in_the_sandbox_passes_and_runs_the_module(calc_r
     engine = FakeEngine("fake", calc_replies)
     starter = examples.test_case_starter("utils/calc.py", "test_calc.py")
     prompt = "# utils/calc.py\n" + CALC + "\n" + starter
-    done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s), prompt,
-                             starter, CALC, "calc", "test_calc.py", budget=200, bind=False)
+    done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
+                             guide.GuidedTask(prompt, starter, CALC, "calc", "test_calc.py"),
+                             guide.GuideOptions(budget=200, bind=False))
     assert done.tested == ["add", "sub"]
     commit = commit_files(calc_repo, {"test_calc.py": done.text})
     repo, spec, sandbox = GitRepo(calc_repo), VerifySpec(coverage=True, runs=1), Sandbox(mode="bwrap")
@@ -453,8 +467,9 @@ def test_bound_tests_repaired_in_the_sandbox_pin_the_result_and_expect_the_raise
     engine = FakeEngine("fake", bound_calc_replies)
     starter = examples.test_case_starter("utils/calc.py", "test_calc.py")
     prompt = "# utils/calc.py\n" + CALC + "\n" + starter
-    done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s), prompt,
-                             starter, CALC, "calc", "test_calc.py", budget=200)
+    done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
+                             guide.GuidedTask(prompt, starter, CALC, "calc", "test_calc.py"),
+                             guide.GuideOptions(budget=200))
     assert done.tested == ["add", "sub"] and "        result = calc.sub(a, b)\n" in done.text
     commit = commit_files(calc_repo, {"test_calc.py": done.text})
     repo, spec, sandbox = GitRepo(calc_repo), VerifySpec(coverage=True, runs=1), Sandbox(mode="bwrap")
@@ -523,8 +538,9 @@ def test_a_hinted_value_starts_as_its_kind_and_the_model_completes_it() -> None:
                         else "[])\n")
     starter = examples.test_case_starter("lib/kinds.py", "test_kinds.py")
     prompt = "# lib/kinds.py\nSOURCE\n\n" + starter
-    done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s), prompt,
-                             starter, KINDS, "kinds", "test_kinds.py", budget=60, limit=1)
+    done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
+                             guide.GuidedTask(prompt, starter, KINDS, "kinds", "test_kinds.py"),
+                             guide.GuideOptions(budget=60, limit=1))
     assert ("    def test_find(self):\n        pathname = '*.txt'\n        flags = 3\n"
             "        names = ['a.txt']\n        result = kinds.find(pathname, flags, names)\n"
             "        self.assertEqual(result, [])\n") in done.text
@@ -540,8 +556,9 @@ def test_variants_add_sampled_tests_after_the_greedy_round_unless_they_repeat_on
         return iter(["11\n"] if prompt.endswith(" = ") else ["0)\n"])
 
     prompt = "# lib/shapes.py\nSOURCE\n\n" + STARTER
-    done = guide.guided_file(run(engine), prompt, STARTER, SOURCE, "shapes", "test_shapes.py", budget=400,
-                             variants=3, sample=sample)
+    done = guide.guided_file(run(engine),
+                             guide.GuidedTask(prompt, STARTER, SOURCE, "shapes", "test_shapes.py"),
+                             guide.GuideOptions(budget=400, variants=3, sample=sample))
     assert done.tested == ["area", "Square"] and done.variants == ["area", "scale", "Square"]
     assert ("    def test_area_2(self):\n        w = 11\n        h = 11\n"
             "        result = shapes.area(w, h)\n        self.assertEqual(result, 0)\n") in done.text
@@ -549,8 +566,9 @@ def test_variants_add_sampled_tests_after_the_greedy_round_unless_they_repeat_on
     assert "test_area_3" not in done.text and set(seeds) == {1, 2}
     ast.parse(done.text)
     # Without a sampler only the greedy round runs.
-    single = guide.guided_file(run(FakeEngine("fake", bound_replies)), prompt, STARTER, SOURCE, "shapes",
-                               "test_shapes.py", budget=400, variants=3)
+    single = guide.guided_file(run(FakeEngine("fake", bound_replies)),
+                               guide.GuidedTask(prompt, STARTER, SOURCE, "shapes", "test_shapes.py"),
+                               guide.GuideOptions(budget=400, variants=3))
     assert single.variants == [] and "_2(self)" not in single.text
 
 
@@ -559,8 +577,9 @@ def test_a_hinted_literal_the_model_does_not_close_within_its_share_is_closed() 
                         if p.endswith("names = [") else "3\n" if p.endswith(" = ") else "[])\n")
     starter = examples.test_case_starter("lib/kinds.py", "test_kinds.py")
     prompt = "# lib/kinds.py\nSOURCE\n\n" + starter
-    done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s), prompt,
-                             starter, KINDS, "kinds", "test_kinds.py", budget=60, limit=1, value_tokens=3)
+    done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
+                             guide.GuidedTask(prompt, starter, KINDS, "kinds", "test_kinds.py"),
+                             guide.GuideOptions(budget=60, limit=1, value_tokens=3))
     pathname = next(line for line in done.text.splitlines() if "pathname =" in line)
     assert pathname.strip().startswith("pathname = 'a:b:") and pathname.endswith("'")
     ast.parse(done.text)
@@ -630,8 +649,9 @@ def test_a_fixture_opens_the_class_when_a_test_needs_an_existing_file() -> None:
     engine = FakeEngine("fake", lambda p: "4\n" if p.endswith("n = ") else "0)\n")
     starter = examples.test_case_starter("lib/files.py", "test_files.py")
     prompt = "# lib/files.py\nSOURCE\n\n" + starter
-    done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s), prompt,
-                             starter, FILES, "files", "test_files.py", budget=200)
+    done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
+                             guide.GuidedTask(prompt, starter, FILES, "files", "test_files.py"),
+                             guide.GuideOptions(budget=200))
     # The imports go before the starter's, the setUp right after its class line.
     assert done.text.startswith("import shutil\nimport tempfile\nimport unittest\n\nfrom lib import files\n")
     assert (starter.split("import unittest\n", 1)[1] + guide.FIXTURE.format(alias="files")) in done.text
@@ -644,8 +664,9 @@ def test_a_fixture_opens_the_class_when_a_test_needs_an_existing_file() -> None:
     ast.parse(done.text)
     # A module without such parameters keeps the starter as it is.
     plain = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
-                              "# lib/kinds.py\nSOURCE\n\n" + starter, starter, KINDS, "kinds",
-                              "test_kinds.py", budget=60, limit=1)
+                              guide.GuidedTask("# lib/kinds.py\nSOURCE\n\n" + starter, starter, KINDS,
+                                               "kinds", "test_kinds.py"),
+                              guide.GuideOptions(budget=60, limit=1))
     assert plain.text.startswith(starter) and "setUp" not in plain.text
 
 
@@ -667,7 +688,9 @@ def guided_in_sandbox(tmp_path: Path, name: str, code: str, engine: FakeEngine, 
     commit_files(path, {"lib/__init__.py": "", source: code}, "initial")
     starter = examples.test_case_starter(source, destination)
     done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
-                             f"# {source}\n{code}\n{starter}", starter, code, name, destination, **options)
+                             guide.GuidedTask(f"# {source}\n{code}\n{starter}", starter, code, name,
+                                              destination),
+                             guide.GuideOptions(**options))
     commit = commit_files(path, {destination: done.text})
     repo, spec, sandbox = GitRepo(path), VerifySpec(coverage=True, runs=1), Sandbox(mode="bwrap")
     first = verify_candidate(repo, commit, spec, source, destination, sandbox=sandbox)
@@ -719,8 +742,9 @@ def test_variant_rounds_bind_the_seeds_and_ask_the_model_for_the_rest() -> None:
 
     starter = examples.test_case_starter("lib/consts.py", "test_consts.py")
     done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
-                             "# lib/consts.py\nSOURCE\n\n" + starter, starter, CONSTANTS, "consts",
-                             "test_consts.py", budget=400, variants=3, sample=sample)
+                             guide.GuidedTask("# lib/consts.py\nSOURCE\n\n" + starter, starter, CONSTANTS,
+                                              "consts", "test_consts.py"),
+                             guide.GuideOptions(budget=400, variants=3, sample=sample))
     # The greedy round is the model's; round 2 takes the first constants, round 3 the second,
     # and a string out of constants ("text" has one) its edge case, the empty string.
     def bound(name: str, mode: str, level: int, text: str) -> str:
@@ -824,8 +848,9 @@ def test_a_variant_asks_the_model_for_a_value_the_greedy_test_had_written_for_it
 
     starter = examples.test_case_starter("lib/files.py", "test_files.py")
     done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
-                             "# lib/files.py\nSOURCE\n\n" + starter, starter, FILES, "files",
-                             "test_files.py", budget=400, variants=2, sample=sample)
+                             guide.GuidedTask("# lib/files.py\nSOURCE\n\n" + starter, starter, FILES, "files",
+                                              "test_files.py"),
+                             guide.GuideOptions(budget=400, variants=2, sample=sample))
     # The greedy tests have the fixture's file and a callable; their variants the model's values,
     # which take the branches that check them.
     assert "    def test_size_of(self):\n        filename = self.path\n" in done.text
