@@ -401,13 +401,12 @@ class _Writer:
         round's constant (``value_seeds``) while there is one, written without the model; a value
         the method writes in the greedy round (the fixture's, a callable) is the model's.
         """
-        opener: str | None = target.opener
-        tokens = 0
+        opener, tokens = target.opener, 0
         if target.binds is not None:
-            opener, tokens = self.bind(generate, target, share, round_)
-            if opener is None:
+            bound, tokens = self.bind(generate, target, share, round_)
+            if bound is None:
                 return None, tokens, None  # no expression, or a name the test never defined
-            alias = self.task.alias
+            opener, alias = bound, self.task.alias
             if target.kind == "roundtrip":
                 values = [variable for variable, _ in target.binds]
                 expected = values[0] if len(values) == 1 else f"({', '.join(values)})"
@@ -420,7 +419,6 @@ class _Writer:
                            f"{BODY}self.assertIsInstance({variable}, {alias}.{target.name})\n")
                 return written, tokens, opener.split("\n", 1)[1] + built_line
             opener += f"{BODY}result = {call_text(target, alias)}\n{BODY}self.assertEqual(result, "
-        assert opener is not None
         kept, used = self.complete_test(generate, target, opener, share - tokens)
         construction = _construction(kept) if kept is not None and target.kind == "class" else None
         return kept, tokens + used, construction
