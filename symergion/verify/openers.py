@@ -3,7 +3,8 @@
 ``targets`` picks the public functions, classes and methods a guided file writes a test for
 (the largest first when there are more than the file may have), ``roundtrips`` the pairs of
 functions that undo each other; ``bindings`` names the required parameters a test binds before
-its call, and ``method_opener`` and ``call_text`` write the lines that open a test.
+its call, ``openings`` and ``value_seeds`` say how their values start and what the variant rounds
+bind them to, and ``method_opener`` and ``call_text`` write the lines that open a test.
 """
 
 from __future__ import annotations
