@@ -55,10 +55,13 @@ def write(model: Path, threads: int, name: str, code: str, marks: bool) -> dict[
     try:
         budget = max_new_tokens(engine.n_ctx, engine.count_tokens(prompt.text), 512)
         began = time.monotonic()
-        done = guide.guided_file(generate, prompt.text, starter, code, examples.module_alias(source),
-                                 destination, budget=budget, variants=3, sample=sample,
-                                 room=lambda text: engine.n_ctx - engine.count_tokens(text),
-                                 on_shared=shared.append)
+        done = guide.guided_file(generate,
+                                 guide.GuidedTask(prompt.text, starter, code, examples.module_alias(source),
+                                                  destination),
+                                 guide.GuideOptions(budget=budget, variants=3, sample=sample,
+                                                    room=lambda text: engine.n_ctx
+                                                    - engine.count_tokens(text),
+                                                    on_shared=shared.append))
         wall = time.monotonic() - began
         totals = engine.totals
         return {"marks": marks, "wall": round(wall, 2), "prompt_tokens": totals.prompt_tokens,

@@ -715,10 +715,11 @@ def guided_file(engine: Engine, prompt: prompts.Prompt, source_text: str, source
         return counted(engine.generate_many([request], cancel=cancel))  # (index, piece) pairs
 
     written = guide.guided_file(
-        generate, prompt.text, prompt.code_starter, source_text, module_alias(source), destination,
-        budget=budget, limit=spec.targets, variants=spec.variants, sample=sample,
-        room=lambda text: engine.n_ctx - engine.count_tokens(text), on_shared=shared.append,
-        out_of_time=out_of_time, on_test=on_test)
+        generate, guide.GuidedTask(prompt.text, prompt.code_starter, source_text, module_alias(source),
+                                   destination),
+        guide.GuideOptions(budget=budget, limit=spec.targets, variants=spec.variants, sample=sample,
+                           room=lambda text: engine.n_ctx - engine.count_tokens(text),
+                           on_shared=shared.append, out_of_time=out_of_time, on_test=on_test))
     try:
         ast.parse(written.text)
     except SyntaxError:

@@ -10,20 +10,22 @@ The API the reconcile pass uses:
   ``redundant=True`` also passing tests that add no coverage), and ``prune_candidate(...)`` also
   re-runs the pruned file to confirm it;
 - ``repair(text, result, source_text, destination)`` qualifies names of the module under test,
-  completes and pins failing equality assertions to observed values, cuts a test at its failing
-  statement or expects the exception the module raised; ``repair_candidate(...)`` re-runs it;
+  completes and pins failing equality assertions to observed values (``pin``), gives arguments
+  Python rejected a value of the right kind (``rekind``), cuts a test at its failing statement or
+  expects the exception the module raised (``truncate``); ``repair_candidate(...)`` re-runs it;
 - ``render_code_starter(code_starter, source, destination)`` fills a code starter's placeholders;
   ``examples.few_shot_files`` and ``examples.test_case_starter`` make the TestCase few-shot prompt;
-- ``guide.guided_file(generate, prompt_text, code_starter, source_text, alias, destination,
-  budget=...)`` writes a TestCase file one public name of the module at a time, binding each
-  required parameter to a named variable before the call; with ``variants=k, sample=...`` it
-  adds sampled tests per target.
+- ``guide.guided_file(generate, GuidedTask(prompt_text, code_starter, source_text, alias,
+  destination), GuideOptions(budget=...))`` writes a TestCase file one public name of the module
+  at a time (``openers.targets``), binding each required parameter to a named variable before
+  the call; with ``GuideOptions(variants=k, sample=...)`` it adds sampled tests per target.
 """
 
 from symergion.verify.candidate import VerifyError, verify_candidate
 from symergion.verify.names import imports_module, module_of, render_code_starter
+from symergion.verify.pin import Pin
 from symergion.verify.prune import PruneResult, Removed, prune, prune_candidate
-from symergion.verify.repair import Pin, RepairResult, repair, repair_candidate
+from symergion.verify.repair import RepairResult, repair, repair_candidate
 from symergion.verify.result import TRAILER, TestOutcome, VerifyResult, rank
 from symergion.verify.sandbox import Limits, Sandbox, SandboxUnavailable
 

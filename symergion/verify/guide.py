@@ -42,27 +42,26 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 from symergion.verify.finish import Finisher
-from symergion.verify.params import (
-    OPENING,
-    SEEDS,
-    class_values,
-    constant_values,
-    definition,
-    function_aliases,
-    passed_to,
-    value_kind,
+from symergion.verify.openers import (
+    BODY,
+    DEFAULT_TARGETS,
+    FIXTURE_VALUES,
+    WRITTEN,
+    Target,
+    call_text,
+    class_variable,
+    method_opener,
+    openings,
+    roundtrips,
+    targets,
+    value_seeds,
 )
-from symergion.verify.repair import numeric_parameter, top_level_names
+from symergion.verify.syntax import top_level_names
 
-# A test method's body is indented by eight spaces (class body four, method body eight).
-_BODY = " " * 8
 MAIN_GUARD = '\n\nif __name__ == "__main__":\n    unittest.main()\n'
-DEFAULT_TARGETS = 12
-_NOT_CALLED = ("property", "staticmethod", "classmethod")  # not called on an instance as a method
 DEFAULT_SEGMENT_TOKENS = 80
 DEFAULT_MAX_LINES = 3
 DEFAULT_VALUE_TOKENS = 24  # one bound argument's value: a literal on one line
-_RESERVED = frozenset({"self", "result"})  # names a test method uses itself
 _BUILTINS = frozenset(dir(builtins))
 # Part of the response cache key of a guided file: bump when the method writes other files.
 GUIDE_VERSION = 7
@@ -71,20 +70,6 @@ GUIDE_VERSION = 7
 Generate = Callable[[str, int, int], Iterable[str]]
 # The same, sampled with a seed (temperature above 0): another candidate for the same opener.
 Sample = Callable[[str, int, int, int], Iterable[str]]
-
-
-@dataclass(frozen=True)
-class Target:
-    """A public name of the module and the opener of the test that calls it."""
-
-    name: str
-    kind: str  # "function", "class", "method" (of ``owner``), or "roundtrip" (``inverse(name(x))``)
-    opener: str
-    owner: str = ""  # a method's class; its test starts with the line that built one
-    # Required parameters, bound one line each before the call: (variable, argument as passed).
-    binds: tuple[tuple[str, str], ...] | None = None  # None: the opener is the bare call
-    inverse: str = ""  # a "roundtrip" target's second function, which undoes ``name``
-    access: str = "call"  # "property": a method target read as an attribute, not called
 
 
 @dataclass
@@ -106,167 +91,6 @@ class Guided:
             self.discarded[reason] = self.discarded.get(reason, 0) + tokens
 
 
-def public_names(source_text: str) -> list[tuple[str, str]]:
-    """Return the module's public functions and classes as (name, kind), in source order.
-
-    A literal ``__all__`` decides what is public; without one, or when it names no function or
-    class the file defines, names without a leading underscore are. Names defined only
-    conditionally or imported are left out: a test of them
-    tests another module. Returns [] when the source does not parse.
-    """
-    try:
-        tree = ast.parse(source_text)
-    except SyntaxError:
-        return []
-    exported: set[str] | None = None
-    for node in tree.body:
-        if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__"
-                                                 for t in node.targets)):
-            try:
-                value = ast.literal_eval(node.value)
-            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-                continue
-            if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-                exported = set(value)
-    defined = {node.name for node in tree.body
-               if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
-    aliases = function_aliases(tree)
-    if exported is not None and not exported & (defined | set(aliases)):
-        exported = None  # it lists only data or imported names: test what the file defines
-    names: list[tuple[str, str]] = []
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            public = node.name in exported if exported is not None else not node.name.startswith("_")
-            if public and not any(n == node.name for n, _ in names):
-                names.append((node.name, "class" if isinstance(node, ast.ClassDef) else "function"))
-    for alias, function in aliases.items():
-        # A name bound to a function at import time (``getpass = unix_getpass``): public when
-        # ``__all__`` lists it, or, without one, when the function it names is private (the
-        # alias is then the only way in).
-        public = alias in exported if exported is not None else (
-            not alias.startswith("_") and function.startswith("_"))
-        if public and alias not in defined:
-            names.append((alias, "function"))
-    return names
-
-
-def public_methods(source_text: str, class_name: str) -> list[str]:
-    """Return the public methods a top-level class defines itself, in source order.
-
-    Properties are read, not called; static and class methods are called too (on an instance,
-    as on the class): ``public_members`` tells them apart.
-    """
-    return [name for name, how in public_members(source_text, class_name) if how != "property"]
-
-
-def public_members(source_text: str, class_name: str) -> list[tuple[str, str]]:
-    """Return the public members a top-level class defines itself as (name, how), in order.
-
-    ``how`` is "method", "property" (read on an instance: its getter runs), "staticmethod"
-    or "classmethod". A property's setter or deleter (``@x.setter``) is no member of its own.
-    """
-    try:
-        tree = ast.parse(source_text)
-    except SyntaxError:
-        return []
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef) and node.name == class_name:
-            members: list[tuple[str, str]] = []
-            for n in node.body:
-                if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) or n.name.startswith("_"):
-                    continue
-                if any(isinstance(d, ast.Attribute) for d in n.decorator_list):
-                    continue  # @x.setter, @x.deleter, @abc.abstractmethod: another object's decorator
-                how = _decorated(n)
-                if how not in ("method", "property", "staticmethod", "classmethod"):
-                    continue
-                if not any(name == n.name for name, _ in members):
-                    members.append((n.name, how))
-            return members
-    return []
-
-
-def _decorated(function: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
-    """Return how a method is reached: "method", or the first of ``_NOT_CALLED`` it is decorated with.
-
-    A decorator named alone (``@cache``) leaves a method a method; one that is called
-    (``@functools.wraps(f)``, ``@retry(3)``) makes it "wrapped", which is left alone.
-    """
-    for decorator in function.decorator_list:
-        if isinstance(decorator, ast.Name) and decorator.id in _NOT_CALLED:
-            return decorator.id
-        if isinstance(decorator, ast.Call):
-            return "wrapped"
-    return "method"
-
-
-def _snake(name: str) -> str:
-    """Return a class name in snake case: ``TopologicalSorter`` -> ``topological_sorter``."""
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
-
-
-def class_variable(name: str, alias: str) -> str:
-    """Return the variable a test keeps an instance of a class in (never the module's alias)."""
-    variable = _snake(name)
-    return variable if variable != alias else f"{variable}_object"
-
-
-def required_parameters(function: ast.FunctionDef | ast.AsyncFunctionDef, *, method: bool = False,
-                        tree: ast.Module | None = None) -> list[tuple[str, bool]]:
-    """Return a function's parameters without a default as (name, keyword only), in order.
-
-    ``*args`` and ``**kwargs`` are never required; a method's first parameter is its instance.
-    With the module's ``tree``, the first parameter that defaults to None but holds a file, a
-    folder or a stream (``parameter_kind``, else ``name_kind``) follows, passed by keyword: its
-    default usually skips the code that does the work (``LZMAFile(filename=None)`` raises). So
-    does each parameter whose None or empty default the code rejects (``rejects_missing``).
-    """
-    args = function.args
-    positional = [*args.posonlyargs, *args.args][1 if method else 0:]
-    defaults = len(args.defaults)
-    required = [(a.arg, False) for a in positional[:len(positional) - defaults if defaults else None]]
-    required += [(a.arg, True) for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True) if d is None]
-    if tree is not None:
-        every = [*args.posonlyargs, *args.args]
-        optional = [*zip(every[len(every) - defaults:], args.defaults, strict=True),
-                    *((a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True)
-                      if d is not None)]
-        located = False
-        for argument, default in optional:
-            if argument in args.posonlyargs or not isinstance(default, ast.Constant):
-                continue  # it cannot be passed by keyword, or its default is no placeholder
-            if (default.value is None and not located
-                    and value_kind(tree, function, argument.arg) in _FIXTURE_VALUES):
-                required.append((argument.arg, True))
-                located = True
-            elif not default.value and rejects_missing(tree, function, argument.arg):
-                required.append((argument.arg, True))
-    return required
-
-
-def _takes_arguments(function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
-    """Return whether a function has any parameter at all (``*args`` and ``**kwargs`` included)."""
-    args = function.args
-    return bool(args.posonlyargs or args.args or args.kwonlyargs or args.vararg or args.kwarg)
-
-
-def bindings(function: ast.FunctionDef | ast.AsyncFunctionDef | None, alias: str, *, method: bool = False,
-             taken: frozenset[str] = frozenset(), tree: ast.Module | None = None
-             ) -> tuple[tuple[str, str], ...]:
-    """Return the (variable, argument) pairs that bind and pass a function's required parameters.
-
-    The variable is the parameter's name unless that would shadow the module, the instance or the
-    result (then ``<name>_value``); a keyword-only parameter is passed as ``name=variable``.
-    """
-    if function is None:
-        return ()
-    pairs: list[tuple[str, str]] = []
-    for name, keyword in required_parameters(function, method=method, tree=tree):
-        variable = name if name not in _RESERVED | taken | {alias} else f"{name}_value"
-        pairs.append((variable, f"{name}={variable}" if keyword else variable))
-    return tuple(pairs)
-
-
 # What closes each opening (``params.OPENING``) when the model did not.
 _CLOSING = {"'": "'", "b'": "'", "[": "]", "['": "']", "{": "}", "(": ")"}
 # A test whose parameters name files gets a fixture: a temporary folder holding a copy of the
@@ -277,193 +101,23 @@ FIXTURE = ("    def setUp(self):\n"
            "        self.addCleanup(folder.cleanup)\n"
            "        self.folder = folder.name\n"
            "        self.path = shutil.copy({alias}.__file__, self.folder)\n\n")
-_FIXTURE_VALUES = {"path": "self.path", "folder": "self.folder",
-                   # A file object, opened on the copy or on a new file in the folder, closed
-                   # after the test (``self.addCleanup``).
-                   "text reader": "open(self.path)", "binary reader": "open(self.path, 'rb')",
-                   "text writer": "open(self.folder + '/output', 'w')",
-                   "binary writer": "open(self.folder + '/output', 'wb')"}
-# Values the method writes itself, the model never asked: the fixture's, and a callable that
-# takes anything (a small model's ``func = 1`` only raises TypeError when it is called).
-_WRITTEN = {**_FIXTURE_VALUES, "callable": "lambda *args, **kwargs: None"}
 
 
-def rejects_missing(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionDef, name: str,
-                    depth: int = 2) -> bool:
-    """Return whether a function raises when a parameter keeps a None or empty default.
+def with_fixture(code_starter: str, alias: str) -> str:
+    """Return a code starter with the fixture's imports and its ``setUp`` (``FIXTURE``) added.
 
-    ``if p is None: raise ...`` or ``if not p: raise ...``, in the function or (``depth`` levels
-    deep) in the module's own function or class it passes the parameter to: the parameter is
-    required in practice (``hmac.new``'s ``digestmod``), so a test that leaves it out tests the
-    error only.
+    The imports go before the starter's first import (after any ``from __future__``), the
+    ``setUp`` after its class line, which ends the starter.
     """
-    def is_param(node: ast.AST) -> bool:
-        return isinstance(node, ast.Name) and node.id == name
-
-    for node in ast.walk(function):
-        if isinstance(node, ast.If) and node.body and isinstance(node.body[0], ast.Raise):
-            test = node.test
-            if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not) and is_param(test.operand):
-                return True
-            if (isinstance(test, ast.Compare) and is_param(test.left) and len(test.ops) == 1
-                    and isinstance(test.ops[0], ast.Is) and isinstance(test.comparators[0], ast.Constant)
-                    and test.comparators[0].value is None):
-                return True
-        elif isinstance(node, ast.Call) and depth > 0:
-            passed = passed_to(tree, node, is_param)
-            if passed is not None and rejects_missing(tree, *passed, depth - 1):
-                return True
-    return False
-
-
-def targets(source_text: str, alias: str, limit: int = DEFAULT_TARGETS, *, bind: bool = True) -> list[Target]:
-    """Return up to ``limit`` targets: public functions, then each public class and its methods.
-
-    With more than ``limit``, those with the most statements are kept (``_largest``).
-
-    Functions come first because a call with literal arguments is what a small model gets
-    right most often, and what a pinned expected value can check. A method's opener is
-    completed when the class's own test has been written (``method_opener``). With ``bind``,
-    a function with required parameters (or none at all), a class and a method get their
-    parameters bound first (``Target.binds``); their opener is the method's first line only.
-    """
-    found = public_names(source_text)
+    lines = code_starter.splitlines(keepends=True)
     try:
-        tree = ast.parse(source_text)
+        tree = ast.parse(code_starter + "    pass\n")
     except SyntaxError:
-        return []
-    result: list[Target] = []
-    for name, _ in (n for n in found if n[1] == "function"):
-        function = definition(tree, name)
-        binds = bindings(function, alias, tree=tree) if bind else ()
-        if binds or (bind and function is not None and not _takes_arguments(function)):
-            # A function that takes no argument at all gets its call written too: left the bare
-            # opener, the model passes one it made up (``getuser(1)``) and the call raises.
-            result.append(Target(name, "function", f"    def test_{name}(self):\n", binds=binds))
-            continue
-        opener = f"    def test_{name}(self):\n{_BODY}self.assertEqual({alias}.{name}("
-        result.append(Target(name, "function", opener))
-    for name, _ in (n for n in found if n[1] == "class"):
-        variable = class_variable(name, alias)
-        if bind:
-            binds = bindings(definition(tree, "__init__", name), alias, method=True,
-                             taken=frozenset({variable}), tree=tree)
-            result.append(Target(name, "class", f"    def test_{variable}(self):\n", binds=binds))
-        else:
-            opener = f"    def test_{variable}(self):\n{_BODY}{variable} = {alias}.{name}("
-            result.append(Target(name, "class", opener))
-        for member, how in public_members(source_text, name):
-            if how == "property":
-                # Read, not called: ``result = box.size`` runs its getter.
-                result.append(Target(f"{name}.{member}", "method", "", owner=name,
-                                     binds=() if bind else None, access="property"))
-                continue
-            function = definition(tree, member, name)
-            passed = (bindings(function, alias, method=how != "staticmethod", taken=frozenset({variable}),
-                               tree=tree) if bind else None)
-            result.append(Target(f"{name}.{member}", "method", "", owner=name, binds=passed))
-    return _largest(tree, result, limit)
-
-
-def _statements(function: ast.FunctionDef | ast.AsyncFunctionDef | None) -> int:
-    """Return how many statements a function's body has, nested ones included."""
-    if function is None:
-        return 0
-    return sum(isinstance(node, ast.stmt) for node in ast.walk(function)) - 1
-
-
-def _largest(tree: ast.Module, found: list[Target], limit: int) -> list[Target]:
-    """Return ``limit`` of the targets, in their order: those with the most statements to run.
-
-    Coverage is what the tests are for, so when there are more targets than tests, the larger
-    functions go first (a method takes its class along, which its test builds on; a class
-    weighs what its ``__init__`` runs). Of equals, the earlier one stays.
-    """
-    if len(found) <= limit:
-        return found
-
-    def weight(target: Target) -> int:
-        if target.kind == "class":
-            return _statements(definition(tree, "__init__", target.name))
-        if target.kind == "method":
-            return _statements(definition(tree, target.name.rsplit(".", 1)[-1], target.owner))
-        return _statements(definition(tree, target.name))
-
-    classes = {t.name: t for t in found if t.kind == "class"}
-    kept: set[int] = set()
-    for target in sorted(found, key=lambda t: -weight(t)):  # stable: source order among equals
-        wanted = {id(target)}
-        if target.kind == "method" and target.owner in classes:
-            wanted.add(id(classes[target.owner]))
-        if len(kept | wanted) <= limit:
-            kept |= wanted
-    return [t for t in found if id(t) in kept]
-
-
-def method_opener(target: Target, construction: str, alias: str) -> str:
-    """Return a method's opener: the class's constructing line, then an assertion calling the method."""
-    variable = class_variable(target.owner, alias)
-    method = target.name.rsplit(".", 1)[-1]
-    head = f"    def test_{variable}_{method}(self):\n{construction}\n"
-    if target.binds is not None:
-        return head
-    if target.access == "property":
-        return head + f"{_BODY}self.assertEqual({variable}.{method}, "
-    return head + f"{_BODY}self.assertEqual({variable}.{method}("
-
-
-def call_text(target: Target, alias: str) -> str:
-    """Return the call a bound target's test makes with its bound variables."""
-    arguments = ", ".join(argument for _, argument in target.binds or ())
-    if target.kind == "method":
-        attribute = f"{class_variable(target.owner, alias)}.{target.name.rsplit('.', 1)[-1]}"
-        return attribute if target.access == "property" else f"{attribute}({arguments})"
-    if target.kind == "roundtrip":
-        spread = "*" if len(target.binds or ()) > 1 else ""
-        return f"{alias}.{target.inverse}({spread}{alias}.{target.name}({arguments}))"
-    return f"{alias}.{target.name}({arguments})"
-
-
-# Names of functions that undo each other; ``a_to_b`` and ``b_to_a``, ``to_x`` and ``from_x`` too.
-_INVERSES = (("compress", "decompress"), ("encode", "decode"), ("dumps", "loads"), ("dump", "load"),
-             ("encrypt", "decrypt"), ("serialize", "deserialize"), ("quote", "unquote"),
-             ("escape", "unescape"), ("pack", "unpack"), ("wrap", "unwrap"))
-ROUNDTRIPS = 3  # round-trip tests at most, besides the targets
-
-
-def roundtrips(tree: ast.Module, found: list[Target]) -> list[Target]:
-    """Return a round-trip test for each pair of public functions that undo each other.
-
-    ``decompress(compress(data))`` must give ``data`` back: an oracle no model has to guess,
-    and a call of the second function on a value it can take (the model's own value for it is
-    usually one that raises). The first function's bound values are the model's (none that
-    the method writes itself: a file, a stream, a callable); the second takes its result
-    (spread when both take the same number of values, more than one). One direction per pair.
-    """
-    functions = {t.name: t for t in found if t.kind == "function" and t.binds
-                 and not set(openings(tree, t)) & set(_WRITTEN.values())}
-    pairs: list[tuple[str, str]] = []
-    for name in functions:
-        inverses = [name.replace(a, b, 1) for a, b in _INVERSES if a in name]
-        if (match := re.fullmatch(r"(\w+?)_to_(\w+)", name)) is not None:
-            inverses.append(f"{match[2]}_to_{match[1]}")
-        if name.startswith("to_"):
-            inverses.append("from_" + name[3:])
-        for inverse in inverses:
-            known = {(name, inverse), (inverse, name)} & set(pairs)
-            if inverse in functions and inverse != name and not known:
-                pairs.append((name, inverse))
-    result: list[Target] = []
-    for name, inverse in pairs:
-        first, second = functions[name], functions[inverse]
-        assert first.binds is not None and second.binds is not None
-        if len(second.binds) != 1 and len(second.binds) != len(first.binds):
-            continue
-        if len(second.binds) == 1 and len(first.binds) != 1:
-            continue  # the first one's result is not all the second one takes
-        opener = f"    def test_{name}_{inverse}(self):\n"
-        result.append(Target(name, "roundtrip", opener, binds=first.binds, inverse=inverse))
-    return result[:ROUNDTRIPS]
+        return code_starter
+    imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))
+               and not (isinstance(n, ast.ImportFrom) and n.module == "__future__")]
+    at = imports[0].lineno - 1 if imports else 0
+    return "".join([*lines[:at], FIXTURE_IMPORTS, *lines[at:]]) + FIXTURE.format(alias=alias)
 
 
 def value_ok(value: str, defined: Iterable[str]) -> bool:
@@ -504,7 +158,7 @@ def _segment_lines(generated: str, max_lines: int, alias: str = "", known: froze
     kept: list[str] = []
     for index, line in enumerate(lines):
         complete = index < len(lines) - 1
-        if index > 0 and line.strip() and not line.startswith(_BODY):
+        if index > 0 and line.strip() and not line.startswith(BODY):
             return kept, True  # the model left the method: a new def, a class, the main guard
         if index > 0 and complete and line.strip() and (
                 line in [opener.rsplit("\n", 1)[-1] + kept[0], *kept[1:]]
@@ -541,77 +195,6 @@ def keep_valid(head: str, opener: str, lines: list[str]) -> str | None:
     return None
 
 
-def _bound_parameters(tree: ast.Module, target: Target
-                      ) -> tuple[ast.FunctionDef | ast.AsyncFunctionDef | None, list[str]]:
-    """Return the function a target calls (a class's ``__init__``) and the parameters it binds."""
-    owner = target.owner or (target.name if target.kind == "class" else "")
-    name = "__init__" if target.kind == "class" else target.name.rsplit(".", 1)[-1]
-    function = definition(tree, name, owner)
-    if function is None or target.access == "property":
-        return None, []
-    instance = bool(owner) and _decorated(function) != "staticmethod"  # a first parameter to skip
-    return function, [n for n, _ in required_parameters(function, method=instance, tree=tree)]
-
-
-# The edge cases of a kind: what code so often branches on (``if not data``, ``if n < 0``).
-_EDGES = {"str": ("''",), "bytes": ("b''",), "list": ("[]",), "strlist": ("[]",), "dict": ("{}",),
-          "tuple": ("()",), "number": ("0", "-1"), "class": ("object",)}
-
-
-def seeds(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionDef, name: str) -> list[str]:
-    """Return the values the variant rounds bind a parameter to, without the model (``SEEDS`` at most).
-
-    The constants the code compares it with (``constant_values``: its own branches), then the
-    edge cases of its kind (empty, zero, negative; for a class, the built-in classes the code
-    checks it against, then ``object``): each round's test has other inputs than the
-    greedy one's and each other's, not the same literal again.
-    """
-    constants = constant_values(tree, function, name)
-    kind = value_kind(tree, function, name) or ("number" if numeric_parameter(function, name) else "")
-    if kind == "class":  # the built-in classes it is checked against: ``exc_type is SyntaxError``
-        constants = [*constants, *class_values(tree, function, name)]
-    return [*constants, *(e for e in _EDGES.get(kind, ()) if e not in constants)][:SEEDS]
-
-
-def value_seeds(tree: ast.Module, target: Target) -> list[list[str]]:
-    """Return, for each bound value of a target, its variant rounds' values (``seeds``)."""
-    function, names = _bound_parameters(tree, target)
-    if function is None:
-        return [[] for _ in target.binds or ()]
-    return [seeds(tree, function, parameter) for parameter in names]
-
-
-def value_kinds(tree: ast.Module, target: Target, hint: bool = True) -> list[str]:
-    """Return what each bound value of a target holds: the code's evidence, else its name's, or ""."""
-    function, names = _bound_parameters(tree, target)
-    if not hint or function is None:
-        return [""] * len(target.binds or ())
-    return [value_kind(tree, function, parameter) for parameter in names]
-
-
-def openings(tree: ast.Module, target: Target, hint: bool = True) -> list[str]:
-    """Return how each bound value of a target starts: its kind's opening, a value the method
-    writes itself (the fixture's file or folder, a callable), or ""."""
-    return [_WRITTEN.get(kind) or OPENING.get(kind, "") for kind in value_kinds(tree, target, hint)]
-
-
-def with_fixture(code_starter: str, alias: str) -> str:
-    """Return a code starter with the fixture's imports and its ``setUp`` (``FIXTURE``) added.
-
-    The imports go before the starter's first import (after any ``from __future__``), the
-    ``setUp`` after its class line, which ends the starter.
-    """
-    lines = code_starter.splitlines(keepends=True)
-    try:
-        tree = ast.parse(code_starter + "    pass\n")
-    except SyntaxError:
-        return code_starter
-    imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))
-               and not (isinstance(n, ast.ImportFrom) and n.module == "__future__")]
-    at = imports[0].lineno - 1 if imports else 0
-    return "".join([*lines[:at], FIXTURE_IMPORTS, *lines[at:]]) + FIXTURE.format(alias=alias)
-
-
 def _complete_line(generate: Generate, prompt: str, max_tokens: int, stable_prefix: int) -> tuple[str, int]:
     """Return the model's completion of ``prompt`` up to the end of its line, and the tokens it took."""
     pieces: Iterator[str] = iter(generate(prompt, max_tokens, stable_prefix))
@@ -629,115 +212,33 @@ def _complete_line(generate: Generate, prompt: str, max_tokens: int, stable_pref
 
 def _assigned(lines: str) -> set[str]:
     """Return the names the simple assignments of some test lines bind."""
-    return set(re.findall(rf"^{_BODY}(\w+) = ", lines, flags=re.MULTILINE))
+    return set(re.findall(rf"^{BODY}(\w+) = ", lines, flags=re.MULTILINE))
 
 
-def _write_test(
-    generate: Generate, base: str, text: str, target: Target, alias: str, share: int, tree: ast.Module,
-    known: frozenset[str], destination: str, code_starter: str, *, max_lines: int, value_tokens: int,
-    hint: bool, round_: int = 0,
-) -> tuple[str | None, int, str | None]:
-    """Write one target's test after ``text``: (its text or None, tokens used, a class's construction).
+@dataclass(frozen=True)
+class GuidedTask:
+    """What a guided file is written for: the prompt it continues and the module it tests.
 
-    In variant round ``round_`` (1, 2, ...) a value the code compares with constants is the
-    round's constant (``value_seeds``) while there is one, written without the model; a value
-    the method writes in the greedy round (the fixture's, a callable) is the model's.
-    """
-    opener = target.opener
-    tokens = 0
-    if target.binds is not None:
-        defined = {alias, *_assigned(opener)}
-        seeds = value_seeds(tree, target) if hint and round_ else [[] for _ in target.binds]
-        for (variable, _), opening, constants in zip(target.binds, openings(tree, target, hint), seeds,
-                                                     strict=True):
-            by_method = opening in _WRITTEN.values()
-            if (by_method and round_ == 0) or len(constants) >= round_ > 0:
-                value = opening if round_ == 0 else constants[round_ - 1]
-                opener += f"{_BODY}{variable} = {value}\n"  # the fixture's file, a callable, a constant
-                if value.startswith("open("):
-                    opener += f"{_BODY}self.addCleanup({variable}.close)\n"
-                defined.add(variable)
-                continue
-            if by_method:
-                # The greedy test has the value that works; a variant tries the model's own, which
-                # takes the branches that check it (a file name that is not there, no callable).
-                opening = "'" if opening in (_FIXTURE_VALUES["path"], _FIXTURE_VALUES["folder"]) else ""
-            prompt = base + text + opener + f"{_BODY}{variable} = {opening}"
-            value, used = _complete_line(generate, prompt, min(value_tokens, share - tokens), len(base))
-            value = opening + value
-            tokens += used
-            if opening and not value_ok(value, defined):
-                value += _CLOSING[opening]  # a literal the model did not close within its share
-            if not value_ok(value, defined):
-                return None, tokens, None  # no expression, or a name the test never defined
-            opener += f"{_BODY}{variable} = {value.strip()}\n"
-            defined.add(variable)
-        if target.kind == "roundtrip":
-            values = [variable for variable, _ in target.binds]
-            expected = values[0] if len(values) == 1 else f"({', '.join(values)})"
-            return (f"{opener}{_BODY}result = {call_text(target, alias)}\n"
-                    f"{_BODY}self.assertEqual(result, {expected})\n"), tokens, None
-        if target.kind == "class":
-            variable = class_variable(target.name, alias)
-            built_line = f"{_BODY}{variable} = {call_text(target, alias)}"
-            written = (f"{opener}{built_line}\n"
-                       f"{_BODY}self.assertIsInstance({variable}, {alias}.{target.name})\n")
-            return written, tokens, opener.split("\n", 1)[1] + built_line
-        opener += f"{_BODY}result = {call_text(target, alias)}\n{_BODY}self.assertEqual(result, "
-    head = text + opener
-    generated = ""
-    if share - tokens > 0:
-        pieces: Iterator[str] = iter(generate(base + head, share - tokens, len(base)))
-        finisher = Finisher(destination, code_starter)
-        for piece in pieces:
-            tokens += 1
-            generated += piece
-            lines, ended = _segment_lines(generated, max_lines, alias, known, opener)
-            if ended or finisher.check(head + generated):
-                break
-        close = getattr(pieces, "close", None)
-        if close is not None:
-            close()  # stop the engine's generation before the next prompt
-    lines, _ = _segment_lines(generated, max_lines, alias, known, opener)
-    kept = keep_valid(text, opener, lines)
-    if kept is None and target.binds is not None:
-        # The call is sound; an expected value the repairs pin is better than no test.
-        kept = keep_valid(text, opener, ["None)"])
-    construction = _construction(kept) if kept is not None and target.kind == "class" else None
-    return kept, tokens, construction
-
-
-def guided_file(
-    generate: Generate,
-    prompt_text: str,
-    code_starter: str,
-    source_text: str,
-    alias: str,
-    destination: str,
-    *,
-    budget: int,
-    limit: int = DEFAULT_TARGETS,
-    segment_tokens: int = DEFAULT_SEGMENT_TOKENS,
-    max_lines: int = DEFAULT_MAX_LINES,
-    bind: bool = True,
-    value_tokens: int = DEFAULT_VALUE_TOKENS,
-    hint: bool = True,
-    variants: int = 1,
-    sample: Sample | None = None,
-    room: Callable[[str], int] | None = None,
-    on_shared: Callable[[int], None] | None = None,
-    out_of_time: Callable[[], bool] | None = None,
-    on_test: Callable[[int, int], None] | None = None,
-) -> Guided:
-    """Write a test file one target at a time, within ``budget`` generated tokens.
-
-    Args:
-        generate: the engine's generation, ``(prompt, max_tokens, stable_prefix) -> pieces``.
+    Attributes:
         prompt_text: the rendered prompt, ending with ``code_starter``.
         code_starter: the file's opening (imports and the TestCase class line).
         source_text: the module under test's code (its public names).
         alias: how the test file refers to the module (``colorsys`` for ``from lib import colorsys``).
         destination: the test file's path (the finisher's language check).
+    """
+
+    prompt_text: str
+    code_starter: str
+    source_text: str
+    alias: str
+    destination: str
+
+
+@dataclass(frozen=True)
+class GuideOptions:
+    """How a guided file is generated: its budgets, its rounds, and what the caller is told.
+
+    Attributes:
         budget: the most tokens to generate for the whole file.
         limit: the most targets to write a test for.
         segment_tokens: the most tokens one test may take (its bound values included).
@@ -761,77 +262,226 @@ def guided_file(
         on_test: told after each test tried, kept or not: how many were tried, of how many
             the file may have (for an estimate of the time left).
     """
-    if not prompt_text.endswith(code_starter):
+
+    budget: int
+    limit: int = DEFAULT_TARGETS
+    segment_tokens: int = DEFAULT_SEGMENT_TOKENS
+    max_lines: int = DEFAULT_MAX_LINES
+    bind: bool = True
+    value_tokens: int = DEFAULT_VALUE_TOKENS
+    hint: bool = True
+    variants: int = 1
+    sample: Sample | None = None
+    room: Callable[[str], int] | None = None
+    on_shared: Callable[[int], None] | None = None
+    out_of_time: Callable[[], bool] | None = None
+    on_test: Callable[[int, int], None] | None = None
+
+
+def guided_file(generate: Generate, task: GuidedTask, options: GuideOptions) -> Guided:
+    """Write a test file one target at a time, within ``options.budget`` generated tokens.
+
+    Args:
+        generate: the engine's generation, ``(prompt, max_tokens, stable_prefix) -> pieces``.
+        task: the prompt, the file's opening and the module under test.
+        options: the budgets, the variant rounds, and the hooks the caller is told through.
+    """
+    if not task.prompt_text.endswith(task.code_starter):
         raise ValueError("the prompt must end with the code starter")
-    base = prompt_text[: len(prompt_text) - len(code_starter)]
-    known = frozenset(top_level_names(source_text))
-    try:
-        tree = ast.parse(source_text)
-    except SyntaxError:
-        tree = ast.Module(body=[], type_ignores=[])
-    chosen = targets(source_text, alias, limit, bind=bind)
-    pairs = roundtrips(tree, targets(source_text, alias, len(source_text), bind=bind)) if bind else []
-    fixture = hint and any(opening in _FIXTURE_VALUES.values()
-                           for target in chosen for opening in openings(tree, target))
-    text = with_fixture(code_starter, alias) if fixture else code_starter
-    result = Guided(text)
-    if on_shared is not None:
-        on_shared(len(base) + len(text))
-    built: dict[str, str] = {}  # class -> the lines of its test that constructed one
-    bodies: set[str] = set()  # what each test does, without its name: a variant must differ
-    full = False  # the context is full
-    rounds = max(1, variants) if sample is not None else 1
-    planned, tried = len(chosen) + len(pairs) + (rounds - 1) * len(chosen), 0
-    for index in range(rounds):
-        if index == 0:
-            complete: Generate = generate
-        else:
-            def complete(prompt: str, max_tokens: int, stable: int, seed: int = index) -> Iterable[str]:
-                assert sample is not None
-                return sample(prompt, max_tokens, stable, seed)
-        for target in chosen + pairs if index == 0 else chosen:  # round trips: one value each
-            share = min(segment_tokens, budget - result.tokens)
-            if share <= 0 or full or result.cut:
-                break
-            if out_of_time is not None and out_of_time():
-                result.cut = True  # the time budget is spent: keep the tests written so far
-                break
-            if room is not None and room(base + text) < 2 * segment_tokens:
-                full = True  # the file so far fills the context: keep it as it is
-                break
-            if target.kind == "method":
-                if target.owner not in built:
-                    if index == 0:
-                        result.skipped.append(target.name)
-                    continue
-                target = replace(target, opener=method_opener(target, built[target.owner], alias))
-            if index > 0:  # test_f_2, test_f_3, ...
-                renamed = target.opener.replace("(self):\n", f"_{index + 1}(self):\n", 1)
-                target = replace(target, opener=renamed)
-            kept, used, constructed = _write_test(
-                complete, base, text, target, alias, share, tree, known, destination, code_starter,
-                max_lines=max_lines, value_tokens=value_tokens, hint=hint, round_=index)
-            result.tokens += used
-            tried += 1
-            if on_test is not None:
-                on_test(tried, planned)
-            what = kept.split("\n", 1)[1] if kept is not None else ""
-            if kept is None or what in bodies:
+    return _Writer(generate, task, options).write()
+
+
+class _Writer:
+    """One guided file being written: the prompt's start, the file so far, and what each test did."""
+
+    def __init__(self, generate: Generate, task: GuidedTask, options: GuideOptions) -> None:
+        self.generate = generate
+        self.task = task
+        self.options = options
+        self.base = task.prompt_text[: len(task.prompt_text) - len(task.code_starter)]
+        self.known = frozenset(top_level_names(task.source_text))
+        try:
+            self.tree = ast.parse(task.source_text)
+        except SyntaxError:
+            self.tree = ast.Module(body=[], type_ignores=[])
+        source, alias, bind = task.source_text, task.alias, options.bind
+        self.chosen = targets(source, alias, options.limit, bind=bind)
+        self.pairs = roundtrips(self.tree, targets(source, alias, len(source), bind=bind)) if bind else []
+        fixture = options.hint and any(opening in FIXTURE_VALUES.values()
+                                       for target in self.chosen for opening in openings(self.tree, target))
+        self.text = with_fixture(task.code_starter, alias) if fixture else task.code_starter
+        self.result = Guided(self.text)
+        self.built: dict[str, str] = {}  # class -> the lines of its test that constructed one
+        self.bodies: set[str] = set()  # what each test does, without its name: a variant must differ
+        self.full = False  # the context is full
+        self.rounds = max(1, options.variants) if options.sample is not None else 1
+        self.planned = len(self.chosen) + len(self.pairs) + (self.rounds - 1) * len(self.chosen)
+        self.tried = 0
+
+    def write(self) -> Guided:
+        """Write the greedy round's tests, then each variant round's, while budget and time last."""
+        self.shared()
+        for index in range(self.rounds):
+            complete = self.generate if index == 0 else self.sampled(index)
+            # Round trips are tested in the greedy round only: one value each.
+            for target in self.chosen + self.pairs if index == 0 else self.chosen:
+                if not self.attempt(target, index, complete):
+                    break
+        if not self.result.tested:
+            self.text += "    pass\n"  # the class needs a body; a file without tests is the prune's to drop
+        self.result.text = self.text.rstrip("\n") + "\n" + MAIN_GUARD
+        return self.result
+
+    def shared(self) -> None:
+        """Tell the caller the length of the prompt start every later prompt begins with."""
+        if self.options.on_shared is not None:
+            self.options.on_shared(len(self.base) + len(self.text))
+
+    def sampled(self, seed: int) -> Generate:
+        """Return the generation of a variant round: sampled with the round's seed."""
+        sample = self.options.sample
+        assert sample is not None
+
+        def complete(prompt: str, max_tokens: int, stable: int) -> Iterable[str]:
+            return sample(prompt, max_tokens, stable, seed)
+        return complete
+
+    def attempt(self, target: Target, index: int, complete: Generate) -> bool:
+        """Write one target's test in round ``index``; return False when the round ends before it."""
+        options, result = self.options, self.result
+        share = min(options.segment_tokens, options.budget - result.tokens)
+        if share <= 0 or self.full or result.cut:
+            return False
+        if options.out_of_time is not None and options.out_of_time():
+            result.cut = True  # the time budget is spent: keep the tests written so far
+            return False
+        if options.room is not None and options.room(self.base + self.text) < 2 * options.segment_tokens:
+            self.full = True  # the file so far fills the context: keep it as it is
+            return False
+        if target.kind == "method":
+            if target.owner not in self.built:
                 if index == 0:
-                    result.skipped.append(f"{target.name}+{target.inverse}" if target.inverse
-                                          else target.name)
-                result.discard("tests left out" if index == 0 else "variants left out", used)
+                    result.skipped.append(target.name)
+                return True
+            target = replace(target, opener=method_opener(target, self.built[target.owner], self.task.alias))
+        if index > 0:  # test_f_2, test_f_3, ...
+            renamed = target.opener.replace("(self):\n", f"_{index + 1}(self):\n", 1)
+            target = replace(target, opener=renamed)
+        kept, used, constructed = self.write_test(complete, target, share, index)
+        self.keep(target, index, kept, used, constructed)
+        return True
+
+    def keep(self, target: Target, index: int, kept: str | None, used: int, constructed: str | None) -> None:
+        """Count a test's tokens, and add it to the file unless it did not parse or repeats another."""
+        result = self.result
+        result.tokens += used
+        self.tried += 1
+        if self.options.on_test is not None:
+            self.options.on_test(self.tried, self.planned)
+        what = kept.split("\n", 1)[1] if kept is not None else ""
+        label = f"{target.name}+{target.inverse}" if target.inverse else target.name
+        if kept is None or what in self.bodies:
+            if index == 0:
+                result.skipped.append(label)
+            result.discard("tests left out" if index == 0 else "variants left out", used)
+            return
+        result.kept_tokens += used
+        self.bodies.add(what)
+        self.text += kept + "\n"
+        self.shared()
+        (result.tested if index == 0 else result.variants).append(label)
+        if constructed is not None and target.name not in self.built:
+            self.built[target.name] = constructed
+
+    def write_test(self, generate: Generate, target: Target, share: int, round_: int
+                   ) -> tuple[str | None, int, str | None]:
+        """Write one target's test after the file: (its text or None, tokens used, a class's construction).
+
+        In variant round ``round_`` (1, 2, ...) a value the code compares with constants is the
+        round's constant (``value_seeds``) while there is one, written without the model; a value
+        the method writes in the greedy round (the fixture's, a callable) is the model's.
+        """
+        opener, tokens = target.opener, 0
+        if target.binds is not None:
+            bound, tokens = self.bind(generate, target, share, round_)
+            if bound is None:
+                return None, tokens, None  # no expression, or a name the test never defined
+            opener, alias = bound, self.task.alias
+            if target.kind == "roundtrip":
+                values = [variable for variable, _ in target.binds]
+                expected = values[0] if len(values) == 1 else f"({', '.join(values)})"
+                return (f"{opener}{BODY}result = {call_text(target, alias)}\n"
+                        f"{BODY}self.assertEqual(result, {expected})\n"), tokens, None
+            if target.kind == "class":
+                variable = class_variable(target.name, alias)
+                built_line = f"{BODY}{variable} = {call_text(target, alias)}"
+                written = (f"{opener}{built_line}\n"
+                           f"{BODY}self.assertIsInstance({variable}, {alias}.{target.name})\n")
+                return written, tokens, opener.split("\n", 1)[1] + built_line
+            opener += f"{BODY}result = {call_text(target, alias)}\n{BODY}self.assertEqual(result, "
+        kept, used = self.complete_test(generate, target, opener, share - tokens)
+        construction = _construction(kept) if kept is not None and target.kind == "class" else None
+        return kept, tokens + used, construction
+
+    def bind(self, generate: Generate, target: Target, share: int, round_: int) -> tuple[str | None, int]:
+        """Return a bound target's opener with each bound value written, and the tokens it took.
+
+        The opener is None when the model's value is no expression, or uses a name the test
+        never defined.
+        """
+        assert target.binds is not None
+        opener, tokens = target.opener, 0
+        hint, tree = self.options.hint, self.tree
+        defined = {self.task.alias, *_assigned(opener)}
+        seeds = value_seeds(tree, target) if hint and round_ else [[] for _ in target.binds]
+        for (variable, _), opening, constants in zip(target.binds, openings(tree, target, hint), seeds,
+                                                     strict=True):
+            by_method = opening in WRITTEN.values()
+            if (by_method and round_ == 0) or len(constants) >= round_ > 0:
+                value = opening if round_ == 0 else constants[round_ - 1]
+                opener += f"{BODY}{variable} = {value}\n"  # the fixture's file, a callable, a constant
+                if value.startswith("open("):
+                    opener += f"{BODY}self.addCleanup({variable}.close)\n"
+                defined.add(variable)
                 continue
-            result.kept_tokens += used
-            bodies.add(what)
-            text += kept + "\n"
-            if on_shared is not None:
-                on_shared(len(base) + len(text))
-            label = f"{target.name}+{target.inverse}" if target.inverse else target.name
-            (result.tested if index == 0 else result.variants).append(label)
-            if constructed is not None and target.name not in built:
-                built[target.name] = constructed
-    if not result.tested:
-        text += "    pass\n"  # the class needs a body; a file without tests is the prune's to drop
-    result.text = text.rstrip("\n") + "\n" + MAIN_GUARD
-    return result
+            if by_method:
+                # The greedy test has the value that works; a variant tries the model's own, which
+                # takes the branches that check it (a file name that is not there, no callable).
+                opening = "'" if opening in (FIXTURE_VALUES["path"], FIXTURE_VALUES["folder"]) else ""
+            prompt = self.base + self.text + opener + f"{BODY}{variable} = {opening}"
+            value, used = _complete_line(generate, prompt, min(self.options.value_tokens, share - tokens),
+                                         len(self.base))
+            value = opening + value
+            tokens += used
+            if opening and not value_ok(value, defined):
+                value += _CLOSING[opening]  # a literal the model did not close within its share
+            if not value_ok(value, defined):
+                return None, tokens
+            opener += f"{BODY}{variable} = {value.strip()}\n"
+            defined.add(variable)
+        return opener, tokens
+
+    def complete_test(self, generate: Generate, target: Target, opener: str, share: int
+                      ) -> tuple[str | None, int]:
+        """Let the model complete a test from its opener; return what of it parses, and the tokens."""
+        head = self.text + opener
+        max_lines, alias, known = self.options.max_lines, self.task.alias, self.known
+        generated, tokens = "", 0
+        if share > 0:
+            pieces: Iterator[str] = iter(generate(self.base + head, share, len(self.base)))
+            finisher = Finisher(self.task.destination, self.task.code_starter)
+            for piece in pieces:
+                tokens += 1
+                generated += piece
+                _, ended = _segment_lines(generated, max_lines, alias, known, opener)
+                if ended or finisher.check(head + generated):
+                    break
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()  # stop the engine's generation before the next prompt
+        lines, _ = _segment_lines(generated, max_lines, alias, known, opener)
+        kept = keep_valid(self.text, opener, lines)
+        if kept is None and target.binds is not None:
+            # The call is sound; an expected value the repairs pin is better than no test.
+            kept = keep_valid(self.text, opener, ["None)"])
+        return kept, tokens

@@ -69,8 +69,10 @@ def guided_and_checked(gguf_path: Path, tmp_path: Path, source: str, code: str
         def generate(text: str, max_tokens: int, stable_prefix: int) -> Iterable[str]:
             return engine.generate(text, max_tokens=max_tokens, stable_prefix=stable_prefix)
 
-        done = guide.guided_file(generate, prompt.text, starter, code, examples.module_alias(source),
-                                 destination, budget=300)
+        done = guide.guided_file(generate,
+                                 guide.GuidedTask(prompt.text, starter, code, examples.module_alias(source),
+                                                  destination),
+                                 guide.GuideOptions(budget=300))
     finally:
         engine.close()
     ast.parse(done.text)

@@ -6,7 +6,7 @@ import ast
 
 from symergion.core import prompt as prompts
 from symergion.core.compact import LEVELS, compact
-from symergion.verify.repair import top_level_names
+from symergion.verify.syntax import top_level_names
 
 SOURCE = '''"""Tables and lookups."""
 

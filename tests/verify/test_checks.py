@@ -14,10 +14,11 @@ from symergion.core.ops import current_views
 from symergion.gitrepo import GitRepo
 from symergion.verify.candidate import verify_candidate
 from symergion.verify.prune import prune
-from symergion.verify.repair import repair, repair_candidate, truncate_tests
+from symergion.verify.repair import repair, repair_candidate
 from symergion.verify.result import Observation, TestOutcome, VerifyResult, parse_trailer, rank
 from symergion.verify.sandbox import Sandbox
 from symergion.verify.stable import Sample, differ, stable_checks
+from symergion.verify.truncate import truncate_tests
 from tests.verify.conftest import CALC, commit_files, needs_bwrap
 
 # Two runs per verification, as the template's default: a value that changes shows it.
@@ -401,8 +402,9 @@ def test_variants_of_one_target_take_the_edge_cases_the_code_branches_on() -> No
 
     starter = examples.test_case_starter("lib/clamp.py", "test_clamp.py")
     done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
-                             "# lib/clamp.py\nSOURCE\n\n" + starter, starter, CLAMP, "clamp",
-                             "test_clamp.py", budget=600, variants=3, sample=sample)
+                             guide.GuidedTask("# lib/clamp.py\nSOURCE\n\n" + starter, starter, CLAMP, "clamp",
+                                              "test_clamp.py"),
+                             guide.GuideOptions(budget=600, variants=3, sample=sample))
     tree = ast.parse(done.text)
     inputs: dict[str, list[str]] = {}
     tests = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name.startswith("test")]

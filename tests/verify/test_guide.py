@@ -10,7 +10,7 @@ from typing import Any
 from symergion.config.schema import VerifySpec
 from symergion.engine.fake import FakeEngine
 from symergion.gitrepo import GitRepo
-from symergion.verify import examples, guide, params
+from symergion.verify import examples, guide, openers, params
 from symergion.verify.candidate import verify_candidate
 from symergion.verify.repair import RepairResult, repair_candidate
 from symergion.verify.result import VerifyResult
@@ -49,25 +49,25 @@ STARTER = examples.test_case_starter("lib/shapes.py", "test_shapes.py")
 
 
 def test_public_names_follow_all_and_functions_come_before_classes() -> None:
-    assert guide.public_names(SOURCE) == [("area", "function"), ("Square", "class"), ("scale", "function")]
-    assert guide.public_names("def a():\n    pass\n\n\ndef _b():\n    pass\n\n\nclass C:\n    pass\n") == [
+    assert openers.public_names(SOURCE) == [("area", "function"), ("Square", "class"), ("scale", "function")]
+    assert openers.public_names("def a():\n    pass\n\n\ndef _b():\n    pass\n\n\nclass C:\n    pass\n") == [
         ("a", "function"), ("C", "class")]
-    assert guide.public_names("def broken(:\n") == []
-    openers = [t.opener for t in guide.targets(SOURCE, "shapes", bind=False)]
-    assert openers == [
+    assert openers.public_names("def broken(:\n") == []
+    opened = [t.opener for t in openers.targets(SOURCE, "shapes", bind=False)]
+    assert opened == [
         "    def test_area(self):\n        self.assertEqual(shapes.area(",
         "    def test_scale(self):\n        self.assertEqual(shapes.scale(",
         "    def test_square(self):\n        square = shapes.Square(",
     ]
     # A class named like the module gets a variable that does not shadow the module.
-    assert guide.targets("class shapes:\n    pass\n", "shapes", bind=False)[0].opener.endswith(
+    assert openers.targets("class shapes:\n    pass\n", "shapes", bind=False)[0].opener.endswith(
         "shapes_object = shapes.shapes(")
-    assert len(guide.targets(SOURCE, "shapes", limit=1)) == 1
+    assert len(openers.targets(SOURCE, "shapes", limit=1)) == 1
 
 
 def test_the_worked_example_opens_its_tests_like_the_guide() -> None:
     (_, _), (_, tests) = examples.few_shot_files("lib/x.py", "test_x.py")
-    for target in guide.targets(examples.EXAMPLE_SOURCE, "temperature"):
+    for target in openers.targets(examples.EXAMPLE_SOURCE, "temperature"):
         if target.kind == "method":
             continue
         first, second = target.opener.split("\n")
@@ -78,9 +78,9 @@ def test_a_literal_all_that_names_no_function_or_class_falls_back_to_public_name
     source = ('__all__ = ["TABLE", "helper"]\nfrom os.path import join as helper\nTABLE = {}\n\n\n'
               'def define(name, op):\n    TABLE[name] = op\n\n\ndef _private():\n    pass\n\n\n'
               'class Table:\n    pass\n')
-    assert guide.public_names(source) == [("define", "function"), ("Table", "class")]
+    assert openers.public_names(source) == [("define", "function"), ("Table", "class")]
     # An __all__ that names one function defined here still decides alone.
-    assert guide.public_names(source.replace('"helper"', '"define"')) == [("define", "function")]
+    assert openers.public_names(source.replace('"helper"', '"define"')) == [("define", "function")]
 
 
 def test_a_name_bound_to_a_function_at_import_time_is_a_target_with_that_functions_parameters() -> None:
@@ -89,15 +89,15 @@ def test_a_name_bound_to_a_function_at_import_time_is_a_target_with_that_functio
               'def fallback_ask(prompt, stream=None):\n    return prompt\n\n\n'
               'def user():\n    return "me"\n\n\ntry:\n    import termios\nexcept ImportError:\n'
               '    ask = fallback_ask\nelse:\n    ask = unix_ask\n')
-    assert guide.public_names(source) == [("user", "function"), ("ask", "function")]
-    ask = next(t for t in guide.targets(source, "mod") if t.name == "ask")
+    assert openers.public_names(source) == [("user", "function"), ("ask", "function")]
+    ask = next(t for t in openers.targets(source, "mod") if t.name == "ask")
     assert ask.binds == (("prompt", "prompt"),)  # fallback_ask's parameters: the first in the source
-    assert guide.call_text(ask, "mod") == "mod.ask(prompt)"
+    assert openers.call_text(ask, "mod") == "mod.ask(prompt)"
     # Without __all__, an alias is public when it is the only public way to a private function.
     private = "def _dumps(obj):\n    return str(obj)\n\n\ndumps = _dumps\nalso = dumps_too = None\n"
-    assert guide.public_names(private) == [("dumps", "function")]
+    assert openers.public_names(private) == [("dumps", "function")]
     public = "def dumps(obj):\n    return str(obj)\n\n\nencode = dumps\n"
-    assert guide.public_names(public) == [("dumps", "function")]
+    assert openers.public_names(public) == [("dumps", "function")]
 
 
 def test_with_more_targets_than_tests_the_largest_are_kept_in_source_order() -> None:
@@ -107,11 +107,11 @@ def test_with_more_targets_than_tests_the_largest_are_kept_in_source_order() -> 
              "    def fill(self, n):\n        for i in range(n):\n            self.v += i\n"
              "        return self.v\n\n    def peek(self):\n        return self.v\n")
     source = small + large + klass
-    assert [t.name for t in guide.targets(source, "m", limit=10)] == [
+    assert [t.name for t in openers.targets(source, "m", limit=10)] == [
         "tiny0", "tiny1", "tiny2", "big", "Box", "Box.fill", "Box.peek"]
     # Three tests: the two largest functions, and the method takes its class along.
-    assert [t.name for t in guide.targets(source, "m", limit=3)] == ["big", "Box", "Box.fill"]
-    assert [t.name for t in guide.targets(source, "m", limit=4)] == ["tiny0", "big", "Box", "Box.fill"]
+    assert [t.name for t in openers.targets(source, "m", limit=3)] == ["big", "Box", "Box.fill"]
+    assert [t.name for t in openers.targets(source, "m", limit=4)] == ["tiny0", "big", "Box", "Box.fill"]
 
 
 MEMBERS = '''class Box:
@@ -141,23 +141,25 @@ MEMBERS = '''class Box:
 
 
 def test_a_property_is_read_and_static_and_class_methods_bind_their_own_parameters() -> None:
-    assert guide.public_members(MEMBERS, "Box") == [
+    assert openers.public_members(MEMBERS, "Box") == [
         ("size", "property"), ("parse", "staticmethod"), ("empty", "classmethod")]
-    found = {t.name: t for t in guide.targets(MEMBERS, "boxes")}
-    assert found["Box.size"].binds == () and guide.call_text(found["Box.size"], "boxes") == "box.size"
+    found = {t.name: t for t in openers.targets(MEMBERS, "boxes")}
+    assert found["Box.size"].binds == () and openers.call_text(found["Box.size"], "boxes") == "box.size"
     assert found["Box.parse"].binds == (("text", "text"),)  # no instance to skip
     assert found["Box.empty"].binds == (("kind", "kind"),)  # the class is skipped
-    assert guide.call_text(found["Box.parse"], "boxes") == "box.parse(text)"
+    assert openers.call_text(found["Box.parse"], "boxes") == "box.parse(text)"
     engine = FakeEngine("fake", lambda p: "2\n" if p.endswith(" = ") else "4)\n")
     starter = examples.test_case_starter("lib/boxes.py", "test_boxes.py")
     done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
-                             "SOURCE\n" + starter, starter, MEMBERS, "boxes", "test_boxes.py", budget=300)
+                             guide.GuidedTask("SOURCE\n" + starter, starter, MEMBERS, "boxes",
+                                              "test_boxes.py"),
+                             guide.GuideOptions(budget=300))
     assert ("    def test_box_size(self):\n        size = 2\n        box = boxes.Box(size)\n"
             "        result = box.size\n        self.assertEqual(result, 4)\n") in done.text
     ast.parse(done.text)
     # Without bound parameters, the property's opener reads it too.
-    [unbound] = [t for t in guide.targets(MEMBERS, "boxes", bind=False) if t.name == "Box.size"]
-    assert guide.method_opener(unbound, "        box = boxes.Box(2)", "boxes").endswith(
+    [unbound] = [t for t in openers.targets(MEMBERS, "boxes", bind=False) if t.name == "Box.size"]
+    assert openers.method_opener(unbound, "        box = boxes.Box(2)", "boxes").endswith(
         "        self.assertEqual(box.size, ")
 
 
@@ -188,15 +190,17 @@ def decode(in_file):
 
 def test_functions_that_undo_each_other_get_a_round_trip_test_whose_oracle_is_the_value() -> None:
     tree = ast.parse(ROUNDTRIP)
-    pairs = guide.roundtrips(tree, guide.targets(ROUNDTRIP, "codec"))
+    pairs = openers.roundtrips(tree, openers.targets(ROUNDTRIP, "codec"))
     # One direction per pair; streams the method writes itself are no value to round-trip.
     assert [(t.name, t.inverse) for t in pairs] == [("compress", "decompress"), ("rgb_to_hsv", "hsv_to_rgb")]
-    assert guide.call_text(pairs[0], "codec") == "codec.decompress(codec.compress(data))"
-    assert guide.call_text(pairs[1], "codec") == "codec.hsv_to_rgb(*codec.rgb_to_hsv(r, g, b))"
+    assert openers.call_text(pairs[0], "codec") == "codec.decompress(codec.compress(data))"
+    assert openers.call_text(pairs[1], "codec") == "codec.hsv_to_rgb(*codec.rgb_to_hsv(r, g, b))"
     engine = FakeEngine("fake", lambda p: "1\n")
     starter = examples.test_case_starter("lib/codec.py", "test_codec.py")
     done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
-                             "SOURCE\n" + starter, starter, ROUNDTRIP, "codec", "test_codec.py", budget=300)
+                             guide.GuidedTask("SOURCE\n" + starter, starter, ROUNDTRIP, "codec",
+                                              "test_codec.py"),
+                             guide.GuideOptions(budget=300))
     assert ("    def test_compress_decompress(self):\n        data = [1]\n"
             "        result = codec.decompress(codec.compress(data))\n"
             "        self.assertEqual(result, data)\n") in done.text
@@ -206,9 +210,10 @@ def test_functions_that_undo_each_other_get_a_round_trip_test_whose_oracle_is_th
     ast.parse(done.text)
     # Variant rounds sample other values for the targets; a round trip has its one test.
     sampled = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
-                                "SOURCE\n" + starter, starter, ROUNDTRIP, "codec", "test_codec.py",
-                                budget=600, variants=2,
-                                sample=lambda p, n, s, seed: iter(["2", "\n"]))
+                                guide.GuidedTask("SOURCE\n" + starter, starter, ROUNDTRIP, "codec",
+                                                 "test_codec.py"),
+                                guide.GuideOptions(budget=600, variants=2,
+                                                   sample=lambda p, n, s, seed: iter(["2", "\n"])))
     assert "def test_compress_2(self)" in sampled.text and "test_compress_decompress_2" not in sampled.text
 
 
@@ -226,17 +231,17 @@ def test_a_parameter_whose_missing_default_the_code_rejects_is_bound_by_keyword(
               'def loose(value, limit=None):\n    if limit is None:\n        limit = 10\n'
               '    return value < limit\n')
     tree = ast.parse(source)
-    new = next(t for t in guide.targets(source, "mod") if t.name == "new")
+    new = next(t for t in openers.targets(source, "mod") if t.name == "new")
     assert new.binds == (("key", "key"), ("digest", "digest=digest"))
-    check = next(t for t in guide.targets(source, "mod") if t.name == "check")
+    check = next(t for t in openers.targets(source, "mod") if t.name == "check")
     assert check.binds == (("value", "value"), ("limit", "limit=limit"))
-    loose = next(t for t in guide.targets(source, "mod") if t.name == "loose")
+    loose = next(t for t in openers.targets(source, "mod") if t.name == "loose")
     assert loose.binds == (("value", "value"),)
-    mac = next(t for t in guide.targets(source, "mod") if t.name == "Mac")
+    mac = next(t for t in openers.targets(source, "mod") if t.name == "Mac")
     assert mac.binds == (("key", "key"), ("digest", "digest=digest"))
     # The evidence of the class's constructor reaches the function that builds it: key is bytes.
     assert params.parameter_kind(tree, tree.body[1], "key") == "bytes"
-    assert guide.rejects_missing(tree, tree.body[1], "digest", depth=0) is False  # only deeper
+    assert openers.rejects_missing(tree, tree.body[1], "digest", depth=0) is False  # only deeper
 
 
 BOUND = '''"""Parameters of every kind."""
@@ -267,7 +272,7 @@ class Empty:
 
 
 def test_required_parameters_are_bound_to_variables_named_after_them() -> None:
-    found = {t.name: t for t in guide.targets(BOUND, "shapes")}
+    found = {t.name: t for t in openers.targets(BOUND, "shapes")}
     # No default, not *args or **kwargs; a keyword-only one is passed by keyword.
     assert found["join"].binds == (("a", "a"), ("sep", "sep=sep"))
     # Names that would shadow the module, the instance, the result or the class variable get a suffix.
@@ -276,21 +281,22 @@ def test_required_parameters_are_bound_to_variables_named_after_them() -> None:
     assert found["Box.put"].binds == (("item", "item"),) and found["Box.clear"].binds == ()
     assert found["Empty"].binds == ()
     assert found["join"].opener == "    def test_join(self):\n"
-    assert guide.call_text(found["join"], "shapes") == "shapes.join(a, sep=sep)"
-    assert guide.call_text(found["Box.put"], "shapes") == "box.put(item)"
+    assert openers.call_text(found["join"], "shapes") == "shapes.join(a, sep=sep)"
+    assert openers.call_text(found["Box.put"], "shapes") == "box.put(item)"
     # A function with optional parameters only keeps the bare call as its opener (the model may
     # pass some); one without any parameter gets its call written, the model's arguments would
     # only raise TypeError.
-    assert guide.targets("def now(tz=None):\n    pass\n", "clock")[0].opener.endswith(
+    assert openers.targets("def now(tz=None):\n    pass\n", "clock")[0].opener.endswith(
         "self.assertEqual(clock.now(")
-    [today] = guide.targets("def today():\n    pass\n", "clock")
+    [today] = openers.targets("def today():\n    pass\n", "clock")
     assert today.opener == "    def test_today(self):\n" and today.binds == ()
-    assert guide.call_text(today, "clock") == "clock.today()"
+    assert openers.call_text(today, "clock") == "clock.today()"
     engine = FakeEngine("fake", lambda p: "'monday')\n")
     starter = examples.test_case_starter("lib/clock.py", "test_clock.py")
     done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
-                             "SOURCE\n" + starter, starter, "def today():\n    pass\n", "clock",
-                             "test_clock.py", budget=50)
+                             guide.GuidedTask("SOURCE\n" + starter, starter, "def today():\n    pass\n",
+                                              "clock", "test_clock.py"),
+                             guide.GuideOptions(budget=50))
     assert ("    def test_today(self):\n        result = clock.today()\n"
             "        self.assertEqual(result, 'monday')\n") in done.text
 
@@ -321,7 +327,9 @@ def bound_replies(prompt: str) -> str:
 def test_a_bound_test_defines_every_name_its_call_uses() -> None:
     engine = FakeEngine("fake", bound_replies)
     prompt = "# lib/shapes.py\nSOURCE\n\n" + STARTER
-    done = guide.guided_file(run(engine), prompt, STARTER, SOURCE, "shapes", "test_shapes.py", budget=400)
+    done = guide.guided_file(run(engine),
+                             guide.GuidedTask(prompt, STARTER, SOURCE, "shapes", "test_shapes.py"),
+                             guide.GuideOptions(budget=400))
     assert done.tested == ["area", "Square"] and done.skipped == ["scale"]
     assert done.text == STARTER + (
         "    def test_area(self):\n        w = 2\n        h = 3\n"
@@ -346,8 +354,9 @@ def test_the_file_ends_with_the_tests_written_when_the_next_one_might_not_fit_th
         asked.append(text)
         return n_ctx - engine.count_tokens(text)
 
-    done = guide.guided_file(run(engine), prompt, STARTER, SOURCE, "shapes", "test_shapes.py", budget=400,
-                             room=room)
+    done = guide.guided_file(run(engine),
+                             guide.GuidedTask(prompt, STARTER, SOURCE, "shapes", "test_shapes.py"),
+                             guide.GuideOptions(budget=400, room=room))
     assert done.tested == ["area"] and "def test_square" not in done.text
     assert done.text.endswith("self.assertEqual(result, 6)\n\n\nif __name__ == \"__main__\":\n"
                               "    unittest.main()\n")
@@ -359,7 +368,9 @@ def test_the_file_ends_with_the_tests_written_when_the_next_one_might_not_fit_th
 def test_a_bound_call_without_a_usable_expected_value_still_gets_an_assertion() -> None:
     engine = FakeEngine("fake", lambda p: "1\n" if p.endswith(" = ") else "[[[\n")
     prompt = "# lib/shapes.py\nSOURCE\n\n" + STARTER
-    done = guide.guided_file(run(engine), prompt, STARTER, SOURCE, "shapes", "test_shapes.py", budget=400)
+    done = guide.guided_file(run(engine),
+                             guide.GuidedTask(prompt, STARTER, SOURCE, "shapes", "test_shapes.py"),
+                             guide.GuideOptions(budget=400))
     assert "        result = shapes.area(w, h)\n        self.assertEqual(result, None)\n" in done.text
     ast.parse(done.text)
 
@@ -386,8 +397,9 @@ def run(engine: FakeEngine) -> guide.Generate:
 def test_each_test_ends_where_the_model_leaves_it_repeats_or_invents_a_name() -> None:
     engine = FakeEngine("fake", replies)
     prompt = "# lib/shapes.py\nSOURCE\n\n" + STARTER
-    done = guide.guided_file(run(engine), prompt, STARTER, SOURCE, "shapes", "test_shapes.py", budget=400,
-                             bind=False)
+    done = guide.guided_file(run(engine),
+                             guide.GuidedTask(prompt, STARTER, SOURCE, "shapes", "test_shapes.py"),
+                             guide.GuideOptions(budget=400, bind=False))
     assert done.tested == ["area", "scale"] and done.skipped == ["Square"]
     assert done.text == STARTER + (
         "    def test_area(self):\n        self.assertEqual(shapes.area(2, 3), 6)\n\n"
@@ -403,8 +415,9 @@ def test_each_test_ends_where_the_model_leaves_it_repeats_or_invents_a_name() ->
 def test_the_budget_bounds_every_segment_and_the_whole_file() -> None:
     engine = FakeEngine("fake", lambda p: "1" * 400)
     prompt = "# lib/shapes.py\nSOURCE\n\n" + STARTER
-    done = guide.guided_file(run(engine), prompt, STARTER, SOURCE, "shapes", "test_shapes.py", budget=30,
-                             segment_tokens=20, bind=False)
+    done = guide.guided_file(run(engine),
+                             guide.GuidedTask(prompt, STARTER, SOURCE, "shapes", "test_shapes.py"),
+                             guide.GuideOptions(budget=30, segment_tokens=20, bind=False))
     assert done.tokens == 30 and len(engine.calls) == 2
     assert done.tested == [] and done.text == STARTER + "    pass\n" + guide.MAIN_GUARD
     ast.parse(done.text)
@@ -430,8 +443,9 @@ def test_a_guided_file_repaired_in_the_sandbox_passes_and_runs_the_module(calc_r
     engine = FakeEngine("fake", calc_replies)
     starter = examples.test_case_starter("utils/calc.py", "test_calc.py")
     prompt = "# utils/calc.py\n" + CALC + "\n" + starter
-    done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s), prompt,
-                             starter, CALC, "calc", "test_calc.py", budget=200, bind=False)
+    done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
+                             guide.GuidedTask(prompt, starter, CALC, "calc", "test_calc.py"),
+                             guide.GuideOptions(budget=200, bind=False))
     assert done.tested == ["add", "sub"]
     commit = commit_files(calc_repo, {"test_calc.py": done.text})
     repo, spec, sandbox = GitRepo(calc_repo), VerifySpec(coverage=True, runs=1), Sandbox(mode="bwrap")
@@ -453,8 +467,9 @@ def test_bound_tests_repaired_in_the_sandbox_pin_the_result_and_expect_the_raise
     engine = FakeEngine("fake", bound_calc_replies)
     starter = examples.test_case_starter("utils/calc.py", "test_calc.py")
     prompt = "# utils/calc.py\n" + CALC + "\n" + starter
-    done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s), prompt,
-                             starter, CALC, "calc", "test_calc.py", budget=200)
+    done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
+                             guide.GuidedTask(prompt, starter, CALC, "calc", "test_calc.py"),
+                             guide.GuideOptions(budget=200))
     assert done.tested == ["add", "sub"] and "        result = calc.sub(a, b)\n" in done.text
     commit = commit_files(calc_repo, {"test_calc.py": done.text})
     repo, spec, sandbox = GitRepo(calc_repo), VerifySpec(coverage=True, runs=1), Sandbox(mode="bwrap")
@@ -512,9 +527,9 @@ def test_a_parameter_kind_is_read_from_its_annotation_and_its_use() -> None:
     # Indexing counts once, for a list; a string method on the same parameter outweighs it.
     assert params.parameter_kind(tree, first, "args") == "list"
     assert params.parameter_kind(tree, first, "pat") == "str"
-    target = next(t for t in guide.targets(KINDS, "kinds") if t.name == "decode")
-    assert guide.openings(tree, target) == ["b'", "{", "'"]
-    assert guide.openings(tree, target, hint=False) == ["", "", ""]
+    target = next(t for t in openers.targets(KINDS, "kinds") if t.name == "decode")
+    assert openers.openings(tree, target) == ["b'", "{", "'"]
+    assert openers.openings(tree, target, hint=False) == ["", "", ""]
 
 
 def test_a_hinted_value_starts_as_its_kind_and_the_model_completes_it() -> None:
@@ -523,8 +538,9 @@ def test_a_hinted_value_starts_as_its_kind_and_the_model_completes_it() -> None:
                         else "[])\n")
     starter = examples.test_case_starter("lib/kinds.py", "test_kinds.py")
     prompt = "# lib/kinds.py\nSOURCE\n\n" + starter
-    done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s), prompt,
-                             starter, KINDS, "kinds", "test_kinds.py", budget=60, limit=1)
+    done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
+                             guide.GuidedTask(prompt, starter, KINDS, "kinds", "test_kinds.py"),
+                             guide.GuideOptions(budget=60, limit=1))
     assert ("    def test_find(self):\n        pathname = '*.txt'\n        flags = 3\n"
             "        names = ['a.txt']\n        result = kinds.find(pathname, flags, names)\n"
             "        self.assertEqual(result, [])\n") in done.text
@@ -540,8 +556,9 @@ def test_variants_add_sampled_tests_after_the_greedy_round_unless_they_repeat_on
         return iter(["11\n"] if prompt.endswith(" = ") else ["0)\n"])
 
     prompt = "# lib/shapes.py\nSOURCE\n\n" + STARTER
-    done = guide.guided_file(run(engine), prompt, STARTER, SOURCE, "shapes", "test_shapes.py", budget=400,
-                             variants=3, sample=sample)
+    done = guide.guided_file(run(engine),
+                             guide.GuidedTask(prompt, STARTER, SOURCE, "shapes", "test_shapes.py"),
+                             guide.GuideOptions(budget=400, variants=3, sample=sample))
     assert done.tested == ["area", "Square"] and done.variants == ["area", "scale", "Square"]
     assert ("    def test_area_2(self):\n        w = 11\n        h = 11\n"
             "        result = shapes.area(w, h)\n        self.assertEqual(result, 0)\n") in done.text
@@ -549,8 +566,9 @@ def test_variants_add_sampled_tests_after_the_greedy_round_unless_they_repeat_on
     assert "test_area_3" not in done.text and set(seeds) == {1, 2}
     ast.parse(done.text)
     # Without a sampler only the greedy round runs.
-    single = guide.guided_file(run(FakeEngine("fake", bound_replies)), prompt, STARTER, SOURCE, "shapes",
-                               "test_shapes.py", budget=400, variants=3)
+    single = guide.guided_file(run(FakeEngine("fake", bound_replies)),
+                               guide.GuidedTask(prompt, STARTER, SOURCE, "shapes", "test_shapes.py"),
+                               guide.GuideOptions(budget=400, variants=3))
     assert single.variants == [] and "_2(self)" not in single.text
 
 
@@ -559,8 +577,9 @@ def test_a_hinted_literal_the_model_does_not_close_within_its_share_is_closed() 
                         if p.endswith("names = [") else "3\n" if p.endswith(" = ") else "[])\n")
     starter = examples.test_case_starter("lib/kinds.py", "test_kinds.py")
     prompt = "# lib/kinds.py\nSOURCE\n\n" + starter
-    done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s), prompt,
-                             starter, KINDS, "kinds", "test_kinds.py", budget=60, limit=1, value_tokens=3)
+    done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
+                             guide.GuidedTask(prompt, starter, KINDS, "kinds", "test_kinds.py"),
+                             guide.GuideOptions(budget=60, limit=1, value_tokens=3))
     pathname = next(line for line in done.text.splitlines() if "pathname =" in line)
     assert pathname.strip().startswith("pathname = 'a:b:") and pathname.endswith("'")
     ast.parse(done.text)
@@ -614,24 +633,25 @@ def test_a_parameter_that_must_name_an_existing_file_or_folder_is_a_path_or_a_fo
     assert params.parameter_kind(tree, summary, "filename") == "path"
     # Without evidence in the code, the name decides; a name that says nothing gives "".
     assert params.parameter_kind(tree, describe, "data") == ""
-    target = next(t for t in guide.targets(FILES, "files") if t.name == "describe")
-    assert guide.value_kinds(tree, target) == ["bytes", "path", "str"]
-    assert guide.openings(tree, target) == ["b'", "self.path", "'"]
+    target = next(t for t in openers.targets(FILES, "files") if t.name == "describe")
+    assert openers.value_kinds(tree, target) == ["bytes", "path", "str"]
+    assert openers.openings(tree, target) == ["b'", "self.path", "'"]
     assert [params.name_kind(n) for n in ("config_path", "cachedir", "module_name", "x", "ITEMS", "sort_func")
             ] == ["path", "folder", "str", "", "list", "callable"]
     # A parameter the code calls is a callable, whatever its name; the method writes one that
     # takes anything.
     assert params.parameter_kind(tree, apply, "transform") == "callable"
-    target = next(t for t in guide.targets(FILES, "files") if t.name == "apply")
-    assert guide.openings(tree, target) == ["lambda *args, **kwargs: None", "["]
+    target = next(t for t in openers.targets(FILES, "files") if t.name == "apply")
+    assert openers.openings(tree, target) == ["lambda *args, **kwargs: None", "["]
 
 
 def test_a_fixture_opens_the_class_when_a_test_needs_an_existing_file() -> None:
     engine = FakeEngine("fake", lambda p: "4\n" if p.endswith("n = ") else "0)\n")
     starter = examples.test_case_starter("lib/files.py", "test_files.py")
     prompt = "# lib/files.py\nSOURCE\n\n" + starter
-    done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s), prompt,
-                             starter, FILES, "files", "test_files.py", budget=200)
+    done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
+                             guide.GuidedTask(prompt, starter, FILES, "files", "test_files.py"),
+                             guide.GuideOptions(budget=200))
     # The imports go before the starter's, the setUp right after its class line.
     assert done.text.startswith("import shutil\nimport tempfile\nimport unittest\n\nfrom lib import files\n")
     assert (starter.split("import unittest\n", 1)[1] + guide.FIXTURE.format(alias="files")) in done.text
@@ -644,8 +664,9 @@ def test_a_fixture_opens_the_class_when_a_test_needs_an_existing_file() -> None:
     ast.parse(done.text)
     # A module without such parameters keeps the starter as it is.
     plain = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
-                              "# lib/kinds.py\nSOURCE\n\n" + starter, starter, KINDS, "kinds",
-                              "test_kinds.py", budget=60, limit=1)
+                              guide.GuidedTask("# lib/kinds.py\nSOURCE\n\n" + starter, starter, KINDS,
+                                               "kinds", "test_kinds.py"),
+                              guide.GuideOptions(budget=60, limit=1))
     assert plain.text.startswith(starter) and "setUp" not in plain.text
 
 
@@ -667,7 +688,9 @@ def guided_in_sandbox(tmp_path: Path, name: str, code: str, engine: FakeEngine, 
     commit_files(path, {"lib/__init__.py": "", source: code}, "initial")
     starter = examples.test_case_starter(source, destination)
     done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
-                             f"# {source}\n{code}\n{starter}", starter, code, name, destination, **options)
+                             guide.GuidedTask(f"# {source}\n{code}\n{starter}", starter, code, name,
+                                              destination),
+                             guide.GuideOptions(**options))
     commit = commit_files(path, {destination: done.text})
     repo, spec, sandbox = GitRepo(path), VerifySpec(coverage=True, runs=1), Sandbox(mode="bwrap")
     first = verify_candidate(repo, commit, spec, source, destination, sandbox=sandbox)
@@ -719,8 +742,9 @@ def test_variant_rounds_bind_the_seeds_and_ask_the_model_for_the_rest() -> None:
 
     starter = examples.test_case_starter("lib/consts.py", "test_consts.py")
     done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
-                             "# lib/consts.py\nSOURCE\n\n" + starter, starter, CONSTANTS, "consts",
-                             "test_consts.py", budget=400, variants=3, sample=sample)
+                             guide.GuidedTask("# lib/consts.py\nSOURCE\n\n" + starter, starter, CONSTANTS,
+                                              "consts", "test_consts.py"),
+                             guide.GuideOptions(budget=400, variants=3, sample=sample))
     # The greedy round is the model's; round 2 takes the first constants, round 3 the second,
     # and a string out of constants ("text" has one) its edge case, the empty string.
     def bound(name: str, mode: str, level: int, text: str) -> str:
@@ -778,15 +802,15 @@ def total(values, scale=1, *, log=None, out_file=None):
 
 
 def test_the_first_parameter_that_defaults_to_none_but_holds_a_file_is_bound_by_keyword() -> None:
-    found = {t.name: t for t in guide.targets(OPTIONAL, "optional")}
+    found = {t.name: t for t in openers.targets(OPTIONAL, "optional")}
     assert found["Reader"].binds == (("filename", "filename=filename"),)  # one, not fileobj too
     assert found["total"].binds == (("values", "values"), ("out_file", "out_file=out_file"))
     tree = ast.parse(OPTIONAL)
-    assert guide.openings(tree, found["total"]) == ["[", "self.path"]
-    assert guide.call_text(found["total"], "optional") == "optional.total(values, out_file=out_file)"
+    assert openers.openings(tree, found["total"]) == ["[", "self.path"]
+    assert openers.call_text(found["total"], "optional") == "optional.total(values, out_file=out_file)"
     # Without the module's tree (no kinds known) only required parameters are bound.
     [total] = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
-    assert guide.required_parameters(total) == [("values", False)]
+    assert openers.required_parameters(total) == [("values", False)]
 
 
 ITEMS = '''def options(args, names):
@@ -809,8 +833,8 @@ def test_a_list_whose_items_are_used_as_strings_is_a_list_of_strings() -> None:
     assert params.parameter_kind(tree, options, "args") == "strlist"  # args[0].startswith
     assert params.parameter_kind(tree, options, "names") == "strlist"  # an item compared with '--'
     assert params.parameter_kind(tree, numbers, "values") == "list"
-    target = next(t for t in guide.targets(ITEMS, "items") if t.name == "options")
-    assert guide.openings(tree, target) == ["['", "['"]
+    target = next(t for t in openers.targets(ITEMS, "items") if t.name == "options")
+    assert openers.openings(tree, target) == ["['", "['"]
 
 
 def test_a_variant_asks_the_model_for_a_value_the_greedy_test_had_written_for_it() -> None:
@@ -824,8 +848,9 @@ def test_a_variant_asks_the_model_for_a_value_the_greedy_test_had_written_for_it
 
     starter = examples.test_case_starter("lib/files.py", "test_files.py")
     done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
-                             "# lib/files.py\nSOURCE\n\n" + starter, starter, FILES, "files",
-                             "test_files.py", budget=400, variants=2, sample=sample)
+                             guide.GuidedTask("# lib/files.py\nSOURCE\n\n" + starter, starter, FILES, "files",
+                                              "test_files.py"),
+                             guide.GuideOptions(budget=400, variants=2, sample=sample))
     # The greedy tests have the fixture's file and a callable; their variants the model's values,
     # which take the branches that check them.
     assert "    def test_size_of(self):\n        filename = self.path\n" in done.text
@@ -856,8 +881,8 @@ def test_a_constructor_parameter_kept_as_an_attribute_has_the_kind_its_methods_u
     init = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
     kinds = [params.parameter_kind(tree, init, name) for name in ("a", "b", "label")]
     assert kinds == ["folder", "folder", ""]
-    target = next(t for t in guide.targets(KEPT, "kept") if t.name == "Compare")
-    assert guide.openings(tree, target) == ["self.folder", "self.folder", "'"]  # label: by its name
+    target = next(t for t in openers.targets(KEPT, "kept") if t.name == "Compare")
+    assert openers.openings(tree, target) == ["self.folder", "self.folder", "'"]  # label: by its name
 
 
 CLASSES = '''class Unknown(Exception):
@@ -904,4 +929,4 @@ def test_a_parameter_used_as_a_class_is_a_class_and_the_classes_it_is_checked_ag
     assert params.class_values(tree, family, "cls") == ["KeyError"]
     assert params.class_values(tree, catch, "kind") == []
     # The variant rounds bind it to the class it is checked against, then to a plain class.
-    assert guide.seeds(tree, describe, "exc_type") == ["SyntaxError", "object"]
+    assert openers.seeds(tree, describe, "exc_type") == ["SyntaxError", "object"]

@@ -8,18 +8,13 @@ from pathlib import Path
 from symergion.config.schema import VerifySpec
 from symergion.gitrepo import GitRepo
 from symergion.verify.candidate import verify_candidate
+from symergion.verify.pin import complete_assertions, pin_assertions
 from symergion.verify.prune import prune
-from symergion.verify.repair import (
-    complete_assertions,
-    pin_assertions,
-    qualify_names,
-    repair,
-    repair_candidate,
-    top_level_names,
-    truncate_tests,
-)
+from symergion.verify.repair import qualify_names, repair, repair_candidate
 from symergion.verify.result import Observation, TestOutcome, VerifyResult
 from symergion.verify.sandbox import Sandbox
+from symergion.verify.syntax import top_level_names
+from symergion.verify.truncate import truncate_tests
 from tests.conftest import git
 from tests.verify.conftest import CALC, commit_files, needs_bwrap
 
