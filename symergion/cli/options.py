@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from symergion.config.environment import ENV_CONFIG, ENV_MODELS
+
 RepoOpt = Annotated[
     Path,
     typer.Option("--repo", "-C", help="Repository to work on.", show_default="current directory"),
@@ -16,7 +18,7 @@ ConfigOpt = Annotated[
     typer.Option(
         "--config",
         "-c",
-        envvar="SYMERGION_CONFIG",
+        envvar=ENV_CONFIG,
         help="Config JSON file (the original SymErgion format).",
         show_default="built-in default: the embedded Gemma 3 270M coder",
     ),
@@ -25,7 +27,7 @@ ModelsOpt = Annotated[
     Path | None,
     typer.Option(
         "--models",
-        envvar="SYMERGION_MODELS",
+        envvar=ENV_MODELS,
         help="Directory relative model paths resolve against.",
         show_default="the config file's directory",
     ),

@@ -16,7 +16,7 @@ Variable                      Read by                     Meaning
 ``NO_COLOR``                  ``color_enabled``           set: no colour in the output
 ============================  ==========================  ==========================================
 
-The CLI's ``--config`` and ``--models`` options name ``SYMERGION_CONFIG`` and ``SYMERGION_MODELS``
+The CLI's ``--config`` and ``--models`` options take ``ENV_CONFIG`` and ``ENV_MODELS`` from here
 as their environment variables too, so ``--help`` shows them. The variables the test suite and the
 noxfile read (``SYMERGION_TEST_*``, ``SYMERGION_GOLDEN_UPDATE``, ``SYMERGION_LLAMA_CPP``, ...) steer
 the tests alone; the package never reads them.
