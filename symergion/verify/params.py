@@ -114,7 +114,7 @@ _NAMED = {
 _READS = frozenset({"read", "readline", "readlines", "readinto", "seek", "tell"})
 
 
-# Attributes only a class has (``exc_type.__name__`` is a function's too, so it votes less).
+# Attributes only a class has (``exc_type.__name__`` is a function's too: ``_class_evidence``).
 _CLASS_ATTRIBUTES = frozenset({"__mro__", "__bases__", "__subclasses__", "__qualname__"})
 
 
@@ -165,6 +165,8 @@ def _kind_votes(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionD
 
     indexed = False
     for node in ast.walk(function):
+        if weight := _class_evidence(tree, node, is_param):
+            vote("class", weight)
         if isinstance(node, ast.Call):
             func = node.func
             if isinstance(func, ast.Attribute) and is_param(func.value):
@@ -177,10 +179,6 @@ def _kind_votes(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionD
             positions = [i for i, a in enumerate(node.args) if is_param(a)]
             if is_param(func) or (dotted == "callable" and positions == [0]):
                 vote("callable", 3)  # called: no literal would do
-            elif dotted == "issubclass" and positions == [0]:
-                vote("class", 3)
-            elif dotted == "isinstance" and len(node.args) == 2 and is_param(node.args[1]):
-                vote("class", 3)  # ``isinstance(x, cls)``: the parameter is the class
             elif dotted == "isinstance" and positions == [0] and len(node.args) == 2:
                 kinds = node.args[1].elts if isinstance(node.args[1], ast.Tuple) else [node.args[1]]
                 for checked in kinds:
@@ -201,13 +199,6 @@ def _kind_votes(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionD
                     vote(kind, 2)
         elif isinstance(node, ast.Attribute) and is_param(node.value) and node.attr in _READS | _WRITES:
             vote("reader" if node.attr in _READS else "writer", 3)  # a file object: a method called, passed
-        elif isinstance(node, ast.Attribute) and is_param(node.value) and (
-                node.attr in _CLASS_ATTRIBUTES or node.attr == "__name__"):
-            vote("class", 2 if node.attr == "__name__" else 3)  # a class's name, bases, MRO
-        elif isinstance(node, ast.ExceptHandler) and node.type is not None and (
-                is_param(node.type) or (isinstance(node.type, ast.Tuple)
-                and any(is_param(e) for e in node.type.elts))):
-            vote("class", 3)  # ``except kind:`` catches the exception class it names
         elif isinstance(node, (ast.For, ast.comprehension)) and is_param(node.iter):
             vote("list")
         elif isinstance(node, ast.Subscript) and is_param(node.value):
@@ -215,10 +206,6 @@ def _kind_votes(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionD
         elif isinstance(node, (ast.Compare, ast.BinOp)):
             sides = ([node.left, *node.comparators] if isinstance(node, ast.Compare)
                      else [node.left, node.right])
-            if isinstance(node, ast.Compare) and any(is_param(side) for side in sides) and any(
-                    isinstance(op, (ast.Is, ast.IsNot)) for op in node.ops) and any(
-                    _names_class(tree, side) for side in sides):
-                vote("class", 3)  # ``exc_type is SyntaxError``: the parameter is a class
             if any(is_param(side) for side in sides):
                 for side in sides:
                     if isinstance(side, ast.Constant) and isinstance(side.value, (str, bytes)):
@@ -229,6 +216,31 @@ def _kind_votes(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionD
     if indexed:
         vote("list")  # once however often: a string is indexed too, and any string evidence wins
     return votes
+
+
+def _class_evidence(tree: ast.Module, node: ast.AST, is_param: Callable[[ast.AST], bool]) -> int:
+    """Return how strongly a node says the parameter is a class, or 0.
+
+    ``issubclass(it, ...)``, ``isinstance(x, it)``, ``except it:``, ``it is SyntaxError`` (a class
+    a test can name) and reading ``__mro__``, ``__bases__`` or ``__qualname__`` say so; reading
+    ``__name__`` less, as a function has one too.
+    """
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        arguments = node.args
+        if node.func.id == "issubclass" and arguments and is_param(arguments[0]):
+            return 3
+        if node.func.id == "isinstance" and len(arguments) == 2 and is_param(arguments[1]):
+            return 3
+    elif isinstance(node, ast.Attribute) and is_param(node.value):
+        return 3 if node.attr in _CLASS_ATTRIBUTES else 2 if node.attr == "__name__" else 0
+    elif isinstance(node, ast.ExceptHandler) and node.type is not None:
+        caught = node.type.elts if isinstance(node.type, ast.Tuple) else [node.type]
+        return 3 if any(is_param(kind) for kind in caught) else 0
+    elif isinstance(node, ast.Compare) and any(isinstance(op, (ast.Is, ast.IsNot)) for op in node.ops):
+        sides = [node.left, *node.comparators]
+        if any(is_param(side) for side in sides) and any(_names_class(tree, side) for side in sides):
+            return 3
+    return 0
 
 
 def passed_to(tree: ast.Module, call: ast.Call, is_param: Callable[[ast.AST], bool]
