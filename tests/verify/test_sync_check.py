@@ -25,13 +25,14 @@ pytestmark = needs_bwrap
 TASK = "TestCase_calc"
 NOTE = f"task_branch: {TASK}, source: utils/calc.py, destination: test_calc.py"
 
-# A first attempt: one good test, one wrong expectation, one test that calls nothing.
+# A first attempt that is of no use: one wrong expectation, and two tests that pass without
+# calling the code. The prune leaves nothing, so a model repair round is due.
 FIRST = '''from utils import calc
 
 
 class TestCalc(unittest.TestCase):
     def test_add(self):
-        self.assertEqual(calc.add(1, 2), 3)
+        self.assertEqual(1 + 2, 3)
 
     def test_sub(self):
         self.assertEqual(calc.sub(5, 2), 4)
@@ -39,6 +40,8 @@ class TestCalc(unittest.TestCase):
     def test_truth(self):
         self.assertTrue(True)
 '''
+# A first attempt of use: the prune keeps its good test, and no model repair round follows.
+HELPFUL = FIRST.replace("self.assertEqual(1 + 2, 3)", "self.assertEqual(calc.add(1, 2), 3)")
 # What the model writes once told what failed.
 REPAIRED = '''from utils import calc
 
@@ -114,23 +117,24 @@ def test_a_sync_verifies_prunes_and_repairs_then_a_second_sync_changes_nothing(
 
     assert subjects(calc_repo) == [
         "Create unittest TestCase for the function add, the function sub",
-        "Prune: removed 2 failing tests",
+        "Prune: removed test_calc.py (no passing tests left)",
         "Repair: FAIL test_calc.TestCalc.test_sub: AssertionError: 3 != 4 (test_calc.py:11)",
     ]
     candidate, pruned, repaired = messages(calc_repo)
     first = VerifyResult.from_message(candidate)
     assert first is not None
     assert (first.passed, first.failed, first.errors, first.exercising, first.imports_source) == (
-        2, 1, 0, 1, True)
+        2, 1, 0, 0, True)
     assert "Verify failures:\n  FAIL test_calc.TestCalc.test_sub: AssertionError: 3 != 4" in candidate
     assert "Symergion-Verify: 2 passed, 1 failed, 0 errors; coverage" in candidate
-    # The prune names each test and why; its re-run passed.
+    # The prune names each test and why; nothing was left, so the file went.
     assert "- test_calc.TestCalc.test_sub: failed: AssertionError: 3 != 4" in pruned
+    assert "- test_calc.TestCalc.test_add: passed without running a line of utils/calc.py" in pruned
     assert "- test_calc.TestCalc.test_truth: passed without running a line of utils/calc.py" in pruned
-    assert "Symergion-Verify: 1 passed, 0 failed, 0 errors" in pruned
-    pruned_file = git(calc_repo, "show", f"alpha_{TASK}~1:test_calc.py")
-    assert "def test_add" in pruned_file and "test_sub" not in pruned_file and "test_truth" not in pruned_file
-    # The repair was prompted with the recorded failure, and its attempt passes.
+    assert "Symergion-Verify: 0 passed, 0 failed, 0 errors" in pruned
+    assert "test_calc.py" not in git(calc_repo, "ls-tree", "--name-only", f"alpha_{TASK}~1")
+    # A prune that leaves nothing useful: the repair round was prompted with the recorded
+    # failure, and its attempt passes.
     [repair_prompt] = [p for p in fleet.engines["alpha"].calls if "were run:" in p]
     assert "test_calc.TestCalc.test_sub fails: AssertionError: 3 != 4" in repair_prompt
     assert "Symergion-Verify: 2 passed, 0 failed, 0 errors" in repaired
@@ -152,6 +156,22 @@ def test_a_sync_verifies_prunes_and_repairs_then_a_second_sync_changes_nothing(
     assert repo_state(calc_repo) == before
 
 
+def test_a_prune_that_leaves_a_useful_file_gets_no_model_repair_round(calc_repo, make_reconciler, fleet):
+    fleet.reply = lambda _model, prompt: continued(prompt, HELPFUL)
+    start(calc_repo)
+    report = make_reconciler(calc_repo, config()).sync()
+    assert [r.status for r in report.results] == ["created"], report.as_dict()
+    assert subjects(calc_repo) == [
+        "Create unittest TestCase for the function add, the function sub",
+        "Prune: removed 2 failing tests",
+    ]
+    assert "Symergion-Verify: 1 passed, 0 failed, 0 errors" in messages(calc_repo)[-1]
+    assert not [p for p in fleet.engines["alpha"].calls if "were run:" in p]
+    # The plan agrees from the repository alone: nothing is due, though a round is allowed.
+    assert current_views(GitRepo(calc_repo), config()).rows[0]["state"] == "up-to-date"
+    assert [r.status for r in make_reconciler(calc_repo, config()).sync().results] == ["up-to-date"]
+
+
 def test_feedback_comes_before_the_repair_and_a_revoke_brings_the_checked_stack_back(
         calc_repo, make_reconciler, fleet):
     start(calc_repo)
@@ -165,9 +185,9 @@ def test_feedback_comes_before_the_repair_and_a_revoke_brings_the_checked_stack_
     report = make_reconciler(calc_repo, cfg).sync()
     assert [r.status for r in report.results] == ["updated"], report.as_dict()
     assert subjects(calc_repo)[3:] == [
-        "Use setUp method", "Prune: removed 2 failing tests",
+        "Use setUp method", "Prune: removed test_calc.py (no passing tests left)",
         "Repair: FAIL test_calc.TestCalc.test_sub: AssertionError: 3 != 4 (test_calc.py:11)",
-        "Prune: removed 2 failing tests"]
+        "Prune: removed test_calc.py (no passing tests left)"]
     [repair_prompt] = [p for p in fleet.engines["alpha"].calls[-1:]]
     assert repair_prompt.index("# Use setUp method") < repair_prompt.index("were run:")
     # One repair round per prompt: the failing repair is final, and the next pass agrees.
@@ -368,7 +388,8 @@ def test_a_commit_made_while_verifying_is_built_upon(calc_repo, make_reconciler,
     report = reconciler.sync()
     assert [r.status for r in report.results] == ["updated"], report.as_dict()
     assert raced and git(calc_repo, "merge-base", "--is-ancestor", raced[0], branch) == ""
-    assert subjects(calc_repo)[-3:] == ["my fix", "Use setUp method", "Prune: removed 2 failing tests"]
+    assert subjects(calc_repo)[-3:] == [
+        "my fix", "Use setUp method", "Prune: removed test_calc.py (no passing tests left)"]
     assert [r.status for r in make_reconciler(calc_repo, cfg).sync().results] == ["up-to-date"]
 
 
@@ -386,13 +407,14 @@ def test_a_repair_round_left_undone_is_made_by_the_next_pass(calc_repo, make_rec
     assert [r.status for r in make_reconciler(calc_repo, config()).sync().results] == ["up-to-date"]
 
 
-# A repair attempt worse than the pruned first one: its only test fails, so nothing passes.
+# A repair attempt worse than the first one: its only test calls what the module does not have,
+# so it runs no line of the code (the first one's failing test ran calc.sub).
 WORSE = '''from utils import calc
 
 
 class TestCalc(unittest.TestCase):
-    def test_sub(self):
-        self.assertEqual(calc.sub(5, 2), 4)
+    def test_mul(self):
+        self.assertEqual(calc.mul(5, 2), 10)
 '''
 
 
@@ -401,23 +423,22 @@ def test_a_repair_round_that_ranks_lower_is_kept_in_history_and_the_better_file_
         calc_repo, make_reconciler, fleet, later):
     fleet.reply = lambda _model, prompt: continued(prompt, WORSE if "were run:" in prompt else FIRST)
     start(calc_repo)
-    if later:  # the candidate and its prune first; the round in a pass of its own
-        make_reconciler(calc_repo, config(repair_rounds=0)).sync()
-    report = make_reconciler(calc_repo, config()).sync()
+    # Without the prune, which would leave neither file anything to rank by.
+    if later:  # the candidate first; the round in a pass of its own
+        make_reconciler(calc_repo, config(repair_rounds=0, prune=False)).sync()
+    report = make_reconciler(calc_repo, config(prune=False)).sync()
     assert not report.failed, report.as_dict()
     assert subjects(calc_repo) == [
         "Create unittest TestCase for the function add, the function sub",
-        "Prune: removed 2 failing tests",
         "Repair: FAIL test_calc.TestCalc.test_sub: AssertionError: 3 != 4 (test_calc.py:11)",
-        "Prune: removed test_calc.py (no passing tests left)",
         "Repair: kept the file from before round 1, which ranks higher",
     ]
     kept = messages(calc_repo)[-1]
-    assert "Round 1: 0 passed, 0 failed, 0 errors" in kept
-    assert "Symergion-Verify: 1 passed, 0 failed, 0 errors" in kept
-    # The branch ends on the pruned first file, and the repository says the round is done.
+    assert "Round 1: 0 passed, 0 failed, 1 errors" in kept
+    assert "Symergion-Verify: 2 passed, 1 failed, 0 errors" in kept
+    # The branch ends on the first file, and the repository says the round is done.
     assert git(calc_repo, "show", f"alpha_{TASK}:test_calc.py") == git(
-        calc_repo, "show", f"alpha_{TASK}~3:test_calc.py")
+        calc_repo, "show", f"alpha_{TASK}~2:test_calc.py")
     calls = fleet.calls
     assert [r.status for r in make_reconciler(calc_repo, config()).sync().results] == [
         "up-to-date"]
@@ -434,7 +455,7 @@ def test_a_spent_time_budget_leaves_the_repair_round_to_the_next_sync(
     # The candidate was checked and pruned; the repair round waits, and the tip says why.
     assert subjects(calc_repo) == [
         "Create unittest TestCase for the function add, the function sub",
-        "Prune: removed 2 failing tests",
+        "Prune: removed test_calc.py (no passing tests left)",
     ]
     assert messages(calc_repo)[-1].endswith(
         "Symergion-Cut: max_seconds 1e-06: repair round 1 left for the next sync")
@@ -447,6 +468,7 @@ def test_a_spent_time_budget_leaves_the_repair_round_to_the_next_sync(
 def test_a_file_reused_without_a_recorded_result_is_checked_as_the_file_it_is(
         calc_repo, make_reconciler, fleet):
     # The first attempt was made before the template verified: its commit records no result.
+    fleet.reply = lambda _model, prompt: continued(prompt, HELPFUL)
     start(calc_repo)
     plain = config()
     plain.templates["TestCase"] = replace(plain.templates["TestCase"], verify=None)
