@@ -19,12 +19,9 @@ trailer) and from the response store by tree otherwise, so the same file gets th
 
 from __future__ import annotations
 
-import threading
 import time
-from dataclasses import asdict, dataclass, replace
-from typing import Any
+from dataclasses import replace
 
-from symergion.cache import response_key
 from symergion.config import Checkpoint, VerifySpec
 from symergion.core import prompt as prompts
 from symergion.core.chain import (
@@ -42,40 +39,17 @@ from symergion.core.publish import (
     prompt_trailers,
     publish_stack,
 )
-from symergion.core.report import Event, Result
+from symergion.core.report import Result
 from symergion.core.respond import Pass, Responder
 from symergion.core.response import Response
 from symergion.core.state import RepoState
-from symergion.errors import TaskInputError
+from symergion.core.verification import Sample, Verifier
 from symergion.trailers import Repair, Trailers, body_of
-from symergion.verify.candidate import verify_candidate
 from symergion.verify.prune import UNCHECKED, prune
 from symergion.verify.repair import repair_rounds
-from symergion.verify.result import (
-    Observation,
-    TestOutcome,
-    VerifyResult,
-    parse_trailer,
-    rank,
-)
-from symergion.verify.sandbox import Sandbox
+from symergion.verify.result import VerifyResult, parse_trailer
 
-# Part of the verification cache key: bump when the runner's results change meaning.
-CHECK_VERSION = 3  # 3: compiled stand-ins of the source's definitions count as run
 _PRUNE_PASSES = 3  # a pruned file whose re-run fails again is pruned again, this many times at most
-
-
-@dataclass
-class Sample:
-    """One generated file and what verifying it showed.
-
-    ``blob`` and ``tree`` are the file and the tree it was verified in, once it was.
-    """
-
-    response: Response
-    result: VerifyResult | None = None
-    tree: str = ""
-    blob: str = ""
 
 
 class Checker:
@@ -85,18 +59,8 @@ class Checker:
         self.run = run
         self.responder = responder
         self.repo = run.repo
-        self.verify_git_seconds = 0.0  # of the pass's git time, that spent by verifications
-        self._sandbox: Sandbox | None = None
-        self._lock = threading.Lock()
+        self.verifier = Verifier(run)
         self._deadline: float | None = None  # the branch's time budget ends here (monotonic)
-
-    @property
-    def sandbox(self) -> Sandbox:
-        """Return the sandbox, made on first use (raises SandboxUnavailable without bwrap)."""
-        with self._lock:
-            if self._sandbox is None:
-                self._sandbox = Sandbox()
-            return self._sandbox
 
     @staticmethod
     def applies(tp: TaskPlan) -> bool:
@@ -170,7 +134,7 @@ class Checker:
             return None
         samples = [reused] if reused is not None else self.responder.samples(
             tp, coder, tp.prompt, first, self._deadline)
-        best, checked = self._best(tp, action, base, samples, spec, source)
+        best, checked = self.verifier.best(tp, action, base, samples, spec, source)
         extra = [best.result.excerpt() if best.result else "", self._scores(checked, best)]
         verified = Trailers(verify=best.result.trailer() if best.result else None)
         message = self._with(commit_message(state, self.run.config, tp, action, best.response),
@@ -209,7 +173,7 @@ class Checker:
             on = stack.commits[-1] if stack.commits else action.head
             assert on is not None
             before = stack.final if stack.commits else VerifyResult.from_message(self._message(on))
-            best, checked = self._best(tp, action, on, samples, spec, source)
+            best, checked = self.verifier.best(tp, action, on, samples, spec, source)
             assert best.result is not None
             # The subject names the first problem: a failing test, else what the feedback asks.
             named = [*recorded_result.excerpt().splitlines()[1:2],
@@ -276,64 +240,6 @@ class Checker:
         stack.final = before
         return message
 
-    # -- verification ----------------------------------------------------------------------
-
-    def _best(self, tp: TaskPlan, action: Action, base: str, samples: list[Response],
-              spec: VerifySpec, source: str) -> tuple[Sample, list[Sample]]:
-        """Verify every sample with a valid file; return the best by rank (the first on a tie)."""
-        checked = [Sample(s) for s in samples]
-        valid = [s for s in checked if s.response.has_file]
-        if not valid:
-            for response in samples:
-                if response.cache == "miss":
-                    self.run.spend.discard("no valid file", int(response.tokens))
-            first = samples[0]
-            raise TaskInputError(
-                f"task {action.task}: nothing {action.model} wrote is a valid "
-                f"{tp.destination.rsplit('.', 1)[-1]} file (stop: {first.stop}); "
-                "nothing was published",
-                hint="give feedback, raise ntokens, or start the file with a code_starter")
-        for number, sample in enumerate(valid, start=1):
-            blob = sample.response.blob
-            if blob is None:
-                blob = self.repo.write_blob(sample.response.generated.encode("utf-8"))
-            sample.blob = blob
-            sample.tree = self.repo.tree_with_file(base, tp.destination, blob)
-            label = f"sample {number} of {len(valid)}" if len(valid) > 1 else "the candidate"
-            sample.result = self.verify(action, base, sample.tree, blob, spec, source,
-                                        tp.destination, label)
-        ranked = rank((f"{i:04d}", s.result) for i, s in enumerate(valid) if s.result is not None)
-        best = valid[int(ranked[0][0])]
-        for other in checked:
-            if other is not best and other.response.cache == "miss":
-                self.run.spend.discard("samples not published" if other.response.has_file
-                                       else "no valid file", int(other.response.tokens))
-        return best, checked
-
-    def verify(self, action: Action, base: str, tree: str, blob: str, spec: VerifySpec,
-               source: str, destination: str, label: str) -> VerifyResult:
-        """Return a tree's verification: from the store when this tree was verified, else run."""
-        key = response_key(kind="verify", version=CHECK_VERSION, tree=tree, spec=asdict(spec),
-                           source=source, destination=destination, sandbox=self.sandbox.mode)
-        entry = self.run.store.get(key)
-        if entry is not None:
-            return load_result(entry)
-        self.run.cancel_check()
-        self.run.on_event(Event("check", action.task, action.model,
-                                detail=f"verifying {label} ({spec.runs} run{'s' * (spec.runs > 1)})"))
-        text = self.repo.read_blob_bytes(blob).decode("utf-8", "replace")
-        began, git_before = time.monotonic(), self.repo.git_seconds
-        result = verify_candidate(self.repo, base, spec, source, destination, content=text,
-                                  sandbox=self.sandbox)
-        spend = self.run.spend
-        spend.verify_runs += spec.runs
-        spend.verify_seconds += time.monotonic() - began
-        self.verify_git_seconds += self.repo.git_seconds - git_before
-        self.run.store.put(key, dump_result(result))
-        self.run.on_event(Event("check", action.task, action.model, seconds=result.seconds,
-                                detail=f"verified {label}: {result.trailer()}"))
-        return result
-
     def _fix(self, stack: Stack, tp: TaskPlan, action: Action, commit: str, best: Sample,
              spec: VerifySpec, source: str, digest: str, repair: Repair | None) -> tuple[str, Sample, str]:
         """Add ``Repair: pinned ...`` on top when repairs without a model apply to a guided file.
@@ -351,7 +257,7 @@ class Checker:
         def run(content: str) -> VerifyResult:
             blob = self.repo.write_blob(content.encode("utf-8"))
             tree = self.repo.tree_with_file(commit, tp.destination, blob)
-            return self.verify(action, commit, tree, blob, spec, source, tp.destination,
+            return self.verifier.verify(action, commit, tree, blob, spec, source, tp.destination,
                                "the repaired file")
 
         fixed = repair_rounds(self._text(best), result, tp.source_code, tp.destination, run)
@@ -394,7 +300,7 @@ class Checker:
             text = pruned.text
             blob = self.repo.write_blob(text.encode("utf-8"))
             tree = self.repo.tree_with_file(commit, tp.destination, blob)
-            rerun = current = self.verify(action, commit, tree, blob, spec, source, tp.destination,
+            rerun = current = self.verifier.verify(action, commit, tree, blob, spec, source, tp.destination,
                                           "the pruned file")
             if current.ok:
                 break
@@ -476,24 +382,4 @@ def _recorded_rank(result: VerifyResult) -> tuple[float, int, float, int]:
     return key[0], key[1], key[2], key[3]
 
 
-def dump_result(result: VerifyResult) -> dict[str, Any]:
-    """Return a verification result as JSON-able data (for the store)."""
-    data = asdict(result)
-    data["tests"] = {t: [o.outcome, o.detail, o.flaky, [asdict(s) for s in o.observed]]
-                     for t, o in result.tests.items()}
-    data["lines"] = {c: list(ls) for c, ls in result.lines.items()}
-    data["warnings"] = list(result.warnings)
-    return data
-
-
-def load_result(data: dict[str, Any]) -> VerifyResult:
-    """Return the verification result ``dump_result`` made."""
-    fields = dict(data)
-    fields["tests"] = {t: TestOutcome(o, d, f, tuple(Observation(**s) for s in seen))
-                       for t, (o, d, f, seen) in data["tests"].items()}
-    fields["lines"] = {c: tuple(ls) for c, ls in data["lines"].items()}
-    fields["warnings"] = tuple(data["warnings"])
-    return VerifyResult(**fields)
-
-
-__all__ = ["CHECK_VERSION", "Checker", "dump_result", "load_result"]
+__all__ = ["Checker"]

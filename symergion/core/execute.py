@@ -106,7 +106,7 @@ class Reconciler:
         spend = self.spend = Spend()
         self._engines_used = {}
         self._git_before = (self.repo.git_calls, self.repo.git_seconds)
-        self.checker.verify_git_seconds = 0.0
+        self.checker.verifier.verify_git_seconds = 0.0
         began = time.monotonic()
         try:
             yield spend
@@ -123,7 +123,7 @@ class Reconciler:
             calls, seconds = self._git_before
             spend.git_calls = self.repo.git_calls - calls
             spend.git_seconds = max(0.0, self.repo.git_seconds - seconds
-                                   - self.checker.verify_git_seconds)
+                                   - self.checker.verifier.verify_git_seconds)
 
     def engine(self, checkpoint: Checkpoint) -> Engine:
         """Return a checkpoint's engine (loading it takes the pass's load time)."""
