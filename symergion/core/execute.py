@@ -1,4 +1,4 @@
-"""Execute a plan: responses from the store, else the engine; then publish each branch.
+"""Execute a plan: answers from the responder, then each branch's stack of commits published.
 
 ``Reconciler.sync`` is one pass: ``read_state`` -> ``plan`` -> ``execute``. Restarting after a
 crash is just another pass. A lost compare-and-swap re-reads and re-plans only that branch.
@@ -263,6 +263,7 @@ class Reconciler:
                                 response)
 
         result = publish_stack(self.repo, state, tp, coder, action, one_commit, self.on_event)
+        # A generated answer counts as kept once a published commit holds it.
         if result.status in ("created", "updated") and response.cache == "miss":
             self.spend.keep(response)
         return result

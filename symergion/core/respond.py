@@ -157,7 +157,7 @@ class Responder:
         entry = self.run.store.get(key)
         if entry is not None:
             self.run.on_event(Event("done", task.name, reasoner.model_name, cache="hit",
-                                detail="reasoning"))
+                                    detail="reasoning"))
             return str(entry["text"])
         engine = self.run.engine(reasoner)
         chat = engine.chat_prompt(text)
@@ -180,7 +180,7 @@ class Responder:
         seconds = time.monotonic() - began
         self.run.store.put(key, {"text": reasoning, "tokens": len(out), "seconds": seconds})
         self.run.on_event(Event("done", task.name, reasoner.model_name, tokens=len(out),
-                            seconds=seconds, cache="miss", detail="reasoning"))
+                                seconds=seconds, cache="miss", detail="reasoning"))
         return reasoning
 
     @staticmethod
@@ -209,8 +209,7 @@ class Responder:
         """Send a progress event every 16 generated tokens."""
         if count % 16 == 0:
             self.run.on_event(Event("progress", task, model, tokens=count,
-                                seconds=time.monotonic() - began, budget=budget))
-
+                                    seconds=time.monotonic() - began, budget=budget))
 
     # -- coders' responses ----------------------------------------------------------------------
 
@@ -236,10 +235,10 @@ class Responder:
                 hint="shorten the source file, or raise context_size for this checkpoint",
             )
         if fitted.level:
-            self.run.on_event(Event("compacted", task.name, coder.model_name,
-                                detail=f"the prompt is {fitted.full_tokens} tokens; the model reads "
-                                       f"the source compacted to level {fitted.level} of {LEVELS - 1} "
-                                       f"({fitted.tokens} tokens)"))
+            self.run.on_event(Event(
+                "compacted", task.name, coder.model_name,
+                detail=f"the prompt is {fitted.full_tokens} tokens; the model reads the source "
+                       f"compacted to level {fitted.level} of {LEVELS - 1} ({fitted.tokens} tokens)"))
         return fitted.prompt, engine, fitted.tokens, fitted.budget
 
     def respond(
@@ -278,8 +277,8 @@ class Responder:
                             check=finisher.check))
             owners.append((i, finisher, budget))
             self.run.on_event(Event("start", task.name, coder.model_name,
-                                detail=f"{prompt_tokens} prompt tokens, budget {budget}",
-                                budget=budget))
+                                    detail=f"{prompt_tokens} prompt tokens, budget {budget}",
+                                    budget=budget))
         if jobs:
             assert engine is not None
             try:
