@@ -1,7 +1,8 @@
 """Check candidates before a human looks: verify, keep the best sample, prune, repair; then publish.
 
 The pass calls ``Checker.carry_out`` for a model branch whose task template has a ``verify``
-section. One prompt then becomes a small stack of commits, published with one compare-and-swap:
+section. One prompt then becomes a small stack of commits (``core.publish.Stack``), which
+``publish_stack`` publishes with the pass's one compare-and-swap:
 
 1. the candidate: the best of the checkpoint's ``samples`` by verification rank, with its
    ``Symergion-Verify`` trailer, the first failure lines and the other samples' scores;
@@ -12,9 +13,11 @@ section. One prompt then becomes a small stack of commits, published with one co
    attempt, prompted with the human's notes first and then the failures its message records,
    checked the same way.
 
-Every commit carries the prompt's trailers (``core/chain.py``), so the next plan sees the branch
-is done. Results come from the repository where it has them (a republished attempt keeps its
-trailer) and from the response store by tree otherwise, so the same file gets the same trailer.
+The samples come from the pass's ``Responder``; a ``Verifier`` (``core/verification.py``) runs
+them. Every commit carries the prompt's trailers (``core/chain.py``), so the next plan sees the
+branch is done. Results come from the repository where it has them (a republished attempt keeps
+its trailer) and from the response store by tree otherwise, so the same file gets the same
+trailer.
 """
 
 from __future__ import annotations
