@@ -272,43 +272,67 @@ def old_feedback(state: RepoState, config: Config, ident: str, blob: str, task: 
 
 
 
+@dataclass
+class _Notes:
+    """What the notes say, sorted by kind: task specs, feedback named by task, other feedback.
+
+    ``problems`` and ``held`` (tasks on hold) gather what each step of ``discover`` finds.
+    """
+
+    specs: dict[str, list[TaskSpec]] = field(default_factory=dict)
+    named: list[tuple[str, str, str, str]] = field(default_factory=list)  # task, target, blob, text
+    unnamed: list[tuple[str, str, str]] = field(default_factory=list)  # target, blob, text
+    spec_targets: set[str] = field(default_factory=set)
+    problems: list[Problem] = field(default_factory=list)
+    held: set[str] = field(default_factory=set)
+
+
 def discover(state: RepoState, config: Config) -> tuple[list[Task], list[Problem], set[str]]:
     """Return the active tasks, the notes that could not be understood, and the tasks on hold.
 
     A task on hold (its note is no longer on its branch, or the config lacks its template) is
     not retired: its model branches wait until the problem reported for it is fixed.
     """
-    problems: list[Problem] = []
-    held: set[str] = set()
-    specs: dict[str, list[TaskSpec]] = {}
-    named: list[tuple[str, str, str, str]] = []  # task, target, blob, text
-    unnamed: list[tuple[str, str, str]] = []  # target, blob, text
-    spec_targets: set[str] = set()
+    notes = _read_notes(state, config)
+    tasks = _start_tasks(state, config, notes)
+    _attach_feedback(state, config, tasks, notes)
+    for task in tasks.values():
+        _sort_feedback(state, config, task)
+    return sorted(tasks.values(), key=lambda t: t.name), notes.problems, notes.held
+
+
+def _read_notes(state: RepoState, config: Config) -> _Notes:
+    """Read every note's sections, in the order the notes were added."""
+    notes = _Notes()
     for target in sorted(state.notes, key=lambda t: (state.note_order.get(t, 0), t)):
         note = state.notes[target]
         for read in read_note(note.text, target, note.blob, config):
             name = read.section.task_branch
             if name is None:
-                unnamed.append((target, note.blob, read.feedback))
+                notes.unnamed.append((target, note.blob, read.feedback))
             elif read.template is None:
-                held.add(name)
+                notes.held.add(name)
                 if looks_like_task_spec(read.section.text, config.templates):
-                    problems.append(Problem(
+                    notes.problems.append(Problem(
                         f"note on {target[:12]}",
                         f"task branch {name!r} matches no template "
                         f"({', '.join(config.templates)}); its model branches are kept"))
             elif read.spec is not None:
-                specs.setdefault(name, []).append(read.spec)
-                spec_targets.add(target)
+                notes.specs.setdefault(name, []).append(read.spec)
+                notes.spec_targets.add(target)
             else:
-                named.append((name, target, note.blob, read.feedback))
+                notes.named.append((name, target, note.blob, read.feedback))
+    return notes
 
+
+def _start_tasks(state: RepoState, config: Config, notes: _Notes) -> dict[str, Task]:
+    """Return the tasks whose branch holds the commit their latest spec note is on."""
     tasks: dict[str, Task] = {}
-    for name, candidates in specs.items():
+    for name, candidates in notes.specs.items():
         tip = state.branch(name)
         if tip is None:
             if name in state.bad_names:
-                problems.append(Problem(
+                notes.problems.append(Problem(
                     f"note on {candidates[0].target[:12]}",
                     f"git rejects the branch name {name!r}, so the task can never start"
                     "\n  hint: name the task branch with letters, digits, '_', '-', '.' "
@@ -316,9 +340,9 @@ def discover(state: RepoState, config: Config) -> tuple[list[Task], list[Problem
             continue
         reachable = [s for s in candidates if state.is_ancestor(s.target, tip)]
         if not reachable:
-            held.add(name)
+            notes.held.add(name)
             old = candidates[-1].target
-            problems.append(Problem(
+            notes.problems.append(Problem(
                 f"task {name}",
                 f"the note that starts it is on {old[:12]}, which branch {name} no longer "
                 "contains (amended or rebased?); its model branches are kept"
@@ -329,28 +353,34 @@ def discover(state: RepoState, config: Config) -> tuple[list[Task], list[Problem
         template = config.template_for(name)
         assert template is not None
         tasks[name] = Task(name, tip, template, reachable[-1])
+    return tasks
+
+
+def _attach_feedback(state: RepoState, config: Config, tasks: dict[str, Task],
+                     notes: _Notes) -> None:
+    """Give each task the feedback notes on its own commits and on its branch's history."""
 
     def owned(task: Task, target: str) -> bool:
         return target in state.history.get((task.name, task.spec.target), set())
 
-    for target, blob, text in unnamed:
+    for target, blob, text in notes.unnamed:
         owner = next((t for t in tasks.values() if owned(t, target)), None)
         if owner is not None and target != owner.spec.target and text:
             owner.feedback.append(Feedback(target, blob, text, state.note_order.get(target, 0)))
-        elif owner is None and target not in spec_targets and looks_like_task_spec(
+        elif owner is None and target not in notes.spec_targets and looks_like_task_spec(
                 text, config.templates):
-            problems.append(Problem(f"note on {target[:12]}",
-                                    "looks like a task spec but names no task_branch"))
+            notes.problems.append(Problem(f"note on {target[:12]}",
+                                          "looks like a task spec but names no task_branch"))
     reported: set[str] = set()
-    for name, target, blob, text in named:
+    for name, target, blob, text in notes.named:
         task = tasks.get(name)
         if task is None:
-            if name not in specs and name not in reported and state.branch(name) is not None:
+            if name not in notes.specs and name not in reported and state.branch(name) is not None:
                 # Kept, not ended: this may be the task's own note, edited by hand into one
                 # that no longer parses (``destnation:``); the feedback is on its branches.
                 reported.add(name)
-                held.add(name)
-                problems.append(Problem(
+                notes.held.add(name)
+                notes.problems.append(Problem(
                     f"note on {target[:12]}",
                     f"the note on task branch {name!r} names no destination, so the task "
                     "cannot start; its model branches, if any, are kept\n  hint: write "
@@ -361,9 +391,6 @@ def discover(state: RepoState, config: Config) -> tuple[list[Task], list[Problem
             continue
         if owned(task, target) or state.is_ancestor(target, task.tip):
             task.feedback.append(Feedback(target, blob, text, state.note_order.get(target, 0)))
-    for task in tasks.values():
-        _sort_feedback(state, config, task)
-    return sorted(tasks.values(), key=lambda t: t.name), problems, held
 
 
 def _sort_feedback(state: RepoState, config: Config, task: Task) -> None:

@@ -1,20 +1,31 @@
-"""Publish: write a finished file as a commit with plumbing, move refs by compare-and-swap.
+"""Publish: commit with plumbing, then move a branch to its stack's top by compare-and-swap.
 
-Nothing here touches the user's work tree, index or HEAD. A ref that moved since the state was
-read makes ``update_refs`` change nothing and return False; the caller re-plans that branch.
+What one prompt leaves on a branch is a ``Stack`` of commits: plain generation is one commit
+(``commit_file``), a checked candidate is the candidate with its repairs and prunes on top.
+``publish_stack`` is the one compare-and-swap of generated work: a ref that moved since the
+state was read makes ``update_refs`` change nothing, and that branch alone is re-read,
+re-planned and built again. Nothing here touches the user's work tree, index or HEAD.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from symergion.config.schema import Config
-from symergion.core.plan import Action, TaskPlan, message_body
+from symergion.config.schema import Checkpoint, Config
+from symergion.core.plan import Action, TaskPlan, branch_action, message_body
+from symergion.core.report import Event, Result
 from symergion.core.response import Response
-from symergion.core.state import RepoState, shadow_ref
+from symergion.core.state import RepoState, refresh_branch, shadow_ref
 from symergion.errors import GitError
 from symergion.gitrepo import ARCHIVE_REFS, ZERO_OID, GitRepo
-from symergion.trailers import Decode, NoteRef, Reasoning, Trailers, Trimmed
+from symergion.trailers import Decode, NoteRef, Reasoning, Trailers, Trimmed, body_of
+from symergion.verify.result import VerifyResult
+
+CAS_RETRIES = 3
+# The result status of an action that makes no commit.
+STATUS = {"up-to-date": "up-to-date", "keep": "kept", "skip": "skipped", "problem": "failed"}
 
 
 def commit_message(
@@ -123,21 +134,125 @@ def attempt_base(repo: GitRepo, tp: TaskPlan, action: Action) -> tuple[list[str]
     return [head, task.tip], base
 
 
-def publish(repo: GitRepo, tp: TaskPlan, action: Action, blob: str, message: str) -> str | None:
-    """Commit ``blob`` at the destination on top of the branch; return the commit, or None when
-    a ref moved since it was read (nothing changed then)."""
-    task, model, head = tp.task, action.model, action.head
+def commit_file(repo: GitRepo, tp: TaskPlan, action: Action, blob: str, message: str) -> str:
+    """Return a new commit with ``blob`` at the destination on top of the branch (no ref moves)."""
+    model = action.model
     parents, base = attempt_base(repo, tp, action)
     tree = repo.tree_with_file(base, tp.destination, blob)
-    commit = repo.commit_tree(tree, parents, message, author=model,
-                              email=f"{model}@symergion.invalid")
-    updates = [
-        (f"refs/heads/{action.branch}", commit, head or ZERO_OID),
-        (shadow_ref(task.name, model), commit, action.shadow or ZERO_OID),
-    ]
-    if repo.update_refs(updates, f"symergion: {model} on {task.name}"):
-        return commit
-    return None
+    return repo.commit_tree(tree, parents, message, author=model, email=f"{model}@symergion.invalid")
+
+
+@dataclass
+class Stack:
+    """The commits one prompt leaves on a branch, oldest first, and what they add up to.
+
+    ``kept`` and ``decode_seconds`` are None where the answers do not record them; ``final``
+    is the verification of the top commit's file, for a checked branch.
+    """
+
+    commits: list[str] = field(default_factory=list)
+    first_message: str = ""
+    final: VerifyResult | None = None
+    tokens: int = 0
+    seconds: float = 0.0
+    kept: int | None = None
+    decode_seconds: float | None = None
+    cache: str = "hit"
+    stop: str = ""
+
+    @classmethod
+    def single(cls, commit: str, message: str, response: Response) -> Stack:
+        """Return the one-commit stack of plain generation, with its response's own figures."""
+        kept, decoding = figures(response)
+        return cls([commit], message, tokens=int(response.tokens),
+                   seconds=float(response.seconds), kept=kept, decode_seconds=decoding,
+                   cache=str(response.cache), stop=str(response.stop))
+
+    def add(self, commit: str, message: str, response: Response | None) -> None:
+        """Put a commit on top; count the figures of the response it holds, if generated now."""
+        self.commits.append(commit)
+        if not self.first_message:
+            self.first_message = message
+        if response is None:
+            return
+        if response.cache == "miss":
+            self.cache = "miss"
+            self.tokens += int(response.tokens)
+            self.seconds += float(response.seconds)
+            kept, decoding = figures(response)
+            self.kept = (self.kept or 0) + (kept if kept is not None else int(response.tokens))
+            self.decode_seconds = (self.decode_seconds or 0.0) + (decoding or 0.0)
+        self.stop = self.stop or str(response.stop)
+
+
+# Makes a branch's stack from a state and its action, on the given attempt (0 first).
+StackBuilder = Callable[[RepoState, Action, int], Stack]
+
+
+def publish_stack(repo: GitRepo, state: RepoState, tp: TaskPlan, coder: Checkpoint,
+                  action: Action, build: StackBuilder, on_event: Callable[[Event], None]) -> Result:
+    """Build a branch's stack and move the branch to its top; a lost race re-plans and rebuilds.
+
+    Args:
+        repo: the repository.
+        state: the state the action was planned from.
+        tp: the task's plan.
+        coder: the checkpoint the branch belongs to.
+        action: what the plan wants of the branch.
+        build: makes the stack for a state and an action.
+        on_event: told when the branch is published.
+    """
+    for attempt in range(CAS_RETRIES):
+        stack = build(state, action, attempt)
+        if action.branch in repo.checked_out_branches():
+            # Checked out while the model was generating: the responses wait in the cache.
+            return Result(action.task, action.model, action.branch, "kept",
+                          commit=action.head, reason=action.reason)
+        if not stack.commits:
+            # A repair round whose answer is no valid file: the branch keeps what it has.
+            return Result(action.task, action.model, action.branch, "up-to-date",
+                          commit=action.head, reason="the repair round gave no valid file")
+        final = stack.commits[-1]
+        updates = [(f"refs/heads/{action.branch}", final, action.head or ZERO_OID),
+                   (shadow_ref(tp.task.name, action.model), final, action.shadow or ZERO_OID)]
+        if repo.update_refs(updates, f"symergion: {action.model} on {tp.task.name}"):
+            on_event(Event("done", action.task, action.model, tokens=stack.tokens,
+                           seconds=stack.seconds, cache=stack.cache,
+                           detail=stack.first_message.splitlines()[0][:72], kept=stack.kept,
+                           decode_seconds=stack.decode_seconds or 0.0))
+            return Result(
+                action.task, action.model, action.branch,
+                "updated" if action.head else "created", commit=final,
+                message=body_of(stack.first_message), tokens=stack.tokens,
+                seconds=stack.seconds, cache=stack.cache, stop=stack.stop,
+                kept_tokens=stack.kept, decode_seconds=stack.decode_seconds,
+                verify=stack.final.trailer() if stack.final else None,
+            )
+        state, fresh = replan(repo, state, tp, coder, action)
+        if isinstance(fresh, Result):
+            return fresh
+        action = fresh
+    return Result(action.task, action.model, action.branch, "failed",
+                  reason="the branch kept moving while publishing; run sync again")
+
+
+def replan(repo: GitRepo, state: RepoState, tp: TaskPlan, coder: Checkpoint,
+           action: Action) -> tuple[RepoState, Action | Result]:
+    """Re-plan one branch after a lost compare-and-swap: its new action, or its result.
+
+    Someone moved the branch while we worked: a user commit is built upon, never
+    overwritten; a deleted branch is not recreated.
+    """
+    state = refresh_branch(repo, state, action.task, tp.task.spec.target, action.model,
+                           tp.task.tip)
+    fresh = branch_action(state, tp, coder)
+    if fresh.kind in ("generate", "publish"):
+        return state, fresh
+    reason = fresh.reason
+    if fresh.kind == "skip":
+        reason = "the branch was deleted while generating; not recreated"
+    return state, Result(action.task, action.model, action.branch, STATUS[fresh.kind],
+                         commit=fresh.head, reason=reason or None)
 
 
 def archive(repo: GitRepo, state: RepoState, action: Action) -> str | None:

@@ -289,6 +289,7 @@ def test_status_and_list_are_views_of_the_plan(repo_dir, make_reconciler, fleet)
 def test_a_lost_race_re_reads_and_re_plans_only_that_branch(repo_dir, make_reconciler, fleet,
                                                             monkeypatch):
     import symergion.core.execute as execute
+    import symergion.core.publish as publish
 
     start_task_with_git(repo_dir)
     make_reconciler(repo_dir).sync()
@@ -305,7 +306,7 @@ def test_a_lost_race_re_reads_and_re_plans_only_that_branch(repo_dir, make_recon
     fleet.reply = reply
     reads: list[int] = []
     refreshed: list[str] = []
-    real_read, real_refresh = execute.read_state, execute.refresh_branch
+    real_read, real_refresh = execute.read_state, publish.refresh_branch
 
     def counted_read(*args):
         reads.append(1)
@@ -316,7 +317,7 @@ def test_a_lost_race_re_reads_and_re_plans_only_that_branch(repo_dir, make_recon
         return real_refresh(repo, state, task, base, model, tip)
 
     monkeypatch.setattr(execute, "read_state", counted_read)
-    monkeypatch.setattr(execute, "refresh_branch", counted_refresh)
+    monkeypatch.setattr(publish, "refresh_branch", counted_refresh)
     report = make_reconciler(repo_dir).sync()
     assert {r.branch: r.status for r in report.results} == {ALPHA: "updated", BETA: "updated"}
     assert (len(reads), refreshed) == (1, ["alpha"])

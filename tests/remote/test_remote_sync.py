@@ -133,8 +133,8 @@ def test_the_served_models_identity_enters_the_cache_key(
         try:
             (tp,) = reconciler.plan().tasks
             assert tp.prompt is not None
-            caches.append(reconciler.respond(tp.task, config.coders[0], tp.prompt,
-                                             tp.destination).cache)
+            caches.append(reconciler.responder.respond(tp.task, config.coders[0], tp.prompt,
+                                                       tp.destination).cache)
         finally:
             pool.close()
             store.close()

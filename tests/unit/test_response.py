@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from symergion.cache import ResponseStore
-from symergion.core.check import response_record
+from symergion.core.respond import response_record
 from symergion.core.response import RECORD_KEYS, Response
 from symergion.engine.base import GenerationStats
 from symergion.engine.fake import FakeEngine

@@ -10,10 +10,10 @@ import pytest
 from symergion.config.parse import parse_config
 from symergion.config.schema import DEFAULT_CONFIG, VerifySpec
 from symergion.core.chain import base_digest, next_repair, prompt_chain, repair_feedback
-from symergion.core.check import dump_result, load_result
 from symergion.core.plan import code_starter
 from symergion.core.spec import TaskSpec
 from symergion.core.state import Commit
+from symergion.core.verification import dump_result, load_result
 from symergion.errors import ConfigError
 from symergion.gitrepo import GitRepo
 from symergion.trailers import Trailers

@@ -10,7 +10,7 @@ import pytest
 
 from symergion.config.parse import parse_config
 from symergion.config.schema import DEFAULT_CONFIG
-from symergion.core import check
+from symergion.core import respond
 from symergion.core.state import shadow_ref
 from symergion.engine.fake import FakeEngine
 from symergion.errors import ConfigError
@@ -93,7 +93,7 @@ def test_the_guided_file_is_cached_under_the_guide_version(
     assert fleet.calls == calls
     for ref in (f"refs/heads/alpha_{TASK}", shadow_ref(TASK, "alpha")):
         git(calc_repo, "update-ref", "-d", ref)
-    monkeypatch.setattr(check, "GUIDE_VERSION", check.GUIDE_VERSION + 1)
+    monkeypatch.setattr(respond, "GUIDE_VERSION", respond.GUIDE_VERSION + 1)
     make_reconciler(calc_repo, config()).sync()  # a changed method writes the file again
     assert fleet.calls > calls
 
