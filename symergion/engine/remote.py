@@ -300,7 +300,7 @@ class RemoteEngine:
 
     def chat_prompt(self, user_message: str) -> str:
         """Render one user turn with the chat template the server publishes (llama.cpp)."""
-        from symergion.engine.llama import render_chat_template
+        from symergion.engine.chat import render_chat_template
 
         info = self.info
         if info.chat_template is None:
