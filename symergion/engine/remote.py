@@ -28,6 +28,9 @@ The server's stream is not trusted to end: the client stops after ``max_tokens``
 whatever the server sends, gives each request a total deadline, checks cancellation and the
 deadline on every line (keep-alive comments included), refuses a line longer than
 ``MAX_LINE_BYTES`` instead of buffering it, and reports a redirect with its ``Location``.
+
+The HTTP side (timeouts, retries, the event stream) is ``engine.wire``'s; what a server says
+about itself is ``engine.server``'s.
 """
 
 from __future__ import annotations
