@@ -87,9 +87,9 @@ def session_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             cpu_identity,
             identity_key,
         )
-        from symergion.engine.llama import _load_llama_cpp
+        from symergion.engine.native import load_llama_cpp
 
-        cpu, build = cpu_identity(), build_identity(_load_llama_cpp())
+        cpu, build = cpu_identity(), build_identity(load_llama_cpp())
         verdict = Verdict(False, f"a probe with extra buffer types died by SIGSEGV ({ENV_SIMULATE}=off)",
                           "simulated")
         cache = VerdictCache(home / ".cache" / "symergion" / CACHE_FILE)

@@ -77,9 +77,9 @@ def _cpu() -> dict[str, Any]:
 def _llama_build(report: DoctorReport) -> tuple[Any, dict[str, Any]]:
     try:
         from symergion.engine.extra_buffers import build_identity
-        from symergion.engine.llama import _load_llama_cpp
+        from symergion.engine.native import load_llama_cpp
 
-        llama = _load_llama_cpp()
+        llama = load_llama_cpp()
         return llama, build_identity(llama)
     except Exception as exc:  # a broken native library must not stop the report
         report.problems.append(f"llama_cpp cannot be imported: {type(exc).__name__}: {exc}; "

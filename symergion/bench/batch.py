@@ -84,11 +84,11 @@ def bench_batched(
                     tokens = steps
                 else:
                     for _ in engine.generate_many(requests):
-                        context = engine._batch_context
+                        context = engine.batch_context
                         if not kv_bytes_per_token and context is not None:
                             # A slot holds its prompt now: the size of its state per token.
                             slot = max(context.slots, key=lambda s: len(s.cached))
-                            size = engine._llama.llama_state_seq_get_size(context.ctx, slot.seq)
+                            size = context.ctx.state_size(slot.seq)
                             kv_bytes_per_token = int(size) / len(slot.cached)
                     f = engine.batch_figures
                     steps, seconds, tokens = f.steps, f.step_seconds, f.step_tokens
@@ -98,7 +98,7 @@ def bench_batched(
                               "ms_per_step": 1000 * seconds / steps,
                               "step_tokens": tokens, "steps": steps}
             runs.append(figures)
-        context = engine._batch_context
+        context = engine.batch_context
         if context is not None:
             kv_allocated = kv_bytes_per_token * context.per_seq * context.slots_count
     finally:

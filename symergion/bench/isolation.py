@@ -38,11 +38,12 @@ def bench_isolation(
     times are wall-clock in this process, the worker's messages included.
     """
     from symergion.engine.extra_buffers import machine_decision
-    from symergion.engine.llama import LlamaEngine, _load_llama_cpp
+    from symergion.engine.llama import LlamaEngine
+    from symergion.engine.native import load_llama_cpp
     from symergion.engine.proxy import WorkerEngine
     from symergion.engine.worker import EngineSpec
 
-    decision = machine_decision(model_path, llama=_load_llama_cpp())
+    decision = machine_decision(model_path, llama=load_llama_cpp())
     best = "on" if decision.use_extra_buffers else "off"
     spec = EngineSpec(model_path, "bench", threads, Sampling(), BENCH_CONTEXT,
                       extra_buffers=best, extra_buffers_source=decision.source)

@@ -22,16 +22,16 @@ allocated stay close to those used.
 from __future__ import annotations
 
 import codecs
-import ctypes
 import threading
 import time
 from collections import deque
 from collections.abc import Collection, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
-from symergion.engine.base import GenerationRequest, GenerationStats
-from symergion.engine.state import MIN_STATE_TOKENS, StateStore
+from symergion.engine.base import EngineTotals, GenerationRequest, GenerationStats
+from symergion.engine.native import NativeContext, NativeModel, SamplerChain, TokenBatch
+from symergion.engine.state import MIN_STATE_TOKENS, StateStore, find_prefix
 from symergion.errors import ModelError
 
 # Per-sequence lengths are rounded up to this, so that a slightly longer batch reuses the context.
@@ -39,18 +39,21 @@ _CTX_STEP = 1024
 
 
 class BatchEngine(Protocol):
-    """What a batch run uses of its engine (``LlamaEngine``): the model's handles and helpers.
+    """What a batch run uses of its engine (``LlamaEngine``): its model and helpers.
 
     A batch run is the engine's own decoding loop for several sequences; naming what it uses
     here lets ``engine.llama`` build on this module without this module importing it back.
     """
 
     model_name: str
-    _llama: Any
-    _vocab: Any
-    _n_vocab: int
-    _numpy: Any
-    _generation: int
+
+    @property
+    def model(self) -> NativeModel:
+        """Return the loaded model."""
+
+    @property
+    def generation(self) -> int:
+        """Return the number of the engine's current call."""
 
     @property
     def n_ctx(self) -> int:
@@ -60,13 +63,10 @@ class BatchEngine(Protocol):
                      marks: Sequence[int], n_batch: int | None = None) -> tuple[int, list[int]]:
         """Return the stable prefix in tokens and the starts of the prompt's batches."""
 
-    def _piece(self, token: int) -> bytes:
-        """Return the bytes of a token."""
-
-    def _state_store(self, batch: bool = False) -> StateStore | None:
+    def state_store(self, batch: bool = False) -> StateStore | None:
         """Return the prefix-state store of the single-sequence context, or of the batch one."""
 
-    def _sampler(self, seed: int | None = None, temperature: float | None = None) -> Any:
+    def sampler(self, seed: int | None = None, temperature: float | None = None) -> SamplerChain | None:
         """Return a llama.cpp sampler chain, or None for plain greedy decoding."""
 
 
@@ -95,7 +95,7 @@ class _Running:
     slot: _Slot
     budget: int
     stats: GenerationStats
-    chain: Any
+    chain: SamplerChain | None
     decoder: codecs.IncrementalDecoder
     token: int = -1
     stable: int = 0
@@ -106,28 +106,24 @@ class _Running:
 class BatchContext:
     """A llama.cpp context of ``slots`` sequences, each ``per_seq`` tokens, on an engine's model."""
 
-    def __init__(self, llama: Any, ctx: Any, slots: int, per_seq: int) -> None:
+    def __init__(self, ctx: NativeContext, slots: int, per_seq: int) -> None:
         self.slots_count = slots
         self.per_seq = per_seq
-        self._llama = llama
         self.ctx = ctx  # made by the engine (``LlamaEngine._new_batch_context``), freed here
-        self.memory = llama.llama_get_memory(self.ctx)
-        self.n_batch = int(llama.llama_n_batch(self.ctx))
-        self.batch = llama.llama_batch_init(max(self.n_batch, slots), 0, 1)
+        self.n_batch = ctx.n_batch
+        self.batch = TokenBatch(ctx.llama, max(self.n_batch, slots))
         self.slots = [_Slot(seq) for seq in range(slots)]
 
     def reset(self) -> None:
         """Forget every slot's cells."""
-        self._llama.llama_memory_clear(self.memory, True)
+        self.ctx.clear()
         for slot in self.slots:
             slot.cached, slot.starts = [], []
 
     def free(self) -> None:
         """Free the native context and batch (once)."""
-        if self.ctx is not None:
-            self._llama.llama_batch_free(self.batch)
-            self._llama.llama_free(self.ctx)
-            self.ctx = None
+        self.batch.close()
+        self.ctx.close()
 
 
 def reuse_point(cached: Sequence[int], old_starts: Sequence[int], ids: Sequence[int],
@@ -135,9 +131,9 @@ def reuse_point(cached: Sequence[int], old_starts: Sequence[int], ids: Sequence[
     """Return the longest cached prefix whose KV equals that of a cold evaluation of ``ids``.
 
     A prefix counts only up to a batch start of ``starts`` where the cache was computed with the
-    very same batches (see ``LlamaEngine._reuse_point``).
+    very same batches (see ``KvCache.reuse_point``).
     """
-    common = min(_common_prefix(cached, ids), len(ids) - 1)
+    common = min(common_prefix(cached, ids), len(ids) - 1)
     point = 0
     for i, start in enumerate(starts):
         if start > common or i > len(old_starts) or (i > 0 and old_starts[i - 1] != starts[i - 1]):
@@ -148,7 +144,8 @@ def reuse_point(cached: Sequence[int], old_starts: Sequence[int], ids: Sequence[
     return point
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """Return how many leading items ``a`` and ``b`` share."""
     n = min(len(a), len(b))
     for i in range(n):
         if a[i] != b[i]:
@@ -203,7 +200,7 @@ class BatchRun:
                     break
                 for run in list(running):
                     stop = yield from self._emit(run)
-                    if self.generation != engine._generation:
+                    if self.generation != engine.generation:
                         return
                     if stop:
                         self._finish(run, stop)
@@ -228,20 +225,36 @@ class BatchRun:
                 if not self.stats[index].stop:
                     self.stats[index].stop = "cancelled"
 
+    def count(self, totals: EngineTotals) -> None:
+        """Add the run's figures to the engine's ``totals``.
+
+        The prompts are evaluated one after another, the answers in shared steps: the steps'
+        time is the decoding time, once for all sequences.
+        """
+        totals.requests += len(self.stats)
+        for stats in self.stats:
+            if not stats.prompt_seconds:
+                continue  # never admitted: its prompt was not evaluated
+            totals.prompt_tokens += max(0, stats.prompt_tokens - stats.reused_prefix_tokens)
+            totals.reused_tokens += stats.reused_prefix_tokens
+            totals.prompt_seconds += stats.prompt_seconds
+        totals.decoded_tokens += self.figures.generated_tokens
+        totals.decode_seconds += self.figures.step_seconds
+
     def _cancelled(self) -> bool:
         return self.cancel is not None and self.cancel.is_set()
 
     def _emit(self, run: _Running) -> Generator[tuple[int, str], None, str]:
         """Hand over a sequence's sampled token; return why it ends, or "" to go on."""
         token = run.token
-        if self.engine._llama.llama_vocab_is_eog(self.engine._vocab, token):
+        if self.engine.model.is_eog(token):
             return "eos"
         stats = run.stats
         stats.generated_tokens += 1
         self.figures.generated_tokens += 1
         if stats.generated_tokens == 1:
             stats.first_token_seconds = time.perf_counter() - self.started
-        text = run.decoder.decode(self.engine._piece(token))
+        text = run.decoder.decode(self.engine.model.piece(token))
         if text:
             before = time.perf_counter()
             yield run.index, text
@@ -256,7 +269,7 @@ class BatchRun:
         run.stats.generation_seconds = (time.perf_counter() - run.began
                                         - (self.paused - run.paused_at_start))
         if run.chain is not None:
-            self.engine._llama.llama_sampler_free(run.chain)
+            run.chain.close()
             run.chain = None
         slot = run.slot
         keep = max((s for s in slot.starts if s <= run.stable), default=0)
@@ -264,9 +277,9 @@ class BatchRun:
             self._truncate(slot, keep)
 
     def _truncate(self, slot: _Slot, keep: int) -> None:
-        llama = self.engine._llama
-        if keep == 0 or not llama.llama_memory_seq_rm(self.context.memory, slot.seq, keep, -1):
-            llama.llama_memory_seq_rm(self.context.memory, slot.seq, -1, -1)
+        ctx = self.context.ctx
+        if keep == 0 or not ctx.seq_rm(slot.seq, keep, -1):
+            ctx.seq_rm(slot.seq, -1, -1)
             slot.cached, slot.starts = [], []
             return
         del slot.cached[keep:]
@@ -276,27 +289,21 @@ class BatchRun:
         """Decode every running sequence's last token in one call, then sample each."""
         batch = self.context.batch
         for i, run in enumerate(running):
-            batch.token[i] = run.token
-            batch.pos[i] = len(run.slot.cached)
-            batch.n_seq_id[i] = 1
-            batch.seq_id[i][0] = run.slot.seq
-            batch.logits[i] = 1
-        batch.n_tokens = len(running)
+            batch.put(i, run.token, len(run.slot.cached), seq=run.slot.seq, logits=True)
+        batch.set_size(len(running))
         self._decode()
         for i, run in enumerate(running):
+            run.slot.starts.append(len(run.slot.cached))
             run.slot.cached.append(run.token)
-            run.slot.starts.append(int(batch.pos[i]))
             run.token = self._sample(run, i)
 
     def _sample(self, run: _Running, index: int) -> int:
-        engine = self.engine
         if run.chain is not None:
-            return int(engine._llama.llama_sampler_sample(run.chain, self.context.ctx, index))
-        logits = engine._llama.llama_get_logits_ith(self.context.ctx, index)
-        return int(engine._numpy.ctypeslib.as_array(logits, shape=(engine._n_vocab,)).argmax())
+            return run.chain.sample(self.context.ctx, index)
+        return self.context.ctx.argmax(index)
 
     def _decode(self) -> None:
-        result = int(self.engine._llama.llama_decode(self.context.ctx, self.context.batch))
+        result = self.context.ctx.decode(self.context.batch)
         if result != 0:
             self.context.reset()
             raise ModelError(
@@ -322,7 +329,7 @@ class BatchRun:
             self._copy(source, slot)
         self._truncate(slot, reused)
         stats.prefix_source = "memory" if reused else "none"
-        store = engine._state_store(batch=True)
+        store = engine.state_store(batch=True)
         if store is not None and self._restore(store, slot, ids, starts, stable):
             stats.prefix_source = "disk"
         save = store is not None and stable >= MIN_STATE_TOKENS and not store.contains(ids[:stable])
@@ -338,7 +345,7 @@ class BatchRun:
         if not self._evaluate(slot, ids, starts, len(ids)):
             return None
         stats.prompt_seconds = time.perf_counter() - began
-        run = _Running(index, slot, budget, stats, engine._sampler(request.seed, request.temperature),
+        run = _Running(index, slot, budget, stats, engine.sampler(request.seed, request.temperature),
                        codecs.getincrementaldecoder("utf-8")(errors="replace"), stable=stable,
                        began=time.perf_counter(), paused_at_start=self.paused)
         run.token = self._sample(run, -1)
@@ -357,9 +364,9 @@ class BatchRun:
 
     def _copy(self, source: _Slot, target: _Slot) -> None:
         # Between streams llama.cpp copies whole sequences only; the caller cuts the tail.
-        llama = self.engine._llama
-        llama.llama_memory_seq_rm(self.context.memory, target.seq, -1, -1)
-        llama.llama_memory_seq_cp(self.context.memory, source.seq, target.seq, -1, -1)
+        ctx = self.context.ctx
+        ctx.seq_rm(target.seq, -1, -1)
+        ctx.seq_cp(source.seq, target.seq)
         target.cached, target.starts = list(source.cached), list(source.starts)
 
     def _evaluate(self, slot: _Slot, ids: list[int], starts: list[int], upto: int) -> bool:
@@ -373,51 +380,34 @@ class BatchRun:
                 break
             if self._cancelled():
                 return False
-            count = stop - start
-            for i in range(count):
-                batch.token[i] = ids[start + i]
-                batch.pos[i] = start + i
-                batch.n_seq_id[i] = 1
-                batch.seq_id[i][0] = slot.seq
-                batch.logits[i] = 0
-            batch.n_tokens = count
-            if stop == len(ids):
-                batch.logits[count - 1] = 1
+            for i in range(stop - start):
+                batch.put(i, ids[start + i], start + i, seq=slot.seq, logits=start + i == len(ids) - 1)
+            batch.set_size(stop - start)
             self._decode()
             slot.cached.extend(ids[start:stop])
             slot.starts.append(start)
         return True
 
-    def _restore(self, store: Any, slot: _Slot, ids: list[int], starts: list[int], stable: int) -> bool:
-        usable = {s for s in starts if MIN_STATE_TOKENS <= s <= stable and s > len(slot.cached)}
-        if not usable:
-            return False
-        entry = store.find(ids[: max(usable)], min_tokens=min(usable), lengths=usable)
+    def _restore(self, store: StateStore, slot: _Slot, ids: list[int], starts: list[int],
+                 stable: int) -> bool:
+        entry = find_prefix(store, ids, starts, stable, len(slot.cached))
         if entry is None:
             return False
-        llama = self.engine._llama
-        llama.llama_memory_seq_rm(self.context.memory, slot.seq, -1, -1)
-        buffer = (ctypes.c_uint8 * len(entry.data)).from_buffer(entry.data)
-        loaded = int(llama.llama_state_seq_set_data(self.context.ctx, buffer, len(entry.data), slot.seq))
-        del buffer
-        if loaded == 0:
+        ctx = self.context.ctx
+        ctx.seq_rm(slot.seq, -1, -1)
+        if not ctx.load_state(slot.seq, entry.data):
             # Not usable here (another llama.cpp build): evaluate instead, the next save replaces it.
-            llama.llama_memory_seq_rm(self.context.memory, slot.seq, -1, -1)
+            ctx.seq_rm(slot.seq, -1, -1)
             slot.cached, slot.starts = [], []
             return False
         slot.cached = ids[: entry.n_tokens]
         slot.starts = list(range(0, entry.n_tokens, self.context.n_batch))
         return True
 
-    def _save(self, store: Any, slot: _Slot, prefix: list[int]) -> None:
-        llama = self.engine._llama
-        size = int(llama.llama_state_seq_get_size(self.context.ctx, slot.seq))
-        if size <= 0:
-            return
-        buffer = (ctypes.c_uint8 * size)()
-        written = int(llama.llama_state_seq_get_data(self.context.ctx, buffer, size, slot.seq))
-        if written > 0:
-            store.put(prefix, memoryview(buffer).cast("B")[:written])
+    def _save(self, store: StateStore, slot: _Slot, prefix: list[int]) -> None:
+        state = self.context.ctx.save_state(slot.seq)
+        if state is not None:
+            store.put(prefix, state)
 
 
 def context_size(need: int, n_ctx: int) -> int:

@@ -25,7 +25,7 @@ def serve_command() -> list[str]:
 def main(argv: Sequence[str] | None = None) -> None:
     """Decide on extra buffer types for ``--model``, then run ``llama_cpp.server`` with ``argv``."""
     from symergion.engine.extra_buffers import llama_cpp_params, machine_decision
-    from symergion.engine.llama import _load_llama_cpp
+    from symergion.engine.native import load_llama_cpp
     from symergion.errors import SymergionError
 
     args = list(sys.argv[1:] if argv is None else argv)
@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not known.model:
         sys.exit("symergion.engine.serve: give the GGUF with --model (it decides for that model)")
     try:
-        decision = machine_decision(Path(known.model), llama=_load_llama_cpp())
+        decision = machine_decision(Path(known.model), llama=load_llama_cpp())
     except SymergionError as exc:
         sys.exit(f"symergion.engine.serve: {exc}")
     state = "on" if decision.use_extra_buffers else "off"

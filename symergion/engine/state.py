@@ -227,3 +227,16 @@ class StateStore:
                 continue
             self.discard(path)
             total -= size
+
+
+def find_prefix(store: StateStore, ids: Sequence[int], starts: Sequence[int], stable: int,
+                cached: int) -> StateEntry | None:
+    """Return the longest stored state of ``ids`` that ends at a batch start within ``stable``.
+
+    Only a state longer than the ``cached`` tokens the KV cache already holds is worth loading;
+    a state ends at a batch start because it was saved from a cold evaluation in those batches.
+    """
+    usable = {s for s in starts if MIN_STATE_TOKENS <= s <= stable and s > cached}
+    if not usable:
+        return None
+    return store.find(ids[: max(usable)], min_tokens=min(usable), lengths=usable)

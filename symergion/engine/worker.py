@@ -62,10 +62,11 @@ class EngineSpec:
 def load_in_process(spec: EngineSpec) -> tuple[LlamaEngine, Decision]:
     """Decide on extra buffer types, then load the model in this process."""
     from symergion.config.environment import cache_dir
-    from symergion.engine.llama import LlamaEngine, _load_llama_cpp
+    from symergion.engine.llama import LlamaEngine
+    from symergion.engine.native import load_llama_cpp
 
     decision = resolve(spec.extra_buffers, spec.extra_buffers_source, spec.model_path,
-                       llama=_load_llama_cpp(), cache=VerdictCache(cache_dir() / CACHE_FILE))
+                       llama=load_llama_cpp(), cache=VerdictCache(cache_dir() / CACHE_FILE))
     engine = LlamaEngine(spec.model_path, model_name=spec.model_name, n_ctx=spec.n_ctx,
                          n_threads=spec.n_threads, sampling=spec.sampling,
                          state_dir=spec.state_dir, extra_buffers=decision.use_extra_buffers,

@@ -220,7 +220,8 @@ def _match_adapters(entries: list[ModelEntry]) -> list[ModelEntry]:
 def _endpoint_entry(endpoint: str, served_model: str | None, *, branch_name: str,
                     trait: str) -> ModelEntry:
     """Ask a model server what it serves (a request or two; nothing is loaded here)."""
-    from symergion.engine.remote import new_client, probe
+    from symergion.engine.server import probe
+    from symergion.engine.wire import new_client
 
     name = endpoint if served_model is None else f"{endpoint}#{served_model}"
     try:

@@ -28,9 +28,9 @@ def gguf_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def extra_buffers(gguf_path: Path) -> bool:
     """Return this machine's decision on extra buffer types, as an engine makes it by itself."""
     from symergion.engine.extra_buffers import machine_decision
-    from symergion.engine.llama import _load_llama_cpp
+    from symergion.engine.native import load_llama_cpp
 
-    return machine_decision(gguf_path, llama=_load_llama_cpp()).use_extra_buffers
+    return machine_decision(gguf_path, llama=load_llama_cpp()).use_extra_buffers
 
 
 @pytest.fixture

@@ -86,9 +86,9 @@ def marker_command(marker: Path) -> list[str]:
 @pytest.fixture
 def llama() -> object:
     need_module("llama_cpp", "pip install -e '.[demo]'")
-    from symergion.engine.llama import _load_llama_cpp
+    from symergion.engine.native import load_llama_cpp
 
-    return _load_llama_cpp()
+    return load_llama_cpp()
 
 
 def test_a_probe_that_crashes_turns_extra_buffers_off_once_and_for_all(
@@ -217,11 +217,12 @@ def test_an_engine_built_without_a_setting_keeps_a_cached_crash_verdict(
     """The Intel AMX machine: setting auto, the probe's crash cached; a plain engine stays out."""
     from symergion.config.sampling import Sampling
     from symergion.engine.extra_buffers import CACHE_FILE, build_identity, cpu_identity, identity_key
-    from symergion.engine.llama import LlamaEngine, _load_llama_cpp
+    from symergion.engine.llama import LlamaEngine
+    from symergion.engine.native import load_llama_cpp
 
     cache_dir = tmp_path / "cache"
     monkeypatch.setenv("SYMERGION_CACHE_DIR", str(cache_dir))
-    cpu, build = cpu_identity(), build_identity(_load_llama_cpp())
+    cpu, build = cpu_identity(), build_identity(load_llama_cpp())
     VerdictCache(cache_dir / CACHE_FILE).put(identity_key(cpu, build),
                                              Verdict(False, "died by SIGSEGV", "t"), {})
     engine = LlamaEngine(gguf_path, model_name="gemma", n_ctx=512, n_threads=THREADS, sampling=Sampling())

@@ -13,7 +13,9 @@ import pytest
 
 from symergion.config.sampling import Sampling
 from symergion.engine.base import ChatPrompt, Engine
-from symergion.engine.llama import LOOKUP_MAX_DRAFT, LlamaEngine, render_chat_template
+from symergion.engine.chat import render_chat_template
+from symergion.engine.llama import LlamaEngine
+from symergion.engine.lookup import LOOKUP_MAX_DRAFT
 from symergion.errors import ModelError
 
 from .conftest import THREADS, llama_cpp_params
@@ -360,8 +362,8 @@ def test_prompt_lookup_is_deterministic_and_keeps_the_cache_consistent(
     assert first.stats.generated_tokens == 120
     assert text.startswith("def scale_0")  # the model copies, which lookup drafts
     # Every token in the KV cache is one the engine knows about: rejected drafts were removed.
-    llama = first._llama
-    assert llama.llama_memory_seq_pos_max(first._memory, 0) == len(first._cached) - 1
+    cache = first._cache
+    assert cache.context.seq_pos_max(0) == len(cache.cached) - 1
 
     second = make_engine(prompt_lookup=True)
     assert run(second, COPY_PROMPT, max_tokens=120) == text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from symergion.engine.base import ChatPrompt
-from symergion.engine.llama import chat_prompt
+from symergion.engine.chat import chat_prompt
 
 pytestmark = pytest.mark.model
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from symergion.engine.state import StateStore, model_fingerprint
+from symergion.engine.state import MIN_STATE_TOKENS, StateStore, find_prefix, model_fingerprint
 
 
 def _store(tmp_path: Path, max_bytes: int = 10_000, namespace: str = "model") -> StateStore:
@@ -146,3 +146,31 @@ def test_find_can_be_limited_to_given_lengths(tmp_path: Path) -> None:
     entry = store.find(prompt, lengths={8, 16})
 
     assert entry is not None and entry.n_tokens == 16
+
+
+def test_find_prefix_takes_the_longest_state_at_a_batch_start_within_the_stable_prefix(
+        tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    ids = list(range(1000, 1200))
+    store.put(ids[:40], b"at a batch start")
+    store.put(ids[:64], b"longer, at a batch start")
+    store.put(ids[:70], b"not at a batch start")
+    store.put(ids[:128], b"past the stable prefix")
+    starts = [0, 40, 64, 128]
+
+    entry = find_prefix(store, ids, starts, stable=100, cached=0)
+
+    assert entry is not None
+    assert (entry.n_tokens, bytes(entry.data)) == (64, b"longer, at a batch start")
+
+
+def test_find_prefix_skips_what_the_cache_holds_and_states_too_short_to_pay(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    ids = list(range(200))
+    store.put(ids[:64], b"sixty-four")
+    store.put(ids[:MIN_STATE_TOKENS - 8], b"too short")
+
+    assert find_prefix(store, ids, [0, MIN_STATE_TOKENS - 8, 64], stable=100, cached=64) is None
+    assert find_prefix(store, ids, [0, MIN_STATE_TOKENS - 8], stable=100, cached=0) is None
+    found = find_prefix(store, ids, [0, 64], stable=100, cached=63)
+    assert found is not None and found.n_tokens == 64

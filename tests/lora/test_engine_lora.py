@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import json
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,7 +19,7 @@ import pytest
 from symergion.app import runtime
 from symergion.config.parse import parse_config
 from symergion.config.sampling import Sampling
-from symergion.engine import llama as llama_engine
+from symergion.engine import native
 from symergion.engine.llama import LlamaEngine
 from symergion.errors import ModelError
 from tests.lora.conftest import write_adapter
@@ -136,16 +137,18 @@ def test_an_engine_with_an_adapter_is_freed_by_the_garbage_collector(
                              lora=adapter)
         assert complete(engine, "def")
         finalizer = engine._finalizer
+        model = weakref.ref(engine.model)
         del engine
         gc.collect()
         assert not finalizer.alive
+        assert model() is None, "the native model outlived its engine"
 
 
 def test_a_llama_cpp_python_without_the_adapter_api_fails_clearly(tmp_path: Path) -> None:
     old = SimpleNamespace(__version__="0.2.0")
     with pytest.raises(ModelError, match=r"llama-cpp-python 0\.2\.0 has no LoRA adapter API") \
             as caught:
-        llama_engine._apply_lora(old, None, None, tmp_path / "a.gguf", 1.0)
+        native.lora_api(old)
     assert "pip install -U llama-cpp-python" in (caught.value.hint or "")
 
 

@@ -16,7 +16,8 @@ from typing import Any
 import psutil
 import pytest
 
-from symergion.engine.remote import MAX_LINE_BYTES, RemoteEngine
+from symergion.engine.remote import RemoteEngine
+from symergion.engine.wire import MAX_LINE_BYTES
 from symergion.errors import ModelError
 
 

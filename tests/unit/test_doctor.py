@@ -72,9 +72,9 @@ def test_a_missing_model_and_a_broken_cache_are_problems_with_fixes(
 
 def test_no_config_file_and_no_llama_cpp_still_give_a_report(
         capsys, tmp_path: Path, monkeypatch) -> None:
-    import symergion.engine.llama as llama
+    import symergion.engine.native as native
 
-    monkeypatch.setattr(llama, "_llama_cpp", None)
+    monkeypatch.setattr(native, "_llama_cpp", None)
     monkeypatch.setitem(sys.modules, "llama_cpp", None)  # makes `import llama_cpp` fail
     code, out, _err = run(capsys, "--config", str(tmp_path / "absent.json"))
     assert code == 1
