@@ -38,9 +38,12 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """Type-check the package with mypy (strict)."""
+    """Type-check the package with mypy (strict), and the quality harness, which drives the
+    package's verification API directly (a changed signature breaks it, and no test runs it)."""
     session.install("-e", ".[demo]", *DEV)
     session.run("mypy", *session.posargs)
+    if not session.posargs:
+        session.run("mypy", "benchmarks/quality.py")
 
 
 @nox.session

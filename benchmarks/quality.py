@@ -356,9 +356,11 @@ def generate_guided(engine: LlamaEngine, prompt: prompts.Prompt, source: str, co
             engine.sampling = greedy
 
     began = time.monotonic()
-    done = guide.guided_file(run, prompt.text, prompt.code_starter, code, examples.module_alias(source),
-                             destination, budget=budget, variants=variants, sample=sample,
-                             room=lambda text: engine.n_ctx - engine.count_tokens(text))
+    done = guide.guided_file(
+        run, guide.GuidedTask(prompt.text, prompt.code_starter, code, examples.module_alias(source),
+                              destination),
+        guide.GuideOptions(budget=budget, variants=variants, sample=sample,
+                           room=lambda text: engine.n_ctx - engine.count_tokens(text)))
     return Generated(done.text, done.tokens, time.monotonic() - began, prompt_tokens)
 
 
