@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 
+from symergion.app.demo import SOURCE
 from symergion.cli.main import main
 from symergion.config.schema import Checkpoint
 from symergion.engine.fake import FakeEngine
-
-from ..conftest import SOURCE, default_reply, git, original_templates
+from tests.helpers.fleet import default_reply, original_templates
+from tests.helpers.git import git
 
 TASK = "TestCase_capture_output"
 MODELS = ("alpha", "beta")
@@ -286,7 +287,7 @@ CHILD = textwrap.dedent('''
     from symergion.app import runtime
     from symergion.engine.fake import FakeEngine
     from symergion.gitrepo import GitRepo
-    from tests.conftest import default_reply
+    from tests.helpers.fleet import default_reply
 
     KILL_AT = os.environ.get("KILL_AT", "")
     if KILL_AT == "in_update_refs":

@@ -9,7 +9,8 @@ import subprocess
 import sys
 import textwrap
 
-from ..verify.conftest import needs_bwrap
+from tests.helpers.verify import needs_bwrap
+
 from .conftest import CHILD, ROOT, start_task
 
 pytestmark = needs_bwrap

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from symergion.app.demo import SOURCE
 from symergion.gitrepo import GitRepo
 
-from ..conftest import SOURCE
 from .conftest import TASK, all_refs, commit_files, git, start_task
 
 ALPHA, BETA = f"alpha_{TASK}", f"beta_{TASK}"

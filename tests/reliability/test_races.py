@@ -8,7 +8,8 @@ import signal
 import time
 from pathlib import Path
 
-from ..conftest import default_reply
+from tests.helpers.fleet import default_reply
+
 from .conftest import TASK, all_refs, git, run_child, start_task, symergion_commits
 from .test_crash import assert_clean_and_converged, assert_lock_free, wait_for
 

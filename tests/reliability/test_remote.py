@@ -87,7 +87,7 @@ def test_rejected_push_keeps_local_results_and_never_forces(team, cfg, cli, fake
 
 def test_push_rejected_while_generating(team, cfg, cli, fake_runtime):
     """The remote branch moves after the fetch, while the model generates."""
-    from ..conftest import default_reply
+    from tests.helpers.fleet import default_reply
 
     remote, local, mate = team
     start_task(local)

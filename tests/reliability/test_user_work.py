@@ -96,7 +96,7 @@ def test_checked_out_model_branch_is_never_moved(repo_dir, cfg, cli, fake_runtim
 
 
 def test_branch_checked_out_during_generation_is_not_moved(repo_dir, cfg, cli, fake_runtime):
-    from ..conftest import default_reply
+    from tests.helpers.fleet import default_reply
 
     start_task(repo_dir)
     common = ("--repo", repo_dir, "--config", cfg)
