@@ -49,8 +49,8 @@ from symergion.core.ops import revoke_feedback
 from symergion.gitrepo import GitRepo
 from symergion.trailers import parse_trailers
 from tests.helpers.fleet import FakeFleet, make_config
-
-from .conftest import all_refs, commit_files, git, user_state
+from tests.helpers.git import git
+from tests.helpers.reliability import all_refs, commit_files, user_state
 
 MODELS = ("alpha", "beta")
 TASKS = ("TestCase_one", "TestCase_two")

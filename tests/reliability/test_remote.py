@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .conftest import TASK, all_refs, git, start_task, symergion_commits
+from tests.helpers.git import git
+from tests.helpers.reliability import TASK, all_refs, start_task, symergion_commits
 
 ALPHA, BETA = f"alpha_{TASK}", f"beta_{TASK}"
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import (
+from tests.helpers.git import git
+from tests.helpers.reliability import (
     TASK,
     all_refs,
-    git,
     is_symergion_ref,
     make_messy,
     start_task,
