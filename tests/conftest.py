@@ -2,38 +2,30 @@
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import json
 import os
 import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import hypothesis
 import pytest
 
 from symergion.app.demo import SOURCE
 from symergion.cache import ResponseStore
-from symergion.config.parse import parse_config
-from symergion.config.schema import DEFAULT_CONFIG, Checkpoint, Config
+from symergion.config.schema import Config
 from symergion.core.execute import Event, Reconciler
-from symergion.engine.fake import FakeEngine
 from symergion.gitrepo import GitRepo
+from tests.helpers.fleet import FakeFleet, make_config
+from tests.helpers.git import git
+from tests.helpers.load_guard import (
+    ENV_SIMULATE,
+    LOAD_GUARD,
+    SIMULATE_CRASH,
+    check_loads,
+    load_guard,
+    session_verdicts,
+)
 from tests.needs import bwrap_problem, missing
-
-# Extra buffer types: what the machine decides, and the rule every model load must keep.
-LOAD_GUARD = Path(__file__).parent / "load_guard"
-# "off" makes this machine act as an Intel AMX machine whose probe crashed (the verdict is
-# seeded as a crash), so that the guard below shows, on any CPU, every load that would crash there.
-ENV_SIMULATE = "SYMERGION_TEST_EXTRA_BUFFERS"
-SIMULATE_CRASH = os.environ.get(ENV_SIMULATE, "").strip().lower() == "off"
-_spec = importlib.util.spec_from_file_location("symergion_test_load_guard", LOAD_GUARD / "sitecustomize.py")
-assert _spec is not None and _spec.loader is not None
-load_guard = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(load_guard)
 
 
 def _isolate(env: dict[str, str] | os._Environ[str], home: Path, log: Path) -> None:
@@ -102,40 +94,6 @@ def session_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ.update(saved)
 
 
-def session_verdicts() -> Path:
-    """The session cache's extra-buffer verdicts (``session_env``)."""
-    from symergion.engine.extra_buffers import CACHE_FILE
-
-    return Path(os.environ["SYMERGION_SESSION_CACHE"]) / CACHE_FILE
-
-
-def extra_buffers_forbidden() -> bool:
-    """Return whether the session's verdict keeps models out of extra buffer types."""
-    from symergion.engine.extra_buffers import VerdictCache
-
-    entries = VerdictCache(session_verdicts())._read().values()
-    return any(isinstance(e, dict) and e.get("use_extra_buffers") is False for e in entries)
-
-
-def forbidden_loads(lines: list[str]) -> list[dict[str, Any]]:
-    """Return the loads with extra buffer types, except the probe's own (it exists to try them)."""
-    loads = [json.loads(line) for line in lines if line.strip()]
-    return [load for load in loads if load["use_extra_bufts"]
-            and not str(load["argv"][0]).endswith(os.path.join("engine", "probe.py"))]
-
-
-def check_loads(lines: list[str], forbidden: bool | None = None) -> None:
-    """Fail when a model was loaded with extra buffer types where the machine's decision is off.
-
-    ``forbidden`` says whether the decision is off; by default the session's verdict says it.
-    """
-    if forbidden is None:
-        forbidden = extra_buffers_forbidden()
-    if forbidden and (loads := forbidden_loads(lines)):
-        pytest.fail("loaded a model with extra buffer types where this machine's decision is off "
-                    f"(it would crash on an Intel AMX machine): {loads}", pytrace=False)
-
-
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch,
                  session_env: Path) -> Iterator[Path]:
@@ -173,15 +131,6 @@ def bwrap_available() -> None:
         missing(f"bubblewrap unavailable: {problem}")
 
 
-def git(cwd: Path, *args: str, input: str | None = None) -> str:
-    """Run git in ``cwd`` and return its stdout (raising on failure)."""
-    proc = subprocess.run(["git", *args], cwd=cwd, input=input, capture_output=True, text=True,
-                          check=False)
-    if proc.returncode != 0:
-        raise AssertionError(f"git {' '.join(args)} failed: {proc.stderr}")
-    return proc.stdout
-
-
 @pytest.fixture
 def repo_dir(tmp_path: Path) -> Path:
     """A repository with one commit on main holding utils/capture_output.py."""
@@ -194,88 +143,6 @@ def repo_dir(tmp_path: Path) -> Path:
     git(path, "add", ".")
     git(path, "commit", "-q", "-m", "initial")
     return path
-
-
-def start_task_with_git(path: Path, branch: str = "TestCase_capture_output",
-                        destination: str = "test_capture_output.py") -> None:
-    """Start a task exactly as the original README does, with plain git."""
-    git(path, "branch", branch)
-    git(path, "notes", "add", "-m",
-        f"task_branch: {branch}, source: utils/capture_output.py, destination: {destination}",
-        branch)
-
-
-def repo_state(path: Path) -> dict[str, Any]:
-    """Capture what must never change: work tree files, index bytes, HEAD, user refs."""
-    files = {}
-    for file in sorted(path.rglob("*")):
-        if ".git" in file.relative_to(path).parts or not file.is_file():
-            continue
-        files[str(file.relative_to(path))] = hashlib.sha256(file.read_bytes()).hexdigest()
-    git_dir = Path(git(path, "rev-parse", "--absolute-git-dir").strip())
-    index = git_dir / "index"
-    return {
-        "files": files,
-        "index": hashlib.sha256(index.read_bytes()).hexdigest() if index.exists() else None,
-        "HEAD": (git_dir / "HEAD").read_text(),
-        "status": git(path, "status", "--porcelain=v1", "--untracked-files=all"),
-    }
-
-
-def original_templates() -> dict[str, Any]:
-    """The built-in templates in the original format: ``import unittest`` as the code starter
-    (no placeholders), no ``verify`` section and no guided generation."""
-    templates: dict[str, Any] = json.loads(json.dumps(DEFAULT_CONFIG["templates"]))
-    for template in templates.values():
-        template.pop("verify", None)
-        template.pop("guided", None)
-    templates["TestCase"]["code_starter"] = "import unittest\n"
-    return templates
-
-
-def make_config(coders: tuple[str, ...] = ("alpha", "beta"), **overrides: Any) -> Config:
-    """A config with fake coder checkpoints and the original TestCase template (no verify)."""
-    raw: dict[str, Any] = {
-        "checkpoints": [{"name_or_path": f"/models/{c}.gguf", "trait": "coding"} for c in coders],
-        "templates": original_templates(),
-    }
-    raw.update(overrides)
-    return parse_config(raw, base_dir=Path("/models"))
-
-
-class FakeFleet:
-    """Fake engines per model, counting loads and calls."""
-
-    def __init__(self, reply: Callable[[str, str], str] | None = None, *, n_ctx: int = 4096) -> None:
-        self.reply = reply or default_reply
-        self.n_ctx = n_ctx
-        self.engines: dict[str, FakeEngine] = {}
-        self.loads = 0
-
-    def __call__(self, checkpoint: Checkpoint) -> FakeEngine:
-        name = checkpoint.model_name
-        if name not in self.engines:
-            self.loads += 1
-            self.engines[name] = FakeEngine(name, lambda p, n=name: self.reply(n, p), n_ctx=self.n_ctx)
-        return self.engines[name]
-
-    @property
-    def calls(self) -> int:
-        return sum(len(e.calls) for e in self.engines.values())
-
-
-def default_reply(model: str, prompt: str) -> str:
-    """A deterministic test file whose content depends on the model and the feedback."""
-    lines = prompt.splitlines()
-    while lines and not lines[-1].startswith("#"):  # the code starter, one line or several
-        lines.pop()
-    feedback = [line[2:] for line in lines[-5:] if line.startswith("# ")]
-    digest = hashlib.sha256(prompt.encode()).hexdigest()[:8]
-    body = "".join(f"    # {line}\n" for line in feedback)
-    method = f"    def test_{digest}(self):\n{body}        self.assertTrue(True)\n"
-    if prompt.endswith("(unittest.TestCase):\n"):  # the built-in starter opened the class
-        return method
-    return f"\n\nclass Test{model.capitalize()}(unittest.TestCase):\n" + method
 
 
 @pytest.fixture

@@ -9,11 +9,8 @@ from typing import Any
 import pytest
 
 from symergion.config.sampling import Sampling
-from symergion.engine.extra_buffers import llama_cpp_params
+from tests.helpers.engine import THREADS
 from tests.needs import model_package
-
-THREADS = 2
-__all__ = ["THREADS", "llama_cpp_params"]
 
 
 @pytest.fixture(scope="session")

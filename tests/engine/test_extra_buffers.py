@@ -17,13 +17,13 @@ from symergion.engine.extra_buffers import (
     Verdict,
     VerdictCache,
     decide,
+    llama_cpp_params,
     resolve,
     verdict_from_exit,
 )
 from symergion.errors import ConfigError
+from tests.helpers.engine import THREADS
 from tests.needs import need_module
-
-from .conftest import THREADS, llama_cpp_params
 
 # -- the decision, pure --------------------------------------------------------------------------
 

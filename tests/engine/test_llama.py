@@ -14,11 +14,11 @@ import pytest
 from symergion.config.sampling import Sampling
 from symergion.engine.base import ChatPrompt, Engine
 from symergion.engine.chat import render_chat_template
+from symergion.engine.extra_buffers import llama_cpp_params
 from symergion.engine.llama import LlamaEngine
 from symergion.engine.lookup import LOOKUP_MAX_DRAFT
 from symergion.errors import ModelError
-
-from .conftest import THREADS, llama_cpp_params
+from tests.helpers.engine import THREADS
 
 MakeEngine = Callable[..., LlamaEngine]
 

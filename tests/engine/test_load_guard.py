@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import check_loads, forbidden_loads, load_guard
+from tests.helpers.load_guard import check_loads, forbidden_loads, load_guard
 
 LOAD = (
     "import sys, llama_cpp\n"

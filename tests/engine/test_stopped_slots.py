@@ -12,8 +12,7 @@ from symergion.config.sampling import Sampling
 from symergion.engine.jobs import Job, JobResult, run_jobs
 from symergion.engine.proxy import WorkerEngine
 from symergion.engine.worker import EngineSpec
-
-from .conftest import THREADS
+from tests.helpers.engine import THREADS
 
 pytestmark = pytest.mark.model
 

@@ -19,9 +19,8 @@ from symergion.engine.base import ChatPrompt, Engine
 from symergion.engine.proxy import WorkerCrashed, WorkerEngine
 from symergion.engine.worker import EngineSpec
 from symergion.errors import ModelError
-
-from ..conftest import git, start_task_with_git
-from .conftest import THREADS
+from tests.helpers.engine import THREADS
+from tests.helpers.git import git, start_task_with_git
 
 pytestmark = pytest.mark.model
 

@@ -18,7 +18,7 @@ from symergion.config.parse import parse_config
 from symergion.errors import ModelError, TaskInputError
 from symergion.models.adapters import adapter_mismatch, read_adapter
 from symergion.models.metadata import read_metadata
-from tests.finetune.conftest import PROMPT, write_harvest
+from tests.helpers.finetune import PROMPT, write_harvest
 
 # --- the harvest's rows -------------------------------------------------------------------------
 

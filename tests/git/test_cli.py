@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from symergion.cli.main import main
-
-from ..conftest import FakeFleet, git, original_templates, repo_state
+from tests.helpers.fleet import FakeFleet, original_templates
+from tests.helpers.git import git, repo_state
 
 TASK = "TestCase_capture_output"
 CONFIG = {

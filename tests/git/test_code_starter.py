@@ -12,8 +12,8 @@ import pytest
 from symergion.config.schema import DEFAULT_CONFIG
 from symergion.gitrepo import GitRepo
 from symergion.learn.history import read_history
-
-from ..conftest import FakeFleet, git, make_config, start_task_with_git
+from tests.helpers.fleet import FakeFleet, make_config
+from tests.helpers.git import git, start_task_with_git
 
 TASK = "TestCase_capture_output"
 BUILT_IN_STARTER = ("import unittest\n\nfrom utils import capture_output\n\n\n"

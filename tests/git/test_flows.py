@@ -10,8 +10,8 @@ from symergion.config.parse import parse_config
 from symergion.core.ops import add_feedback, revoke_feedback, start_task
 from symergion.errors import Cancelled, NoteError
 from symergion.trailers import parse_trailers
-
-from ..conftest import FakeFleet, default_reply, git, make_config, original_templates, start_task_with_git
+from tests.helpers.fleet import FakeFleet, default_reply, make_config, original_templates
+from tests.helpers.git import git, start_task_with_git
 
 TASK = "TestCase_capture_output"
 ALPHA, BETA = f"alpha_{TASK}", f"beta_{TASK}"

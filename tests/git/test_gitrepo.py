@@ -15,8 +15,8 @@ import pytest
 
 from symergion.errors import GitError
 from symergion.gitrepo import ZERO_OID, GitRepo, TransferProgress, parse_progress, run_git
-
-from ..conftest import git, make_config, start_task_with_git
+from tests.helpers.fleet import make_config
+from tests.helpers.git import git, start_task_with_git
 
 TASK = "TestCase_capture_output"
 

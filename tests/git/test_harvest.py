@@ -13,8 +13,8 @@ from symergion.gitrepo import ARCHIVE_REFS, GitRepo
 from symergion.learn.harvest import harvest
 from symergion.learn.history import HistoryError, read_history
 from symergion.learn.stats import leaderboard
-
-from ..conftest import FakeFleet, git, make_config, original_templates, start_task_with_git
+from tests.helpers.fleet import FakeFleet, make_config, original_templates
+from tests.helpers.git import git, start_task_with_git
 
 TASK = "TestCase_capture_output"
 SECOND = "TestCase_second"

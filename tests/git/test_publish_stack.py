@@ -11,8 +11,8 @@ from symergion.core.publish import CAS_RETRIES, Stack, commit_file, publish_stac
 from symergion.core.report import Event
 from symergion.core.response import Response
 from symergion.core.state import RepoState, shadow_ref
-
-from ..conftest import git, make_config, start_task_with_git
+from tests.helpers.fleet import make_config
+from tests.helpers.git import git, start_task_with_git
 
 TASK = "TestCase_capture_output"
 ALPHA = f"alpha_{TASK}"

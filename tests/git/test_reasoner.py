@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from symergion.config.parse import parse_config
 from symergion.core.prompt import LACONIC
-
-from ..conftest import FakeFleet, git, original_templates, start_task_with_git
+from tests.helpers.fleet import FakeFleet, original_templates
+from tests.helpers.git import git, start_task_with_git
 
 TASK = "TestCase_capture_output"
 
@@ -28,7 +28,7 @@ def test_reasoning_enriches_initial_prompt_and_is_cached(repo_dir, make_reconcil
         "thinker": "<7>Cover empty output.\n```python\nprint('x')\n```\nCover exceptions.<8>"
                    "text after the stop marker is dropped",
     }
-    from ..conftest import default_reply
+    from tests.helpers.fleet import default_reply
 
     fleet = FakeFleet(lambda model, prompt: fleet_replies.get(model) or default_reply(model, prompt))
     start_task_with_git(repo_dir)

@@ -8,8 +8,8 @@ from pathlib import Path
 from symergion.core.execute import Event
 from symergion.gitrepo import ARCHIVE_REFS
 from symergion.trailers import parse_trailers
-
-from ..conftest import git, make_config, repo_state, start_task_with_git
+from tests.helpers.fleet import make_config
+from tests.helpers.git import git, repo_state, start_task_with_git
 
 TASK = "TestCase_capture_output"
 ALPHA = f"alpha_{TASK}"

@@ -52,7 +52,8 @@ from symergion.core.execute import Reconciler
 from symergion.core.ops import add_feedback, revoke_feedback, start_task
 from symergion.engine.fake import FakeEngine
 from symergion.gitrepo import GitRepo
-from tests.conftest import FakeFleet, git
+from tests.helpers.fleet import FakeFleet
+from tests.helpers.git import git
 from tests.needs import needs_bwrap
 
 GOLDEN = Path(__file__).parent / "workflow.txt"

@@ -1,7 +1,7 @@
 """Record every llama.cpp model load of a test process and its children, with its parameters.
 
 Imported by each Python child of the tests through ``PYTHONPATH`` (as ``sitecustomize``), and by
-the tests' conftest in the pytest process itself. Where ``SYMERGION_TEST_LOAD_LOG`` names a file,
+tests/helpers/load_guard.py in the pytest process itself. Where ``SYMERGION_TEST_LOAD_LOG`` names a file,
 each ``llama_model_load_from_file`` call appends one JSON line to it: the process, its command,
 the model and whether extra buffer types were asked for. The conftest reads the lines a test
 added and fails the test that loaded a model with extra buffer types on a machine where the

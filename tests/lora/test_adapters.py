@@ -31,7 +31,7 @@ from symergion.models.listing import (
     list_models,
 )
 from symergion.models.metadata import model_fingerprint, read_metadata
-from tests.lora.conftest import write_adapter
+from tests.helpers.lora import write_adapter
 
 runner = CliRunner()
 
@@ -148,7 +148,7 @@ def test_an_adapter_for_another_architecture_does_not_fit(models_dir: Path,
 
 def test_an_adapter_for_a_matrix_the_model_lacks_does_not_fit(tmp_path: Path,
                                                               tiny_model: Path) -> None:
-    from tests.models.conftest import write_tiny_gguf
+    from tests.helpers.gguf import write_tiny_gguf
 
     deep = write_tiny_gguf(tmp_path / "deep.gguf", n_layer=3)
     adapter = read_adapter(write_adapter(tmp_path / "deep-lora.gguf", deep))

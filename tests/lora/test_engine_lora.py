@@ -22,7 +22,7 @@ from symergion.config.sampling import Sampling
 from symergion.engine import native
 from symergion.engine.llama import LlamaEngine
 from symergion.errors import ModelError
-from tests.lora.conftest import write_adapter
+from tests.helpers.lora import write_adapter
 
 PROMPT = 'def fibonacci(n: int) -> int:\n    """Return the n-th Fibonacci number."""\n'
 # Long enough (> MIN_STATE_TOKENS) for its KV state to be saved on disk.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import original_templates
+from tests.helpers.fleet import original_templates
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from ..conftest import git
+from tests.helpers.git import git
 
 
 def test_python_dash_m_runs_the_cli():

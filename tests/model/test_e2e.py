@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import git, repo_state, start_task_with_git
+from tests.helpers.git import git, repo_state, start_task_with_git
 
 pytestmark = pytest.mark.model
 

@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 
 from symergion.verify.result import VerifyResult
-
-from ..conftest import git, repo_state, start_task_with_git
-from ..verify.conftest import needs_bwrap
+from tests.helpers.git import git, repo_state, start_task_with_git
+from tests.helpers.verify import needs_bwrap
 
 pytestmark = [pytest.mark.model, needs_bwrap]
 

@@ -21,8 +21,8 @@ from symergion.verify.prune import prune_candidate
 from symergion.verify.repair import repair_candidate
 from symergion.verify.result import VerifyResult
 from symergion.verify.sandbox import Sandbox
-from tests.conftest import git
-from tests.verify.conftest import commit_files, needs_bwrap
+from tests.helpers.git import git
+from tests.helpers.verify import commit_files, needs_bwrap
 
 pytestmark = pytest.mark.model
 

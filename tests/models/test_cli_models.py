@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from symergion.cli.app import app
 from symergion.errors import ConfigError, ModelError
-from tests.models.conftest import tiny_vocab
+from tests.helpers.gguf import tiny_vocab
 
 runner = CliRunner()
 

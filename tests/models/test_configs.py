@@ -9,7 +9,7 @@ import pytest
 
 from symergion.config.load import load_config
 from symergion.config.schema import DEFAULT_CONFIG, EMBEDDED_MODEL
-from tests.models.conftest import ROOT
+from tests.helpers.gguf import ROOT
 
 CONFIGS = ROOT / "configs"
 

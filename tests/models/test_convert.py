@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from symergion.config.load import load_config
 from symergion.errors import ConfigError, ModelError
 from symergion.models.metadata import read_metadata
-from tests.models.conftest import CONVERT_SCRIPT, ROOT, write_tiny_gguf
+from tests.helpers.gguf import CONVERT_SCRIPT, ROOT, write_tiny_gguf
 
 runner = CliRunner()
 

@@ -19,7 +19,7 @@ from symergion.models.hub import parse_hf_ref
 from symergion.models.listing import find_model_files, list_models
 from symergion.models.metadata import check_gguf, find_thinking_markers, model_fingerprint, read_metadata
 from symergion.models.resolve import resolve_model
-from tests.models.conftest import THINKING_TEMPLATE, tiny_vocab, write_tiny_gguf
+from tests.helpers.gguf import THINKING_TEMPLATE, tiny_vocab, write_tiny_gguf
 
 # --- check_gguf ---------------------------------------------------------------------------
 

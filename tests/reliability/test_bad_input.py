@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from symergion.gitrepo import MAX_FILE_BYTES
-
-from .conftest import CONFIG, all_refs, commit_files, git, start_task, user_state
+from tests.helpers.git import git
+from tests.helpers.reliability import CONFIG, all_refs, commit_files, start_task, user_state
 
 GOOD = "TestCase_good"
 BAD = "TestCase_bad"

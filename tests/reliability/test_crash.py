@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from .conftest import (
+from tests.helpers.git import git
+from tests.helpers.reliability import (
     MODELS,
     TASK,
     all_refs,
-    git,
     leftovers,
     run_child,
     start_task,

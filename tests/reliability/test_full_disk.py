@@ -9,8 +9,8 @@ import subprocess
 import sys
 import textwrap
 
-from ..verify.conftest import needs_bwrap
-from .conftest import CHILD, ROOT, start_task
+from tests.helpers.reliability import CHILD, ROOT, start_task
+from tests.helpers.verify import needs_bwrap
 
 pytestmark = needs_bwrap
 

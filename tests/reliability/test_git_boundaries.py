@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from symergion.app.demo import SOURCE
 from symergion.gitrepo import GitRepo
-
-from ..conftest import SOURCE
-from .conftest import TASK, all_refs, commit_files, git, start_task
+from tests.helpers.git import git
+from tests.helpers.reliability import TASK, all_refs, commit_files, start_task
 
 ALPHA, BETA = f"alpha_{TASK}", f"beta_{TASK}"
 SPEC = f"task_branch: {TASK}, source: utils/capture_output.py, destination: test_capture_output.py"

@@ -9,8 +9,8 @@ import psutil
 
 from symergion.app.watch import watch_loop
 from symergion.gitrepo import GitRepo
-
-from .conftest import MODELS, TASK, git, start_task, symergion_commits
+from tests.helpers.git import git
+from tests.helpers.reliability import MODELS, TASK, start_task, symergion_commits
 
 POLLS = 300
 CHANGES = {60: "Use setUp method", 150: "Test errors too", 240: "Close files"}

@@ -42,14 +42,15 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from symergion.app.demo import SOURCE
 from symergion.cache import ResponseStore
 from symergion.core.execute import Reconciler
 from symergion.core.ops import revoke_feedback
 from symergion.gitrepo import GitRepo
 from symergion.trailers import parse_trailers
-
-from ..conftest import SOURCE, FakeFleet, make_config
-from .conftest import all_refs, commit_files, git, user_state
+from tests.helpers.fleet import FakeFleet, make_config
+from tests.helpers.git import git
+from tests.helpers.reliability import all_refs, commit_files, user_state
 
 MODELS = ("alpha", "beta")
 TASKS = ("TestCase_one", "TestCase_two")

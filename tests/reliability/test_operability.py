@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 
 from symergion.app.lock import repo_lock
-
-from .conftest import ROOT, TASK, git, start_task
+from tests.helpers.git import git
+from tests.helpers.reliability import ROOT, TASK, start_task
 
 README = ROOT / "README.md"
 

@@ -8,8 +8,10 @@ import signal
 import time
 from pathlib import Path
 
-from ..conftest import default_reply
-from .conftest import TASK, all_refs, git, run_child, start_task, symergion_commits
+from tests.helpers.fleet import default_reply
+from tests.helpers.git import git
+from tests.helpers.reliability import TASK, all_refs, run_child, start_task, symergion_commits
+
 from .test_crash import assert_clean_and_converged, assert_lock_free, wait_for
 
 ALPHA, BETA = f"alpha_{TASK}", f"beta_{TASK}"

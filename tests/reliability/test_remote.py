@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .conftest import TASK, all_refs, git, start_task, symergion_commits
+from tests.helpers.git import git
+from tests.helpers.reliability import TASK, all_refs, start_task, symergion_commits
 
 ALPHA, BETA = f"alpha_{TASK}", f"beta_{TASK}"
 
@@ -87,7 +88,7 @@ def test_rejected_push_keeps_local_results_and_never_forces(team, cfg, cli, fake
 
 def test_push_rejected_while_generating(team, cfg, cli, fake_runtime):
     """The remote branch moves after the fetch, while the model generates."""
-    from ..conftest import default_reply
+    from tests.helpers.fleet import default_reply
 
     remote, local, mate = team
     start_task(local)

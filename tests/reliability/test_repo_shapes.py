@@ -8,8 +8,8 @@ import pytest
 from symergion.app.lock import repo_lock
 from symergion.app.watch import refs_state
 from symergion.gitrepo import GitRepo
-
-from .conftest import TASK, all_refs, git, start_task, symergion_commits, user_state
+from tests.helpers.git import git
+from tests.helpers.reliability import TASK, all_refs, start_task, symergion_commits, user_state
 
 ALPHA, BETA = f"alpha_{TASK}", f"beta_{TASK}"
 

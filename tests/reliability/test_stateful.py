@@ -26,14 +26,15 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from symergion.app.demo import SOURCE
 from symergion.cache import ResponseStore
 from symergion.core.execute import Reconciler
 from symergion.engine.fake import FakeEngine
 from symergion.gitrepo import GitRepo
 from symergion.trailers import parse_trailers
-
-from ..conftest import SOURCE, default_reply, make_config
-from .conftest import all_refs, commit_files, git, is_symergion_ref, user_state
+from tests.helpers.fleet import default_reply, make_config
+from tests.helpers.git import git
+from tests.helpers.reliability import all_refs, commit_files, is_symergion_ref, user_state
 
 MODELS = ("alpha", "beta")
 TASKS = ("TestCase_one", "TestCase_two")

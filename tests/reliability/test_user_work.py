@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import (
+from tests.helpers.git import git
+from tests.helpers.reliability import (
     TASK,
     all_refs,
-    git,
     is_symergion_ref,
     make_messy,
     start_task,
@@ -96,7 +96,7 @@ def test_checked_out_model_branch_is_never_moved(repo_dir, cfg, cli, fake_runtim
 
 
 def test_branch_checked_out_during_generation_is_not_moved(repo_dir, cfg, cli, fake_runtime):
-    from ..conftest import default_reply
+    from tests.helpers.fleet import default_reply
 
     start_task(repo_dir)
     common = ("--repo", repo_dir, "--config", cfg)

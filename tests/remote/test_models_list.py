@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from symergion.cli.app import app
-from tests.remote.conftest import Server, free_port
+from tests.helpers.server import Server, free_port
 
 runner = CliRunner()
 

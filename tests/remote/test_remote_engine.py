@@ -13,7 +13,7 @@ from symergion.config.sampling import Sampling
 from symergion.core import prompt as prompts
 from symergion.engine.remote import RemoteEngine, remote_fingerprint
 from symergion.errors import ModelError
-from tests.remote.conftest import N_CTX, THREADS, Server, free_port
+from tests.helpers.server import N_CTX, THREADS, Server, free_port
 
 pytestmark = pytest.mark.model
 

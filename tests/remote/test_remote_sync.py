@@ -17,8 +17,9 @@ from symergion.app.runtime import build_reconciler
 from symergion.config.load import load_config
 from symergion.core.report import Event
 from symergion.gitrepo import GitRepo
-from tests.conftest import git, original_templates, repo_state, start_task_with_git
-from tests.remote.conftest import N_CTX, Server, free_port
+from tests.helpers.fleet import original_templates
+from tests.helpers.git import git, repo_state, start_task_with_git
+from tests.helpers.server import N_CTX, Server, free_port
 
 pytestmark = pytest.mark.model
 

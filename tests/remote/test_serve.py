@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from symergion.engine.remote import RemoteEngine
-from tests.remote.conftest import N_CTX, start_server
+from tests.helpers.server import N_CTX, start_server
 
 pytestmark = pytest.mark.model
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from symergion.config.parse import parse_config
 from symergion.core.execute import Reconciler
-from tests.conftest import FakeFleet, default_reply, git, make_config, original_templates
+from tests.helpers.fleet import FakeFleet, default_reply, make_config, original_templates
+from tests.helpers.git import git
 
 TASKS = ("TestCase_one", "TestCase_two", "TestCase_three")
 

@@ -6,13 +6,12 @@ import math
 
 import pytest
 
+from symergion.app.demo import SOURCE
 from symergion.config.parse import parse_config
 from symergion.config.schema import DEFAULT_CONFIG, TASK_BRANCH_SPEC
 from symergion.core.prompt import LACONIC, call_to_action, reasoning_rows, render
 from symergion.core.spec import parse_params, split_sections
 from symergion.engine.base import max_new_tokens
-
-from ..conftest import SOURCE
 
 
 def template():

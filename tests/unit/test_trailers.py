@@ -21,7 +21,7 @@ from symergion.trailers import (
     body_of,
     parse_trailers,
 )
-from tests.conftest import git
+from tests.helpers.git import git
 
 # A value as symergion writes one: no line break, no space at either end, never empty.
 WORD = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp", "Zs")),

@@ -12,8 +12,8 @@ from symergion.gitrepo import GitRepo
 from symergion.verify import VerifyError, VerifyResult, prune_candidate, verify_candidate
 from symergion.verify.checkout import export_commit
 from symergion.verify.sandbox import Sandbox
-from tests.conftest import git, repo_state
-from tests.verify.conftest import commit_files, needs_bwrap
+from tests.helpers.git import git, repo_state
+from tests.helpers.verify import commit_files, needs_bwrap
 
 SUITE = '''import unittest
 

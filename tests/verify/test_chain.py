@@ -18,8 +18,8 @@ from symergion.errors import ConfigError
 from symergion.gitrepo import GitRepo
 from symergion.trailers import Trailers
 from symergion.verify.result import Observation, TestOutcome, VerifyResult
-from tests.conftest import git
-from tests.verify.conftest import commit_files
+from tests.helpers.git import git
+from tests.helpers.verify import commit_files
 
 FAILING = VerifyResult(source="utils/calc.py", passed=1, failed=1, imports_source=True,
                        tests={"test_calc.T.test_sub": TestOutcome("failed", "AssertionError: 3 != 4")})

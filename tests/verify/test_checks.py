@@ -19,7 +19,7 @@ from symergion.verify.result import Observation, TestOutcome, VerifyResult, pars
 from symergion.verify.sandbox import Sandbox
 from symergion.verify.stable import Sample, differ, stable_checks
 from symergion.verify.truncate import truncate_tests
-from tests.verify.conftest import CALC, commit_files, needs_bwrap
+from tests.helpers.verify import CALC, commit_files, needs_bwrap
 
 # Two runs per verification, as the template's default: a value that changes shows it.
 SPEC = VerifySpec(coverage=True, runs=2)

@@ -11,8 +11,8 @@ from symergion.verify import examples
 from symergion.verify.candidate import verify_candidate
 from symergion.verify.names import imports_module
 from symergion.verify.sandbox import Sandbox
-from tests.conftest import git
-from tests.verify.conftest import commit_files, needs_bwrap
+from tests.helpers.git import git
+from tests.helpers.verify import commit_files, needs_bwrap
 
 
 def test_starter_imports_the_module_and_opens_a_test_class() -> None:

@@ -15,8 +15,8 @@ from symergion.verify.candidate import verify_candidate
 from symergion.verify.repair import RepairResult, repair_candidate
 from symergion.verify.result import VerifyResult
 from symergion.verify.sandbox import Sandbox
-from tests.conftest import git
-from tests.verify.conftest import CALC, commit_files, needs_bwrap
+from tests.helpers.git import git
+from tests.helpers.verify import CALC, commit_files, needs_bwrap
 
 SOURCE = '''"""Shapes."""
 import os

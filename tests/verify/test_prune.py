@@ -10,8 +10,8 @@ from symergion.verify.candidate import verify_candidate
 from symergion.verify.prune import Removed, prune, prune_candidate, redundant_tests
 from symergion.verify.result import TestOutcome, VerifyResult
 from symergion.verify.sandbox import Sandbox
-from tests.conftest import git
-from tests.verify.conftest import commit_files, needs_bwrap
+from tests.helpers.git import git
+from tests.helpers.verify import commit_files, needs_bwrap
 
 FILE = '''import unittest
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import FakeFleet, git
-from tests.verify.conftest import commit_files, needs_bwrap
+from tests.helpers.fleet import FakeFleet
+from tests.helpers.git import git
+from tests.helpers.verify import commit_files, needs_bwrap
 from tests.verify.test_sync_check import EMPTY, TASK, config, continued, messages, start, subjects
 
 pytestmark = needs_bwrap

@@ -15,8 +15,8 @@ from symergion.verify.result import Observation, TestOutcome, VerifyResult
 from symergion.verify.sandbox import Sandbox
 from symergion.verify.syntax import top_level_names
 from symergion.verify.truncate import truncate_tests
-from tests.conftest import git
-from tests.verify.conftest import CALC, commit_files, needs_bwrap
+from tests.helpers.git import git
+from tests.helpers.verify import CALC, commit_files, needs_bwrap
 
 SPEC = VerifySpec(coverage=True, runs=1)
 

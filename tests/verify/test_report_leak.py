@@ -19,8 +19,8 @@ from symergion.cli.main import main
 from symergion.config.schema import DEFAULT_CONFIG
 from symergion.engine.fake import FakeEngine
 from symergion.verify.report import WITHHELD, Report
-from tests.conftest import git
-from tests.verify.conftest import CALC, commit_files
+from tests.helpers.git import git
+from tests.helpers.verify import CALC, commit_files
 
 TASK = "TestCase_calc"
 SECRET = "hunter2-Zq8vK3mP9xR2wLb"

@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from symergion.verify.sandbox import Limits, Sandbox, SandboxUnavailable
-from tests.verify.conftest import needs_bwrap
+from tests.helpers.verify import needs_bwrap
 
 
 def run_python(sandbox: Sandbox, checkout: Path, code: str, limits: Limits | None = None) -> str:

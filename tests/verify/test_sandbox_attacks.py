@@ -20,7 +20,7 @@ from symergion.config.schema import VerifySpec
 from symergion.gitrepo import GitRepo
 from symergion.verify import VerifyResult, verify_candidate
 from symergion.verify.sandbox import Limits
-from tests.verify.conftest import commit_files, needs_bwrap
+from tests.helpers.verify import commit_files, needs_bwrap
 
 pytestmark = needs_bwrap
 MiB = 1024**2

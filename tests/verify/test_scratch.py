@@ -16,7 +16,7 @@ from symergion.gitrepo import GitRepo
 from symergion.verify import verify_candidate
 from symergion.verify.sandbox import Sandbox
 from symergion.verify.scratch import remove_stale, scratch_dir
-from tests.verify.conftest import commit_files
+from tests.helpers.verify import commit_files
 
 HOLD = """
 import sys, time

@@ -17,8 +17,9 @@ from symergion.core.ops import current_views
 from symergion.engine.fake import FakeEngine
 from symergion.gitrepo import GitRepo
 from symergion.verify.result import VerifyResult
-from tests.conftest import FakeFleet, git, repo_state
-from tests.verify.conftest import commit_files, needs_bwrap
+from tests.helpers.fleet import FakeFleet
+from tests.helpers.git import git, repo_state
+from tests.helpers.verify import commit_files, needs_bwrap
 
 pytestmark = needs_bwrap
 

@@ -14,8 +14,9 @@ from symergion.core import respond
 from symergion.core.state import shadow_ref
 from symergion.engine.fake import FakeEngine
 from symergion.errors import ConfigError
-from tests.conftest import FakeFleet, git
-from tests.verify.conftest import CALC, commit_files, needs_bwrap
+from tests.helpers.fleet import FakeFleet
+from tests.helpers.git import git
+from tests.helpers.verify import CALC, commit_files, needs_bwrap
 
 TASK = "TestCase_calc"
 NOTE = f"task_branch: {TASK}, source: utils/calc.py, destination: test_calc.py"

@@ -1,0 +1,5 @@
+"""Helpers the tests share: plain functions, classes and constants, imported by name.
+
+Fixtures stay in the conftest files, which pytest finds by place; what a test module imports
+lives here, by concern, so that no test imports a conftest file.
+"""
