@@ -308,3 +308,7 @@ def _main_remote(args: argparse.Namespace, model: Path) -> int:
     print(f"\nJSON written to {args.out}", file=sys.stderr)
     return 0
 
+
+
+if __name__ == "__main__":
+    sys.exit(main())
