@@ -11,8 +11,6 @@ import ast
 import builtins
 from collections.abc import Callable
 
-from symergion.verify.documented import documented_kind
-
 
 def is_number(node: ast.AST) -> bool:
     """Return whether a node is a number literal (not a bool)."""
@@ -143,9 +141,8 @@ def name_kind(name: str) -> str:
 
 
 def value_kind(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionDef, name: str) -> str:
-    """Return what a parameter holds: the code's evidence (``parameter_kind``), else what the
-    function's docstring says of it (``documented_kind``), else its name's."""
-    return parameter_kind(tree, function, name) or documented_kind(function, name) or name_kind(name)
+    """Return what a parameter holds: the code's evidence (``parameter_kind``), else its name's."""
+    return parameter_kind(tree, function, name) or name_kind(name)
 
 
 def _kind_votes(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionDef,

@@ -10,7 +10,7 @@ from typing import Any
 from symergion.config.schema import VerifySpec
 from symergion.engine.fake import FakeEngine
 from symergion.gitrepo import GitRepo
-from symergion.verify import documented, examples, guide, openers, params
+from symergion.verify import examples, guide, openers, params
 from symergion.verify.candidate import verify_candidate
 from symergion.verify.repair import RepairResult, repair_candidate
 from symergion.verify.result import VerifyResult
@@ -930,54 +930,3 @@ def test_a_parameter_used_as_a_class_is_a_class_and_the_classes_it_is_checked_ag
     assert params.class_values(tree, catch, "kind") == []
     # The variant rounds bind it to the class it is checked against, then to a plain class.
     assert openers.seeds(tree, describe, "exc_type") == ["SyntaxError", "object"]
-
-
-DOCUMENTED = '''def load(source, columns=None, mode=None, limit=None, hook=None, either=None):
-    """Read a table.
-
-    Parameters
-    ----------
-    source : str file path, or file-like object
-        Where the table is.
-    columns : List[str]
-        The columns to read.
-    mode : str
-    limit : int, optional
-    hook : callable
-    either : str or bytes
-    """
-    return reader.read(source, columns, mode, limit, hook, either)
-
-
-def google(data, table):
-    """Pack data.
-
-    Args:
-        data (bytes): what to pack.
-        table (dict): how.
-    """
-    return reader.pack(data, table)
-
-
-def sphinx(name, values):
-    """Name values.
-
-    :type name: str
-    :param list values: the values.
-    """
-    return reader.name(name, values)
-'''
-
-
-def test_a_parameter_the_code_gives_no_kind_takes_the_one_its_docstring_names() -> None:
-    tree = ast.parse(DOCUMENTED)
-    load, google, sphinx = (n for n in tree.body if isinstance(n, ast.FunctionDef))
-    assert documented.documented_type(load, "source") == "str file path, or file-like object"
-    assert [params.value_kind(tree, load, p) for p in
-            ("source", "columns", "mode", "limit", "hook", "either")] == [
-        "path", "list", "str", "number", "callable", ""]  # two kinds named: none
-    assert [params.value_kind(tree, google, p) for p in ("data", "table")] == ["bytes", "dict"]
-    assert [params.value_kind(tree, sphinx, p) for p in ("name", "values")] == ["str", "list"]
-    # The code's own evidence comes first: a string method outweighs a docstring that says list.
-    used = ast.parse('def f(x):\n    """Args:\n        x (list): items.\n    """\n    return x.upper()\n')
-    assert params.value_kind(used, used.body[0], "x") == "str"
