@@ -114,8 +114,10 @@ _NAMED = {
 _READS = frozenset({"read", "readline", "readlines", "readinto", "seek", "tell"})
 
 
-# Attributes only a class has (``exc_type.__name__`` is a function's too: ``_class_evidence``).
-_CLASS_ATTRIBUTES = frozenset({"__mro__", "__bases__", "__subclasses__", "__qualname__"})
+# Attributes only a class has; a function has a ``__name__`` and ``__qualname__`` too, which
+# count for less (``_class_evidence``).
+_CLASS_ATTRIBUTES = frozenset({"__mro__", "__bases__", "__subclasses__"})
+_NAME_ATTRIBUTES = frozenset({"__name__", "__qualname__"})
 
 
 _WRITES = frozenset({"write", "writelines", "flush"})
@@ -222,8 +224,8 @@ def _class_evidence(tree: ast.Module, node: ast.AST, is_param: Callable[[ast.AST
     """Return how strongly a node says the parameter is a class, or 0.
 
     ``issubclass(it, ...)``, ``isinstance(x, it)``, ``except it:``, ``it is SyntaxError`` (a class
-    a test can name) and reading ``__mro__``, ``__bases__`` or ``__qualname__`` say so; reading
-    ``__name__`` less, as a function has one too.
+    a test can name) and reading ``__mro__``, ``__bases__`` or ``__subclasses__`` say so; reading
+    ``__name__`` or ``__qualname__`` less, as a function has them too.
     """
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
         arguments = node.args
@@ -232,7 +234,7 @@ def _class_evidence(tree: ast.Module, node: ast.AST, is_param: Callable[[ast.AST
         if node.func.id == "isinstance" and len(arguments) == 2 and is_param(arguments[1]):
             return 3
     elif isinstance(node, ast.Attribute) and is_param(node.value):
-        return 3 if node.attr in _CLASS_ATTRIBUTES else 2 if node.attr == "__name__" else 0
+        return 3 if node.attr in _CLASS_ATTRIBUTES else 2 if node.attr in _NAME_ATTRIBUTES else 0
     elif isinstance(node, ast.ExceptHandler) and node.type is not None:
         caught = node.type.elts if isinstance(node.type, ast.Tuple) else [node.type]
         return 3 if any(is_param(kind) for kind in caught) else 0
