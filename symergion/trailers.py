@@ -34,6 +34,7 @@ TRIMMED = "Symergion-Trimmed"  # "<chars> chars, <lines> lines" cut off the mode
 DECODE = "Symergion-Decode"  # "<decoded> decoded, <kept> kept, <s> s decoding, <r> tok/s"
 REASONING = "Symergion-Reasoning"  # "<sha256 of the base prompt> <rows>" ending the body
 RESTART = "Symergion-Restart"  # archived attempts of a task started again
+HAND = "Symergion-Hand"  # the hand commit whose file this commit brings back (a revoke)
 REPAIR = "Symergion-Repair"  # "<digest of the notes' prompt> <round>"
 FIX = "Symergion-Fix"  # what repairs without a model changed: "pinned 2 assertions, ..."
 PRUNE = "Symergion-Prune"  # "<tests removed>", or "dropped"
@@ -43,7 +44,7 @@ CUT = "Symergion-Cut"  # "max_seconds <s>: <what the time budget left out>"; may
 # The order symergion writes its trailers in: the prompt's, the figures, then what checking
 # the answer added. A commit carries a subset, always in this order.
 ORDER = (MODEL, TASK, PROMPT, NOTES, TOKENS, SECONDS, CACHE, STOP, TRIMMED, DECODE, REASONING,
-         RESTART, REPAIR, FIX, PRUNE, VERIFY, CUT)
+         RESTART, HAND, REPAIR, FIX, PRUNE, VERIFY, CUT)
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,7 @@ class Trailers:
     decode: Decode | None = None
     reasoning: Reasoning | None = None
     restart: int | None = None
+    hand: str | None = None
     repair: Repair | None = None
     fix: str | None = None
     prune: str | None = None
@@ -189,8 +191,8 @@ class Trailers:
             TOKENS: self.tokens,
             SECONDS: None if self.seconds is None else f"{self.seconds:.1f}",
             CACHE: self.cache, STOP: self.stop, TRIMMED: self.trimmed, DECODE: self.decode,
-            REASONING: self.reasoning, RESTART: self.restart, REPAIR: self.repair, FIX: self.fix,
-            PRUNE: self.prune, VERIFY: self.verify,
+            REASONING: self.reasoning, RESTART: self.restart, HAND: self.hand, REPAIR: self.repair,
+            FIX: self.fix, PRUNE: self.prune, VERIFY: self.verify,
         }
         pairs = [(name, str(values[name])) for name in ORDER if name != CUT and values[name] is not None]
         pairs += [(CUT, value) for value in self.cut]
@@ -299,7 +301,7 @@ _READERS: dict[str, tuple[str, Callable[[str], object]]] = {
     MODEL: ("model", str), TASK: ("task", str), PROMPT: ("prompt", str), NOTES: ("notes", _notes),
     TOKENS: ("tokens", int), SECONDS: ("seconds", float), CACHE: ("cache", str),
     STOP: ("stop", str), TRIMMED: ("trimmed", Trimmed.parse), DECODE: ("decode", Decode.parse),
-    REASONING: ("reasoning", Reasoning.parse), RESTART: ("restart", int),
+    REASONING: ("reasoning", Reasoning.parse), RESTART: ("restart", int), HAND: ("hand", str),
     REPAIR: ("repair", Repair.parse), FIX: ("fix", str), PRUNE: ("prune", str),
     VERIFY: ("verify", str),
 }

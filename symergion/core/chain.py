@@ -63,12 +63,12 @@ def next_repair(chain: list[Commit], spec: VerifySpec | None) -> int | None:
     without a test that exercises the source (an empty suite, or tests that call nothing), and
     fewer than ``repair_rounds`` repairs were made for this prompt. A candidate without a result
     (made before the template verified) needs none, and neither does one whose prune left a
-    useful file (``pruned_useful``).
+    useful file (``pruned_useful``), nor a file a revoke brought back from a hand commit.
     """
     if spec is None or spec.repair_rounds <= 0 or not chain:
         return None
     latest = candidate(chain)
-    if latest is None:
+    if latest is None or latest.trailers.hand is not None:  # hand work is never repaired
         return None
     result = VerifyResult.from_message(latest.message)
     done = repair_round(latest)

@@ -126,7 +126,8 @@ class Checker:
             first: Response | None = response  # the batch's answer: sample 1
         else:
             first = None
-        copied = VerifyResult.from_message(self._message(action.reuse)) if reused is not None else None
+        own_file = reused is not None and reused.hand is None
+        copied = VerifyResult.from_message(self._message(action.reuse)) if own_file else None
         if reused is not None and copied is not None:
             # The same file an earlier attempt made for this prompt: it keeps its results.
             message = self._with(commit_message(state, self.run.config, tp, action, reused),
@@ -145,6 +146,8 @@ class Checker:
                              extra, verified.merged(self._cut(best.response)))
         commit = self._add(stack, best.tree, parents, message, action.model, best.response)
         stack.final = best.result
+        if best.response.hand is not None:
+            return None  # hand work is verified, never pruned or repaired
         commit, best, fixed = self._fix(stack, tp, action, commit, best, spec, source,
                                         tp.prompt.digest, None)
         self._prune(stack, tp, action, commit, best, spec, source, tp.prompt.digest, None)

@@ -50,6 +50,9 @@ class Action:
     shadow: str | None = None
     previous: Commit | None = None
     reuse: str | None = None  # an earlier commit on the branch made from this very prompt
+    # The newest hand commit above ``reuse`` before the branch's next answer: what the branch
+    # held when that prompt was last current, so its file comes back with the prompt.
+    hand: str | None = None
     has_tip: bool = False  # the branch already holds the task tip
     repair: int = 0  # the repair round to make (the prompt's candidate failed verification)
 
@@ -200,10 +203,29 @@ def branch_action(state: RepoState, tp: TaskPlan, coder: Checkpoint) -> Action:
         action.reason = f"its candidate failed verification: repair round {action.repair}"
     elif earlier is not None:
         action.kind, action.reuse = "publish", earlier.oid
+        action.hand = hand_tip(state.first_parent_chain(head), earlier, own) if head else None
         action.reason = f"the attempt of {earlier.oid[:12]} had this prompt"
     else:
         action.reason = "no attempt on this branch had this prompt"
     return action
+
+
+def hand_tip(chain: list[Commit], earlier: Commit, own: list[Commit]) -> str | None:
+    """Return the newest commit made by hand on top of ``earlier``, before the next answer.
+
+    ``chain`` is the branch's first-parent chain and ``own`` symergion's commits on it, both
+    newest first. A revoke brings ``earlier``'s prompt back; the branch then held ``earlier``
+    and the hand commits above it, and their work is what the user expects back, not only
+    the model's answer below it.
+    """
+    mine = {c.oid for c in own}
+    above = [c.oid for c in chain[:next((i for i, c in enumerate(chain) if c.oid == earlier.oid), 0)]]
+    tip = None
+    for oid in reversed(above):  # oldest first: the hand commits end at the next answer
+        if oid in mine:
+            break
+        tip = oid
+    return tip
 
 
 def recorded_reasoning(state: RepoState, task: Task, digest: str) -> list[str] | None:

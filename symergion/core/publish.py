@@ -34,6 +34,8 @@ def commit_message(
     """Return the commit message: what changed, the reasoning when new here, the trailers."""
     assert tp.prompt is not None
     body = message_body(state, config, tp, action.previous).strip()
+    if response.hand is not None:
+        body += f"\nKeeps the hand edit of {response.hand[:12]}"
     previous = action.previous.trailers.reasoning if action.previous is not None else None
     reasoning = None
     if config.reasoners and (previous is None or previous.digest != tp.base_digest):
@@ -48,7 +50,8 @@ def commit_message(
     # dates) to an archived one, and that commit's notes, the ended task's feedback, would apply.
     ended = ended_attempts(state, action)
     trailers = prompt_trailers(tp, action, tp.prompt.digest).merged(figure_trailers(response))
-    return trailers.merged(Trailers(reasoning=reasoning, restart=ended or None)).write(body)
+    return trailers.merged(Trailers(reasoning=reasoning, restart=ended or None,
+                                    hand=response.hand)).write(body)
 
 
 def figures(response: Response) -> tuple[int | None, float | None]:

@@ -86,6 +86,11 @@ class Responder:
         entry = repo.tree_entry(action.reuse, tp.destination)
         if entry is None or entry.kind != "blob":
             return None
+        if action.hand is not None:
+            # The file as the user left it on top of that answer: it comes back with the prompt.
+            hand = repo.tree_entry(action.hand, tp.destination)
+            if hand is not None and hand.kind == "blob" and hand.oid != entry.oid:
+                return Response(blob=hand.oid, hand=action.hand)
         trailers = Trailers.parse(repo.commit_message(action.reuse))
         trimmed = trailers.trimmed or Trimmed(0, 0)
         return Response(blob=entry.oid,

@@ -31,7 +31,8 @@ class Response:
     are those of the finished file and ``decode_seconds`` the time spent decoding (None where
     the answer does not record them); ``discarded`` counts decoded tokens no file holds, by
     reason. ``cache`` says whether the answer was generated in this pass ("miss") or not, and
-    ``cut`` why the time budget cut it short; neither is stored.
+    ``cut`` why the time budget cut it short; ``hand`` names the hand commit whose file a
+    reused ``blob`` is. None of these three is stored.
     """
 
     text: str | None = None
@@ -48,6 +49,7 @@ class Response:
     decode_seconds: float | None = None
     cache: str = "hit"
     cut: str = ""
+    hand: str | None = None  # the hand commit whose file ``blob`` is (see ``Action.hand``)
 
     def __post_init__(self) -> None:
         if (self.text is None) == (self.blob is None):

@@ -345,3 +345,33 @@ def test_a_damaged_response_in_the_store_is_a_miss_not_a_failure(repo_dir, make_
     assert sum(len(engine.calls) for engine in fleet.engines.values()) > calls  # generated again
     assert (git(other, "show", f"alpha_{TASK}:test_capture_output.py")
             == git(repo_dir, "show", f"alpha_{TASK}:test_capture_output.py"))
+
+
+def test_revoking_feedback_brings_back_the_hand_edit_it_was_given_on(repo_dir, make_reconciler):
+    # The feedback answer replaced the file the user had edited by hand; revoking the feedback
+    # must bring back that file, not only the model's answer under the hand edit.
+    start_task_with_git(repo_dir)
+    make_reconciler(repo_dir).sync()
+    git(repo_dir, "checkout", "-q", ALPHA)
+    path = repo_dir / "test_capture_output.py"
+    path.write_text(path.read_text() + "\n# fixed by hand\n")
+    git(repo_dir, "commit", "-qam", "hand edit")
+    git(repo_dir, "checkout", "-q", "main")
+    manual = git(repo_dir, "rev-parse", ALPHA).strip()
+    add_feedback(make_reconciler(repo_dir).repo, make_config(), "Use setUp method", ALPHA)
+    make_reconciler(repo_dir).sync()
+    assert "# fixed by hand" not in git(repo_dir, "show", f"{ALPHA}:test_capture_output.py")
+    revoke_feedback(make_reconciler(repo_dir).repo, make_config(), ALPHA)
+    report = make_reconciler(repo_dir).sync()
+    assert {r.branch: r.status for r in report.results}[ALPHA] == "updated"
+    assert (git(repo_dir, "show", f"{ALPHA}:test_capture_output.py")
+            == git(repo_dir, "show", f"{manual}:test_capture_output.py"))
+    message = git(repo_dir, "log", "-1", "--format=%B", ALPHA)
+    assert message.startswith("Revert: Use setUp method\nKeeps the hand edit of " + manual[:12])
+    assert trailers(repo_dir, ALPHA)["Symergion-Tokens"] == "0"
+    assert trailers(repo_dir, ALPHA)["Symergion-Hand"] == manual
+    # The other model had no hand edit: it gets its earlier answer back, as before.
+    assert git(repo_dir, "rev-parse", f"{BETA}~2:test_capture_output.py") == git(
+        repo_dir, "rev-parse", f"{BETA}:test_capture_output.py")
+    # A later pass finds the branch up to date: the restored file answers the prompt.
+    assert {r.status for r in make_reconciler(repo_dir).sync().results} == {"up-to-date"}

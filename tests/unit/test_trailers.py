@@ -47,7 +47,7 @@ TRAILERS = st.builds(
     tokens=optional(st.integers()), seconds=optional(TENTHS), cache=optional(VALUE),
     stop=optional(VALUE), trimmed=optional(st.builds(Trimmed, COUNT, COUNT)),
     decode=optional(st.builds(Decode, COUNT, COUNT, TENTHS, TENTHS)),
-    reasoning=optional(st.builds(Reasoning, HEX, COUNT)), restart=optional(st.integers()),
+    reasoning=optional(st.builds(Reasoning, HEX, COUNT)), restart=optional(st.integers()), hand=optional(HEX),
     repair=optional(st.builds(Repair, HEX, COUNT)), fix=optional(VALUE), prune=optional(VALUE),
     verify=optional(VALUE), cut=st.lists(VALUE, max_size=3).map(tuple),
     other=st.dictionaries(OTHER_NAME, VALUE, max_size=3),

@@ -490,3 +490,34 @@ def test_a_file_reused_without_a_recorded_result_is_checked_as_the_file_it_is(
     assert reverted == git(calc_repo, "show", f"{first}:test_calc.py")
     pruned = git(calc_repo, "show", f"alpha_{TASK}:test_calc.py")
     assert "def test_add" in pruned and "test_sub" not in pruned and "test_truth" not in pruned
+
+
+def test_a_revoke_brings_back_the_hand_edit_verified_and_not_pruned(calc_repo, make_reconciler, fleet):
+    start(calc_repo)
+    cfg = config()
+    fleet.reply = lambda _m, p: continued(p, HELPFUL)
+    make_reconciler(calc_repo, cfg).sync()
+    branch = f"alpha_{TASK}"
+    # The user adds a failing test by hand on the model's file, and asks for more.
+    git(calc_repo, "checkout", "-q", branch)
+    path = calc_repo / "test_calc.py"
+    path.write_text(path.read_text() + "\n    def test_by_hand(self):\n"
+                    "        self.assertEqual(calc.add(2, 2), 5)\n")
+    git(calc_repo, "commit", "-qam", "hand edit")
+    git(calc_repo, "checkout", "-q", "main")
+    manual = git(calc_repo, "rev-parse", branch).strip()
+    git(calc_repo, "notes", "add", "-m", "Use setUp method", manual)
+    make_reconciler(calc_repo, cfg).sync()
+    assert "test_by_hand" not in git(calc_repo, "show", f"{branch}:test_calc.py")
+
+    git(calc_repo, "notes", "remove", manual)
+    report = make_reconciler(calc_repo, cfg).sync()
+    assert [r.status for r in report.results] == ["updated"], report.as_dict()
+    # The hand edit comes back whole: its failing test is reported, not pruned or repaired.
+    restored = git(calc_repo, "show", f"{branch}:test_calc.py")
+    assert restored == git(calc_repo, "show", f"{manual}:test_calc.py")
+    revert = messages(calc_repo)[-1]
+    assert revert.startswith(f"Revert: Use setUp method\nKeeps the hand edit of {manual[:12]}")
+    result = VerifyResult.from_message(revert)
+    assert result is not None and result.failed == 1 and result.passed == 1
+    assert [r.status for r in make_reconciler(calc_repo, cfg).sync().results] == ["up-to-date"]
