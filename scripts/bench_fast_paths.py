@@ -5,8 +5,12 @@ Both trees run in one session, alternating run by run, so machine noise falls on
     git archive OLD | tar -x -C /tmp/old
     python scripts/bench_fast_paths.py /tmp/old . --repeats 15
 
-The no-op sync runs on a scratch repository whose task the first tree brought up to date on the
-embedded model; each tree then syncs it with nothing to do (no model is loaded).
+The no-op sync runs, for each tree, on a scratch repository whose task that tree brought up to
+date on the embedded model (two versions may plan a task differently, so neither syncs the
+other's); each tree then syncs its own with nothing to do (no model is loaded).
+
+Each run imports symergion from its tree alone: an editable install's import hook, which would
+load the installed tree whatever ``PYTHONPATH`` says, is taken out before the CLI starts.
 """
 
 from __future__ import annotations
@@ -28,10 +32,17 @@ def _git(repo: Path, *args: str) -> None:
     subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
 
 
+# Start the CLI of the tree on sys.path[0], without an editable install's finder.
+_BOOT = ("import sys, runpy; sys.meta_path[:] = [f for f in sys.meta_path "
+         "if '__editable__' not in getattr(f, '__module__', '')]; "
+         "sys.path.insert(0, sys.argv.pop(1)); sys.argv[0] = 'symergion'; "
+         "runpy.run_module('symergion', run_name='__main__', alter_sys=True)")
+
+
 def _run(root: Path, env: dict[str, str], *args: str) -> float:
     began = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "symergion", *args], capture_output=True,
-                          text=True, check=False, env={**env, "PYTHONPATH": str(root)})
+    proc = subprocess.run([sys.executable, "-c", _BOOT, str(root), *args], capture_output=True,
+                          text=True, check=False, env=env)
     seconds = time.perf_counter() - began
     if proc.returncode != 0:
         raise RuntimeError(f"symergion {' '.join(args)} failed under {root}: {proc.stderr}")
@@ -39,9 +50,8 @@ def _run(root: Path, env: dict[str, str], *args: str) -> float:
 
 
 def _prepare(root: Path, workdir: Path, env: dict[str, str]) -> tuple[Path, Path]:
-    """Create a repository whose task is up to date; return it and its config."""
-    sys.path.insert(0, str(root))
-    from symergion.app.demo import SOURCE
+    """Create a repository whose task ``root``'s code brought up to date; return it and its config."""
+    from symergion.app.demo import SOURCE  # the installed tree's: the same file for both
     from symergion.config.schema import EMBEDDED_MODEL
     from symergion.models.resolve import resolve_model
 
@@ -75,14 +85,22 @@ def main(argv: list[str] | None = None) -> int:
         env = {**os.environ, "SYMERGION_CACHE_DIR": str(workdir / "cache"),
                "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.invalid",
                "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.invalid"}
-        repo, config = _prepare(roots["before"], workdir, env)
-        paths = {"--help": ["--help"],
-                 "no-op sync": ["sync", "--repo", str(repo), "--config", str(config), "--quiet"]}
+        prepared = {}
+        for name, root in roots.items():
+            (workdir / name).mkdir()
+            prepared[name] = _prepare(root, workdir / name, env)
+        paths = ("--help", "no-op sync")
+
+        def cli(path: str, name: str) -> list[str]:
+            repo, config = prepared[name]
+            return ["--help"] if path == "--help" else ["sync", "--repo", str(repo), "--config",
+                                                          str(config), "--quiet"]
+
         times: dict[tuple[str, str], list[float]] = {(p, r): [] for p in paths for r in roots}
         for _ in range(args.repeats):
-            for path, cli in paths.items():
+            for path in paths:
                 for name, root in roots.items():
-                    times[(path, name)].append(_run(root, env, *cli))
+                    times[(path, name)].append(_run(root, env, *cli(path, name)))
     print(f"{'path':<12}{'before s':>10}{'after s':>10}{'after/before':>14}   ({args.repeats} runs each)")
     for path in paths:
         before = statistics.median(times[(path, "before")])

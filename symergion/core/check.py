@@ -34,7 +34,7 @@ from symergion.core.chain import (
     repair_feedback,
     useful,
 )
-from symergion.core.plan import Action, TaskPlan, own_commits
+from symergion.core.plan import Action, TaskPlan, checked, own_commits
 from symergion.core.publish import (
     Stack,
     attempt_base,
@@ -68,8 +68,8 @@ class Checker:
 
     @staticmethod
     def applies(tp: TaskPlan) -> bool:
-        """Return whether a task's candidates are checked: its template verifies, it has a source."""
-        return tp.task.template.verify is not None and bool(tp.task.spec.params.get("source"))
+        """Return whether a task's candidates are checked (``plan.checked``)."""
+        return checked(tp)
 
     # -- the branch ------------------------------------------------------------------------
 

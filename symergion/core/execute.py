@@ -7,20 +7,22 @@ crash is just another pass. A lost compare-and-swap re-reads and re-plans only t
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from symergion.cache import ResponseStore
 from symergion.config.schema import REMOTE_KIND, Checkpoint, Config
-from symergion.core.check import Checker
 from symergion.core.plan import (
     Action,
     Plan,
     Problem,
     TaskPlan,
     branch_action,
+    checked,
     plan,
     task_prompt,
 )
@@ -32,6 +34,9 @@ from symergion.core.task import Task
 from symergion.engine.base import Engine, EngineTotals, engine_totals
 from symergion.errors import Cancelled, SymergionError, TaskInputError
 from symergion.gitrepo import GitRepo
+
+if TYPE_CHECKING:
+    from symergion.core.check import Checker
 
 __all__ = ["Event", "Problem", "Reconciler", "Report", "Result", "Task", "model_branch",
            "shadow_ref"]
@@ -71,7 +76,6 @@ class Reconciler:
         self.on_event = on_event or (lambda _e: None)
         self.cancel = cancel or threading.Event()
         self.responder = Responder(self, fingerprint)
-        self.checker = Checker(self, self.responder)
         # The running pass's ledger, and what the engines and git had done when it began.
         self.spend = Spend()
         self._depth = 0
@@ -106,7 +110,8 @@ class Reconciler:
         spend = self.spend = Spend()
         self._engines_used = {}
         self._git_before = (self.repo.git_calls, self.repo.git_seconds)
-        self.checker.verifier.verify_git_seconds = 0.0
+        if "checker" in self.__dict__:
+            self.checker.verifier.verify_git_seconds = 0.0
         began = time.monotonic()
         try:
             yield spend
@@ -122,8 +127,16 @@ class Reconciler:
                 spend.decode_seconds += done.decode_seconds
             calls, seconds = self._git_before
             spend.git_calls = self.repo.git_calls - calls
-            spend.git_seconds = max(0.0, self.repo.git_seconds - seconds
-                                   - self.checker.verifier.verify_git_seconds)
+            verifying = self.checker.verifier.verify_git_seconds if "checker" in self.__dict__ else 0.0
+            spend.git_seconds = max(0.0, self.repo.git_seconds - seconds - verifying)
+
+    @functools.cached_property
+    def checker(self) -> Checker:
+        """Return the pass's checker, made on first use: a pass with nothing to check (a no-op
+        sync) never imports the checks' machinery (sandbox, prune, repairs, guided writing)."""
+        from symergion.core.check import Checker
+
+        return Checker(self, self.responder)
 
     def engine(self, checkpoint: Checkpoint) -> Engine:
         """Return a checkpoint's engine (loading it takes the pass's load time)."""
@@ -208,7 +221,7 @@ class Reconciler:
         sampled = self.config.coders[index].samples > 1
         return [(tp, tp.actions[index]) for tp in ready
                 if tp.actions[index].kind not in STATUS and not tp.actions[index].repair
-                and not (sampled and self.checker.applies(tp)) and tp.task.template.guided is None]
+                and not (sampled and checked(tp)) and tp.task.template.guided is None]
 
     def _result(self, state: RepoState, tp: TaskPlan, coder: Checkpoint, action: Action,
                 responses: dict[str, Answer]) -> Result:
@@ -241,7 +254,7 @@ class Reconciler:
                           commit=commit, reason=action.reason or None)
         if isinstance(response, SymergionError):
             raise response
-        if self.checker.applies(tp):
+        if checked(tp):
             return self.checker.carry_out(state, tp, coder, action, response)
         assert response is not None, f"no response was made for {action.branch}"
         if not response.has_file:

@@ -164,6 +164,11 @@ def code_starter(template: Template, spec: TaskSpec) -> str:
     return prompts.code_starter(template.code_starter, spec.params)
 
 
+def checked(tp: TaskPlan) -> bool:
+    """Return whether a task's candidates are checked: its template verifies, it has a source."""
+    return tp.task.template.verify is not None and bool(tp.task.spec.params.get("source"))
+
+
 def own_commits(state: RepoState, head: str, model: str, task: str) -> list[Commit]:
     """Return symergion's commits for (model, task) on ``head``'s first-parent chain, newest first."""
     return [c for c in state.first_parent_chain(head)

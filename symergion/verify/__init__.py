@@ -21,13 +21,39 @@ The API the reconcile pass uses:
   the call; with ``GuideOptions(variants=k, sample=...)`` it adds sampled tests per target.
 """
 
-from symergion.verify.candidate import VerifyError, verify_candidate
-from symergion.verify.names import imports_module, module_of, render_code_starter
-from symergion.verify.pin import Pin
-from symergion.verify.prune import PruneResult, Removed, prune, prune_candidate
-from symergion.verify.repair import RepairResult, repair, repair_candidate
-from symergion.verify.result import TRAILER, TestOutcome, VerifyResult, rank
-from symergion.verify.sandbox import Limits, Sandbox, SandboxUnavailable
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from symergion.verify.candidate import VerifyError, verify_candidate
+    from symergion.verify.names import imports_module, module_of, render_code_starter
+    from symergion.verify.pin import Pin
+    from symergion.verify.prune import PruneResult, Removed, prune, prune_candidate
+    from symergion.verify.repair import RepairResult, repair, repair_candidate
+    from symergion.verify.result import TRAILER, TestOutcome, VerifyResult, rank
+    from symergion.verify.sandbox import Limits, Sandbox, SandboxUnavailable
+
+# Where each name of the API lives. They load on first use: a pass with nothing to check (a
+# no-op sync) reads names and results only, and need not import the sandbox, prune and repairs.
+_HOMES = {
+    "VerifyError": "candidate", "verify_candidate": "candidate",
+    "imports_module": "names", "module_of": "names", "render_code_starter": "names",
+    "Pin": "pin",
+    "PruneResult": "prune", "Removed": "prune", "prune": "prune", "prune_candidate": "prune",
+    "RepairResult": "repair", "repair": "repair", "repair_candidate": "repair",
+    "TRAILER": "result", "TestOutcome": "result", "VerifyResult": "result", "rank": "result",
+    "Limits": "sandbox", "Sandbox": "sandbox", "SandboxUnavailable": "sandbox",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)
+
 
 __all__ = [
     "TRAILER",

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -521,3 +524,30 @@ def test_a_revoke_brings_back_the_hand_edit_verified_and_not_pruned(calc_repo, m
     result = VerifyResult.from_message(revert)
     assert result is not None and result.failed == 1 and result.passed == 1
     assert [r.status for r in make_reconciler(calc_repo, cfg).sync().results] == ["up-to-date"]
+
+
+def test_a_pass_with_nothing_to_check_loads_none_of_the_checks(calc_repo, make_reconciler, tmp_path):
+    # A no-op sync (cron, CI) reads the recorded results; the sandbox, prune, repairs and guided
+    # writing are for a pass that checks something, and importing them cost it a third more time.
+    start(calc_repo)
+    make_reconciler(calc_repo, config()).sync()
+    raw = json.loads(json.dumps(DEFAULT_CONFIG))
+    raw["templates"]["TestCase"]["guided"] = False
+    raw["checkpoints"] = [{"name_or_path": "/models/alpha.gguf", "trait": "coding"}]
+    code = (
+        "import json, sys\nfrom pathlib import Path\n"
+        "from symergion.cache import ResponseStore\nfrom symergion.config.parse import parse_config\n"
+        "from symergion.core.execute import Reconciler\nfrom symergion.gitrepo import GitRepo\n"
+        f"config = parse_config(json.loads({json.dumps(json.dumps(raw))}), base_dir=Path('/models'))\n"
+        "def no_engine(checkpoint):\n    raise AssertionError('a no-op pass loads no model')\n"
+        f"report = Reconciler(GitRepo({str(calc_repo)!r}), config, engines=no_engine,\n"
+        "    fingerprint=lambda c: 'fp', store=ResponseStore("
+        f"Path({str(tmp_path / 'store')!r}), 10)).sync()\n"
+        "print([r.status for r in report.results])\n"
+        "print(sorted(m for m in ('symergion.core.check', 'symergion.verify.sandbox',\n"
+        "    'symergion.verify.prune', 'symergion.verify.repair', 'symergion.verify.candidate')\n"
+        "    if m in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["['up-to-date']", "[]"]
