@@ -110,6 +110,10 @@ class Events:
             if cause is not None:
                 self.load_detail = self._detail(cause, limit=-4)
 
+    def pytest_internalerror(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        # A module that exits at import (SystemExit) ends pytest's session this way.
+        self.load_detail = self._detail(excinfo.value, limit=-4)
+
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
             self.loaded = False
@@ -119,6 +123,7 @@ class Events:
     def pytest_runtest_logstart(self, nodeid: str) -> None:
         test = self.ids.get(nodeid, nodeid)
         self.recorder.current = test
+        self.pending = []
         if self.recorder.coverage is not None:
             self.recorder.coverage.switch_context(test)
         self.recorder.emit(event="start", id=test)
@@ -189,7 +194,7 @@ class Events:
         self.pending = [event for event in self.pending if event["line"] != lineno]
 
     def pytest_assertrepr_compare(self, op: str, left: object, right: object) -> None:
-        if op != "==" or not self.recorder.current:
+        if op != "==" or not self.in_call:
             return
         frame = sys._getframe(1)
         # Up through pytest's and pluggy's own frames to the code of the assert statement.
@@ -320,8 +325,8 @@ def main(argv: list[str]) -> int:
         sys.setprofile(None)
         if events.loaded and int(code) in _EXIT_MEANING and not events.ran:
             events.loaded = False
-            recorder.emit(event="load", detail=f"pytest stopped with exit code {int(code)} "
-                                               f"({_EXIT_MEANING[int(code)]}) before running {path}")
+            recorder.emit(event="load", detail=events.load_detail or f"pytest stopped with exit code "
+                          f"{int(code)} ({_EXIT_MEANING[int(code)]}) before running {path}")
         if cov is not None and args.coverage is not None:
             cov.stop()
             runner._report_coverage(cov, os.path.abspath(args.coverage), recorder)
