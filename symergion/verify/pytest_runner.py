@@ -62,7 +62,6 @@ class Events:
 
     def __init__(self, recorder: runner.Recorder, module: str, test_file: str, source: str | None) -> None:
         import _pytest
-        import pluggy
 
         self.recorder = recorder
         self.module = module  # the dotted name the ids start with
@@ -78,7 +77,7 @@ class Events:
         self.loaded = True
         # The folders of pytest's and pluggy's own frames, between an assert and its comparison.
         self.machinery = tuple(os.path.dirname(module.__file__ or ".") + os.sep
-                               for module in (_pytest, pluggy))
+                               for module in (_pytest, sys.modules.get("pluggy", _pytest)))
         self.ran = 0
         self.problems = 0
 
