@@ -76,8 +76,8 @@ class Events:
         self.pending: list[dict[str, Any]] = []  # observed events of the running test's call
         self.loaded = True
         # The folders of pytest's and pluggy's own frames, between an assert and its comparison.
-        self.machinery = tuple(os.path.dirname(module.__file__ or ".") + os.sep
-                               for module in (_pytest, sys.modules.get("pluggy", _pytest)))
+        self.machinery = tuple(os.path.dirname(package.__file__ or ".") + os.sep
+                               for package in (_pytest, sys.modules.get("pluggy", _pytest)))
         self.ran = 0
         self.problems = 0
 
@@ -153,12 +153,11 @@ class Events:
             self.outcome.setdefault(report.nodeid, ("skipped", detail))
         elif report.failed:
             detail = self._detail(error) if error is not None else report.longreprtext
-            if report.when != "call" or error is None or isinstance(error, AssertionError) \
-                    or _is_failure(error):
-                # A failing fixture is an error of the test; a strict xfail that passed, a failure.
-                outcome = "failed" if report.when == "call" else "error"
-            else:
-                outcome = "error"
+            # An assert, pytest.fail or a strict xfail that passed fails the test, as unittest's
+            # failureException does; any other exception, and a failing fixture, is an error.
+            failure = report.when == "call" and (error is None or isinstance(error, AssertionError)
+                                                 or _is_failure(error))
+            outcome = "failed" if failure else "error"
             self.outcome.setdefault(report.nodeid, (outcome, detail))
         elif report.when == "call" and hasattr(report, "wasxfail"):
             # A test marked xfail that passed claims a failure that does not happen.

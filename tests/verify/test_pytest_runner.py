@@ -68,6 +68,11 @@ def test_xfail():
     assert calc.sub(1, 1) == 1
 
 
+@pytest.mark.xfail(reason="was a bug")
+def test_xpass():
+    assert calc.sub(1, 1) == 0
+
+
 @pytest.mark.xfail(strict=True)
 def test_xpass_strict():
     assert calc.sub(1, 1) == 0
@@ -139,6 +144,7 @@ def test_every_test_gets_its_outcome_under_a_unittest_style_id(
         "tests.test_x.test_broken_teardown": "error",
         "tests.test_x.test_skip": "skipped",
         "tests.test_x.test_xfail": "skipped",
+        "tests.test_x.test_xpass": "failed",  # claims a failure that does not happen
         "tests.test_x.test_xpass_strict": "failed",
         "tests.test_x.test_did_not_raise": "failed",
         "tests.test_x.test_add[1-2]": "passed",
@@ -148,9 +154,9 @@ def test_every_test_gets_its_outcome_under_a_unittest_style_id(
     # Each test starts before its result, in the file's order.
     starts = [e["id"] for e in events if e["event"] == "start"]
     assert starts == list(outcomes)
-    assert events[-1] == {"event": "done", "ran": 12}
+    assert events[-1] == {"event": "done", "ran": 13}
     assert run.exit_code == 1
-    assert "Ran 12 tests; FAILED" in run.output
+    assert "Ran 13 tests; FAILED" in run.output
     by_id = results(events)
     # Details are Python's tracebacks from the test's own frame on, as unittest's runner gives.
     assert by_id["tests.test_x.test_fail"]["detail"].startswith("Traceback (most recent call last):\n")
@@ -162,6 +168,8 @@ def test_every_test_gets_its_outcome_under_a_unittest_style_id(
     assert "RuntimeError: left a file behind" in by_id["tests.test_x.test_broken_teardown"]["detail"]
     assert by_id["tests.test_x.test_skip"]["detail"] == "not yet"
     assert by_id["tests.test_x.test_xfail"]["detail"] == "expected failure: known bug"
+    assert by_id["tests.test_x.test_xpass"]["detail"] == \
+        "unexpected success of a test marked xfail: was a bug"
     assert "DID NOT RAISE" in by_id["tests.test_x.test_did_not_raise"]["detail"]
 
 
