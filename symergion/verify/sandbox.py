@@ -213,7 +213,7 @@ class Sandbox:
                     made.add(str(folder))
                     args += ["--perms", "0755", "--dir", str(folder)]
             args += ["--ro-bind", path, path]
-        for name in ("launch.py", "runner.py"):
+        for name in ("launch.py", "runner.py", "pytest_runner.py"):
             args += ["--ro-bind", str(_HERE / name), f"{TOOLS}/{name}"]
         args += ["--ro-bind", str(checkout), SOURCE, "--bind", str(scratch / "results.jsonl"), RESULTS_INSIDE,
                  "--perms", "0777", "--dir", HOME,
