@@ -21,6 +21,7 @@ from symergion.config.schema import (
     DEFAULT_CONFIG,
     EXTRA_BUFFERS_CHOICES,
     TASK_BRANCH_SPEC,
+    UNITTEST_KIND,
     Checkpoint,
     Config,
     GuideSpec,
@@ -369,6 +370,10 @@ def _parse_template(name: str, item: Any, fields: _Fields) -> Template:
         raise fields.fail(f"{fname}.guided", "guided generation needs a \"source\" parameter and a "
                           "\"verify\" section: it writes tests of the source and relies on running them",
                           'add "verify": {} (and a "source" pattern to "params"), or remove "guided"')
+    if guided is not None and verify is not None and verify.kind != UNITTEST_KIND:
+        raise fields.fail(f"{fname}.guided", "guided generation writes unittest files, and this "
+                          f"template's verify command ({verify.command!r}) does not run them",
+                          'remove "guided", or verify with "python -m unittest {module}"')
     return Template(
         name=name,
         params=params,

@@ -61,12 +61,35 @@ DEFAULT_CONFIG: dict[str, Any] = {
                 "prune": True,
                 "repair_rounds": 1,
             },
-        }
+        },
+        # pytest files: module-level test functions with plain asserts, run by real pytest.
+        "PyTest": {
+            "params": {"source": "source" + _PARAM, "destination": "destination" + _PARAM},
+            "call_to_action": "Create pytest tests",
+            "code_starter": "import pytest\n\n{import_module}\n\n\n",
+            "verify": {
+                "command": "python -m pytest {destination}",
+                "timeout": 60,
+                "coverage": True,
+                "runs": 2,
+                "prune": True,
+                "repair_rounds": 1,
+            },
+        },
     },
 }
 
 # The command that the structured unittest runner stands in for (per-test outcomes, coverage).
 DEFAULT_VERIFY_COMMAND = "python -m unittest {module}"
+# The kinds of test file a template can make, and the commands whose runs a kind's structured
+# runner stands in for (``symergion.verify.kinds``): the command names the kind.
+UNITTEST_KIND = "unittest"
+PYTEST_KIND = "pytest"
+PYTEST_VERIFY_COMMAND = "python -m pytest {destination}"
+STRUCTURED_COMMANDS: dict[str, tuple[str, ...]] = {
+    UNITTEST_KIND: (DEFAULT_VERIFY_COMMAND, "{python} -m unittest {module}"),
+    PYTEST_KIND: (PYTEST_VERIFY_COMMAND, "{python} -m pytest {destination}", "pytest {destination}"),
+}
 
 # The kinds of checkpoint (``Checkpoint.kind``); ``symergion.app.runtime`` registers an engine for each.
 LLAMA_KIND = "llama"
@@ -132,9 +155,19 @@ class VerifySpec:
     repair_rounds: int = 0
 
     @property
+    def kind(self) -> str | None:
+        """Return the kind of test file whose structured runner stands in for the command.
+
+        None for any other command: it runs as written, and only its exit status and summary
+        line count (no per-test outcomes, so no prune or repair).
+        """
+        command = " ".join(self.command.split())
+        return next((kind for kind, commands in STRUCTURED_COMMANDS.items() if command in commands), None)
+
+    @property
     def structured(self) -> bool:
-        """Return whether the built-in runner (per-test outcomes) can stand in for the command."""
-        return " ".join(self.command.split()) in (DEFAULT_VERIFY_COMMAND, "{python} -m unittest {module}")
+        """Return whether a built-in runner (per-test outcomes) can stand in for the command."""
+        return self.kind is not None
 
 
 @dataclass(frozen=True)

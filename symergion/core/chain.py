@@ -22,10 +22,12 @@ from __future__ import annotations
 from symergion.config.schema import VerifySpec
 from symergion.core.state import Commit
 from symergion.trailers import Trailers
+from symergion.verify.kinds import UNITTEST, TestKind
 from symergion.verify.names import module_of
 from symergion.verify.result import VerifyResult, problem_line
 
 REPAIR_LINES = 6
+REPAIR_OPENING = "The tests in "  # how a repair round's feedback paragraph begins
 _LINE_CHARS = 200
 
 
@@ -105,14 +107,14 @@ def useful(result: VerifyResult) -> bool:
     return result.ok and result.passing_exercising > 0
 
 
-def repair_feedback(result: VerifyResult, destination: str) -> str:
+def repair_feedback(result: VerifyResult, destination: str, kind: TestKind = UNITTEST) -> str:
     """Return the feedback a failed verification gives the model's next attempt.
 
     Only what the commit message records is used (the counts, whether it imports the module,
     the first failure lines), so a later pass or another clone rebuilds the same text.
     """
     module = module_of(result.source) if result.source else ""
-    lines = [f"The tests in {destination} were run: {result.passed} passed, {result.failed} failed, "
+    lines = [f"{REPAIR_OPENING}{destination} were run: {result.passed} passed, {result.failed} failed, "
              f"{result.errors} errors. Fix the tests so that they pass:"]
     if result.load_error:
         lines.append(f"- it cannot be imported: {problem_line(result.load_error)}"[:_LINE_CHARS])
@@ -120,8 +122,8 @@ def repair_feedback(result: VerifyResult, destination: str) -> str:
         label = "is flaky" if outcome.flaky else ("fails" if outcome.outcome == "failed" else "errs")
         lines.append(f"- {test} {label}: {outcome.detail}"[:_LINE_CHARS])
     if not (result.passed or result.failed or result.errors or result.load_error):
-        lines.append(f"- it has no tests: write test methods (def test_...) in a unittest.TestCase "
-                     f"class that call {module or 'the code'} and check what it returns")
+        lines.append(f"- it has no tests: {kind.no_tests} that call {module or 'the code'} and check "
+                     "what it returns")
     if result.timed_out:
         lines.append("- the tests ran out of time: do not wait, loop forever or read input")
     if module and not result.imports_source:
@@ -130,3 +132,13 @@ def repair_feedback(result: VerifyResult, destination: str) -> str:
         lines.append(f"- the passing tests do not call {module}: call its functions and check "
                      "what they return")
     return "\n".join(lines)
+
+
+def repair_paragraph(body: str) -> str | None:
+    """Return the failures a repair round's prompt ended with, read from the round's commit body.
+
+    ``Checker`` writes ``repair_feedback``'s text as its own paragraph of the ``Repair:`` commit;
+    None for a body without one (a prune or a fix on top of the round answers the same prompt).
+    """
+    return next((p for p in body.split("\n\n") if p.startswith(REPAIR_OPENING)), None)
+

@@ -49,6 +49,7 @@ from symergion.core.response import Response
 from symergion.core.state import RepoState
 from symergion.core.verification import Sample, Verifier
 from symergion.trailers import Repair, Trailers, body_of
+from symergion.verify.kinds import kind_of
 from symergion.verify.prune import UNCHECKED, prune
 from symergion.verify.repair import repair_rounds
 from symergion.verify.result import VerifyResult, parse_trailer
@@ -173,7 +174,7 @@ class Checker:
                 break
             round_ += 1
             # Human notes first, then the failures as the candidate's message records them.
-            feedback = repair_feedback(recorded_result, tp.destination)
+            feedback = repair_feedback(recorded_result, tp.destination, kind_of(spec))
             prompt = prompts.render(tp.files, list(tp.prompt.initial),
                                     [*tp.prompt.feedback, feedback], tp.prompt.code_starter)
             samples = self.responder.samples(tp, coder, prompt, None, self._deadline)
@@ -299,7 +300,8 @@ class Checker:
         guided = tp.task.template.guided
         redundant = spec.coverage and guided is not None and guided.variants > 1
         for _ in range(_PRUNE_PASSES):
-            pruned = prune(text, current, tp.destination, idle=spec.coverage, redundant=redundant)
+            pruned = prune(text, current, tp.destination, idle=spec.coverage, redundant=redundant,
+                           kind=kind_of(spec))
             if not pruned.changed:
                 break
             removed += [f"- {r.test}: {r.reason}" for r in pruned.removed]

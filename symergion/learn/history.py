@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from symergion.config.schema import Config, Template
 from symergion.core import prompt as prompts
+from symergion.core.chain import repair_paragraph
 from symergion.core.plan import code_starter
 from symergion.core.spec import TaskSpec, feedback_text, read_note, split_sections
 from symergion.core.state import model_branch
@@ -191,6 +192,14 @@ class History:
         if feedback is None:
             return "a feedback note it applied is no longer in the repository"
         chain = self._chain_of[candidate.commit]
+        if candidate.trailers.repair is not None:
+            # A repair round's prompt is the notes' prompt with the failures as one more
+            # feedback paragraph, which the round's commit message holds as it was sent.
+            failures = next((p for c in chain.candidates if c.prompt_sha256 == candidate.prompt_sha256
+                             and (p := repair_paragraph(c.body)) is not None), None)
+            if failures is None:
+                return "its repair round's feedback is not in the round's commit message"
+            feedback = [*feedback, failures]
         template = task.template
         first_rows = chain.candidates[0].body.split("\n")
         for tip in self._task_tips(chain, candidate, task):

@@ -17,6 +17,7 @@ from symergion.errors import SymergionError
 from symergion.gitrepo import GitRepo
 from symergion.redact import redact
 from symergion.verify.checkout import export_commit
+from symergion.verify.kinds import kind_of
 from symergion.verify.names import command_values, fill, imports_module, module_of
 from symergion.verify.report import WITHHELD, Report
 from symergion.verify.result import Observation, TestOutcome, VerifyResult, summary_counts
@@ -105,7 +106,7 @@ def verify_candidate(
 def _run_once(sandbox: Sandbox, checkout: Path, spec: VerifySpec, source: str, destination: str,
               limits: Limits, report: Report, *, coverage: bool, index: int = 0) -> _RunOutcome:
     if spec.structured:
-        argv = [sys.executable, sandbox.tool("runner.py"), "--module", module_of(destination),
+        argv = [sys.executable, sandbox.tool(kind_of(spec).runner), "--module", module_of(destination),
                 "--out", sandbox.results_path(checkout), "--source", source]
         if coverage:
             argv += ["--coverage", source]

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field, replace
 from symergion.config.schema import VerifySpec
 from symergion.gitrepo import GitRepo
 from symergion.verify.candidate import verify_candidate
+from symergion.verify.kinds import UNITTEST, TestKind, is_test, kind_of
 from symergion.verify.names import imports_module, module_of
-from symergion.verify.result import VerifyResult, problem_line
+from symergion.verify.result import TestOutcome, VerifyResult, problem_line
 from symergion.verify.sandbox import Limits, Sandbox
 
 # The reason a passing test that called no assertion is removed.
@@ -92,7 +93,7 @@ def redundant_tests(result: VerifyResult) -> list[str]:
 
 
 def prune(test_source: str, result: VerifyResult, destination: str, *, idle: bool = False,
-          redundant: bool = False) -> PruneResult:
+          redundant: bool = False, kind: TestKind = UNITTEST) -> PruneResult:
     """Remove the tests that failed, erred or were flaky in ``result`` from the test file's text.
 
     Args:
@@ -103,6 +104,9 @@ def prune(test_source: str, result: VerifyResult, destination: str, *, idle: boo
             measured): they pass whatever the code does, so they test nothing.
         redundant: also remove passing tests that add no coverage to the others
             (``redundant_tests``): several candidates per target leave only the ones that count.
+        kind: the kind of test file: pytest's module-level test functions are tests too (their
+            ids are ``<module>.<function>``, a parametrized case's with its ``[...]`` suffix;
+            one failing case takes the function out).
     """
     source_module = module_of(result.source)
     try:
@@ -114,24 +118,17 @@ def prune(test_source: str, result: VerifyResult, destination: str, *, idle: boo
                            drop_reason=f"it cannot be imported: {problem_line(result.load_error)}")
     prefix = module_of(destination) + "."
     classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
+    functions = {node.name: node for node in tree.body if kind.top_level_tests
+                 and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and is_test(node)}
+    doomed_functions: dict[str, str] = {}  # module-level test -> test id
     doomed_methods: dict[str, dict[str, str]] = {}  # class -> method -> test id
     doomed_classes: dict[str, str] = {}  # class -> test id of its failing fixture
     removed: list[Removed] = []
     adds_nothing = set(redundant_tests(result)) if redundant else set()
     for test, outcome in result.tests.items():
-        ran_nothing = (idle and result.statements is not None and outcome.outcome == "passed"
-                       and not outcome.flaky and not result.lines.get(test))
-        unchecked = outcome.outcome == "passed" and not outcome.flaky and not outcome.asserts
-        if (outcome.outcome not in ("failed", "error") and not outcome.flaky and not ran_nothing
-                and test not in adds_nothing and not unchecked):
+        reason = _reason(test, outcome, result, idle=idle, adds_nothing=adds_nothing)
+        if reason is None:
             continue
-        reason = ("flaky: " if outcome.flaky else f"{outcome.outcome}: ") + problem_line(outcome.detail)
-        if unchecked:
-            reason = f"{UNCHECKED}: it passes whatever the code returns"
-        elif ran_nothing:
-            reason = f"passed without running a line of {result.source}"
-        elif test in adds_nothing:
-            reason = "adds no coverage"
         if fixture := _FIXTURE.fullmatch(test):
             name = fixture.group(2)
             if fixture.group(1).endswith("Module"):
@@ -140,35 +137,68 @@ def prune(test_source: str, result: VerifyResult, destination: str, *, idle: boo
                 doomed_classes[name[len(prefix):]] = test
                 removed.append(Removed(test, reason))
             continue
-        if not test.startswith(prefix) or test[len(prefix):].count(".") != 1:
+        if not test.startswith(prefix):
             continue
-        cls, method = test[len(prefix):].split(".")
+        name = test[len(prefix):].split("[", 1)[0]  # a parametrized case names its function
+        if name in functions:
+            if name not in doomed_functions:
+                removed.append(Removed(test, reason))
+            doomed_functions.setdefault(name, test)
+            continue
+        if name.count(".") != 1:
+            continue
+        cls, method = name.split(".")
         owner = _defining_class(classes, cls, method)
         if owner is not None:
             doomed_methods.setdefault(owner, {})[method] = test
             removed.append(Removed(test, reason))
 
-    bases = {b.id for node in classes.values() for b in node.bases if isinstance(b, ast.Name)}
-    cuts: list[ast.stmt] = []
-    for name, node in classes.items():
-        methods = doomed_methods.get(name, {})
-        tests = [s for s in node.body if _is_test(s)]
-        left = [s for s in tests if s.name not in methods]  # type: ignore[attr-defined]
-        if name in doomed_classes or (methods and not left and name not in bases):
-            cuts.append(node)
-        else:
-            cuts.extend(s for s in node.body if _is_test(s) and s.name in methods)  # type: ignore[attr-defined]
+    cuts = _cuts(classes, doomed_methods, doomed_classes)
+    cuts += [functions[name] for name in doomed_functions]
     text = _cut(test_source, cuts)
     try:
         pruned = ast.parse(text)
     except SyntaxError:  # e.g. a class kept for its subclasses lost its whole body
         text, pruned = _rebuild(tree, cuts)
     reasons = []
-    if not any(_is_test(s) for node in pruned.body if isinstance(node, ast.ClassDef) for s in node.body):
+    if not kind.tests(pruned):
         reasons.append("no passing tests left")
     if not imports_module(text, source_module, destination):
         reasons.append(f"it does not import {source_module}")
     return PruneResult(text, destination, tuple(removed), drop_reason="; ".join(reasons))
+
+
+def _cuts(classes: dict[str, ast.ClassDef], doomed_methods: dict[str, dict[str, str]],
+          doomed_classes: dict[str, str]) -> list[ast.stmt]:
+    """Return the test methods to cut, or their whole class when it keeps no test (and is no base)."""
+    bases = {b.id for node in classes.values() for b in node.bases if isinstance(b, ast.Name)}
+    cuts: list[ast.stmt] = []
+    for name, node in classes.items():
+        methods = doomed_methods.get(name, {})
+        tests = [s for s in node.body if is_test(s)]
+        left = [s for s in tests if s.name not in methods]  # type: ignore[attr-defined]
+        if name in doomed_classes or (methods and not left and name not in bases):
+            cuts.append(node)
+        else:
+            cuts.extend(s for s in node.body if is_test(s) and s.name in methods)  # type: ignore[attr-defined]
+    return cuts
+
+
+def _reason(test: str, outcome: TestOutcome, result: VerifyResult, *, idle: bool,
+            adds_nothing: set[str]) -> str | None:
+    """Return why a test goes (``prune``'s rules), or None when it stays."""
+    ran_nothing = (idle and result.statements is not None and outcome.outcome == "passed"
+                   and not outcome.flaky and not result.lines.get(test))
+    unchecked = outcome.outcome == "passed" and not outcome.flaky and not outcome.asserts
+    if unchecked:
+        return f"{UNCHECKED}: it passes whatever the code returns"
+    if ran_nothing:
+        return f"passed without running a line of {result.source}"
+    if outcome.outcome in ("failed", "error") or outcome.flaky:
+        return ("flaky: " if outcome.flaky else f"{outcome.outcome}: ") + problem_line(outcome.detail)
+    if test in adds_nothing:
+        return "adds no coverage"
+    return None
 
 
 def prune_candidate(
@@ -193,16 +223,12 @@ def prune_candidate(
     """
     entry = repo.tree_entry(commit, destination)
     original = repo.read_blob_bytes(entry.oid).decode("utf-8", "replace") if entry else ""
-    pruned = prune(original, result, destination, idle=idle, redundant=redundant)
+    pruned = prune(original, result, destination, idle=idle, redundant=redundant, kind=kind_of(spec))
     if not pruned.removed or pruned.drop_reason:
         return pruned
     rerun = verify_candidate(repo, commit, spec, source, destination, content=pruned.text,
                              sandbox=sandbox, limits=limits)
     return replace(pruned, rerun=rerun)
-
-
-def _is_test(node: ast.stmt) -> bool:
-    return isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test")
 
 
 def _defining_class(classes: dict[str, ast.ClassDef], cls: str, method: str) -> str | None:
@@ -215,7 +241,7 @@ def _defining_class(classes: dict[str, ast.ClassDef], cls: str, method: str) -> 
         if node is None or name in seen:
             continue
         seen.add(name)
-        if any(_is_test(s) and s.name == method for s in node.body):  # type: ignore[attr-defined]
+        if any(is_test(s) and s.name == method for s in node.body):  # type: ignore[attr-defined]
             return name
         pending.extend(b.id for b in node.bases if isinstance(b, ast.Name))
     return None
@@ -250,6 +276,12 @@ def _rebuild(tree: ast.Module, nodes: list[ast.stmt]) -> tuple[str, ast.Module]:
                 return None
             node.body = [s for s in node.body if id(s) not in doomed] or [ast.Pass()]
             return node
+
+        def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.FunctionDef | None:
+            return None if id(node) in doomed else node  # a module-level test (pytest)
+
+        def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> ast.AsyncFunctionDef | None:
+            return None if id(node) in doomed else node
 
     new = ast.fix_missing_locations(Remover().visit(tree))
     text = ast.unparse(new) + "\n"

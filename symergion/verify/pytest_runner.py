@@ -53,6 +53,8 @@ if TYPE_CHECKING:
 else:
     runner = _load_runner()
 
+MISSING_FIXTURE = ("fixture {!r} not found: a test function's parameters are pytest fixtures; "
+                   "give the value inside the test instead")
 MISSING_PYTEST = "pytest is not installed in the environment symergion runs in: pip install pytest"
 _EXIT_MEANING = {2: "interrupted", 3: "internal error", 4: "usage error"}
 
@@ -255,6 +257,10 @@ class Events:
         Without such a frame, the last ``limit`` frames; none for the test module's own syntax
         error, whose message names its file and line.
         """
+        argname = getattr(error, "argname", None)
+        if type(error).__name__ == "FixtureLookupError" and isinstance(argname, str):
+            # pytest's own text is a table of every fixture it knows, none of which helps.
+            return f"{MISSING_FIXTURE.format(argname)}\n"
         own = self._own_frame(error)
         if own is None and isinstance(error, SyntaxError) and error.filename == self.test_file:
             return "".join(traceback.format_exception_only(type(error), error))

@@ -143,14 +143,20 @@ def _builtin_words() -> frozenset[str]:
     # The system's error texts ("No space left on device") name no file and no value.
     errors = {word for code in errno.errorcode for word in _WORD.findall(os.strerror(code))}
     return frozenset(["builtins", "Errno", *dir(builtins), *_INTERPRETER, *errors,
-                      *_message_words(unittest.case.__file__)])
+                      *_message_words(unittest.case.__file__),
+                      *_message_words(str(Path(__file__).with_name("pytest_runner.py")), "MISSING_FIXTURE")])
 
 
-def _message_words(path: str) -> Iterable[str]:
-    """Return the words of a module's string constants (unittest's failure messages)."""
+def _message_words(path: str, name: str | None = None) -> Iterable[str]:
+    """Return the words of a module's string constants (unittest's failure messages), or of the
+    one constant assigned to ``name`` (a message of the pytest runner's own)."""
     try:
         tree = ast.parse(Path(path).read_text(encoding="utf-8"))
     except (OSError, SyntaxError):
         return ()
+    if name is not None:
+        values = [node.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
+                  and any(isinstance(t, ast.Name) and t.id == name for t in node.targets)]
+        tree = ast.Module(body=[ast.Expr(v) for v in values], type_ignores=[])
     return {word for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)
             for word in _WORD.findall(node.value)}

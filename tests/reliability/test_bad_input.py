@@ -183,7 +183,7 @@ ROWS = [
         f"over the {MAX_FILE_BYTES}-byte limit"),
     # notes
     Row("unknown-template", bad_task(spec(branch="Feature_x"), branch="Feature_x"), 4,
-        "task branch 'Feature_x' matches no template (TestCase)"),
+        "task branch 'Feature_x' matches no template (TestCase, PyTest)"),
     Row("malformed-note-no-destination", bad_task(
         f"task_branch: {BAD}, source: utils/capture_output.py, destnation: t.py"), 4,
         f"the note on task branch '{BAD}' names no destination"),
