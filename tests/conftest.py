@@ -28,7 +28,7 @@ from tests.helpers.load_guard import (
 from tests.needs import bwrap_problem, missing
 
 # Fixtures that fast tests and real-model tests of one part share (their tiers are separate trees).
-pytest_plugins = ["tests.fixtures.lora", "tests.fixtures.models"]
+pytest_plugins = ["tests.fixtures.finetune", "tests.fixtures.lora", "tests.fixtures.models"]
 
 
 def _isolate(env: dict[str, str] | os._Environ[str], home: Path, log: Path) -> None:

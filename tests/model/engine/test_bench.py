@@ -54,13 +54,6 @@ def test_run_bench_writes_json_and_renders_a_table(gguf_path: Path, tmp_path: Pa
     assert any("throughput" in m for m in messages)
 
 
-def test_bench_help_exits_cleanly(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exited:
-        main(["--help"])
-    assert exited.value.code == 0
-    assert "--repeats" in capsys.readouterr().out
-
-
 @pytest.mark.model
 def test_isolation_bench_pairs_the_contenders(gguf_path: Path, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:

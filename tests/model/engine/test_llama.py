@@ -1,9 +1,7 @@
-"""Tests of the llama.cpp engine; most run the real embedded GGUF (``-m model``)."""
+"""Tests of the llama.cpp engine on the real embedded GGUF."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +11,6 @@ import pytest
 
 from symergion.config.sampling import Sampling
 from symergion.engine.base import ChatPrompt, Engine
-from symergion.engine.chat import render_chat_template
 from symergion.engine.extra_buffers import llama_cpp_params
 from symergion.engine.llama import LlamaEngine
 from symergion.engine.lookup import LOOKUP_MAX_DRAFT
@@ -39,40 +36,6 @@ GEN = 32
 def run(engine: LlamaEngine, prompt: str, **kwargs: Any) -> str:
     kwargs.setdefault("max_tokens", GEN)
     return "".join(engine.generate(prompt, **kwargs))
-
-
-def test_importing_the_engine_module_does_not_import_llama_cpp() -> None:
-    code = "import sys, symergion.engine.llama; sys.exit('llama_cpp' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
-
-
-def test_missing_model_file_is_a_model_error(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="does not exist") as caught:
-        LlamaEngine(tmp_path / "absent.gguf", model_name="m", n_threads=1, sampling=Sampling())
-    assert caught.value.hint
-
-
-def test_non_gguf_file_is_a_model_error(tmp_path: Path) -> None:
-    path = tmp_path / "weights.gguf"
-    path.write_text("<html>404 Not Found</html>")
-    with pytest.raises(ModelError, match="not a GGUF file"):
-        LlamaEngine(path, model_name="m", n_threads=1, sampling=Sampling())
-
-
-def test_render_chat_template_adds_generation_prompt_and_thinking() -> None:
-    template = (
-        "{{ bos_token }}{% for m in messages %}<|{{ m.role }}|>{{ m.content }}<|end|>{% endfor %}"
-        "{% if add_generation_prompt %}<|assistant|>{% if enable_thinking %}<think>"
-        "{% endif %}{% endif %}"
-    )
-    rendered = render_chat_template(template, "hi", bos_token="<s>", eos_token="</s>")
-    assert rendered == "<|user|>hi<|end|><|assistant|><think>"
-
-
-def test_chat_template_exception_is_a_model_error() -> None:
-    template = "{{ raise_exception('only system messages') }}"
-    with pytest.raises(ModelError, match="only system messages"):
-        render_chat_template(template, "hi", bos_token="", eos_token="")
 
 
 @pytest.mark.model
