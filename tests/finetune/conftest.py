@@ -2,7 +2,8 @@
 
 The end-to-end tests (marked ``finetune``) need torch, transformers, peft, trl and datasets
 (``--group finetune``) and a llama.cpp checkout in ``SYMERGION_LLAMA_CPP`` for its converters;
-``nox -s finetune`` provides both. They run only when ``-m`` names the marker.
+``nox -s finetune`` provides both. tests/conftest.py marks every test here ``finetune`` and
+leaves them out unless ``-m`` names the marker.
 """
 
 from __future__ import annotations
@@ -16,16 +17,6 @@ import pytest
 from tests.helpers.finetune import PROMPT, completion
 
 ENV_LLAMA_CPP = "SYMERGION_LLAMA_CPP"
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Leave the slow recipe tests out unless ``-m`` asks for them (as `nox -s finetune` does)."""
-    if "finetune" in (config.getoption("markexpr") or ""):
-        return
-    kept = [item for item in items if item.get_closest_marker("finetune") is None]
-    if len(kept) != len(items):
-        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
-        items[:] = kept
 
 
 def build_tiny_llama(directory: Path) -> Path:

@@ -29,7 +29,6 @@ def lora_b_norm(adapter: Path) -> float:
                for t in reader.tensors if t.name.endswith(".lora_b"))
 
 
-@pytest.mark.finetune
 def test_sft_recipe_from_harvest_to_an_adapter_symergion_runs(
         finetune_module: ModuleType, tiny_llama: Path, llama_cpp_checkout: Path, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -69,7 +68,6 @@ def test_sft_recipe_from_harvest_to_an_adapter_symergion_runs(
         engine.close()
 
 
-@pytest.mark.finetune
 @pytest.mark.parametrize("method", ["dpo", "kto"])
 def test_dpo_and_kto_train_an_adapter_that_converts(finetune_module: ModuleType,
                                                     tiny_llama: Path, llama_cpp_checkout: Path,

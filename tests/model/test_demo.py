@@ -5,12 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
-
 from tests.helpers.git import git
 
 
-@pytest.mark.model
 def test_demo_plays_the_whole_workflow(tmp_path):
     demo_dir = tmp_path / "demo"
     proc = subprocess.run(

@@ -31,7 +31,6 @@ def llama() -> object:
     return load_llama_cpp()
 
 
-@pytest.mark.model
 def test_the_real_probe_runs_once_per_machine_and_build(gguf_path: Path, tmp_path: Path,
                                                         llama: object) -> None:
     cache = VerdictCache(tmp_path / "extra-buffers.json")
@@ -45,7 +44,6 @@ def test_the_real_probe_runs_once_per_machine_and_build(gguf_path: Path, tmp_pat
 # -- the fallback, forced on any machine --------------------------------------------------------
 
 
-@pytest.mark.model
 def test_off_keeps_out_of_extra_buffers_and_generates_llama_cpps_text(
         make_engine, extra_buffers, gguf_path: Path) -> None:
     """Off gives llama-cpp-python's own greedy text with extra buffers off, token for token.
@@ -75,7 +73,6 @@ def test_off_keeps_out_of_extra_buffers_and_generates_llama_cpps_text(
         baseline.close()
 
 
-@pytest.mark.model
 def test_env_off_reaches_the_loaded_model(gguf_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from symergion.config.sampling import Sampling
     from symergion.engine.worker import EngineSpec, load_in_process
@@ -92,7 +89,6 @@ def test_env_off_reaches_the_loaded_model(gguf_path: Path, monkeypatch: pytest.M
         engine.close()
 
 
-@pytest.mark.model
 def test_an_engine_built_without_a_setting_obeys_the_env(gguf_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     from symergion.config.sampling import Sampling
@@ -106,7 +102,6 @@ def test_an_engine_built_without_a_setting_obeys_the_env(gguf_path: Path,
         engine.close()
 
 
-@pytest.mark.model
 def test_an_engine_built_without_a_setting_keeps_a_cached_crash_verdict(
         gguf_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The Intel AMX machine: setting auto, the probe's crash cached; a plain engine stays out."""

@@ -38,7 +38,6 @@ def run(engine: LlamaEngine, prompt: str, **kwargs: Any) -> str:
     return "".join(engine.generate(prompt, **kwargs))
 
 
-@pytest.mark.model
 def test_truncated_gguf_is_a_model_error(gguf_path: Path, tmp_path: Path) -> None:
     path = tmp_path / "truncated.gguf"
     with gguf_path.open("rb") as source:
@@ -48,13 +47,11 @@ def test_truncated_gguf_is_a_model_error(gguf_path: Path, tmp_path: Path) -> Non
     assert "download it again" in str(caught.value)
 
 
-@pytest.mark.model
 def test_engine_satisfies_the_protocol(make_engine: MakeEngine) -> None:
     engine: Engine = make_engine(n_ctx=None)
     assert engine.n_ctx == 8192  # min(32768 trained, the 8192 default cap)
 
 
-@pytest.mark.model
 def test_greedy_output_equals_create_completion(make_engine: MakeEngine, gguf_path: Path,
                                                 extra_buffers: bool) -> None:
     import llama_cpp
@@ -77,7 +74,6 @@ def test_greedy_output_equals_create_completion(make_engine: MakeEngine, gguf_pa
     assert engine.stats.prompt_tokens == expected["usage"]["prompt_tokens"]
 
 
-@pytest.mark.model
 def test_stats_are_filled(make_engine: MakeEngine) -> None:
     engine = make_engine()
     run(engine, CODE_PROMPT, max_tokens=8)
@@ -90,7 +86,6 @@ def test_stats_are_filled(make_engine: MakeEngine) -> None:
     assert stats.generation_seconds > 0
 
 
-@pytest.mark.model
 def test_feedback_round_reuses_the_prefix_and_matches_a_cold_run(make_engine: MakeEngine) -> None:
     cold = make_engine()
     expected = run(cold, ROUND_2, stable_prefix=len(STABLE))
@@ -115,7 +110,6 @@ PIECES = ["class TestScaling(unittest.TestCase):\n",
           "    def test_scale_2(self):\n        self.assertEqual(scaling.scale_2(1.0), 6.0)\n"]
 
 
-@pytest.mark.model
 def test_a_file_written_piece_by_piece_evaluates_each_piece_once_and_matches_cold_runs(
         make_engine: MakeEngine) -> None:
     """A writer marks where its file so far ends: the next prompt evaluates only what follows."""
@@ -140,7 +134,6 @@ def test_a_file_written_piece_by_piece_evaluates_each_piece_once_and_matches_col
         cold.close()
 
 
-@pytest.mark.model
 def test_without_marks_the_file_so_far_is_evaluated_again(make_engine: MakeEngine) -> None:
     engine = make_engine()
     run(engine, ROUND_1 + PIECES[0], stable_prefix=len(STABLE))
@@ -150,7 +143,6 @@ def test_without_marks_the_file_so_far_is_evaluated_again(make_engine: MakeEngin
         "import unittest\n" + PIECES[0] + PIECES[1]) - 2
 
 
-@pytest.mark.model
 def test_unrelated_prompt_reuses_nothing(make_engine: MakeEngine) -> None:
     engine = make_engine()
     run(engine, ROUND_1, stable_prefix=len(STABLE))
@@ -159,7 +151,6 @@ def test_unrelated_prompt_reuses_nothing(make_engine: MakeEngine) -> None:
     assert engine.stats.prefix_source == "none"
 
 
-@pytest.mark.model
 def test_disk_state_restores_the_prefix_in_a_fresh_engine(make_engine: MakeEngine, tmp_path: Path) -> None:
     expected = run(make_engine(), ROUND_2, stable_prefix=len(STABLE))
     state_dir = tmp_path / "kv"
@@ -177,7 +168,6 @@ def test_disk_state_restores_the_prefix_in_a_fresh_engine(make_engine: MakeEngin
     assert second.stats.reused_prefix_tokens > 600
 
 
-@pytest.mark.model
 def test_corrupt_disk_state_is_dropped_and_evaluated_cold(make_engine: MakeEngine, tmp_path: Path) -> None:
     state_dir = tmp_path / "kv"
     expected = run(make_engine(state_dir=state_dir), ROUND_2, stable_prefix=len(STABLE))
@@ -196,7 +186,6 @@ def test_corrupt_disk_state_is_dropped_and_evaluated_cold(make_engine: MakeEngin
     assert again.read_bytes() != bytes(raw)
 
 
-@pytest.mark.model
 def test_state_store_stays_within_its_budget(make_engine: MakeEngine, tmp_path: Path) -> None:
     state_dir = tmp_path / "kv"
 
@@ -216,7 +205,6 @@ def test_state_store_stays_within_its_budget(make_engine: MakeEngine, tmp_path: 
     assert engine.stats.prefix_source == "none"  # each variant has its own prefix
 
 
-@pytest.mark.model
 def test_cancel_stops_generation_and_the_engine_stays_usable(make_engine: MakeEngine) -> None:
     engine = make_engine()
     cancel = threading.Event()
@@ -231,7 +219,6 @@ def test_cancel_stops_generation_and_the_engine_stays_usable(make_engine: MakeEn
     assert run(engine, CODE_PROMPT, max_tokens=10) == run(make_engine(), CODE_PROMPT, max_tokens=10)
 
 
-@pytest.mark.model
 def test_closing_the_iterator_early_leaves_the_engine_reusable(make_engine: MakeEngine) -> None:
     engine = make_engine()
     expected = run(make_engine(), ROUND_2, stable_prefix=len(STABLE))
@@ -243,7 +230,6 @@ def test_closing_the_iterator_early_leaves_the_engine_reusable(make_engine: Make
     assert run(engine, ROUND_2, stable_prefix=len(STABLE)) == expected
 
 
-@pytest.mark.model
 def test_a_new_generation_ends_the_previous_one(make_engine: MakeEngine) -> None:
     engine = make_engine()
     abandoned = engine.generate(ROUND_1, max_tokens=GEN)
@@ -253,14 +239,12 @@ def test_a_new_generation_ends_the_previous_one(make_engine: MakeEngine) -> None
     assert text == run(make_engine(), CODE_PROMPT, max_tokens=10)
 
 
-@pytest.mark.model
 def test_prompt_longer_than_the_context_is_a_model_error(make_engine: MakeEngine) -> None:
     engine = make_engine(n_ctx=256)
     with pytest.raises(ModelError, match="context_size"):
         run(engine, ROUND_1)
 
 
-@pytest.mark.model
 def test_max_tokens_is_cut_to_the_context(make_engine: MakeEngine) -> None:
     engine = make_engine(n_ctx=256)
     prompt = SOURCE[:600]
@@ -269,7 +253,6 @@ def test_max_tokens_is_cut_to_the_context(make_engine: MakeEngine) -> None:
     assert engine.stats.generated_tokens <= 256 - prompt_tokens
 
 
-@pytest.mark.model
 def test_sampling_with_a_seed_is_reproducible(make_engine: MakeEngine) -> None:
     sampling = Sampling(temperature=0.8, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.1, seed=7)
     first = run(make_engine(sampling=sampling), CODE_PROMPT, max_tokens=24)
@@ -278,7 +261,6 @@ def test_sampling_with_a_seed_is_reproducible(make_engine: MakeEngine) -> None:
     assert first
 
 
-@pytest.mark.model
 def test_special_tokens_are_rendered(make_engine: MakeEngine) -> None:
     engine = make_engine()
     turn = "<start_of_turn>user"
@@ -290,7 +272,6 @@ def test_special_tokens_are_rendered(make_engine: MakeEngine) -> None:
     assert engine.count_tokens(ChatPrompt("<bos>hello", (5, 10))) == engine.count_tokens("hello")
 
 
-@pytest.mark.model
 def test_multibyte_characters_split_across_tokens_are_joined(make_engine: MakeEngine) -> None:
     engine = make_engine()
     text = "naïve café 😀 数据"
@@ -298,13 +279,11 @@ def test_multibyte_characters_split_across_tokens_are_joined(make_engine: MakeEn
     assert engine.token_text(ids) == text
 
 
-@pytest.mark.model
 def test_model_without_chat_template_is_a_model_error(make_engine: MakeEngine) -> None:
     with pytest.raises(ModelError, match="no chat template"):
         make_engine().chat_prompt("hello")
 
 
-@pytest.mark.model
 def test_closed_engine_refuses_work(make_engine: MakeEngine) -> None:
     engine = make_engine()
     engine.close()
@@ -316,7 +295,6 @@ def test_closed_engine_refuses_work(make_engine: MakeEngine) -> None:
 COPY_PROMPT = f"Here is scaling.py:\n```python\n{SOURCE[:900]}```\nThe same file again:\n```python\n"
 
 
-@pytest.mark.model
 def test_prompt_lookup_is_deterministic_and_keeps_the_cache_consistent(
     make_engine: MakeEngine,
 ) -> None:
@@ -334,7 +312,6 @@ def test_prompt_lookup_is_deterministic_and_keeps_the_cache_consistent(
     assert run(first, CODE_PROMPT, max_tokens=10) == run(make_engine(), CODE_PROMPT, max_tokens=10)
 
 
-@pytest.mark.model
 def test_prompt_lookup_respects_max_tokens_and_cancel(make_engine: MakeEngine) -> None:
     engine = make_engine(prompt_lookup=True)
     for budget in (1, 2, 17):

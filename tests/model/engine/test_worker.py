@@ -22,8 +22,6 @@ from symergion.errors import ModelError
 from tests.helpers.engine import THREADS
 from tests.helpers.git import git, start_task_with_git
 
-pytestmark = pytest.mark.model
-
 PROMPT = 'def fibonacci(n: int) -> int:\n    """Return the n-th Fibonacci number."""\n'
 
 

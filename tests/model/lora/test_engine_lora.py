@@ -71,7 +71,6 @@ def base_text(gemma: Path) -> str:
         engine.close()
 
 
-@pytest.mark.model
 def test_a_zero_adapter_gives_the_base_models_text_exactly(
         gemma: Path, adapters: dict[str, Path], base_text: str, make_engine: MakeEngine) -> None:
     engine = make_engine(gemma, lora=adapters["zero"])
@@ -81,20 +80,17 @@ def test_a_zero_adapter_gives_the_base_models_text_exactly(
     assert text == base_text
 
 
-@pytest.mark.model
 def test_a_nonzero_adapter_changes_the_text(gemma: Path, adapters: dict[str, Path],
                                             base_text: str, make_engine: MakeEngine) -> None:
     text = complete(make_engine(gemma, lora=adapters["nonzero"]))
     assert text and text != base_text
 
 
-@pytest.mark.model
 def test_scale_zero_switches_the_adapter_off(gemma: Path, adapters: dict[str, Path],
                                              base_text: str, make_engine: MakeEngine) -> None:
     assert complete(make_engine(gemma, lora=adapters["nonzero"], lora_scale=0.0)) == base_text
 
 
-@pytest.mark.model
 def test_an_adapter_for_another_architecture_is_refused(gemma: Path, tiny_model: Path,
                                                         tmp_path: Path,
                                                         make_engine: MakeEngine) -> None:
@@ -104,7 +100,6 @@ def test_an_adapter_for_another_architecture_is_refused(gemma: Path, tiny_model:
     assert "symergion models list" in (caught.value.hint or "")
 
 
-@pytest.mark.model
 def test_kv_states_are_not_shared_between_with_and_without_adapter(
         gemma: Path, adapters: dict[str, Path], tmp_path: Path, make_engine: MakeEngine) -> None:
     states = tmp_path / "kv"
@@ -124,7 +119,6 @@ def test_kv_states_are_not_shared_between_with_and_without_adapter(
     assert text == cold, "the adapter's own state gives the text of a cold run"
 
 
-@pytest.mark.model
 def test_runtime_loads_a_checkpoints_adapter(gemma: Path, adapters: dict[str, Path],
                                              base_text: str, tmp_path: Path) -> None:
     models = tmp_path / "models"

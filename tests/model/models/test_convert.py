@@ -8,12 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from types import ModuleType
 
-import pytest
-
 from symergion.models.metadata import read_metadata
 
 
-@pytest.mark.model
 def test_requantize_gemma_and_verify(convert_module: ModuleType, gemma_gguf: Path,
                                      tmp_path: Path) -> None:
     dst = tmp_path / "gemma-3-270m-Q8_0.gguf"
@@ -24,7 +21,6 @@ def test_requantize_gemma_and_verify(convert_module: ModuleType, gemma_gguf: Pat
     assert result.text.strip()
 
 
-@pytest.mark.model
 def test_gemma_metadata(gemma_gguf: Path) -> None:
     meta = read_metadata(gemma_gguf)
     assert (meta.architecture, meta.quantization, meta.size_label) == ("gemma3", "Q4_K_M", "270M")

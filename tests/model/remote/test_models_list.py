@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from symergion.cli.app import app
@@ -21,7 +20,6 @@ def config_for(tmp_path: Path, endpoint: str) -> Path:
     return path
 
 
-@pytest.mark.model
 def test_an_endpoint_is_listed_with_the_model_it_serves(
     tmp_path: Path, llama_server: Server, gguf_path: Path
 ) -> None:
