@@ -14,7 +14,7 @@ FINETUNE = nox.project.dependency_groups(PYPROJECT, "finetune")
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the test suite (unit, git, real model, real server); e.g. `nox -s tests -- -m "not model"`.
+    """Run the test suite (fast tests, real model, real server); e.g. `nox -s tests -- -m "not model"`.
 
     Without arguments, the model tiers run a second time as on an Intel AMX machine.
     """

@@ -27,6 +27,33 @@ from tests.helpers.load_guard import (
 )
 from tests.needs import bwrap_problem, missing
 
+# Fixtures that fast tests and real-model tests of one part share (their tiers are separate trees).
+pytest_plugins = ["tests.fixtures.finetune", "tests.fixtures.lora", "tests.fixtures.models"]
+
+
+TESTS = Path(__file__).parent
+# A test's tier is the directory it lives in: the real GGUF model under tests/model, the
+# fine-tune recipe (torch, a llama.cpp checkout) under tests/finetune. No test marks itself.
+TIERS = {"model": TESTS / "model", "finetune": TESTS / "finetune"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test with the tier of its directory, before ``-m`` selects on the marks.
+
+    The slow recipe tests are left out unless ``-m`` names ``finetune`` (as `nox -s finetune`
+    does): a plain run, or ``-m "not model"``, must not start training.
+    """
+    for item in items:
+        for marker, directory in TIERS.items():
+            if item.path.is_relative_to(directory):
+                item.add_marker(marker)
+    if "finetune" in (config.getoption("markexpr") or ""):
+        return
+    kept = [item for item in items if item.get_closest_marker("finetune") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+        items[:] = kept
 
 def _isolate(env: dict[str, str] | os._Environ[str], home: Path, log: Path) -> None:
     """Point HOME, caches and git config into ``home``; record model loads into ``log``."""

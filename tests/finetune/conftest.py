@@ -1,36 +1,22 @@
-"""Fixtures for the fine-tune recipe: harvest-style JSONL, a tiny Llama built here, llama.cpp.
+"""Fixtures for the fine-tune recipe end to end: a tiny Llama built here, llama.cpp.
 
 The end-to-end tests (marked ``finetune``) need torch, transformers, peft, trl and datasets
 (``--group finetune``) and a llama.cpp checkout in ``SYMERGION_LLAMA_CPP`` for its converters;
-``nox -s finetune`` provides both. They run only when ``-m`` names the marker.
+``nox -s finetune`` provides both. tests/conftest.py marks every test here ``finetune`` and
+leaves them out unless ``-m`` names the marker.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import os
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from tests.helpers.finetune import PROMPT, completion
 
-ROOT = Path(__file__).resolve().parents[2]
-FINETUNE_SCRIPT = ROOT / "scripts" / "finetune" / "finetune.py"
 ENV_LLAMA_CPP = "SYMERGION_LLAMA_CPP"
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Leave the slow recipe tests out unless ``-m`` asks for them (as `nox -s finetune` does)."""
-    if "finetune" in (config.getoption("markexpr") or ""):
-        return
-    kept = [item for item in items if item.get_closest_marker("finetune") is None]
-    if len(kept) != len(items):
-        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
-        items[:] = kept
 
 
 def build_tiny_llama(directory: Path) -> Path:
@@ -57,17 +43,6 @@ def build_tiny_llama(directory: Path) -> Path:
                          eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False)
     LlamaForCausalLM(config).save_pretrained(directory)
     return directory
-
-
-@pytest.fixture(scope="session")
-def finetune_module() -> ModuleType:
-    """Import scripts/finetune/finetune.py as a module."""
-    spec = importlib.util.spec_from_file_location("symergion_finetune", FINETUNE_SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,7 @@
-"""Fixtures for tests on the real embedded GGUF model."""
+"""Fixtures for tests on the real embedded GGUF model.
+
+Every test under tests/model is marked ``model`` by tests/conftest.py, for its directory.
+"""
 
 from __future__ import annotations
 

@@ -5,11 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-import pytest
-
 from symergion.bench.sync import main
-
-pytestmark = pytest.mark.model
 
 
 def test_bench_sync_runs_every_round(tmp_path, gguf_path, capsys):

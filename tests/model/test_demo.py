@@ -1,23 +1,13 @@
-"""`symergion demo` (the README's first command) and `python -m symergion`, as a user runs them."""
+"""`symergion demo` (the README's first command), as a user runs it."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-import pytest
-
 from tests.helpers.git import git
 
 
-def test_python_dash_m_runs_the_cli():
-    proc = subprocess.run([sys.executable, "-m", "symergion", "--help"], capture_output=True,
-                          text=True, check=False)
-    assert proc.returncode == 0
-    assert "ergon" in proc.stdout and "feedback" in proc.stdout
-
-
-@pytest.mark.model
 def test_demo_plays_the_whole_workflow(tmp_path):
     demo_dir = tmp_path / "demo"
     proc = subprocess.run(

@@ -13,11 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.helpers.git import git, repo_state, start_task_with_git
-
-pytestmark = pytest.mark.model
 
 TASK = "TestCase_capture_output"
 BRANCH = f"gemma3-270m_{TASK}"

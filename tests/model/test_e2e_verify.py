@@ -9,13 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from symergion.verify.result import VerifyResult
 from tests.helpers.git import git, repo_state, start_task_with_git
 from tests.helpers.verify import needs_bwrap
 
-pytestmark = [pytest.mark.model, needs_bwrap]
+pytestmark = needs_bwrap
 
 TASK = "TestCase_capture_output"
 BRANCH = f"gemma3-270m_{TASK}"

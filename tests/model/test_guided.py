@@ -7,8 +7,6 @@ from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
-
 from symergion.config.sampling import Sampling
 from symergion.config.schema import VerifySpec
 from symergion.core import prompt as prompts
@@ -23,8 +21,6 @@ from symergion.verify.result import VerifyResult
 from symergion.verify.sandbox import Sandbox
 from tests.helpers.git import git
 from tests.helpers.verify import commit_files, needs_bwrap
-
-pytestmark = pytest.mark.model
 
 SOURCE = '''"""Small helpers for numbers."""
 

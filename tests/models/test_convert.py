@@ -347,30 +347,6 @@ def test_cli_migrate_config_rejects_broken_json(convert_module: ModuleType,
     assert isinstance(result.exception, ConfigError)
 
 
-# --- the real model -----------------------------------------------------------------------------
-
-
-@pytest.mark.model
-def test_requantize_gemma_and_verify(convert_module: ModuleType, gemma_gguf: Path,
-                                     tmp_path: Path) -> None:
-    dst = tmp_path / "gemma-3-270m-Q8_0.gguf"
-    meta = convert_module.quantize(gemma_gguf, dst, quant="Q8_0", allow_requantize=True)
-    assert (meta.architecture, meta.quantization) == ("gemma3", "Q8_0")
-    result = convert_module.verify(dst, n_tokens=8, prompt="def add(a, b):\n")
-    assert len(result.tokens) == 8
-    assert result.text.strip()
-
-
-@pytest.mark.model
-def test_gemma_metadata(gemma_gguf: Path) -> None:
-    meta = read_metadata(gemma_gguf)
-    assert (meta.architecture, meta.quantization, meta.size_label) == ("gemma3", "Q4_K_M", "270M")
-    assert meta.context_length == 32768
-    assert meta.vocab_size == 262144
-    assert (meta.bos_token, meta.eos_token) == ("<bos>", "<eos>")
-    assert meta.thinking is None
-
-
 def test_tiny_writer_makes_f32_files_too(tmp_path: Path) -> None:
     import numpy as np
 

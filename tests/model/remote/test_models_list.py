@@ -1,15 +1,14 @@
-"""`symergion models list` with checkpoints on model servers."""
+"""`symergion models list` with a checkpoint on a real model server."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from symergion.cli.app import app
-from tests.helpers.server import Server, free_port
+from tests.helpers.server import Server
 
 runner = CliRunner()
 
@@ -21,23 +20,6 @@ def config_for(tmp_path: Path, endpoint: str) -> Path:
     return path
 
 
-def test_a_down_endpoint_is_listed_with_the_fix(tmp_path: Path) -> None:
-    endpoint = f"http://127.0.0.1:{free_port()}"
-    config = config_for(tmp_path, endpoint)
-    result = runner.invoke(app, ["models", "list", "--config", str(config)])
-    assert result.exit_code == 1
-    assert "unreachable" in result.output
-    assert endpoint in result.output
-    assert "fix: start the server" in result.output
-
-    as_json = runner.invoke(app, ["models", "list", "--config", str(config), "--json"])
-    (entry,) = [m for m in json.loads(as_json.stdout)["models"] if m["source"] == "config"]
-    assert entry["status"] == "unreachable"
-    assert entry["endpoint"] == endpoint
-    assert entry["branch_name"] == "remote"
-
-
-@pytest.mark.model
 def test_an_endpoint_is_listed_with_the_model_it_serves(
     tmp_path: Path, llama_server: Server, gguf_path: Path
 ) -> None:

@@ -12,8 +12,6 @@ import pytest
 from symergion.engine.base import GenerationRequest
 from symergion.engine.jobs import Job, run_jobs
 
-pytestmark = pytest.mark.model
-
 MakeEngine = Callable[..., Any]
 TOPICS = ["square root", "factorial", "reverse of a string", "sum of digits", "median"]
 

@@ -89,7 +89,7 @@ def test_non_python_drops_partial_last_line_on_budget():
 
 def test_legitimate_repeats_do_not_stop():
     """Similar tests are not exact repeats; a dozen counting ones is within what real code
-    writes (tests/unit/test_shape.py stops longer counting runs)."""
+    writes (tests/verify/test_shape.py stops longer counting runs)."""
     finisher = Finisher("test_x.py", STARTER)
     text = STARTER + "".join(
         f"    def test_{i}(self):\n        self.assertEqual(f({i}), {i})\n" for i in range(12)

@@ -11,8 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from symergion.app.runtime import build_reconciler
 from symergion.config.load import load_config
 from symergion.core.report import Event
@@ -20,8 +18,6 @@ from symergion.gitrepo import GitRepo
 from tests.helpers.fleet import original_templates
 from tests.helpers.git import git, repo_state, start_task_with_git
 from tests.helpers.server import N_CTX, Server, free_port
-
-pytestmark = pytest.mark.model
 
 TASK = "TestCase_capture_output"
 

@@ -34,7 +34,6 @@ def _load_in_child(model: Path, setting: str, log: Path) -> None:
                    capture_output=True, timeout=120)
 
 
-@pytest.mark.model
 def test_the_guard_records_a_childs_load_and_fails_only_one_with_extra_buffers(
         gguf_path: Path, tmp_path: Path) -> None:
     log = tmp_path / "loads.jsonl"

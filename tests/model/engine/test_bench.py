@@ -11,7 +11,6 @@ from symergion.bench.engine import main, run_bench
 from symergion.bench.report import format_table
 
 
-@pytest.mark.model
 @pytest.mark.slow
 def test_run_bench_writes_json_and_renders_a_table(gguf_path: Path, tmp_path: Path) -> None:
     out = tmp_path / "results" / "bench.json"
@@ -54,14 +53,6 @@ def test_run_bench_writes_json_and_renders_a_table(gguf_path: Path, tmp_path: Pa
     assert any("throughput" in m for m in messages)
 
 
-def test_bench_help_exits_cleanly(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exited:
-        main(["--help"])
-    assert exited.value.code == 0
-    assert "--repeats" in capsys.readouterr().out
-
-
-@pytest.mark.model
 def test_isolation_bench_pairs_the_contenders(gguf_path: Path, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "isolation.json"
@@ -76,7 +67,6 @@ def test_isolation_bench_pairs_the_contenders(gguf_path: Path, tmp_path: Path,
     assert "worker / in process" in capsys.readouterr().out
 
 
-@pytest.mark.model
 def test_batched_row_makes_prompts_of_the_length_asked(gguf_path: Path) -> None:
     from symergion.bench.batch import bench_batched
 

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 from symergion.engine.base import ChatPrompt
 from symergion.engine.chat import chat_prompt
-
-pytestmark = pytest.mark.model
 
 # Gemma 3's chat template, reduced to one user turn (the embedded model has none of its own).
 GEMMA_TEMPLATE = (

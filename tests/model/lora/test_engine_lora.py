@@ -1,17 +1,15 @@
 """The engine applies GGUF LoRA adapters through llama.cpp's adapter API.
 
 A zero adapter (every lora_b zero) must leave the base model's greedy text exactly as it is, a
-non-zero one must change it; most tests run the real embedded model (``-m model``).
+non-zero one must change it. These run the real embedded model; tests/engine/test_engine_lora.py
+those on tiny models.
 """
 
 from __future__ import annotations
 
-import gc
 import json
-import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -19,7 +17,6 @@ import pytest
 from symergion.app import runtime
 from symergion.config.parse import parse_config
 from symergion.config.sampling import Sampling
-from symergion.engine import native
 from symergion.engine.llama import LlamaEngine
 from symergion.errors import ModelError
 from tests.helpers.lora import write_adapter
@@ -74,7 +71,6 @@ def base_text(gemma: Path) -> str:
         engine.close()
 
 
-@pytest.mark.model
 def test_a_zero_adapter_gives_the_base_models_text_exactly(
         gemma: Path, adapters: dict[str, Path], base_text: str, make_engine: MakeEngine) -> None:
     engine = make_engine(gemma, lora=adapters["zero"])
@@ -84,20 +80,17 @@ def test_a_zero_adapter_gives_the_base_models_text_exactly(
     assert text == base_text
 
 
-@pytest.mark.model
 def test_a_nonzero_adapter_changes_the_text(gemma: Path, adapters: dict[str, Path],
                                             base_text: str, make_engine: MakeEngine) -> None:
     text = complete(make_engine(gemma, lora=adapters["nonzero"]))
     assert text and text != base_text
 
 
-@pytest.mark.model
 def test_scale_zero_switches_the_adapter_off(gemma: Path, adapters: dict[str, Path],
                                              base_text: str, make_engine: MakeEngine) -> None:
     assert complete(make_engine(gemma, lora=adapters["nonzero"], lora_scale=0.0)) == base_text
 
 
-@pytest.mark.model
 def test_an_adapter_for_another_architecture_is_refused(gemma: Path, tiny_model: Path,
                                                         tmp_path: Path,
                                                         make_engine: MakeEngine) -> None:
@@ -107,52 +100,6 @@ def test_an_adapter_for_another_architecture_is_refused(gemma: Path, tiny_model:
     assert "symergion models list" in (caught.value.hint or "")
 
 
-def test_an_adapter_for_another_size_is_refused(tiny_model: Path, wide_model: Path,
-                                                tmp_path: Path, make_engine: MakeEngine) -> None:
-    adapter = write_adapter(tmp_path / "wide-lora.gguf", wide_model)
-    with pytest.raises(ModelError, match="incorrect shape"):
-        make_engine(tiny_model, lora=adapter)
-
-
-def test_an_adapter_applies_to_a_tiny_model(tiny_model: Path, tmp_path: Path,
-                                            make_engine: MakeEngine) -> None:
-    zero = write_adapter(tmp_path / "zero.gguf", tiny_model, zero=True)
-    strong = write_adapter(tmp_path / "strong.gguf", tiny_model, strength=2.0)
-    base = complete(make_engine(tiny_model), "def test")
-    assert complete(make_engine(tiny_model, lora=zero), "def test") == base
-    assert complete(make_engine(tiny_model, lora=strong), "def test") != base
-
-
-def test_a_missing_adapter_file_is_a_model_error(tiny_model: Path, tmp_path: Path,
-                                                 make_engine: MakeEngine) -> None:
-    with pytest.raises(ModelError, match=r"LoRA adapter .*gone\.gguf does not exist"):
-        make_engine(tiny_model, lora=tmp_path / "gone.gguf")
-
-
-def test_an_engine_with_an_adapter_is_freed_by_the_garbage_collector(
-        tiny_model: Path, tmp_path: Path) -> None:
-    adapter = write_adapter(tmp_path / "a.gguf", tiny_model)
-    for _ in range(3):
-        engine = LlamaEngine(tiny_model, model_name="t", n_threads=1, sampling=Sampling(),
-                             lora=adapter)
-        assert complete(engine, "def")
-        finalizer = engine._finalizer
-        model = weakref.ref(engine.model)
-        del engine
-        gc.collect()
-        assert not finalizer.alive
-        assert model() is None, "the native model outlived its engine"
-
-
-def test_a_llama_cpp_python_without_the_adapter_api_fails_clearly(tmp_path: Path) -> None:
-    old = SimpleNamespace(__version__="0.2.0")
-    with pytest.raises(ModelError, match=r"llama-cpp-python 0\.2\.0 has no LoRA adapter API") \
-            as caught:
-        native.lora_api(old)
-    assert "pip install -U llama-cpp-python" in (caught.value.hint or "")
-
-
-@pytest.mark.model
 def test_kv_states_are_not_shared_between_with_and_without_adapter(
         gemma: Path, adapters: dict[str, Path], tmp_path: Path, make_engine: MakeEngine) -> None:
     states = tmp_path / "kv"
@@ -172,7 +119,6 @@ def test_kv_states_are_not_shared_between_with_and_without_adapter(
     assert text == cold, "the adapter's own state gives the text of a cold run"
 
 
-@pytest.mark.model
 def test_runtime_loads_a_checkpoints_adapter(gemma: Path, adapters: dict[str, Path],
                                              base_text: str, tmp_path: Path) -> None:
     models = tmp_path / "models"

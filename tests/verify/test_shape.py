@@ -9,7 +9,7 @@ import pytest
 
 from symergion.verify.finish import Finisher
 from symergion.verify.shape import FUNCTION_LIMITS, TOP_LIMITS, ShapeRun, ShapeRuns
-from tests.unit.test_finish import feed
+from tests.verify.test_finish import feed
 
 DATA = Path(__file__).parent / "data" / "shape"
 REAL = sorted(DATA.glob("*.py.txt"))

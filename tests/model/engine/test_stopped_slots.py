@@ -6,15 +6,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from symergion.config.sampling import Sampling
 from symergion.engine.jobs import Job, JobResult, run_jobs
 from symergion.engine.proxy import WorkerEngine
 from symergion.engine.worker import EngineSpec
 from tests.helpers.engine import THREADS
-
-pytestmark = pytest.mark.model
 
 TOPICS = ["square root", "factorial", "reverse of a string", "sum of digits"]
 STOP_AT = 5  # the pieces after which the check of job 1 says the text is degenerate

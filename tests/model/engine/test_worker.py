@@ -22,8 +22,6 @@ from symergion.errors import ModelError
 from tests.helpers.engine import THREADS
 from tests.helpers.git import git, start_task_with_git
 
-pytestmark = pytest.mark.model
-
 PROMPT = 'def fibonacci(n: int) -> int:\n    """Return the n-th Fibonacci number."""\n'
 
 
@@ -108,7 +106,7 @@ def test_a_native_crash_mid_generation_is_a_model_error_and_the_next_call_recove
 
 
 def test_the_worker_ignores_ctrl_c_and_exits_when_its_parent_dies(spec: EngineSpec, tmp_path: Path) -> None:
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     code = textwrap.dedent(f"""
         import os, sys, time, pickle
         sys.path.insert(0, {str(root)!r})
@@ -207,7 +205,7 @@ def test_ctrl_c_during_a_real_generation_stops_sync_and_its_worker(
     }))
     start_task_with_git(repo_dir)
     refs = git(repo_dir, "for-each-ref")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
     # Its own process group, as a shell gives it: the signal goes to the whole group.
     proc = subprocess.Popen([sys.executable, "-m", "symergion", "sync", "--repo", str(repo_dir),
                              "--config", str(config)], env=env, stderr=subprocess.PIPE, text=True,

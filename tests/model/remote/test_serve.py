@@ -10,8 +10,6 @@ import pytest
 from symergion.engine.remote import RemoteEngine
 from tests.helpers.server import N_CTX, start_server
 
-pytestmark = pytest.mark.model
-
 
 def test_the_launcher_keeps_the_server_out_of_extra_buffers_where_the_machine_says_off(
         gguf_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, session_env: Path) -> None:

@@ -15,8 +15,6 @@ from symergion.engine.remote import RemoteEngine, remote_fingerprint
 from symergion.errors import ModelError
 from tests.helpers.server import N_CTX, THREADS, Server, free_port
 
-pytestmark = pytest.mark.model
-
 
 def demo_prompt(feedback: tuple[str, ...] = ()) -> prompts.Prompt:
     """The prompt of the demo task, as the reconcile pass renders it."""
