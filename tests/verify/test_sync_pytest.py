@@ -85,7 +85,8 @@ def test_a_pytest_candidate_is_run_by_pytest_and_pruned_by_function(calc_repo, m
     # failed, the one that asserts nothing. What is left passes; no model repair round follows.
     assert pruned.splitlines()[0] == "Prune: removed 3 tests that failed or asserted nothing"
     kept = git(calc_repo, "show", f"{BRANCH}:tests/test_calc.py")
-    assert kept == "import pytest\n\nfrom utils import calc\n\n\n" + MIXED.split("\n\n\ndef test_sub")[0] + "\n"
+    starter = "import pytest\n\nfrom utils import calc\n\n\n"
+    assert kept == starter + MIXED.split("\n\n\ndef test_sub")[0] + "\n"
     final = VerifyResult.from_message(pruned)
     assert final is not None and (final.passed, final.failed, final.errors) == (1, 0, 0)
     assert [r.status for r in make_reconciler(calc_repo, config()).sync().results] == ["up-to-date"]
