@@ -1,5 +1,5 @@
 """What a bug report needs: the machine, the llama.cpp build, the extra-buffer decision, git,
-the config and its models, and the cache directory.
+the config and its models, what verifying its templates needs, and the cache directory.
 
 Every part is collected on its own: one that fails (llama_cpp does not import, the config is
 invalid, git is missing) is reported with its error and a fix, and the rest is still collected.
@@ -7,6 +7,7 @@ invalid, git is missing) is reported with its error and a fix, and the rest is s
 
 from __future__ import annotations
 
+import importlib
 import os
 import platform
 import subprocess
@@ -18,7 +19,7 @@ from typing import Any
 
 from symergion.config.environment import cache_dir, extra_buffers_setting
 from symergion.config.load import load_config
-from symergion.config.schema import Config
+from symergion.config.schema import PYTEST_KIND, Config
 from symergion.errors import SymergionError
 from symergion.gitrepo import run_git
 
@@ -56,6 +57,7 @@ def diagnose(config_path: Path | None = None, models_dir: Path | None = None) ->
     config = _config(report, config_path, models_dir)
     report.sections["extra_buffers"] = _extra_buffers(report, config, llama)
     report.sections["git"] = _git(report)
+    report.sections["tests"] = _tests(report, config)
     report.sections["cache"] = _cache(report)
     return report
 
@@ -177,6 +179,28 @@ def _git(report: DoctorReport) -> dict[str, Any]:
         report.problems.append(f"git --version failed: {proc.stderr.strip()}")
         return {"error": proc.stderr.strip()}
     return {"version": proc.stdout.strip()}
+
+
+def _tests(report: DoctorReport, config: Config | None) -> dict[str, Any]:
+    """Return the kinds of test file the templates verify, and the packages their runs need.
+
+    The sandbox runs generated tests with this interpreter, so what it cannot import, no
+    candidate's run can: pytest for a template of the pytest kind, coverage.py for coverage.
+    """
+    specs = [t.verify for t in (config.templates.values() if config else ()) if t.verify is not None]
+    found: dict[str, Any] = {"kinds": sorted({s.kind or "command" for s in specs})}
+    needs = {"pytest": any(s.kind == PYTEST_KIND for s in specs),
+             "coverage": any(s.coverage and s.structured for s in specs)}
+    for name, needed in needs.items():
+        if not needed:
+            continue
+        try:
+            found[name] = importlib.import_module(name).__version__
+        except ImportError as exc:
+            found[name] = None
+            report.problems.append(f"{name} cannot be imported ({exc}), and the config's templates "
+                                   f"need it to verify candidates: pip install {name}")
+    return found
 
 
 def _cache(report: DoctorReport) -> dict[str, Any]:

@@ -16,7 +16,8 @@ def register(app: typer.Typer) -> None:
 
 
 def doctor(config: ConfigOpt = None, models: ModelsOpt = None, as_json: JsonOpt = False) -> None:
-    """Show the CPU, the llama.cpp build, the extra-buffer decision, git, the models and the cache.
+    """Show the CPU, the llama.cpp build, the extra-buffer decision, git, the models, what the
+    templates' tests need, and the cache.
 
     Exits with 1 when it finds a problem; each problem is listed with its fix.
     """
@@ -64,6 +65,10 @@ def render(data: dict[str, Any]) -> list[str]:
             lines.append(f"  {model['name']:<20} {model['trait']:<10} {model['status']:<11} {where}")
             if model["fix"]:
                 lines.append(f"  {'':<20} fix: {model['fix']}")
+    tests = data["tests"]
+    packages = [f"{name} {tests[name] or 'MISSING'}" for name in ("pytest", "coverage") if name in tests]
+    lines.append(f"tests         kinds {', '.join(tests['kinds']) or '-'}"
+                 + (f"; {', '.join(packages)}" if packages else ""))
     cache = data["cache"]
     lines.append(f"cache         {cache['path']}: {cache['bytes'] / 1e6:.1f} MB in {cache['files']} "
                  f"files, {'writable' if cache['writable'] else 'NOT writable'}")

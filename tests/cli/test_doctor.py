@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from symergion.cli.main import main
+from symergion.config.schema import DEFAULT_CONFIG
 from tests.needs import need_module
 
 
@@ -41,6 +42,9 @@ def test_json_report_has_every_part(capsys, offline_probe, tmp_path: Path, monke
     assert model["name"] == "gemma3-270m" and model["status"] == "ok"
     cache = data["cache"]
     assert cache["writable"] is True and cache["path"].startswith(str(Path.home()))
+    # The built-in templates verify unittest and pytest files, with coverage: both import here.
+    assert data["tests"]["kinds"] == ["pytest", "unittest"]
+    assert data["tests"]["pytest"] == pytest.__version__ and data["tests"]["coverage"]
 
 
 def test_text_report(capsys, offline_probe) -> None:
@@ -82,3 +86,24 @@ def test_no_config_file_and_no_llama_cpp_still_give_a_report(
     assert "does not exist" in out  # the config's error, with its fix
     assert "git version" in out and "cache" in out
     assert "problem: llama_cpp cannot be imported" in out
+
+
+def test_a_pytest_template_without_pytest_is_a_problem_with_its_fix(
+        capsys, offline_probe, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "pytest", None)  # makes `import pytest` fail, as uninstalled
+    code, out, _err = run(capsys, "--json")
+    data = json.loads(out)
+    assert code == 1
+    assert data["tests"]["pytest"] is None
+    assert any(p.startswith("pytest cannot be imported") and p.endswith("pip install pytest")
+               for p in data["problems"])
+    # A config whose templates are all unittest's needs no pytest.
+    config = tmp_path / "unittest-only.json"
+    raw = json.loads(json.dumps(DEFAULT_CONFIG))
+    del raw["templates"]["PyTest"]
+    config.write_text(json.dumps(raw))
+    code, out, _err = run(capsys, "--config", str(config), "--json")
+    data = json.loads(out)
+    assert data["tests"]["kinds"] == ["unittest"] and "pytest" not in data["tests"]
+    assert not any(p.startswith("pytest") for p in data["problems"])
+
