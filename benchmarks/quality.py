@@ -48,7 +48,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from symergion.config.sampling import Sampling
-from symergion.config.schema import VerifySpec
+from symergion.config.schema import PYTEST_VERIFY_COMMAND, VerifySpec
 from symergion.core import prompt as prompts
 from symergion.engine.llama import LlamaEngine
 from symergion.errors import ModelError
@@ -91,11 +91,19 @@ DEV7_MODULES = ("virtualenv.app_data.cache_migration", "coverage.bytecode", "pya
 # (and this one not yet).
 UNSEEN_MODULES = ("mypy.pyinfo", "dotenv.parser", "detect_secrets.core.usage.audit",
                   "markdown_it.cli.parse", "pyarrow.ipc")
-MODES = ("plain", "fewshot", "guided", "prune", "repair", "best", "variants", "pass")
+MODES = ("plain", "fewshot", "guided", "prune", "repair", "best", "variants", "pass", "pytest")
+# The modes that run the real CLI's pass, and the built-in template each runs.
+PASSES = {"pass": "TestCase", "pytest": "PyTest"}
 GENERATED = ("plain", "fewshot", "guided", "variants")  # modes that generate; the others check "guided"
 VARIANTS = 3  # set by --variants: tests per target in the variants mode
 STARTER = "class"  # set by --starter
 SPEC = VerifySpec(timeout=60, coverage=True, runs=2)
+PYTEST_SPEC = VerifySpec(command=PYTEST_VERIFY_COMMAND, timeout=60, coverage=True, runs=2)
+
+
+def spec_of(mode: str) -> VerifySpec:
+    """Return how a mode's files are verified: the pytest mode's with pytest, the others' with unittest."""
+    return PYTEST_SPEC if mode == "pytest" else SPEC
 NTOKENS = 512  # the default config's ntokens
 
 
@@ -457,7 +465,7 @@ def bench_module(engine: LlamaEngine, name: str, modes: tuple[str, ...], samples
         generated: dict[str, Generated] = {}
         unusable = ""  # why the model cannot take this module's prompt at all
         for kind in GENERATED:
-            if kind not in modes and (kind != "guided" or not set(modes) - set(GENERATED) - {"pass"}):
+            if kind not in modes and (kind != "guided" or not set(modes) - set(GENERATED) - set(PASSES)):
                 continue
             try:
                 generated[kind] = generate(kind, engine, source, code, destination, cap)
@@ -468,8 +476,8 @@ def bench_module(engine: LlamaEngine, name: str, modes: tuple[str, ...], samples
             log(f"{name} {kind}: {generated[kind].tokens} tokens in {generated[kind].seconds:.0f}s")
         commits = {k: commit_candidate(path, destination, g.text, k) for k, g in generated.items()}
         for mode in modes:
-            if mode == "pass":
-                rows.append(bench_pass(name, sandbox))
+            if mode in PASSES:
+                rows.append(bench_pass(name, sandbox, mode))
                 log(f"{name} {mode}: {json.dumps(asdict(rows[-1]))}")
                 continue
             if unusable:  # a row of zeros that says why: the mean counts the module as failed
@@ -497,16 +505,19 @@ def bench_module(engine: LlamaEngine, name: str, modes: tuple[str, ...], samples
     return rows
 
 
-def bench_pass(name: str, sandbox: Sandbox) -> Row:
+def bench_pass(name: str, sandbox: Sandbox, mode: str = "pass") -> Row:
     """Run the task through the real CLI with the default config: ``ergon start``, then ``sync``.
+
+    ``mode`` names the built-in template (``PASSES``): ``pass`` runs ``TestCase`` (unittest,
+    guided), ``pytest`` runs ``PyTest``.
 
     The row is the final file on the model's branch, verified again like the other modes' files;
     tokens and generation seconds are the sums of the branch's ``Symergion-Tokens`` and
     ``Symergion-Seconds`` trailers, and the rest of the sync's wall time counts as verification.
     """
     source, destination = f"lib/{file_stem(name)}.py", f"test_{file_stem(name)}.py"
-    task = f"TestCase_{file_stem(name)}"
-    row = Row(name, "pass")
+    task = f"{PASSES[mode]}_{file_stem(name)}"
+    row = Row(name, mode)
     with tempfile.TemporaryDirectory(prefix=f"quality-pass-{name}-") as work:
         path = Path(work) / "repo"
         path.mkdir()
@@ -553,7 +564,8 @@ def bench_pass(name: str, sandbox: Sandbox) -> Row:
         if repo.tree_entry(tip, destination) is None:
             return fill(row, "", None)  # the prune dropped the file
         text = git(path, "show", f"{tip}:{destination}") + "\n"
-        return fill(row, text, verify_candidate(repo, tip, SPEC, source, destination, sandbox=sandbox))
+        return fill(row, text, verify_candidate(repo, tip, spec_of(mode), source, destination,
+                                                sandbox=sandbox))
 
 
 def recount(rows: list[Row], sandbox: Sandbox) -> list[Row]:
@@ -578,8 +590,8 @@ def recount(rows: list[Row], sandbox: Sandbox) -> list[Row]:
             git(path, "add", source)
             git(path, "commit", "-q", "-m", f"add {source}")
             commit = commit_candidate(path, destination, old.text, "recount")
-            counted.append(fill(row, old.text, verify_candidate(GitRepo(path), commit, SPEC, source,
-                                                                destination, sandbox=sandbox)))
+            counted.append(fill(row, old.text, verify_candidate(GitRepo(path), commit, spec_of(old.mode),
+                                                                source, destination, sandbox=sandbox)))
     return counted
 
 
