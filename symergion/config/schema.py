@@ -62,11 +62,12 @@ DEFAULT_CONFIG: dict[str, Any] = {
                 "repair_rounds": 1,
             },
         },
-        # pytest files: module-level test functions with plain asserts, run by real pytest.
+        # pytest files: module-level test functions with plain asserts, run by real pytest. The
+        # starter opens the first test, as TestCase's opens the class (docs/quality.md).
         "PyTest": {
             "params": {"source": "source" + _PARAM, "destination": "destination" + _PARAM},
             "call_to_action": "Create pytest tests",
-            "code_starter": "import pytest\n\n{import_module}\n\n\n",
+            "code_starter": "import pytest\n\n{import_module}\n\n\ndef test_",
             "verify": {
                 "command": "python -m pytest {destination}",
                 "timeout": 60,

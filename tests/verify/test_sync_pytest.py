@@ -52,6 +52,13 @@ def test_sub():
 '''
 
 
+def continued(prompt: str, text: str) -> str:
+    """Return ``text`` as a model writes it after the prompt: the built-in starter has already
+    opened the first test (``def test_``), so the model goes on with its name."""
+    opener = "def test_"
+    return text[len(opener):] if prompt.endswith(opener) and text.startswith(opener) else text
+
+
 def config() -> Any:
     raw = json.loads(json.dumps(DEFAULT_CONFIG))
     raw["checkpoints"] = [{"name_or_path": "/models/alpha.gguf", "trait": "coding"}]
@@ -69,7 +76,7 @@ def messages(repo: Path) -> list[str]:
 
 
 def test_a_pytest_candidate_is_run_by_pytest_and_pruned_by_function(calc_repo, make_reconciler, fleet):
-    fleet.reply = lambda _model, _prompt: MIXED
+    fleet.reply = lambda _model, prompt: continued(prompt, MIXED)
     start(calc_repo)
     report = make_reconciler(calc_repo, config()).sync()
     assert [r.status for r in report.results] == ["created"], report.as_dict()
@@ -85,7 +92,7 @@ def test_a_pytest_candidate_is_run_by_pytest_and_pruned_by_function(calc_repo, m
     # failed, the one that asserts nothing. What is left passes; no model repair round follows.
     assert pruned.splitlines()[0] == "Prune: removed 3 tests that failed or asserted nothing"
     kept = git(calc_repo, "show", f"{BRANCH}:tests/test_calc.py")
-    starter = "import pytest\n\nfrom utils import calc\n\n\n"
+    starter = "import pytest\n\nfrom utils import calc\n\n\n"  # its "def test_" opens MIXED
     assert kept == starter + MIXED.split("\n\n\ndef test_sub")[0] + "\n"
     final = VerifyResult.from_message(pruned)
     assert final is not None and (final.passed, final.failed, final.errors) == (1, 0, 0)
@@ -94,14 +101,14 @@ def test_a_pytest_candidate_is_run_by_pytest_and_pruned_by_function(calc_repo, m
 
 def test_a_pytest_task_is_verified_pruned_repaired_and_harvested(calc_repo, make_reconciler, fleet,
                                                                   tmp_path):
-    fleet.reply = lambda _model, prompt: REPAIRED if "were run:" in prompt else FAILING
+    fleet.reply = lambda _model, prompt: continued(prompt, REPAIRED if "were run:" in prompt else FAILING)
     start(calc_repo)
     report = make_reconciler(calc_repo, config()).sync()
     assert [r.status for r in report.results] == ["created"], report.as_dict()
     candidate, pruned, repair = messages(calc_repo)
     [prompt, repair_prompt] = fleet.engines["alpha"].calls
     # The prompt asks for pytest tests and ends with the pytest starter.
-    assert prompt.endswith("import pytest\n\nfrom utils import calc\n\n\n")
+    assert prompt.endswith("import pytest\n\nfrom utils import calc\n\n\ndef test_")
     assert "Create pytest tests for the function add, the function sub" in prompt
     result = VerifyResult.from_message(candidate)
     assert result is not None and result.failed == 1 and "tests.test_calc.test_add" in result.tests
@@ -124,7 +131,7 @@ def test_a_pytest_task_is_verified_pruned_repaired_and_harvested(calc_repo, make
     assert report.left_out == {"the file is missing or not UTF-8 text at the commit": 1}
     [row] = [json.loads(line) for line in (tmp_path / "data" / "sft.jsonl").read_text().splitlines()]
     assert row["prompt"] == repair_prompt
-    assert row["completion"] == REPAIRED
+    assert row["completion"] == REPAIRED.removeprefix("def test_")  # the prompt ends with it
 
 
 
@@ -132,7 +139,8 @@ def test_a_test_asking_for_an_unknown_fixture_is_told_so_in_words_the_report_kee
         calc_repo, make_reconciler, fleet):
     # Small models write ``def test_add(number):``; pytest's own error is a table of every fixture
     # it knows, which the report would withhold word by word. The repair prompt says what to do.
-    fleet.reply = lambda _model, _prompt: "def test_add(number):\n    assert calc.add(number, 1) == 2\n"
+    fleet.reply = lambda _model, prompt: continued(
+        prompt, "def test_add(number):\n    assert calc.add(number, 1) == 2\n")
     start(calc_repo)
     make_reconciler(calc_repo, config()).sync()
     result = VerifyResult.from_message(messages(calc_repo)[0])
