@@ -252,7 +252,8 @@ class Checker:
 
     def _fix(self, stack: Stack, tp: TaskPlan, action: Action, commit: str, best: Sample,
              spec: VerifySpec, source: str, digest: str, repair: Repair | None) -> tuple[str, Sample, str]:
-        """Add ``Repair: pinned ...`` on top when repairs without a model apply to a guided file.
+        """Add ``Repair: pinned ...`` on top when repairs without a model apply to a guided file
+        (or a file of a kind they hold for unguided: ``TestKind.repairs_unguided``).
 
         Each round re-runs the file (``verify.repair``). The commit names every change and
         carries the re-run's result, so it stands for the candidate in what follows. Returns
@@ -260,7 +261,9 @@ class Checker:
         """
         result = best.result
         # A file that passes is repaired still when a test only records Python's wrong-kind error.
-        if (tp.task.template.guided is None or not spec.structured or result is None
+        kind = kind_of(spec)
+        unguided = tp.task.template.guided is None and not kind.repairs_unguided
+        if (unguided or not spec.structured or result is None
                 or (result.ok and not result.records_error) or tp.source_code is None):
             return commit, best, ""
 
@@ -270,7 +273,8 @@ class Checker:
             return self.verifier.verify(action, commit, tree, blob, spec, source, tp.destination,
                                "the repaired file")
 
-        fixed = repair_rounds(self._text(best), result, tp.source_code, tp.destination, run)
+        fixed = repair_rounds(self._text(best), result, tp.source_code, tp.destination, run,
+                              raises=kind.raises)
         if not fixed.changed or fixed.rerun is None:
             return commit, best, ""
         blob = self.repo.write_blob(fixed.text.encode("utf-8"))

@@ -14,7 +14,11 @@ round. A kind says only what differs:
 - ``no_tests``: how a repair prompt asks for tests when a file has none;
 - ``guided``: whether guided writing (``symergion.verify.guide``: the worked example, openers,
   the deterministic repairs) can write its files. It writes unittest files only; the config
-  refuses ``guided`` on a template of another kind.
+  refuses ``guided`` on a template of another kind;
+- ``repairs_unguided``: whether the repairs without a model (``symergion.verify.repair``) run on
+  its files when no guided writer wrote them. Of those repairs, qualifying a bare name of the
+  module holds in any file; the others act on unittest's assertion calls and test methods, and
+  do nothing to module-level pytest functions. ``raises`` is how a repair expects an exception.
 
 A command that is no kind's (``make test``) runs as written, with its exit status and summary
 line as the only result.
@@ -39,6 +43,8 @@ class TestKind:
     top_level_tests: bool
     no_tests: str
     guided: bool
+    repairs_unguided: bool
+    raises: str
 
     def tests(self, tree: ast.Module) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
         """Return the test functions of a parsed file: its test classes' and, for a kind that
@@ -61,6 +67,8 @@ UNITTEST = TestKind(
     top_level_tests=False,
     no_tests="write test methods (def test_...) in a unittest.TestCase class",
     guided=True,
+    repairs_unguided=False,
+    raises="self.assertRaises",
 )
 PYTEST = TestKind(
     name=PYTEST_KIND,
@@ -68,6 +76,8 @@ PYTEST = TestKind(
     top_level_tests=True,
     no_tests="write test functions (def test_...) with plain assert statements",
     guided=False,
+    repairs_unguided=True,
+    raises="pytest.raises",
 )
 KINDS = {kind.name: kind for kind in (UNITTEST, PYTEST)}
 

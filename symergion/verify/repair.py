@@ -159,6 +159,7 @@ def qualify_names(test_source: str, source_text: str, module: str, destination: 
 def repair(
     test_source: str, result: VerifyResult, source_text: str, destination: str,
     *, skip: frozenset[tuple[str, int]] = frozenset(), retried: frozenset[str] = frozenset(),
+    raises: str = "self.assertRaises",
 ) -> RepairResult:
     """Apply the repairs once to a verified test file's text (no run).
 
@@ -170,6 +171,7 @@ def repair(
         skip: (test id, line) pairs pinned before: failing again, their value is unstable.
         retried: tests already given a value of the right kind once (the next wrong-kind error
             they raise is expected, as the last resort).
+        raises: how an expected exception is written (``TestKind.raises``).
     """
     module = module_of(result.source)
     names = frozenset(top_level_names(source_text))
@@ -183,7 +185,7 @@ def repair(
         if rekinded:
             return RepairResult(text, destination, rekinded=rekinded)
         text, truncated, raising = truncate_tests(text, result, result.source, destination,
-                                                  module_names=names)
+                                                  module_names=names, raises=raises)
         return RepairResult(text, destination, truncated=truncated, raising=raising)
     shifts = step.shifts
     if inserted is not None:  # keep the pins' lines those of the new text
@@ -243,6 +245,7 @@ def repair_rounds(
     run: Callable[[str], VerifyResult],
     *,
     rounds: int = DEFAULT_ROUNDS,
+    raises: str = "self.assertRaises",
 ) -> RepairResult:
     """Repair a test file and re-run it with ``run`` after each round, until nothing applies.
 
@@ -253,6 +256,7 @@ def repair_rounds(
         destination: the test file's repository path.
         run: verifies a new text of the test file.
         rounds: at most this many repair-and-run rounds.
+        raises: how an expected exception is written (``TestKind.raises``).
     """
     total = RepairResult(text, destination)
     pinned_at: set[tuple[str, int]] = set()
@@ -260,7 +264,7 @@ def repair_rounds(
     current = result
     for _ in range(rounds):
         step = repair(total.text, current, source_text, destination, skip=frozenset(pinned_at),
-                      retried=frozenset(retried))
+                      retried=frozenset(retried), raises=raises)
         if not step.changed:
             break
         # A pin's line in the text the next run reports: edits above it moved it.

@@ -28,7 +28,7 @@ from symergion.verify.syntax import (
 
 
 def truncate_tests(test_source: str, result: VerifyResult, source: str, destination: str,
-                   *, module_names: frozenset[str] = frozenset()
+                   *, module_names: frozenset[str] = frozenset(), raises: str = "self.assertRaises"
                    ) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
     """Cut each failing or erring test at the statement that failed.
 
@@ -38,6 +38,8 @@ def truncate_tests(test_source: str, result: VerifyResult, source: str, destinat
     values, without calling the module) raised while the module under test ran (its
     traceback passes through the source), it becomes ``with self.assertRaises(E):`` around the call,
     the regression oracle for exceptions, if ``E`` is a builtin or a name of the module.
+
+    ``raises`` is the context manager that expects it (``pytest.raises`` in a pytest file).
 
     Returns the new text, the ids of the tests cut, and those that now expect an exception.
     """
@@ -92,7 +94,7 @@ def truncate_tests(test_source: str, result: VerifyResult, source: str, destinat
         indent = " " * statement.col_offset
         body = test_source[start:stop]
         edits.replace(edits.starts[statement.lineno - 1], end,
-                      f"{indent}with self.assertRaises({exception}):\n{indent}    {body}\n")
+                      f"{indent}with {raises}({exception}):\n{indent}    {body}\n")
         raising.append(test)
     return edits.apply(), tuple(cut), tuple(raising)
 

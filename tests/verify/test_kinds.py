@@ -141,3 +141,18 @@ def test_a_repair_prompt_asks_for_the_kind_of_tests_the_template_makes() -> None
     empty = VerifyResult(source="utils/x.py", imports_source=True)
     assert "plain assert statements" in repair_feedback(empty, "test_x.py", PYTEST)
     assert "unittest.TestCase" in repair_feedback(empty, "test_x.py", UNITTEST)
+
+
+def test_a_pytest_test_expects_the_exception_the_module_raised_with_pytest_raises() -> None:
+    from symergion.verify.truncate import truncate_tests
+
+    text = ("import pytest\n\nfrom utils import x\n\n\nclass TestF:\n"
+            "    def test_f(self):\n        x.f(-1)\n")
+    detail = ('Traceback (most recent call last):\n  File "test_x.py", line 8, in test_f\n'
+              '    x.f(-1)\n  File "utils/x.py", line 3, in f\n    raise ValueError("negative")\n'
+              "ValueError: negative\n")
+    result = VerifyResult(source="utils/x.py",
+                          tests={"test_x.TestF.test_f": TestOutcome("error", detail)})
+    new, _cut, raising = truncate_tests(text, result, "utils/x.py", "test_x.py", raises=PYTEST.raises)
+    assert raising == ("test_x.TestF.test_f",)
+    assert new.endswith("    def test_f(self):\n        with pytest.raises(ValueError):\n            x.f(-1)\n")

@@ -151,3 +151,20 @@ def test_a_test_asking_for_an_unknown_fixture_is_told_so_in_words_the_report_kee
                              "fixtures; give the value inside the test instead")
     repair_prompt = fleet.engines["alpha"].calls[-1]
     assert "tests.test_calc.test_add errs: fixture 'number' not found" in repair_prompt
+
+
+def test_a_bare_name_of_the_module_is_qualified_without_the_model(calc_repo, make_reconciler, fleet):
+    # The model calls ``add`` as if it were imported; the repairs without a model qualify it
+    # (``calc.add``), re-run the file, and the test that failed with a NameError now passes.
+    fleet.reply = lambda _model, prompt: continued(prompt, "def test_add():\n    assert add(1, 2) == 3\n")
+    start(calc_repo)
+    report = make_reconciler(calc_repo, config()).sync()
+    assert [r.status for r in report.results] == ["created"], report.as_dict()
+    candidate, fixed = messages(calc_repo)
+    assert "NameError: name 'add' is not defined" in candidate
+    assert fixed.startswith("Repair: qualified 1 name")
+    result = VerifyResult.from_message(fixed)
+    assert result is not None and (result.passed, result.failed, result.errors) == (1, 0, 0)
+    published = git(calc_repo, "show", f"{BRANCH}:tests/test_calc.py")
+    assert published.endswith("def test_add():\n    assert calc.add(1, 2) == 3\n")
+    assert len(fleet.engines["alpha"].calls) == 1  # no model repair round
