@@ -155,4 +155,5 @@ def test_a_pytest_test_expects_the_exception_the_module_raised_with_pytest_raise
                           tests={"test_x.TestF.test_f": TestOutcome("error", detail)})
     new, _cut, raising = truncate_tests(text, result, "utils/x.py", "test_x.py", raises=PYTEST.raises)
     assert raising == ("test_x.TestF.test_f",)
-    assert new.endswith("    def test_f(self):\n        with pytest.raises(ValueError):\n            x.f(-1)\n")
+    assert new.endswith("    def test_f(self):\n"
+                        "        with pytest.raises(ValueError):\n            x.f(-1)\n")

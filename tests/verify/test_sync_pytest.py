@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +40,10 @@ def test_add_cases(a, b):
 def test_runs():
     calc.add(1, 1)
 '''
-# Every test fails: the prune leaves nothing, so the model repair round is due.
+# Every test fails, and not on an equality a pin could set: the prune leaves nothing, so the
+# model repair round is due.
 FAILING = '''def test_add():
-    assert calc.add(1, 2) == 4
+    assert calc.add(1, 2) > 3
 '''
 REPAIRED = '''def test_add():
     assert calc.add(1, 2) == 3
@@ -80,7 +82,7 @@ def test_a_pytest_candidate_is_run_by_pytest_and_pruned_by_function(calc_repo, m
     start(calc_repo)
     report = make_reconciler(calc_repo, config()).sync()
     assert [r.status for r in report.results] == ["created"], report.as_dict()
-    candidate, pruned = messages(calc_repo)
+    candidate, pinned, pruned = messages(calc_repo)
     result = VerifyResult.from_message(candidate)
     assert result is not None
     # The message records the counts and each problem, under pytest's tests' dotted ids.
@@ -88,14 +90,20 @@ def test_a_pytest_candidate_is_run_by_pytest_and_pruned_by_function(calc_repo, m
     assert {t: o.outcome for t, o in result.tests.items()} == {
         "tests.test_calc.test_sub": "failed", "tests.test_calc.test_add_cases[2-3]": "failed"}
     assert result.unchecked == 1  # test_runs calls the code and checks nothing
-    # The prune takes out whole functions: the failing one, the parametrized one whose case
-    # failed, the one that asserts nothing. What is left passes; no model repair round follows.
-    assert pruned.splitlines()[0] == "Prune: removed 3 tests that failed or asserted nothing"
+    # The failing plain assert is pinned to what the code returned (pytest observed 3 != 4); a
+    # parametrized case is not, as its assert is every case's.
+    assert pinned.startswith("Repair: pinned 1 assertion")
+    assert re.search(r"- tests.test_calc.test_sub \(line \d+\): expected 4 -> 3", pinned)
+    # The prune takes out whole functions: the parametrized one whose case failed, the one that
+    # asserts nothing. What is left passes; no model repair round follows.
+    assert pruned.splitlines()[0] == "Prune: removed 2 tests that failed or asserted nothing"
     kept = git(calc_repo, "show", f"{BRANCH}:tests/test_calc.py")
     starter = "import pytest\n\nfrom utils import calc\n\n\n"  # its "def test_" opens MIXED
-    assert kept == starter + MIXED.split("\n\n\ndef test_sub")[0] + "\n"
+    expected = MIXED.split("\n\n\n@pytest")[0].replace("calc.sub(5, 2) == 4", "calc.sub(5, 2) == 3")
+    assert kept == starter + expected + "\n"
     final = VerifyResult.from_message(pruned)
-    assert final is not None and (final.passed, final.failed, final.errors) == (1, 0, 0)
+    assert final is not None and (final.passed, final.failed, final.errors) == (2, 0, 0)
+    assert len(fleet.engines["alpha"].calls) == 1
     assert [r.status for r in make_reconciler(calc_repo, config()).sync().results] == ["up-to-date"]
 
 
@@ -112,7 +120,7 @@ def test_a_pytest_task_is_verified_pruned_repaired_and_harvested(calc_repo, make
     assert "Create pytest tests for the function add, the function sub" in prompt
     result = VerifyResult.from_message(candidate)
     assert result is not None and result.failed == 1 and "tests.test_calc.test_add" in result.tests
-    assert "assert 3 == 4" in result.tests["tests.test_calc.test_add"].detail
+    assert "assert 3 > 3" in result.tests["tests.test_calc.test_add"].detail
     assert pruned.startswith("Prune: removed tests/test_calc.py (no passing tests left)")
     # The repair prompt names the failure and asks for pytest's kind of test.
     assert "tests.test_calc.test_add fails" in repair_prompt
