@@ -28,16 +28,30 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def started_since(me: psutil.Process, before: set[int]) -> list[psutil.Process]:
+    """Return the processes below this one that were not there at the test's start.
+
+    A session fixture's server (the model tier's ``llama-server``) may be running already; it
+    is not the test's to leak.
+    """
+    return [p for p in me.children(recursive=True) if p.pid not in before]
+
+
+def current(me: psutil.Process) -> set[int]:
+    return {p.pid for p in me.children(recursive=True)}
+
+
 def test_a_long_watch_leaks_no_git_process(repo_dir: Path, cfg: Path, fake_runtime) -> None:
     start_task(repo_dir)
     me = psutil.Process()
+    before = current(me)
     children: list[int] = []
     zombies: list[int] = []
     fds: list[int] = []
 
     def on_poll(poll: int) -> None:
         # Every git command of the poll (and of any pass it ran) has been waited for by now.
-        kids = me.children(recursive=True)
+        kids = started_since(me, before)
         children.append(len(kids))
         zombies.append(sum(1 for k in kids if k.status() == psutil.STATUS_ZOMBIE))
         fds.append(open_fds())
@@ -61,13 +75,14 @@ def test_a_long_watch_leaks_no_git_process(repo_dir: Path, cfg: Path, fake_runti
 def test_git_repo_holds_no_process_between_commands(repo_dir: Path) -> None:
     """GitPython's object database would keep `cat-file --batch` processes per repository."""
     me = psutil.Process()
+    before = current(me)
     for _ in range(50):
         with GitRepo(repo_dir) as repo:
             snap = repo.snapshot()
             repo.read_objects([snap.refs["refs/heads/main"]])
             repo.commit_message("main")
-            assert me.children(recursive=True) == []
-    assert me.children(recursive=True) == []
+            assert started_since(me, before) == []
+    assert started_since(me, before) == []
 
 
 def test_the_count_sees_gitpythons_persistent_processes_and_close_ends_them(repo_dir: Path
@@ -75,8 +90,9 @@ def test_the_count_sees_gitpythons_persistent_processes_and_close_ends_them(repo
     """The instrument works: GitPython's object database, which symergion never uses, leaves
     ``cat-file`` processes running until the repository is closed."""
     me = psutil.Process()
+    before = current(me)
     repo = GitRepo(repo_dir)
     repo._repo.commit("HEAD").message  # noqa: B018 - the object database starts cat-file
-    assert len(me.children(recursive=True)) >= 1
+    assert len(started_since(me, before)) >= 1
     repo.close()
-    assert me.children(recursive=True) == []
+    assert started_since(me, before) == []
