@@ -71,9 +71,13 @@ def fresh_cache(directory: Path) -> Path:
     return directory
 
 
+_IDENTITY = ("-c", "user.name=bench", "-c", "user.email=bench@example.invalid")  # for a bare machine
+
+
 def _git(repo: Path, *args: str) -> str:
-    proc = run_git(*args, cwd=repo)
-    proc.check_returncode()
+    proc = run_git(*_IDENTITY, *args, cwd=repo)
+    if proc.returncode != 0:
+        raise RuntimeError(f"git {' '.join(args)} failed in {repo}: {proc.stderr.strip()}")
     return proc.stdout
 
 
