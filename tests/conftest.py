@@ -55,6 +55,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         config.hook.pytest_deselected(items=[i for i in items if i not in kept])
         items[:] = kept
 
+
 def _isolate(env: dict[str, str] | os._Environ[str], home: Path, log: Path) -> None:
     """Point HOME, caches and git config into ``home``; record model loads into ``log``."""
     env["HOME"] = str(home)
