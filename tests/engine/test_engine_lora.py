@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import gc
 import weakref
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
 
@@ -19,67 +17,29 @@ from symergion.config.sampling import Sampling
 from symergion.engine import native
 from symergion.engine.llama import LlamaEngine
 from symergion.errors import ModelError
-from tests.helpers.lora import write_adapter
-
-PROMPT = 'def fibonacci(n: int) -> int:\n    """Return the n-th Fibonacci number."""\n'
-TOKENS = 24
-
-MakeEngine = Callable[..., LlamaEngine]
-
-
-@pytest.fixture
-def make_engine() -> Iterator[MakeEngine]:
-    """Return a factory of LlamaEngines; all are closed after the test."""
-    engines: list[LlamaEngine] = []
-
-    def make(model: Path, **kwargs: Any) -> LlamaEngine:
-        kwargs.setdefault("model_name", model.stem)
-        kwargs.setdefault("n_ctx", 512)
-        kwargs.setdefault("n_threads", 2)
-        kwargs.setdefault("sampling", Sampling())
-        engine = LlamaEngine(model, **kwargs)
-        engines.append(engine)
-        return engine
-
-    yield make
-    for engine in engines:
-        engine.close()
-
-
-def complete(engine: LlamaEngine, prompt: str = PROMPT, **kwargs: Any) -> str:
-    return "".join(engine.generate(prompt, max_tokens=TOKENS, **kwargs))
-
-
-@pytest.fixture(scope="module")
-def adapters(gemma: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A zero and a non-zero adapter for Gemma 3 270M's attention queries and up projections."""
-    directory = tmp_path_factory.mktemp("adapters")
-    return {
-        "zero": write_adapter(directory / "zero.gguf", gemma, zero=True),
-        "nonzero": write_adapter(directory / "nonzero.gguf", gemma, strength=0.05),
-    }
+from tests.helpers.lora import MakeEngine, complete, write_adapter
 
 
 def test_an_adapter_for_another_size_is_refused(tiny_model: Path, wide_model: Path,
-                                                tmp_path: Path, make_engine: MakeEngine) -> None:
+                                                tmp_path: Path, engine_on: MakeEngine) -> None:
     adapter = write_adapter(tmp_path / "wide-lora.gguf", wide_model)
     with pytest.raises(ModelError, match="incorrect shape"):
-        make_engine(tiny_model, lora=adapter)
+        engine_on(tiny_model, lora=adapter)
 
 
 def test_an_adapter_applies_to_a_tiny_model(tiny_model: Path, tmp_path: Path,
-                                            make_engine: MakeEngine) -> None:
+                                            engine_on: MakeEngine) -> None:
     zero = write_adapter(tmp_path / "zero.gguf", tiny_model, zero=True)
     strong = write_adapter(tmp_path / "strong.gguf", tiny_model, strength=2.0)
-    base = complete(make_engine(tiny_model), "def test")
-    assert complete(make_engine(tiny_model, lora=zero), "def test") == base
-    assert complete(make_engine(tiny_model, lora=strong), "def test") != base
+    base = complete(engine_on(tiny_model), "def test")
+    assert complete(engine_on(tiny_model, lora=zero), "def test") == base
+    assert complete(engine_on(tiny_model, lora=strong), "def test") != base
 
 
 def test_a_missing_adapter_file_is_a_model_error(tiny_model: Path, tmp_path: Path,
-                                                 make_engine: MakeEngine) -> None:
+                                                 engine_on: MakeEngine) -> None:
     with pytest.raises(ModelError, match=r"LoRA adapter .*gone\.gguf does not exist"):
-        make_engine(tiny_model, lora=tmp_path / "gone.gguf")
+        engine_on(tiny_model, lora=tmp_path / "gone.gguf")
 
 
 def test_an_engine_with_an_adapter_is_freed_by_the_garbage_collector(

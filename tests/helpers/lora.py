@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from symergion.engine.llama import LlamaEngine
 
 # The matrices an adapter changes by default: attention queries and the feed-forward up
 # projection, in every block (PEFT's usual q_proj / up_proj targets).
 TARGETS = ("attn_q", "ffn_up")
+
+PROMPT = 'def fibonacci(n: int) -> int:\n    """Return the n-th Fibonacci number."""\n'
+TOKENS = 24
+
+MakeEngine = Callable[..., "LlamaEngine"]
+
+
+def complete(engine: LlamaEngine, prompt: str = PROMPT, **kwargs: Any) -> str:
+    """Return an engine's greedy text for ``prompt``, ``TOKENS`` tokens at most."""
+    return "".join(engine.generate(prompt, max_tokens=TOKENS, **kwargs))
 
 
 def write_adapter(

@@ -8,9 +8,7 @@ those on tiny models.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -19,37 +17,10 @@ from symergion.config.parse import parse_config
 from symergion.config.sampling import Sampling
 from symergion.engine.llama import LlamaEngine
 from symergion.errors import ModelError
-from tests.helpers.lora import write_adapter
+from tests.helpers.lora import PROMPT, TOKENS, MakeEngine, complete, write_adapter
 
-PROMPT = 'def fibonacci(n: int) -> int:\n    """Return the n-th Fibonacci number."""\n'
 # Long enough (> MIN_STATE_TOKENS) for its KV state to be saved on disk.
 STABLE = "".join(f"# line {i}: scale values by {i}\n" for i in range(12))
-TOKENS = 24
-
-MakeEngine = Callable[..., LlamaEngine]
-
-
-@pytest.fixture
-def make_engine() -> Iterator[MakeEngine]:
-    """Return a factory of LlamaEngines; all are closed after the test."""
-    engines: list[LlamaEngine] = []
-
-    def make(model: Path, **kwargs: Any) -> LlamaEngine:
-        kwargs.setdefault("model_name", model.stem)
-        kwargs.setdefault("n_ctx", 512)
-        kwargs.setdefault("n_threads", 2)
-        kwargs.setdefault("sampling", Sampling())
-        engine = LlamaEngine(model, **kwargs)
-        engines.append(engine)
-        return engine
-
-    yield make
-    for engine in engines:
-        engine.close()
-
-
-def complete(engine: LlamaEngine, prompt: str = PROMPT, **kwargs: Any) -> str:
-    return "".join(engine.generate(prompt, max_tokens=TOKENS, **kwargs))
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +43,8 @@ def base_text(gemma: Path) -> str:
 
 
 def test_a_zero_adapter_gives_the_base_models_text_exactly(
-        gemma: Path, adapters: dict[str, Path], base_text: str, make_engine: MakeEngine) -> None:
-    engine = make_engine(gemma, lora=adapters["zero"])
+        gemma: Path, adapters: dict[str, Path], base_text: str, engine_on: MakeEngine) -> None:
+    engine = engine_on(gemma, lora=adapters["zero"])
     assert engine.stats.generated_tokens == 0
     text = complete(engine)
     assert engine.stats.generated_tokens > 0
@@ -81,39 +52,39 @@ def test_a_zero_adapter_gives_the_base_models_text_exactly(
 
 
 def test_a_nonzero_adapter_changes_the_text(gemma: Path, adapters: dict[str, Path],
-                                            base_text: str, make_engine: MakeEngine) -> None:
-    text = complete(make_engine(gemma, lora=adapters["nonzero"]))
+                                            base_text: str, engine_on: MakeEngine) -> None:
+    text = complete(engine_on(gemma, lora=adapters["nonzero"]))
     assert text and text != base_text
 
 
 def test_scale_zero_switches_the_adapter_off(gemma: Path, adapters: dict[str, Path],
-                                             base_text: str, make_engine: MakeEngine) -> None:
-    assert complete(make_engine(gemma, lora=adapters["nonzero"], lora_scale=0.0)) == base_text
+                                             base_text: str, engine_on: MakeEngine) -> None:
+    assert complete(engine_on(gemma, lora=adapters["nonzero"], lora_scale=0.0)) == base_text
 
 
 def test_an_adapter_for_another_architecture_is_refused(gemma: Path, tiny_model: Path,
                                                         tmp_path: Path,
-                                                        make_engine: MakeEngine) -> None:
+                                                        engine_on: MakeEngine) -> None:
     adapter = write_adapter(tmp_path / "llama-lora.gguf", tiny_model)
     with pytest.raises(ModelError, match=r"cannot load the LoRA adapter .*arch mismatch") as caught:
-        make_engine(gemma, lora=adapter)
+        engine_on(gemma, lora=adapter)
     assert "symergion models list" in (caught.value.hint or "")
 
 
 def test_kv_states_are_not_shared_between_with_and_without_adapter(
-        gemma: Path, adapters: dict[str, Path], tmp_path: Path, make_engine: MakeEngine) -> None:
+        gemma: Path, adapters: dict[str, Path], tmp_path: Path, engine_on: MakeEngine) -> None:
     states = tmp_path / "kv"
     prompt = STABLE + PROMPT
-    base = make_engine(gemma, state_dir=states)
+    base = engine_on(gemma, state_dir=states)
     complete(base, prompt, stable_prefix=len(STABLE))
     assert len(list(states.iterdir())) == 1, "the base model saved its prefix state"
 
-    tuned = make_engine(gemma, state_dir=states, lora=adapters["nonzero"])
+    tuned = engine_on(gemma, state_dir=states, lora=adapters["nonzero"])
     cold = complete(tuned, prompt, stable_prefix=len(STABLE))
     assert tuned.stats.prefix_source == "none", "the base model's state was not used"
     assert len(list(states.iterdir())) == 2, "the adapter's states live in their own directory"
 
-    again = make_engine(gemma, state_dir=states, lora=adapters["nonzero"])
+    again = engine_on(gemma, state_dir=states, lora=adapters["nonzero"])
     text = complete(again, prompt, stable_prefix=len(STABLE))
     assert again.stats.prefix_source == "disk"
     assert text == cold, "the adapter's own state gives the text of a cold run"
