@@ -8,21 +8,14 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from symergion.cli.app import app
-from tests.helpers.server import free_port
+from tests.helpers.server import endpoint_config, free_port
 
 runner = CliRunner()
 
 
-def config_for(tmp_path: Path, endpoint: str) -> Path:
-    path = tmp_path / "symergion.json"
-    path.write_text(json.dumps({"checkpoints": [
-        {"endpoint": endpoint, "name": "remote", "trait": "coding", "context_size": 2048}]}))
-    return path
-
-
 def test_a_down_endpoint_is_listed_with_the_fix(tmp_path: Path) -> None:
     endpoint = f"http://127.0.0.1:{free_port()}"
-    config = config_for(tmp_path, endpoint)
+    config = endpoint_config(tmp_path, endpoint)
     result = runner.invoke(app, ["models", "list", "--config", str(config)])
     assert result.exit_code == 1
     assert "unreachable" in result.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -83,3 +84,12 @@ def start_server(model: Path, log_dir: Path, *extra: str) -> Server:
         time.sleep(0.2)
     server.stop()
     raise RuntimeError(f"llama_cpp.server did not answer within {STARTUP_SECONDS:.0f} s")
+
+
+def endpoint_config(tmp_path: Path, endpoint: str) -> Path:
+    """Write a config whose one coder (``remote``) runs on the model server at ``endpoint``."""
+    path = tmp_path / "symergion.json"
+    path.write_text(json.dumps({"checkpoints": [
+        {"endpoint": endpoint, "name": "remote", "trait": "coding", "context_size": 2048}]}))
+    return path
+

@@ -8,22 +8,15 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from symergion.cli.app import app
-from tests.helpers.server import Server
+from tests.helpers.server import Server, endpoint_config
 
 runner = CliRunner()
-
-
-def config_for(tmp_path: Path, endpoint: str) -> Path:
-    path = tmp_path / "symergion.json"
-    path.write_text(json.dumps({"checkpoints": [
-        {"endpoint": endpoint, "name": "remote", "trait": "coding", "context_size": 2048}]}))
-    return path
 
 
 def test_an_endpoint_is_listed_with_the_model_it_serves(
     tmp_path: Path, llama_server: Server, gguf_path: Path
 ) -> None:
-    config = config_for(tmp_path, llama_server.endpoint)
+    config = endpoint_config(tmp_path, llama_server.endpoint)
     result = runner.invoke(app, ["models", "list", "--config", str(config)])
     assert result.exit_code == 0, result.output
     assert f"{llama_server.endpoint} serves {gguf_path}" in result.output
