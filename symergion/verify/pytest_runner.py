@@ -19,7 +19,6 @@ values and their facts are ``runner.py``'s own functions.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import os
@@ -290,12 +289,7 @@ def module_path(module: str) -> str:
 
 def main(argv: list[str]) -> int:
     """Run the module's tests under pytest; exit 0 when every test that ran passed."""
-    parser = argparse.ArgumentParser(prog="pytest_runner")
-    parser.add_argument("--module", required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--coverage", default=None, help="the source file to measure")
-    parser.add_argument("--source", default=None, help="the module under test (its own raise statements)")
-    args = parser.parse_args(argv)
+    args = runner.parse_args(argv, "pytest_runner")
     # Only what the command line names: an installed plugin could reorder, rerun or skip tests.
     os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     try:  # before the checkout is on the path: a pytest.py of its own would shadow pytest

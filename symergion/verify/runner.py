@@ -111,14 +111,19 @@ class Recorder(unittest.TestResult):
             self._record(test, "failed" if failed else "error", err)
 
 
-def main(argv: list[str]) -> int:
-    """Run the module's tests; exit 0 when every test that ran passed."""
-    parser = argparse.ArgumentParser(prog="runner")
+def parse_args(argv: list[str], prog: str) -> argparse.Namespace:
+    """Return a runner's command line: the same for every kind's runner (``pytest_runner.py``)."""
+    parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("--module", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--coverage", default=None, help="the source file to measure")
     parser.add_argument("--source", default=None, help="the module under test (its own raise statements)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    """Run the module's tests; exit 0 when every test that ran passed."""
+    args = parse_args(argv, "runner")
     # The checkout, not this script's folder, is what the tests import from.
     sys.path[0] = os.getcwd()
     with open(args.out, "a", encoding="utf-8") as out:
