@@ -42,20 +42,25 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 from symergion.verify.finish import Finisher
+from symergion.verify.fixture import instance_target, needs_fixture, with_fixture
+from symergion.verify.objects import INSTANCE, module_values
 from symergion.verify.openers import (
     BODY,
     DEFAULT_TARGETS,
     FIXTURE_VALUES,
     WRITTEN,
     Target,
+    bound_parameters,
     call_text,
     class_variable,
     method_opener,
     openings,
     roundtrips,
     targets,
+    value_kinds,
     value_seeds,
 )
+from symergion.verify.segment import class_construction, keep_valid, segment_lines
 from symergion.verify.syntax import top_level_names
 
 MAIN_GUARD = '\n\nif __name__ == "__main__":\n    unittest.main()\n'
@@ -93,33 +98,6 @@ class Guided:
 
 # What closes each opening (``params.OPENING``) when the model did not.
 _CLOSING = {"'": "'", "b'": "'", "[": "]", "['": "']", "{": "}", "(": ")"}
-# A test whose parameters name files gets a fixture: a temporary folder holding a copy of the
-# module's own source, an existing file it may read or change, removed after the test.
-FIXTURE_IMPORTS = "import shutil\nimport tempfile\n"
-FIXTURE = ("    def setUp(self):\n"
-           "        folder = tempfile.TemporaryDirectory()\n"
-           "        self.addCleanup(folder.cleanup)\n"
-           "        self.folder = folder.name\n"
-           "        self.path = shutil.copy({alias}.__file__, self.folder)\n\n")
-
-
-def with_fixture(code_starter: str, alias: str) -> str:
-    """Return a code starter with the fixture's imports and its ``setUp`` (``FIXTURE``) added.
-
-    The imports go before the starter's first import (after any ``from __future__``), the
-    ``setUp`` after its class line, which ends the starter.
-    """
-    lines = code_starter.splitlines(keepends=True)
-    try:
-        tree = ast.parse(code_starter + "    pass\n")
-    except SyntaxError:
-        return code_starter
-    imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))
-               and not (isinstance(n, ast.ImportFrom) and n.module == "__future__")]
-    at = imports[0].lineno - 1 if imports else 0
-    return "".join([*lines[:at], FIXTURE_IMPORTS, *lines[at:]]) + FIXTURE.format(alias=alias)
-
-
 def value_ok(value: str, defined: Iterable[str]) -> bool:
     """Return whether a bound value is one expression that uses only builtins and ``defined`` names."""
     try:
@@ -128,71 +106,6 @@ def value_ok(value: str, defined: Iterable[str]) -> bool:
         return False
     allowed = _BUILTINS | set(defined)
     return bool(value.strip()) and all(n.id in allowed for n in ast.walk(tree) if isinstance(n, ast.Name))
-
-
-def _construction(kept: str) -> str | None:
-    """Return the first body line of a class's test when it is a whole statement on its own."""
-    lines = kept.split("\n")
-    if len(lines) < 2 or not _parses(lines[1].strip()):
-        return None
-    return lines[1]
-
-
-def _parses(text: str) -> bool:
-    try:
-        ast.parse(text)
-    except SyntaxError:
-        return False
-    return True
-
-
-def _segment_lines(generated: str, max_lines: int, alias: str = "", known: frozenset[str] = frozenset(),
-                   opener: str = "") -> tuple[list[str], bool]:
-    """Split a segment into the lines that belong to the test; True when the test has ended.
-
-    Besides leaving the method, a test ends before a line that repeats an earlier one (it adds
-    nothing) or names an attribute of the module that the module does not define (``known``,
-    when given): such a line would only turn a test that passes into one that errs.
-    """
-    lines = generated.split("\n")
-    kept: list[str] = []
-    for index, line in enumerate(lines):
-        complete = index < len(lines) - 1
-        if index > 0 and line.strip() and not line.startswith(BODY):
-            return kept, True  # the model left the method: a new def, a class, the main guard
-        if index > 0 and complete and line.strip() and (
-                line in [opener.rsplit("\n", 1)[-1] + kept[0], *kept[1:]]
-                or _unknown_attribute(line, alias, known)):
-            return kept, True
-        if index > 0 and not complete and not line.strip():
-            break
-        kept.append(line)
-        body = [k for k in kept[1:] if k.strip()]
-        if complete and len(body) + 1 >= max_lines:
-            return kept, True
-    return kept, False
-
-
-def _unknown_attribute(line: str, alias: str, known: frozenset[str]) -> bool:
-    """Return whether a line uses ``alias.name`` for a name the module does not define."""
-    if not alias or not known:
-        return False
-    return any(name not in known for name in re.findall(rf"\b{re.escape(alias)}\.(\w+)", line))
-
-
-def keep_valid(head: str, opener: str, lines: list[str]) -> str | None:
-    """Return the opener and the longest prefix of ``lines`` that keeps ``head`` valid Python.
-
-    Returns None when no prefix does (the test is left out).
-    """
-    for count in range(len(lines), 0, -1):
-        body = "\n".join(lines[:count]).rstrip()
-        if not body.strip() and count == 1:
-            continue
-        candidate = opener + body + "\n"
-        if _parses(head + candidate):
-            return candidate
-    return None
 
 
 def _complete_line(generate: Generate, prompt: str, max_tokens: int, stable_prefix: int) -> tuple[str, int]:
@@ -307,11 +220,11 @@ class _Writer:
         source, alias, bind = task.source_text, task.alias, options.bind
         self.chosen = targets(source, alias, options.limit, bind=bind)
         self.pairs = roundtrips(self.tree, targets(source, alias, len(source), bind=bind)) if bind else []
-        fixture = options.hint and any(opening in FIXTURE_VALUES.values()
-                                       for target in self.chosen for opening in openings(self.tree, target))
+        fixture = options.hint and needs_fixture(self.tree, self.chosen)
         self.text = with_fixture(task.code_starter, alias) if fixture else task.code_starter
         self.result = Guided(self.text)
         self.built: dict[str, str] = {}  # class -> the lines of its test that constructed one
+        self.building: set[str] = set()  # the classes whose objects a bound value is being built of
         self.bodies: set[str] = set()  # what each test does, without its name: a variant must differ
         self.full = False  # the context is full
         self.rounds = max(1, options.variants) if options.sample is not None else 1
@@ -420,24 +333,47 @@ class _Writer:
                 return written, tokens, opener.split("\n", 1)[1] + built_line
             opener += f"{BODY}result = {call_text(target, alias)}\n{BODY}self.assertEqual(result, "
         kept, used = self.complete_test(generate, target, opener, share - tokens)
-        construction = _construction(kept) if kept is not None and target.kind == "class" else None
+        construction = class_construction(kept) if kept is not None and target.kind == "class" else None
         return kept, tokens + used, construction
 
     def bind(self, generate: Generate, target: Target, share: int, round_: int) -> tuple[str | None, int]:
         """Return a bound target's opener with each bound value written, and the tokens it took.
 
-        The opener is None when the model's value is no expression, or uses a name the test
-        never defined.
+        A value the module passes the parameter itself (``objects.module_values``) is written
+        without the model, one per round while there are; an object of one of the module's
+        classes is built as the class's own test builds one (``instance``). The opener is None
+        when the model's value is no expression, or uses a name the test never defined.
         """
         assert target.binds is not None
         opener, tokens = target.opener, 0
-        hint, tree = self.options.hint, self.tree
-        defined = {self.task.alias, *_assigned(opener)}
+        hint, tree, alias = self.options.hint, self.tree, self.task.alias
+        defined = {alias, *_assigned(opener)}
         seeds = value_seeds(tree, target) if hint and round_ else [[] for _ in target.binds]
-        for (variable, _), opening, constants in zip(target.binds, openings(tree, target, hint), seeds,
-                                                     strict=True):
+        function, names = bound_parameters(tree, target)
+        passed = ([module_values(tree, function, name) for name in names] if hint and function is not None
+                  else [[] for _ in target.binds])
+        for (variable, _), opening, constants, kind, own in zip(
+                target.binds, openings(tree, target, hint), seeds, value_kinds(tree, target, hint), passed,
+                strict=True):
             by_method = opening in WRITTEN.values()
-            if (by_method and round_ == 0) or len(constants) >= round_ > 0:
+            seeded = len(constants) >= round_ > 0
+            if round_ < len(own):
+                opener += f"{BODY}{variable} = {alias}.{own[round_]}\n"  # as the module passes it
+                defined.add(variable)
+                continue
+            if kind.startswith(INSTANCE) and not seeded:
+                taken = frozenset(defined | {v for v, _ in target.binds})
+                built = self.instance(generate, kind[len(INSTANCE):], variable, opener, taken,
+                                      (share - tokens, round_))
+                if built is not None:
+                    lines, used = built
+                    tokens += used
+                    if lines is None:
+                        return None, tokens
+                    opener += lines
+                    defined |= {variable, *_assigned(lines)}
+                    continue
+            if (by_method and round_ == 0) or seeded:
                 value = opening if round_ == 0 else constants[round_ - 1]
                 opener += f"{BODY}{variable} = {value}\n"  # the fixture's file, a callable, a constant
                 if value.startswith("open("):
@@ -461,6 +397,27 @@ class _Writer:
             defined.add(variable)
         return opener, tokens
 
+    def instance(self, generate: Generate, cls: str, variable: str, opener: str, taken: frozenset[str],
+                 budget: tuple[int, int]) -> tuple[str | None, int] | None:
+        """Build an object of one of the module's classes for a bound value, as the class's test does.
+
+        Returns the lines that bind the constructor's parameters and call it (None when one of
+        its values failed) and the tokens they took; None when an object of the class is being
+        built already (a class that takes its own kind: the model writes the value).
+        """
+        if cls in self.building:
+            return None
+        share, round_ = budget
+        target = instance_target(self.tree, cls, self.task.alias, opener, taken | {variable})
+        self.building.add(cls)
+        try:
+            lines, used = self.bind(generate, target, share, round_)
+        finally:
+            self.building.discard(cls)
+        if lines is None:
+            return None, used
+        return lines[len(opener):] + f"{BODY}{variable} = {call_text(target, self.task.alias)}\n", used
+
     def complete_test(self, generate: Generate, target: Target, opener: str, share: int
                       ) -> tuple[str | None, int]:
         """Let the model complete a test from its opener; return what of it parses, and the tokens."""
@@ -473,13 +430,13 @@ class _Writer:
             for piece in pieces:
                 tokens += 1
                 generated += piece
-                _, ended = _segment_lines(generated, max_lines, alias, known, opener)
+                _, ended = segment_lines(generated, max_lines, alias, known, opener)
                 if ended or finisher.check(head + generated):
                     break
             close = getattr(pieces, "close", None)
             if close is not None:
                 close()  # stop the engine's generation before the next prompt
-        lines, _ = _segment_lines(generated, max_lines, alias, known, opener)
+        lines, _ = segment_lines(generated, max_lines, alias, known, opener)
         kept = keep_valid(self.text, opener, lines)
         if kept is None and target.binds is not None:
             # The call is sound; an expected value the repairs pin is better than no test.

@@ -11,6 +11,8 @@ import ast
 import builtins
 from collections.abc import Callable
 
+from symergion.verify.objects import INSTANCE, annotated_class, buildable_classes, member_votes
+
 
 def is_number(node: ast.AST) -> bool:
     """Return whether a node is a number literal (not a bool)."""
@@ -288,7 +290,8 @@ def parameter_kind(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFuncti
                    depth: int = 2) -> str:
     """Guess what a parameter holds: ``str``, ``bytes``, ``list``, ``strlist`` (of strings),
     ``dict``, ``tuple``, ``path``, ``folder``, ``callable``, ``class``, ``text reader``,
-    ``binary writer``, ..., or "".
+    ``binary writer``, ``instance Reader`` (an object of one of the module's classes:
+    ``objects.py``), ..., or "".
 
     The evidence is generic: its annotation; the methods called on it (``.startswith`` is a
     string's, ``.append`` a list's, ``.decode`` bytes'); ``isinstance`` checks; iterating or
@@ -314,11 +317,16 @@ def parameter_kind(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFuncti
                  else base.attr if isinstance(base, ast.Attribute) else "")
         if label in _ANNOTATIONS:
             return _ANNOTATIONS[label]
+    classes = buildable_classes(tree)
+    if argument is not None and (named := annotated_class(argument.annotation, classes)):
+        return INSTANCE + named
 
     def is_param(node: ast.AST) -> bool:
         return isinstance(node, ast.Name) and node.id == name
 
     votes = _kind_votes(tree, function, is_param, depth)
+    for cls, count in member_votes(function, is_param, classes).items():
+        votes[INSTANCE + cls] = votes.get(INSTANCE + cls, 0) + 3 * count  # ``reader.peek(1)``
     owner = _owner(tree, function)
     if owner is not None and function.name == "__init__":
         # A constructor that keeps the parameter (``self.left = a``): what the other methods do

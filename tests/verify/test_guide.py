@@ -10,7 +10,7 @@ from typing import Any
 from symergion.config.schema import VerifySpec
 from symergion.engine.fake import FakeEngine
 from symergion.gitrepo import GitRepo
-from symergion.verify import examples, guide, openers, params
+from symergion.verify import examples, fixture, guide, openers, params
 from symergion.verify.candidate import verify_candidate
 from symergion.verify.repair import RepairResult, repair_candidate
 from symergion.verify.result import VerifyResult
@@ -654,7 +654,7 @@ def test_a_fixture_opens_the_class_when_a_test_needs_an_existing_file() -> None:
                              guide.GuideOptions(budget=200))
     # The imports go before the starter's, the setUp right after its class line.
     assert done.text.startswith("import shutil\nimport tempfile\nimport unittest\n\nfrom lib import files\n")
-    assert (starter.split("import unittest\n", 1)[1] + guide.FIXTURE.format(alias="files")) in done.text
+    assert (starter.split("import unittest\n", 1)[1] + fixture.FIXTURE.format(alias="files")) in done.text
     # The method writes the fixture's values itself: the model is never asked for them.
     assert ("    def test_size_of(self):\n        filename = self.path\n"
             "        result = files.size_of(filename)\n") in done.text
@@ -673,7 +673,7 @@ def test_a_fixture_opens_the_class_when_a_test_needs_an_existing_file() -> None:
 def test_the_fixture_imports_come_after_a_future_import() -> None:
     future = "from __future__ import annotations\n\n"
     starter = future + "import unittest\n\nimport m\n\n\nclass TestM(unittest.TestCase):\n"
-    fixed = guide.with_fixture(starter, "m")
+    fixed = fixture.with_fixture(starter, "m")
     assert fixed.startswith(future + "import shutil\nimport tempfile\nimport unittest\n")
     ast.parse(fixed)
 
