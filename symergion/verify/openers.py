@@ -20,10 +20,10 @@ from symergion.verify.params import (
     constant_values,
     definition,
     function_aliases,
+    numeric_parameter,
     passed_to,
     value_kind,
 )
-from symergion.verify.rekind import numeric_parameter
 
 # A test method's body is indented by eight spaces (class body four, method body eight).
 BODY = " " * 8

@@ -352,6 +352,30 @@ def parameter_kind(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFuncti
     return kind
 
 
+_ARITHMETIC = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow)
+
+
+def numeric_parameter(function: ast.FunctionDef | ast.AsyncFunctionDef, name: str) -> bool:
+    """Return whether the code does arithmetic with a parameter or orders it against a number."""
+    def is_param(node: ast.AST) -> bool:
+        return isinstance(node, ast.Name) and node.id == name
+
+    for node in ast.walk(function):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, _ARITHMETIC):
+            if ((is_param(node.left) and is_number(node.right))
+                    or (is_param(node.right) and is_number(node.left))):
+                return True
+        elif isinstance(node, ast.Compare) and any(isinstance(op, (ast.Lt, ast.Gt, ast.LtE, ast.GtE))
+                                                   for op in node.ops):
+            sides = [node.left, *node.comparators]
+            if any(is_param(side) for side in sides) and any(is_number(side) for side in sides):
+                return True
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+              and node.func.id in ("range", "abs", "round") and any(is_param(a) for a in node.args)):
+            return True
+    return False
+
+
 SEEDS = 4  # constants per parameter, at most: one for each variant round after the greedy one
 
 

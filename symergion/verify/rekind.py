@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from symergion.verify.names import module_of
-from symergion.verify.params import class_values, constant_values, definition, is_number, value_kind
+from symergion.verify.objects import INSTANCE, buildable_classes, module_values
+from symergion.verify.openers import required_parameters
+from symergion.verify.params import class_values, constant_values, definition, numeric_parameter, value_kind
 from symergion.verify.result import VerifyResult
 from symergion.verify.syntax import (
     Edits,
@@ -41,7 +43,7 @@ _KIND_VALUES = {"str": "'abc'", "bytes": "b'abc'", "list": "[1, 2, 3]", "strlist
 _KIND_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "bytes": (bytes,), "list": (list,),
                                             "strlist": (list,), "dict": (dict,), "tuple": (tuple,),
                                             "number": (int, float), "path": (str,), "folder": (str,)}
-_ARITHMETIC = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow)
+MODULE = "module value"  # the kind of a value the module passes the parameter itself
 
 
 @dataclass(frozen=True)
@@ -66,27 +68,6 @@ def _raised_by_source(detail: str, source: str) -> bool:
     return path is not None and same_file(path.group(1), source) and code.startswith("raise")
 
 
-def numeric_parameter(function: ast.FunctionDef | ast.AsyncFunctionDef, name: str) -> bool:
-    """Return whether the code does arithmetic with a parameter or orders it against a number."""
-    def is_param(node: ast.AST) -> bool:
-        return isinstance(node, ast.Name) and node.id == name
-
-    for node in ast.walk(function):
-        if isinstance(node, ast.BinOp) and isinstance(node.op, _ARITHMETIC):
-            if ((is_param(node.left) and is_number(node.right))
-                    or (is_param(node.right) and is_number(node.left))):
-                return True
-        elif isinstance(node, ast.Compare) and any(isinstance(op, (ast.Lt, ast.Gt, ast.LtE, ast.GtE))
-                                                   for op in node.ops):
-            sides = [node.left, *node.comparators]
-            if any(is_param(side) for side in sides) and any(is_number(side) for side in sides):
-                return True
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-              and node.func.id in ("range", "abs", "round") and any(is_param(a) for a in node.args)):
-            return True
-    return False
-
-
 def _called_definition(call: ast.Call, function: ast.AST, alias: str | None, source_tree: ast.Module
                        ) -> tuple[ast.FunctionDef | ast.AsyncFunctionDef, bool] | None:
     """Return the module's function a test's call runs and whether its first parameter is skipped."""
@@ -109,15 +90,23 @@ def _called_definition(call: ast.Call, function: ast.AST, alias: str | None, sou
 
 
 def _kind_value(source_tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionDef, name: str,
-                fixture: bool, alias: str | None = None) -> tuple[str, str] | None:
+                fixture: bool, alias: str | None = None, depth: int = 2) -> tuple[str, str] | None:
     """Return the kind of value a parameter holds and a value of that kind, or None.
 
-    A class is the first one the code checks the parameter against (``class_values``: a branch
-    of its own), else ``object``.
+    A value the module passes the parameter itself comes first (``objects.module_values``). A
+    class is the first one the code checks the parameter against (``class_values``: a branch of
+    its own), else ``object``. An object of one of the module's classes is built by calling the
+    class with a value of its kind for each required parameter (``depth`` levels deep), or not
+    at all.
     """
-
+    own = module_values(source_tree, function, name)
+    if own and alias:
+        return MODULE, f"{alias}.{own[0]}"
     kind = value_kind(source_tree, function, name) or (
         "number" if numeric_parameter(function, name) else "")
+    if kind.startswith(INSTANCE):
+        built = _built(source_tree, kind[len(INSTANCE):], fixture, alias, depth)
+        return (kind, built) if built is not None else None
     if kind not in _KIND_VALUES or (kind in ("path", "folder") and not fixture):
         return None
     if kind == "class":
@@ -130,9 +119,25 @@ def _kind_value(source_tree: ast.Module, function: ast.FunctionDef | ast.AsyncFu
     return kind, _KIND_VALUES[kind]
 
 
+def _built(source_tree: ast.Module, cls: str, fixture: bool, alias: str | None, depth: int) -> str | None:
+    """Return a call that builds an object of one of the module's classes, or None."""
+    init = definition(source_tree, "__init__", cls)
+    if not alias or depth <= 0 or cls not in buildable_classes(source_tree):
+        return None
+    if init is None:
+        return f"{alias}.{cls}()"  # a plain class: nothing to pass
+    values: list[str] = []
+    for parameter, keyword in required_parameters(init, method=True):
+        found = _kind_value(source_tree, init, parameter, fixture, alias, depth - 1)
+        if found is None or found[0] in ("path", "folder"):
+            return None  # a value of no known kind, or a file the object would hold open
+        values.append(f"{parameter}={found[1]}" if keyword else found[1])
+    return f"{alias}.{cls}({', '.join(values)})"
+
+
 def _of_kind(value: ast.expr, kind: str) -> bool:
     """Return whether a written value already is of a kind (a name or call: assume so)."""
-    if kind in ("callable", "class"):
+    if kind in ("callable", "class", MODULE) or kind.startswith(INSTANCE):
         return not isinstance(value, ast.Constant)
     try:
         current = ast.literal_eval(value)

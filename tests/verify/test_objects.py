@@ -6,9 +6,14 @@ import ast
 from collections.abc import Iterable
 from pathlib import Path
 
+from symergion.config.schema import VerifySpec
 from symergion.engine.fake import FakeEngine
+from symergion.gitrepo import GitRepo
 from symergion.verify import examples, fixture, guide, objects, openers, params
-from tests.helpers.verify import needs_bwrap
+from symergion.verify.candidate import verify_candidate
+from symergion.verify.repair import repair_candidate
+from symergion.verify.sandbox import Sandbox
+from tests.helpers.verify import commit_files, needs_bwrap
 from tests.verify.test_guide import guided_in_sandbox
 
 CORE = '''import re
@@ -174,3 +179,39 @@ def test_tests_on_objects_and_module_values_check_what_the_code_returned(tmp_pat
     assert "assertRaises" not in repaired.text  # no test records Python rejecting a value
     assert "self.assertEqual(result, 'ab')" in repaired.text  # first_word(Cursor('ab cd'))
     assert "self.assertEqual(result, ['ab cd'])" in repaired.text  # split_on(_comma, 'ab cd')
+
+
+RECORDED = '''import unittest
+
+from utils import parser
+
+
+class TestParser(unittest.TestCase):
+    def test_first_word(self):
+        cursor = 1
+        with self.assertRaises(AttributeError):
+            parser.first_word(cursor)
+
+    def test_split_on(self):
+        with self.assertRaises(AttributeError):
+            parser.split_on(1, 'a,b')
+'''
+
+
+@needs_bwrap
+def test_a_test_that_records_python_rejecting_a_value_is_tried_with_the_modules_own(
+        calc_repo: Path, sandbox: Sandbox) -> None:
+    # ``1.peek`` and ``1.split`` raise Python's AttributeError. The code reads a Cursor there, and
+    # passes split_on its own patterns: the repair builds the one and passes the other.
+    repo = GitRepo(calc_repo)
+    commit = commit_files(calc_repo, {"utils/parser.py": CORE, "test_parser.py": RECORDED})
+    spec = VerifySpec(coverage=True, runs=2)
+    first = verify_candidate(repo, commit, spec, "utils/parser.py", "test_parser.py", sandbox=sandbox)
+    assert first.ok and first.records_error == 2
+    repaired = repair_candidate(repo, commit, spec, "utils/parser.py", "test_parser.py", first,
+                                sandbox=sandbox)
+    assert ("        cursor = parser.Cursor('abc')\n        result = parser.first_word(cursor)\n"
+            "        self.assertEqual(result, 'abc')\n") in repaired.text
+    assert ("        result = parser.split_on(parser._comma, 'a,b')\n"
+            "        self.assertEqual(result, ['a', 'b'])\n") in repaired.text
+    assert repaired.rerun is not None and repaired.rerun.ok and repaired.rerun.records_error == 0
