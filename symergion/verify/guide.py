@@ -43,7 +43,7 @@ from dataclasses import dataclass, field, replace
 
 from symergion.verify.finish import Finisher
 from symergion.verify.fixture import instance_target, needs_fixture, with_fixture
-from symergion.verify.objects import INSTANCE, module_values
+from symergion.verify.objects import IMPORTED, INSTANCE, module_values
 from symergion.verify.openers import (
     BODY,
     DEFAULT_TARGETS,
@@ -384,13 +384,15 @@ class _Writer:
                 # The greedy test has the value that works; a variant tries the model's own, which
                 # takes the branches that check it (a file name that is not there, no callable).
                 opening = "'" if opening in (FIXTURE_VALUES["path"], FIXTURE_VALUES["folder"]) else ""
+            elif kind.startswith(IMPORTED):
+                opening = f"{alias}.{kind[len(IMPORTED):]}("  # the class, reached through the module
             prompt = self.base + self.text + opener + f"{BODY}{variable} = {opening}"
             value, used = _complete_line(generate, prompt, min(self.options.value_tokens, share - tokens),
                                          len(self.base))
             value = opening + value
             tokens += used
             if opening and not value_ok(value, defined):
-                value += _CLOSING[opening]  # a literal the model did not close within its share
+                value += _CLOSING.get(opening, ")")  # a literal or call the model did not close
             if not value_ok(value, defined):
                 return None, tokens
             opener += f"{BODY}{variable} = {value.strip()}\n"

@@ -20,6 +20,10 @@ import ast
 from collections.abc import Callable
 
 INSTANCE = "instance "  # the kind of a parameter holding an object of a class: "instance Reader"
+# The kind of a parameter annotated with a class the module imports: "imported argparse.Namespace".
+IMPORTED = "imported "
+# Modules whose names describe values rather than build them (``Iterable``, ``Callable``, ``Any``).
+_DESCRIBING = frozenset({"typing", "typing_extensions", "collections.abc", "types", "abc", "__future__"})
 
 # Names every object, string, number or container has: calling one says nothing of the class.
 _COMMON = frozenset(name for kind in (object, str, bytes, int, float, list, dict, set, tuple)
@@ -46,28 +50,56 @@ def buildable_classes(tree: ast.Module) -> dict[str, ast.ClassDef]:
     return found
 
 
-def annotated_class(annotation: ast.expr | None, classes: dict[str, ast.ClassDef]) -> str:
-    """Return the module's class an annotation names, or "".
-
-    ``Reader``, ``"Reader"``, ``Optional[Reader]``, ``Reader | None`` all name ``Reader``; a
-    union of two classes names none.
-    """
+def _named(annotation: ast.expr | None) -> ast.expr | None:
+    """Return the one type an annotation names: ``"X"``, ``Optional[X]`` and ``X | None`` name
+    ``X``; a union of two types names none."""
     if annotation is None:
-        return ""
+        return None
     if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
         try:
             annotation = ast.parse(annotation.value, mode="eval").body
         except SyntaxError:
-            return ""
-    if isinstance(annotation, ast.Name):
-        return annotation.id if annotation.id in classes else ""
+            return None
     if isinstance(annotation, ast.Subscript) and ast.unparse(annotation.value).split(".")[-1] == "Optional":
-        return annotated_class(annotation.slice, classes)
+        return _named(annotation.slice)
     if isinstance(annotation, ast.BinOp) and isinstance(annotation.op, ast.BitOr):
         sides = [annotation.left, annotation.right]
         named = [side for side in sides if not (isinstance(side, ast.Constant) and side.value is None)]
-        return annotated_class(named[0], classes) if len(named) == 1 else ""
-    return ""
+        return _named(named[0]) if len(named) == 1 else None
+    return annotation
+
+
+def annotated_class(annotation: ast.expr | None, classes: dict[str, ast.ClassDef]) -> str:
+    """Return the module's class an annotation names (``Reader``, ``Optional["Reader"]``), or ""."""
+    named = _named(annotation)
+    return named.id if isinstance(named, ast.Name) and named.id in classes else ""
+
+
+def _imports(tree: ast.Module) -> set[str]:
+    """Return the names the module's top-level imports bind, but those of modules that only
+    describe values (``typing``): a name imported under ``if TYPE_CHECKING:`` is not there."""
+    found: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            found.update(a.asname or a.name.split(".")[0] for a in node.names if a.name not in _DESCRIBING)
+        elif isinstance(node, ast.ImportFrom) and (node.module not in _DESCRIBING or node.level):
+            found.update(a.asname or a.name for a in node.names)
+    return found
+
+
+def imported_class(tree: ast.Module, annotation: ast.expr | None) -> str:
+    """Return how the module names the class an annotation names, when the module imports it.
+
+    ``data: CoverageData`` after ``from coverage.sqldata import CoverageData`` gives
+    ``CoverageData``, ``args: argparse.Namespace`` after ``import argparse`` gives
+    ``argparse.Namespace``: a test reaches either through the module. A class is named in
+    CapWords (PEP 8); other names there are functions or constants.
+    """
+    named = _named(annotation)
+    parts = ast.unparse(named).split(".") if isinstance(named, (ast.Name, ast.Attribute)) else []
+    if not parts or parts[0] not in _imports(tree) or not parts[-1].lstrip("_")[:1].isupper():
+        return ""
+    return ".".join(parts)
 
 
 def _members(cls: ast.ClassDef) -> set[str]:

@@ -13,11 +13,11 @@ import ast
 import re
 from dataclasses import dataclass
 
+from symergion.verify.constants import constant_values
 from symergion.verify.params import (
     OPENING,
     SEEDS,
     class_values,
-    constant_values,
     definition,
     function_aliases,
     numeric_parameter,

@@ -1,8 +1,9 @@
 """What the code of a module under test says about its functions' parameters.
 
 Where a function is defined (aliases included), what kind of value a parameter holds (the code's
-evidence, else its name) and which literals the code compares it with. Guided generation binds
-parameters with these; the repairs give a rejected argument a value of its kind with them.
+evidence, else its name) and which classes the code checks it against (the literals it compares
+it with are in ``constants.py``). Guided generation binds parameters with these; the repairs
+give a rejected argument a value of its kind with them.
 """
 
 from __future__ import annotations
@@ -11,7 +12,14 @@ import ast
 import builtins
 from collections.abc import Callable
 
-from symergion.verify.objects import INSTANCE, annotated_class, buildable_classes, member_votes
+from symergion.verify.objects import (
+    IMPORTED,
+    INSTANCE,
+    annotated_class,
+    buildable_classes,
+    imported_class,
+    member_votes,
+)
 
 
 def is_number(node: ast.AST) -> bool:
@@ -145,8 +153,16 @@ def name_kind(name: str) -> str:
 
 
 def value_kind(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionDef, name: str) -> str:
-    """Return what a parameter holds: the code's evidence (``parameter_kind``), else its name's."""
-    return parameter_kind(tree, function, name) or name_kind(name)
+    """Return what a parameter holds: the code's evidence (``parameter_kind``), else its name's.
+
+    A name that says the value is a file or folder that exists (``path: Path``) wins over the
+    class its annotation imports: the fixture's file is one that exists.
+    """
+    kind = parameter_kind(tree, function, name)
+    named = name_kind(name)
+    if not kind or (kind.startswith(IMPORTED) and named in ("path", "folder")):
+        return named
+    return kind
 
 
 def _kind_votes(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionDef,
@@ -291,7 +307,8 @@ def parameter_kind(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFuncti
     """Guess what a parameter holds: ``str``, ``bytes``, ``list``, ``strlist`` (of strings),
     ``dict``, ``tuple``, ``path``, ``folder``, ``callable``, ``class``, ``text reader``,
     ``binary writer``, ``instance Reader`` (an object of one of the module's classes:
-    ``objects.py``), ..., or "".
+    ``objects.py``), ``imported argparse.Namespace`` (a class the module imports, named by the
+    annotation of a parameter the code gives no other evidence for), ..., or "".
 
     The evidence is generic: its annotation; the methods called on it (``.startswith`` is a
     string's, ``.append`` a list's, ``.decode`` bytes'); ``isinstance`` checks; iterating or
@@ -340,7 +357,9 @@ def parameter_kind(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFuncti
                     for kind, weight in _kind_votes(tree, method, is_kept, depth).items():
                         votes[kind] = votes.get(kind, 0) + weight
     if not votes:
-        return ""
+        # No evidence from the code: a class the annotation names that the module imports.
+        imported = imported_class(tree, argument.annotation) if argument is not None else ""
+        return IMPORTED + imported if imported else ""
     kind = max(votes, key=lambda kind: votes[kind])
     if kind == "str" and ("path" in votes or "folder" in votes):
         # A name that must exist is a string too: joining or formatting it says nothing against.
@@ -428,64 +447,4 @@ def class_values(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunction
         elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "issubclass"
               and len(node.args) == 2 and is_param(node.args[0])):
             add(node.args[1])
-    return found[:SEEDS]
-
-
-def _literals(node: ast.expr, containers: dict[str, list[ast.expr]]) -> list[ast.expr]:
-    """Return the constants a comparison's other side stands for: itself, a literal collection's
-    items, or the items (a dict's keys) of a module-level literal collection it names."""
-    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
-        return list(node.elts)
-    if isinstance(node, ast.Dict):
-        return [k for k in node.keys if k is not None]
-    if isinstance(node, ast.Name) and node.id in containers:
-        return containers[node.id]
-    return [node]
-
-
-def constant_values(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionDef, name: str
-                    ) -> list[str]:
-    """Return the literals the code compares a parameter with, in source order (``SEEDS`` at most).
-
-    ``p == 'x'``, ``p in ('a', 'b')``, ``p in TABLE`` (a module-level literal dict's keys or a
-    collection's items), ``p.startswith('x')`` and the number of ``p < 10`` (a boundary): each
-    value takes a branch a model's guess may miss (the constant seeding of search-based test
-    generators). Strings, bytes and numbers only.
-    """
-    containers: dict[str, list[ast.expr]] = {}
-    for statement in tree.body:
-        if (isinstance(statement, ast.Assign) and len(statement.targets) == 1
-                and isinstance(statement.targets[0], ast.Name)
-                and isinstance(statement.value, (ast.Tuple, ast.List, ast.Set, ast.Dict))):
-            containers[statement.targets[0].id] = _literals(statement.value, {})
-    found: list[str] = []
-
-    def add(candidates: list[ast.expr]) -> None:
-        for candidate in candidates:
-            if (isinstance(candidate, ast.Constant) and type(candidate.value) in (str, bytes, int, float)
-                    and repr(candidate.value) not in found and len(repr(candidate.value)) <= 40):
-                found.append(repr(candidate.value))
-
-    for node in ast.walk(function):
-        if isinstance(node, ast.Compare):
-            sides = [node.left, *node.comparators]
-            for index, op in enumerate(node.ops):
-                left, right = sides[index], sides[index + 1]
-                if isinstance(op, (ast.Lt, ast.Gt, ast.LtE, ast.GtE)):
-                    # A boundary the code compares against: a number on the other side.
-                    if isinstance(left, ast.Name) and left.id == name and is_number(right):
-                        add([right])
-                    elif isinstance(right, ast.Name) and right.id == name and is_number(left):
-                        add([left])
-                    continue
-                if not isinstance(op, (ast.Eq, ast.NotEq, ast.In, ast.NotIn)):
-                    continue
-                if isinstance(left, ast.Name) and left.id == name:
-                    add(_literals(right, containers))
-                elif isinstance(right, ast.Name) and right.id == name and isinstance(op, (ast.Eq, ast.NotEq)):
-                    add([left])
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-              and node.func.attr in ("startswith", "endswith") and isinstance(node.func.value, ast.Name)
-              and node.func.value.id == name and node.args):
-            add(_literals(node.args[0], containers))
     return found[:SEEDS]

@@ -12,10 +12,11 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from symergion.verify.constants import constant_values
 from symergion.verify.names import module_of
-from symergion.verify.objects import INSTANCE, buildable_classes, module_values
+from symergion.verify.objects import IMPORTED, INSTANCE, buildable_classes, module_values
 from symergion.verify.openers import required_parameters
-from symergion.verify.params import class_values, constant_values, definition, numeric_parameter, value_kind
+from symergion.verify.params import class_values, definition, numeric_parameter, value_kind
 from symergion.verify.result import VerifyResult
 from symergion.verify.syntax import (
     Edits,
@@ -97,7 +98,7 @@ def _kind_value(source_tree: ast.Module, function: ast.FunctionDef | ast.AsyncFu
     class is the first one the code checks the parameter against (``class_values``: a branch of
     its own), else ``object``. An object of one of the module's classes is built by calling the
     class with a value of its kind for each required parameter (``depth`` levels deep), or not
-    at all.
+    at all; one of a class the module imports, by calling it with no argument.
     """
     own = module_values(source_tree, function, name)
     if own and alias:
@@ -107,6 +108,8 @@ def _kind_value(source_tree: ast.Module, function: ast.FunctionDef | ast.AsyncFu
     if kind.startswith(INSTANCE):
         built = _built(source_tree, kind[len(INSTANCE):], fixture, alias, depth)
         return (kind, built) if built is not None else None
+    if kind.startswith(IMPORTED):  # a class the module imports: built with its defaults
+        return (kind, f"{alias}.{kind[len(IMPORTED):]}()") if alias else None
     if kind not in _KIND_VALUES or (kind in ("path", "folder") and not fixture):
         return None
     if kind == "class":
@@ -137,7 +140,7 @@ def _built(source_tree: ast.Module, cls: str, fixture: bool, alias: str | None, 
 
 def _of_kind(value: ast.expr, kind: str) -> bool:
     """Return whether a written value already is of a kind (a name or call: assume so)."""
-    if kind in ("callable", "class", MODULE) or kind.startswith(INSTANCE):
+    if kind in ("callable", "class", MODULE) or kind.startswith((INSTANCE, IMPORTED)):
         return not isinstance(value, ast.Constant)
     try:
         current = ast.literal_eval(value)

@@ -10,7 +10,7 @@ from typing import Any
 from symergion.config.schema import VerifySpec
 from symergion.engine.fake import FakeEngine
 from symergion.gitrepo import GitRepo
-from symergion.verify import examples, fixture, guide, openers, params
+from symergion.verify import constants, examples, fixture, guide, openers, params
 from symergion.verify.candidate import verify_candidate
 from symergion.verify.repair import RepairResult, repair_candidate
 from symergion.verify.result import VerifyResult
@@ -726,9 +726,9 @@ def run(mode, level, text):
 def test_the_constants_a_parameter_is_compared_with_are_its_seeds() -> None:
     tree = ast.parse(CONSTANTS)
     [function] = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
-    assert params.constant_values(tree, function, "mode") == ["'fast'", "'slow'"]  # a module table's keys
-    assert params.constant_values(tree, function, "level") == ["3", "7"]
-    assert params.constant_values(tree, function, "text") == ["'#'"]
+    assert constants.constant_values(tree, function, "mode") == ["'fast'", "'slow'"]  # a module table's keys
+    assert constants.constant_values(tree, function, "level") == ["3", "7"]
+    assert constants.constant_values(tree, function, "text") == ["'#'"]
 
 
 def test_variant_rounds_bind_the_seeds_and_ask_the_model_for_the_rest() -> None:

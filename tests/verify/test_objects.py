@@ -215,3 +215,97 @@ def test_a_test_that_records_python_rejecting_a_value_is_tried_with_the_modules_
     assert ("        result = parser.split_on(parser._comma, 'a,b')\n"
             "        self.assertEqual(result, ['a', 'b'])\n") in repaired.text
     assert repaired.rerun is not None and repaired.rerun.ok and repaired.rerun.records_error == 0
+
+
+IMPORTS = '''import argparse
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from decimal import Decimal
+
+
+def double(x: Fraction):
+    return x.numerator * 2
+
+
+def options(args: argparse.Namespace):
+    return sorted(vars(args))
+
+
+def scaled(value: "Decimal", factor: Sequence):
+    return value * len(factor)
+
+
+def size(path: Path, count: Fraction):
+    return path.stat().st_size + count.numerator
+
+
+def spaced(text: Fraction):
+    return text.startswith(" ")
+'''
+
+
+def test_a_parameter_annotated_with_a_class_the_module_imports_holds_its_object() -> None:
+    tree = ast.parse(IMPORTS)
+    found = functions(tree)
+    assert params.value_kind(tree, found["double"], "x") == "imported Fraction"
+    assert params.value_kind(tree, found["options"], "args") == "imported argparse.Namespace"
+    # Imported only for the type checker: not there when the code runs, so no object is built.
+    assert params.value_kind(tree, found["scaled"], "value") == ""
+    # ``typing`` describes values, it builds none.
+    assert params.value_kind(tree, found["scaled"], "factor") == "list"
+    # A name that says a file that exists keeps the fixture's file; the annotation is the rest's.
+    assert params.value_kind(tree, found["size"], "path") == "path"
+    assert params.value_kind(tree, found["size"], "count") == "imported Fraction"
+    # The code's own evidence wins over the annotation: ``startswith`` is a string's.
+    assert params.value_kind(tree, found["spaced"], "text") == "str"
+
+
+def test_a_guided_value_of_an_imported_class_opens_its_call_through_the_module() -> None:
+    engine = FakeEngine("fake", lambda p: "1, 3\n" if p.endswith("mod.Fraction(") else
+                        "\n" if p.endswith("argparse.Namespace(") else "None)\n")
+    starter = examples.test_case_starter("lib/mod.py", "test_mod.py")
+    done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
+                             guide.GuidedTask("# lib/mod.py\nSOURCE\n\n" + starter, starter, IMPORTS,
+                                              "mod", "test_mod.py"),
+                             guide.GuideOptions(budget=400))
+    # The model completes the arguments; a call it leaves open is closed.
+    assert "    def test_double(self):\n        x = mod.Fraction(1, 3)\n" in done.text
+    assert "    def test_options(self):\n        args = mod.argparse.Namespace()\n" in done.text
+    ast.parse(done.text)
+
+
+REJECTED = '''import unittest
+
+from utils import mod
+
+
+class TestMod(unittest.TestCase):
+    def test_double(self):
+        x = 'abc'
+        with self.assertRaises(AttributeError):
+            mod.double(x)
+
+    def test_options(self):
+        with self.assertRaises(TypeError):
+            mod.options(1)
+'''
+
+
+@needs_bwrap
+def test_a_value_python_rejected_is_retried_with_an_object_of_the_imported_class(
+        calc_repo: Path, sandbox: Sandbox) -> None:
+    repo = GitRepo(calc_repo)
+    source = IMPORTS.split("\n\n\ndef scaled")[0] + "\n"  # double and options
+    commit = commit_files(calc_repo, {"utils/mod.py": source, "test_mod.py": REJECTED})
+    spec = VerifySpec(coverage=True, runs=2)
+    first = verify_candidate(repo, commit, spec, "utils/mod.py", "test_mod.py", sandbox=sandbox)
+    assert first.ok and first.records_error == 2
+    repaired = repair_candidate(repo, commit, spec, "utils/mod.py", "test_mod.py", first, sandbox=sandbox)
+    assert ("        x = mod.Fraction()\n        result = mod.double(x)\n"
+            "        self.assertEqual(result, 0)\n") in repaired.text
+    assert ("        result = mod.options(mod.argparse.Namespace())\n"
+            "        self.assertEqual(result, [])\n") in repaired.text
+    assert repaired.rerun is not None and repaired.rerun.ok and repaired.rerun.records_error == 0
