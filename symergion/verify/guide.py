@@ -373,6 +373,12 @@ class _Writer:
                     opener += lines
                     defined |= {variable, *_assigned(lines)}
                     continue
+            if kind.startswith(IMPORTED) and round_ == 0:
+                # A class the module imports, built with its defaults through the module; a
+                # variant tries the model's own value, which stays when the class needs more.
+                opener += f"{BODY}{variable} = {alias}.{kind[len(IMPORTED):]}()\n"
+                defined.add(variable)
+                continue
             if (by_method and round_ == 0) or seeded:
                 value = opening if round_ == 0 else constants[round_ - 1]
                 opener += f"{BODY}{variable} = {value}\n"  # the fixture's file, a callable, a constant
@@ -384,15 +390,13 @@ class _Writer:
                 # The greedy test has the value that works; a variant tries the model's own, which
                 # takes the branches that check it (a file name that is not there, no callable).
                 opening = "'" if opening in (FIXTURE_VALUES["path"], FIXTURE_VALUES["folder"]) else ""
-            elif kind.startswith(IMPORTED):
-                opening = f"{alias}.{kind[len(IMPORTED):]}("  # the class, reached through the module
             prompt = self.base + self.text + opener + f"{BODY}{variable} = {opening}"
             value, used = _complete_line(generate, prompt, min(self.options.value_tokens, share - tokens),
                                          len(self.base))
             value = opening + value
             tokens += used
             if opening and not value_ok(value, defined):
-                value += _CLOSING.get(opening, ")")  # a literal or call the model did not close
+                value += _CLOSING[opening]  # a literal the model did not close within its share
             if not value_ok(value, defined):
                 return None, tokens
             opener += f"{BODY}{variable} = {value.strip()}\n"

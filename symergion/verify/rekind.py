@@ -91,14 +91,16 @@ def _called_definition(call: ast.Call, function: ast.AST, alias: str | None, sou
 
 
 def _kind_value(source_tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionDef, name: str,
-                fixture: bool, alias: str | None = None, depth: int = 2) -> tuple[str, str] | None:
+                fixture: bool, alias: str | None = None, depth: int = 2,
+                bare: frozenset[str] = frozenset()) -> tuple[str, str] | None:
     """Return the kind of value a parameter holds and a value of that kind, or None.
 
     A value the module passes the parameter itself comes first (``objects.module_values``). A
     class is the first one the code checks the parameter against (``class_values``: a branch of
     its own), else ``object``. An object of one of the module's classes is built by calling the
     class with a value of its kind for each required parameter (``depth`` levels deep), or not
-    at all; one of a class the module imports, by calling it with no argument.
+    at all; one of a class the module imports, by calling it with no argument where a passing
+    test of the file does so (``bare``: that class builds with its defaults).
     """
     own = module_values(source_tree, function, name)
     if own and alias:
@@ -109,7 +111,8 @@ def _kind_value(source_tree: ast.Module, function: ast.FunctionDef | ast.AsyncFu
         built = _built(source_tree, kind[len(INSTANCE):], fixture, alias, depth)
         return (kind, built) if built is not None else None
     if kind.startswith(IMPORTED):  # a class the module imports: built with its defaults
-        return (kind, f"{alias}.{kind[len(IMPORTED):]}()") if alias else None
+        known = alias and kind[len(IMPORTED):] in bare
+        return (kind, f"{alias}.{kind[len(IMPORTED):]}()") if known else None
     if kind not in _KIND_VALUES or (kind in ("path", "folder") and not fixture):
         return None
     if kind == "class":
@@ -136,6 +139,25 @@ def _built(source_tree: ast.Module, cls: str, fixture: bool, alias: str | None, 
             return None  # a value of no known kind, or a file the object would hold open
         values.append(f"{parameter}={found[1]}" if keyword else found[1])
     return f"{alias}.{cls}({', '.join(values)})"
+
+
+def _built_bare(tree: ast.Module, result: VerifyResult, alias: str | None) -> frozenset[str]:
+    """Return what passing tests of the file call through the module with no argument:
+    ``argparse.Namespace`` for ``mod.argparse.Namespace()``."""
+    if not alias:
+        return frozenset()
+    methods = methods_by_name(tree)
+    found: set[str] = set()
+    for test, outcome in result.tests.items():
+        parts = test.split(".")
+        passed = outcome.outcome == "passed" and len(parts) >= 2
+        function = methods.get((parts[-2], parts[-1])) if passed else None
+        for node in ast.walk(function) if function is not None else ():
+            if isinstance(node, ast.Call) and not node.args and not node.keywords:
+                called = ast.unparse(node.func)
+                if called.startswith(f"{alias}."):
+                    found.add(called[len(alias) + 1:])
+    return frozenset(found)
 
 
 def _of_kind(value: ast.expr, kind: str) -> bool:
@@ -171,8 +193,10 @@ def rekind_arguments(test_source: str, result: VerifyResult, source_text: str, d
         return test_source, ()
     name = re.escape(PurePosixPath(destination).name)
     frame = re.compile(rf'File "[^"]*{name}", line (\d+)')
-    rekinder = _Rekinder(test_source, source_tree, module_refs(tree, module_of(result.source), destination),
-                         methods_by_name(tree), Edits(test_source), fixture="self.path =" in test_source)
+    refs = module_refs(tree, module_of(result.source), destination)
+    alias = refs.aliases[0] if refs.aliases else None
+    rekinder = _Rekinder(test_source, source_tree, refs, methods_by_name(tree), Edits(test_source),
+                         fixture="self.path =" in test_source, bare=_built_bare(tree, result, alias))
     changed = [*rekinder.erring(result, frame, retried), *rekinder.expecting(result, retried)]
     return rekinder.edits.apply(), tuple(changed)
 
@@ -187,6 +211,7 @@ class _Rekinder:
     methods: Methods
     edits: Edits
     fixture: bool  # the file has the fixture's setUp: ``self.path`` and ``self.folder`` exist
+    bare: frozenset[str]  # classes reached through the module that a passing test calls bare
 
     def erring(self, result: VerifyResult, frame: re.Pattern[str], retried: frozenset[str]
                ) -> list[Rekinded]:
@@ -285,7 +310,8 @@ class _Rekinder:
             if isinstance(argument, ast.Name):
                 value = assigned_value(function, argument.id, line)
                 label = argument.id
-            kind = (_kind_value(self.source_tree, definition, parameter, self.fixture, alias)
+            kind = (_kind_value(self.source_tree, definition, parameter, self.fixture, alias,
+                                bare=self.bare)
                     if value is not None else None)
             if value is None or kind is None or _of_kind(value, kind[0]):
                 continue

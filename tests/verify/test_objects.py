@@ -263,17 +263,25 @@ def test_a_parameter_annotated_with_a_class_the_module_imports_holds_its_object(
     assert params.value_kind(tree, found["spaced"], "text") == "str"
 
 
-def test_a_guided_value_of_an_imported_class_opens_its_call_through_the_module() -> None:
-    engine = FakeEngine("fake", lambda p: "1, 3\n" if p.endswith("mod.Fraction(") else
-                        "\n" if p.endswith("argparse.Namespace(") else "None)\n")
+def test_a_guided_value_of_an_imported_class_is_built_through_the_module_and_a_variant_is_the_models(
+        ) -> None:
+    engine = FakeEngine("fake", small_model)
+    asked: list[str] = []
+
+    def sample(prompt: str, max_tokens: int, stable_prefix: int, seed: int) -> Iterable[str]:
+        asked.append(prompt.rsplit("\n", 1)[-1])
+        return engine.generate(prompt, max_tokens=max_tokens, stable_prefix=stable_prefix)
+
     starter = examples.test_case_starter("lib/mod.py", "test_mod.py")
     done = guide.guided_file(lambda p, n, s: engine.generate(p, max_tokens=n, stable_prefix=s),
                              guide.GuidedTask("# lib/mod.py\nSOURCE\n\n" + starter, starter, IMPORTS,
                                               "mod", "test_mod.py"),
-                             guide.GuideOptions(budget=400))
-    # The model completes the arguments; a call it leaves open is closed.
-    assert "    def test_double(self):\n        x = mod.Fraction(1, 3)\n" in done.text
+                             guide.GuideOptions(budget=800, variants=2, sample=sample))
+    # The greedy test builds the object with the class's defaults, no model asked.
+    assert "    def test_double(self):\n        x = mod.Fraction()\n" in done.text
     assert "    def test_options(self):\n        args = mod.argparse.Namespace()\n" in done.text
+    # A variant has the model's own value: kept where the class needs what no default gives.
+    assert "        x = " in asked and "    def test_double_2(self):\n        x = 1\n" in done.text
     ast.parse(done.text)
 
 
@@ -291,21 +299,42 @@ class TestMod(unittest.TestCase):
     def test_options(self):
         with self.assertRaises(TypeError):
             mod.options(1)
+
+    def test_usage(self):
+        with self.assertRaises(AttributeError):
+            mod.usage(1)
+
+    def test_defaults(self):
+        self.assertEqual(mod.Fraction(), 0)
+        self.assertEqual(vars(mod.argparse.Namespace()), {})
+'''
+
+
+USAGE = '''
+
+from argparse import ArgumentParser
+
+
+def usage(parser: ArgumentParser):
+    return parser.format_usage()
 '''
 
 
 @needs_bwrap
 def test_a_value_python_rejected_is_retried_with_an_object_of_the_imported_class(
         calc_repo: Path, sandbox: Sandbox) -> None:
+    # Built bare by a passing test of the file: Fraction and argparse.Namespace take their
+    # defaults, so the repair builds them so. No test builds an ArgumentParser: not tried.
     repo = GitRepo(calc_repo)
-    source = IMPORTS.split("\n\n\ndef scaled")[0] + "\n"  # double and options
+    source = IMPORTS.split("\n\n\ndef scaled")[0] + USAGE  # double, options and usage
     commit = commit_files(calc_repo, {"utils/mod.py": source, "test_mod.py": REJECTED})
     spec = VerifySpec(coverage=True, runs=2)
     first = verify_candidate(repo, commit, spec, "utils/mod.py", "test_mod.py", sandbox=sandbox)
-    assert first.ok and first.records_error == 2
+    assert first.ok and first.records_error == 3
     repaired = repair_candidate(repo, commit, spec, "utils/mod.py", "test_mod.py", first, sandbox=sandbox)
     assert ("        x = mod.Fraction()\n        result = mod.double(x)\n"
             "        self.assertEqual(result, 0)\n") in repaired.text
     assert ("        result = mod.options(mod.argparse.Namespace())\n"
             "        self.assertEqual(result, [])\n") in repaired.text
-    assert repaired.rerun is not None and repaired.rerun.ok and repaired.rerun.records_error == 0
+    assert "        with self.assertRaises(AttributeError):\n            mod.usage(1)\n" in repaired.text
+    assert repaired.rerun is not None and repaired.rerun.ok and repaired.rerun.records_error == 1
