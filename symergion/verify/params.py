@@ -155,12 +155,13 @@ def name_kind(name: str) -> str:
 def value_kind(tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionDef, name: str) -> str:
     """Return what a parameter holds: the code's evidence (``parameter_kind``), else its name's.
 
-    A name that says the value is a file or folder that exists (``path: Path``) wins over the
-    class its annotation imports: the fixture's file is one that exists.
+    A name that says the value is one the method writes itself wins over the class its
+    annotation imports: a file or folder that exists (``path: Path``), a callable
+    (``func: AnyCallable``, where an imported type alias is no class to build).
     """
     kind = parameter_kind(tree, function, name)
     named = name_kind(name)
-    if not kind or (kind.startswith(IMPORTED) and named in ("path", "folder")):
+    if not kind or (kind.startswith(IMPORTED) and named in ("path", "folder", "callable")):
         return named
     return kind
 

@@ -244,6 +244,10 @@ def size(path: Path, count: Fraction):
 
 def spaced(text: Fraction):
     return text.startswith(" ")
+
+
+def wrapped(func: Fraction):
+    return func
 '''
 
 
@@ -259,6 +263,8 @@ def test_a_parameter_annotated_with_a_class_the_module_imports_holds_its_object(
     # A name that says a file that exists keeps the fixture's file; the annotation is the rest's.
     assert params.value_kind(tree, found["size"], "path") == "path"
     assert params.value_kind(tree, found["size"], "count") == "imported Fraction"
+    # So does a name that says a callable: an imported type alias (``AnyCallable``) is no class.
+    assert params.value_kind(tree, found["wrapped"], "func") == "callable"
     # The code's own evidence wins over the annotation: ``startswith`` is a string's.
     assert params.value_kind(tree, found["spaced"], "text") == "str"
 
