@@ -109,7 +109,9 @@ def test_a_probe_that_crashes_turns_extra_buffers_off_once_and_for_all(
 
 def test_a_probe_stopped_by_ctrl_c_is_not_cached(tmp_path: Path, llama: object) -> None:
     cache = VerdictCache(tmp_path / "extra-buffers.json")
-    interrupted = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGINT)"]
+    # A child started in the background inherits SIGINT ignored and would exit 0: restore the default.
+    interrupted = [sys.executable, "-c", "import os, signal; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                   "os.kill(os.getpid(), signal.SIGINT)"]
     decision = resolve("auto", "default", tmp_path / "m.gguf", llama=llama, cache=cache,
                        command=interrupted)
     assert not decision.use_extra_buffers and "probed again next time" in decision.reason
