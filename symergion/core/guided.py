@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import ast
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any
 
 from symergion.config.schema import Checkpoint, GuideSpec
 from symergion.core import prompt as prompts
 from symergion.engine.base import Engine, GenerationRequest
 from symergion.verify import guide
+from symergion.verify.drive import Ask
 from symergion.verify.examples import module_alias
 
 VARIANT_TEMPERATURE = 0.8  # the variants of a greedy checkpoint's guided file
@@ -30,12 +31,13 @@ def guided_file(engine: Engine, prompt: prompts.Prompt, source_text: str, source
 
     Variants after the first are sampled with their own seeds, at the checkpoint's temperature
     when it samples, else at ``VARIANT_TEMPERATURE`` (greedy decoding would repeat the first).
+    The tests of one variant round are decoded together (``Engine.generate_many``).
     ``marks`` are prefixes of the prompt an earlier prompt of the pass ended its shared part
     at (a repair round's prompt is the first prompt with more feedback): their KV is kept.
     """
     count = 0
 
-    def counted(pieces: Iterable[Any]) -> Iterator[str]:
+    def counted(pieces: Iterable[Any]) -> Iterator[Any]:
         # The guide closes a segment's stream when the test ends; the engine's stream must
         # close then too (a worker stops generating before the next request).
         nonlocal count
@@ -43,7 +45,7 @@ def guided_file(engine: Engine, prompt: prompts.Prompt, source_text: str, source
             for piece in pieces:
                 count += 1
                 on_token(count)
-                yield piece if isinstance(piece, str) else piece[1]
+                yield piece
         finally:
             close = getattr(pieces, "close", None)
             if close is not None:
@@ -62,15 +64,16 @@ def guided_file(engine: Engine, prompt: prompts.Prompt, source_text: str, source
 
     temperature = None if coder.sampling.temperature > 0 else VARIANT_TEMPERATURE
 
-    def sample(text: str, max_tokens: int, stable_prefix: int, seed: int) -> Iterator[str]:
-        request = GenerationRequest(text, max_tokens, stable_prefix, seed, temperature,
-                                    marked(text))
-        return counted(engine.generate_many([request], cancel=cancel))  # (index, piece) pairs
+    def sample_many(asks: Sequence[Ask], seed: int, stopped: Collection[int]) -> Iterator[tuple[int, str]]:
+        requests = [GenerationRequest(ask.prompt, ask.max_tokens, ask.stable_prefix, seed, temperature,
+                                      marked(ask.prompt)) for ask in asks]
+        return counted(engine.generate_many(requests, cancel=cancel, stopped=stopped))
 
     written = guide.guided_file(
         generate, guide.GuidedTask(prompt.text, prompt.code_starter, source_text, module_alias(source),
                                    destination),
-        guide.GuideOptions(budget=budget, limit=spec.targets, variants=spec.variants, sample=sample,
+        guide.GuideOptions(budget=budget, limit=spec.targets, variants=spec.variants,
+                           sample_many=sample_many,
                            room=lambda text: engine.n_ctx - engine.count_tokens(text),
                            on_shared=shared.append, out_of_time=out_of_time, on_test=on_test))
     try:

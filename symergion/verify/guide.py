@@ -30,7 +30,10 @@ repairs' work (``symergion.verify.repair`` pins them to what the code returned),
 the prune's.
 
 Each segment's prompt is the previous one plus the text kept so far, so an engine that reuses a
-KV-cache prefix evaluates only the new tokens.
+KV-cache prefix evaluates only the new tokens. A test is written as a generator of the prompts
+it asks the model to complete (``symergion.verify.drive``): the greedy round serves them one
+after another, a variant round, given ``sample_many``, serves all its targets' tests together
+in one batch per step, each from the file as it stood at the round's start.
 """
 
 from __future__ import annotations
@@ -38,9 +41,11 @@ from __future__ import annotations
 import ast
 import builtins
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
+from symergion.verify.drive import Ask, GenerateMany, Writing, run_one, run_together
+from symergion.verify.drive import Generate as Generate  # the guide's callers name it here
 from symergion.verify.finish import Finisher
 from symergion.verify.fixture import instance_target, needs_fixture, with_fixture
 from symergion.verify.objects import IMPORTED, INSTANCE, module_values
@@ -69,11 +74,9 @@ DEFAULT_MAX_LINES = 3
 DEFAULT_VALUE_TOKENS = 24  # one bound argument's value: a literal on one line
 _BUILTINS = frozenset(dir(builtins))
 # Part of the response cache key of a guided file: bump when the method writes other files.
-GUIDE_VERSION = 7
+GUIDE_VERSION = 8
 
-# (prompt, max_tokens, stable_prefix) -> the text of each generated token.
-Generate = Callable[[str, int, int], Iterable[str]]
-# The same, sampled with a seed (temperature above 0): another candidate for the same opener.
+# ``drive.Generate`` sampled with a seed (temperature above 0): another candidate for the same opener.
 Sample = Callable[[str, int, int, int], Iterable[str]]
 
 
@@ -108,18 +111,16 @@ def value_ok(value: str, defined: Iterable[str]) -> bool:
     return bool(value.strip()) and all(n.id in allowed for n in ast.walk(tree) if isinstance(n, ast.Name))
 
 
-def _complete_line(generate: Generate, prompt: str, max_tokens: int, stable_prefix: int) -> tuple[str, int]:
+def _complete_line(prompt: str, max_tokens: int, stable_prefix: int) -> Writing[tuple[str, int]]:
     """Return the model's completion of ``prompt`` up to the end of its line, and the tokens it took."""
-    pieces: Iterator[str] = iter(generate(prompt, max_tokens, stable_prefix))
     generated, count = "", 0
-    for piece in pieces:
+    piece = yield Ask(prompt, max_tokens, stable_prefix)
+    while piece is not None:
         count += 1
         generated += piece
         if "\n" in generated:
             break
-    close = getattr(pieces, "close", None)
-    if close is not None:
-        close()
+        piece = yield None
     return generated.split("\n", 1)[0], count
 
 
@@ -165,6 +166,9 @@ class GuideOptions:
             repeats another test; the prune's ``redundant`` keeps those that add coverage.
         sample: sampled generation, ``(prompt, max_tokens, stable_prefix, seed) -> pieces``;
             without it only the greedy round runs.
+        sample_many: sampled generation of several prompts together (``drive.GenerateMany``):
+            with it, each variant round writes its targets' tests together, each from the file
+            as the round found it (a variant does not see the round's earlier variants).
         room: the tokens a prompt leaves of the model's context; the file ends, with the tests
             written so far, before a test that might not fit (twice ``segment_tokens``).
         on_shared: told, whenever the file grows, the length of the prompt start (prompt and file
@@ -185,6 +189,7 @@ class GuideOptions:
     hint: bool = True
     variants: int = 1
     sample: Sample | None = None
+    sample_many: GenerateMany | None = None
     room: Callable[[str], int] | None = None
     on_shared: Callable[[int], None] | None = None
     out_of_time: Callable[[], bool] | None = None
@@ -224,10 +229,10 @@ class _Writer:
         self.text = with_fixture(task.code_starter, alias) if fixture else task.code_starter
         self.result = Guided(self.text)
         self.built: dict[str, str] = {}  # class -> the lines of its test that constructed one
-        self.building: set[str] = set()  # the classes whose objects a bound value is being built of
         self.bodies: set[str] = set()  # what each test does, without its name: a variant must differ
         self.full = False  # the context is full
-        self.rounds = max(1, options.variants) if options.sample is not None else 1
+        sampled = options.sample is not None or options.sample_many is not None
+        self.rounds = max(1, options.variants) if sampled else 1
         self.planned = len(self.chosen) + len(self.pairs) + (self.rounds - 1) * len(self.chosen)
         self.tried = 0
 
@@ -235,6 +240,9 @@ class _Writer:
         """Write the greedy round's tests, then each variant round's, while budget and time last."""
         self.shared()
         for index in range(self.rounds):
+            if index > 0 and self.options.sample_many is not None:
+                self.together(index, self.options.sample_many)
+                continue
             complete = self.generate if index == 0 else self.sampled(index)
             # Round trips are tested in the greedy round only: one value each.
             for target in self.chosen + self.pairs if index == 0 else self.chosen:
@@ -261,28 +269,60 @@ class _Writer:
 
     def attempt(self, target: Target, index: int, complete: Generate) -> bool:
         """Write one target's test in round ``index``; return False when the round ends before it."""
+        share = min(self.options.segment_tokens, self.options.budget - self.result.tokens)
+        go_on, ready = self.prepare(target, index, share, 1)
+        if ready is not None:
+            kept, used, constructed = run_one(complete, self.write_test(ready, share, index, frozenset()))
+            self.keep(ready, index, kept, used, constructed)
+        return go_on
+
+    def together(self, index: int, sample_many: GenerateMany) -> None:
+        """Write variant round ``index``'s tests together, each from the file at the round's start.
+
+        Each test gets its share of the budget before any is written, and the context must have
+        room for all of them; the round takes the targets, in order, while both last.
+        """
+        ready: list[tuple[Target, int]] = []
+        spent = self.result.tokens
+        for target in self.chosen:
+            share = min(self.options.segment_tokens, self.options.budget - spent)
+            go_on, prepared = self.prepare(target, index, share, len(ready) + 1)
+            if not go_on:
+                break
+            if prepared is not None:
+                ready.append((prepared, share))
+                spent += share
+        writings = [self.write_test(target, share, index, frozenset()) for target, share in ready]
+        for (target, _), (kept, used, constructed) in zip(
+                ready, run_together(sample_many, writings, index), strict=True):
+            self.keep(target, index, kept, used, constructed)
+
+    def prepare(self, target: Target, index: int, share: int, tests: int) -> tuple[bool, Target | None]:
+        """Return whether round ``index`` goes on to ``target``, and the target with its opener.
+
+        The target is None when it has no test this round (a method whose class was never
+        built). ``tests`` is how many tests of the round the context must have room for.
+        """
         options, result = self.options, self.result
-        share = min(options.segment_tokens, options.budget - result.tokens)
         if share <= 0 or self.full or result.cut:
-            return False
+            return False, None
         if options.out_of_time is not None and options.out_of_time():
             result.cut = True  # the time budget is spent: keep the tests written so far
-            return False
-        if options.room is not None and options.room(self.base + self.text) < 2 * options.segment_tokens:
-            self.full = True  # the file so far fills the context: keep it as it is
-            return False
+            return False, None
+        room = options.room
+        if room is not None and room(self.base + self.text) < 2 * options.segment_tokens * tests:
+            self.full = tests == 1  # the file so far fills the context: keep it as it is
+            return False, None
         if target.kind == "method":
             if target.owner not in self.built:
                 if index == 0:
                     result.skipped.append(target.name)
-                return True
+                return True, None
             target = replace(target, opener=method_opener(target, self.built[target.owner], self.task.alias))
         if index > 0:  # test_f_2, test_f_3, ...
             renamed = target.opener.replace("(self):\n", f"_{index + 1}(self):\n", 1)
             target = replace(target, opener=renamed)
-        kept, used, constructed = self.write_test(complete, target, share, index)
-        self.keep(target, index, kept, used, constructed)
-        return True
+        return True, target
 
     def keep(self, target: Target, index: int, kept: str | None, used: int, constructed: str | None) -> None:
         """Count a test's tokens, and add it to the file unless it did not parse or repeats another."""
@@ -306,8 +346,8 @@ class _Writer:
         if constructed is not None and target.name not in self.built:
             self.built[target.name] = constructed
 
-    def write_test(self, generate: Generate, target: Target, share: int, round_: int
-                   ) -> tuple[str | None, int, str | None]:
+    def write_test(self, target: Target, share: int, round_: int, building: frozenset[str]
+                   ) -> Writing[tuple[str | None, int, str | None]]:
         """Write one target's test after the file: (its text or None, tokens used, a class's construction).
 
         In variant round ``round_`` (1, 2, ...) a value the code compares with constants is the
@@ -316,7 +356,7 @@ class _Writer:
         """
         opener, tokens = target.opener, 0
         if target.binds is not None:
-            bound, tokens = self.bind(generate, target, share, round_)
+            bound, tokens = yield from self.bind(target, share, round_, building)
             if bound is None:
                 return None, tokens, None  # no expression, or a name the test never defined
             opener, alias = bound, self.task.alias
@@ -332,17 +372,19 @@ class _Writer:
                            f"{BODY}self.assertIsInstance({variable}, {alias}.{target.name})\n")
                 return written, tokens, opener.split("\n", 1)[1] + built_line
             opener += f"{BODY}result = {call_text(target, alias)}\n{BODY}self.assertEqual(result, "
-        kept, used = self.complete_test(generate, target, opener, share - tokens)
+        kept, used = yield from self.complete_test(target, opener, share - tokens)
         construction = class_construction(kept) if kept is not None and target.kind == "class" else None
         return kept, tokens + used, construction
 
-    def bind(self, generate: Generate, target: Target, share: int, round_: int) -> tuple[str | None, int]:
+    def bind(self, target: Target, share: int, round_: int, building: frozenset[str]
+             ) -> Writing[tuple[str | None, int]]:
         """Return a bound target's opener with each bound value written, and the tokens it took.
 
         A value the module passes the parameter itself (``objects.module_values``) is written
         without the model, one per round while there are; an object of one of the module's
         classes is built as the class's own test builds one (``instance``). The opener is None
         when the model's value is no expression, or uses a name the test never defined.
+        ``building`` are the classes whose objects are being built around this value.
         """
         assert target.binds is not None
         opener, tokens = target.opener, 0
@@ -363,8 +405,8 @@ class _Writer:
                 continue
             if kind.startswith(INSTANCE) and not seeded:
                 taken = frozenset(defined | {v for v, _ in target.binds})
-                built = self.instance(generate, kind[len(INSTANCE):], variable, opener, taken,
-                                      (share - tokens, round_))
+                built = yield from self.instance(kind[len(INSTANCE):], variable, opener, taken,
+                                                 (share - tokens, round_), building)
                 if built is not None:
                     lines, used = built
                     tokens += used
@@ -391,8 +433,8 @@ class _Writer:
                 # takes the branches that check it (a file name that is not there, no callable).
                 opening = "'" if opening in (FIXTURE_VALUES["path"], FIXTURE_VALUES["folder"]) else ""
             prompt = self.base + self.text + opener + f"{BODY}{variable} = {opening}"
-            value, used = _complete_line(generate, prompt, min(self.options.value_tokens, share - tokens),
-                                         len(self.base))
+            value, used = yield from _complete_line(prompt, min(self.options.value_tokens, share - tokens),
+                                                    len(self.base))
             value = opening + value
             tokens += used
             if opening and not value_ok(value, defined):
@@ -403,45 +445,38 @@ class _Writer:
             defined.add(variable)
         return opener, tokens
 
-    def instance(self, generate: Generate, cls: str, variable: str, opener: str, taken: frozenset[str],
-                 budget: tuple[int, int]) -> tuple[str | None, int] | None:
+    def instance(self, cls: str, variable: str, opener: str, taken: frozenset[str],
+                 budget: tuple[int, int], building: frozenset[str]) -> Writing[tuple[str | None, int] | None]:
         """Build an object of one of the module's classes for a bound value, as the class's test does.
 
         Returns the lines that bind the constructor's parameters and call it (None when one of
         its values failed) and the tokens they took; None when an object of the class is being
         built already (a class that takes its own kind: the model writes the value).
         """
-        if cls in self.building:
+        if cls in building:
             return None
         share, round_ = budget
         target = instance_target(self.tree, cls, self.task.alias, opener, taken | {variable})
-        self.building.add(cls)
-        try:
-            lines, used = self.bind(generate, target, share, round_)
-        finally:
-            self.building.discard(cls)
+        lines, used = yield from self.bind(target, share, round_, building | {cls})
         if lines is None:
             return None, used
         return lines[len(opener):] + f"{BODY}{variable} = {call_text(target, self.task.alias)}\n", used
 
-    def complete_test(self, generate: Generate, target: Target, opener: str, share: int
-                      ) -> tuple[str | None, int]:
+    def complete_test(self, target: Target, opener: str, share: int) -> Writing[tuple[str | None, int]]:
         """Let the model complete a test from its opener; return what of it parses, and the tokens."""
         head = self.text + opener
         max_lines, alias, known = self.options.max_lines, self.task.alias, self.known
         generated, tokens = "", 0
         if share > 0:
-            pieces: Iterator[str] = iter(generate(self.base + head, share, len(self.base)))
             finisher = Finisher(self.task.destination, self.task.code_starter)
-            for piece in pieces:
+            piece = yield Ask(self.base + head, share, len(self.base))
+            while piece is not None:
                 tokens += 1
                 generated += piece
                 _, ended = segment_lines(generated, max_lines, alias, known, opener)
                 if ended or finisher.check(head + generated):
                     break
-            close = getattr(pieces, "close", None)
-            if close is not None:
-                close()  # stop the engine's generation before the next prompt
+                piece = yield None
         lines, _ = segment_lines(generated, max_lines, alias, known, opener)
         kept = keep_valid(self.text, opener, lines)
         if kept is None and target.binds is not None:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from symergion.config.schema import VerifySpec
+from symergion.engine.base import GenerationRequest
 from symergion.engine.fake import FakeEngine
 from symergion.gitrepo import GitRepo
 from symergion.verify import constants, examples, fixture, guide, openers, params
 from symergion.verify.candidate import verify_candidate
+from symergion.verify.drive import Ask
 from symergion.verify.repair import RepairResult, repair_candidate
 from symergion.verify.result import VerifyResult
 from symergion.verify.sandbox import Sandbox
@@ -930,3 +932,32 @@ def test_a_parameter_used_as_a_class_is_a_class_and_the_classes_it_is_checked_ag
     assert params.class_values(tree, catch, "kind") == []
     # The variant rounds bind it to the class it is checked against, then to a plain class.
     assert openers.seeds(tree, describe, "exc_type") == ["SyntaxError", "object"]
+
+
+def test_a_variant_round_writes_its_tests_together_each_from_the_file_at_the_rounds_start() -> None:
+    def sampled(prompt: str, seed: int) -> str:
+        return "11\n" if prompt.endswith(" = ") else "0)\n"
+
+    def sample(prompt: str, max_tokens: int, stable_prefix: int, seed: int) -> Iterable[str]:
+        return iter([sampled(prompt, seed)])
+
+    prompt = "# lib/shapes.py\nSOURCE\n\n" + STARTER
+    task = guide.GuidedTask(prompt, STARTER, SOURCE, "shapes", "test_shapes.py")
+    one_by_one = guide.guided_file(run(FakeEngine("fake", bound_replies)), task,
+                                   guide.GuideOptions(budget=400, variants=3, sample=sample))
+    engine = FakeEngine("fake", bound_replies, seeded=sampled)
+
+    def sample_many(asks: Sequence[Ask], seed: int, stopped: Collection[int]) -> Iterable[tuple[int, str]]:
+        requests = [GenerationRequest(a.prompt, a.max_tokens, a.stable_prefix, seed, 0.8) for a in asks]
+        return engine.generate_many(requests, stopped=stopped)
+
+    done = guide.guided_file(run(engine), task,
+                             guide.GuideOptions(budget=400, variants=3, sample_many=sample_many))
+    # The model's values depend on their prompt's last line only, so the file is the same.
+    assert done.text == one_by_one.text and done.variants == ["area", "scale", "Square"]
+    # One batch per step of a round: three first values, then area's second value and scale's
+    # assertion, then area's assertion. A variant's prompt holds no other variant of its round.
+    assert engine.batches == [3, 2, 1, 3, 2, 1]
+    rounds = engine.calls[-12:-6], engine.calls[-6:]
+    assert all(call.count("_2(self)") == 1 and "_3(self)" not in call for call in rounds[0])
+    assert all(call.count("_3(self)") == 1 for call in rounds[1])

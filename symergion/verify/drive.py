@@ -1,0 +1,129 @@
+"""Run the steps of guided writing against a model, one test at a time or several together.
+
+A test of a guided file is written in steps: each bound value, then the assertion, each a
+completion the model makes of a prompt. ``symergion.verify.guide`` writes a test as a
+generator, a *writing*, that yields an ``Ask`` (a prompt to complete) and is then sent the
+completion's pieces one by one. After each piece it yields None for more, or the next
+``Ask`` (the completion it has is enough), or returns its result. It is sent None when the
+model's completion ended by itself (end of text, its ``max_tokens``, a cancel).
+
+The writing does not know how its prompts are served:
+
+- ``run_one`` serves one writing through a generate function, one completion after another.
+  This is how the greedy round writes, so its texts are those of a plain loop over ``generate``.
+- ``run_together`` serves several writings in lockstep through one batched generation per
+  step: every writing's first ``Ask`` is decoded together, then every writing's next one. The
+  variants of one round are independent of each other, so a batching engine decodes them in
+  one ``llama_decode`` per token, the shared start of their prompts evaluated once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Ask:
+    """One completion a writing asks the model for."""
+
+    prompt: str
+    max_tokens: int
+    stable_prefix: int  # the prompt start later prompts share (the engine may keep its KV)
+
+
+# Yields an Ask, then None per piece it wants more of; is sent pieces, None at the stream's end.
+Writing = Generator[Ask | None, str | None, T]
+# (prompt, max_tokens, stable_prefix) -> the text of each generated token.
+Generate = Callable[[str, int, int], Iterable[str]]
+# (asks, seed, stopped) -> (index of the ask, piece) pairs; an index added to stopped ends that
+# completion (pieces that still come for it are dropped).
+GenerateMany = Callable[[Sequence[Ask], int, Collection[int]], Iterable[tuple[int, str]]]
+
+
+def _close(pieces: Iterator[object]) -> None:
+    close = getattr(pieces, "close", None)
+    if close is not None:
+        close()  # the engine stops generating before the next prompt
+
+
+def run_one(generate: Generate, writing: Writing[T]) -> T:
+    """Serve a writing's asks one after another through ``generate``; return its result."""
+    try:
+        ask = next(writing)
+        while True:
+            if ask is None:
+                raise RuntimeError("a writing asked for more before it asked for a completion")
+            pieces = iter(generate(ask.prompt, ask.max_tokens, ask.stable_prefix))
+            try:
+                reply: Ask | None = None
+                for piece in pieces:
+                    reply = writing.send(piece)
+                    if reply is not None:
+                        break
+                else:
+                    reply = writing.send(None)
+            finally:
+                _close(pieces)
+            ask = reply
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+def run_together(generate_many: GenerateMany, writings: Sequence[Writing[T]], seed: int) -> list[T]:
+    """Serve several writings in lockstep: each step's asks in one ``generate_many``; return their results.
+
+    A writing whose completion is done waits for the step's others before its next ask, so
+    every step is one batch. The results come in the order of ``writings``.
+    """
+    results: dict[int, T] = {}
+    asks: dict[int, Ask] = {}
+    for i, writing in enumerate(writings):
+        try:
+            first = next(writing)
+        except StopIteration as done:
+            results[i] = done.value
+            continue
+        if first is None:
+            raise RuntimeError("a writing asked for more before it asked for a completion")
+        asks[i] = first
+    while asks:
+        order = list(asks)
+        stopped: set[int] = set()
+        following: dict[int, Ask] = {}
+        stream = iter(generate_many([asks[i] for i in order], seed, stopped))
+        try:
+            for k, piece in stream:
+                if k in stopped:
+                    continue  # an engine in another process may send a piece after the stop
+                i = order[k]
+                try:
+                    reply = writings[i].send(piece)
+                except StopIteration as done:
+                    results[i] = done.value
+                    stopped.add(k)
+                    continue
+                if reply is not None:
+                    following[i] = reply
+                    stopped.add(k)
+        finally:
+            _close(stream)
+        for k, i in enumerate(order):
+            if k in stopped:
+                continue
+            try:
+                reply = writings[i].send(None)  # its completion ended by itself
+            except StopIteration as done:
+                results[i] = done.value
+                continue
+            if reply is None:
+                raise RuntimeError("a writing asked for more after its completion ended")
+            following[i] = reply
+        asks = following
+    return [results[i] for i in range(len(writings))]
+
+
+__all__ = ["Ask", "Generate", "GenerateMany", "Writing", "run_one", "run_together"]

@@ -1,0 +1,80 @@
+"""Serving a guided file's writings: one after another, or together in one batch per step."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Sequence
+
+from symergion.engine.base import GenerationRequest
+from symergion.engine.fake import FakeEngine
+from symergion.verify.drive import Ask, Writing, run_one, run_together
+
+
+def reply(prompt: str) -> str:
+    """The model's answer depends on the prompt only: the name on its last line."""
+    name = prompt.rsplit("\n", 1)[-1]
+    if prompt.endswith(" = "):
+        return f"'{name.split()[0]}'\nand more that is never read\n"
+    return f"{name}_done)\nthe rest of a long reply that the writing stops before\n" * 3
+
+
+def two_steps(name: str) -> Writing[tuple[str, str, int]]:
+    """A test's writing: a bound value (one line), then the assertion (one line)."""
+    value, tokens = "", 0
+    piece = yield Ask(f"file\n{name} = ", 24, 5)
+    while piece is not None:
+        tokens += 1
+        value += piece
+        if "\n" in value:
+            break
+        piece = yield None
+    line = ""
+    piece = yield Ask(f"file\n{name} = {value.split(chr(10))[0]}\nassert {name}", 80, 5)
+    while piece is not None:
+        tokens += 1
+        line += piece
+        if "\n" in line:
+            break
+        piece = yield None
+    return value.split("\n")[0], line.split("\n")[0], tokens
+
+
+def short(name: str) -> Writing[str]:
+    """A writing that takes whatever comes and needs no more than its stream."""
+    text = ""
+    piece = yield Ask(f"file\n{name}", 2, 5)
+    while piece is not None:
+        text += piece
+        piece = yield None
+    return text
+
+
+def batched(engine: FakeEngine) -> object:
+    def generate_many(asks: Sequence[Ask], seed: int, stopped: Collection[int]) -> Iterable[tuple[int, str]]:
+        requests = [GenerationRequest(a.prompt, a.max_tokens, a.stable_prefix, seed, 0.8) for a in asks]
+        return engine.generate_many(requests, stopped=stopped)
+    return generate_many
+
+
+def test_writings_served_together_give_what_each_gives_alone_in_one_batch_per_step() -> None:
+    names = ["alpha", "b", "gamma_delta"]
+    alone = FakeEngine("fake", reply)
+    expected = [run_one(lambda p, n, s: alone.generate(p, max_tokens=n, stable_prefix=s), two_steps(name))
+                for name in names]
+    assert expected[0] == ("'alpha'", "assert alpha_done)", 7) and alone.batches == []
+
+    engine = FakeEngine("fake", reply, slots=4)
+    together = run_together(batched(engine), [two_steps(name) for name in names], 1)  # type: ignore[arg-type]
+    assert together == expected
+    # Two steps, each one batch of all three; every completion was stopped where its writing was
+    # done, none ran on to its max_tokens.
+    assert engine.batches == [3, 3]
+    assert engine.calls[:3] == ["file\nalpha = ", "file\nb = ", "file\ngamma_delta = "]
+    assert [s.stop for s in engine.batch_stats] == ["stopped"] * 3
+
+
+def test_a_completion_that_ends_by_itself_is_told_so_and_results_keep_their_order() -> None:
+    # "x" is one token, so its stream ends (eos) before the writing is done: it is sent None.
+    engine = FakeEngine("fake", lambda prompt: "x" if prompt.endswith("one") else "abcdefghijkl")
+    results = run_together(batched(engine), [short("one"), short("two")], 1)  # type: ignore[arg-type]
+    assert results == ["x", "abcdefgh"]  # "two" ran to its max_tokens (2 tokens of 4 characters)
+    assert engine.batches == [2] and [s.stop for s in engine.batch_stats] == ["eos", "max_tokens"]
