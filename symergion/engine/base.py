@@ -20,7 +20,7 @@ class GenerationStats:
     prompt_seconds: float = 0.0
     generation_seconds: float = 0.0
     first_token_seconds: float = 0.0
-    prefix_source: str = "none"  # "none" | "memory" | "disk"
+    prefix_source: str = "none"  # "none" | "memory" | "disk" | "main" (lent by the single-sequence context)
     # Why generation ended: "eos", "max_tokens", "stopped" (by the caller), "cancelled", or
     # "" while it runs.
     stop: str = ""

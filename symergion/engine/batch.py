@@ -6,7 +6,9 @@ evaluated alone, in the same batches as ``generate`` would use; then every runni
 adds its next token to one ``llama_decode`` per step, which reads the weights once for all of
 them. A sequence that ends frees the cells of its answer (``llama_memory_seq_rm``) and a waiting
 request takes its slot. A request whose prompt shares a prefix with what another slot holds
-starts from a copy of that slot (``llama_memory_seq_cp``) and evaluates only the rest.
+starts from a copy of that slot (``llama_memory_seq_cp``) and evaluates only the rest. A prefix
+the single-sequence context holds (the file a guided round wrote so far, with its prompt) is
+lent to a slot as a KV state (``NativeContext.state_for_streams``), not evaluated again.
 
 Why every sequence has its own KV stream (``kv_unified`` off), although the context then needs
 ``slots`` x the per-sequence length: with one unified buffer, the queries of all sequences are
@@ -68,6 +70,14 @@ class BatchEngine(Protocol):
 
     def sampler(self, seed: int | None = None, temperature: float | None = None) -> SamplerChain | None:
         """Return a llama.cpp sampler chain, or None for plain greedy decoding."""
+
+    def lend_prefix(self, ids: list[int], starts: list[int], streams: int, more_than: int
+                    ) -> tuple[int, list[int], bytearray] | None:
+        """Return the single-sequence context's KV of a prefix of ``ids`` longer than ``more_than``.
+
+        As ``(tokens, their batch starts, the state for a context of streams)``; None when it
+        holds no such prefix or cannot give its state.
+        """
 
 
 @dataclass
@@ -325,10 +335,15 @@ class BatchRun:
                                              request.marks, self.context.n_batch)
         slot, source = self._best_slot(ids, starts, free)
         reused = reuse_point(source.cached, source.starts, ids, starts)
-        if source is not slot:
-            self._copy(source, slot)
+        borrowed = self._borrow(slot, ids, starts, reused)
+        if borrowed:
+            reused = len(slot.cached)
+        else:
+            reused = reuse_point(source.cached, source.starts, ids, starts)  # the slot may be empty now
+            if source is not slot:
+                self._copy(source, slot)
         self._truncate(slot, reused)
-        stats.prefix_source = "memory" if reused else "none"
+        stats.prefix_source = ("main" if borrowed else "memory") if reused else "none"
         store = engine.state_store(batch=True)
         if store is not None and self._restore(store, slot, ids, starts, stable):
             stats.prefix_source = "disk"
@@ -361,6 +376,20 @@ class BatchRun:
         if reuse(source) <= reuse(target):
             source = target
         return target, source
+
+    def _borrow(self, slot: _Slot, ids: list[int], starts: list[int], reused: int) -> bool:
+        """Load into ``slot`` the single-sequence context's prefix of ``ids``, if it beats ``reused``."""
+        lent = self.engine.lend_prefix(ids, starts, self.context.slots_count, reused + MIN_STATE_TOKENS)
+        if lent is None:
+            return False
+        tokens, lent_starts, state = lent
+        ctx = self.context.ctx
+        if not ctx.load_state(slot.seq, state):
+            ctx.seq_rm(slot.seq, -1, -1)  # a failed load may leave some cells
+            slot.cached, slot.starts = [], []
+            return False
+        slot.cached, slot.starts = ids[:tokens], lent_starts
+        return True
 
     def _copy(self, source: _Slot, target: _Slot) -> None:
         # Between streams llama.cpp copies whole sequences only; the caller cuts the tail.

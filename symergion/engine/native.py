@@ -34,6 +34,8 @@ BATCH_TOKENS = 512
 PENALTY_LAST_N = 64
 _GGML_LOG_LEVEL_ERROR = 4  # ggml_log_level: 3 is WARN, 4 is ERROR
 _GGML_LOG_LEVEL_CONT = 5
+_STATE_HEADER = 8  # a sequence state's magic number and sequence id
+_PARTIAL_ONLY = 1  # LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY: the sliding-window cache's part of a state alone
 
 _llama_cpp: Any = None
 _log_tail: deque[str] = deque(maxlen=4)
@@ -280,6 +282,39 @@ class NativeContext:
         buffer = (ctypes.c_uint8 * size)()
         written = int(self.llama.llama_state_seq_get_data(self.handle, buffer, size, seq))
         return memoryview(buffer).cast("B")[:written] if written > 0 else None
+
+    def state_for_streams(self, seq: int, streams: int) -> bytearray | None:
+        """Return sequence ``seq``'s KV state laid out for a context of ``streams`` KV streams.
+
+        This context has one stream; a state of it loads only into a context with as many
+        (llama.cpp checks the count). A sequence's state is a header (a magic number and the
+        sequence) and each KV cache's part: a model with sliding-window layers has two, the
+        base cache's, then the window's. A part starts with its stream count, then each
+        stream's cell count and cells. So each part is rewritten with ``streams`` streams, all
+        empty but the last: the cells of every stream load into the target sequence's stream.
+        The window's part alone is what ``LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY`` writes, which
+        tells where the two parts meet. None when llama.cpp gives no state, or its layout is
+        not the one described (a later llama.cpp): the caller evaluates the prefix instead.
+        """
+        whole = self.save_state(seq)
+        if whole is None or len(whole) < _STATE_HEADER:
+            return None
+        llama = self.llama
+        size = int(llama.llama_state_seq_get_size_ext(self.handle, seq, _PARTIAL_ONLY))
+        buffer = (ctypes.c_uint8 * max(size, 1))()
+        written = int(llama.llama_state_seq_get_data_ext(self.handle, buffer, size, seq, _PARTIAL_ONLY))
+        window = bytes(memoryview(buffer).cast("B")[_STATE_HEADER:max(written, _STATE_HEADER)])
+        split = len(whole) - len(window)
+        if written <= _STATE_HEADER or split < _STATE_HEADER or bytes(whole[split:]) != window:
+            return None
+        out = bytearray(whole[:_STATE_HEADER])
+        for part in (bytes(whole[_STATE_HEADER:split]), window):
+            if not part:
+                continue  # a model without sliding-window layers: the window's part is the whole
+            if len(part) < 4 or int.from_bytes(part[:4], "little") != 1:
+                return None
+            out += streams.to_bytes(4, "little") + bytes(4) * (streams - 1) + part[4:]
+        return out
 
     def load_state(self, seq: int, data: bytearray) -> bool:
         """Load a saved KV state into sequence ``seq``; False if llama.cpp rejected it."""

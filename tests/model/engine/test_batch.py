@@ -108,6 +108,44 @@ def test_a_shared_prefix_is_copied_between_slots_and_texts_stay_the_same(make_en
         assert stats.prefix_source == "memory" and stats.reused_prefix_tokens >= head_tokens
 
 
+def test_a_batch_borrows_the_prefix_the_single_sequence_context_holds(make_engine: MakeEngine) -> None:
+    engine = make_engine(extra_buffers=False, slots=3)
+    head = "# Tools for dates, times and calendars, in plain Python.\n" * 30
+    prompts = [head + prompt(t) for t in TOPICS[:3]]
+    stable = len(head)
+    alone = ["".join(engine.generate(p, max_tokens=20, stable_prefix=stable)) for p in prompts]
+    # The single-sequence context holds the head (and the last prompt): the batch's first slot
+    # loads that KV instead of evaluating it, the others copy the slot.
+    batched = collect(engine.generate_many([GenerationRequest(p, 20, stable) for p in prompts]), 3)
+    assert batched == alone
+    head_tokens = len(engine.tokenize(head)) - 2
+    assert [s.prefix_source for s in engine.batch_stats] == ["main", "memory", "memory"]
+    assert all(s.reused_prefix_tokens >= head_tokens for s in engine.batch_stats)
+    # The single path goes on from the prefix it kept, with the same texts.
+    assert "".join(engine.generate(prompts[1], max_tokens=20, stable_prefix=stable)) == alone[1]
+
+
+def test_a_lent_state_that_does_not_load_is_evaluated_instead(make_engine: MakeEngine) -> None:
+    engine = make_engine(extra_buffers=False, slots=2)
+    head = "# Tools for dates, times and calendars, in plain Python.\n" * 30
+    prompts = [head + prompt(t) for t in TOPICS[:2]]
+    stable = len(head)
+    alone = ["".join(engine.generate(p, max_tokens=16, stable_prefix=stable)) for p in prompts]
+    lend = engine.lend_prefix
+
+    def garbled(*args: Any) -> Any:
+        lent = lend(*args)
+        if lent is None:
+            return None
+        tokens, starts, state = lent
+        return tokens, starts, bytearray(b"\xd8\x3c\x14\xaf") + bytearray(len(state) - 4)
+
+    engine.lend_prefix = garbled
+    batched = collect(engine.generate_many([GenerationRequest(p, 16, stable) for p in prompts]), 2)
+    assert batched == alone
+    assert "main" not in {s.prefix_source for s in engine.batch_stats}
+
+
 def test_the_stable_prefix_state_on_disk_serves_batches(make_engine: MakeEngine, tmp_path: Path) -> None:
     head = "# Helpers for strings and lists, in plain Python.\n" * 10
     prompts = [head + prompt(t) for t in TOPICS[:2]]
