@@ -18,7 +18,8 @@ runs in the verification sandbox. Modes, each building on the last:
   (what a user gets), the final file of the model's branch verified again;
 - ``variants``: one guided file with ``--variants`` tests per target (the greedy one, then
   sampled ones at temperature 0.8), repaired, then pruned of failing tests and of passing tests
-  that add no coverage.
+  that add no coverage. A variant round's tests are decoded together, as the pass does
+  (``--one-by-one``: each after the other, each seeing the round's earlier variants).
 
 The reconcile pass cannot do the few-shot prompt, repair or sampling yet, so every mode is driven
 here from the engine and the verification library (``generate_direct``); a mode can later switch
@@ -43,19 +44,21 @@ import sys
 import sysconfig
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from symergion.config.sampling import Sampling
 from symergion.config.schema import PYTEST_VERIFY_COMMAND, VerifySpec
 from symergion.core import prompt as prompts
+from symergion.engine.base import GenerationRequest
 from symergion.engine.llama import LlamaEngine
 from symergion.errors import ModelError
 from symergion.gitrepo import GitRepo
 from symergion.trailers import SECONDS, TOKENS
 from symergion.verify import examples, guide
 from symergion.verify.candidate import verify_candidate
+from symergion.verify.drive import Ask
 from symergion.verify.finish import Finisher
 from symergion.verify.prune import prune_candidate, redundant_tests
 from symergion.verify.repair import repair_candidate
@@ -108,6 +111,7 @@ MODES = ("plain", "fewshot", "guided", "prune", "repair", "best", "variants", "p
 PASSES = {"pass": "TestCase", "pytest": "PyTest"}
 GENERATED = ("plain", "fewshot", "guided", "variants")  # modes that generate; the others check "guided"
 VARIANTS = 3  # set by --variants: tests per target in the variants mode
+BATCHED_ROUNDS = True  # cleared by --one-by-one
 STARTER = "class"  # set by --starter
 SPEC = VerifySpec(timeout=60, coverage=True, runs=2)
 PYTEST_SPEC = VerifySpec(command=PYTEST_VERIFY_COMMAND, timeout=60, coverage=True, runs=2)
@@ -379,11 +383,17 @@ def generate_guided(engine: LlamaEngine, prompt: prompts.Prompt, source: str, co
         finally:
             engine.sampling = greedy
 
+    def sample_many(asks: Sequence[Ask], seed: int, stopped: Collection[int]) -> Iterator[tuple[int, str]]:
+        # As the pass writes a variant round: its tests decoded together (core.guided).
+        requests = [GenerationRequest(a.prompt, a.max_tokens, a.stable_prefix, seed, 0.8) for a in asks]
+        return engine.generate_many(requests, stopped=stopped)
+
     began = time.monotonic()
     done = guide.guided_file(
         run, guide.GuidedTask(prompt.text, prompt.code_starter, code, examples.module_alias(source),
                               destination),
         guide.GuideOptions(budget=budget, variants=variants, sample=sample,
+                           sample_many=sample_many if BATCHED_ROUNDS else None,
                            room=lambda text: engine.n_ctx - engine.count_tokens(text)))
     return Generated(done.text, done.tokens, time.monotonic() - began, prompt_tokens)
 
@@ -703,6 +713,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--samples", type=int, default=3, help="candidates of best-of-n (greedy included)")
     parser.add_argument("--variants", type=int, default=3, help="tests per target in the variants mode")
+    parser.add_argument("--one-by-one", action="store_true",
+                        help="write a variant round's tests one after another, not together")
     parser.add_argument("--tokens", type=int, default=500, help="at most this many tokens per file")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--starter", choices=("class", "method"), default="class",
@@ -717,9 +729,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--third-party", action="store_true",
                         help="with --draw: draw from installed third-party modules (draw_third_party)")
     args = parser.parse_args(argv)
-    global STARTER, VARIANTS
+    global BATCHED_ROUNDS, STARTER, VARIANTS
     STARTER = args.starter
     VARIANTS = args.variants
+    BATCHED_ROUNDS = not args.one_by_one
     if args.draw:
         used = frozenset(DEV_MODULES + DEV2_MODULES + DEV3_MODULES + DEV4_MODULES + DEV5_MODULES
                          + DEV6_MODULES + DEV7_MODULES + DEV8_MODULES + DEV9_MODULES + DEV10_MODULES
@@ -792,6 +805,7 @@ def write_report(args: argparse.Namespace, modules: tuple[str, ...], modes: tupl
         "modes": list(modes),
         "samples": args.samples,
         "variants": args.variants,
+        "batched_rounds": BATCHED_ROUNDS,
         "starter": args.starter,
         "token_cap": args.tokens,
         "threads": args.threads,

@@ -108,7 +108,7 @@ class _Running:
     chain: SamplerChain | None
     decoder: codecs.IncrementalDecoder
     token: int = -1
-    stable: int = 0
+    shared: int = 0  # the prompt's last batch start: later prompts (a writer's marks) may share it
     began: float = 0.0
     paused_at_start: float = 0.0
 
@@ -274,7 +274,11 @@ class BatchRun:
         return ""
 
     def _finish(self, run: _Running, reason: str) -> None:
-        """End a sequence: free the cells of its answer, keep its stable prefix for reuse."""
+        """End a sequence: free the cells of its answer, keep its prompt up to its last batch start.
+
+        A batch start is the stable prefix, a mark or a full batch: a later prompt that shares
+        it (the next step of a test written piece by piece) goes on from there.
+        """
         run.stats.stop = reason
         run.stats.generation_seconds = (time.perf_counter() - run.began
                                         - (self.paused - run.paused_at_start))
@@ -282,7 +286,7 @@ class BatchRun:
             run.chain.close()
             run.chain = None
         slot = run.slot
-        keep = max((s for s in slot.starts if s <= run.stable), default=0)
+        keep = max((s for s in slot.starts if s <= run.shared), default=0)
         if keep < len(slot.cached):
             self._truncate(slot, keep)
 
@@ -361,7 +365,7 @@ class BatchRun:
             return None
         stats.prompt_seconds = time.perf_counter() - began
         run = _Running(index, slot, budget, stats, engine.sampler(request.seed, request.temperature),
-                       codecs.getincrementaldecoder("utf-8")(errors="replace"), stable=stable,
+                       codecs.getincrementaldecoder("utf-8")(errors="replace"), shared=max([stable, *starts]),
                        began=time.perf_counter(), paused_at_start=self.paused)
         run.token = self._sample(run, -1)
         return run

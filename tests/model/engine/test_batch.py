@@ -125,6 +125,24 @@ def test_a_batch_borrows_the_prefix_the_single_sequence_context_holds(make_engin
     assert "".join(engine.generate(prompts[1], max_tokens=20, stable_prefix=stable)) == alone[1]
 
 
+def test_a_slot_keeps_its_prompt_up_to_its_last_mark_for_the_next_step(make_engine: MakeEngine) -> None:
+    # A test written piece by piece: each step's prompt is the last one plus a line, marked
+    # where the file so far ends; the next step goes on from the mark, not from the head.
+    engine = make_engine(extra_buffers=False, slots=2)
+    head = "# Tools for dates, times and calendars, in plain Python.\n" * 10
+    body = "".join(f"def helper_{i}(value):\n    return value * {i}\n\n" for i in range(12))
+    firsts = [head + body + prompt(t) for t in TOPICS[:2]]
+    mark = len(head + body)
+    collect(engine.generate_many([GenerationRequest(p, 8, len(head), marks=(mark,)) for p in firsts]), 2)
+    seconds = [p + "x):\n    return " for p in firsts]
+    batched = collect(engine.generate_many([GenerationRequest(p, 8, len(head), marks=(mark,))
+                                            for p in seconds]), 2)
+    body_tokens = len(engine.tokenize(head + body)) - 2
+    assert all(s.reused_prefix_tokens >= body_tokens for s in engine.batch_stats)
+    assert batched == ["".join(engine.generate(p, max_tokens=8, stable_prefix=len(head), marks=(mark,)))
+                       for p in seconds]
+
+
 def test_a_lent_state_that_does_not_load_is_evaluated_instead(make_engine: MakeEngine) -> None:
     engine = make_engine(extra_buffers=False, slots=2)
     head = "# Tools for dates, times and calendars, in plain Python.\n" * 30
