@@ -63,6 +63,24 @@ class KvCache:
         """
         return reuse_point(self.cached, self.starts, ids, starts)
 
+    def lend(self, ids: list[int], starts: list[int], streams: int, more_than: int
+             ) -> tuple[int, list[int], bytearray] | None:
+        """Return the KV of the prefix of ``ids`` held here, if longer than ``more_than``, for a batch slot.
+
+        As ``(tokens, their batch starts, the state for a context of streams)``. The cache is
+        cut back to that prefix first: a state holds only the sliding-window cells the
+        sequence's last position still sees, so it must end where the borrower goes on. What is
+        cut is the tail the borrower's prompt does not share.
+        """
+        keep = self.reuse_point(ids, starts)
+        if keep <= more_than:
+            return None
+        keep = self.truncate(keep)
+        state = self.context.state_for_streams(SEQ, streams) if keep else None
+        if state is None:
+            return None
+        return keep, [s for s in self.starts if s < keep], state
+
     def restore(self, store: StateStore, ids: list[int], starts: list[int], stable: int) -> bool:
         """Load the longest stored state at a batch start within the stable prefix."""
         entry = find_prefix(store, ids, starts, stable, len(self.cached))

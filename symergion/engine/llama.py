@@ -46,7 +46,7 @@ from symergion.engine.batch import (
     context_size,
 )
 from symergion.engine.chat import chat_prompt
-from symergion.engine.decoding import SEQ, KvCache, PromptHeads, TextOutput, sample_decode
+from symergion.engine.decoding import KvCache, PromptHeads, TextOutput, sample_decode
 from symergion.engine.lookup import lookup_decode
 from symergion.engine.native import (
     LoraAdapter,
@@ -424,21 +424,8 @@ class LlamaEngine:
 
     def lend_prefix(self, ids: list[int], starts: list[int], streams: int, more_than: int
                     ) -> tuple[int, list[int], bytearray] | None:
-        """Return the single-sequence context's KV of a prefix of ``ids`` longer than ``more_than``.
-
-        The context is cut back to that prefix first: a state holds only the sliding-window
-        cells the sequence's last position still sees, so it must end where the borrower goes
-        on. What is cut is the tail the batch's prompts do not share.
-        """
-        cache = self._cache
-        keep = cache.reuse_point(ids, starts)
-        if keep <= more_than:
-            return None
-        keep = cache.truncate(keep)
-        state = cache.context.state_for_streams(SEQ, streams) if keep else None
-        if state is None:
-            return None
-        return keep, [s for s in cache.starts if s < keep], state
+        """Return the single-sequence context's KV of a prefix of ``ids`` (``KvCache.lend``)."""
+        return self._cache.lend(ids, starts, streams, more_than)
 
     def sampler(self, seed: int | None = None, temperature: float | None = None) -> SamplerChain | None:
         """Return a sampler chain for the engine's sampling, or None for plain greedy decoding.

@@ -73,6 +73,30 @@ def run_one(generate: Generate, writing: Writing[T]) -> T:
         return done.value  # type: ignore[no-any-return]
 
 
+def capped(generate_many: GenerateMany, tokens: int) -> GenerateMany:
+    """Return ``generate_many`` ending every completion once ``tokens`` pieces came, over all its calls.
+
+    A round of tests written together shares what is left of the file's budget: the step
+    that spends it ends there for every test in flight, and later steps generate nothing.
+    """
+    left = tokens
+
+    def within(asks: Sequence[Ask], seed: int, stopped: Collection[int]) -> Iterator[tuple[int, str]]:
+        nonlocal left
+        if left <= 0:
+            return
+        pieces = iter(generate_many(asks, seed, stopped))
+        try:
+            for pair in pieces:
+                left -= 1
+                yield pair
+                if left <= 0:
+                    return
+        finally:
+            _close(pieces)
+    return within
+
+
 def run_together(generate_many: GenerateMany, writings: Sequence[Writing[T]], seed: int) -> list[T]:
     """Serve several writings in lockstep: each step's asks in one ``generate_many``; return their results.
 
@@ -126,4 +150,4 @@ def run_together(generate_many: GenerateMany, writings: Sequence[Writing[T]], se
     return [results[i] for i in range(len(writings))]
 
 
-__all__ = ["Ask", "Generate", "GenerateMany", "Writing", "run_one", "run_together"]
+__all__ = ["Ask", "Generate", "GenerateMany", "Writing", "capped", "run_one", "run_together"]

@@ -44,7 +44,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
-from symergion.verify.drive import Ask, GenerateMany, Writing, run_one, run_together
+from symergion.verify.drive import Ask, GenerateMany, Writing, capped, run_one, run_together
 from symergion.verify.drive import Generate as Generate  # the guide's callers name it here
 from symergion.verify.finish import Finisher
 from symergion.verify.fixture import instance_target, needs_fixture, with_fixture
@@ -279,22 +279,23 @@ class _Writer:
     def together(self, index: int, sample_many: GenerateMany) -> None:
         """Write variant round ``index``'s tests together, each from the file at the round's start.
 
-        Each test gets its share of the budget before any is written, and the context must have
-        room for all of them; the round takes the targets, in order, while both last.
+        Each test may take a test's share, as one written alone would; the round stops
+        generating when the file's budget is spent (the tests in flight end where they are).
+        The context must have room for all of them: the round takes the targets, in order,
+        while it does.
         """
-        ready: list[tuple[Target, int]] = []
-        spent = self.result.tokens
+        share = min(self.options.segment_tokens, self.options.budget - self.result.tokens)
+        ready: list[Target] = []
         for target in self.chosen:
-            share = min(self.options.segment_tokens, self.options.budget - spent)
             go_on, prepared = self.prepare(target, index, share, len(ready) + 1)
             if not go_on:
                 break
             if prepared is not None:
-                ready.append((prepared, share))
-                spent += share
-        writings = [self.write_test(target, share, index, frozenset()) for target, share in ready]
-        for (target, _), (kept, used, constructed) in zip(
-                ready, run_together(sample_many, writings, index), strict=True):
+                ready.append(prepared)
+        writings = [self.write_test(target, share, index, frozenset()) for target in ready]
+        within = capped(sample_many, self.options.budget - self.result.tokens)
+        written = run_together(within, writings, index)
+        for target, (kept, used, constructed) in zip(ready, written, strict=True):
             self.keep(target, index, kept, used, constructed)
 
     def prepare(self, target: Target, index: int, share: int, tests: int) -> tuple[bool, Target | None]:

@@ -6,7 +6,7 @@ from collections.abc import Collection, Iterable, Sequence
 
 from symergion.engine.base import GenerationRequest
 from symergion.engine.fake import FakeEngine
-from symergion.verify.drive import Ask, Writing, run_one, run_together
+from symergion.verify.drive import Ask, Writing, capped, run_one, run_together
 
 
 def reply(prompt: str) -> str:
@@ -78,3 +78,23 @@ def test_a_completion_that_ends_by_itself_is_told_so_and_results_keep_their_orde
     results = run_together(batched(engine), [short("one"), short("two")], 1)  # type: ignore[arg-type]
     assert results == ["x", "abcdefgh"]  # "two" ran to its max_tokens (2 tokens of 4 characters)
     assert engine.batches == [2] and [s.stop for s in engine.batch_stats] == ["eos", "max_tokens"]
+
+
+def test_a_capped_generation_ends_every_completion_when_the_tokens_are_spent() -> None:
+    engine = FakeEngine("fake", "abcdefghijklmnopqrstuvwx")  # six tokens of four characters
+    within = capped(batched(engine), 5)  # type: ignore[arg-type]
+    results = run_together(within, [short_of("one", 6), short_of("two", 6)], 1)
+    # Five pieces in all, taken in turn, then both streams end; a later call generates nothing.
+    assert results == ["abcdefghijkl", "abcdefgh"]
+    assert run_together(within, [short_of("three", 6)], 1) == [""]
+    assert engine.batches == [2]
+
+
+def short_of(name: str, tokens: int) -> Writing[str]:
+    """A writing that takes its whole stream of at most ``tokens`` pieces."""
+    text = ""
+    piece = yield Ask(f"file\n{name}", tokens, 5)
+    while piece is not None:
+        text += piece
+        piece = yield None
+    return text

@@ -961,3 +961,33 @@ def test_a_variant_round_writes_its_tests_together_each_from_the_file_at_the_rou
     rounds = engine.calls[-12:-6], engine.calls[-6:]
     assert all(call.count("_2(self)") == 1 and "_3(self)" not in call for call in rounds[0])
     assert all(call.count("_3(self)") == 1 for call in rounds[1])
+
+
+def test_a_variant_round_together_shares_the_files_budget_as_tests_one_by_one_do() -> None:
+    def sampled(prompt: str, seed: int) -> str:
+        return "11\n" if prompt.endswith(" = ") else "0)\n"
+
+    def sample(prompt: str, max_tokens: int, stable_prefix: int, seed: int) -> Iterable[str]:
+        return iter([sampled(prompt, seed)])
+
+    prompt = "# lib/shapes.py\nSOURCE\n\n" + STARTER
+    task = guide.GuidedTask(prompt, STARTER, SOURCE, "shapes", "test_shapes.py")
+    greedy = guide.guided_file(run(FakeEngine("fake", bound_replies)), task, guide.GuideOptions(budget=400))
+    # Room for a round of short variants, not for three tests of a whole share (80 tokens) each.
+    budget = greedy.tokens + 40
+    one_by_one = guide.guided_file(run(FakeEngine("fake", bound_replies)), task,
+                                   guide.GuideOptions(budget=budget, variants=2, sample=sample))
+    engine = FakeEngine("fake", bound_replies, seeded=sampled)
+
+    def sample_many(asks: Sequence[Ask], seed: int, stopped: Collection[int]) -> Iterable[tuple[int, str]]:
+        requests = [GenerationRequest(a.prompt, a.max_tokens, a.stable_prefix, seed, 0.8) for a in asks]
+        return engine.generate_many(requests, stopped=stopped)
+
+    done = guide.guided_file(run(engine), task,
+                             guide.GuideOptions(budget=budget, variants=2, sample_many=sample_many))
+    assert done.variants == one_by_one.variants == ["area", "scale", "Square"]
+    assert done.tokens <= budget
+    # With less left than the round needs, the round stops generating at the budget.
+    options = guide.GuideOptions(budget=greedy.tokens + 3, variants=2, sample_many=sample_many)
+    tight = guide.guided_file(run(FakeEngine("fake", bound_replies)), task, options)
+    assert tight.tokens <= greedy.tokens + 3 and len(tight.variants) < 3
