@@ -387,9 +387,11 @@ def generate_guided(engine: LlamaEngine, prompt: prompts.Prompt, source: str, co
         finally:
             engine.sampling = greedy
 
-    def sample_many(asks: Sequence[Ask], seed: int, stopped: Collection[int]) -> Iterator[tuple[int, str]]:
+    def sample_many(asks: Sequence[Ask], seeds: Sequence[int], stopped: Collection[int]
+                    ) -> Iterator[tuple[int, str]]:
         # As the pass writes a variant round: its tests decoded together (core.guided).
-        requests = [GenerationRequest(a.prompt, a.max_tokens, a.stable_prefix, seed, 0.8) for a in asks]
+        requests = [GenerationRequest(a.prompt, a.max_tokens, a.stable_prefix, seed, 0.8)
+                    for a, seed in zip(asks, seeds, strict=True)]
         return engine.generate_many(requests, stopped=stopped)
 
     began = time.monotonic()

@@ -64,9 +64,10 @@ def guided_file(engine: Engine, prompt: prompts.Prompt, source_text: str, source
 
     temperature = None if coder.sampling.temperature > 0 else VARIANT_TEMPERATURE
 
-    def sample_many(asks: Sequence[Ask], seed: int, stopped: Collection[int]) -> Iterator[tuple[int, str]]:
+    def sample_many(asks: Sequence[Ask], seeds: Sequence[int], stopped: Collection[int]
+                    ) -> Iterator[tuple[int, str]]:
         requests = [GenerationRequest(ask.prompt, ask.max_tokens, ask.stable_prefix, seed, temperature,
-                                      marked(ask.prompt)) for ask in asks]
+                                      marked(ask.prompt)) for ask, seed in zip(asks, seeds, strict=True)]
         return counted(engine.generate_many(requests, cancel=cancel, stopped=stopped))
 
     written = guide.guided_file(

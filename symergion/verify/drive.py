@@ -39,9 +39,9 @@ class Ask:
 Writing = Generator[Ask | None, str | None, T]
 # (prompt, max_tokens, stable_prefix) -> the text of each generated token.
 Generate = Callable[[str, int, int], Iterable[str]]
-# (asks, seed, stopped) -> (index of the ask, piece) pairs; an index added to stopped ends that
-# completion (pieces that still come for it are dropped).
-GenerateMany = Callable[[Sequence[Ask], int, Collection[int]], Iterable[tuple[int, str]]]
+# (asks, their seeds, stopped) -> (index of the ask, piece) pairs; an index added to stopped ends
+# that completion (pieces that still come for it are dropped).
+GenerateMany = Callable[[Sequence[Ask], Sequence[int], Collection[int]], Iterable[tuple[int, str]]]
 
 
 def _close(pieces: Iterator[object]) -> None:
@@ -81,11 +81,12 @@ def capped(generate_many: GenerateMany, tokens: int) -> GenerateMany:
     """
     left = tokens
 
-    def within(asks: Sequence[Ask], seed: int, stopped: Collection[int]) -> Iterator[tuple[int, str]]:
+    def within(asks: Sequence[Ask], seeds: Sequence[int], stopped: Collection[int]
+               ) -> Iterator[tuple[int, str]]:
         nonlocal left
         if left <= 0:
             return
-        pieces = iter(generate_many(asks, seed, stopped))
+        pieces = iter(generate_many(asks, seeds, stopped))
         try:
             for pair in pieces:
                 left -= 1
@@ -97,11 +98,14 @@ def capped(generate_many: GenerateMany, tokens: int) -> GenerateMany:
     return within
 
 
-def run_together(generate_many: GenerateMany, writings: Sequence[Writing[T]], seed: int) -> list[T]:
+def run_together(generate_many: GenerateMany, writings: Sequence[Writing[T]], seeds: Sequence[int]
+                 ) -> list[T]:
     """Serve several writings in lockstep: each step's asks in one ``generate_many``; return their results.
 
     A writing whose completion is done waits for the step's others before its next ask, so
-    every step is one batch. The results come in the order of ``writings``.
+    every step is one batch. Each writing samples with its own seed of ``seeds``: their
+    prompts differ only where their tests do, so with one seed they would sample alike. The
+    results come in the order of ``writings``.
     """
     results: dict[int, T] = {}
     asks: dict[int, Ask] = {}
@@ -118,7 +122,7 @@ def run_together(generate_many: GenerateMany, writings: Sequence[Writing[T]], se
         order = list(asks)
         stopped: set[int] = set()
         following: dict[int, Ask] = {}
-        stream = iter(generate_many([asks[i] for i in order], seed, stopped))
+        stream = iter(generate_many([asks[i] for i in order], [seeds[i] for i in order], stopped))
         try:
             for k, piece in stream:
                 if k in stopped:

@@ -294,7 +294,8 @@ class _Writer:
                 ready.append(prepared)
         writings = [self.write_test(target, share, index, frozenset()) for target in ready]
         within = capped(sample_many, self.options.budget - self.result.tokens)
-        written = run_together(within, writings, index)
+        # Seeds of their own: round 1's tests take 1, 1 + rounds, ..., round 2's 2, 2 + rounds, ...
+        written = run_together(within, writings, [index + self.rounds * k for k in range(len(writings))])
         for target, (kept, used, constructed) in zip(ready, written, strict=True):
             self.keep(target, index, kept, used, constructed)
 

@@ -947,8 +947,10 @@ def test_a_variant_round_writes_its_tests_together_each_from_the_file_at_the_rou
                                    guide.GuideOptions(budget=400, variants=3, sample=sample))
     engine = FakeEngine("fake", bound_replies, seeded=sampled)
 
-    def sample_many(asks: Sequence[Ask], seed: int, stopped: Collection[int]) -> Iterable[tuple[int, str]]:
-        requests = [GenerationRequest(a.prompt, a.max_tokens, a.stable_prefix, seed, 0.8) for a in asks]
+    def sample_many(asks: Sequence[Ask], seeds: Sequence[int], stopped: Collection[int]
+                    ) -> Iterable[tuple[int, str]]:
+        requests = [GenerationRequest(a.prompt, a.max_tokens, a.stable_prefix, s, 0.8)
+                    for a, s in zip(asks, seeds, strict=True)]
         return engine.generate_many(requests, stopped=stopped)
 
     done = guide.guided_file(run(engine), task,
@@ -979,8 +981,10 @@ def test_a_variant_round_together_shares_the_files_budget_as_tests_one_by_one_do
                                    guide.GuideOptions(budget=budget, variants=2, sample=sample))
     engine = FakeEngine("fake", bound_replies, seeded=sampled)
 
-    def sample_many(asks: Sequence[Ask], seed: int, stopped: Collection[int]) -> Iterable[tuple[int, str]]:
-        requests = [GenerationRequest(a.prompt, a.max_tokens, a.stable_prefix, seed, 0.8) for a in asks]
+    def sample_many(asks: Sequence[Ask], seeds: Sequence[int], stopped: Collection[int]
+                    ) -> Iterable[tuple[int, str]]:
+        requests = [GenerationRequest(a.prompt, a.max_tokens, a.stable_prefix, s, 0.8)
+                    for a, s in zip(asks, seeds, strict=True)]
         return engine.generate_many(requests, stopped=stopped)
 
     done = guide.guided_file(run(engine), task,
