@@ -135,12 +135,14 @@ class _Builder:
             entry = chosen.setdefault(merge.candidate.round, {}).setdefault(
                 merge.candidate.commit, (merge.candidate, set()))
             entry[1].add("merged")
-        candidates = task.candidates
+        candidates = [c for c in task.candidates if not c.by_hand]
         for round_number, picks in sorted(chosen.items()):
             chosen_models = {c.model for c, _ in picks.values()}
             peers = [c for c in candidates
                      if c.round == round_number and c.model not in chosen_models]
             for winner, signals in picks.values():
+                if winner.by_hand:
+                    continue  # the human's own file: no model's answer won
                 for loser in peers:
                     if not (self.history.is_new(winner.commit) and
                             self.history.is_new(loser.commit)):
@@ -188,7 +190,7 @@ class _Builder:
     def _kto(self, task: TaskHistory) -> None:
         revoked = set(task.revoked)
         for answer in task.candidates:
-            if not self.history.is_new(answer.commit):
+            if answer.by_hand or not self.history.is_new(answer.commit):
                 continue
             if answer.notes and answer.notes[-1] in revoked:
                 self._unpaired(task, answer, False, "revoked-feedback")
@@ -347,6 +349,9 @@ LABELS = """## How each label was derived
   whose last applied note left the prompt in a later commit: `git notes remove`, `symergion
   revoke`, or an edited note); **true** / **false** for answers whose `Symergion-Verify`
   trailer reports a passing / failing run (no failures, errors, flaky tests or time-out).
+- A commit that publishes a hand commit's file again (a revoke, `Symergion-Hand`) is the
+  human's text, not a model's answer: it is never chosen, rejected or labelled, nor counted in
+  a model's figures.
 - Every row names its source: `task`, `round`, `prompt_sha256`, the models and commits, and
   `signals`. Rows equal in their training fields are written once (their signals merged).
 - `redacted` counts the secrets detect-secrets found in the row's texts and replaced with

@@ -53,6 +53,15 @@ class Candidate:
     round: int = 0
 
     @property
+    def by_hand(self) -> bool:
+        """Return whether the commit publishes a hand commit's file (a revoke, ``Symergion-Hand``).
+
+        It stays in its chain (the revoke detection compares consecutive answers), but its
+        text is the human's, not the model's: no dataset row or model figure counts it.
+        """
+        return self.trailers.hand is not None
+
+    @property
     def verified(self) -> bool | None:
         """Return the verification outcome recorded in the trailers, or None without one."""
         value = (self.trailers.verify or "").strip()

@@ -89,7 +89,7 @@ def tally(history: History) -> list[ModelStats]:
     for task in history.tasks.values():
         template = task.template.name if task.template is not None else NO_TEMPLATE
         for answer in task.candidates:
-            if not history.is_new(answer.commit):
+            if answer.by_hand or not history.is_new(answer.commit):
                 continue
             stats = row(answer.model, template)
             stats.answers += 1

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from symergion.cli.main import main
+from symergion.core.ops import add_feedback, revoke_feedback
 from symergion.gitrepo import ARCHIVE_REFS, GitRepo
 from symergion.learn.harvest import harvest
 from symergion.learn.history import HistoryError, read_history
@@ -366,3 +367,35 @@ def test_prompts_rebuild_after_the_task_branch_moved(repo_dir, make_reconciler, 
         assert not isinstance(rebuilt, str), rebuilt
         assert rebuilt.prompt.text in fleet.engines[answer.model].calls
     assert "the function capture_error" in history.rebuild(answers[-1]).prompt.text  # type: ignore[union-attr]
+
+
+def test_a_revoke_that_brings_back_a_hand_edit_is_not_counted_as_the_models_answer(
+        repo_dir, make_reconciler, tmp_path):
+    # Feedback given on a hand commit, then revoked: the branch's tip publishes the human's file
+    # again (Symergion-Hand). A checked pass records its verification like any answer's.
+    start_task_with_git(repo_dir)
+    sync(make_reconciler, repo_dir)
+    git(repo_dir, "checkout", "-q", ALPHA)
+    with (repo_dir / DEST).open("a") as handle:
+        handle.write(HAND_EDIT)
+    git(repo_dir, "commit", "-q", "-am", "Add a test by hand")
+    git(repo_dir, "checkout", "-q", "main")
+    add_feedback(make_reconciler(repo_dir).repo, make_config(), "Use setUp method", ALPHA)
+    sync(make_reconciler, repo_dir)
+    revoke_feedback(make_reconciler(repo_dir).repo, make_config(), ALPHA)
+    sync(make_reconciler, repo_dir)
+    assert "Symergion-Hand: " in git(repo_dir, "log", "-1", "--format=%B", ALPHA)
+    republished = record_verification(repo_dir, ALPHA, "4 passed, 0 failed, 0 errors; imports x; 0.4s")
+    history = read_history(GitRepo(repo_dir), make_config())
+    [hand] = [c for c in history.tasks[TASK].candidates if c.commit == republished]
+    assert hand.by_hand and hand.model == "alpha"
+
+    out = tmp_path / "data"
+    harvest(GitRepo(repo_dir), make_config(), out)
+    named = {r.get(k) for name in ("preference.jsonl", "kto.jsonl") for r in read_rows(out, name)
+             for k in ("commit", "chosen_commit", "rejected_commit")}
+    assert republished not in named
+    assert read_rows(out, "kto.jsonl")  # the revoked feedback's answers are still labelled
+    # Nor does the human's passing file count for alpha's pass rate.
+    rows = {r.model: r for r in leaderboard(GitRepo(repo_dir), make_config())}
+    assert rows["alpha"].pass_rate is None
