@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -98,6 +98,21 @@ def capped(generate_many: GenerateMany, tokens: int) -> GenerateMany:
     return within
 
 
+@dataclass(frozen=True)
+class _Finished(Generic[T]):
+    """What a writing returned."""
+
+    value: T
+
+
+def _resume(writing: Writing[T], piece: str | None) -> Ask | _Finished[T] | None:
+    """Send a writing a piece (None: start it, or its completion ended); return what it yields next."""
+    try:
+        return writing.send(piece)
+    except StopIteration as done:
+        return _Finished(done.value)
+
+
 def run_together(generate_many: GenerateMany, writings: Sequence[Writing[T]], seeds: Sequence[int]
                  ) -> list[T]:
     """Serve several writings in lockstep: each step's asks in one ``generate_many``; return their results.
@@ -108,16 +123,21 @@ def run_together(generate_many: GenerateMany, writings: Sequence[Writing[T]], se
     results come in the order of ``writings``.
     """
     results: dict[int, T] = {}
-    asks: dict[int, Ask] = {}
-    for i, writing in enumerate(writings):
-        try:
-            first = next(writing)
-        except StopIteration as done:
-            results[i] = done.value
-            continue
-        if first is None:
-            raise RuntimeError("a writing asked for more before it asked for a completion")
-        asks[i] = first
+
+    def next_asks(indices: Iterable[int]) -> dict[int, Ask]:
+        # Started, or told that their completion ended: each returns, or asks for another.
+        asks: dict[int, Ask] = {}
+        for i in indices:
+            reply = _resume(writings[i], None)
+            if isinstance(reply, _Finished):
+                results[i] = reply.value
+            elif reply is None:
+                raise RuntimeError("a writing asked for more without a completion to come")
+            else:
+                asks[i] = reply
+        return asks
+
+    asks = next_asks(range(len(writings)))
     while asks:
         order = list(asks)
         stopped: set[int] = set()
@@ -127,29 +147,16 @@ def run_together(generate_many: GenerateMany, writings: Sequence[Writing[T]], se
             for k, piece in stream:
                 if k in stopped:
                     continue  # an engine in another process may send a piece after the stop
-                i = order[k]
-                try:
-                    reply = writings[i].send(piece)
-                except StopIteration as done:
-                    results[i] = done.value
+                reply = _resume(writings[order[k]], piece)
+                if isinstance(reply, _Finished):
+                    results[order[k]] = reply.value
                     stopped.add(k)
-                    continue
-                if reply is not None:
-                    following[i] = reply
+                elif reply is not None:
+                    following[order[k]] = reply
                     stopped.add(k)
         finally:
             _close(stream)
-        for k, i in enumerate(order):
-            if k in stopped:
-                continue
-            try:
-                reply = writings[i].send(None)  # its completion ended by itself
-            except StopIteration as done:
-                results[i] = done.value
-                continue
-            if reply is None:
-                raise RuntimeError("a writing asked for more after its completion ended")
-            following[i] = reply
+        following |= next_asks(i for k, i in enumerate(order) if k not in stopped)
         asks = following
     return [results[i] for i in range(len(writings))]
 

@@ -17,35 +17,24 @@ def reply(prompt: str) -> str:
     return f"{name}_done)\nthe rest of a long reply that the writing stops before\n" * 3
 
 
+def line(prompt: str, max_tokens: int) -> Writing[tuple[str, int]]:
+    """One step: the completion of ``prompt`` up to the end of its line, and its tokens."""
+    text, tokens = "", 0
+    piece = yield Ask(prompt, max_tokens, 5)
+    while piece is not None:
+        tokens += 1
+        text += piece
+        if "\n" in text:
+            break
+        piece = yield None
+    return text.split("\n")[0], tokens
+
+
 def two_steps(name: str) -> Writing[tuple[str, str, int]]:
     """A test's writing: a bound value (one line), then the assertion (one line)."""
-    value, tokens = "", 0
-    piece = yield Ask(f"file\n{name} = ", 24, 5)
-    while piece is not None:
-        tokens += 1
-        value += piece
-        if "\n" in value:
-            break
-        piece = yield None
-    line = ""
-    piece = yield Ask(f"file\n{name} = {value.split(chr(10))[0]}\nassert {name}", 80, 5)
-    while piece is not None:
-        tokens += 1
-        line += piece
-        if "\n" in line:
-            break
-        piece = yield None
-    return value.split("\n")[0], line.split("\n")[0], tokens
-
-
-def short(name: str) -> Writing[str]:
-    """A writing that takes whatever comes and needs no more than its stream."""
-    text = ""
-    piece = yield Ask(f"file\n{name}", 2, 5)
-    while piece is not None:
-        text += piece
-        piece = yield None
-    return text
+    value, first = yield from line(f"file\n{name} = ", 24)
+    check, second = yield from line(f"file\n{name} = {value}\nassert {name}", 80)
+    return value, check, first + second
 
 
 def batched(engine: FakeEngine) -> object:
@@ -86,7 +75,7 @@ def test_each_writing_samples_with_its_own_seed_whatever_order_its_steps_come_in
 def test_a_completion_that_ends_by_itself_is_told_so_and_results_keep_their_order() -> None:
     # "x" is one token, so its stream ends (eos) before the writing is done: it is sent None.
     engine = FakeEngine("fake", lambda prompt: "x" if prompt.endswith("one") else "abcdefghijkl")
-    results = run_together(batched(engine), [short("one"), short("two")], [1, 2])  # type: ignore[arg-type]
+    results = run_together(batched(engine), [short_of("one", 2), short_of("two", 2)], [1, 2])  # type: ignore[arg-type]
     assert results == ["x", "abcdefgh"]  # "two" ran to its max_tokens (2 tokens of 4 characters)
     assert engine.batches == [2] and [s.stop for s in engine.batch_stats] == ["eos", "max_tokens"]
 

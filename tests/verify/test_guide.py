@@ -13,7 +13,7 @@ from symergion.engine.fake import FakeEngine
 from symergion.gitrepo import GitRepo
 from symergion.verify import constants, examples, fixture, guide, openers, params
 from symergion.verify.candidate import verify_candidate
-from symergion.verify.drive import Ask
+from symergion.verify.drive import Ask, GenerateMany
 from symergion.verify.repair import RepairResult, repair_candidate
 from symergion.verify.result import VerifyResult
 from symergion.verify.sandbox import Sandbox
@@ -934,24 +934,32 @@ def test_a_parameter_used_as_a_class_is_a_class_and_the_classes_it_is_checked_ag
     assert openers.seeds(tree, describe, "exc_type") == ["SyntaxError", "object"]
 
 
-def test_a_variant_round_writes_its_tests_together_each_from_the_file_at_the_rounds_start() -> None:
-    def sampled(prompt: str, seed: int) -> str:
-        return "11\n" if prompt.endswith(" = ") else "0)\n"
+def sampled(prompt: str, seed: int) -> str:
+    """A sampled value or assertion that depends on the prompt's last line only."""
+    return "11\n" if prompt.endswith(" = ") else "0)\n"
 
-    def sample(prompt: str, max_tokens: int, stable_prefix: int, seed: int) -> Iterable[str]:
-        return iter([sampled(prompt, seed)])
 
-    prompt = "# lib/shapes.py\nSOURCE\n\n" + STARTER
-    task = guide.GuidedTask(prompt, STARTER, SOURCE, "shapes", "test_shapes.py")
-    one_by_one = guide.guided_file(run(FakeEngine("fake", bound_replies)), task,
-                                   guide.GuideOptions(budget=400, variants=3, sample=sample))
-    engine = FakeEngine("fake", bound_replies, seeded=sampled)
+def sample(prompt: str, max_tokens: int, stable_prefix: int, seed: int) -> Iterable[str]:
+    return iter([sampled(prompt, seed)])
 
+
+def together(engine: FakeEngine) -> GenerateMany:
+    """A variant round's generation on an engine's ``generate_many``, as ``core.guided`` makes it."""
     def sample_many(asks: Sequence[Ask], seeds: Sequence[int], stopped: Collection[int]
                     ) -> Iterable[tuple[int, str]]:
         requests = [GenerationRequest(a.prompt, a.max_tokens, a.stable_prefix, s, 0.8)
                     for a, s in zip(asks, seeds, strict=True)]
         return engine.generate_many(requests, stopped=stopped)
+    return sample_many
+
+
+def test_a_variant_round_writes_its_tests_together_each_from_the_file_at_the_rounds_start() -> None:
+    prompt = "# lib/shapes.py\nSOURCE\n\n" + STARTER
+    task = guide.GuidedTask(prompt, STARTER, SOURCE, "shapes", "test_shapes.py")
+    one_by_one = guide.guided_file(run(FakeEngine("fake", bound_replies)), task,
+                                   guide.GuideOptions(budget=400, variants=3, sample=sample))
+    engine = FakeEngine("fake", bound_replies, seeded=sampled)
+    sample_many = together(engine)
 
     done = guide.guided_file(run(engine), task,
                              guide.GuideOptions(budget=400, variants=3, sample_many=sample_many))
@@ -966,12 +974,6 @@ def test_a_variant_round_writes_its_tests_together_each_from_the_file_at_the_rou
 
 
 def test_a_variant_round_together_shares_the_files_budget_as_tests_one_by_one_do() -> None:
-    def sampled(prompt: str, seed: int) -> str:
-        return "11\n" if prompt.endswith(" = ") else "0)\n"
-
-    def sample(prompt: str, max_tokens: int, stable_prefix: int, seed: int) -> Iterable[str]:
-        return iter([sampled(prompt, seed)])
-
     prompt = "# lib/shapes.py\nSOURCE\n\n" + STARTER
     task = guide.GuidedTask(prompt, STARTER, SOURCE, "shapes", "test_shapes.py")
     greedy = guide.guided_file(run(FakeEngine("fake", bound_replies)), task, guide.GuideOptions(budget=400))
@@ -980,12 +982,7 @@ def test_a_variant_round_together_shares_the_files_budget_as_tests_one_by_one_do
     one_by_one = guide.guided_file(run(FakeEngine("fake", bound_replies)), task,
                                    guide.GuideOptions(budget=budget, variants=2, sample=sample))
     engine = FakeEngine("fake", bound_replies, seeded=sampled)
-
-    def sample_many(asks: Sequence[Ask], seeds: Sequence[int], stopped: Collection[int]
-                    ) -> Iterable[tuple[int, str]]:
-        requests = [GenerationRequest(a.prompt, a.max_tokens, a.stable_prefix, s, 0.8)
-                    for a, s in zip(asks, seeds, strict=True)]
-        return engine.generate_many(requests, stopped=stopped)
+    sample_many = together(engine)
 
     done = guide.guided_file(run(engine), task,
                              guide.GuideOptions(budget=budget, variants=2, sample_many=sample_many))
